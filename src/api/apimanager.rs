@@ -1,0 +1,179 @@
+//! The parts of the 3scale `APIManager` resource (`apps.3scale.net/v1alpha1`) this operator reads.
+//! The operator never writes APIManagers; unknown fields are ignored.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Name of the system FileStorage claim when the APIManager does not configure one.
+pub const DEFAULT_SYSTEM_STORAGE_CLAIM: &str = "system-storage";
+
+/// The fields of an APIManager spec that decide what can be backed up.
+#[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(group = "apps.3scale.net", version = "v1alpha1", kind = "APIManager", plural = "apimanagers", namespaced)]
+#[serde(rename_all = "camelCase")]
+pub struct APIManagerSpec {
+    /// Which databases run outside the APIManager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_components: Option<ExternalComponents>,
+    /// Deprecated: `enabled: true` means all databases are external.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_availability: Option<HighAvailability>,
+    /// System settings, of which the FileStorage location is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<SystemSpec>,
+}
+
+/// `spec.externalComponents`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalComponents {
+    /// System databases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<ExternalSystem>,
+    /// Backend databases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<ExternalBackend>,
+}
+
+/// `spec.externalComponents.system`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSystem {
+    /// The system database (MySQL or PostgreSQL) is external.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<bool>,
+    /// The system Redis is external.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<bool>,
+}
+
+/// `spec.externalComponents.backend`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalBackend {
+    /// The backend Redis is external.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<bool>,
+}
+
+/// `spec.highAvailability` (deprecated by 3scale).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HighAvailability {
+    /// All databases are external.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// `spec.system`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemSpec {
+    /// Where System keeps its uploaded files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_storage: Option<FileStorageSpec>,
+}
+
+/// `spec.system.fileStorage`: a claim, or S3 in one of its two spellings.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FileStorageSpec {
+    /// FileStorage on a PersistentVolumeClaim (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim: Option<serde_json::Value>,
+    /// FileStorage in an S3 API-compatible store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simple_storage_service: Option<serde_json::Value>,
+    /// Deprecated spelling of `simpleStorageService`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amazon_simple_storage_service: Option<serde_json::Value>,
+}
+
+/// Where an APIManager's System FileStorage lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileStorage {
+    /// On the named PersistentVolumeClaim, which the backup copies.
+    Claim(String),
+    /// In S3, which the backup does not copy.
+    S3,
+}
+
+impl APIManager {
+    /// The databases that run inside the APIManager, by their user-facing names; a backup needs
+    /// this to be empty. The deprecated `highAvailability.enabled: true` makes all of them external.
+    pub fn internal_databases(&self) -> Vec<&'static str> {
+        let spec = &self.spec;
+        if spec.high_availability.as_ref().and_then(|ha| ha.enabled) == Some(true) {
+            return Vec::new();
+        }
+        let components = spec.external_components.clone().unwrap_or_default();
+        let system = components.system.unwrap_or_default();
+        let backend = components.backend.unwrap_or_default();
+        [
+            ("system database", system.database),
+            ("system Redis", system.redis),
+            ("backend Redis", backend.redis),
+        ]
+        .into_iter()
+        .filter(|(_, external)| *external != Some(true))
+        .map(|(name, _)| name)
+        .collect()
+    }
+
+    /// Where System's FileStorage lives; no `fileStorage` means the `system-storage` claim.
+    pub fn file_storage(&self) -> FileStorage {
+        let storage = self.spec.system.as_ref().and_then(|s| s.file_storage.as_ref());
+        match storage {
+            Some(fs) if fs.simple_storage_service.is_some() || fs.amazon_simple_storage_service.is_some() => {
+                FileStorage::S3
+            }
+            _ => FileStorage::Claim(DEFAULT_SYSTEM_STORAGE_CLAIM.to_owned()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn apimanager(spec: serde_json::Value) -> APIManager {
+        APIManager::new("example", serde_json::from_value(spec).expect("valid APIManager spec"))
+    }
+
+    #[test]
+    fn all_external_components_leave_no_internal_database() {
+        let am = apimanager(json!({"externalComponents": {
+            "system": {"database": true, "redis": true}, "backend": {"redis": true}}}));
+        assert!(am.internal_databases().is_empty());
+    }
+
+    #[test]
+    fn missing_components_are_internal() {
+        let am = apimanager(json!({"externalComponents": {"system": {"database": true}}}));
+        assert_eq!(am.internal_databases(), vec!["system Redis", "backend Redis"]);
+        assert_eq!(apimanager(json!({})).internal_databases().len(), 3);
+    }
+
+    #[test]
+    fn high_availability_makes_every_database_external() {
+        let am = apimanager(json!({"highAvailability": {"enabled": true}}));
+        assert!(am.internal_databases().is_empty());
+    }
+
+    #[test]
+    fn file_storage_defaults_to_system_storage_claim() {
+        assert_eq!(apimanager(json!({})).file_storage(), FileStorage::Claim("system-storage".into()));
+        let pvc = apimanager(json!({"system": {"fileStorage": {"persistentVolumeClaim": {}}}}));
+        assert_eq!(pvc.file_storage(), FileStorage::Claim("system-storage".into()));
+    }
+
+    #[test]
+    fn both_s3_spellings_are_s3() {
+        for key in ["simpleStorageService", "amazonSimpleStorageService"] {
+            let am = apimanager(json!({"system": {"fileStorage": {key: {"configurationSecretRef": {"name": "s3"}}}}}));
+            assert_eq!(am.file_storage(), FileStorage::S3, "{key}");
+        }
+    }
+}

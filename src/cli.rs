@@ -1,0 +1,51 @@
+//! Command line of the one binary: `serve`, `crd`.
+
+use crate::telemetry::LogFormat;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Backs up 3scale APIManager installations: APIManagerBackup webhooks and reconciler.
+#[derive(Debug, Parser)]
+#[command(name = "apimanager-backup-operator", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the operator: the HTTPS server (webhooks, /metrics, probes) until SIGTERM.
+    Serve(ServeArgs),
+    /// Print the APIManagerBackup CustomResourceDefinition as YAML.
+    Crd,
+}
+
+/// Settings of `serve`; each flag falls back to the environment variable named in its help.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port of the HTTPS server.
+    #[arg(long, env = "APIMANAGER_BACKUP_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain served by the HTTPS server; reloaded when it changes.
+    #[arg(long, env = "APIMANAGER_BACKUP_TLS_CERT", default_value = "/etc/apimanager-backup-operator/tls/tls.crt")]
+    pub tls_cert: PathBuf,
+    /// PEM private key of the certificate; reloaded when it changes.
+    #[arg(long, env = "APIMANAGER_BACKUP_TLS_KEY", default_value = "/etc/apimanager-backup-operator/tls/tls.key")]
+    pub tls_key: PathBuf,
+    /// How often the certificate files are checked for a change (e.g. 10s, 1m).
+    #[arg(long, env = "APIMANAGER_BACKUP_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub tls_reload_interval: Duration,
+    /// Largest request body accepted, in bytes; larger ones get HTTP 413.
+    #[arg(long, env = "APIMANAGER_BACKUP_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may run after SIGTERM before the server closes them.
+    #[arg(long, env = "APIMANAGER_BACKUP_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "APIMANAGER_BACKUP_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}

@@ -1,0 +1,12 @@
+//! apimanager-backup-operator: backs up 3scale installations described by `APIManager` resources,
+//! driven by `APIManagerBackup` resources.
+
+pub mod api;
+pub mod cli;
+pub mod crd;
+pub mod health;
+pub mod metrics;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
+pub mod webhook;

@@ -1,0 +1,82 @@
+//! Entry point: parses the command line and wires the parts together.
+
+use anyhow::Context;
+use apimanager_backup_operator::api::apimanager::APIManager;
+use apimanager_backup_operator::cli::{Cli, Command, ServeArgs};
+use apimanager_backup_operator::health::Readiness;
+use apimanager_backup_operator::metrics::Metrics;
+use apimanager_backup_operator::tls::TlsFiles;
+use apimanager_backup_operator::webhook::handlers::AdmissionState;
+use apimanager_backup_operator::webhook::lookup::ClusterLookup;
+use apimanager_backup_operator::{crd, server, telemetry};
+use clap::Parser;
+use kube::api::{Api, ListParams};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Readiness check: the APIManager API answers, so the webhooks can do their job.
+const APIMANAGER_API_CHECK: &str = "apimanager-api";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Crd => {
+            print!("{}", crd::backup_crd_yaml()?);
+            Ok(())
+        }
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    let metrics = Arc::new(Metrics::new()?);
+    let files = TlsFiles { cert: args.tls_cert.clone(), key: args.tls_key.clone() };
+    let tls = files.load().context("loading the serving certificate (--tls-cert, --tls-key)")?;
+    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
+    let readiness = Readiness::default();
+    readiness.set(APIMANAGER_API_CHECK, false);
+    tokio::spawn(wait_for_apimanager_api(client.clone(), readiness.clone()));
+    tokio::spawn(files.reload_on_change(tls.clone(), args.tls_reload_interval));
+    let admission = AdmissionState { lookup: ClusterLookup::new(client), metrics };
+    let app = server::router(admission, readiness, args.max_body_bytes);
+    let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(listen = %args.listen, version = env!("CARGO_PKG_VERSION"), "serving webhooks, /metrics and probes over HTTPS");
+    server::serve(listener, tls, app, shutdown_signal(), args.shutdown_grace).await.context("HTTPS server")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Marks the APIManager API ready once a list succeeds, retrying every few seconds.
+async fn wait_for_apimanager_api(client: kube::Client, readiness: Readiness) {
+    let api: Api<APIManager> = Api::all(client);
+    loop {
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => {
+                readiness.set(APIMANAGER_API_CHECK, true);
+                return;
+            }
+            Err(error) => tracing::warn!(%error, "APIManagers cannot be listed yet (is the APIManager CRD installed?)"),
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

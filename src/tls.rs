@@ -1,0 +1,119 @@
+//! TLS for the HTTPS server: certificate and key from PEM files, TLS 1.2 and 1.3 only, reloaded
+//! when the files change (cert-manager and kubelet rotate them in place).
+
+use axum_server::tls_rustls::RustlsConfig;
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors while loading the serving certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is not PEM of the expected kind.
+    #[error("{path} holds no usable PEM {what}: {source}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// "certificate" or "private key".
+        what: &'static str,
+        /// Why.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("{path} holds no certificate")]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// rustls refused the pair (for example a key that does not match the certificate).
+    #[error("the certificate and key cannot be used: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Where the serving certificate chain and its private key live.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first (`tls.crt`).
+    pub cert: PathBuf,
+    /// PEM private key (`tls.key`).
+    pub key: PathBuf,
+}
+
+/// The raw bytes of both files, compared to notice a change.
+#[derive(PartialEq, Eq)]
+struct Snapshot {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl TlsFiles {
+    fn snapshot(&self) -> Result<Snapshot, TlsError> {
+        let read = |path: &Path| std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source });
+        Ok(Snapshot { cert: read(&self.cert)?, key: read(&self.key)? })
+    }
+
+    fn server_config(&self, snapshot: &Snapshot) -> Result<ServerConfig, TlsError> {
+        fn pem_error(path: &Path, what: &'static str) -> impl FnOnce(rustls::pki_types::pem::Error) -> TlsError {
+            let path = path.to_owned();
+            move |source| TlsError::Pem { path, what, source }
+        }
+        let certs = CertificateDer::pem_slice_iter(&snapshot.cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(pem_error(&self.cert, "certificate"))?;
+        if certs.is_empty() {
+            return Err(TlsError::NoCertificate { path: self.cert.clone() });
+        }
+        let key = PrivateKeyDer::from_pem_slice(&snapshot.key).map_err(pem_error(&self.key, "private key"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    /// Loads the files into a server configuration the HTTPS server can swap at run time.
+    pub fn load(&self) -> Result<RustlsConfig, TlsError> {
+        let snapshot = self.snapshot()?;
+        Ok(RustlsConfig::from_config(Arc::new(self.server_config(&snapshot)?)))
+    }
+
+    /// Re-reads the files every `interval` and swaps `config` when their content changed. A
+    /// broken pair (for example caught half-written) keeps the previous certificate in service.
+    pub async fn reload_on_change(self, config: RustlsConfig, interval: Duration) {
+        let mut current = self.snapshot().ok();
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let next = match self.snapshot() {
+                Ok(next) if current.as_ref() != Some(&next) => next,
+                Ok(_) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "serving certificate unreadable; keeping the current one");
+                    continue;
+                }
+            };
+            match self.server_config(&next) {
+                Ok(server_config) => {
+                    config.reload_from_config(Arc::new(server_config));
+                    tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
+                    current = Some(next);
+                }
+                Err(error) => tracing::warn!(%error, "new serving certificate rejected; keeping the current one"),
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The defaulting rule (DESIGN §3): fill in `spec.apiManagerName` when the choice is obvious.
+//! Works on the raw object, because it runs before the API server checks the object's schema.
+
+use crate::api::apimanager::APIManager;
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use kube::ResourceExt;
+use serde_json::Value;
+
+/// The `spec.apiManagerName` of a raw object, when it is a non-empty string.
+pub fn api_manager_name(object: &Value) -> Option<&str> {
+    object.pointer("/spec/apiManagerName").and_then(Value::as_str).filter(|name| !name.is_empty())
+}
+
+/// Whether the object needs a default: it has a `spec` object without an `apiManagerName`.
+pub fn needs_default(object: &Value) -> bool {
+    object.get("spec").is_some_and(Value::is_object) && api_manager_name(object).is_none()
+}
+
+/// The name to default to: the old object's on UPDATE (so a replace keeps it), otherwise the only
+/// APIManager of the namespace; `None` when there are none or several.
+pub fn choose_name(old_object: Option<&Value>, apimanagers: &[APIManager]) -> Option<String> {
+    if let Some(old) = old_object.and_then(api_manager_name) {
+        return Some(old.to_owned());
+    }
+    match apimanagers {
+        [only] => Some(only.name_any()),
+        _ => None,
+    }
+}
+
+/// The JSONPatch that sets `spec.apiManagerName`.
+pub fn set_name_patch(name: &str) -> Patch {
+    Patch(vec![PatchOperation::Add(AddOperation {
+        path: PointerBuf::from_tokens(["spec", "apiManagerName"]),
+        value: Value::String(name.to_owned()),
+    })])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::apimanager::APIManagerSpec;
+    use serde_json::json;
+
+    fn apimanagers(names: &[&str]) -> Vec<APIManager> {
+        names.iter().map(|n| APIManager::new(n, APIManagerSpec::default())).collect()
+    }
+
+    #[test]
+    fn needs_default_only_without_a_name() {
+        assert!(needs_default(&json!({"spec": {}})));
+        assert!(needs_default(&json!({"spec": {"apiManagerName": ""}})));
+        assert!(!needs_default(&json!({"spec": {"apiManagerName": "x"}})));
+        assert!(!needs_default(&json!({})));
+        assert!(!needs_default(&json!({"spec": "nonsense"})));
+    }
+
+    #[test]
+    fn chooses_the_only_apimanager() {
+        assert_eq!(choose_name(None, &apimanagers(&["example"])), Some("example".to_owned()));
+        assert_eq!(choose_name(None, &apimanagers(&[])), None);
+        assert_eq!(choose_name(None, &apimanagers(&["a", "b"])), None);
+    }
+
+    #[test]
+    fn update_keeps_the_old_name() {
+        let old = json!({"spec": {"apiManagerName": "first"}});
+        assert_eq!(choose_name(Some(&old), &apimanagers(&["a", "b"])), Some("first".to_owned()));
+    }
+
+    #[test]
+    fn patch_adds_the_name_and_applies() {
+        let mut object = json!({"spec": {"backupDestination": {}}});
+        json_patch::patch(&mut object, &set_name_patch("example")).expect("patch applies");
+        assert_eq!(object, json!({"spec": {"backupDestination": {}, "apiManagerName": "example"}}));
+        assert_eq!(
+            serde_json::to_value(set_name_patch("example")).expect("patch serializes"),
+            json!([{"op": "add", "path": "/spec/apiManagerName", "value": "example"}])
+        );
+    }
+}

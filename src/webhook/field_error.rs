@@ -1,0 +1,104 @@
+//! Field errors rendered the way the Kubernetes API server renders its own validation errors
+//! (`k8s.io/apimachinery/pkg/util/validation/field`), so that `kubectl` users read one style.
+
+use std::fmt;
+
+/// What is wrong with a field, as apimachinery names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FieldErrorKind {
+    /// `Required value`: the field must be set.
+    Required,
+    /// `Invalid value: "<value>"`: the field is set to something not allowed.
+    Invalid(String),
+    /// `Forbidden`: the field may not be set or changed.
+    Forbidden,
+}
+
+impl FieldErrorKind {
+    /// The apimachinery cause type (`metav1.CauseType`) for this kind.
+    pub fn cause_type(&self) -> &'static str {
+        match self {
+            Self::Required => "FieldValueRequired",
+            Self::Invalid(_) => "FieldValueInvalid",
+            Self::Forbidden => "FieldValueForbidden",
+        }
+    }
+}
+
+/// One validation error on one field, with a detail that says what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path of the field, e.g. `spec.backupDestination`.
+    pub field: String,
+    /// What is wrong.
+    pub kind: FieldErrorKind,
+    /// Why, and how to fix it.
+    pub detail: String,
+}
+
+impl FieldError {
+    /// A `Required value` error.
+    pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { field: field.into(), kind: FieldErrorKind::Required, detail: detail.into() }
+    }
+
+    /// An `Invalid value` error quoting the offending value.
+    pub fn invalid(field: impl Into<String>, value: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { field: field.into(), kind: FieldErrorKind::Invalid(value.into()), detail: detail.into() }
+    }
+
+    /// A `Forbidden` error.
+    pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { field: field.into(), kind: FieldErrorKind::Forbidden, detail: detail.into() }
+    }
+
+    /// The message without the field path, as in a `metav1.StatusCause` (`Required value: …`).
+    pub fn body(&self) -> String {
+        let head = match &self.kind {
+            FieldErrorKind::Required => "Required value".to_owned(),
+            FieldErrorKind::Invalid(value) => format!("Invalid value: {value:?}"),
+            FieldErrorKind::Forbidden => "Forbidden".to_owned(),
+        };
+        if self.detail.is_empty() { head } else { format!("{head}: {}", self.detail) }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.body())
+    }
+}
+
+/// Joins errors the way apimachinery's aggregate does: one error alone, several as `[a, b]`.
+pub fn aggregate(errors: &[FieldError]) -> String {
+    match errors {
+        [one] => one.to_string(),
+        many => {
+            let joined: Vec<String> = many.iter().map(ToString::to_string).collect();
+            format!("[{}]", joined.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_like_apimachinery() {
+        assert_eq!(FieldError::required("spec.a", "set it").to_string(), "spec.a: Required value: set it");
+        assert_eq!(
+            FieldError::invalid("spec.b", "x y", "must be a name").to_string(),
+            r#"spec.b: Invalid value: "x y": must be a name"#
+        );
+        assert_eq!(FieldError::forbidden("spec", "").to_string(), "spec: Forbidden");
+    }
+
+    #[test]
+    fn aggregates_one_plainly_and_several_in_brackets() {
+        let a = FieldError::required("spec.a", "x");
+        let b = FieldError::forbidden("spec.b", "y");
+        assert_eq!(aggregate(std::slice::from_ref(&a)), "spec.a: Required value: x");
+        assert_eq!(aggregate(&[a, b]), "[spec.a: Required value: x, spec.b: Forbidden: y]");
+    }
+}

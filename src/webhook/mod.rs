@@ -1,0 +1,8 @@
+//! The admission webhooks of `APIManagerBackup`: the rules, and the HTTP handlers that speak
+//! AdmissionReview v1 to the API server.
+
+pub mod defaulting;
+pub mod field_error;
+pub mod handlers;
+pub mod lookup;
+pub mod validation;

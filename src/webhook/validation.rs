@@ -1,0 +1,176 @@
+//! The admission rules of an `APIManagerBackup` (DESIGN §3) as plain functions over the typed
+//! object and the APIManagers of its namespace, so they are tested without a cluster.
+
+use super::field_error::FieldError;
+use crate::api::apimanager::{APIManager, FileStorage};
+use crate::api::backup::{
+    APIManagerBackupSpec, BackupDestination, DESTINATION_REQUIRED, PersistentVolumeClaimDestination,
+    REQUESTS_REQUIRED,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::ResourceExt;
+use kube_quantity::ParsedQuantity;
+
+const DESTINATION: &str = "spec.backupDestination";
+const CLAIM: &str = "spec.backupDestination.persistentVolumeClaim";
+const API_MANAGER_NAME: &str = "spec.apiManagerName";
+const DNS1123_SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
+characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')";
+const DNS1123_SUBDOMAIN_MAX_LEN: usize = 253;
+
+/// The outcome of the rules: errors deny the request, warnings are shown to the user either way.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Every violated rule; empty means allowed.
+    pub errors: Vec<FieldError>,
+    /// Things the user should know that do not deny the request.
+    pub warnings: Vec<String>,
+}
+
+/// Rules 1–4: the destination, the claim's size and names, and the ignored `storageClass`.
+pub fn check_spec(spec: &APIManagerBackupSpec) -> Verdict {
+    let mut verdict = Verdict::default();
+    check_destination(&spec.backup_destination, &mut verdict);
+    verdict
+}
+
+fn check_destination(destination: &BackupDestination, verdict: &mut Verdict) {
+    if destination.configured().is_empty() {
+        verdict.errors.push(FieldError::required(DESTINATION, DESTINATION_REQUIRED));
+    }
+    if let Some(claim) = &destination.persistent_volume_claim {
+        check_claim(claim, verdict);
+    }
+}
+
+fn check_claim(claim: &PersistentVolumeClaimDestination, verdict: &mut Verdict) {
+    let requests = claim.resources.as_ref().and_then(|r| r.requests.as_ref());
+    match requests {
+        None => verdict.errors.push(FieldError::required(format!("{CLAIM}.resources.requests"), REQUESTS_REQUIRED)),
+        Some(quantity) => verdict.errors.extend(check_size(quantity)),
+    }
+    for (field, value) in [("volumeName", &claim.volume_name), ("storageClass", &claim.storage_class)] {
+        if let Some(value) = value {
+            verdict.errors.extend(check_dns1123_subdomain(&format!("{CLAIM}.{field}"), value));
+        }
+    }
+    if let (Some(volume), Some(_)) = (&claim.volume_name, &claim.storage_class) {
+        verdict.warnings.push(format!(
+            "{CLAIM}.storageClass is ignored because volumeName is set: the claim binds to PersistentVolume {volume:?}"
+        ));
+    }
+}
+
+fn check_size(quantity: &Quantity) -> Option<FieldError> {
+    let field = format!("{CLAIM}.resources.requests");
+    match ParsedQuantity::try_from(quantity) {
+        Err(_) => Some(FieldError::invalid(
+            field,
+            &quantity.0,
+            "must be a Kubernetes quantity such as 10Gi or 500Mi",
+        )),
+        Ok(size) if size <= ParsedQuantity::default() => {
+            Some(FieldError::invalid(field, &quantity.0, "must be greater than zero, for example 10Gi"))
+        }
+        Ok(_) => None,
+    }
+}
+
+fn check_dns1123_subdomain(field: &str, value: &str) -> Option<FieldError> {
+    if value.len() > DNS1123_SUBDOMAIN_MAX_LEN {
+        return Some(FieldError::invalid(
+            field,
+            value,
+            format!("must be no more than {DNS1123_SUBDOMAIN_MAX_LEN} characters"),
+        ));
+    }
+    let label_ok = |label: &str| {
+        let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+        label.starts_with(alnum) && label.ends_with(alnum) && label.chars().all(|c| alnum(c) || c == '-')
+    };
+    if value.split('.').all(label_ok) {
+        None
+    } else {
+        Some(FieldError::invalid(field, value, DNS1123_SUBDOMAIN))
+    }
+}
+
+/// Rules 5 and 6: the named APIManager exists in the namespace and is in the backup scope.
+/// Returns the error, if any, and warnings about data the backup will not contain.
+pub fn check_apimanager(name: Option<&str>, namespace: &str, apimanagers: &[APIManager]) -> Verdict {
+    let mut verdict = Verdict::default();
+    let names: Vec<String> = apimanagers.iter().map(ResourceExt::name_any).collect();
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        let detail = match names.as_slice() {
+            [] => format!("no APIManager exists in namespace {namespace:?}; create the APIManager to back up first"),
+            [only] => format!("set it to {only:?}, the APIManager of namespace {namespace:?}"),
+            several => format!(
+                "namespace {namespace:?} has {} APIManagers ({}); set spec.apiManagerName to the one to back up",
+                several.len(),
+                several.join(", ")
+            ),
+        };
+        verdict.errors.push(FieldError::required(API_MANAGER_NAME, detail));
+        return verdict;
+    };
+    let Some(apimanager) = apimanagers.iter().find(|am| am.name_any() == name) else {
+        let present = if names.is_empty() { "there are none".to_owned() } else { format!("there are: {}", names.join(", ")) };
+        verdict.errors.push(FieldError::invalid(
+            API_MANAGER_NAME,
+            name,
+            format!("no APIManager of that name in namespace {namespace:?} ({present})"),
+        ));
+        return verdict;
+    };
+    let internal = apimanager.internal_databases();
+    if !internal.is_empty() {
+        verdict.errors.push(FieldError::invalid(
+            API_MANAGER_NAME,
+            name,
+            format!(
+                "APIManager is outside the backup scope: {} not external; backups need the system database, \
+system Redis and backend Redis external (spec.externalComponents of the APIManager)",
+                list_with_verb(&internal)
+            ),
+        ));
+    }
+    if apimanager.file_storage() == FileStorage::S3 {
+        verdict.warnings.push(format!(
+            "APIManager {name:?} keeps System FileStorage in S3, which this backup does not copy; back up the bucket separately"
+        ));
+    }
+    verdict
+}
+
+/// "a is" / "a and b are" / "a, b and c are".
+fn list_with_verb(items: &[&str]) -> String {
+    match items {
+        [one] => format!("its {one} is"),
+        [init @ .., last] => format!("its {} and {last} are", init.join(", ")),
+        [] => String::new(),
+    }
+}
+
+/// Rule 7: the spec of an existing backup never changes.
+pub fn check_update(old: &APIManagerBackupSpec, new: &APIManagerBackupSpec) -> Verdict {
+    let mut verdict = Verdict::default();
+    if old != new {
+        verdict.errors.push(FieldError::forbidden(
+            "spec",
+            "spec is immutable once the backup is created; create a new APIManagerBackup to take another backup",
+        ));
+    }
+    verdict
+}
+
+/// All CREATE rules (1–6) at once.
+pub fn check_create(spec: &APIManagerBackupSpec, namespace: &str, apimanagers: &[APIManager]) -> Verdict {
+    let mut verdict = check_spec(spec);
+    let scope = check_apimanager(spec.api_manager_name.as_deref(), namespace, apimanagers);
+    verdict.errors.extend(scope.errors);
+    verdict.warnings.extend(scope.warnings);
+    verdict
+}
+
+#[cfg(test)]
+mod tests;
