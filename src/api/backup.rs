@@ -11,7 +11,8 @@ pub const DESTINATION_REQUIRED: &str =
     "exactly one backup destination must be set; supported: persistentVolumeClaim";
 
 /// Message shared by the CRD's CEL rule and the validating webhook when the claim has no size.
-pub const REQUESTS_REQUIRED: &str = "the backup claim's size must be set, also when volumeName is set (for example 10Gi)";
+pub const REQUESTS_REQUIRED: &str =
+    "the backup claim's size must be set, also when volumeName is set (for example 10Gi)";
 
 /// Desired state of an `APIManagerBackup`: which APIManager to back up, and where to.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -24,8 +25,16 @@ pub const REQUESTS_REQUIRED: &str = "the backup claim's size must be set, also w
     status = "APIManagerBackupStatus",
     doc = "APIManagerBackup backs up a 3scale installation deployed by an APIManager in the same namespace.",
     printcolumn(name = "Completed", type_ = "boolean", json_path = ".status.completed"),
-    printcolumn(name = "PVC", type_ = "string", json_path = ".status.backupPersistentVolumeClaimName"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "PVC",
+        type_ = "string",
+        json_path = ".status.backupPersistentVolumeClaimName"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct APIManagerBackupSpec {

@@ -9,11 +9,14 @@ fn spec(value: Value) -> APIManagerBackupSpec {
 }
 
 fn claim(claim: Value) -> APIManagerBackupSpec {
-    spec(json!({"apiManagerName": "example", "backupDestination": {"persistentVolumeClaim": claim}}))
+    spec(
+        json!({"apiManagerName": "example", "backupDestination": {"persistentVolumeClaim": claim}}),
+    )
 }
 
 fn apimanager(name: &str, spec: Value) -> APIManager {
-    let spec: APIManagerSpec = serde_json::from_value(spec).expect("test APIManager spec deserializes");
+    let spec: APIManagerSpec =
+        serde_json::from_value(spec).expect("test APIManager spec deserializes");
     APIManager::new(name, spec)
 }
 
@@ -24,6 +27,14 @@ fn external(name: &str) -> APIManager {
     )
 }
 
+/// A named case: the `spec.apiManagerName`, the namespace's APIManagers, the expected messages.
+type ApiManagerCase = (
+    &'static str,
+    Option<&'static str>,
+    Vec<APIManager>,
+    Vec<&'static str>,
+);
+
 fn messages(verdict: &Verdict) -> Vec<String> {
     verdict.errors.iter().map(ToString::to_string).collect()
 }
@@ -31,43 +42,69 @@ fn messages(verdict: &Verdict) -> Vec<String> {
 #[test]
 fn spec_rules() {
     let cases: Vec<(&str, APIManagerBackupSpec, Vec<&str>)> = vec![
-        ("sized claim", claim(json!({"resources": {"requests": "10Gi"}})), vec![]),
-        ("volume with size", claim(json!({"volumeName": "pv-1", "resources": {"requests": "1Gi"}})), vec![]),
-        ("fractional size", claim(json!({"resources": {"requests": "0.5Gi"}})), vec![]),
+        (
+            "sized claim",
+            claim(json!({"resources": {"requests": "10Gi"}})),
+            vec![],
+        ),
+        (
+            "volume with size",
+            claim(json!({"volumeName": "pv-1", "resources": {"requests": "1Gi"}})),
+            vec![],
+        ),
+        (
+            "fractional size",
+            claim(json!({"resources": {"requests": "0.5Gi"}})),
+            vec![],
+        ),
         (
             "no destination",
             spec(json!({"backupDestination": {}})),
-            vec!["spec.backupDestination: Required value: exactly one backup destination must be set; supported: persistentVolumeClaim"],
+            vec![
+                "spec.backupDestination: Required value: exactly one backup destination must be set; supported: persistentVolumeClaim",
+            ],
         ),
         (
             "no resources",
             claim(json!({})),
-            vec!["spec.backupDestination.persistentVolumeClaim.resources.requests: Required value: the backup claim's size must be set, also when volumeName is set (for example 10Gi)"],
+            vec![
+                "spec.backupDestination.persistentVolumeClaim.resources.requests: Required value: the backup claim's size must be set, also when volumeName is set (for example 10Gi)",
+            ],
         ),
         (
             "volumeName without requests",
             claim(json!({"volumeName": "pv-1", "resources": {}})),
-            vec!["spec.backupDestination.persistentVolumeClaim.resources.requests: Required value: the backup claim's size must be set, also when volumeName is set (for example 10Gi)"],
+            vec![
+                "spec.backupDestination.persistentVolumeClaim.resources.requests: Required value: the backup claim's size must be set, also when volumeName is set (for example 10Gi)",
+            ],
         ),
         (
             "bad quantity",
             claim(json!({"resources": {"requests": "ten gigs"}})),
-            vec![r#"spec.backupDestination.persistentVolumeClaim.resources.requests: Invalid value: "ten gigs": must be a Kubernetes quantity such as 10Gi or 500Mi"#],
+            vec![
+                r#"spec.backupDestination.persistentVolumeClaim.resources.requests: Invalid value: "ten gigs": must be a Kubernetes quantity such as 10Gi or 500Mi"#,
+            ],
         ),
         (
             "zero size",
             claim(json!({"resources": {"requests": "0"}})),
-            vec![r#"spec.backupDestination.persistentVolumeClaim.resources.requests: Invalid value: "0": must be greater than zero, for example 10Gi"#],
+            vec![
+                r#"spec.backupDestination.persistentVolumeClaim.resources.requests: Invalid value: "0": must be greater than zero, for example 10Gi"#,
+            ],
         ),
         (
             "negative size",
             claim(json!({"resources": {"requests": "-1Gi"}})),
-            vec![r#"spec.backupDestination.persistentVolumeClaim.resources.requests: Invalid value: "-1Gi": must be greater than zero, for example 10Gi"#],
+            vec![
+                r#"spec.backupDestination.persistentVolumeClaim.resources.requests: Invalid value: "-1Gi": must be greater than zero, for example 10Gi"#,
+            ],
         ),
         (
             "invalid storageClass",
             claim(json!({"storageClass": "Fast_SSD", "resources": {"requests": "1Gi"}})),
-            vec![r#"spec.backupDestination.persistentVolumeClaim.storageClass: Invalid value: "Fast_SSD": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')"#],
+            vec![
+                r#"spec.backupDestination.persistentVolumeClaim.storageClass: Invalid value: "Fast_SSD": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')"#,
+            ],
         ),
         (
             "invalid volumeName and missing size together",
@@ -86,8 +123,21 @@ fn spec_rules() {
 #[test]
 fn dns_names() {
     let long = "a".repeat(254);
-    for (value, ok) in [("fast", true), ("gp3.csi.aws.com", true), ("a-b", true), ("A", false), ("a..b", false), ("a.", false), ("", false), (long.as_str(), false)] {
-        assert_eq!(check_dns1123_subdomain("f", value).is_none(), ok, "{value:?}");
+    for (value, ok) in [
+        ("fast", true),
+        ("gp3.csi.aws.com", true),
+        ("a-b", true),
+        ("A", false),
+        ("a..b", false),
+        ("a.", false),
+        ("", false),
+        (long.as_str(), false),
+    ] {
+        assert_eq!(
+            check_dns1123_subdomain("f", value).is_none(),
+            ok,
+            "{value:?}"
+        );
     }
     let too_long = check_dns1123_subdomain("f", &long).expect("too long is an error");
     assert_eq!(too_long.detail, "must be no more than 253 characters");
@@ -95,83 +145,129 @@ fn dns_names() {
 
 #[test]
 fn storage_class_with_volume_name_warns() {
-    let verdict = check_spec(&claim(json!({"volumeName": "pv-1", "storageClass": "fast", "resources": {"requests": "1Gi"}})));
+    let verdict = check_spec(&claim(
+        json!({"volumeName": "pv-1", "storageClass": "fast", "resources": {"requests": "1Gi"}}),
+    ));
     assert!(verdict.errors.is_empty());
     assert_eq!(
         verdict.warnings,
-        vec![r#"spec.backupDestination.persistentVolumeClaim.storageClass is ignored because volumeName is set: the claim binds to PersistentVolume "pv-1""#]
+        vec![
+            r#"spec.backupDestination.persistentVolumeClaim.storageClass is ignored because volumeName is set: the claim binds to PersistentVolume "pv-1""#
+        ]
     );
 }
 
 #[test]
 fn apimanager_rules() {
-    let internal = apimanager("internal", json!({"externalComponents": {"system": {"database": true}}}));
-    let cases: Vec<(&str, Option<&str>, Vec<APIManager>, Vec<&str>)> = vec![
-        ("named and external", Some("example"), vec![external("example")], vec![]),
+    let internal = apimanager(
+        "internal",
+        json!({"externalComponents": {"system": {"database": true}}}),
+    );
+    let cases: Vec<ApiManagerCase> = vec![
+        (
+            "named and external",
+            Some("example"),
+            vec![external("example")],
+            vec![],
+        ),
         (
             "none in namespace",
             None,
             vec![],
-            vec![r#"spec.apiManagerName: Required value: no APIManager exists in namespace "ns"; create the APIManager to back up first"#],
+            vec![
+                r#"spec.apiManagerName: Required value: no APIManager exists in namespace "ns"; create the APIManager to back up first"#,
+            ],
         ),
         (
             "several in namespace",
             None,
             vec![external("a"), external("b")],
-            vec![r#"spec.apiManagerName: Required value: namespace "ns" has 2 APIManagers (a, b); set spec.apiManagerName to the one to back up"#],
+            vec![
+                r#"spec.apiManagerName: Required value: namespace "ns" has 2 APIManagers (a, b); set spec.apiManagerName to the one to back up"#,
+            ],
         ),
         (
             "one but not defaulted",
             Some(""),
             vec![external("a")],
-            vec![r#"spec.apiManagerName: Required value: set it to "a", the APIManager of namespace "ns""#],
+            vec![
+                r#"spec.apiManagerName: Required value: set it to "a", the APIManager of namespace "ns""#,
+            ],
         ),
         (
             "named one missing",
             Some("gone"),
             vec![external("a")],
-            vec![r#"spec.apiManagerName: Invalid value: "gone": no APIManager of that name in namespace "ns" (there are: a)"#],
+            vec![
+                r#"spec.apiManagerName: Invalid value: "gone": no APIManager of that name in namespace "ns" (there are: a)"#,
+            ],
         ),
         (
             "named one missing, none at all",
             Some("gone"),
             vec![],
-            vec![r#"spec.apiManagerName: Invalid value: "gone": no APIManager of that name in namespace "ns" (there are none)"#],
+            vec![
+                r#"spec.apiManagerName: Invalid value: "gone": no APIManager of that name in namespace "ns" (there are none)"#,
+            ],
         ),
         (
             "internal databases",
             Some("internal"),
             vec![internal],
-            vec![r#"spec.apiManagerName: Invalid value: "internal": APIManager is outside the backup scope: its system Redis and backend Redis are not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#],
+            vec![
+                r#"spec.apiManagerName: Invalid value: "internal": APIManager is outside the backup scope: its system Redis and backend Redis are not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#,
+            ],
         ),
         (
             "all internal",
             Some("plain"),
             vec![apimanager("plain", json!({}))],
-            vec![r#"spec.apiManagerName: Invalid value: "plain": APIManager is outside the backup scope: its system database, system Redis and backend Redis are not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#],
+            vec![
+                r#"spec.apiManagerName: Invalid value: "plain": APIManager is outside the backup scope: its system database, system Redis and backend Redis are not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#,
+            ],
         ),
         (
             "only system database internal",
             Some("one"),
-            vec![apimanager("one", json!({"externalComponents": {"system": {"redis": true}, "backend": {"redis": true}}}))],
-            vec![r#"spec.apiManagerName: Invalid value: "one": APIManager is outside the backup scope: its system database is not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#],
+            vec![apimanager(
+                "one",
+                json!({"externalComponents": {"system": {"redis": true}, "backend": {"redis": true}}}),
+            )],
+            vec![
+                r#"spec.apiManagerName: Invalid value: "one": APIManager is outside the backup scope: its system database is not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#,
+            ],
         ),
-        ("high availability", Some("ha"), vec![apimanager("ha", json!({"highAvailability": {"enabled": true}}))], vec![]),
+        (
+            "high availability",
+            Some("ha"),
+            vec![apimanager(
+                "ha",
+                json!({"highAvailability": {"enabled": true}}),
+            )],
+            vec![],
+        ),
     ];
     for (name, api_manager_name, apimanagers, expected) in cases {
-        assert_eq!(messages(&check_apimanager(api_manager_name, "ns", &apimanagers)), expected, "case {name}");
+        assert_eq!(
+            messages(&check_apimanager(api_manager_name, "ns", &apimanagers)),
+            expected,
+            "case {name}"
+        );
     }
 }
 
 #[test]
 fn s3_file_storage_warns() {
     let mut s3 = external("example");
-    s3.spec.system = serde_json::from_value(json!({"fileStorage": {"simpleStorageService": {}}})).expect("system spec");
+    s3.spec.system = serde_json::from_value(json!({"fileStorage": {"simpleStorageService": {}}}))
+        .expect("system spec");
     let verdict = check_apimanager(Some("example"), "ns", &[s3]);
     assert!(verdict.errors.is_empty());
     assert_eq!(
         verdict.warnings,
-        vec![r#"APIManager "example" keeps System FileStorage in S3, which this backup does not copy; back up the bucket separately"#]
+        vec![
+            r#"APIManager "example" keeps System FileStorage in S3, which this backup does not copy; back up the bucket separately"#
+        ]
     );
 }
 
@@ -182,16 +278,26 @@ fn update_keeps_spec() {
     let new = claim(json!({"resources": {"requests": "2Gi"}}));
     assert_eq!(
         messages(&check_update(&old, &new)),
-        vec!["spec: Forbidden: spec is immutable once the backup is created; create a new APIManagerBackup to take another backup"]
+        vec![
+            "spec: Forbidden: spec is immutable once the backup is created; create a new APIManagerBackup to take another backup"
+        ]
     );
 }
 
 #[test]
 fn create_reports_every_rule_at_once() {
-    let bad = spec(json!({"apiManagerName": "gone", "backupDestination": {"persistentVolumeClaim": {"storageClass": "x_y"}}}));
+    let bad = spec(
+        json!({"apiManagerName": "gone", "backupDestination": {"persistentVolumeClaim": {"storageClass": "x_y"}}}),
+    );
     let verdict = check_create(&bad, "ns", &[]);
     assert_eq!(verdict.errors.len(), 3, "{:?}", messages(&verdict));
-    assert_eq!(verdict.errors[0].field, "spec.backupDestination.persistentVolumeClaim.resources.requests");
-    assert_eq!(verdict.errors[1].field, "spec.backupDestination.persistentVolumeClaim.storageClass");
+    assert_eq!(
+        verdict.errors[0].field,
+        "spec.backupDestination.persistentVolumeClaim.resources.requests"
+    );
+    assert_eq!(
+        verdict.errors[1].field,
+        "spec.backupDestination.persistentVolumeClaim.storageClass"
+    );
     assert_eq!(verdict.errors[2].field, "spec.apiManagerName");
 }

@@ -1,0 +1,6 @@
+//! Helpers shared by the test binaries. Each binary uses a part of them.
+#![allow(dead_code)]
+
+pub mod certs;
+pub mod https;
+pub mod lookup;
