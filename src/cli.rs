@@ -22,6 +22,21 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the APIManagerBackup CustomResourceDefinition as YAML.
     Crd,
+    /// Development: start a local control plane with the operator, its webhooks and a sample
+    /// backup, and run until Ctrl-C. Needs Go, openssl and this source tree.
+    Local(LocalArgs),
+}
+
+/// Settings of `local`.
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// Working directory for certificates, etcd data, logs and kubeconfigs; removed on exit.
+    #[arg(
+        long,
+        env = "APIMANAGER_BACKUP_LOCAL_DIR",
+        default_value = "/tmp/apimanager-backup-operator-local"
+    )]
+    pub dir: PathBuf,
 }
 
 /// Settings of `serve`; each flag falls back to the environment variable named in its help.

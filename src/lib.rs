@@ -5,6 +5,7 @@ pub mod api;
 pub mod cli;
 pub mod crd;
 pub mod health;
+pub mod local;
 pub mod metrics;
 pub mod server;
 pub mod telemetry;

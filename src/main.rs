@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use apimanager_backup_operator::api::apimanager::APIManager;
-use apimanager_backup_operator::cli::{Cli, Command, ServeArgs};
+use apimanager_backup_operator::cli::{Cli, Command, LocalArgs, ServeArgs};
 use apimanager_backup_operator::health::Readiness;
 use apimanager_backup_operator::metrics::Metrics;
 use apimanager_backup_operator::tls::TlsFiles;
@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => serve(args).await,
+        Command::Local(args) => local(args).await,
     }
 }
 
@@ -58,6 +59,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("HTTPS server")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn local(args: LocalArgs) -> anyhow::Result<()> {
+    if args.dir.exists() {
+        std::fs::remove_dir_all(&args.dir)
+            .with_context(|| format!("clearing {}", args.dir.display()))?;
+    }
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
+    let binary = std::env::current_exe().context("locating this binary")?;
+    let outcome = apimanager_backup_operator::local::session::run(&binary, &args.dir).await;
+    let _ = std::fs::remove_dir_all(&args.dir);
+    outcome.context("local control plane")
 }
 
 /// Marks the APIManager API ready once a list succeeds, retrying every few seconds.

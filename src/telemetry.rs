@@ -1,5 +1,6 @@
 //! Logging: `tracing` to standard error, as text or JSON, filtered by `RUST_LOG`.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.

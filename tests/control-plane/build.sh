@@ -65,6 +65,9 @@ if [[ -z $(missing_binaries) ]]; then
   exit 0
 fi
 
+# Leftovers of a build that was killed hard (SIGKILL); safe to remove under the lock.
+rm -f -- "$bin_dir"/.*.tmp.*
+
 tmp_files=()
 cleanup() {
   local f

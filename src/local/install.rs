@@ -1,0 +1,221 @@
+//! What a local cluster needs before the operator runs: the CRDs, the operator's own
+//! ServiceAccount with exactly the RBAC of `manifests/`, and the webhook configurations of
+//! `manifests/` pointed at the operator's loopback URL.
+
+use super::LocalError;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::Scope;
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// Field manager of everything the local setup applies.
+const FIELD_MANAGER: &str = "apimanager-backup-operator-local";
+/// Namespace of the operator, as in `manifests/`.
+pub const OPERATOR_NAMESPACE: &str = "apimanager-backup-operator";
+/// ServiceAccount of the operator, as in `manifests/`.
+pub const OPERATOR_SERVICE_ACCOUNT: &str = "apimanager-backup-operator";
+
+/// The APIManagerBackup CRD of `manifests/`.
+pub const BACKUP_CRD: &str = include_str!("../../manifests/crd.yaml");
+/// The development APIManager CRD.
+pub const APIMANAGER_CRD: &str = include_str!("../../manifests/dev/apimanager-crd.yaml");
+/// The operator's namespace.
+pub const NAMESPACE_MANIFEST: &str = include_str!("../../manifests/namespace.yaml");
+/// The operator's ServiceAccount and RBAC.
+pub const RBAC_MANIFEST: &str = include_str!("../../manifests/rbac.yaml");
+/// The webhook configurations.
+pub const WEBHOOKS_MANIFEST: &str = include_str!("../../manifests/webhooks.yaml");
+
+fn parse_documents(yaml: &str) -> Result<Vec<DynamicObject>, LocalError> {
+    serde_saphyr::from_multiple(yaml).map_err(|e| LocalError::Yaml(e.to_string()))
+}
+
+/// Server-side applies every document of `yaml`; namespaced objects without a namespace go to
+/// `namespace`.
+pub async fn apply_yaml(client: &Client, yaml: &str, namespace: &str) -> Result<(), LocalError> {
+    for object in parse_documents(yaml)? {
+        apply_object(client, object, namespace).await?;
+    }
+    Ok(())
+}
+
+async fn apply_object(
+    client: &Client,
+    object: DynamicObject,
+    namespace: &str,
+) -> Result<(), LocalError> {
+    let types = object
+        .types
+        .clone()
+        .ok_or_else(|| LocalError::Yaml(format!("{} has no apiVersion/kind", object.name_any())))?;
+    let gvk = GroupVersionKind::try_from(&types).map_err(|e| LocalError::Yaml(e.to_string()))?;
+    let what = format!("applying {} {}", types.kind, object.name_any());
+    let (resource, capabilities) =
+        kube::discovery::pinned_kind(client, &gvk)
+            .await
+            .map_err(|source| LocalError::Api {
+                what: what.clone(),
+                source,
+            })?;
+    let api: Api<DynamicObject> = match capabilities.scope {
+        Scope::Namespaced => Api::namespaced_with(
+            client.clone(),
+            object.metadata.namespace.as_deref().unwrap_or(namespace),
+            &resource,
+        ),
+        Scope::Cluster => Api::all_with(client.clone(), &resource),
+    };
+    api.patch(
+        &object.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .map_err(|source| LocalError::Api { what, source })?;
+    Ok(())
+}
+
+/// Installs both CRDs and waits until the API server serves them.
+pub async fn install_crds(client: &Client) -> Result<(), LocalError> {
+    for yaml in [BACKUP_CRD, APIMANAGER_CRD] {
+        apply_yaml(client, yaml, "default").await?;
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in [
+        "apimanagerbackups.apps.3scale.net",
+        "apimanagers.apps.3scale.net",
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let crd = crds.get(name).await.map_err(|source| LocalError::Api {
+                what: format!("reading CRD {name}"),
+                source,
+            })?;
+            let established = crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(LocalError::NotReady(format!("CRD {name} not established")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Creates the operator's namespace, ServiceAccount and RBAC from `manifests/` and returns a
+/// token of that ServiceAccount, so the operator runs with exactly the permissions it ships with.
+pub async fn install_operator_identity(client: &Client) -> Result<String, LocalError> {
+    apply_yaml(client, NAMESPACE_MANIFEST, OPERATOR_NAMESPACE).await?;
+    apply_yaml(client, RBAC_MANIFEST, OPERATOR_NAMESPACE).await?;
+    service_account_token(client, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT).await
+}
+
+/// A day-long token of a ServiceAccount, from the TokenRequest API.
+pub async fn service_account_token(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<String, LocalError> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(86_400),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let what = format!("requesting a token for ServiceAccount {namespace}/{name}");
+    let answer = accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .map_err(|source| LocalError::Api {
+            what: what.clone(),
+            source,
+        })?;
+    answer
+        .status
+        .map(|s| s.token)
+        .ok_or(LocalError::NotReady(what))
+}
+
+/// The webhook configurations of `manifests/`, with each webhook calling `base_url` + its path
+/// and trusting `ca_pem` instead of going through the in-cluster Service.
+pub fn webhooks_for_url(base_url: &str, ca_pem: &[u8]) -> Result<Vec<DynamicObject>, LocalError> {
+    let ca_bundle = serde_json::to_value(ByteString(ca_pem.to_vec()))
+        .map_err(|e| LocalError::Yaml(e.to_string()))?;
+    let mut configurations = parse_documents(WEBHOOKS_MANIFEST)?;
+    for configuration in &mut configurations {
+        configuration.metadata.annotations = None;
+        let Some(webhooks) = configuration
+            .data
+            .get_mut("webhooks")
+            .and_then(Value::as_array_mut)
+        else {
+            return Err(LocalError::Yaml(format!(
+                "{} has no webhooks",
+                configuration.name_any()
+            )));
+        };
+        for webhook in webhooks {
+            let path = webhook
+                .pointer("/clientConfig/service/path")
+                .and_then(Value::as_str)
+                .unwrap_or("/")
+                .to_owned();
+            webhook["clientConfig"] =
+                serde_json::json!({"url": format!("{base_url}{path}"), "caBundle": ca_bundle});
+        }
+    }
+    Ok(configurations)
+}
+
+/// Registers both webhook configurations (see [`webhooks_for_url`]).
+pub async fn register_webhooks(
+    client: &Client,
+    base_url: &str,
+    ca_pem: &[u8],
+) -> Result<(), LocalError> {
+    for configuration in webhooks_for_url(base_url, ca_pem)? {
+        apply_object(client, configuration, "default").await?;
+    }
+    Ok(())
+}
+
+/// Removes both webhook configurations, leaving only the CRD's own rules in force.
+pub async fn unregister_webhooks(client: &Client) -> Result<(), LocalError> {
+    for configuration in webhooks_for_url("https://unused", b"")? {
+        let types = configuration.types.clone().unwrap_or_default();
+        let gvk =
+            GroupVersionKind::try_from(&types).map_err(|e| LocalError::Yaml(e.to_string()))?;
+        let what = format!("deleting {} {}", types.kind, configuration.name_any());
+        let (resource, _) = kube::discovery::pinned_kind(client, &gvk)
+            .await
+            .map_err(|source| LocalError::Api {
+                what: what.clone(),
+                source,
+            })?;
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        match api
+            .delete(&configuration.name_any(), &Default::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(source) => return Err(LocalError::Api { what, source }),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Child processes of the local control plane: logs to a file, stopped on drop, and killed when
+//! this process exits even if nobody dropped them (a shared test fixture in a `static`).
+
+use super::LocalError;
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, Once, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Pids of children still running, killed by the exit hook.
+static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+static EXIT_HOOK: Once = Once::new();
+
+extern "C" fn kill_live_children() {
+    let live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
+    for pid in live.iter() {
+        // SAFETY: kill(2) with a pid this process spawned and has not reaped.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+}
+
+/// A running child process whose output goes to a log file.
+pub struct Supervised {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Supervised {
+    /// Starts `command` with its output appended to `<log_dir>/<name>.log`.
+    pub fn spawn(name: &str, mut command: Command, log_dir: &Path) -> Result<Self, LocalError> {
+        EXIT_HOOK.call_once(|| {
+            // SAFETY: registers a plain extern "C" function without captured state.
+            unsafe { libc::atexit(kill_live_children) };
+        });
+        let log = log_dir.join(format!("{name}.log"));
+        let file = File::create(&log).map_err(|source| LocalError::Io {
+            what: format!("creating {}", log.display()),
+            source,
+        })?;
+        let err = file.try_clone().map_err(|source| LocalError::Io {
+            what: "duplicating a log file".into(),
+            source,
+        })?;
+        command.stdin(Stdio::null()).stdout(file).stderr(err);
+        let child = command.spawn().map_err(|source| LocalError::Io {
+            what: format!("starting {name}"),
+            source,
+        })?;
+        if let Ok(pid) = i32::try_from(child.id()) {
+            LIVE.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(pid);
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            log,
+        })
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Where the child's output goes.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// An error naming the child and the end of its log when it has exited.
+    pub fn check_running(&mut self) -> Result<(), LocalError> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(LocalError::Exited {
+                name: self.name.clone(),
+                status: status.to_string(),
+                log_tail: tail(&self.log),
+            }),
+            Err(source) => Err(LocalError::Io {
+                what: format!("checking {}", self.name),
+                source,
+            }),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; reaps the child.
+    pub fn stop(&mut self, grace: Duration) {
+        let pid = i32::try_from(self.child.id()).ok();
+        if let (Ok(None), Some(pid)) = (self.child.try_wait(), pid) {
+            // SAFETY: kill(2) on our own unreaped child.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + grace;
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        if let Some(pid) = pid {
+            LIVE.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&pid);
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
+}
+
+/// The last lines of a log file, for error messages.
+pub fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
