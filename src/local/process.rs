@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 /// Pids of children still running, killed by the exit hook.
 static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+/// Directories removed by the exit hook, after the children are gone.
+static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static EXIT_HOOK: Once = Once::new();
 
 extern "C" fn kill_live_children() {
@@ -18,7 +20,33 @@ extern "C" fn kill_live_children() {
     for pid in live.iter() {
         // SAFETY: kill(2) with a pid this process spawned and has not reaped.
         unsafe { libc::kill(*pid, libc::SIGKILL) };
+        // SAFETY: waitpid(2) on that same child, so its files are closed before they are removed.
+        unsafe { libc::waitpid(*pid, std::ptr::null_mut(), 0) };
     }
+    for dir in SCRATCH
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+    {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+fn install_exit_hook() {
+    EXIT_HOOK.call_once(|| {
+        // SAFETY: registers a plain extern "C" function without captured state.
+        unsafe { libc::atexit(kill_live_children) };
+    });
+}
+
+/// Removes `dir` when this process exits, after its children are killed: for fixtures that
+/// live in a `static` and are never dropped.
+pub fn remove_at_exit(dir: &Path) {
+    install_exit_hook();
+    SCRATCH
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(dir.to_owned());
 }
 
 /// A running child process whose output goes to a log file.
@@ -31,10 +59,7 @@ pub struct Supervised {
 impl Supervised {
     /// Starts `command` with its output appended to `<log_dir>/<name>.log`.
     pub fn spawn(name: &str, mut command: Command, log_dir: &Path) -> Result<Self, LocalError> {
-        EXIT_HOOK.call_once(|| {
-            // SAFETY: registers a plain extern "C" function without captured state.
-            unsafe { libc::atexit(kill_live_children) };
-        });
+        install_exit_hook();
         let log = log_dir.join(format!("{name}.log"));
         let file = File::create(&log).map_err(|source| LocalError::Io {
             what: format!("creating {}", log.display()),

@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod cluster;
 pub mod https;
 pub mod lookup;

@@ -1,0 +1,302 @@
+//! Admission end to end: a real kube-apiserver calls the operator's webhooks, driven by `kubectl`
+//! exactly as a user types it and by `kube::Client`.
+
+mod support;
+
+use apimanager_backup_operator::api::backup::APIManagerBackup;
+use kube::api::{Api, PostParams};
+use support::cluster::{apimanager_yaml, kubectl_ok, kubectl_run, namespace, shared};
+
+/// A namespace holding one APIManager with external databases, named `example`.
+fn namespace_with_apimanager(name: &str) -> String {
+    let cluster = shared();
+    let ns = namespace(cluster, name);
+    kubectl_ok(
+        cluster,
+        &["-n", &ns, "create", "-f", "-"],
+        &apimanager_yaml("example", true),
+    );
+    ns
+}
+
+fn backup_yaml(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: apps.3scale.net/v1alpha1\nkind: APIManagerBackup\nmetadata:\n  name: {name}\nspec:\n{spec}"
+    )
+}
+
+/// `kubectl create` that must fail; returns what kubectl printed on stderr.
+fn create_rejected(ns: &str, yaml: &str) -> String {
+    let output = kubectl_run(shared(), &["-n", ns, "create", "-f", "-"], yaml);
+    assert!(!output.status.success(), "accepted: {yaml}");
+    String::from_utf8_lossy(&output.stderr)
+        .trim_end()
+        .to_owned()
+}
+
+const SIZED: &str =
+    "  backupDestination:\n    persistentVolumeClaim:\n      resources:\n        requests: 1Gi\n";
+
+#[test]
+fn reference_examples_are_accepted_and_defaulted() {
+    let cluster = shared();
+    let ns = namespace_with_apimanager("examples");
+    for (file, name) in [
+        (
+            "tests/fixtures/backup-pvc-size.yaml",
+            "example-apimanagerbackup-pvc",
+        ),
+        (
+            "tests/fixtures/backup-pvc-volume-name.yaml",
+            "example-apimanagerbackup-pvc-volumename",
+        ),
+    ] {
+        let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+        let out = kubectl_ok(cluster, &["-n", &ns, "create", "-f", &path], "");
+        assert_eq!(
+            out.trim(),
+            format!("apimanagerbackup.apps.3scale.net/{name} created")
+        );
+        let defaulted = kubectl_ok(
+            cluster,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "apimanagerbackup",
+                name,
+                "-o",
+                "jsonpath={.spec.apiManagerName}",
+            ],
+            "",
+        );
+        assert_eq!(defaulted, "example");
+    }
+}
+
+#[test]
+fn missing_destination_is_rejected() {
+    let ns = namespace_with_apimanager("no-destination");
+    assert_eq!(
+        create_rejected(&ns, &backup_yaml("b", "  backupDestination: {}\n")),
+        r#"The APIManagerBackup "b" is invalid: spec.backupDestination: Required value: exactly one backup destination must be set; supported: persistentVolumeClaim"#
+    );
+}
+
+#[test]
+fn missing_requests_with_volume_name_is_rejected() {
+    let ns = namespace_with_apimanager("no-requests");
+    let spec = "  backupDestination:\n    persistentVolumeClaim:\n      volumeName: pv-1\n";
+    assert_eq!(
+        create_rejected(&ns, &backup_yaml("b", spec)),
+        r#"The APIManagerBackup "b" is invalid: spec.backupDestination.persistentVolumeClaim.resources.requests: Required value: the backup claim's size must be set, also when volumeName is set (for example 10Gi)"#
+    );
+}
+
+#[test]
+fn bad_quantity_is_rejected() {
+    let ns = namespace_with_apimanager("bad-quantity");
+    let spec = "  backupDestination:\n    persistentVolumeClaim:\n      resources:\n        requests: ten gigs\n";
+    assert_eq!(
+        create_rejected(&ns, &backup_yaml("b", spec)),
+        r#"The APIManagerBackup "b" is invalid: spec.backupDestination.persistentVolumeClaim.resources.requests: Invalid value: "ten gigs": must be a Kubernetes quantity such as 10Gi or 500Mi"#
+    );
+}
+
+#[test]
+fn zero_size_is_rejected() {
+    let ns = namespace_with_apimanager("zero-size");
+    let spec = "  backupDestination:\n    persistentVolumeClaim:\n      resources:\n        requests: \"0\"\n";
+    assert_eq!(
+        create_rejected(&ns, &backup_yaml("b", spec)),
+        r#"The APIManagerBackup "b" is invalid: spec.backupDestination.persistentVolumeClaim.resources.requests: Invalid value: "0": must be greater than zero, for example 10Gi"#
+    );
+}
+
+#[test]
+fn invalid_storage_class_is_rejected() {
+    let ns = namespace_with_apimanager("bad-class");
+    let spec = "  backupDestination:\n    persistentVolumeClaim:\n      storageClass: Fast_SSD\n      resources:\n        requests: 1Gi\n";
+    assert_eq!(
+        create_rejected(&ns, &backup_yaml("b", spec)),
+        r#"The APIManagerBackup "b" is invalid: spec.backupDestination.persistentVolumeClaim.storageClass: Invalid value: "Fast_SSD": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')"#
+    );
+}
+
+#[test]
+fn no_apimanager_is_rejected() {
+    let ns = namespace(shared(), "no-apimanager");
+    assert_eq!(
+        create_rejected(&ns, &backup_yaml("b", SIZED)),
+        r#"The APIManagerBackup "b" is invalid: spec.apiManagerName: Required value: no APIManager exists in namespace "no-apimanager"; create the APIManager to back up first"#
+    );
+}
+
+#[test]
+fn two_apimanagers_are_rejected_until_one_is_named() {
+    let cluster = shared();
+    let ns = namespace(cluster, "two-apimanagers");
+    for name in ["first", "second"] {
+        kubectl_ok(
+            cluster,
+            &["-n", &ns, "create", "-f", "-"],
+            &apimanager_yaml(name, true),
+        );
+    }
+    assert_eq!(
+        create_rejected(&ns, &backup_yaml("b", SIZED)),
+        r#"The APIManagerBackup "b" is invalid: spec.apiManagerName: Required value: namespace "two-apimanagers" has 2 APIManagers (first, second); set spec.apiManagerName to the one to back up"#
+    );
+    let named = backup_yaml("b", &format!("  apiManagerName: second\n{SIZED}"));
+    kubectl_ok(cluster, &["-n", &ns, "create", "-f", "-"], &named);
+}
+
+#[test]
+fn apimanager_with_internal_databases_is_rejected() {
+    let cluster = shared();
+    let ns = namespace(cluster, "internal-databases");
+    kubectl_ok(
+        cluster,
+        &["-n", &ns, "create", "-f", "-"],
+        &apimanager_yaml("example", false),
+    );
+    assert_eq!(
+        create_rejected(&ns, &backup_yaml("b", SIZED)),
+        r#"The APIManagerBackup "b" is invalid: spec.apiManagerName: Invalid value: "example": APIManager is outside the backup scope: its system database, system Redis and backend Redis are not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#
+    );
+}
+
+#[test]
+fn several_violations_are_listed_together() {
+    let ns = namespace(shared(), "several");
+    let spec = "  apiManagerName: gone\n  backupDestination:\n    persistentVolumeClaim:\n      storageClass: Bad\n      resources:\n        requests: \"0\"\n";
+    assert_eq!(
+        create_rejected(&ns, &backup_yaml("b", spec)),
+        "The APIManagerBackup \"b\" is invalid: \n\
+* spec.backupDestination.persistentVolumeClaim.resources.requests: Invalid value: \"0\": must be greater than zero, for example 10Gi\n\
+* spec.backupDestination.persistentVolumeClaim.storageClass: Invalid value: \"Bad\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')\n\
+* spec.apiManagerName: Invalid value: \"gone\": no APIManager of that name in namespace \"several\" (there are none)"
+    );
+}
+
+#[test]
+fn storage_class_with_volume_name_warns() {
+    let cluster = shared();
+    let ns = namespace_with_apimanager("warning");
+    let spec = "  backupDestination:\n    persistentVolumeClaim:\n      volumeName: pv-1\n      storageClass: fast\n      resources:\n        requests: 1Gi\n";
+    let output = kubectl_run(
+        cluster,
+        &["-n", &ns, "create", "-f", "-"],
+        &backup_yaml("b", spec),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        r#"Warning: spec.backupDestination.persistentVolumeClaim.storageClass is ignored because volumeName is set: the claim binds to PersistentVolume "pv-1""#
+    );
+}
+
+#[test]
+fn spec_updates_are_rejected_and_label_updates_allowed() {
+    let cluster = shared();
+    let ns = namespace_with_apimanager("immutable");
+    kubectl_ok(
+        cluster,
+        &["-n", &ns, "create", "-f", "-"],
+        &backup_yaml("b", SIZED),
+    );
+    let patch = r#"{"spec":{"backupDestination":{"persistentVolumeClaim":{"resources":{"requests":"2Gi"}}}}}"#;
+    let output = kubectl_run(
+        cluster,
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "apimanagerbackup",
+            "b",
+            "--type=merge",
+            "-p",
+            patch,
+        ],
+        "",
+    );
+    assert!(!output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        r#"The APIManagerBackup "b" is invalid: spec: Forbidden: spec is immutable once the backup is created; create a new APIManagerBackup to take another backup"#
+    );
+    let out = kubectl_ok(
+        cluster,
+        &["-n", &ns, "label", "apimanagerbackup", "b", "team=platform"],
+        "",
+    );
+    assert_eq!(out.trim(), "apimanagerbackup.apps.3scale.net/b labeled");
+}
+
+#[tokio::test]
+async fn kube_client_sees_defaulting_and_a_422_invalid() {
+    let cluster = shared();
+    let ns = namespace_with_apimanager("client");
+    let client = cluster.admin_client().await.expect("client");
+    let api: Api<APIManagerBackup> = Api::namespaced(client, &ns);
+    let good: APIManagerBackup = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManagerBackup", "metadata": {"name": "good"},
+        "spec": {"backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "5Gi"}}}}}))
+    .expect("backup");
+    let created = api
+        .create(&PostParams::default(), &good)
+        .await
+        .expect("created");
+    assert_eq!(created.spec.api_manager_name.as_deref(), Some("example"));
+
+    let mut bad = good.clone();
+    bad.metadata.name = Some("bad".into());
+    bad.spec.api_manager_name = Some("missing".into());
+    match api.create(&PostParams::default(), &bad).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422);
+            assert_eq!(status.reason, "Invalid");
+            assert_eq!(
+                status.message,
+                r#"admission webhook "vapimanagerbackup.apps.3scale.net" denied the request: APIManagerBackup.apps.3scale.net "bad" is invalid: spec.apiManagerName: Invalid value: "missing": no APIManager of that name in namespace "client" (there are: example)"#
+            );
+        }
+        other => panic!("expected a 422 Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn operator_service_account_has_only_what_admission_needs() {
+    let cluster = shared();
+    let sa = "system:serviceaccount:apimanager-backup-operator:apimanager-backup-operator";
+    for (verb, resource, expected) in [
+        ("list", "apimanagers.apps.3scale.net", "yes"),
+        ("watch", "apimanagerbackups.apps.3scale.net", "yes"),
+        ("delete", "apimanagers.apps.3scale.net", "no"),
+        ("list", "secrets", "no"),
+        ("create", "apimanagerbackups.apps.3scale.net", "no"),
+    ] {
+        let output = kubectl_run(
+            cluster,
+            &[
+                "auth",
+                "can-i",
+                verb,
+                resource,
+                "--all-namespaces",
+                "--as",
+                sa,
+            ],
+            "",
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            expected,
+            "{verb} {resource}"
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! One real control plane with the operator per test binary, started on first use and killed
+//! when the binary exits; each test works in its own namespace.
+
+use apimanager_backup_operator::local::{LocalCluster, process};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The operator binary under test.
+pub const OPERATOR: &str = env!("CARGO_BIN_EXE_apimanager-backup-operator");
+
+/// Starts a fresh cluster in a new scratch directory on a runtime of its own (tests each have
+/// their own runtime, which ends with the test).
+pub fn start_cluster(label: &str) -> (LocalCluster, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("abo-e2e-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let work = dir.clone();
+    let cluster = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(LocalCluster::start(Path::new(OPERATOR), &work))
+    })
+    .join()
+    .expect("cluster start thread");
+    match cluster {
+        Ok(cluster) => (cluster, dir),
+        Err(error) => panic!("the local cluster did not start: {error}"),
+    }
+}
+
+/// The cluster shared by the tests of this binary.
+pub fn shared() -> &'static LocalCluster {
+    static SHARED: OnceLock<LocalCluster> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let (cluster, dir) = start_cluster("shared");
+        process::remove_at_exit(&dir);
+        cluster
+    })
+}
+
+/// `kubectl` as the cluster administrator of `cluster`.
+pub fn kubectl(cluster: &LocalCluster) -> Command {
+    let mut command = Command::new("kubectl");
+    command
+        .arg("--kubeconfig")
+        .arg(&cluster.plane.admin_kubeconfig);
+    command
+}
+
+/// Runs `kubectl <args>` with `stdin` and returns its output.
+pub fn kubectl_run(cluster: &LocalCluster, args: &[&str], stdin: &str) -> Output {
+    let mut child = kubectl(cluster)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl starts");
+    if let Some(mut input) = child.stdin.take() {
+        std::io::Write::write_all(&mut input, stdin.as_bytes()).expect("write kubectl stdin");
+    }
+    child.wait_with_output().expect("kubectl finishes")
+}
+
+/// Runs kubectl and returns stdout, failing the test with kubectl's stderr if it fails.
+pub fn kubectl_ok(cluster: &LocalCluster, args: &[&str], stdin: &str) -> String {
+    let output = kubectl_run(cluster, args, stdin);
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Creates namespace `name` and returns it.
+pub fn namespace(cluster: &LocalCluster, name: &str) -> String {
+    kubectl_ok(cluster, &["create", "namespace", name], "");
+    name.to_owned()
+}
+
+/// YAML of an APIManager named `name`; `external` sets all three databases external.
+pub fn apimanager_yaml(name: &str, external: bool) -> String {
+    format!(
+        "apiVersion: apps.3scale.net/v1alpha1\nkind: APIManager\nmetadata:\n  name: {name}\nspec:\n  wildcardDomain: example.com\n  externalComponents:\n    system:\n      database: {external}\n      redis: {external}\n    backend:\n      redis: {external}\n"
+    )
+}
