@@ -191,6 +191,7 @@ impl ControlPlane {
             ))
             .arg("--service-cluster-ip-range=10.96.0.0/16")
             .arg("--allow-privileged=true")
+            .arg("--endpoint-reconciler-type=none")
             .arg("--profiling=false")
             .arg("--v=1");
         let apiserver = Supervised::spawn("kube-apiserver", apiserver, &logs)?;

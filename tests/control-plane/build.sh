@@ -20,7 +20,7 @@
 set -euo pipefail
 
 script_dir=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=versions.env
+# shellcheck source=tests/control-plane/versions.env
 . "$script_dir/versions.env"
 : "${KUBERNETES_VERSION:?KUBERNETES_VERSION missing from versions.env}"
 : "${ETCD_VERSION:?ETCD_VERSION missing from versions.env}"
@@ -50,6 +50,10 @@ exec 3>&1 1>&2
 log() { printf '[control-plane/build] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# The official Go tarball's default location, in case it is not on PATH.
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+  PATH=/usr/local/go/bin:$PATH
+fi
 command -v go >/dev/null || die "go is not on PATH (needed to build the control plane)"
 command -v flock >/dev/null || die "flock is not on PATH (util-linux)"
 
