@@ -25,6 +25,9 @@ pub enum Command {
     /// Development: start a local control plane with the operator, its webhooks and a sample
     /// backup, and run until Ctrl-C. Needs Go, openssl and this source tree.
     Local(LocalArgs),
+    /// What the backup Jobs run (not for direct use).
+    #[command(subcommand)]
+    Job(crate::job::JobCommand),
 }
 
 /// Settings of `local`.

@@ -5,6 +5,8 @@ pub mod api;
 pub mod cli;
 pub mod crd;
 pub mod health;
+pub mod job;
+pub mod layout;
 pub mod local;
 pub mod metrics;
 pub mod server;

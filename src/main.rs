@@ -26,6 +26,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve(args) => serve(args).await,
         Command::Local(args) => local(args).await,
+        Command::Job(step) => {
+            telemetry::init(telemetry::LogFormat::Text);
+            apimanager_backup_operator::job::run(step).await?;
+            Ok(())
+        }
     }
 }
 

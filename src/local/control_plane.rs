@@ -110,7 +110,7 @@ fn random_token() -> Result<String, LocalError> {
         what: "reading /dev/urandom".into(),
         source,
     })?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::job::manifest::hex(&buf))
 }
 
 impl ControlPlane {

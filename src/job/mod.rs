@@ -1,0 +1,133 @@
+//! What the backup Jobs run (`apimanager-backup-operator job …`): export the Secrets, ConfigMaps
+//! and APIManager, and copy the System FileStorage. A failure is written to the Pod's termination
+//! message, which the reconciler puts into the backup's `Failed` condition.
+
+pub mod copy;
+pub mod export;
+pub mod manifest;
+
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// Errors of a backup Job.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A file operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// On which file.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// A file holds something unexpected.
+    #[error("{path} is unusable: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The Kubernetes API could not be reached or refused.
+    #[error("{what}: {source}")]
+    Api {
+        /// What was being done.
+        what: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// No usable Kubernetes configuration.
+    #[error("no Kubernetes configuration (in-cluster or KUBECONFIG): {0}")]
+    Config(String),
+    /// Required objects are missing.
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// The Job steps.
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Export the Secrets, ConfigMaps and the APIManager into the backup folder.
+    ExportObjects(ExportArgs),
+    /// Copy the System FileStorage tree into the backup folder, with sizes and checksums.
+    CopyFiles(CopyArgs),
+}
+
+/// Settings shared by both steps.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Root of the backup claim.
+    #[arg(long, default_value = crate::layout::BACKUP_MOUNT)]
+    pub backup_dir: PathBuf,
+    /// Where the failure reason is written for Kubernetes to report.
+    #[arg(long, default_value = "/dev/termination-log")]
+    pub termination_log: PathBuf,
+}
+
+/// Settings of `job export-objects`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Namespace of the 3scale installation.
+    #[arg(long)]
+    pub namespace: String,
+    /// Name of the APIManager.
+    #[arg(long)]
+    pub apimanager: String,
+    /// Name of the APIManagerBackup (recorded in the manifest).
+    #[arg(long)]
+    pub backup_name: String,
+    /// UID of the APIManagerBackup (recorded in the manifest).
+    #[arg(long)]
+    pub backup_uid: String,
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Settings of `job copy-files`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Root of the System FileStorage claim (mounted read-only).
+    #[arg(long, default_value = crate::layout::FILE_STORAGE_MOUNT)]
+    pub source: PathBuf,
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Runs a step; on failure writes the reason to the termination log and returns it.
+pub async fn run(command: JobCommand) -> Result<(), JobError> {
+    let (outcome, termination_log) = match command {
+        JobCommand::ExportObjects(args) => (export::run(&args).await, args.common.termination_log),
+        JobCommand::CopyFiles(args) => (copy::run(&args), args.common.termination_log),
+    };
+    if let Err(error) = &outcome {
+        // Kubernetes keeps at most 4096 bytes of a termination message.
+        let mut message = error.to_string();
+        message.truncate(message.floor_char_boundary(4096));
+        let _ = std::fs::write(&termination_log, message);
+    }
+    outcome
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees half a
+/// file; creates the parent folders.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), JobError> {
+    let io = |what: &str, path: &Path| {
+        let what = what.to_owned();
+        let path = path.to_owned();
+        move |source| JobError::Io { what, path, source }
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+    }
+    let temporary = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&temporary).map_err(io("creating", &temporary))?;
+        std::io::Write::write_all(&mut file, bytes).map_err(io("writing", &temporary))?;
+        file.sync_all().map_err(io("syncing", &temporary))?;
+    }
+    std::fs::rename(&temporary, path).map_err(io("renaming into", path))
+}

@@ -1,0 +1,41 @@
+//! What a backup contains and where it lands on the backup claim: the 3scale-operator layout, so
+//! its restore reads our backups.
+
+/// Secrets backed up, by name. A missing optional one is recorded as absent.
+pub const SECRETS: [&str; 13] = [
+    "system-smtp",
+    "system-seed",
+    "backend-internal-api",
+    "backend-listener",
+    "system-events-hook",
+    "system-app",
+    "system-recaptcha",
+    "zync",
+    "system-master-apicast",
+    "system-memcache",
+    "system-database",
+    "backend-redis",
+    "system-redis",
+];
+
+/// Secrets a working 3scale installation may lack (features not configured).
+pub const OPTIONAL_SECRETS: [&str; 2] = ["system-smtp", "system-recaptcha"];
+
+/// ConfigMaps backed up, by name.
+pub const CONFIG_MAPS: [&str; 2] = ["system-environment", "apicast-environment"];
+
+/// Folder of the Secrets on the claim.
+pub const SECRETS_DIR: &str = "secrets";
+/// Folder of the ConfigMaps on the claim.
+pub const CONFIG_MAPS_DIR: &str = "configmaps";
+/// The APIManager object on the claim.
+pub const APIMANAGER_FILE: &str = "apimanager/apimanager-backup.json";
+/// Folder of the copied System FileStorage on the claim.
+pub const FILE_STORAGE_DIR: &str = "system-filestorage-pvc";
+/// The manifest of the backup (ours, not 3scale-operator's).
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Where the backup claim is mounted in the Jobs.
+pub const BACKUP_MOUNT: &str = "/backup";
+/// Where the System FileStorage claim is mounted (read-only) in the copy Job.
+pub const FILE_STORAGE_MOUNT: &str = "/system-storage";
