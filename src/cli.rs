@@ -34,11 +34,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct LocalArgs {
     /// Working directory for certificates, etcd data, logs and kubeconfigs; removed on exit.
-    #[arg(
-        long,
-        env = "APIMANAGER_BACKUP_LOCAL_DIR",
-        default_value = "/tmp/apimanager-backup-operator-local"
-    )]
+    #[arg(long, env = "APIMANAGER_BACKUP_LOCAL_DIR", default_value = "/tmp/apimanager-backup-operator-local")]
     pub dir: PathBuf,
 }
 
@@ -49,18 +45,10 @@ pub struct ServeArgs {
     #[arg(long, env = "APIMANAGER_BACKUP_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
     /// PEM certificate chain served by the HTTPS server; reloaded when it changes.
-    #[arg(
-        long,
-        env = "APIMANAGER_BACKUP_TLS_CERT",
-        default_value = "/etc/apimanager-backup-operator/tls/tls.crt"
-    )]
+    #[arg(long, env = "APIMANAGER_BACKUP_TLS_CERT", default_value = "/etc/apimanager-backup-operator/tls/tls.crt")]
     pub tls_cert: PathBuf,
     /// PEM private key of the certificate; reloaded when it changes.
-    #[arg(
-        long,
-        env = "APIMANAGER_BACKUP_TLS_KEY",
-        default_value = "/etc/apimanager-backup-operator/tls/tls.key"
-    )]
+    #[arg(long, env = "APIMANAGER_BACKUP_TLS_KEY", default_value = "/etc/apimanager-backup-operator/tls/tls.key")]
     pub tls_key: PathBuf,
     /// How often the certificate files are checked for a change (e.g. 10s, 1m).
     #[arg(long, env = "APIMANAGER_BACKUP_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -72,11 +60,6 @@ pub struct ServeArgs {
     #[arg(long, env = "APIMANAGER_BACKUP_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
     /// Log format; the level comes from RUST_LOG (default info).
-    #[arg(
-        long,
-        env = "APIMANAGER_BACKUP_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
+    #[arg(long, env = "APIMANAGER_BACKUP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 }

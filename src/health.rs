@@ -12,19 +12,12 @@ pub struct Readiness {
 impl Readiness {
     /// Marks check `name` as passing or failing (an unknown name is added).
     pub fn set(&self, name: &'static str, ready: bool) {
-        self.checks
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name, ready);
+        self.checks.write().unwrap_or_else(PoisonError::into_inner).insert(name, ready);
     }
 
     /// Names of the checks that do not pass yet.
     pub fn failing(&self) -> Vec<&'static str> {
         let checks = self.checks.read().unwrap_or_else(PoisonError::into_inner);
-        checks
-            .iter()
-            .filter(|(_, ready)| !**ready)
-            .map(|(name, _)| *name)
-            .collect()
+        checks.iter().filter(|(_, ready)| !**ready).map(|(name, _)| *name).collect()
     }
 }

@@ -37,42 +37,28 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
     let metrics = Arc::new(Metrics::new()?);
-    let files = TlsFiles {
-        cert: args.tls_cert.clone(),
-        key: args.tls_key.clone(),
-    };
-    let tls = files
-        .load()
-        .context("loading the serving certificate (--tls-cert, --tls-key)")?;
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
+    let files = TlsFiles { cert: args.tls_cert.clone(), key: args.tls_key.clone() };
+    let tls = files.load().context("loading the serving certificate (--tls-cert, --tls-key)")?;
+    let client =
+        kube::Client::try_default().await.context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
     let readiness = Readiness::default();
     readiness.set(APIMANAGER_API_CHECK, false);
     tokio::spawn(wait_for_apimanager_api(client.clone(), readiness.clone()));
     tokio::spawn(files.reload_on_change(tls.clone(), args.tls_reload_interval));
-    let admission = AdmissionState {
-        lookup: ClusterLookup::new(client),
-        metrics,
-    };
+    let admission = AdmissionState { lookup: ClusterLookup::new(client), metrics };
     let app = server::router(admission, readiness, args.max_body_bytes);
-    let listener = std::net::TcpListener::bind(args.listen)
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %args.listen, version = env!("CARGO_PKG_VERSION"), "serving webhooks, /metrics and probes over HTTPS");
-    server::serve(listener, tls, app, shutdown_signal(), args.shutdown_grace)
-        .await
-        .context("HTTPS server")?;
+    server::serve(listener, tls, app, shutdown_signal(), args.shutdown_grace).await.context("HTTPS server")?;
     tracing::info!("stopped");
     Ok(())
 }
 
 async fn local(args: LocalArgs) -> anyhow::Result<()> {
     if args.dir.exists() {
-        std::fs::remove_dir_all(&args.dir)
-            .with_context(|| format!("clearing {}", args.dir.display()))?;
+        std::fs::remove_dir_all(&args.dir).with_context(|| format!("clearing {}", args.dir.display()))?;
     }
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("creating {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     let binary = std::env::current_exe().context("locating this binary")?;
     let outcome = apimanager_backup_operator::local::session::run(&binary, &args.dir).await;
     let _ = std::fs::remove_dir_all(&args.dir);

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the operator (DESIGN §5), served at `/metrics`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// Errors while registering or encoding metrics.
@@ -9,11 +9,34 @@ use prometheus::{
 #[error("metrics: {0}")]
 pub struct MetricsError(#[from] prometheus::Error);
 
+/// How a backup ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every step finished.
+    Succeeded,
+    /// A step failed or the backup timed out.
+    Failed,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// Every metric the operator exports, in its own registry.
 pub struct Metrics {
     registry: Registry,
     admission_requests: IntCounterVec,
     admission_duration: HistogramVec,
+    backup_duration: HistogramVec,
+    backups: IntCounterVec,
+    backups_in_progress: IntGauge,
+    last_success: GaugeVec,
+    reconcile_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -21,43 +44,83 @@ impl Metrics {
     pub fn new() -> Result<Self, MetricsError> {
         let registry = Registry::new();
         let admission_requests = IntCounterVec::new(
-            Opts::new(
-                "admission_requests_total",
-                "Admission reviews answered, by webhook, operation and verdict.",
-            ),
+            Opts::new("admission_requests_total", "Admission reviews answered, by webhook, operation and verdict."),
             &["webhook", "operation", "allowed"],
         )?;
         let admission_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "admission_request_duration_seconds",
-                "Time to answer an admission review.",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
+            HistogramOpts::new("admission_request_duration_seconds", "Time to answer an admission review.")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             &["webhook"],
+        )?;
+        let backup_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "apimanager_backup_duration_seconds",
+                "Time from a backup's start to its end, by outcome.",
+            )
+            .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0]),
+            &["outcome"],
+        )?;
+        let backups =
+            IntCounterVec::new(Opts::new("apimanager_backups_total", "Backups ended, by outcome."), &["outcome"])?;
+        for outcome in [Outcome::Succeeded, Outcome::Failed] {
+            backups.with_label_values(&[outcome.label()]);
+        }
+        let backups_in_progress = IntGauge::new("apimanager_backups_in_progress", "Backups started and not ended.")?;
+        let last_success = GaugeVec::new(
+            Opts::new(
+                "apimanager_backup_last_success_timestamp_seconds",
+                "Unix time of the last successful backup, by APIManagerBackup.",
+            ),
+            &["namespace", "name"],
+        )?;
+        let reconcile_errors = IntCounterVec::new(
+            Opts::new("reconcile_errors_total", "Reconciliations that failed and were retried, by reason."),
+            &["reason"],
         )?;
         registry.register(Box::new(admission_requests.clone()))?;
         registry.register(Box::new(admission_duration.clone()))?;
-        registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        registry.register(Box::new(backup_duration.clone()))?;
+        registry.register(Box::new(backups.clone()))?;
+        registry.register(Box::new(backups_in_progress.clone()))?;
+        registry.register(Box::new(last_success.clone()))?;
+        registry.register(Box::new(reconcile_errors.clone()))?;
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         Ok(Self {
             registry,
             admission_requests,
             admission_duration,
+            backup_duration,
+            backups,
+            backups_in_progress,
+            last_success,
+            reconcile_errors,
         })
     }
 
     /// Records one answered admission review.
     pub fn observe_admission(&self, webhook: &str, operation: &str, allowed: bool, seconds: f64) {
         let allowed = if allowed { "true" } else { "false" };
-        self.admission_requests
-            .with_label_values(&[webhook, operation, allowed])
-            .inc();
-        self.admission_duration
-            .with_label_values(&[webhook])
-            .observe(seconds);
+        self.admission_requests.with_label_values(&[webhook, operation, allowed]).inc();
+        self.admission_duration.with_label_values(&[webhook]).observe(seconds);
+    }
+
+    /// Records the end of a backup that took `seconds`; a success also sets its timestamp.
+    pub fn observe_backup(&self, namespace: &str, name: &str, outcome: Outcome, seconds: f64, ended_at_unix: f64) {
+        self.backup_duration.with_label_values(&[outcome.label()]).observe(seconds);
+        self.backups.with_label_values(&[outcome.label()]).inc();
+        if outcome == Outcome::Succeeded {
+            self.last_success.with_label_values(&[namespace, name]).set(ended_at_unix);
+        }
+    }
+
+    /// Sets how many backups are in progress.
+    pub fn set_in_progress(&self, count: usize) {
+        self.backups_in_progress.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a failed reconciliation.
+    pub fn reconcile_error(&self, reason: &str) {
+        self.reconcile_errors.with_label_values(&[reason]).inc();
     }
 
     /// All metrics in the Prometheus text exposition format.
@@ -77,11 +140,32 @@ mod tests {
         let metrics = Metrics::new().expect("metrics register");
         metrics.observe_admission("validating", "CREATE", false, 0.002);
         let text = metrics.render().expect("metrics render");
-        assert!(text.contains(r#"admission_requests_total{allowed="false",operation="CREATE",webhook="validating"} 1"#), "{text}");
         assert!(
-            text.contains(r#"admission_request_duration_seconds_count{webhook="validating"} 1"#),
+            text.contains(r#"admission_requests_total{allowed="false",operation="CREATE",webhook="validating"} 1"#),
             "{text}"
         );
+        assert!(text.contains(r#"admission_request_duration_seconds_count{webhook="validating"} 1"#), "{text}");
         assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    }
+
+    #[test]
+    fn backup_metrics_render() {
+        let metrics = Metrics::new().expect("metrics register");
+        let text = metrics.render().expect("render");
+        assert!(text.contains(r#"apimanager_backups_total{outcome="succeeded"} 0"#), "outcomes start at zero: {text}");
+        metrics.observe_backup("3scale", "nightly", Outcome::Succeeded, 42.0, 1_700_000_000.0);
+        metrics.set_in_progress(2);
+        metrics.reconcile_error("Api");
+        let text = metrics.render().expect("render");
+        assert!(text.contains(r#"apimanager_backups_total{outcome="succeeded"} 1"#), "{text}");
+        assert!(text.contains(r#"apimanager_backup_duration_seconds_sum{outcome="succeeded"} 42"#), "{text}");
+        assert!(
+            text.contains(
+                r#"apimanager_backup_last_success_timestamp_seconds{name="nightly",namespace="3scale"} 1700000000"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("apimanager_backups_in_progress 2"), "{text}");
+        assert!(text.contains(r#"reconcile_errors_total{reason="Api"} 1"#), "{text}");
     }
 }

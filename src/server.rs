@@ -36,13 +36,8 @@ pub fn router<L: ApiManagerLookup>(
         .route(HEALTHZ_PATH, get(|| async { "ok\n" }))
         .route(READYZ_PATH, get(readyz))
         .with_state(readiness);
-    let scrape = Router::new()
-        .route(METRICS_PATH, get(render_metrics))
-        .with_state(metrics);
-    webhooks
-        .merge(probes)
-        .merge(scrape)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+    let scrape = Router::new().route(METRICS_PATH, get(render_metrics)).with_state(metrics);
+    webhooks.merge(probes).merge(scrape).layer(DefaultBodyLimit::max(max_body_bytes))
 }
 
 async fn readyz(State(readiness): State<Readiness>) -> Response {
@@ -50,24 +45,13 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
     if failing.is_empty() {
         "ok\n".into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n", failing.join(", ")),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", failing.join(", "))).into_response()
     }
 }
 
 async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
     match metrics.render() {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
         Err(error) => {
             tracing::error!(%error, "cannot render metrics");
             (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")).into_response()
@@ -88,15 +72,9 @@ pub async fn serve(
     let trigger = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
-        tracing::info!(
-            grace_seconds = grace.as_secs(),
-            "shutting down the HTTPS server"
-        );
+        tracing::info!(grace_seconds = grace.as_secs(), "shutting down the HTTPS server");
         trigger.graceful_shutdown(Some(grace));
     });
     listener.set_nonblocking(true)?;
-    axum_server::from_tcp_rustls(listener, tls)?
-        .handle(handle)
-        .serve(app.into_make_service())
-        .await
+    axum_server::from_tcp_rustls(listener, tls)?.handle(handle).serve(app.into_make_service()).await
 }

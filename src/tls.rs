@@ -59,23 +59,12 @@ struct Snapshot {
 
 impl TlsFiles {
     fn snapshot(&self) -> Result<Snapshot, TlsError> {
-        let read = |path: &Path| {
-            std::fs::read(path).map_err(|source| TlsError::Read {
-                path: path.to_owned(),
-                source,
-            })
-        };
-        Ok(Snapshot {
-            cert: read(&self.cert)?,
-            key: read(&self.key)?,
-        })
+        let read = |path: &Path| std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source });
+        Ok(Snapshot { cert: read(&self.cert)?, key: read(&self.key)? })
     }
 
     fn server_config(&self, snapshot: &Snapshot) -> Result<ServerConfig, TlsError> {
-        fn pem_error(
-            path: &Path,
-            what: &'static str,
-        ) -> impl FnOnce(rustls::pki_types::pem::Error) -> TlsError {
+        fn pem_error(path: &Path, what: &'static str) -> impl FnOnce(rustls::pki_types::pem::Error) -> TlsError {
             let path = path.to_owned();
             move |source| TlsError::Pem { path, what, source }
         }
@@ -83,12 +72,9 @@ impl TlsFiles {
             .collect::<Result<Vec<_>, _>>()
             .map_err(pem_error(&self.cert, "certificate"))?;
         if certs.is_empty() {
-            return Err(TlsError::NoCertificate {
-                path: self.cert.clone(),
-            });
+            return Err(TlsError::NoCertificate { path: self.cert.clone() });
         }
-        let key = PrivateKeyDer::from_pem_slice(&snapshot.key)
-            .map_err(pem_error(&self.key, "private key"))?;
+        let key = PrivateKeyDer::from_pem_slice(&snapshot.key).map_err(pem_error(&self.key, "private key"))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -101,9 +87,7 @@ impl TlsFiles {
     /// Loads the files into a server configuration the HTTPS server can swap at run time.
     pub fn load(&self) -> Result<RustlsConfig, TlsError> {
         let snapshot = self.snapshot()?;
-        Ok(RustlsConfig::from_config(Arc::new(
-            self.server_config(&snapshot)?,
-        )))
+        Ok(RustlsConfig::from_config(Arc::new(self.server_config(&snapshot)?)))
     }
 
     /// Re-reads the files every `interval` and swaps `config` when their content changed. A

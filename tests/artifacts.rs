@@ -15,23 +15,15 @@ fn repo(path: &str) -> std::path::PathBuf {
 
 fn run(command: &mut Command) -> String {
     let output = command.output().expect("command runs");
-    assert!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
 #[test]
 fn manifests_crd_is_what_the_crd_subcommand_prints() {
     let printed = run(Command::new(BIN).arg("crd"));
-    let committed =
-        std::fs::read_to_string(repo("manifests/crd.yaml")).expect("manifests/crd.yaml");
-    assert!(
-        printed == committed,
-        "manifests/crd.yaml is stale: run `cargo run -- crd > manifests/crd.yaml`"
-    );
+    let committed = std::fs::read_to_string(repo("manifests/crd.yaml")).expect("manifests/crd.yaml");
+    assert!(printed == committed, "manifests/crd.yaml is stale: run `cargo run -- crd > manifests/crd.yaml`");
 }
 
 #[test]
@@ -48,26 +40,16 @@ fn crd_carries_the_cel_rules_and_printer_columns() {
         .collect();
     assert_eq!(columns, ["Completed", "PVC", "Age"]);
     let destination = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["backupDestination"];
-    assert_eq!(
-        destination["x-kubernetes-validations"][0]["reason"],
-        "FieldValueRequired"
-    );
+    assert_eq!(destination["x-kubernetes-validations"][0]["reason"], "FieldValueRequired");
     let claim = &destination["properties"]["persistentVolumeClaim"];
-    assert_eq!(
-        claim["x-kubernetes-validations"][0]["fieldPath"],
-        ".resources.requests"
-    );
+    assert_eq!(claim["x-kubernetes-validations"][0]["fieldPath"], ".resources.requests");
 }
 
 #[test]
 fn reference_examples_are_accepted() {
-    for file in [
-        "tests/fixtures/backup-pvc-size.yaml",
-        "tests/fixtures/backup-pvc-volume-name.yaml",
-    ] {
+    for file in ["tests/fixtures/backup-pvc-size.yaml", "tests/fixtures/backup-pvc-volume-name.yaml"] {
         let text = std::fs::read_to_string(repo(file)).expect("fixture");
-        let backup: APIManagerBackup =
-            serde_saphyr::from_str(&text).expect("fixture is an APIManagerBackup");
+        let backup: APIManagerBackup = serde_saphyr::from_str(&text).expect("fixture is an APIManagerBackup");
         let verdict = check_spec(&backup.spec);
         assert!(verdict.errors.is_empty(), "{file}: {:?}", verdict.errors);
     }
@@ -75,9 +57,7 @@ fn reference_examples_are_accepted() {
 
 #[test]
 fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
-    let rendered = run(Command::new("kubectl")
-        .args(["kustomize"])
-        .arg(repo("manifests")));
+    let rendered = run(Command::new("kubectl").args(["kustomize"]).arg(repo("manifests")));
     let docs: Vec<Value> = serde_saphyr::from_multiple(&rendered).expect("rendered YAML");
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     for kind in [
@@ -93,27 +73,17 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
     ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
-    for doc in docs.iter().filter(|d| {
-        d["kind"]
-            .as_str()
-            .is_some_and(|k| k.ends_with("WebhookConfiguration"))
-    }) {
+    for doc in docs.iter().filter(|d| d["kind"].as_str().is_some_and(|k| k.ends_with("WebhookConfiguration"))) {
         for hook in doc["webhooks"].as_array().expect("webhooks") {
             assert_eq!(hook["failurePolicy"], "Fail");
             assert_eq!(hook["sideEffects"], "None");
             assert!(hook["timeoutSeconds"].as_u64().is_some_and(|t| t <= 5));
             assert_eq!(hook["admissionReviewVersions"], serde_json::json!(["v1"]));
-            assert_eq!(
-                hook["rules"][0]["resources"],
-                serde_json::json!(["apimanagerbackups"])
-            );
+            assert_eq!(hook["rules"][0]["resources"], serde_json::json!(["apimanagerbackups"]));
             assert!(doc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].is_string());
         }
     }
-    let deployment = docs
-        .iter()
-        .find(|d| d["kind"] == "Deployment")
-        .expect("Deployment");
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("Deployment");
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     let container = &pod["containers"][0];
@@ -121,21 +91,11 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert!(container["resources"]["limits"]["memory"].is_string());
-    let role = docs
-        .iter()
-        .find(|d| d["kind"] == "ClusterRole")
-        .expect("ClusterRole");
+    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").expect("ClusterRole");
     for rule in role["rules"].as_array().expect("rules") {
         let verbs = rule["verbs"].as_array().expect("verbs");
         assert!(!verbs.iter().any(|v| v == "*"), "no wildcard verbs: {rule}");
-        assert!(
-            !rule["resources"]
-                .as_array()
-                .expect("resources")
-                .iter()
-                .any(|r| r == "*"),
-            "no wildcard resources"
-        );
+        assert!(!rule["resources"].as_array().expect("resources").iter().any(|r| r == "*"), "no wildcard resources");
     }
 }
 
@@ -146,42 +106,24 @@ fn serve_help_documents_every_flag_and_its_environment_variable() {
         ("--listen", "APIMANAGER_BACKUP_LISTEN"),
         ("--tls-cert", "APIMANAGER_BACKUP_TLS_CERT"),
         ("--tls-key", "APIMANAGER_BACKUP_TLS_KEY"),
-        (
-            "--tls-reload-interval",
-            "APIMANAGER_BACKUP_TLS_RELOAD_INTERVAL",
-        ),
+        ("--tls-reload-interval", "APIMANAGER_BACKUP_TLS_RELOAD_INTERVAL"),
         ("--max-body-bytes", "APIMANAGER_BACKUP_MAX_BODY_BYTES"),
         ("--shutdown-grace", "APIMANAGER_BACKUP_SHUTDOWN_GRACE"),
         ("--log-format", "APIMANAGER_BACKUP_LOG_FORMAT"),
     ] {
         assert!(help.contains(flag), "{flag} undocumented:\n{help}");
-        assert!(
-            help.contains(&format!("[env: {env}=")),
-            "{env} undocumented:\n{help}"
-        );
+        assert!(help.contains(&format!("[env: {env}=")), "{env} undocumented:\n{help}");
     }
 }
 
 #[test]
 fn serve_with_a_missing_certificate_fails_with_a_clear_message() {
     let output = Command::new(BIN)
-        .args([
-            "serve",
-            "--tls-cert",
-            "/nonexistent/tls.crt",
-            "--tls-key",
-            "/nonexistent/tls.key",
-        ])
+        .args(["serve", "--tls-cert", "/nonexistent/tls.crt", "--tls-key", "/nonexistent/tls.key"])
         .output()
         .expect("runs");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("loading the serving certificate (--tls-cert, --tls-key)"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("cannot read /nonexistent/tls.crt"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("loading the serving certificate (--tls-cert, --tls-key)"), "{stderr}");
+    assert!(stderr.contains("cannot read /nonexistent/tls.crt"), "{stderr}");
 }

@@ -11,63 +11,37 @@ use support::cluster::{apimanager_yaml, kubectl_ok, kubectl_run, namespace, shar
 fn namespace_with_apimanager(name: &str) -> String {
     let cluster = shared();
     let ns = namespace(cluster, name);
-    kubectl_ok(
-        cluster,
-        &["-n", &ns, "create", "-f", "-"],
-        &apimanager_yaml("example", true),
-    );
+    kubectl_ok(cluster, &["-n", &ns, "create", "-f", "-"], &apimanager_yaml("example", true));
     ns
 }
 
 fn backup_yaml(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: apps.3scale.net/v1alpha1\nkind: APIManagerBackup\nmetadata:\n  name: {name}\nspec:\n{spec}"
-    )
+    format!("apiVersion: apps.3scale.net/v1alpha1\nkind: APIManagerBackup\nmetadata:\n  name: {name}\nspec:\n{spec}")
 }
 
 /// `kubectl create` that must fail; returns what kubectl printed on stderr.
 fn create_rejected(ns: &str, yaml: &str) -> String {
     let output = kubectl_run(shared(), &["-n", ns, "create", "-f", "-"], yaml);
     assert!(!output.status.success(), "accepted: {yaml}");
-    String::from_utf8_lossy(&output.stderr)
-        .trim_end()
-        .to_owned()
+    String::from_utf8_lossy(&output.stderr).trim_end().to_owned()
 }
 
-const SIZED: &str =
-    "  backupDestination:\n    persistentVolumeClaim:\n      resources:\n        requests: 1Gi\n";
+const SIZED: &str = "  backupDestination:\n    persistentVolumeClaim:\n      resources:\n        requests: 1Gi\n";
 
 #[test]
 fn reference_examples_are_accepted_and_defaulted() {
     let cluster = shared();
     let ns = namespace_with_apimanager("examples");
     for (file, name) in [
-        (
-            "tests/fixtures/backup-pvc-size.yaml",
-            "example-apimanagerbackup-pvc",
-        ),
-        (
-            "tests/fixtures/backup-pvc-volume-name.yaml",
-            "example-apimanagerbackup-pvc-volumename",
-        ),
+        ("tests/fixtures/backup-pvc-size.yaml", "example-apimanagerbackup-pvc"),
+        ("tests/fixtures/backup-pvc-volume-name.yaml", "example-apimanagerbackup-pvc-volumename"),
     ] {
         let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
         let out = kubectl_ok(cluster, &["-n", &ns, "create", "-f", &path], "");
-        assert_eq!(
-            out.trim(),
-            format!("apimanagerbackup.apps.3scale.net/{name} created")
-        );
+        assert_eq!(out.trim(), format!("apimanagerbackup.apps.3scale.net/{name} created"));
         let defaulted = kubectl_ok(
             cluster,
-            &[
-                "-n",
-                &ns,
-                "get",
-                "apimanagerbackup",
-                name,
-                "-o",
-                "jsonpath={.spec.apiManagerName}",
-            ],
+            &["-n", &ns, "get", "apimanagerbackup", name, "-o", "jsonpath={.spec.apiManagerName}"],
             "",
         );
         assert_eq!(defaulted, "example");
@@ -137,11 +111,7 @@ fn two_apimanagers_are_rejected_until_one_is_named() {
     let cluster = shared();
     let ns = namespace(cluster, "two-apimanagers");
     for name in ["first", "second"] {
-        kubectl_ok(
-            cluster,
-            &["-n", &ns, "create", "-f", "-"],
-            &apimanager_yaml(name, true),
-        );
+        kubectl_ok(cluster, &["-n", &ns, "create", "-f", "-"], &apimanager_yaml(name, true));
     }
     assert_eq!(
         create_rejected(&ns, &backup_yaml("b", SIZED)),
@@ -155,11 +125,7 @@ fn two_apimanagers_are_rejected_until_one_is_named() {
 fn apimanager_with_internal_databases_is_rejected() {
     let cluster = shared();
     let ns = namespace(cluster, "internal-databases");
-    kubectl_ok(
-        cluster,
-        &["-n", &ns, "create", "-f", "-"],
-        &apimanager_yaml("example", false),
-    );
+    kubectl_ok(cluster, &["-n", &ns, "create", "-f", "-"], &apimanager_yaml("example", false));
     assert_eq!(
         create_rejected(&ns, &backup_yaml("b", SIZED)),
         r#"The APIManagerBackup "b" is invalid: spec.apiManagerName: Invalid value: "example": APIManager is outside the backup scope: its system database, system Redis and backend Redis are not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#
@@ -184,16 +150,8 @@ fn storage_class_with_volume_name_warns() {
     let cluster = shared();
     let ns = namespace_with_apimanager("warning");
     let spec = "  backupDestination:\n    persistentVolumeClaim:\n      volumeName: pv-1\n      storageClass: fast\n      resources:\n        requests: 1Gi\n";
-    let output = kubectl_run(
-        cluster,
-        &["-n", &ns, "create", "-f", "-"],
-        &backup_yaml("b", spec),
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = kubectl_run(cluster, &["-n", &ns, "create", "-f", "-"], &backup_yaml("b", spec));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim_end(),
         r#"Warning: spec.backupDestination.persistentVolumeClaim.storageClass is ignored because volumeName is set: the claim binds to PersistentVolume "pv-1""#
@@ -204,36 +162,15 @@ fn storage_class_with_volume_name_warns() {
 fn spec_updates_are_rejected_and_label_updates_allowed() {
     let cluster = shared();
     let ns = namespace_with_apimanager("immutable");
-    kubectl_ok(
-        cluster,
-        &["-n", &ns, "create", "-f", "-"],
-        &backup_yaml("b", SIZED),
-    );
+    kubectl_ok(cluster, &["-n", &ns, "create", "-f", "-"], &backup_yaml("b", SIZED));
     let patch = r#"{"spec":{"backupDestination":{"persistentVolumeClaim":{"resources":{"requests":"2Gi"}}}}}"#;
-    let output = kubectl_run(
-        cluster,
-        &[
-            "-n",
-            &ns,
-            "patch",
-            "apimanagerbackup",
-            "b",
-            "--type=merge",
-            "-p",
-            patch,
-        ],
-        "",
-    );
+    let output = kubectl_run(cluster, &["-n", &ns, "patch", "apimanagerbackup", "b", "--type=merge", "-p", patch], "");
     assert!(!output.status.success());
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim_end(),
         r#"The APIManagerBackup "b" is invalid: spec: Forbidden: spec is immutable once the backup is created; create a new APIManagerBackup to take another backup"#
     );
-    let out = kubectl_ok(
-        cluster,
-        &["-n", &ns, "label", "apimanagerbackup", "b", "team=platform"],
-        "",
-    );
+    let out = kubectl_ok(cluster, &["-n", &ns, "label", "apimanagerbackup", "b", "team=platform"], "");
     assert_eq!(out.trim(), "apimanagerbackup.apps.3scale.net/b labeled");
 }
 
@@ -247,10 +184,7 @@ async fn kube_client_sees_defaulting_and_a_422_invalid() {
         "apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManagerBackup", "metadata": {"name": "good"},
         "spec": {"backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "5Gi"}}}}}))
     .expect("backup");
-    let created = api
-        .create(&PostParams::default(), &good)
-        .await
-        .expect("created");
+    let created = api.create(&PostParams::default(), &good).await.expect("created");
     assert_eq!(created.spec.api_manager_name.as_deref(), Some("example"));
 
     let mut bad = good.clone();
@@ -280,23 +214,7 @@ fn operator_service_account_has_only_what_admission_needs() {
         ("list", "secrets", "no"),
         ("create", "apimanagerbackups.apps.3scale.net", "no"),
     ] {
-        let output = kubectl_run(
-            cluster,
-            &[
-                "auth",
-                "can-i",
-                verb,
-                resource,
-                "--all-namespaces",
-                "--as",
-                sa,
-            ],
-            "",
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&output.stdout).trim(),
-            expected,
-            "{verb} {resource}"
-        );
+        let output = kubectl_run(cluster, &["auth", "can-i", verb, resource, "--all-namespaces", "--as", sa], "");
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), expected, "{verb} {resource}");
     }
 }

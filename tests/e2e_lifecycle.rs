@@ -12,32 +12,22 @@ use support::cluster::{kubectl_run, start_cluster};
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn children_of_this_process() -> String {
-    let output = Command::new("pgrep")
-        .arg("-P")
-        .arg(std::process::id().to_string())
-        .output()
-        .expect("pgrep runs");
+    let output = Command::new("pgrep").arg("-P").arg(std::process::id().to_string()).output().expect("pgrep runs");
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 fn backup(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: apps.3scale.net/v1alpha1\nkind: APIManagerBackup\nmetadata:\n  name: {name}\nspec:\n{spec}"
-    )
+    format!("apiVersion: apps.3scale.net/v1alpha1\nkind: APIManagerBackup\nmetadata:\n  name: {name}\nspec:\n{spec}")
 }
 
 #[test]
 fn crd_rules_still_refuse_without_the_webhooks() {
-    let _serial = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let (cluster, dir) = start_cluster("cel");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let admin = cluster.admin_client().await.expect("admin client");
-        apimanager_backup_operator::local::install::unregister_webhooks(&admin)
-            .await
-            .expect("webhooks removed");
+        apimanager_backup_operator::local::install::unregister_webhooks(&admin).await.expect("webhooks removed");
     });
     // The API server drops its webhook clients asynchronously; a valid object being accepted
     // without apiManagerName (which the webhook would refuse here) shows they are gone.
@@ -55,26 +45,16 @@ fn crd_rules_still_refuse_without_the_webhooks() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert!(
-        accepted,
-        "the webhooks still answer after their configurations were deleted"
-    );
+    assert!(accepted, "the webhooks still answer after their configurations were deleted");
 
-    let output = kubectl_run(
-        &cluster,
-        &["-n", "default", "create", "-f", "-"],
-        &backup("b", "  backupDestination: {}\n"),
-    );
+    let output =
+        kubectl_run(&cluster, &["-n", "default", "create", "-f", "-"], &backup("b", "  backupDestination: {}\n"));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim_end(),
         r#"The APIManagerBackup "b" is invalid: spec.backupDestination: Required value: exactly one backup destination must be set; supported: persistentVolumeClaim"#
     );
     let spec = "  backupDestination:\n    persistentVolumeClaim:\n      volumeName: pv-1\n      resources: {}\n";
-    let output = kubectl_run(
-        &cluster,
-        &["-n", "default", "create", "-f", "-"],
-        &backup("c", spec),
-    );
+    let output = kubectl_run(&cluster, &["-n", "default", "create", "-f", "-"], &backup("c", spec));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim_end(),
         r#"The APIManagerBackup "c" is invalid: spec.backupDestination.persistentVolumeClaim.resources.requests: Required value: the backup claim's size must be set, also when volumeName is set (for example 10Gi)"#
@@ -86,9 +66,7 @@ fn crd_rules_still_refuse_without_the_webhooks() {
 
 #[test]
 fn every_process_stops_when_a_test_panics() {
-    let _serial = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let (sender, receiver) = std::sync::mpsc::channel();
     let outcome = std::thread::spawn(move || {
         let (cluster, dir) = start_cluster("panic");
@@ -102,15 +80,8 @@ fn every_process_stops_when_a_test_panics() {
     let (pids, dir) = receiver.recv().expect("pids reported");
     assert_eq!(pids.len(), 4);
     for pid in pids {
-        assert!(
-            !Path::new(&format!("/proc/{pid}")).exists(),
-            "process {pid} still exists"
-        );
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "process {pid} still exists");
     }
-    assert_eq!(
-        children_of_this_process(),
-        "",
-        "processes left after the panic"
-    );
+    assert_eq!(children_of_this_process(), "", "processes left after the panic");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -31,11 +31,7 @@ fn copy_files_as_nobody(
 }
 
 fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
 #[test]
@@ -47,19 +43,10 @@ fn an_unreadable_file_fails_the_copy_naming_it() {
     std::fs::create_dir_all(&backup).expect("backup");
     std::fs::write(source.join("uploads/ok.txt"), b"fine").expect("readable file");
     std::fs::write(source.join("uploads/secret.bin"), b"no").expect("unreadable file");
-    for (path, mode) in [
-        (&scratch.0, 0o755),
-        (&source, 0o755),
-        (&source.join("uploads"), 0o755),
-        (&backup, 0o777),
-    ] {
+    for (path, mode) in [(&scratch.0, 0o755), (&source, 0o755), (&source.join("uploads"), 0o755), (&backup, 0o777)] {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("mode");
     }
-    std::fs::set_permissions(
-        source.join("uploads/secret.bin"),
-        std::fs::Permissions::from_mode(0o000),
-    )
-    .expect("mode");
+    std::fs::set_permissions(source.join("uploads/secret.bin"), std::fs::Permissions::from_mode(0o000)).expect("mode");
     let log = backup.join("termination-log");
 
     let output = copy_files_as_nobody(&source, &backup, &log);
@@ -67,13 +54,7 @@ fn an_unreadable_file_fails_the_copy_naming_it() {
     let message = std::fs::read_to_string(&log).expect("termination message written");
     assert_eq!(
         message,
-        format!(
-            "reading {}: Permission denied (os error 13)",
-            source.join("uploads/secret.bin").display()
-        )
+        format!("reading {}: Permission denied (os error 13)", source.join("uploads/secret.bin").display())
     );
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("uploads/secret.bin"),
-        "also on stderr"
-    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("uploads/secret.bin"), "also on stderr");
 }

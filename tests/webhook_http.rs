@@ -45,27 +45,16 @@ fn sized() -> Value {
 fn app(lookup: FixedLookup) -> (axum::Router, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let readiness = Readiness::default();
-    let state = AdmissionState {
-        lookup,
-        metrics: metrics.clone(),
-    };
+    let state = AdmissionState { lookup, metrics: metrics.clone() };
     (server::router(state, readiness, MAX_BODY), metrics)
 }
 
 async fn post(app: axum::Router, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-    let request = Request::post(path)
-        .header("content-type", "application/json")
-        .body(Body::from(body))
-        .expect("request");
+    let request =
+        Request::post(path).header("content-type", "application/json").body(Body::from(body)).expect("request");
     let response = app.oneshot(request).await.expect("router answers");
     let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .to_vec();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes().to_vec();
     (status, bytes)
 }
 
@@ -86,44 +75,24 @@ fn patch_of(response: &Value) -> Value {
 
 #[tokio::test]
 async fn defaulting_adds_the_only_apimanager() {
-    let response = admit(
-        FixedLookup::external(&["example"]),
-        MUTATE_PATH,
-        review("CREATE", backup(sized()), Value::Null),
-    )
-    .await;
+    let response =
+        admit(FixedLookup::external(&["example"]), MUTATE_PATH, review("CREATE", backup(sized()), Value::Null)).await;
     assert_eq!(response["allowed"], true);
     assert_eq!(response["patchType"], "JSONPatch");
-    assert_eq!(
-        patch_of(&response),
-        json!([{"op": "add", "path": "/spec/apiManagerName", "value": "example"}])
-    );
+    assert_eq!(patch_of(&response), json!([{"op": "add", "path": "/spec/apiManagerName", "value": "example"}]));
 }
 
 #[tokio::test]
 async fn defaulting_leaves_the_object_when_no_single_choice() {
-    for lookup in [
-        FixedLookup::external(&[]),
-        FixedLookup::external(&["a", "b"]),
-        FixedLookup(None),
-    ] {
-        let response = admit(
-            lookup,
-            MUTATE_PATH,
-            review("CREATE", backup(sized()), Value::Null),
-        )
-        .await;
+    for lookup in [FixedLookup::external(&[]), FixedLookup::external(&["a", "b"]), FixedLookup(None)] {
+        let response = admit(lookup, MUTATE_PATH, review("CREATE", backup(sized()), Value::Null)).await;
         assert_eq!(response["allowed"], true);
         assert!(response.get("patch").is_none(), "{response}");
     }
     let mut named = sized();
     named["apiManagerName"] = json!("chosen");
-    let response = admit(
-        FixedLookup::external(&["other"]),
-        MUTATE_PATH,
-        review("CREATE", backup(named), Value::Null),
-    )
-    .await;
+    let response =
+        admit(FixedLookup::external(&["other"]), MUTATE_PATH, review("CREATE", backup(named), Value::Null)).await;
     assert!(response.get("patch").is_none(), "{response}");
 }
 
@@ -131,12 +100,8 @@ async fn defaulting_leaves_the_object_when_no_single_choice() {
 async fn validation_allows_a_good_backup_without_warnings() {
     let mut spec = sized();
     spec["apiManagerName"] = json!("example");
-    let response = admit(
-        FixedLookup::external(&["example"]),
-        VALIDATE_PATH,
-        review("CREATE", backup(spec), Value::Null),
-    )
-    .await;
+    let response =
+        admit(FixedLookup::external(&["example"]), VALIDATE_PATH, review("CREATE", backup(spec), Value::Null)).await;
     assert_eq!(response["allowed"], true);
     assert!(response.get("warnings").is_none(), "{response}");
 }
@@ -144,12 +109,8 @@ async fn validation_allows_a_good_backup_without_warnings() {
 #[tokio::test]
 async fn validation_denies_every_violation_as_invalid() {
     let spec = json!({"apiManagerName": "gone", "backupDestination": {"persistentVolumeClaim": {"storageClass": "Bad_Class"}}});
-    let response = admit(
-        FixedLookup::external(&["example"]),
-        VALIDATE_PATH,
-        review("CREATE", backup(spec), Value::Null),
-    )
-    .await;
+    let response =
+        admit(FixedLookup::external(&["example"]), VALIDATE_PATH, review("CREATE", backup(spec), Value::Null)).await;
     assert_eq!(response["allowed"], false);
     let status = &response["status"];
     assert_eq!(status["code"], 422);
@@ -164,10 +125,7 @@ async fn validation_denies_every_violation_as_invalid() {
     let causes = status["details"]["causes"].as_array().expect("causes");
     assert_eq!(causes.len(), 3);
     assert_eq!(causes[0]["reason"], "FieldValueRequired");
-    assert_eq!(
-        causes[0]["field"],
-        "spec.backupDestination.persistentVolumeClaim.resources.requests"
-    );
+    assert_eq!(causes[0]["field"], "spec.backupDestination.persistentVolumeClaim.resources.requests");
     assert_eq!(
         causes[2]["message"],
         "Invalid value: \"gone\": no APIManager of that name in namespace \"ns\" (there are: example)"
@@ -178,12 +136,8 @@ async fn validation_denies_every_violation_as_invalid() {
 async fn validation_warns_about_an_ignored_storage_class() {
     let spec = json!({"apiManagerName": "example", "backupDestination": {"persistentVolumeClaim": {
         "volumeName": "pv-1", "storageClass": "fast", "resources": {"requests": "1Gi"}}}});
-    let response = admit(
-        FixedLookup::external(&["example"]),
-        VALIDATE_PATH,
-        review("CREATE", backup(spec), Value::Null),
-    )
-    .await;
+    let response =
+        admit(FixedLookup::external(&["example"]), VALIDATE_PATH, review("CREATE", backup(spec), Value::Null)).await;
     assert_eq!(response["allowed"], true);
     assert_eq!(
         response["warnings"],
@@ -200,26 +154,12 @@ async fn validation_refuses_spec_changes_but_not_label_changes() {
     let old = backup(spec.clone());
     let mut relabeled = old.clone();
     relabeled["metadata"]["labels"] = json!({"team": "a"});
-    let response = admit(
-        FixedLookup(None),
-        VALIDATE_PATH,
-        review("UPDATE", relabeled, old.clone()),
-    )
-    .await;
-    assert_eq!(
-        response["allowed"], true,
-        "labels may change even when the API server is unreachable"
-    );
+    let response = admit(FixedLookup(None), VALIDATE_PATH, review("UPDATE", relabeled, old.clone())).await;
+    assert_eq!(response["allowed"], true, "labels may change even when the API server is unreachable");
 
     let mut resized = old.clone();
-    resized["spec"]["backupDestination"]["persistentVolumeClaim"]["resources"]["requests"] =
-        json!("2Gi");
-    let response = admit(
-        FixedLookup::external(&["example"]),
-        VALIDATE_PATH,
-        review("UPDATE", resized, old),
-    )
-    .await;
+    resized["spec"]["backupDestination"]["persistentVolumeClaim"]["resources"]["requests"] = json!("2Gi");
+    let response = admit(FixedLookup::external(&["example"]), VALIDATE_PATH, review("UPDATE", resized, old)).await;
     assert_eq!(response["allowed"], false);
     assert_eq!(
         response["status"]["details"]["causes"][0]["message"],
@@ -229,12 +169,7 @@ async fn validation_refuses_spec_changes_but_not_label_changes() {
 
 #[tokio::test]
 async fn validation_fails_closed_when_apimanagers_cannot_be_listed() {
-    let response = admit(
-        FixedLookup(None),
-        VALIDATE_PATH,
-        review("CREATE", backup(sized()), Value::Null),
-    )
-    .await;
+    let response = admit(FixedLookup(None), VALIDATE_PATH, review("CREATE", backup(sized()), Value::Null)).await;
     assert_eq!(response["allowed"], false);
     assert_eq!(response["status"]["code"], 500);
     assert!(
@@ -247,11 +182,7 @@ async fn validation_fails_closed_when_apimanagers_cannot_be_listed() {
 
 #[tokio::test]
 async fn validation_refuses_other_kinds() {
-    let mut pod = review(
-        "CREATE",
-        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
-        Value::Null,
-    );
+    let mut pod = review("CREATE", json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}), Value::Null);
     pod["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "Pod"});
     let response = admit(FixedLookup::external(&[]), VALIDATE_PATH, pod).await;
     assert_eq!(response["allowed"], false);
@@ -263,7 +194,9 @@ async fn malformed_bodies_get_400_with_a_one_line_reason() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"{not json".to_vec(), "malformed AdmissionReview: key must be a string at line 1 column 2\n"),
         (
-            json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": null}).to_string().into_bytes(),
+            json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": null})
+                .to_string()
+                .into_bytes(),
             "expected kind AdmissionReview of apiVersion admission.k8s.io/v1, got kind \"AdmissionReview\" of apiVersion \"admission.k8s.io/v1beta1\"\n",
         ),
         (
@@ -277,8 +210,7 @@ async fn malformed_bodies_get_400_with_a_one_line_reason() {
     ];
     for path in [MUTATE_PATH, VALIDATE_PATH] {
         for (body, reason) in &cases {
-            let (status, answer) =
-                post(app(FixedLookup::external(&[])).0, path, body.clone()).await;
+            let (status, answer) = post(app(FixedLookup::external(&[])).0, path, body.clone()).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
             assert_eq!(String::from_utf8_lossy(&answer), *reason, "{path}");
         }
@@ -287,12 +219,7 @@ async fn malformed_bodies_get_400_with_a_one_line_reason() {
 
 #[tokio::test]
 async fn oversized_bodies_get_413() {
-    let (status, _) = post(
-        app(FixedLookup::external(&[])).0,
-        VALIDATE_PATH,
-        vec![b' '; MAX_BODY + 1],
-    )
-    .await;
+    let (status, _) = post(app(FixedLookup::external(&[])).0, VALIDATE_PATH, vec![b' '; MAX_BODY + 1]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
@@ -301,46 +228,16 @@ async fn readyz_names_the_failing_checks() {
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let readiness = Readiness::default();
     readiness.set("apimanager-api", false);
-    let router = server::router(
-        AdmissionState {
-            lookup: FixedLookup::external(&[]),
-            metrics,
-        },
-        readiness.clone(),
-        MAX_BODY,
-    );
+    let router =
+        server::router(AdmissionState { lookup: FixedLookup::external(&[]), metrics }, readiness.clone(), MAX_BODY);
     let get = |path: &str| Request::get(path).body(Body::empty()).expect("request");
-    let response = router
-        .clone()
-        .oneshot(get("/readyz"))
-        .await
-        .expect("answer");
+    let response = router.clone().oneshot(get("/readyz")).await.expect("answer");
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let body = response.into_body().collect().await.expect("body").to_bytes();
     assert_eq!(&body[..], b"not ready: apimanager-api\n");
     readiness.set("apimanager-api", true);
-    assert_eq!(
-        router
-            .clone()
-            .oneshot(get("/readyz"))
-            .await
-            .expect("answer")
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        router
-            .oneshot(get("/healthz"))
-            .await
-            .expect("answer")
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(router.clone().oneshot(get("/readyz")).await.expect("answer").status(), StatusCode::OK);
+    assert_eq!(router.oneshot(get("/healthz")).await.expect("answer").status(), StatusCode::OK);
 }
 
 /// The router served over rustls on a loopback port, with a stop switch.
@@ -354,10 +251,7 @@ struct Served {
 async fn serve_tls(reload: Duration) -> Served {
     let certs = TempDir::new("tls");
     generate(&certs.0);
-    let files = TlsFiles {
-        cert: certs.0.join("tls.crt"),
-        key: certs.0.join("tls.key"),
-    };
+    let files = TlsFiles { cert: certs.0.join("tls.crt"), key: certs.0.join("tls.key") };
     let tls = files.load().expect("certificate loads");
     tokio::spawn(files.reload_on_change(tls.clone(), reload));
     let (router, _) = app(FixedLookup::external(&["example"]));
@@ -367,19 +261,8 @@ async fn serve_tls(reload: Duration) -> Served {
     let shutdown = async move {
         let _ = stopped.await;
     };
-    let done = tokio::spawn(server::serve(
-        listener,
-        tls,
-        router,
-        shutdown,
-        Duration::from_secs(5),
-    ));
-    Served {
-        addr,
-        certs,
-        stop: Some(stop),
-        done,
-    }
+    let done = tokio::spawn(server::serve(listener, tls, router, shutdown, Duration::from_secs(5)));
+    Served { addr, certs, stop: Some(stop), done }
 }
 
 #[tokio::test]
@@ -387,46 +270,26 @@ async fn serves_webhooks_and_metrics_over_tls_with_the_generated_ca() {
     let served = serve_tls(Duration::from_secs(60)).await;
     let client = https::client_config(&[&served.certs.0.join("ca.crt")]);
     let body = review("CREATE", backup(sized()), Value::Null).to_string();
-    let reply = https::request(
-        served.addr,
-        client.clone(),
-        "POST",
-        MUTATE_PATH,
-        body.as_bytes(),
-    )
-    .await;
+    let reply = https::request(served.addr, client.clone(), "POST", MUTATE_PATH, body.as_bytes()).await;
     assert_eq!(reply.status, 200);
     assert!(reply.body.contains(UID), "{}", reply.body);
-    let reply = https::request(
-        served.addr,
-        client.clone(),
-        "POST",
-        VALIDATE_PATH,
-        body.as_bytes(),
-    )
-    .await;
+    let reply = https::request(served.addr, client.clone(), "POST", VALIDATE_PATH, body.as_bytes()).await;
     assert_eq!(reply.status, 200);
 
     let scrape = https::request(served.addr, client, "GET", "/metrics", b"").await;
     assert_eq!(scrape.status, 200);
     assert!(
-        scrape.body.contains(
-            r#"admission_requests_total{allowed="true",operation="CREATE",webhook="defaulting"} 1"#
-        ),
+        scrape.body.contains(r#"admission_requests_total{allowed="true",operation="CREATE",webhook="defaulting"} 1"#),
         "{}",
         scrape.body
     );
     assert!(
-        scrape.body.contains(
-            r#"admission_requests_total{allowed="false",operation="CREATE",webhook="validating"} 1"#
-        ),
+        scrape.body.contains(r#"admission_requests_total{allowed="false",operation="CREATE",webhook="validating"} 1"#),
         "{}",
         scrape.body
     );
     assert!(
-        scrape
-            .body
-            .contains(r#"admission_request_duration_seconds_count{webhook="validating"} 1"#),
+        scrape.body.contains(r#"admission_request_duration_seconds_count{webhook="validating"} 1"#),
         "{}",
         scrape.body
     );
@@ -436,9 +299,7 @@ async fn serves_webhooks_and_metrics_over_tls_with_the_generated_ca() {
 async fn reloads_a_changed_certificate_without_restart() {
     let served = serve_tls(Duration::from_millis(100)).await;
     let first_ca = served.certs.0.join("ca.crt");
-    let before = https::connect(served.addr, https::client_config(&[&first_ca]))
-        .await
-        .expect("handshake");
+    let before = https::connect(served.addr, https::client_config(&[&first_ca])).await.expect("handshake");
     let served_before = before.get_ref().1.peer_certificates().expect("peer certs")[0].to_vec();
 
     let next = TempDir::new("tls-next");
@@ -456,9 +317,7 @@ async fn reloads_a_changed_certificate_without_restart() {
     let both = https::client_config(&[&first_ca, &next.0.join("ca.crt")]);
     let mut served_now = Vec::new();
     for _ in 0..100 {
-        let stream = https::connect(served.addr, both.clone())
-            .await
-            .expect("handshake");
+        let stream = https::connect(served.addr, both.clone()).await.expect("handshake");
         served_now = stream.get_ref().1.peer_certificates().expect("peer certs")[0].to_vec();
         if served_now == expected {
             break;
@@ -473,20 +332,11 @@ use rustls::pki_types::pem::PemObject;
 #[tokio::test]
 async fn plain_http_is_refused() {
     let served = serve_tls(Duration::from_secs(60)).await;
-    let mut tcp = tokio::net::TcpStream::connect(served.addr)
-        .await
-        .expect("connect");
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .expect("write");
+    let mut tcp = tokio::net::TcpStream::connect(served.addr).await.expect("connect");
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer))
-        .await
-        .expect("server closes");
-    assert!(
-        !String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"),
-        "plain HTTP must not be served"
-    );
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await.expect("server closes");
+    assert!(!String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"), "plain HTTP must not be served");
 }
 
 /// A TLS 1.1 ClientHello (record and handshake both say 3.2, one CBC cipher, no extensions).
@@ -504,45 +354,22 @@ fn tls11_client_hello() -> Vec<u8> {
 #[tokio::test]
 async fn tls_1_1_is_refused_with_a_fatal_alert() {
     let served = serve_tls(Duration::from_secs(60)).await;
-    let mut tcp = tokio::net::TcpStream::connect(served.addr)
-        .await
-        .expect("connect");
-    tcp.write_all(&tls11_client_hello())
-        .await
-        .expect("write hello");
+    let mut tcp = tokio::net::TcpStream::connect(served.addr).await.expect("connect");
+    tcp.write_all(&tls11_client_hello()).await.expect("write hello");
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer))
-        .await
-        .expect("server answers");
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await.expect("server answers");
     assert!(answer.len() >= 7, "an alert record: {answer:?}");
-    assert_eq!(
-        answer[0], 0x15,
-        "an alert record, not a ServerHello: {answer:?}"
-    );
+    assert_eq!(answer[0], 0x15, "an alert record, not a ServerHello: {answer:?}");
     assert_eq!(answer[5], 0x02, "fatal");
-    assert!(
-        [40, 70].contains(&answer[6]),
-        "handshake_failure or protocol_version, got {}",
-        answer[6]
-    );
+    assert!([40, 70].contains(&answer[6]), "handshake_failure or protocol_version, got {}", answer[6]);
 }
 
 #[tokio::test]
 async fn shuts_down_gracefully() {
     let mut served = serve_tls(Duration::from_secs(60)).await;
-    served
-        .stop
-        .take()
-        .expect("stop switch")
-        .send(())
-        .expect("server listening");
-    let result = tokio::time::timeout(Duration::from_secs(10), &mut served.done)
-        .await
-        .expect("server stops")
-        .expect("task");
+    served.stop.take().expect("stop switch").send(()).expect("server listening");
+    let result =
+        tokio::time::timeout(Duration::from_secs(10), &mut served.done).await.expect("server stops").expect("task");
     assert!(result.is_ok(), "{result:?}");
-    assert!(
-        tokio::net::TcpStream::connect(served.addr).await.is_err(),
-        "no longer accepting"
-    );
+    assert!(tokio::net::TcpStream::connect(served.addr).await.is_err(), "no longer accepting");
 }

@@ -10,13 +10,7 @@ pub const DEFAULT_SYSTEM_STORAGE_CLAIM: &str = "system-storage";
 
 /// The fields of an APIManager spec that decide what can be backed up.
 #[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[kube(
-    group = "apps.3scale.net",
-    version = "v1alpha1",
-    kind = "APIManager",
-    plural = "apimanagers",
-    namespaced
-)]
+#[kube(group = "apps.3scale.net", version = "v1alpha1", kind = "APIManager", plural = "apimanagers", namespaced)]
 #[serde(rename_all = "camelCase")]
 pub struct APIManagerSpec {
     /// Which databases run outside the APIManager.
@@ -116,29 +110,18 @@ impl APIManager {
         let components = spec.external_components.clone().unwrap_or_default();
         let system = components.system.unwrap_or_default();
         let backend = components.backend.unwrap_or_default();
-        [
-            ("system database", system.database),
-            ("system Redis", system.redis),
-            ("backend Redis", backend.redis),
-        ]
-        .into_iter()
-        .filter(|(_, external)| *external != Some(true))
-        .map(|(name, _)| name)
-        .collect()
+        [("system database", system.database), ("system Redis", system.redis), ("backend Redis", backend.redis)]
+            .into_iter()
+            .filter(|(_, external)| *external != Some(true))
+            .map(|(name, _)| name)
+            .collect()
     }
 
     /// Where System's FileStorage lives; no `fileStorage` means the `system-storage` claim.
     pub fn file_storage(&self) -> FileStorage {
-        let storage = self
-            .spec
-            .system
-            .as_ref()
-            .and_then(|s| s.file_storage.as_ref());
+        let storage = self.spec.system.as_ref().and_then(|s| s.file_storage.as_ref());
         match storage {
-            Some(fs)
-                if fs.simple_storage_service.is_some()
-                    || fs.amazon_simple_storage_service.is_some() =>
-            {
+            Some(fs) if fs.simple_storage_service.is_some() || fs.amazon_simple_storage_service.is_some() => {
                 FileStorage::S3
             }
             _ => FileStorage::Claim(DEFAULT_SYSTEM_STORAGE_CLAIM.to_owned()),
@@ -152,10 +135,7 @@ mod tests {
     use serde_json::json;
 
     fn apimanager(spec: serde_json::Value) -> APIManager {
-        APIManager::new(
-            "example",
-            serde_json::from_value(spec).expect("valid APIManager spec"),
-        )
+        APIManager::new("example", serde_json::from_value(spec).expect("valid APIManager spec"))
     }
 
     #[test]
@@ -168,10 +148,7 @@ mod tests {
     #[test]
     fn missing_components_are_internal() {
         let am = apimanager(json!({"externalComponents": {"system": {"database": true}}}));
-        assert_eq!(
-            am.internal_databases(),
-            vec!["system Redis", "backend Redis"]
-        );
+        assert_eq!(am.internal_databases(), vec!["system Redis", "backend Redis"]);
         assert_eq!(apimanager(json!({})).internal_databases().len(), 3);
     }
 
@@ -183,23 +160,15 @@ mod tests {
 
     #[test]
     fn file_storage_defaults_to_system_storage_claim() {
-        assert_eq!(
-            apimanager(json!({})).file_storage(),
-            FileStorage::Claim("system-storage".into())
-        );
+        assert_eq!(apimanager(json!({})).file_storage(), FileStorage::Claim("system-storage".into()));
         let pvc = apimanager(json!({"system": {"fileStorage": {"persistentVolumeClaim": {}}}}));
-        assert_eq!(
-            pvc.file_storage(),
-            FileStorage::Claim("system-storage".into())
-        );
+        assert_eq!(pvc.file_storage(), FileStorage::Claim("system-storage".into()));
     }
 
     #[test]
     fn both_s3_spellings_are_s3() {
         for key in ["simpleStorageService", "amazonSimpleStorageService"] {
-            let am = apimanager(
-                json!({"system": {"fileStorage": {key: {"configurationSecretRef": {"name": "s3"}}}}}),
-            );
+            let am = apimanager(json!({"system": {"fileStorage": {key: {"configurationSecretRef": {"name": "s3"}}}}}));
             assert_eq!(am.file_storage(), FileStorage::S3, "{key}");
         }
     }

@@ -7,8 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// Message shared by the CRD's CEL rule and the validating webhook when no destination is set.
-pub const DESTINATION_REQUIRED: &str =
-    "exactly one backup destination must be set; supported: persistentVolumeClaim";
+pub const DESTINATION_REQUIRED: &str = "exactly one backup destination must be set; supported: persistentVolumeClaim";
 
 /// Message shared by the CRD's CEL rule and the validating webhook when the claim has no size.
 pub const REQUESTS_REQUIRED: &str =
@@ -25,16 +24,8 @@ pub const REQUESTS_REQUIRED: &str =
     status = "APIManagerBackupStatus",
     doc = "APIManagerBackup backs up a 3scale installation deployed by an APIManager in the same namespace.",
     printcolumn(name = "Completed", type_ = "boolean", json_path = ".status.completed"),
-    printcolumn(
-        name = "PVC",
-        type_ = "string",
-        json_path = ".status.backupPersistentVolumeClaimName"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "PVC", type_ = "string", json_path = ".status.backupPersistentVolumeClaimName"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct APIManagerBackupSpec {

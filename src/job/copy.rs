@@ -13,11 +13,7 @@ pub const STEP: &str = "copy-files";
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> JobError {
     let path = path.to_owned();
-    move |source| JobError::Io {
-        what: what.to_owned(),
-        path,
-        source,
-    }
+    move |source| JobError::Io { what: what.to_owned(), path, source }
 }
 
 /// Copies `source` into `<backup>/system-filestorage-pvc` and records the step.
@@ -28,28 +24,15 @@ pub fn run(args: &CopyArgs) -> Result<(), JobError> {
     let destination = root.join(FILE_STORAGE_DIR);
     fs::create_dir_all(&destination).map_err(io("creating", &destination))?;
     copy_tree(&args.source, &destination, FILE_STORAGE_DIR, &mut manifest)?;
-    manifest.steps.insert(
-        STEP.to_owned(),
-        StepTimes {
-            started_at,
-            finished_at: now(),
-        },
-    );
+    manifest.steps.insert(STEP.to_owned(), StepTimes { started_at, finished_at: now() });
     manifest.save(root)
 }
 
 /// Copies the contents of directory `from` into existing directory `to`; `relative` is `to`'s
 /// path inside the backup.
-fn copy_tree(
-    from: &Path,
-    to: &Path,
-    relative: &str,
-    manifest: &mut Manifest,
-) -> Result<(), JobError> {
-    let mut entries = fs::read_dir(from)
-        .map_err(io("listing", from))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io("listing", from))?;
+fn copy_tree(from: &Path, to: &Path, relative: &str, manifest: &mut Manifest) -> Result<(), JobError> {
+    let mut entries =
+        fs::read_dir(from).map_err(io("listing", from))?.collect::<Result<Vec<_>, _>>().map_err(io("listing", from))?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let source = entry.path();
@@ -65,23 +48,17 @@ fn copy_tree(
         } else if kind.is_dir() {
             fs::create_dir_all(&target).map_err(io("creating", &target))?;
             copy_tree(&source, &target, &inner, manifest)?;
-            fs::set_permissions(&target, metadata.permissions())
-                .map_err(io("setting the mode of", &target))?;
+            fs::set_permissions(&target, metadata.permissions()).map_err(io("setting the mode of", &target))?;
         } else if kind.is_file() {
             manifest.add_file(copy_file(&source, &target, &inner)?);
-            fs::set_permissions(&target, metadata.permissions())
-                .map_err(io("setting the mode of", &target))?;
+            fs::set_permissions(&target, metadata.permissions()).map_err(io("setting the mode of", &target))?;
         } else {
-            manifest.add_absent(
-                inner,
-                "not a regular file, folder or link (device, socket or pipe)".to_owned(),
-            );
+            manifest.add_absent(inner, "not a regular file, folder or link (device, socket or pipe)".to_owned());
             continue;
         }
         let modified = filetime::FileTime::from_last_modification_time(&metadata);
         let accessed = filetime::FileTime::from_last_access_time(&metadata);
-        filetime::set_symlink_file_times(&target, accessed, modified)
-            .map_err(io("setting the times of", &target))?;
+        filetime::set_symlink_file_times(&target, accessed, modified).map_err(io("setting the times of", &target))?;
     }
     Ok(())
 }
@@ -90,15 +67,10 @@ fn copy_tree(
 fn copy_file(source: &Path, target: &Path, relative: &str) -> Result<FileEntry, JobError> {
     let mut input = fs::File::open(source).map_err(io("reading", source))?;
     let mut output = fs::File::create(target).map_err(io("writing", target))?;
-    let (size, sha256) = hash_stream(&mut input, source, |chunk| {
-        output.write_all(chunk).map_err(io("writing", target))
-    })?;
+    let (size, sha256) =
+        hash_stream(&mut input, source, |chunk| output.write_all(chunk).map_err(io("writing", target)))?;
     output.sync_all().map_err(io("syncing", target))?;
-    Ok(FileEntry {
-        path: relative.to_owned(),
-        size,
-        sha256,
-    })
+    Ok(FileEntry { path: relative.to_owned(), size, sha256 })
 }
 
 #[cfg(test)]
@@ -121,57 +93,33 @@ mod tests {
         fs::create_dir_all(source.join("uploads/logos")).expect("dirs");
         fs::write(source.join("uploads/logos/logo.png"), b"png-bytes").expect("file");
         fs::write(source.join("robots.txt"), b"").expect("empty file");
-        fs::set_permissions(source.join("robots.txt"), fs::Permissions::from_mode(0o600))
-            .expect("mode");
-        std::os::unix::fs::symlink("uploads/logos/logo.png", source.join("current-logo"))
-            .expect("link");
+        fs::set_permissions(source.join("robots.txt"), fs::Permissions::from_mode(0o600)).expect("mode");
+        std::os::unix::fs::symlink("uploads/logos/logo.png", source.join("current-logo")).expect("link");
         let old = filetime::FileTime::from_unix_time(1_600_000_000, 0);
         filetime::set_file_mtime(source.join("uploads/logos/logo.png"), old).expect("mtime");
 
         let args = CopyArgs {
             source: source.clone(),
-            common: CommonArgs {
-                backup_dir: backup.clone(),
-                termination_log: backup.join("term"),
-            },
+            common: CommonArgs { backup_dir: backup.clone(), termination_log: backup.join("term") },
         };
         run(&args).expect("copy succeeds");
 
         let copied = backup.join("system-filestorage-pvc");
-        assert_eq!(
-            fs::read(copied.join("uploads/logos/logo.png")).expect("copied"),
-            b"png-bytes"
-        );
-        let mode = fs::metadata(copied.join("robots.txt"))
-            .expect("meta")
-            .permissions()
-            .mode()
-            & 0o777;
+        assert_eq!(fs::read(copied.join("uploads/logos/logo.png")).expect("copied"), b"png-bytes");
+        let mode = fs::metadata(copied.join("robots.txt")).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let mtime = filetime::FileTime::from_last_modification_time(
             &fs::metadata(copied.join("uploads/logos/logo.png")).expect("meta"),
         );
         assert_eq!(mtime, old);
-        assert_eq!(
-            fs::read_link(copied.join("current-logo")).expect("link"),
-            Path::new("uploads/logos/logo.png")
-        );
+        assert_eq!(fs::read_link(copied.join("current-logo")).expect("link"), Path::new("uploads/logos/logo.png"));
 
         let manifest = Manifest::load(&backup).expect("manifest");
         let paths: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            [
-                "system-filestorage-pvc/robots.txt",
-                "system-filestorage-pvc/uploads/logos/logo.png"
-            ]
-        );
+        assert_eq!(paths, ["system-filestorage-pvc/robots.txt", "system-filestorage-pvc/uploads/logos/logo.png"]);
         let logo = &manifest.files[1];
         assert_eq!(logo.size, 9);
-        assert_eq!(
-            logo.sha256,
-            "ea80334363eed145dfeee51ebae7dc3f1cd7d0c7879f8bfd2070c061d3c33f56"
-        );
+        assert_eq!(logo.sha256, "ea80334363eed145dfeee51ebae7dc3f1cd7d0c7879f8bfd2070c061d3c33f56");
         assert!(manifest.steps.contains_key(STEP));
         let _ = fs::remove_dir_all(source);
         let _ = fs::remove_dir_all(backup);

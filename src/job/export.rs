@@ -4,9 +4,7 @@
 use super::manifest::{Manifest, ObjectRef, StepTimes, hash_file, now};
 use super::{ExportArgs, JobError, write_atomically};
 use crate::api::apimanager::APIManager;
-use crate::layout::{
-    APIMANAGER_FILE, CONFIG_MAPS, CONFIG_MAPS_DIR, OPTIONAL_SECRETS, SECRETS, SECRETS_DIR,
-};
+use crate::layout::{APIMANAGER_FILE, CONFIG_MAPS, CONFIG_MAPS_DIR, OPTIONAL_SECRETS, SECRETS, SECRETS_DIR};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DynamicObject};
 use serde_json::Value;
@@ -40,28 +38,18 @@ pub fn clean(object: &mut Value) {
     }
 }
 
-fn write_object(
-    root: &Path,
-    relative: &str,
-    mut object: Value,
-    manifest: &mut Manifest,
-) -> Result<(), JobError> {
+fn write_object(root: &Path, relative: &str, mut object: Value, manifest: &mut Manifest) -> Result<(), JobError> {
     clean(&mut object);
     let path = root.join(relative);
-    let bytes = serde_json::to_vec_pretty(&object).map_err(|e| JobError::Corrupt {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
+    let bytes = serde_json::to_vec_pretty(&object)
+        .map_err(|e| JobError::Corrupt { path: path.clone(), reason: e.to_string() })?;
     write_atomically(&path, &bytes)?;
     manifest.add_file(hash_file(&path, relative)?);
     Ok(())
 }
 
 fn to_value<T: serde::Serialize>(object: &T, what: &str) -> Result<Value, JobError> {
-    serde_json::to_value(object).map_err(|e| JobError::Corrupt {
-        path: what.into(),
-        reason: e.to_string(),
-    })
+    serde_json::to_value(object).map_err(|e| JobError::Corrupt { path: what.into(), reason: e.to_string() })
 }
 
 /// Exports every object, then records the step in the manifest. Missing required objects fail
@@ -69,9 +57,7 @@ fn to_value<T: serde::Serialize>(object: &T, what: &str) -> Result<Value, JobErr
 pub async fn run(args: &ExportArgs) -> Result<(), JobError> {
     let started_at = now();
     let root = &args.common.backup_dir;
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| JobError::Config(e.to_string()))?;
+    let client = kube::Client::try_default().await.map_err(|e| JobError::Config(e.to_string()))?;
     let mut manifest = Manifest::load(root)?;
     let mut missing = Vec::new();
 
@@ -79,24 +65,12 @@ pub async fn run(args: &ExportArgs) -> Result<(), JobError> {
     for name in SECRETS {
         let relative = format!("{SECRETS_DIR}/{name}.json");
         let what = format!("reading Secret {}/{name}", args.namespace);
-        match secrets
-            .get_opt(name)
-            .await
-            .map_err(|source| JobError::Api { what, source })?
-        {
-            Some(secret) => write_object(
-                root,
-                &relative,
-                to_value(&secret, &relative)?,
-                &mut manifest,
-            )?,
+        match secrets.get_opt(name).await.map_err(|source| JobError::Api { what, source })? {
+            Some(secret) => write_object(root, &relative, to_value(&secret, &relative)?, &mut manifest)?,
             None if OPTIONAL_SECRETS.contains(&name) => {
                 manifest.add_absent(
                     relative,
-                    format!(
-                        "optional Secret {name} does not exist in namespace {}",
-                        args.namespace
-                    ),
+                    format!("optional Secret {name} does not exist in namespace {}", args.namespace),
                 );
             }
             None => missing.push(format!("Secret {name}")),
@@ -106,39 +80,19 @@ pub async fn run(args: &ExportArgs) -> Result<(), JobError> {
     for name in CONFIG_MAPS {
         let relative = format!("{CONFIG_MAPS_DIR}/{name}.json");
         let what = format!("reading ConfigMap {}/{name}", args.namespace);
-        match config_maps
-            .get_opt(name)
-            .await
-            .map_err(|source| JobError::Api { what, source })?
-        {
-            Some(config_map) => write_object(
-                root,
-                &relative,
-                to_value(&config_map, &relative)?,
-                &mut manifest,
-            )?,
+        match config_maps.get_opt(name).await.map_err(|source| JobError::Api { what, source })? {
+            Some(config_map) => write_object(root, &relative, to_value(&config_map, &relative)?, &mut manifest)?,
             None => missing.push(format!("ConfigMap {name}")),
         }
     }
     let resource = ApiResource::erase::<APIManager>(&());
     let apimanagers: Api<DynamicObject> = Api::namespaced_with(client, &args.namespace, &resource);
     let what = format!("reading APIManager {}/{}", args.namespace, args.apimanager);
-    match apimanagers
-        .get_opt(&args.apimanager)
-        .await
-        .map_err(|source| JobError::Api { what, source })?
-    {
+    match apimanagers.get_opt(&args.apimanager).await.map_err(|source| JobError::Api { what, source })? {
         Some(apimanager) => {
-            manifest.api_manager = ObjectRef {
-                name: args.apimanager.clone(),
-                uid: apimanager.metadata.uid.clone().unwrap_or_default(),
-            };
-            write_object(
-                root,
-                APIMANAGER_FILE,
-                to_value(&apimanager, APIMANAGER_FILE)?,
-                &mut manifest,
-            )?;
+            manifest.api_manager =
+                ObjectRef { name: args.apimanager.clone(), uid: apimanager.metadata.uid.clone().unwrap_or_default() };
+            write_object(root, APIMANAGER_FILE, to_value(&apimanager, APIMANAGER_FILE)?, &mut manifest)?;
         }
         None => missing.push(format!("APIManager {}", args.apimanager)),
     }
@@ -150,17 +104,8 @@ pub async fn run(args: &ExportArgs) -> Result<(), JobError> {
         )));
     }
     manifest.namespace = args.namespace.clone();
-    manifest.backup = ObjectRef {
-        name: args.backup_name.clone(),
-        uid: args.backup_uid.clone(),
-    };
-    manifest.steps.insert(
-        STEP.to_owned(),
-        StepTimes {
-            started_at,
-            finished_at: now(),
-        },
-    );
+    manifest.backup = ObjectRef { name: args.backup_name.clone(), uid: args.backup_uid.clone() };
+    manifest.steps.insert(STEP.to_owned(), StepTimes { started_at, finished_at: now() });
     manifest.save(root)
 }
 

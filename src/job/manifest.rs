@@ -77,16 +77,10 @@ impl Manifest {
     pub fn load(root: &Path) -> Result<Self, JobError> {
         let path = root.join(crate::layout::MANIFEST_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| JobError::Corrupt {
-                path: path.clone(),
-                reason: e.to_string(),
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| JobError::Corrupt { path: path.clone(), reason: e.to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(JobError::Io {
-                what: "reading".into(),
-                path,
-                source,
-            }),
+            Err(source) => Err(JobError::Io { what: "reading".into(), path, source }),
         }
     }
 
@@ -110,10 +104,8 @@ impl Manifest {
         self.operator_version = env!("CARGO_PKG_VERSION").to_owned();
         self.files.sort_by(|a, b| a.path.cmp(&b.path));
         self.absent.sort_by(|a, b| a.path.cmp(&b.path));
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| JobError::Corrupt {
-            path: root.join(crate::layout::MANIFEST_FILE),
-            reason: e.to_string(),
-        })?;
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| JobError::Corrupt { path: root.join(crate::layout::MANIFEST_FILE), reason: e.to_string() })?;
         super::write_atomically(&root.join(crate::layout::MANIFEST_FILE), &bytes)
     }
 }
@@ -126,11 +118,7 @@ pub fn hash_file(path: &Path, relative: &str) -> Result<FileEntry, JobError> {
         source,
     })?;
     let (size, sha256) = hash_stream(&mut file, path, |_| Ok(()))?;
-    Ok(FileEntry {
-        path: relative.to_owned(),
-        size,
-        sha256,
-    })
+    Ok(FileEntry { path: relative.to_owned(), size, sha256 })
 }
 
 /// Reads `input` (the file at `path`) to its end, handing each chunk to `sink`; returns the size

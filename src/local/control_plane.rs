@@ -35,24 +35,16 @@ pub struct ControlPlane {
 
 /// A free TCP port on loopback (free when asked; the caller binds it right after).
 pub fn free_port() -> Result<u16, LocalError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|source| LocalError::Io {
-        what: "finding a free port".into(),
-        source,
-    })?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|source| LocalError::Io { what: "finding a free port".into(), source })?;
     listener
         .local_addr()
         .map(|a| a.port())
-        .map_err(|source| LocalError::Io {
-            what: "finding a free port".into(),
-            source,
-        })
+        .map_err(|source| LocalError::Io { what: "finding a free port".into(), source })
 }
 
 fn run(what: &str, command: &mut Command) -> Result<String, LocalError> {
-    let output = command.output().map_err(|source| LocalError::Io {
-        what: what.to_owned(),
-        source,
-    })?;
+    let output = command.output().map_err(|source| LocalError::Io { what: what.to_owned(), source })?;
     if !output.status.success() {
         return Err(LocalError::Command {
             what: what.to_owned(),
@@ -65,29 +57,19 @@ fn run(what: &str, command: &mut Command) -> Result<String, LocalError> {
 /// Builds (or finds in the cache) the control-plane binaries; returns their directory.
 pub fn build_binaries(repo: &Path) -> Result<PathBuf, LocalError> {
     let script = repo.join("tests/control-plane/build.sh");
-    let out = run(
-        "building the control plane (tests/control-plane/build.sh)",
-        Command::new("bash").arg(script),
-    )?;
+    let out = run("building the control plane (tests/control-plane/build.sh)", Command::new("bash").arg(script))?;
     Ok(PathBuf::from(out.lines().last().unwrap_or_default()))
 }
 
 /// Makes the development CA and serving certificate in `dir` with `certs/generate.sh`.
 pub fn generate_certs(repo: &Path, dir: &Path) -> Result<(), LocalError> {
-    run(
-        "making certificates (certs/generate.sh)",
-        Command::new("bash")
-            .arg(repo.join("certs/generate.sh"))
-            .arg(dir),
-    )
-    .map(drop)
+    run("making certificates (certs/generate.sh)", Command::new("bash").arg(repo.join("certs/generate.sh")).arg(dir))
+        .map(drop)
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), LocalError> {
-    std::fs::write(path, contents).map_err(|source| LocalError::Io {
-        what: format!("writing {}", path.display()),
-        source,
-    })
+    std::fs::write(path, contents)
+        .map_err(|source| LocalError::Io { what: format!("writing {}", path.display()), source })
 }
 
 /// A kubeconfig for `server` trusting `ca` and authenticating with a bearer `token`.
@@ -102,14 +84,10 @@ current-context: local\n",
 
 fn random_token() -> Result<String, LocalError> {
     let mut buf = [0u8; 16];
-    let mut file = std::fs::File::open("/dev/urandom").map_err(|source| LocalError::Io {
-        what: "opening /dev/urandom".into(),
-        source,
-    })?;
-    std::io::Read::read_exact(&mut file, &mut buf).map_err(|source| LocalError::Io {
-        what: "reading /dev/urandom".into(),
-        source,
-    })?;
+    let mut file = std::fs::File::open("/dev/urandom")
+        .map_err(|source| LocalError::Io { what: "opening /dev/urandom".into(), source })?;
+    std::io::Read::read_exact(&mut file, &mut buf)
+        .map_err(|source| LocalError::Io { what: "reading /dev/urandom".into(), source })?;
     Ok(crate::job::manifest::hex(&buf))
 }
 
@@ -120,26 +98,18 @@ impl ControlPlane {
         let certs = dir.join("certs");
         let logs = dir.join("logs");
         for d in [&certs, &logs] {
-            std::fs::create_dir_all(d).map_err(|source| LocalError::Io {
-                what: format!("creating {}", d.display()),
-                source,
-            })?;
+            std::fs::create_dir_all(d)
+                .map_err(|source| LocalError::Io { what: format!("creating {}", d.display()), source })?;
         }
         generate_certs(repo, &certs)?;
         let sa_key = dir.join("service-account.key");
         run(
             "making the service-account key",
-            Command::new("openssl")
-                .args(["genrsa", "-out"])
-                .arg(&sa_key)
-                .arg("2048"),
+            Command::new("openssl").args(["genrsa", "-out"]).arg(&sa_key).arg("2048"),
         )?;
         let token = random_token()?;
         let tokens = dir.join("tokens.csv");
-        write(
-            &tokens,
-            &format!("{token},admin,admin-uid,system:masters\n"),
-        )?;
+        write(&tokens, &format!("{token},admin,admin-uid,system:masters\n"))?;
 
         let (client_port, peer_port, apiserver_port) = (free_port()?, free_port()?, free_port()?);
         let etcd_url = format!("http://127.0.0.1:{client_port}");
@@ -163,32 +133,17 @@ impl ControlPlane {
             .arg("--bind-address=127.0.0.1")
             .arg("--advertise-address=127.0.0.1")
             .arg(format!("--secure-port={apiserver_port}"))
-            .arg(format!(
-                "--cert-dir={}",
-                dir.join("apiserver-certs").display()
-            ))
-            .arg(format!(
-                "--tls-cert-file={}",
-                certs.join("tls.crt").display()
-            ))
-            .arg(format!(
-                "--tls-private-key-file={}",
-                certs.join("tls.key").display()
-            ))
-            .arg(format!(
-                "--client-ca-file={}",
-                certs.join("ca.crt").display()
-            ))
+            .arg(format!("--cert-dir={}", dir.join("apiserver-certs").display()))
+            .arg(format!("--tls-cert-file={}", certs.join("tls.crt").display()))
+            .arg(format!("--tls-private-key-file={}", certs.join("tls.key").display()))
+            .arg(format!("--client-ca-file={}", certs.join("ca.crt").display()))
             .arg(format!("--token-auth-file={}", tokens.display()))
             .arg("--authorization-mode=Node,RBAC")
             .arg(format!("--enable-admission-plugins={ADMISSION_PLUGINS}"))
             .arg(format!("--service-account-issuer={ISSUER}"))
             .arg(format!("--api-audiences={ISSUER}"))
             .arg(format!("--service-account-key-file={}", sa_key.display()))
-            .arg(format!(
-                "--service-account-signing-key-file={}",
-                sa_key.display()
-            ))
+            .arg(format!("--service-account-signing-key-file={}", sa_key.display()))
             .arg("--service-cluster-ip-range=10.96.0.0/16")
             .arg("--allow-privileged=true")
             .arg("--endpoint-reconciler-type=none")
@@ -197,28 +152,18 @@ impl ControlPlane {
         let apiserver = Supervised::spawn("kube-apiserver", apiserver, &logs)?;
 
         let admin_kubeconfig = dir.join("admin.kubeconfig");
-        write(
-            &admin_kubeconfig,
-            &kubeconfig(&server, &certs.join("ca.crt"), "admin", &token),
-        )?;
+        write(&admin_kubeconfig, &kubeconfig(&server, &certs.join("ca.crt"), "admin", &token))?;
         let mut controller_manager = Command::new(bin.join("kube-controller-manager"));
         controller_manager
             .arg(format!("--kubeconfig={}", admin_kubeconfig.display()))
             .arg("--controllers=*")
             .arg("--leader-elect=false")
             .arg("--secure-port=0")
-            .arg(format!(
-                "--service-account-private-key-file={}",
-                sa_key.display()
-            ))
+            .arg(format!("--service-account-private-key-file={}", sa_key.display()))
             .arg(format!("--root-ca-file={}", certs.join("ca.crt").display()))
             .arg("--v=1");
         let mut plane = Self {
-            controller_manager: Supervised::spawn(
-                "kube-controller-manager",
-                controller_manager,
-                &logs,
-            )?,
+            controller_manager: Supervised::spawn("kube-controller-manager", controller_manager, &logs)?,
             apiserver,
             etcd,
             dir: dir.to_owned(),
@@ -242,9 +187,8 @@ impl ControlPlane {
             self.etcd.check_running()?;
             self.apiserver.check_running()?;
             self.controller_manager.check_running()?;
-            let request = http::Request::get("/readyz")
-                .body(Vec::new())
-                .map_err(|e| LocalError::NotReady(e.to_string()))?;
+            let request =
+                http::Request::get("/readyz").body(Vec::new()).map_err(|e| LocalError::NotReady(e.to_string()))?;
             match client.request_text(request).await {
                 Ok(body) if body.trim() == "ok" => return Ok(()),
                 Ok(body) if Instant::now() > deadline => return Err(LocalError::NotReady(body)),
@@ -258,11 +202,7 @@ impl ControlPlane {
 
     /// Process ids of etcd, kube-apiserver and kube-controller-manager.
     pub fn pids(&self) -> [u32; 3] {
-        [
-            self.etcd.pid(),
-            self.apiserver.pid(),
-            self.controller_manager.pid(),
-        ]
+        [self.etcd.pid(), self.apiserver.pid(), self.controller_manager.pid()]
     }
 
     /// Log file of the API server, for diagnosing failures.
@@ -273,13 +213,9 @@ impl ControlPlane {
 
 /// A client for the cluster and user of a kubeconfig file.
 pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, LocalError> {
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(path).map_err(|e| LocalError::Kube(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .map_err(|e| LocalError::Kube(e.to_string()))?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| LocalError::Kube(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| LocalError::Kube(e.to_string()))?;
     kube::Client::try_from(config).map_err(|e| LocalError::Kube(e.to_string()))
 }

@@ -45,39 +45,25 @@ pub async fn apply_yaml(client: &Client, yaml: &str, namespace: &str) -> Result<
     Ok(())
 }
 
-async fn apply_object(
-    client: &Client,
-    object: DynamicObject,
-    namespace: &str,
-) -> Result<(), LocalError> {
+async fn apply_object(client: &Client, object: DynamicObject, namespace: &str) -> Result<(), LocalError> {
     let types = object
         .types
         .clone()
         .ok_or_else(|| LocalError::Yaml(format!("{} has no apiVersion/kind", object.name_any())))?;
     let gvk = GroupVersionKind::try_from(&types).map_err(|e| LocalError::Yaml(e.to_string()))?;
     let what = format!("applying {} {}", types.kind, object.name_any());
-    let (resource, capabilities) =
-        kube::discovery::pinned_kind(client, &gvk)
-            .await
-            .map_err(|source| LocalError::Api {
-                what: what.clone(),
-                source,
-            })?;
+    let (resource, capabilities) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .map_err(|source| LocalError::Api { what: what.clone(), source })?;
     let api: Api<DynamicObject> = match capabilities.scope {
-        Scope::Namespaced => Api::namespaced_with(
-            client.clone(),
-            object.metadata.namespace.as_deref().unwrap_or(namespace),
-            &resource,
-        ),
+        Scope::Namespaced => {
+            Api::namespaced_with(client.clone(), object.metadata.namespace.as_deref().unwrap_or(namespace), &resource)
+        }
         Scope::Cluster => Api::all_with(client.clone(), &resource),
     };
-    api.patch(
-        &object.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .map_err(|source| LocalError::Api { what, source })?;
+    api.patch(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&object))
+        .await
+        .map_err(|source| LocalError::Api { what, source })?;
     Ok(())
 }
 
@@ -87,16 +73,13 @@ pub async fn install_crds(client: &Client) -> Result<(), LocalError> {
         apply_yaml(client, yaml, "default").await?;
     }
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for name in [
-        "apimanagerbackups.apps.3scale.net",
-        "apimanagers.apps.3scale.net",
-    ] {
+    for name in ["apimanagerbackups.apps.3scale.net", "apimanagers.apps.3scale.net"] {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let crd = crds.get(name).await.map_err(|source| LocalError::Api {
-                what: format!("reading CRD {name}"),
-                source,
-            })?;
+            let crd = crds
+                .get(name)
+                .await
+                .map_err(|source| LocalError::Api { what: format!("reading CRD {name}"), source })?;
             let established = crd
                 .status
                 .and_then(|s| s.conditions)
@@ -124,70 +107,40 @@ pub async fn install_operator_identity(client: &Client) -> Result<String, LocalE
 }
 
 /// A day-long token of a ServiceAccount, from the TokenRequest API.
-pub async fn service_account_token(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<String, LocalError> {
+pub async fn service_account_token(client: &Client, namespace: &str, name: &str) -> Result<String, LocalError> {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let request = TokenRequest {
-        spec: TokenRequestSpec {
-            expiration_seconds: Some(86_400),
-            ..TokenRequestSpec::default()
-        },
+        spec: TokenRequestSpec { expiration_seconds: Some(86_400), ..TokenRequestSpec::default() },
         ..TokenRequest::default()
     };
     let what = format!("requesting a token for ServiceAccount {namespace}/{name}");
     let answer = accounts
         .create_token_request(name, &PostParams::default(), &request)
         .await
-        .map_err(|source| LocalError::Api {
-            what: what.clone(),
-            source,
-        })?;
-    answer
-        .status
-        .map(|s| s.token)
-        .ok_or(LocalError::NotReady(what))
+        .map_err(|source| LocalError::Api { what: what.clone(), source })?;
+    answer.status.map(|s| s.token).ok_or(LocalError::NotReady(what))
 }
 
 /// The webhook configurations of `manifests/`, with each webhook calling `base_url` + its path
 /// and trusting `ca_pem` instead of going through the in-cluster Service.
 pub fn webhooks_for_url(base_url: &str, ca_pem: &[u8]) -> Result<Vec<DynamicObject>, LocalError> {
-    let ca_bundle = serde_json::to_value(ByteString(ca_pem.to_vec()))
-        .map_err(|e| LocalError::Yaml(e.to_string()))?;
+    let ca_bundle = serde_json::to_value(ByteString(ca_pem.to_vec())).map_err(|e| LocalError::Yaml(e.to_string()))?;
     let mut configurations = parse_documents(WEBHOOKS_MANIFEST)?;
     for configuration in &mut configurations {
         configuration.metadata.annotations = None;
-        let Some(webhooks) = configuration
-            .data
-            .get_mut("webhooks")
-            .and_then(Value::as_array_mut)
-        else {
-            return Err(LocalError::Yaml(format!(
-                "{} has no webhooks",
-                configuration.name_any()
-            )));
+        let Some(webhooks) = configuration.data.get_mut("webhooks").and_then(Value::as_array_mut) else {
+            return Err(LocalError::Yaml(format!("{} has no webhooks", configuration.name_any())));
         };
         for webhook in webhooks {
-            let path = webhook
-                .pointer("/clientConfig/service/path")
-                .and_then(Value::as_str)
-                .unwrap_or("/")
-                .to_owned();
-            webhook["clientConfig"] =
-                serde_json::json!({"url": format!("{base_url}{path}"), "caBundle": ca_bundle});
+            let path = webhook.pointer("/clientConfig/service/path").and_then(Value::as_str).unwrap_or("/").to_owned();
+            webhook["clientConfig"] = serde_json::json!({"url": format!("{base_url}{path}"), "caBundle": ca_bundle});
         }
     }
     Ok(configurations)
 }
 
 /// Registers both webhook configurations (see [`webhooks_for_url`]).
-pub async fn register_webhooks(
-    client: &Client,
-    base_url: &str,
-    ca_pem: &[u8],
-) -> Result<(), LocalError> {
+pub async fn register_webhooks(client: &Client, base_url: &str, ca_pem: &[u8]) -> Result<(), LocalError> {
     for configuration in webhooks_for_url(base_url, ca_pem)? {
         apply_object(client, configuration, "default").await?;
     }
@@ -198,20 +151,13 @@ pub async fn register_webhooks(
 pub async fn unregister_webhooks(client: &Client) -> Result<(), LocalError> {
     for configuration in webhooks_for_url("https://unused", b"")? {
         let types = configuration.types.clone().unwrap_or_default();
-        let gvk =
-            GroupVersionKind::try_from(&types).map_err(|e| LocalError::Yaml(e.to_string()))?;
+        let gvk = GroupVersionKind::try_from(&types).map_err(|e| LocalError::Yaml(e.to_string()))?;
         let what = format!("deleting {} {}", types.kind, configuration.name_any());
         let (resource, _) = kube::discovery::pinned_kind(client, &gvk)
             .await
-            .map_err(|source| LocalError::Api {
-                what: what.clone(),
-                source,
-            })?;
+            .map_err(|source| LocalError::Api { what: what.clone(), source })?;
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        match api
-            .delete(&configuration.name_any(), &Default::default())
-            .await
-        {
+        match api.delete(&configuration.name_any(), &Default::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.is_not_found() => {}
             Err(source) => return Err(LocalError::Api { what, source }),

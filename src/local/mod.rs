@@ -115,92 +115,54 @@ impl LocalCluster {
         install::install_crds(&admin).await?;
         let token = install::install_operator_identity(&admin).await?;
         let operator_kubeconfig = dir.join("operator.kubeconfig");
-        let contents = kubeconfig(
-            &plane.server,
-            &plane.certs.join("ca.crt"),
-            install::OPERATOR_SERVICE_ACCOUNT,
-            &token,
-        );
-        std::fs::write(&operator_kubeconfig, contents).map_err(|source| LocalError::Io {
-            what: "writing the operator kubeconfig".into(),
-            source,
-        })?;
+        let contents =
+            kubeconfig(&plane.server, &plane.certs.join("ca.crt"), install::OPERATOR_SERVICE_ACCOUNT, &token);
+        std::fs::write(&operator_kubeconfig, contents)
+            .map_err(|source| LocalError::Io { what: "writing the operator kubeconfig".into(), source })?;
 
         let port = free_port()?;
         let mut serve = Command::new(operator_binary);
         serve
             .arg("serve")
             .arg(format!("--listen=127.0.0.1:{port}"))
-            .arg(format!(
-                "--tls-cert={}",
-                plane.certs.join("tls.crt").display()
-            ))
-            .arg(format!(
-                "--tls-key={}",
-                plane.certs.join("tls.key").display()
-            ))
+            .arg(format!("--tls-cert={}", plane.certs.join("tls.crt").display()))
+            .arg(format!("--tls-key={}", plane.certs.join("tls.key").display()))
             .arg("--tls-reload-interval=1s")
             .env("KUBECONFIG", &operator_kubeconfig)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            );
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
         let process = Supervised::spawn("operator", serve, &plane.dir.join("logs"))?;
         let url = format!("https://127.0.0.1:{port}");
-        let mut cluster = Self {
-            operator: OperatorProcess {
-                process,
-                url,
-                kubeconfig: operator_kubeconfig,
-            },
-            plane,
-        };
-        let ca =
-            std::fs::read(cluster.plane.certs.join("ca.crt")).map_err(|source| LocalError::Io {
-                what: "reading ca.crt".into(),
-                source,
-            })?;
+        let mut cluster = Self { operator: OperatorProcess { process, url, kubeconfig: operator_kubeconfig }, plane };
+        let ca = std::fs::read(cluster.plane.certs.join("ca.crt"))
+            .map_err(|source| LocalError::Io { what: "reading ca.crt".into(), source })?;
         install::register_webhooks(&admin, &cluster.operator.url, &ca).await?;
-        cluster
-            .wait_for_webhooks(&admin, Duration::from_secs(60))
-            .await?;
+        cluster.wait_for_webhooks(&admin, Duration::from_secs(60)).await?;
         Ok(cluster)
     }
 
     /// Waits until a dry-run create of a zero-sized backup is refused by the validating webhook,
     /// which proves the API server calls the operator.
-    async fn wait_for_webhooks(
-        &mut self,
-        client: &kube::Client,
-        timeout: Duration,
-    ) -> Result<(), LocalError> {
+    async fn wait_for_webhooks(&mut self, client: &kube::Client, timeout: Duration) -> Result<(), LocalError> {
         let probe = APIManagerBackup::new(
             "webhook-probe",
             APIManagerBackupSpec {
                 api_manager_name: None,
                 backup_destination: BackupDestination {
                     persistent_volume_claim: Some(PersistentVolumeClaimDestination {
-                        resources: Some(PersistentVolumeClaimResources {
-                            requests: Some(Quantity("0".into())),
-                        }),
+                        resources: Some(PersistentVolumeClaimResources { requests: Some(Quantity("0".into())) }),
                         ..PersistentVolumeClaimDestination::default()
                     }),
                 },
             },
         );
         let api: Api<APIManagerBackup> = Api::namespaced(client.clone(), "default");
-        let params = PostParams {
-            dry_run: true,
-            ..PostParams::default()
-        };
+        let params = PostParams { dry_run: true, ..PostParams::default() };
         let deadline = Instant::now() + timeout;
         let mut last = String::new();
         while Instant::now() < deadline {
             self.operator.process.check_running()?;
             match api.create(&params, &probe).await {
-                Err(kube::Error::Api(status))
-                    if status.message.contains("must be greater than zero") =>
-                {
+                Err(kube::Error::Api(status)) if status.message.contains("must be greater than zero") => {
                     return Ok(());
                 }
                 Err(error) => last = error.to_string(),

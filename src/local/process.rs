@@ -23,11 +23,7 @@ extern "C" fn kill_live_children() {
         // SAFETY: waitpid(2) on that same child, so its files are closed before they are removed.
         unsafe { libc::waitpid(*pid, std::ptr::null_mut(), 0) };
     }
-    for dir in SCRATCH
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-    {
+    for dir in SCRATCH.lock().unwrap_or_else(PoisonError::into_inner).iter() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
@@ -43,10 +39,7 @@ fn install_exit_hook() {
 /// live in a `static` and are never dropped.
 pub fn remove_at_exit(dir: &Path) {
     install_exit_hook();
-    SCRATCH
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(dir.to_owned());
+    SCRATCH.lock().unwrap_or_else(PoisonError::into_inner).push(dir.to_owned());
 }
 
 /// A running child process whose output goes to a log file.
@@ -61,29 +54,16 @@ impl Supervised {
     pub fn spawn(name: &str, mut command: Command, log_dir: &Path) -> Result<Self, LocalError> {
         install_exit_hook();
         let log = log_dir.join(format!("{name}.log"));
-        let file = File::create(&log).map_err(|source| LocalError::Io {
-            what: format!("creating {}", log.display()),
-            source,
-        })?;
-        let err = file.try_clone().map_err(|source| LocalError::Io {
-            what: "duplicating a log file".into(),
-            source,
-        })?;
+        let file = File::create(&log)
+            .map_err(|source| LocalError::Io { what: format!("creating {}", log.display()), source })?;
+        let err =
+            file.try_clone().map_err(|source| LocalError::Io { what: "duplicating a log file".into(), source })?;
         command.stdin(Stdio::null()).stdout(file).stderr(err);
-        let child = command.spawn().map_err(|source| LocalError::Io {
-            what: format!("starting {name}"),
-            source,
-        })?;
+        let child = command.spawn().map_err(|source| LocalError::Io { what: format!("starting {name}"), source })?;
         if let Ok(pid) = i32::try_from(child.id()) {
-            LIVE.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(pid);
+            LIVE.lock().unwrap_or_else(PoisonError::into_inner).insert(pid);
         }
-        Ok(Self {
-            name: name.to_owned(),
-            child,
-            log,
-        })
+        Ok(Self { name: name.to_owned(), child, log })
     }
 
     /// The child's process id.
@@ -105,10 +85,7 @@ impl Supervised {
                 status: status.to_string(),
                 log_tail: tail(&self.log),
             }),
-            Err(source) => Err(LocalError::Io {
-                what: format!("checking {}", self.name),
-                source,
-            }),
+            Err(source) => Err(LocalError::Io { what: format!("checking {}", self.name), source }),
         }
     }
 
@@ -126,9 +103,7 @@ impl Supervised {
         }
         let _ = self.child.wait();
         if let Some(pid) = pid {
-            LIVE.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&pid);
+            LIVE.lock().unwrap_or_else(PoisonError::into_inner).remove(&pid);
         }
     }
 }

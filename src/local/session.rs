@@ -15,10 +15,7 @@ pub const SAMPLE: &str = include_str!("../../manifests/dev/sample.yaml");
 /// Starts the local cluster under `dir`, applies the sample, prints how to look at it and waits
 /// for Ctrl-C or SIGTERM.
 pub async fn run(operator_binary: &Path, dir: &Path) -> Result<(), LocalError> {
-    eprintln!(
-        "starting etcd, kube-apiserver, kube-controller-manager and the operator under {} …",
-        dir.display()
-    );
+    eprintln!("starting etcd, kube-apiserver, kube-controller-manager and the operator under {} …", dir.display());
     let cluster = LocalCluster::start(operator_binary, dir).await?;
     let admin = cluster.admin_client().await?;
     let namespaces: Api<Namespace> = Api::all(admin.clone());
@@ -28,10 +25,7 @@ pub async fn run(operator_binary: &Path, dir: &Path) -> Result<(), LocalError> {
         Ok(_) => {}
         Err(kube::Error::Api(status)) if status.is_already_exists() => {}
         Err(source) => {
-            return Err(LocalError::Api {
-                what: format!("creating namespace {SAMPLE_NAMESPACE}"),
-                source,
-            });
+            return Err(LocalError::Api { what: format!("creating namespace {SAMPLE_NAMESPACE}"), source });
         }
     }
     apply_yaml(&admin, SAMPLE, SAMPLE_NAMESPACE).await?;
@@ -39,25 +33,16 @@ pub async fn run(operator_binary: &Path, dir: &Path) -> Result<(), LocalError> {
     let backup = backups
         .get("example-apimanagerbackup")
         .await
-        .map_err(|source| LocalError::Api {
-            what: "reading the sample backup".into(),
-            source,
-        })?;
+        .map_err(|source| LocalError::Api { what: "reading the sample backup".into(), source })?;
     let kubeconfig = cluster.plane.admin_kubeconfig.display();
     println!("control plane ready at {}", cluster.plane.server);
-    println!(
-        "operator serving webhooks at {} (log: {})",
-        cluster.operator.url,
-        cluster.operator.log().display()
-    );
+    println!("operator serving webhooks at {} (log: {})", cluster.operator.url, cluster.operator.log().display());
     println!(
         "sample APIManagerBackup {SAMPLE_NAMESPACE}/example-apimanagerbackup accepted; apiManagerName defaulted to {:?}",
         backup.spec.api_manager_name.unwrap_or_default()
     );
     println!("kubeconfig: {kubeconfig}");
-    println!(
-        "try:  kubectl --kubeconfig {kubeconfig} -n {SAMPLE_NAMESPACE} get apimanagerbackups -o yaml"
-    );
+    println!("try:  kubectl --kubeconfig {kubeconfig} -n {SAMPLE_NAMESPACE} get apimanagerbackups -o yaml");
     println!("Ctrl-C stops everything and removes {}", dir.display());
     wait_for_stop().await;
     eprintln!("stopping …");
@@ -66,8 +51,7 @@ pub async fn run(operator_binary: &Path, dir: &Path) -> Result<(), LocalError> {
 }
 
 async fn wait_for_stop() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = async { match terminate.as_mut() { Some(signal) => { signal.recv().await; } None => std::future::pending().await } } => {},

@@ -9,10 +9,7 @@ use serde_json::Value;
 
 /// The `spec.apiManagerName` of a raw object, when it is a non-empty string.
 pub fn api_manager_name(object: &Value) -> Option<&str> {
-    object
-        .pointer("/spec/apiManagerName")
-        .and_then(Value::as_str)
-        .filter(|name| !name.is_empty())
+    object.pointer("/spec/apiManagerName").and_then(Value::as_str).filter(|name| !name.is_empty())
 }
 
 /// Whether the object needs a default: it has a `spec` object without an `apiManagerName`.
@@ -47,10 +44,7 @@ mod tests {
     use serde_json::json;
 
     fn apimanagers(names: &[&str]) -> Vec<APIManager> {
-        names
-            .iter()
-            .map(|n| APIManager::new(n, APIManagerSpec::default()))
-            .collect()
+        names.iter().map(|n| APIManager::new(n, APIManagerSpec::default())).collect()
     }
 
     #[test]
@@ -64,10 +58,7 @@ mod tests {
 
     #[test]
     fn chooses_the_only_apimanager() {
-        assert_eq!(
-            choose_name(None, &apimanagers(&["example"])),
-            Some("example".to_owned())
-        );
+        assert_eq!(choose_name(None, &apimanagers(&["example"])), Some("example".to_owned()));
         assert_eq!(choose_name(None, &apimanagers(&[])), None);
         assert_eq!(choose_name(None, &apimanagers(&["a", "b"])), None);
     }
@@ -75,20 +66,14 @@ mod tests {
     #[test]
     fn update_keeps_the_old_name() {
         let old = json!({"spec": {"apiManagerName": "first"}});
-        assert_eq!(
-            choose_name(Some(&old), &apimanagers(&["a", "b"])),
-            Some("first".to_owned())
-        );
+        assert_eq!(choose_name(Some(&old), &apimanagers(&["a", "b"])), Some("first".to_owned()));
     }
 
     #[test]
     fn patch_adds_the_name_and_applies() {
         let mut object = json!({"spec": {"backupDestination": {}}});
         json_patch::patch(&mut object, &set_name_patch("example")).expect("patch applies");
-        assert_eq!(
-            object,
-            json!({"spec": {"backupDestination": {}, "apiManagerName": "example"}})
-        );
+        assert_eq!(object, json!({"spec": {"backupDestination": {}, "apiManagerName": "example"}}));
         assert_eq!(
             serde_json::to_value(set_name_patch("example")).expect("patch serializes"),
             json!([{"op": "add", "path": "/spec/apiManagerName", "value": "example"}])

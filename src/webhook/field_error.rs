@@ -39,33 +39,17 @@ pub struct FieldError {
 impl FieldError {
     /// A `Required value` error.
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            kind: FieldErrorKind::Required,
-            detail: detail.into(),
-        }
+        Self { field: field.into(), kind: FieldErrorKind::Required, detail: detail.into() }
     }
 
     /// An `Invalid value` error quoting the offending value.
-    pub fn invalid(
-        field: impl Into<String>,
-        value: impl Into<String>,
-        detail: impl Into<String>,
-    ) -> Self {
-        Self {
-            field: field.into(),
-            kind: FieldErrorKind::Invalid(value.into()),
-            detail: detail.into(),
-        }
+    pub fn invalid(field: impl Into<String>, value: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { field: field.into(), kind: FieldErrorKind::Invalid(value.into()), detail: detail.into() }
     }
 
     /// A `Forbidden` error.
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            kind: FieldErrorKind::Forbidden,
-            detail: detail.into(),
-        }
+        Self { field: field.into(), kind: FieldErrorKind::Forbidden, detail: detail.into() }
     }
 
     /// The message without the field path, as in a `metav1.StatusCause` (`Required value: …`).
@@ -75,11 +59,7 @@ impl FieldError {
             FieldErrorKind::Invalid(value) => format!("Invalid value: {value:?}"),
             FieldErrorKind::Forbidden => "Forbidden".to_owned(),
         };
-        if self.detail.is_empty() {
-            head
-        } else {
-            format!("{head}: {}", self.detail)
-        }
+        if self.detail.is_empty() { head } else { format!("{head}: {}", self.detail) }
     }
 }
 
@@ -106,31 +86,19 @@ mod tests {
 
     #[test]
     fn renders_like_apimachinery() {
-        assert_eq!(
-            FieldError::required("spec.a", "set it").to_string(),
-            "spec.a: Required value: set it"
-        );
+        assert_eq!(FieldError::required("spec.a", "set it").to_string(), "spec.a: Required value: set it");
         assert_eq!(
             FieldError::invalid("spec.b", "x y", "must be a name").to_string(),
             r#"spec.b: Invalid value: "x y": must be a name"#
         );
-        assert_eq!(
-            FieldError::forbidden("spec", "").to_string(),
-            "spec: Forbidden"
-        );
+        assert_eq!(FieldError::forbidden("spec", "").to_string(), "spec: Forbidden");
     }
 
     #[test]
     fn aggregates_one_plainly_and_several_in_brackets() {
         let a = FieldError::required("spec.a", "x");
         let b = FieldError::forbidden("spec.b", "y");
-        assert_eq!(
-            aggregate(std::slice::from_ref(&a)),
-            "spec.a: Required value: x"
-        );
-        assert_eq!(
-            aggregate(&[a, b]),
-            "[spec.a: Required value: x, spec.b: Forbidden: y]"
-        );
+        assert_eq!(aggregate(std::slice::from_ref(&a)), "spec.a: Required value: x");
+        assert_eq!(aggregate(&[a, b]), "[spec.a: Required value: x, spec.b: Forbidden: y]");
     }
 }

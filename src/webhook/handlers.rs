@@ -63,34 +63,19 @@ pub enum BadReview {
 pub fn parse_request(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
     let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)?;
     if review.types.kind != REVIEW_KIND || review.types.api_version != REVIEW_API_VERSION {
-        return Err(BadReview::WrongType {
-            kind: review.types.kind,
-            api_version: review.types.api_version,
-        });
+        return Err(BadReview::WrongType { kind: review.types.kind, api_version: review.types.api_version });
     }
     review.try_into().map_err(|_| BadReview::MissingRequest)
 }
 
 /// `POST` handler of the defaulting webhook.
-pub async fn mutate<L: ApiManagerLookup>(
-    State(state): State<AdmissionState<L>>,
-    body: Bytes,
-) -> Response {
-    answer(&state.metrics, "defaulting", &body, |request| {
-        default_request(&state.lookup, request)
-    })
-    .await
+pub async fn mutate<L: ApiManagerLookup>(State(state): State<AdmissionState<L>>, body: Bytes) -> Response {
+    answer(&state.metrics, "defaulting", &body, |request| default_request(&state.lookup, request)).await
 }
 
 /// `POST` handler of the validating webhook.
-pub async fn validate<L: ApiManagerLookup>(
-    State(state): State<AdmissionState<L>>,
-    body: Bytes,
-) -> Response {
-    answer(&state.metrics, "validating", &body, |request| {
-        validate_request(&state.lookup, request)
-    })
-    .await
+pub async fn validate<L: ApiManagerLookup>(State(state): State<AdmissionState<L>>, body: Bytes) -> Response {
+    answer(&state.metrics, "validating", &body, |request| validate_request(&state.lookup, request)).await
 }
 
 async fn answer<F, Fut>(metrics: &Metrics, webhook: &str, body: &[u8], decide: F) -> Response
@@ -132,11 +117,7 @@ async fn default_request<L: ApiManagerLookup>(
     request: AdmissionRequest<DynamicObject>,
 ) -> AdmissionResponse {
     let response = AdmissionResponse::from(&request);
-    if !request
-        .object
-        .as_ref()
-        .is_some_and(|object| needs_default(&object.data))
-    {
+    if !request.object.as_ref().is_some_and(|object| needs_default(&object.data)) {
         return response;
     }
     let old = request.old_object.as_ref().map(|old| &old.data);
@@ -174,26 +155,19 @@ async fn validate_request<L: ApiManagerLookup>(
             request.kind.kind,
             request.kind.group
         );
-        return refuse(
-            response,
-            Status::failure(&message, "BadRequest").with_code(400),
-        );
+        return refuse(response, Status::failure(&message, "BadRequest").with_code(400));
     }
     let typed = |object: Option<&DynamicObject>| -> Result<APIManagerBackup, String> {
         let object = object.ok_or_else(|| "the request carries no object".to_owned())?;
         let value = serde_json::to_value(object).map_err(|e| e.to_string())?;
-        serde_json::from_value(value)
-            .map_err(|e| format!("the object is not a valid APIManagerBackup: {e}"))
+        serde_json::from_value(value).map_err(|e| format!("the object is not a valid APIManagerBackup: {e}"))
     };
     let verdict = match request.operation {
         Operation::Create => {
             let backup = match typed(request.object.as_ref()) {
                 Ok(backup) => backup,
                 Err(message) => {
-                    return refuse(
-                        response,
-                        Status::failure(&message, "BadRequest").with_code(400),
-                    );
+                    return refuse(response, Status::failure(&message, "BadRequest").with_code(400));
                 }
             };
             let namespace = request.namespace.clone().unwrap_or_default();
@@ -201,35 +175,21 @@ async fn validate_request<L: ApiManagerLookup>(
                 Ok(list) => list,
                 Err(error) => {
                     tracing::warn!(%error, "cannot check the APIManager");
-                    let message =
-                        format!("{error}; try again, and check the operator's logs if it persists");
-                    return refuse(
-                        response,
-                        Status::failure(&message, "InternalError").with_code(500),
-                    );
+                    let message = format!("{error}; try again, and check the operator's logs if it persists");
+                    return refuse(response, Status::failure(&message, "InternalError").with_code(500));
                 }
             };
             check_create(&backup.spec, &namespace, &apimanagers)
         }
-        Operation::Update => match (
-            typed(request.old_object.as_ref()),
-            typed(request.object.as_ref()),
-        ) {
+        Operation::Update => match (typed(request.old_object.as_ref()), typed(request.object.as_ref())) {
             (Ok(old), Ok(new)) => check_update(&old.spec, &new.spec),
             (Err(message), _) | (_, Err(message)) => {
-                return refuse(
-                    response,
-                    Status::failure(&message, "BadRequest").with_code(400),
-                );
+                return refuse(response, Status::failure(&message, "BadRequest").with_code(400));
             }
         },
         Operation::Delete | Operation::Connect => Verdict::default(),
     };
-    let name = request
-        .object
-        .as_ref()
-        .and_then(|o| o.metadata.name.clone())
-        .unwrap_or_else(|| request.name.clone());
+    let name = request.object.as_ref().and_then(|o| o.metadata.name.clone()).unwrap_or_else(|| request.name.clone());
     respond(response, &name, verdict)
 }
 
@@ -256,12 +216,7 @@ fn respond(response: AdmissionResponse, name: &str, verdict: Verdict) -> Admissi
             causes: errors.iter().map(cause).collect(),
             retry_after_seconds: 0,
         };
-        refuse(
-            response,
-            Status::failure(&message, "Invalid")
-                .with_code(422)
-                .with_details(details),
-        )
+        refuse(response, Status::failure(&message, "Invalid").with_code(422).with_details(details))
     };
     if !warnings.is_empty() {
         response.warnings = Some(warnings);
@@ -270,9 +225,5 @@ fn respond(response: AdmissionResponse, name: &str, verdict: Verdict) -> Admissi
 }
 
 fn cause(error: &FieldError) -> StatusCause {
-    StatusCause {
-        reason: error.kind.cause_type().to_owned(),
-        message: error.body(),
-        field: error.field.clone(),
-    }
+    StatusCause { reason: error.kind.cause_type().to_owned(), message: error.body(), field: error.field.clone() }
 }

@@ -19,10 +19,7 @@ pub struct LookupError {
 /// Lists the APIManagers of a namespace.
 pub trait ApiManagerLookup: Clone + Send + Sync + 'static {
     /// Every APIManager in `namespace`.
-    fn list(
-        &self,
-        namespace: &str,
-    ) -> impl Future<Output = Result<Vec<APIManager>, LookupError>> + Send;
+    fn list(&self, namespace: &str) -> impl Future<Output = Result<Vec<APIManager>, LookupError>> + Send;
 }
 
 /// Lists APIManagers from the API server.
@@ -43,10 +40,7 @@ impl ApiManagerLookup for ClusterLookup {
         let api: Api<APIManager> = Api::namespaced(self.client.clone(), namespace);
         match api.list(&ListParams::default()).await {
             Ok(list) => Ok(list.items),
-            Err(source) => Err(LookupError {
-                namespace: namespace.to_owned(),
-                source,
-            }),
+            Err(source) => Err(LookupError { namespace: namespace.to_owned(), source }),
         }
     }
 }

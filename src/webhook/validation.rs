@@ -4,8 +4,7 @@
 use super::field_error::FieldError;
 use crate::api::apimanager::{APIManager, FileStorage};
 use crate::api::backup::{
-    APIManagerBackupSpec, BackupDestination, DESTINATION_REQUIRED,
-    PersistentVolumeClaimDestination, REQUESTS_REQUIRED,
+    APIManagerBackupSpec, BackupDestination, DESTINATION_REQUIRED, PersistentVolumeClaimDestination, REQUESTS_REQUIRED,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -36,9 +35,7 @@ pub fn check_spec(spec: &APIManagerBackupSpec) -> Verdict {
 
 fn check_destination(destination: &BackupDestination, verdict: &mut Verdict) {
     if destination.configured().is_empty() {
-        verdict
-            .errors
-            .push(FieldError::required(DESTINATION, DESTINATION_REQUIRED));
+        verdict.errors.push(FieldError::required(DESTINATION, DESTINATION_REQUIRED));
     }
     if let Some(claim) = &destination.persistent_volume_claim {
         check_claim(claim, verdict);
@@ -48,20 +45,12 @@ fn check_destination(destination: &BackupDestination, verdict: &mut Verdict) {
 fn check_claim(claim: &PersistentVolumeClaimDestination, verdict: &mut Verdict) {
     let requests = claim.resources.as_ref().and_then(|r| r.requests.as_ref());
     match requests {
-        None => verdict.errors.push(FieldError::required(
-            format!("{CLAIM}.resources.requests"),
-            REQUESTS_REQUIRED,
-        )),
+        None => verdict.errors.push(FieldError::required(format!("{CLAIM}.resources.requests"), REQUESTS_REQUIRED)),
         Some(quantity) => verdict.errors.extend(check_size(quantity)),
     }
-    for (field, value) in [
-        ("volumeName", &claim.volume_name),
-        ("storageClass", &claim.storage_class),
-    ] {
+    for (field, value) in [("volumeName", &claim.volume_name), ("storageClass", &claim.storage_class)] {
         if let Some(value) = value {
-            verdict
-                .errors
-                .extend(check_dns1123_subdomain(&format!("{CLAIM}.{field}"), value));
+            verdict.errors.extend(check_dns1123_subdomain(&format!("{CLAIM}.{field}"), value));
         }
     }
     if let (Some(volume), Some(_)) = (&claim.volume_name, &claim.storage_class) {
@@ -74,16 +63,10 @@ fn check_claim(claim: &PersistentVolumeClaimDestination, verdict: &mut Verdict) 
 fn check_size(quantity: &Quantity) -> Option<FieldError> {
     let field = format!("{CLAIM}.resources.requests");
     match ParsedQuantity::try_from(quantity) {
-        Err(_) => Some(FieldError::invalid(
-            field,
-            &quantity.0,
-            "must be a Kubernetes quantity such as 10Gi or 500Mi",
-        )),
-        Ok(size) if size <= ParsedQuantity::default() => Some(FieldError::invalid(
-            field,
-            &quantity.0,
-            "must be greater than zero, for example 10Gi",
-        )),
+        Err(_) => Some(FieldError::invalid(field, &quantity.0, "must be a Kubernetes quantity such as 10Gi or 500Mi")),
+        Ok(size) if size <= ParsedQuantity::default() => {
+            Some(FieldError::invalid(field, &quantity.0, "must be greater than zero, for example 10Gi"))
+        }
         Ok(_) => None,
     }
 }
@@ -98,31 +81,19 @@ fn check_dns1123_subdomain(field: &str, value: &str) -> Option<FieldError> {
     }
     let label_ok = |label: &str| {
         let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-        label.starts_with(alnum)
-            && label.ends_with(alnum)
-            && label.chars().all(|c| alnum(c) || c == '-')
+        label.starts_with(alnum) && label.ends_with(alnum) && label.chars().all(|c| alnum(c) || c == '-')
     };
-    if value.split('.').all(label_ok) {
-        None
-    } else {
-        Some(FieldError::invalid(field, value, DNS1123_SUBDOMAIN))
-    }
+    if value.split('.').all(label_ok) { None } else { Some(FieldError::invalid(field, value, DNS1123_SUBDOMAIN)) }
 }
 
 /// Rules 5 and 6: the named APIManager exists in the namespace and is in the backup scope.
 /// Returns the error, if any, and warnings about data the backup will not contain.
-pub fn check_apimanager(
-    name: Option<&str>,
-    namespace: &str,
-    apimanagers: &[APIManager],
-) -> Verdict {
+pub fn check_apimanager(name: Option<&str>, namespace: &str, apimanagers: &[APIManager]) -> Verdict {
     let mut verdict = Verdict::default();
     let names: Vec<String> = apimanagers.iter().map(ResourceExt::name_any).collect();
     let Some(name) = name.filter(|n| !n.is_empty()) else {
         let detail = match names.as_slice() {
-            [] => format!(
-                "no APIManager exists in namespace {namespace:?}; create the APIManager to back up first"
-            ),
+            [] => format!("no APIManager exists in namespace {namespace:?}; create the APIManager to back up first"),
             [only] => format!("set it to {only:?}, the APIManager of namespace {namespace:?}"),
             several => format!(
                 "namespace {namespace:?} has {} APIManagers ({}); set spec.apiManagerName to the one to back up",
@@ -130,17 +101,12 @@ pub fn check_apimanager(
                 several.join(", ")
             ),
         };
-        verdict
-            .errors
-            .push(FieldError::required(API_MANAGER_NAME, detail));
+        verdict.errors.push(FieldError::required(API_MANAGER_NAME, detail));
         return verdict;
     };
     let Some(apimanager) = apimanagers.iter().find(|am| am.name_any() == name) else {
-        let present = if names.is_empty() {
-            "there are none".to_owned()
-        } else {
-            format!("there are: {}", names.join(", "))
-        };
+        let present =
+            if names.is_empty() { "there are none".to_owned() } else { format!("there are: {}", names.join(", ")) };
         verdict.errors.push(FieldError::invalid(
             API_MANAGER_NAME,
             name,
@@ -190,11 +156,7 @@ pub fn check_update(old: &APIManagerBackupSpec, new: &APIManagerBackupSpec) -> V
 }
 
 /// All CREATE rules (1–6) at once.
-pub fn check_create(
-    spec: &APIManagerBackupSpec,
-    namespace: &str,
-    apimanagers: &[APIManager],
-) -> Verdict {
+pub fn check_create(spec: &APIManagerBackupSpec, namespace: &str, apimanagers: &[APIManager]) -> Verdict {
     let mut verdict = check_spec(spec);
     let scope = check_apimanager(spec.api_manager_name.as_deref(), namespace, apimanagers);
     verdict.errors.extend(scope.errors);

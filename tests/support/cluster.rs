@@ -41,9 +41,7 @@ pub fn shared() -> &'static LocalCluster {
 /// `kubectl` as the cluster administrator of `cluster`.
 pub fn kubectl(cluster: &LocalCluster) -> Command {
     let mut command = Command::new("kubectl");
-    command
-        .arg("--kubeconfig")
-        .arg(&cluster.plane.admin_kubeconfig);
+    command.arg("--kubeconfig").arg(&cluster.plane.admin_kubeconfig);
     command
 }
 
@@ -65,11 +63,7 @@ pub fn kubectl_run(cluster: &LocalCluster, args: &[&str], stdin: &str) -> Output
 /// Runs kubectl and returns stdout, failing the test with kubectl's stderr if it fails.
 pub fn kubectl_ok(cluster: &LocalCluster, args: &[&str], stdin: &str) -> String {
     let output = kubectl_run(cluster, args, stdin);
-    assert!(
-        output.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 

@@ -37,10 +37,7 @@ pub fn client_config(ca_files: &[&Path]) -> Arc<rustls::ClientConfig> {
 }
 
 /// Connects to `addr` as `localhost` and completes the TLS handshake.
-pub async fn connect(
-    addr: SocketAddr,
-    config: Arc<rustls::ClientConfig>,
-) -> std::io::Result<TlsStream<TcpStream>> {
+pub async fn connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> std::io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from("localhost").expect("server name");
     TlsConnector::from(config).connect(name, tcp).await
@@ -67,13 +64,6 @@ pub async fn request(
     let _ = stream.read_to_end(&mut raw).await;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response head");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    Reply {
-        status,
-        body: body.to_owned(),
-    }
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status code");
+    Reply { status, body: body.to_owned() }
 }

@@ -11,16 +11,10 @@ pub struct FixedLookup(pub Option<Arc<Vec<APIManager>>>);
 impl FixedLookup {
     /// Lookup answering with APIManagers of these names, all with external databases.
     pub fn external(names: &[&str]) -> Self {
-        let spec: APIManagerSpec =
-            serde_json::from_value(serde_json::json!({"externalComponents": {
+        let spec: APIManagerSpec = serde_json::from_value(serde_json::json!({"externalComponents": {
             "system": {"database": true, "redis": true}, "backend": {"redis": true}}}))
-            .expect("APIManager spec");
-        Self(Some(Arc::new(
-            names
-                .iter()
-                .map(|n| APIManager::new(n, spec.clone()))
-                .collect(),
-        )))
+        .expect("APIManager spec");
+        Self(Some(Arc::new(names.iter().map(|n| APIManager::new(n, spec.clone())).collect())))
     }
 }
 

@@ -9,14 +9,11 @@ fn spec(value: Value) -> APIManagerBackupSpec {
 }
 
 fn claim(claim: Value) -> APIManagerBackupSpec {
-    spec(
-        json!({"apiManagerName": "example", "backupDestination": {"persistentVolumeClaim": claim}}),
-    )
+    spec(json!({"apiManagerName": "example", "backupDestination": {"persistentVolumeClaim": claim}}))
 }
 
 fn apimanager(name: &str, spec: Value) -> APIManager {
-    let spec: APIManagerSpec =
-        serde_json::from_value(spec).expect("test APIManager spec deserializes");
+    let spec: APIManagerSpec = serde_json::from_value(spec).expect("test APIManager spec deserializes");
     APIManager::new(name, spec)
 }
 
@@ -28,12 +25,7 @@ fn external(name: &str) -> APIManager {
 }
 
 /// A named case: the `spec.apiManagerName`, the namespace's APIManagers, the expected messages.
-type ApiManagerCase = (
-    &'static str,
-    Option<&'static str>,
-    Vec<APIManager>,
-    Vec<&'static str>,
-);
+type ApiManagerCase = (&'static str, Option<&'static str>, Vec<APIManager>, Vec<&'static str>);
 
 fn messages(verdict: &Verdict) -> Vec<String> {
     verdict.errors.iter().map(ToString::to_string).collect()
@@ -42,21 +34,9 @@ fn messages(verdict: &Verdict) -> Vec<String> {
 #[test]
 fn spec_rules() {
     let cases: Vec<(&str, APIManagerBackupSpec, Vec<&str>)> = vec![
-        (
-            "sized claim",
-            claim(json!({"resources": {"requests": "10Gi"}})),
-            vec![],
-        ),
-        (
-            "volume with size",
-            claim(json!({"volumeName": "pv-1", "resources": {"requests": "1Gi"}})),
-            vec![],
-        ),
-        (
-            "fractional size",
-            claim(json!({"resources": {"requests": "0.5Gi"}})),
-            vec![],
-        ),
+        ("sized claim", claim(json!({"resources": {"requests": "10Gi"}})), vec![]),
+        ("volume with size", claim(json!({"volumeName": "pv-1", "resources": {"requests": "1Gi"}})), vec![]),
+        ("fractional size", claim(json!({"resources": {"requests": "0.5Gi"}})), vec![]),
         (
             "no destination",
             spec(json!({"backupDestination": {}})),
@@ -133,11 +113,7 @@ fn dns_names() {
         ("", false),
         (long.as_str(), false),
     ] {
-        assert_eq!(
-            check_dns1123_subdomain("f", value).is_none(),
-            ok,
-            "{value:?}"
-        );
+        assert_eq!(check_dns1123_subdomain("f", value).is_none(), ok, "{value:?}");
     }
     let too_long = check_dns1123_subdomain("f", &long).expect("too long is an error");
     assert_eq!(too_long.detail, "must be no more than 253 characters");
@@ -145,9 +121,8 @@ fn dns_names() {
 
 #[test]
 fn storage_class_with_volume_name_warns() {
-    let verdict = check_spec(&claim(
-        json!({"volumeName": "pv-1", "storageClass": "fast", "resources": {"requests": "1Gi"}}),
-    ));
+    let verdict =
+        check_spec(&claim(json!({"volumeName": "pv-1", "storageClass": "fast", "resources": {"requests": "1Gi"}})));
     assert!(verdict.errors.is_empty());
     assert_eq!(
         verdict.warnings,
@@ -159,17 +134,9 @@ fn storage_class_with_volume_name_warns() {
 
 #[test]
 fn apimanager_rules() {
-    let internal = apimanager(
-        "internal",
-        json!({"externalComponents": {"system": {"database": true}}}),
-    );
+    let internal = apimanager("internal", json!({"externalComponents": {"system": {"database": true}}}));
     let cases: Vec<ApiManagerCase> = vec![
-        (
-            "named and external",
-            Some("example"),
-            vec![external("example")],
-            vec![],
-        ),
+        ("named and external", Some("example"), vec![external("example")], vec![]),
         (
             "none in namespace",
             None,
@@ -190,9 +157,7 @@ fn apimanager_rules() {
             "one but not defaulted",
             Some(""),
             vec![external("a")],
-            vec![
-                r#"spec.apiManagerName: Required value: set it to "a", the APIManager of namespace "ns""#,
-            ],
+            vec![r#"spec.apiManagerName: Required value: set it to "a", the APIManager of namespace "ns""#],
         ),
         (
             "named one missing",
@@ -240,27 +205,19 @@ fn apimanager_rules() {
         (
             "high availability",
             Some("ha"),
-            vec![apimanager(
-                "ha",
-                json!({"highAvailability": {"enabled": true}}),
-            )],
+            vec![apimanager("ha", json!({"highAvailability": {"enabled": true}}))],
             vec![],
         ),
     ];
     for (name, api_manager_name, apimanagers, expected) in cases {
-        assert_eq!(
-            messages(&check_apimanager(api_manager_name, "ns", &apimanagers)),
-            expected,
-            "case {name}"
-        );
+        assert_eq!(messages(&check_apimanager(api_manager_name, "ns", &apimanagers)), expected, "case {name}");
     }
 }
 
 #[test]
 fn s3_file_storage_warns() {
     let mut s3 = external("example");
-    s3.spec.system = serde_json::from_value(json!({"fileStorage": {"simpleStorageService": {}}}))
-        .expect("system spec");
+    s3.spec.system = serde_json::from_value(json!({"fileStorage": {"simpleStorageService": {}}})).expect("system spec");
     let verdict = check_apimanager(Some("example"), "ns", &[s3]);
     assert!(verdict.errors.is_empty());
     assert_eq!(
@@ -291,13 +248,7 @@ fn create_reports_every_rule_at_once() {
     );
     let verdict = check_create(&bad, "ns", &[]);
     assert_eq!(verdict.errors.len(), 3, "{:?}", messages(&verdict));
-    assert_eq!(
-        verdict.errors[0].field,
-        "spec.backupDestination.persistentVolumeClaim.resources.requests"
-    );
-    assert_eq!(
-        verdict.errors[1].field,
-        "spec.backupDestination.persistentVolumeClaim.storageClass"
-    );
+    assert_eq!(verdict.errors[0].field, "spec.backupDestination.persistentVolumeClaim.resources.requests");
+    assert_eq!(verdict.errors[1].field, "spec.backupDestination.persistentVolumeClaim.storageClass");
     assert_eq!(verdict.errors[2].field, "spec.apiManagerName");
 }
