@@ -59,6 +59,18 @@ pub struct ServeArgs {
     /// How long in-flight requests may run after SIGTERM before the server closes them.
     #[arg(long, env = "APIMANAGER_BACKUP_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// Container image of the backup Jobs (this binary's image).
+    #[arg(long, env = "APIMANAGER_BACKUP_JOB_IMAGE", default_value = concat!("apimanager-backup-operator:", env!("CARGO_PKG_VERSION")))]
+    pub job_image: String,
+    /// Path (or name on PATH) of this binary inside the Job image.
+    #[arg(long, env = "APIMANAGER_BACKUP_JOB_COMMAND", default_value = "apimanager-backup-operator")]
+    pub job_command: String,
+    /// Retries of a failed backup Pod before its Job, and so the backup, fails.
+    #[arg(long, env = "APIMANAGER_BACKUP_JOB_BACKOFF_LIMIT", default_value_t = 2)]
+    pub job_backoff_limit: i32,
+    /// A backup not finished this long after it started ends Failed (e.g. 6h, 90m).
+    #[arg(long, env = "APIMANAGER_BACKUP_TIMEOUT", default_value = "6h", value_parser = humantime::parse_duration)]
+    pub backup_timeout: Duration,
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "APIMANAGER_BACKUP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -9,6 +9,7 @@ pub mod job;
 pub mod layout;
 pub mod local;
 pub mod metrics;
+pub mod reconcile;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

@@ -5,6 +5,8 @@ use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::cli::{Cli, Command, LocalArgs, ServeArgs};
 use apimanager_backup_operator::health::Readiness;
 use apimanager_backup_operator::metrics::Metrics;
+use apimanager_backup_operator::reconcile::builders::JobSettings;
+use apimanager_backup_operator::reconcile::{self, ReconcileSettings};
 use apimanager_backup_operator::tls::TlsFiles;
 use apimanager_backup_operator::webhook::handlers::AdmissionState;
 use apimanager_backup_operator::webhook::lookup::ClusterLookup;
@@ -43,15 +45,42 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         kube::Client::try_default().await.context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
     let readiness = Readiness::default();
     readiness.set(APIMANAGER_API_CHECK, false);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let settings = ReconcileSettings {
+        jobs: JobSettings {
+            image: args.job_image.clone(),
+            command: args.job_command.clone(),
+            backoff_limit: args.job_backoff_limit,
+            active_deadline_seconds: i64::try_from(args.backup_timeout.as_secs()).unwrap_or(i64::MAX),
+        },
+        backup_timeout: args.backup_timeout,
+    };
+    let controller = tokio::spawn(reconcile::run(
+        client.clone(),
+        metrics.clone(),
+        settings,
+        readiness.clone(),
+        stopped_signal(stopped.clone()),
+    ));
     tokio::spawn(wait_for_apimanager_api(client.clone(), readiness.clone()));
     tokio::spawn(files.reload_on_change(tls.clone(), args.tls_reload_interval));
     let admission = AdmissionState { lookup: ClusterLookup::new(client), metrics };
     let app = server::router(admission, readiness, args.max_body_bytes);
     let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(listen = %args.listen, version = env!("CARGO_PKG_VERSION"), "serving webhooks, /metrics and probes over HTTPS");
-    server::serve(listener, tls, app, shutdown_signal(), args.shutdown_grace).await.context("HTTPS server")?;
+    tracing::info!(listen = %args.listen, version = env!("CARGO_PKG_VERSION"), "serving webhooks, /metrics and probes over HTTPS; reconciling backups");
+    server::serve(listener, tls, app, stopped_signal(stopped), args.shutdown_grace).await.context("HTTPS server")?;
+    controller.await.context("backup controller task")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves once the shutdown flag is raised.
+async fn stopped_signal(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 async fn local(args: LocalArgs) -> anyhow::Result<()> {

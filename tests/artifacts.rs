@@ -91,12 +91,36 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert!(container["resources"]["limits"]["memory"].is_string());
-    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").expect("ClusterRole");
-    for rule in role["rules"].as_array().expect("rules") {
-        let verbs = rule["verbs"].as_array().expect("verbs");
-        assert!(!verbs.iter().any(|v| v == "*"), "no wildcard verbs: {rule}");
-        assert!(!rule["resources"].as_array().expect("resources").iter().any(|r| r == "*"), "no wildcard resources");
+    for role in docs.iter().filter(|d| d["kind"] == "ClusterRole") {
+        for rule in role["rules"].as_array().expect("rules") {
+            let verbs = rule["verbs"].as_array().expect("verbs");
+            assert!(!verbs.iter().any(|v| v == "*"), "no wildcard verbs: {rule}");
+            assert!(
+                !rule["resources"].as_array().expect("resources").iter().any(|r| r == "*"),
+                "no wildcard resources"
+            );
+            let touches_secrets = rule["resources"].as_array().expect("resources").iter().any(|r| r == "secrets");
+            assert!(
+                !touches_secrets || role["metadata"]["name"] == "apimanager-backup-job",
+                "only the Jobs read Secrets"
+            );
+        }
     }
+    let job_role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "apimanager-backup-job")
+        .expect("job role");
+    let names = |resource: &str| -> Vec<String> {
+        let rule =
+            job_role["rules"].as_array().expect("rules").iter().find(|r| r["resources"][0] == resource).expect("rule");
+        rule["resourceNames"].as_array().expect("names").iter().filter_map(|n| n.as_str().map(str::to_owned)).collect()
+    };
+    assert_eq!(
+        names("secrets"),
+        apimanager_backup_operator::layout::SECRETS,
+        "the Jobs may read exactly the backed-up Secrets"
+    );
+    assert_eq!(names("configmaps"), apimanager_backup_operator::layout::CONFIG_MAPS);
 }
 
 #[test]
@@ -110,6 +134,10 @@ fn serve_help_documents_every_flag_and_its_environment_variable() {
         ("--max-body-bytes", "APIMANAGER_BACKUP_MAX_BODY_BYTES"),
         ("--shutdown-grace", "APIMANAGER_BACKUP_SHUTDOWN_GRACE"),
         ("--log-format", "APIMANAGER_BACKUP_LOG_FORMAT"),
+        ("--job-image", "APIMANAGER_BACKUP_JOB_IMAGE"),
+        ("--job-command", "APIMANAGER_BACKUP_JOB_COMMAND"),
+        ("--job-backoff-limit", "APIMANAGER_BACKUP_JOB_BACKOFF_LIMIT"),
+        ("--backup-timeout", "APIMANAGER_BACKUP_TIMEOUT"),
     ] {
         assert!(help.contains(flag), "{flag} undocumented:\n{help}");
         assert!(help.contains(&format!("[env: {env}=")), "{env} undocumented:\n{help}");

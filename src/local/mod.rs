@@ -4,12 +4,14 @@
 
 pub mod control_plane;
 pub mod install;
+pub mod node;
 pub mod process;
 pub mod session;
 
 use control_plane::{ControlPlane, client_from_kubeconfig, free_port, kubeconfig};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, PostParams};
+use node::{NodeSettings, NodeStandIn};
 use process::Supervised;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,6 +78,10 @@ pub fn repo_dir() -> PathBuf {
 /// The operator (`serve`) running as a child process with its ServiceAccount's kubeconfig.
 pub struct OperatorProcess {
     process: Supervised,
+    binary: PathBuf,
+    port: u16,
+    certs: PathBuf,
+    logs: PathBuf,
     /// `https://127.0.0.1:<port>` of its HTTPS server.
     pub url: String,
     /// Kubeconfig of the operator's ServiceAccount.
@@ -83,6 +89,28 @@ pub struct OperatorProcess {
 }
 
 impl OperatorProcess {
+    fn spawn(
+        binary: &Path,
+        port: u16,
+        certs: &Path,
+        kubeconfig: &Path,
+        logs: &Path,
+        extra: &[String],
+    ) -> Result<Supervised, LocalError> {
+        let mut serve = Command::new(binary);
+        serve
+            .arg("serve")
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--tls-cert={}", certs.join("tls.crt").display()))
+            .arg(format!("--tls-key={}", certs.join("tls.key").display()))
+            .arg("--tls-reload-interval=1s")
+            .arg("--job-backoff-limit=0")
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+        Supervised::spawn("operator", serve, logs)
+    }
+
     /// Process id of the operator.
     pub fn pid(&self) -> u32 {
         self.process.pid()
@@ -94,9 +122,11 @@ impl OperatorProcess {
     }
 }
 
-/// A control plane with CRDs, the operator and its webhooks. Dropping it stops the operator, then
-/// the control plane.
+/// A control plane with CRDs, the operator, its webhooks and the node stand-in. Dropping it stops
+/// the stand-in, the operator, then the control plane.
 pub struct LocalCluster {
+    /// Runs backup Pods.
+    pub node: NodeStandIn,
     /// The operator under test.
     pub operator: OperatorProcess,
     /// The control plane.
@@ -105,9 +135,9 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Builds what is missing, starts the control plane under `dir`, installs the CRDs and the
-    /// operator's identity, runs `operator_binary serve` and registers the webhooks, returning once
-    /// the API server reaches the webhooks.
-    pub async fn start(operator_binary: &Path, dir: &Path) -> Result<Self, LocalError> {
+    /// operator's identity, runs `operator_binary serve` (with `operator_args` added) and the node
+    /// stand-in, and registers the webhooks, returning once the API server reaches them.
+    pub async fn start(operator_binary: &Path, dir: &Path, operator_args: &[String]) -> Result<Self, LocalError> {
         let repo = repo_dir();
         let bin = control_plane::build_binaries(&repo)?;
         let plane = ControlPlane::start(&repo, &bin, dir).await?;
@@ -121,23 +151,50 @@ impl LocalCluster {
             .map_err(|source| LocalError::Io { what: "writing the operator kubeconfig".into(), source })?;
 
         let port = free_port()?;
-        let mut serve = Command::new(operator_binary);
-        serve
-            .arg("serve")
-            .arg(format!("--listen=127.0.0.1:{port}"))
-            .arg(format!("--tls-cert={}", plane.certs.join("tls.crt").display()))
-            .arg(format!("--tls-key={}", plane.certs.join("tls.key").display()))
-            .arg("--tls-reload-interval=1s")
-            .env("KUBECONFIG", &operator_kubeconfig)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
-        let process = Supervised::spawn("operator", serve, &plane.dir.join("logs"))?;
-        let url = format!("https://127.0.0.1:{port}");
-        let mut cluster = Self { operator: OperatorProcess { process, url, kubeconfig: operator_kubeconfig }, plane };
+        let logs = plane.dir.join("logs");
+        let process =
+            OperatorProcess::spawn(operator_binary, port, &plane.certs, &operator_kubeconfig, &logs, operator_args)?;
+        let operator = OperatorProcess {
+            process,
+            binary: operator_binary.to_owned(),
+            port,
+            certs: plane.certs.clone(),
+            logs,
+            url: format!("https://127.0.0.1:{port}"),
+            kubeconfig: operator_kubeconfig,
+        };
+        let node = NodeStandIn::start(
+            plane.admin_kubeconfig.clone(),
+            NodeSettings {
+                operator_binary: operator_binary.to_owned(),
+                volumes: dir.join("volumes"),
+                pods: dir.join("pods"),
+                server: plane.server.clone(),
+                ca: plane.certs.join("ca.crt"),
+            },
+        );
+        let mut cluster = Self { node, operator, plane };
         let ca = std::fs::read(cluster.plane.certs.join("ca.crt"))
             .map_err(|source| LocalError::Io { what: "reading ca.crt".into(), source })?;
         install::register_webhooks(&admin, &cluster.operator.url, &ca).await?;
         cluster.wait_for_webhooks(&admin, Duration::from_secs(60)).await?;
         Ok(cluster)
+    }
+
+    /// Kills the operator (no graceful shutdown, as a crash or eviction would) and starts it again
+    /// on the same port with `operator_args`, returning once the webhooks answer again.
+    pub async fn restart_operator(&mut self, operator_args: &[String]) -> Result<(), LocalError> {
+        self.operator.process.stop(Duration::ZERO);
+        let o = &self.operator;
+        let process = OperatorProcess::spawn(&o.binary, o.port, &o.certs, &o.kubeconfig, &o.logs, operator_args)?;
+        self.operator.process = process;
+        let admin = self.admin_client().await?;
+        self.wait_for_webhooks(&admin, Duration::from_secs(60)).await
+    }
+
+    /// The folder standing in for claim `claim` of `namespace`.
+    pub fn volume(&self, namespace: &str, claim: &str) -> PathBuf {
+        self.plane.dir.join("volumes").join(namespace).join(claim)
     }
 
     /// Waits until a dry-run create of a zero-sized backup is refused by the validating webhook,
@@ -162,9 +219,7 @@ impl LocalCluster {
         while Instant::now() < deadline {
             self.operator.process.check_running()?;
             match api.create(&params, &probe).await {
-                Err(kube::Error::Api(status)) if status.message.contains("must be greater than zero") => {
-                    return Ok(());
-                }
+                Err(kube::Error::Api(status)) if status.message.contains("must be greater than zero") => return Ok(()),
                 Err(error) => last = error.to_string(),
                 Ok(_) => last = "the probe was accepted: the webhook is not called yet".into(),
             }

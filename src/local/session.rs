@@ -3,46 +3,91 @@
 use super::install::apply_yaml;
 use super::{LocalCluster, LocalError};
 use crate::api::backup::APIManagerBackup;
+use crate::reconcile::status::{FAILED, is_true};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// Namespace the sample goes to.
 pub const SAMPLE_NAMESPACE: &str = "3scale";
-/// The sample APIManager and APIManagerBackup.
-pub const SAMPLE: &str = include_str!("../../manifests/dev/sample.yaml");
+/// The sample 3scale installation: Secrets, ConfigMaps, the FileStorage claim, an APIManager.
+pub const SAMPLE_INSTALLATION: &str = include_str!("../../manifests/dev/sample-3scale.yaml");
+/// The sample APIManagerBackup.
+pub const SAMPLE_BACKUP: &str = include_str!("../../manifests/dev/sample-backup.yaml");
+/// Name of the sample APIManagerBackup.
+const SAMPLE_BACKUP_NAME: &str = "example-apimanagerbackup";
 
-/// Starts the local cluster under `dir`, applies the sample, prints how to look at it and waits
-/// for Ctrl-C or SIGTERM.
+/// Creates namespace `name` (an existing one is fine).
+pub async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), LocalError> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some(name.to_owned());
+    match namespaces.create(&PostParams::default(), &namespace).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
+        Err(source) => Err(LocalError::Api { what: format!("creating namespace {name}"), source }),
+    }
+}
+
+/// Puts a few uploaded files into the folder standing in for the `system-storage` claim.
+pub fn seed_file_storage(folder: &Path) -> Result<(), LocalError> {
+    let io = |source| LocalError::Io { what: format!("seeding {}", folder.display()), source };
+    std::fs::create_dir_all(folder.join("uploads/logos")).map_err(io)?;
+    std::fs::write(folder.join("uploads/logos/portal-logo.svg"), "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n")
+        .map_err(io)?;
+    std::fs::write(folder.join("uploads/attachments.txt"), "developer portal attachment\n").map_err(io)
+}
+
+/// Waits until the backup named `name` is completed or failed, returning it.
+pub async fn wait_for_backup(
+    api: &Api<APIManagerBackup>,
+    name: &str,
+    timeout: Duration,
+) -> Result<APIManagerBackup, LocalError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let backup =
+            api.get(name).await.map_err(|source| LocalError::Api { what: format!("reading backup {name}"), source })?;
+        let status = backup.status.clone().unwrap_or_default();
+        if status.completed == Some(true) || is_true(&status, FAILED) {
+            return Ok(backup);
+        }
+        if Instant::now() > deadline {
+            return Err(LocalError::NotReady(format!("backup {name} did not finish: {:?}", status.conditions)));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Starts the local cluster under `dir`, applies the sample, waits for its backup, prints where
+/// the files are and how to look around, then waits for Ctrl-C or SIGTERM.
 pub async fn run(operator_binary: &Path, dir: &Path) -> Result<(), LocalError> {
     eprintln!("starting etcd, kube-apiserver, kube-controller-manager and the operator under {} …", dir.display());
-    let cluster = LocalCluster::start(operator_binary, dir).await?;
+    let cluster = LocalCluster::start(operator_binary, dir, &[]).await?;
     let admin = cluster.admin_client().await?;
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
-    let mut namespace = Namespace::default();
-    namespace.metadata.name = Some(SAMPLE_NAMESPACE.to_owned());
-    match namespaces.create(&PostParams::default(), &namespace).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.is_already_exists() => {}
-        Err(source) => {
-            return Err(LocalError::Api { what: format!("creating namespace {SAMPLE_NAMESPACE}"), source });
-        }
-    }
-    apply_yaml(&admin, SAMPLE, SAMPLE_NAMESPACE).await?;
+    ensure_namespace(&admin, SAMPLE_NAMESPACE).await?;
+    seed_file_storage(&cluster.volume(SAMPLE_NAMESPACE, "system-storage"))?;
+    apply_yaml(&admin, SAMPLE_INSTALLATION, SAMPLE_NAMESPACE).await?;
+    apply_yaml(&admin, SAMPLE_BACKUP, SAMPLE_NAMESPACE).await?;
     let backups: Api<APIManagerBackup> = Api::namespaced(admin, SAMPLE_NAMESPACE);
-    let backup = backups
-        .get("example-apimanagerbackup")
-        .await
-        .map_err(|source| LocalError::Api { what: "reading the sample backup".into(), source })?;
+    let backup = wait_for_backup(&backups, SAMPLE_BACKUP_NAME, Duration::from_secs(120)).await?;
+    let status = backup.status.clone().unwrap_or_default();
     let kubeconfig = cluster.plane.admin_kubeconfig.display();
     println!("control plane ready at {}", cluster.plane.server);
     println!("operator serving webhooks at {} (log: {})", cluster.operator.url, cluster.operator.log().display());
     println!(
-        "sample APIManagerBackup {SAMPLE_NAMESPACE}/example-apimanagerbackup accepted; apiManagerName defaulted to {:?}",
-        backup.spec.api_manager_name.unwrap_or_default()
+        "sample APIManagerBackup {SAMPLE_NAMESPACE}/{SAMPLE_BACKUP_NAME}: apiManagerName defaulted to {:?}, completed: {}",
+        backup.spec.api_manager_name.unwrap_or_default(),
+        status.completed == Some(true)
     );
+    for condition in &status.conditions {
+        println!("  {} {} ({}): {}", condition.type_, condition.status, condition.reason, condition.message);
+    }
+    let claim = status.backup_persistent_volume_claim_name.unwrap_or_default();
+    println!("backup files (claim {claim}): {}", cluster.volume(SAMPLE_NAMESPACE, &claim).display());
     println!("kubeconfig: {kubeconfig}");
-    println!("try:  kubectl --kubeconfig {kubeconfig} -n {SAMPLE_NAMESPACE} get apimanagerbackups -o yaml");
+    println!("try:  kubectl --kubeconfig {kubeconfig} -n {SAMPLE_NAMESPACE} get apimanagerbackups");
     println!("Ctrl-C stops everything and removes {}", dir.display());
     wait_for_stop().await;
     eprintln!("stopping …");
@@ -54,6 +99,13 @@ async fn wait_for_stop() {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
-        _ = async { match terminate.as_mut() { Some(signal) => { signal.recv().await; } None => std::future::pending().await } } => {},
+        _ = async {
+            match terminate.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        } => {},
     }
 }

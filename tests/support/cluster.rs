@@ -18,7 +18,7 @@ pub fn start_cluster(label: &str) -> (LocalCluster, PathBuf) {
     let work = dir.clone();
     let cluster = std::thread::spawn(move || {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        runtime.block_on(LocalCluster::start(Path::new(OPERATOR), &work))
+        runtime.block_on(LocalCluster::start(Path::new(OPERATOR), &work, &[]))
     })
     .join()
     .expect("cluster start thread");

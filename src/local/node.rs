@@ -1,0 +1,259 @@
+//! The node stand-in: no kubelet runs locally, so this plays the node for backup Pods. It runs
+//! each Pod's container command (this binary) as a local process with the Pod's claims mapped to
+//! folders and a token of the Pod's ServiceAccount, then writes the Pod's phase and exit code back
+//! through the API, so the real Job controller completes or fails the Job.
+
+use super::control_plane::kubeconfig;
+use crate::reconcile::builders::MANAGED_BY;
+use futures::StreamExt;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, ServiceAccount};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// What the stand-in needs to run Pods.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    /// The binary that Pods whose command is `apimanager-backup-operator` run.
+    pub operator_binary: PathBuf,
+    /// Claims become folders `<volumes>/<namespace>/<claim>`.
+    pub volumes: PathBuf,
+    /// Per-Pod working folders (kubeconfig, log, termination message).
+    pub pods: PathBuf,
+    /// API server URL for the Pods' kubeconfigs.
+    pub server: String,
+    /// CA the Pods trust.
+    pub ca: PathBuf,
+}
+
+/// The running stand-in; dropping it stops it (Pods already started finish on their own).
+pub struct NodeStandIn {
+    paused: Arc<AtomicBool>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NodeStandIn {
+    /// Starts watching backup Pods with `admin` credentials, on a thread and runtime of its own.
+    pub fn start(admin_kubeconfig: PathBuf, settings: NodeSettings) -> Self {
+        let paused = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let flag = paused.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    tracing::error!(%error, "node stand-in: no runtime");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                tokio::select! {
+                    _ = stopped => {},
+                    _ = watch_pods(admin_kubeconfig, settings, flag) => {},
+                }
+            });
+        });
+        Self { paused, stop: Some(stop), thread: Some(thread) }
+    }
+
+    /// While paused, Pods wait (Pending) instead of running: a backup stays in progress.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+    }
+}
+
+impl Drop for NodeStandIn {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn watch_pods(admin_kubeconfig: PathBuf, settings: NodeSettings, paused: Arc<AtomicBool>) {
+    let client = match super::control_plane::client_from_kubeconfig(&admin_kubeconfig).await {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "node stand-in: no client");
+            return;
+        }
+    };
+    let pods: Api<Pod> = Api::all(client.clone());
+    let config = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    let mut seen = HashSet::new();
+    let mut events = std::pin::pin!(watcher(pods, config).default_backoff().applied_objects());
+    while let Some(event) = events.next().await {
+        let Ok(pod) = event else { continue };
+        let pending = pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_none_or(|p| p == "Pending");
+        let Some(uid) = pod.uid() else { continue };
+        if pending && pod.metadata.deletion_timestamp.is_none() && seen.insert(uid) {
+            let (client, settings, paused) = (client.clone(), settings.clone(), paused.clone());
+            tokio::spawn(async move {
+                while paused.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let name = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
+                if let Err(error) = run_pod(&client, &settings, &pod).await {
+                    tracing::warn!(pod = %name, %error, "node stand-in could not run the Pod");
+                }
+            });
+        }
+    }
+}
+
+/// Why a Pod could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// An API call failed.
+    #[error("{0}")]
+    Api(#[from] kube::Error),
+    /// A local file or process failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The Pod asks for something the stand-in cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Replaces a leading `from` in `value` (or in the value of `--flag=value`) with `to`.
+pub fn map_path(arg: &str, from: &str, to: &Path) -> String {
+    let (flag, value) = match arg.split_once('=') {
+        Some((flag, value)) if flag.starts_with("--") => (Some(flag), value),
+        _ => (None, arg),
+    };
+    let mapped = match value.strip_prefix(from) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{}{rest}", to.display()),
+        _ => return arg.to_owned(),
+    };
+    match flag {
+        Some(flag) => format!("{flag}={mapped}"),
+        None => mapped,
+    }
+}
+
+async fn run_pod(client: &kube::Client, settings: &NodeSettings, pod: &Pod) -> Result<(), NodeError> {
+    let namespace = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let spec = pod.spec.clone().ok_or_else(|| NodeError::Unsupported("Pod without spec".into()))?;
+    let [container]: [Container; 1] = spec
+        .containers
+        .clone()
+        .try_into()
+        .map_err(|_| NodeError::Unsupported("exactly one container is supported".into()))?;
+    let work = settings.pods.join(format!("{namespace}-{name}"));
+    std::fs::create_dir_all(&work)?;
+
+    let account = spec.service_account_name.clone().unwrap_or_else(|| "default".into());
+    let token = pod_token(client, &namespace, &account, pod).await?;
+    let pod_kubeconfig = work.join("kubeconfig");
+    std::fs::write(&pod_kubeconfig, kubeconfig(&settings.server, &settings.ca, &account, &token))?;
+
+    let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+    for mount in container.volume_mounts.clone().unwrap_or_default() {
+        let volume = spec.volumes.iter().flatten().find(|v| v.name == mount.name);
+        if let Some(claim) = volume.and_then(|v| v.persistent_volume_claim.as_ref()) {
+            let folder = settings.volumes.join(&namespace).join(&claim.claim_name);
+            std::fs::create_dir_all(&folder)?;
+            mounts.push((mount.mount_path.clone(), folder));
+        }
+    }
+    let termination = work.join("termination-log");
+    let _ = std::fs::remove_file(&termination);
+    mounts.push((
+        container.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into()),
+        termination.clone(),
+    ));
+    mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+    let map = |arg: &String| {
+        mounts
+            .iter()
+            .fold(arg.clone(), |arg, (from, to)| if arg.contains(from) { map_path(&arg, from, to) } else { arg })
+    };
+
+    let mut command = container.command.clone().unwrap_or_default();
+    command.extend(container.args.clone().unwrap_or_default());
+    let Some((program, args)) = command.split_first() else {
+        return Err(NodeError::Unsupported("container without command".into()));
+    };
+    let program = if Path::new(program).file_name().is_some_and(|f| f == "apimanager-backup-operator") {
+        settings.operator_binary.clone()
+    } else {
+        PathBuf::from(program)
+    };
+    let args: Vec<String> = args.iter().map(map).collect();
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let started = k8s_openapi::jiff::Timestamp::now().to_string();
+    let running = serde_json::json!({"status": {"phase": "Running", "startTime": started, "containerStatuses": [{
+        "name": container.name, "image": container.image, "imageID": "", "ready": true, "restartCount": 0,
+        "started": true, "state": {"running": {"startedAt": started}}}]}});
+    pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&running)).await?;
+
+    let log = std::fs::File::create(work.join("container.log"))?;
+    let output = tokio::process::Command::new(&program)
+        .args(&args)
+        .env("KUBECONFIG", &pod_kubeconfig)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()
+        .await?;
+    let code = output.code().unwrap_or(128);
+    let mut message = std::fs::read_to_string(&termination).unwrap_or_default();
+    if message.is_empty() && code != 0 {
+        message = super::process::tail(&work.join("container.log"));
+    }
+    let finished = k8s_openapi::jiff::Timestamp::now().to_string();
+    let (phase, reason) = if code == 0 { ("Succeeded", "Completed") } else { ("Failed", "Error") };
+    let done = serde_json::json!({"status": {"phase": phase, "containerStatuses": [{
+        "name": container.name, "image": container.image, "imageID": "", "ready": false, "restartCount": 0,
+        "started": false, "state": {"terminated": {"exitCode": code, "reason": reason, "message": message,
+            "startedAt": started, "finishedAt": finished}}}]}});
+    pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&done)).await?;
+    tracing::info!(pod = %format!("{namespace}/{name}"), phase, code, "node stand-in ran the Pod");
+    Ok(())
+}
+
+/// A token of the Pod's ServiceAccount bound to the Pod, as the kubelet would mount.
+async fn pod_token(client: &kube::Client, namespace: &str, account: &str, pod: &Pod) -> Result<String, NodeError> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(pod.name_any()),
+                uid: pod.uid(),
+            }),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let answer = accounts.create_token_request(account, &PostParams::default(), &request).await?;
+    answer.status.map(|s| s.token).ok_or_else(|| NodeError::Unsupported("TokenRequest answered without a token".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_mount_paths_in_flags_and_plain_arguments() {
+        let to = Path::new("/tmp/volumes/ns/backup");
+        assert_eq!(map_path("--backup-dir=/backup", "/backup", to), "--backup-dir=/tmp/volumes/ns/backup");
+        assert_eq!(map_path("/backup/sub", "/backup", to), "/tmp/volumes/ns/backup/sub");
+        assert_eq!(map_path("--backup-dir=/backups", "/backup", to), "--backup-dir=/backups");
+        assert_eq!(map_path("--namespace=backup", "/backup", to), "--namespace=backup");
+    }
+}

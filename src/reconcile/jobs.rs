@@ -1,0 +1,90 @@
+//! Reading a backup Job's state, and the failure reason its Pod left in the termination message.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+
+/// Where a Job stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobState {
+    /// Not finished.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// Failed for good (retries used up or deadline passed).
+    Failed {
+        /// The Job's reason, e.g. `BackoffLimitExceeded`.
+        reason: String,
+        /// The Job's message.
+        message: String,
+    },
+}
+
+/// The state of `job` from its conditions.
+pub fn job_state(job: &Job) -> JobState {
+    let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref()).map(Vec::as_slice).unwrap_or_default();
+    let holds = |types: &[&str]| conditions.iter().find(|c| types.contains(&c.type_.as_str()) && c.status == "True");
+    if let Some(failed) = holds(&["Failed", "FailureTarget"]) {
+        return JobState::Failed {
+            reason: failed.reason.clone().unwrap_or_default(),
+            message: failed.message.clone().unwrap_or_default(),
+        };
+    }
+    if holds(&["Complete", "SuccessCriteriaMet"]).is_some() { JobState::Succeeded } else { JobState::Running }
+}
+
+/// The termination message of the Job's most recent failed Pod, if any.
+pub async fn termination_message(pods: &Api<Pod>, job_name: &str) -> Result<Option<String>, kube::Error> {
+    let list = pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job_name}"))).await?;
+    let mut failed: Vec<Pod> = list
+        .items
+        .into_iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
+        .collect();
+    failed.sort_by_key(|p| p.metadata.creation_timestamp.clone());
+    Ok(failed.last().and_then(pod_termination_message))
+}
+
+fn pod_termination_message(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses
+        .iter()
+        .find_map(|s| s.state.as_ref()?.terminated.as_ref()?.message.clone())
+        .filter(|m| !m.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(conditions: serde_json::Value) -> Job {
+        serde_json::from_value(json!({"metadata": {"name": "j"}, "status": {"conditions": conditions}})).expect("job")
+    }
+
+    #[test]
+    fn states_from_conditions() {
+        assert_eq!(job_state(&job(json!([]))), JobState::Running);
+        assert_eq!(job_state(&job(json!([{"type": "SuccessCriteriaMet", "status": "True"}]))), JobState::Succeeded);
+        assert_eq!(job_state(&job(json!([{"type": "Complete", "status": "True"}]))), JobState::Succeeded);
+        assert_eq!(
+            job_state(&job(
+                json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}])
+            )),
+            JobState::Failed {
+                reason: "BackoffLimitExceeded".into(),
+                message: "Job has reached the specified backoff limit".into()
+            }
+        );
+        assert_eq!(job_state(&job(json!([{"type": "Failed", "status": "False"}]))), JobState::Running);
+    }
+
+    #[test]
+    fn termination_message_comes_from_the_terminated_container() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "status": {"phase": "Failed",
+            "containerStatuses": [{"name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 1, "message": "required objects missing"}}}]}}))
+        .expect("pod");
+        assert_eq!(pod_termination_message(&pod).as_deref(), Some("required objects missing"));
+    }
+}

@@ -1,0 +1,117 @@
+//! The backup reconciler: a kube-runtime Controller on APIManagerBackup that owns the backup Jobs
+//! and turns an accepted backup into files on its claim (DESIGN §4).
+
+pub mod builders;
+pub mod jobs;
+pub mod status;
+pub mod steps;
+
+use crate::api::backup::APIManagerBackup;
+use crate::health::Readiness;
+use crate::metrics::Metrics;
+use builders::{JobSettings, MANAGED_BY};
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Readiness check: the controller's caches are filled.
+pub const CONTROLLER_CHECK: &str = "controller";
+
+/// Errors of a reconciliation; it is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// An API call failed.
+    #[error("{what}: {source}")]
+    Api {
+        /// What was being done.
+        what: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// The object has no namespace (the CRD is namespaced, so this is a bug elsewhere).
+    #[error("the APIManagerBackup has no namespace")]
+    NotNamespaced,
+}
+
+impl ReconcileError {
+    /// The `reason` label of `reconcile_errors_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Api { source: kube::Error::Api(status), .. } if status.code == 409 => "Conflict",
+            Self::Api { source: kube::Error::Api(status), .. } if status.code == 403 => "Forbidden",
+            Self::Api { .. } => "ApiError",
+            Self::NotNamespaced => "NotNamespaced",
+        }
+    }
+}
+
+/// How backups are run.
+#[derive(Clone, Debug)]
+pub struct ReconcileSettings {
+    /// How the Jobs run.
+    pub jobs: JobSettings,
+    /// A backup not finished this long after its start fails.
+    pub backup_timeout: Duration,
+}
+
+/// What each reconciliation shares.
+pub struct Context {
+    /// Client acting as the operator.
+    pub client: kube::Client,
+    /// Metrics to record outcomes in.
+    pub metrics: Arc<Metrics>,
+    /// Publishes events on the backups.
+    pub recorder: Recorder,
+    /// Settings.
+    pub settings: ReconcileSettings,
+    /// Every APIManagerBackup, for the in-progress gauge.
+    pub store: Store<APIManagerBackup>,
+}
+
+fn error_policy(backup: Arc<APIManagerBackup>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_error(error.reason());
+    tracing::warn!(backup = %kube::runtime::reflector::ObjectRef::from_obj(backup.as_ref()), %error, "reconcile failed; retrying in 10s");
+    Action::requeue(Duration::from_secs(10))
+}
+
+/// Runs the controller until `shutdown` resolves; marks readiness once its caches are synced.
+pub async fn run(
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+    settings: ReconcileSettings,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    readiness.set(CONTROLLER_CHECK, false);
+    let backups: Api<APIManagerBackup> = Api::all(client.clone());
+    let jobs: Api<Job> = Api::all(client.clone());
+    let owned = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    let controller =
+        Controller::new(backups, watcher::Config::default()).owns(jobs, owned).graceful_shutdown_on(shutdown);
+    let store = controller.store();
+    let ready_store = store.clone();
+    tokio::spawn(async move {
+        if ready_store.wait_until_ready().await.is_ok() {
+            readiness.set(CONTROLLER_CHECK, true);
+        }
+    });
+    let reporter =
+        Reporter { controller: "apimanager-backup-operator".into(), instance: std::env::var("POD_NAME").ok() };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let context = Arc::new(Context { client, metrics, recorder, settings, store });
+    controller
+        .run(steps::reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "controller event");
+            }
+        })
+        .await;
+    tracing::info!("backup controller stopped");
+}
