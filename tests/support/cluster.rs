@@ -79,3 +79,35 @@ pub fn apimanager_yaml(name: &str, external: bool) -> String {
         "apiVersion: apps.3scale.net/v1alpha1\nkind: APIManager\nmetadata:\n  name: {name}\nspec:\n  wildcardDomain: example.com\n  externalComponents:\n    system:\n      database: {external}\n      redis: {external}\n    backend:\n      redis: {external}\n"
     )
 }
+
+/// Creates namespace `name` holding the sample 3scale installation (13 Secrets, 2 ConfigMaps,
+/// the `system-storage` claim with a few files, an APIManager with external databases).
+pub async fn namespace_with_installation(cluster: &LocalCluster, name: &str) -> String {
+    use apimanager_backup_operator::local::{install, session};
+    let admin = cluster.admin_client().await.expect("admin client");
+    session::ensure_namespace(&admin, name).await.expect("namespace");
+    session::seed_file_storage(&cluster.volume(name, "system-storage")).expect("file storage");
+    install::apply_yaml(&admin, session::SAMPLE_INSTALLATION, name).await.expect("installation");
+    name.to_owned()
+}
+
+/// Creates an APIManagerBackup `name` of 1Gi in `namespace` with kubectl.
+pub fn create_backup(cluster: &LocalCluster, namespace: &str, name: &str) {
+    let yaml = format!(
+        "apiVersion: apps.3scale.net/v1alpha1\nkind: APIManagerBackup\nmetadata:\n  name: {name}\nspec:\n  backupDestination:\n    persistentVolumeClaim:\n      resources:\n        requests: 1Gi\n"
+    );
+    kubectl_ok(cluster, &["-n", namespace, "create", "-f", "-"], &yaml);
+}
+
+/// Waits until backup `name` completed or failed.
+pub async fn finished_backup(
+    cluster: &LocalCluster,
+    namespace: &str,
+    name: &str,
+) -> apimanager_backup_operator::api::backup::APIManagerBackup {
+    let admin = cluster.admin_client().await.expect("admin client");
+    let api = kube::Api::namespaced(admin, namespace);
+    apimanager_backup_operator::local::session::wait_for_backup(&api, name, std::time::Duration::from_secs(90))
+        .await
+        .expect("backup finishes")
+}

@@ -1,0 +1,229 @@
+//! Backups end to end: the operator (as its ServiceAccount) reconciles, the real Job controller
+//! runs the Jobs, the node stand-in runs their Pods (as the Jobs' ServiceAccount), and the files
+//! land in the folder standing in for the backup claim.
+
+mod support;
+
+use apimanager_backup_operator::job::manifest::{Manifest, hash_file};
+use apimanager_backup_operator::layout::{CONFIG_MAPS, SECRETS};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+use kube::api::{Api, DeleteParams, ListParams};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::cluster::{create_backup, finished_backup, kubectl_ok, kubectl_run, namespace_with_installation, shared};
+
+const CLEANED: [&str; 9] =
+    ["ownerReferences", "selfLink", "uid", "resourceVersion", "creationTimestamp", "namespace", "clusterName", "generation", "managedFields"];
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("JSON file")
+}
+
+fn assert_cleaned(object: &Value, file: &str) {
+    assert!(object.get("status").is_none(), "{file} keeps status");
+    for field in CLEANED {
+        assert!(object["metadata"].get(field).is_none(), "{file} keeps metadata.{field}");
+    }
+}
+
+async fn wait_until_jobs_are_gone(jobs: &Api<Job>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !jobs.list(&ListParams::default()).await.expect("list jobs").items.is_empty() {
+        assert!(Instant::now() < deadline, "Jobs of a successful backup are deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn full_backup_writes_every_object_and_file() {
+    let cluster = shared();
+    let ns = namespace_with_installation(cluster, "full-backup").await;
+    create_backup(cluster, &ns, "nightly");
+    let backup = finished_backup(cluster, &ns, "nightly").await;
+
+    let status = backup.status.clone().expect("status");
+    assert_eq!(status.completed, Some(true), "{status:?}");
+    assert_eq!(status.main_steps_completed, Some(true));
+    assert_eq!(status.api_manager_source_name.as_deref(), Some("example-apimanager"));
+    assert_eq!(status.backup_persistent_volume_claim_name.as_deref(), Some("nightly"));
+    assert_eq!(status.observed_generation, Some(1));
+    let (started, completed) = (status.start_time.expect("startTime"), status.completion_time.expect("completionTime"));
+    assert!(completed.0 >= started.0);
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready condition");
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "BackupCompleted"));
+    assert_eq!(ready.message, "backup written to PersistentVolumeClaim nightly");
+    assert!(!status.conditions.iter().any(|c| c.type_ == "Failed"));
+
+    let admin = cluster.admin_client().await.expect("client");
+    let root = cluster.volume(&ns, "nightly");
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
+    for name in SECRETS {
+        let file = format!("secrets/{name}.json");
+        let written = read_json(&root.join(&file));
+        assert_cleaned(&written, &file);
+        let live = serde_json::to_value(secrets.get(name).await.expect("secret")).expect("JSON");
+        assert_eq!(written["data"], live["data"], "{file} data");
+        assert_eq!(written["metadata"]["name"], name);
+        assert_eq!(written["kind"], "Secret");
+    }
+    let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &ns);
+    for name in CONFIG_MAPS {
+        let file = format!("configmaps/{name}.json");
+        let written = read_json(&root.join(&file));
+        assert_cleaned(&written, &file);
+        let live = serde_json::to_value(config_maps.get(name).await.expect("configmap")).expect("JSON");
+        assert_eq!(written["data"], live["data"], "{file} data");
+    }
+    let apimanager = read_json(&root.join("apimanager/apimanager-backup.json"));
+    assert_cleaned(&apimanager, "apimanager");
+    assert_eq!(apimanager["kind"], "APIManager");
+    assert_eq!(apimanager["spec"]["wildcardDomain"], "example.com", "fields the operator does not read are kept");
+    assert_eq!(
+        std::fs::read_to_string(root.join("system-filestorage-pvc/uploads/attachments.txt")).expect("copied file"),
+        "developer portal attachment\n"
+    );
+
+    let manifest = Manifest::load(&root).expect("manifest.json");
+    assert_eq!(manifest.namespace, ns);
+    assert_eq!(manifest.api_manager.name, "example-apimanager");
+    assert_eq!(manifest.backup.name, "nightly");
+    assert_eq!(Some(&manifest.backup.uid), backup.metadata.uid.as_ref());
+    assert_eq!(manifest.steps.keys().collect::<Vec<_>>(), ["copy-files", "export-objects"]);
+    assert!(manifest.absent.is_empty(), "{:?}", manifest.absent);
+    assert_eq!(manifest.files.len(), 13 + 2 + 1 + 2, "{:?}", manifest.files);
+    for entry in &manifest.files {
+        assert_eq!(&hash_file(&root.join(&entry.path), &entry.path).expect("hash"), entry, "manifest entry of {}", entry.path);
+    }
+
+    let claim: PersistentVolumeClaim = Api::namespaced(admin.clone(), &ns).get("nightly").await.expect("backup claim");
+    assert!(claim.metadata.owner_references.is_none(), "the claim outlives the APIManagerBackup");
+    let annotations = claim.metadata.annotations.expect("annotations");
+    assert_eq!(annotations["apiManagerName"], "example-apimanager");
+    assert_eq!(Some(&annotations["apiManagerBackupUID"]), backup.metadata.uid.as_ref());
+    assert_eq!(annotations["apiManagerBackupName"], "nightly");
+    wait_until_jobs_are_gone(&Api::namespaced(admin, &ns)).await;
+    let events = kubectl_ok(cluster, &["-n", &ns, "get", "events", "--field-selector", "reason=BackupCompleted", "-o", "name"], "");
+    assert!(!events.trim().is_empty(), "a BackupCompleted event is published");
+}
+
+#[tokio::test]
+async fn missing_optional_secret_is_recorded_absent() {
+    let cluster = shared();
+    let ns = namespace_with_installation(cluster, "optional-secret").await;
+    kubectl_ok(cluster, &["-n", &ns, "delete", "secret", "system-recaptcha"], "");
+    create_backup(cluster, &ns, "b");
+    let backup = finished_backup(cluster, &ns, "b").await;
+    assert_eq!(backup.status.and_then(|s| s.completed), Some(true));
+    let root = cluster.volume(&ns, "b");
+    let manifest = Manifest::load(&root).expect("manifest");
+    assert_eq!(manifest.absent.len(), 1);
+    assert_eq!(manifest.absent[0].path, "secrets/system-recaptcha.json");
+    assert_eq!(manifest.absent[0].reason, "optional Secret system-recaptcha does not exist in namespace optional-secret");
+    assert!(!root.join("secrets/system-recaptcha.json").exists());
+}
+
+#[tokio::test]
+async fn failing_job_fails_the_backup_with_the_pod_message_and_keeps_the_job() {
+    let cluster = shared();
+    let ns = namespace_with_installation(cluster, "failing-job").await;
+    kubectl_ok(cluster, &["-n", &ns, "delete", "secret", "system-seed", "zync"], "");
+    create_backup(cluster, &ns, "b");
+    let backup = finished_backup(cluster, &ns, "b").await;
+    let status = backup.status.clone().expect("status");
+    assert_ne!(status.completed, Some(true));
+    let failed = status.conditions.iter().find(|c| c.type_ == "Failed").expect("Failed condition");
+    assert_eq!((failed.status.as_str(), failed.reason.as_str()), ("True", "JobFailed"));
+    let uid = backup.metadata.uid.expect("uid");
+    assert_eq!(
+        failed.message,
+        format!(
+            "Job export-objects-{uid} failed (BackoffLimitExceeded): required objects missing in namespace failing-job: Secret system-seed, Secret zync; create them or fix the APIManager, then create a new APIManagerBackup"
+        )
+    );
+    let admin = cluster.admin_client().await.expect("client");
+    let jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
+    assert!(jobs.get_opt(&format!("export-objects-{uid}")).await.expect("get").is_some(), "the failed Job stays for debugging");
+    assert!(jobs.get_opt(&format!("copy-files-{uid}")).await.expect("get").is_none(), "no further step after a failure");
+    let events = kubectl_ok(cluster, &["-n", &ns, "get", "events", "--field-selector", "reason=JobFailed", "-o", "name"], "");
+    assert!(!events.trim().is_empty(), "a JobFailed event is published");
+
+    let backups: Api<apimanager_backup_operator::api::backup::APIManagerBackup> = Api::namespaced(admin.clone(), &ns);
+    backups.delete("b", &DeleteParams::background()).await.expect("delete backup");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while jobs.get_opt(&format!("export-objects-{uid}")).await.expect("get").is_some() {
+        assert!(Instant::now() < deadline, "the Jobs go with the APIManagerBackup (garbage collection)");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn s3_file_storage_is_reported_and_not_copied() {
+    let cluster = shared();
+    let ns = namespace_with_installation(cluster, "s3-storage").await;
+    let patch = r#"{"spec":{"system":{"fileStorage":{"simpleStorageService":{"configurationSecretRef":{"name":"aws-auth"}}}}}}"#;
+    kubectl_ok(cluster, &["-n", &ns, "patch", "apimanager", "example-apimanager", "--type=merge", "-p", patch], "");
+    let output = kubectl_run(
+        cluster,
+        &["-n", &ns, "create", "-f", "-"],
+        "apiVersion: apps.3scale.net/v1alpha1\nkind: APIManagerBackup\nmetadata:\n  name: b\nspec:\n  backupDestination:\n    persistentVolumeClaim:\n      resources:\n        requests: 1Gi\n",
+    );
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        r#"Warning: APIManager "example-apimanager" keeps System FileStorage in S3, which this backup does not copy; back up the bucket separately"#
+    );
+    let backup = finished_backup(cluster, &ns, "b").await;
+    let status = backup.status.expect("status");
+    assert_eq!(status.completed, Some(true));
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready");
+    assert_eq!(ready.message, "backup written to PersistentVolumeClaim b; System FileStorage is in S3 and is not backed up");
+    let root = cluster.volume(&ns, "b");
+    assert!(!root.join("system-filestorage-pvc").exists());
+    let manifest = Manifest::load(&root).expect("manifest");
+    assert_eq!(manifest.steps.keys().collect::<Vec<_>>(), ["export-objects"]);
+}
+
+#[test]
+fn job_service_account_reads_exactly_the_backed_up_objects() {
+    let cluster = shared();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let ns = runtime.block_on(namespace_with_installation(cluster, "job-rbac"));
+    kubectl_ok(cluster, &["-n", &ns, "create", "secret", "generic", "unrelated", "--from-literal=k=v"], "");
+    create_backup(cluster, &ns, "b");
+    runtime.block_on(finished_backup(cluster, &ns, "b"));
+    let sa = format!("system:serviceaccount:{ns}:apimanager-backup");
+    for (verb, resource, expected) in [
+        ("get", "secrets/system-seed", "yes"),
+        ("get", "secrets/system-redis", "yes"),
+        ("get", "configmaps/apicast-environment", "yes"),
+        ("get", "apimanagers.apps.3scale.net/example-apimanager", "yes"),
+        ("get", "secrets/unrelated", "no"),
+        ("list", "secrets", "no"),
+        ("get", "apimanagers.apps.3scale.net/other", "no"),
+        ("delete", "secrets/system-seed", "no"),
+        ("get", "configmaps/kube-root-ca.crt", "no"),
+    ] {
+        let output = kubectl_run(cluster, &["-n", &ns, "auth", "can-i", verb, resource, "--as", &sa], "");
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), expected, "{verb} {resource}");
+    }
+    let output = kubectl_run(cluster, &["-n", "default", "auth", "can-i", "get", "secrets/system-seed", "--as", &sa], "");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "no", "only in the backup's namespace");
+}
+
+#[test]
+fn operator_service_account_cannot_read_secrets() {
+    let cluster = shared();
+    let sa = "system:serviceaccount:apimanager-backup-operator:apimanager-backup-operator";
+    for (verb, resource, expected) in [
+        ("get", "secrets/system-seed", "no"),
+        ("create", "jobs.batch", "yes"),
+        ("bind", "clusterroles.rbac.authorization.k8s.io/apimanager-backup-job", "yes"),
+        ("bind", "clusterroles.rbac.authorization.k8s.io/admin", "no"),
+        ("delete", "persistentvolumeclaims", "no"),
+    ] {
+        let output = kubectl_run(cluster, &["-n", "default", "auth", "can-i", verb, resource, "--as", sa], "");
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), expected, "{verb} {resource}");
+    }
+}
