@@ -14,11 +14,21 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use support::cluster::{create_backup, finished_backup, kubectl_ok, kubectl_run, namespace_with_installation, shared};
 
-const CLEANED: [&str; 9] =
-    ["ownerReferences", "selfLink", "uid", "resourceVersion", "creationTimestamp", "namespace", "clusterName", "generation", "managedFields"];
+const CLEANED: [&str; 9] = [
+    "ownerReferences",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "namespace",
+    "clusterName",
+    "generation",
+    "managedFields",
+];
 
 fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("JSON file")
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .expect("JSON file")
 }
 
 fn assert_cleaned(object: &Value, file: &str) {
@@ -94,7 +104,12 @@ async fn full_backup_writes_every_object_and_file() {
     assert!(manifest.absent.is_empty(), "{:?}", manifest.absent);
     assert_eq!(manifest.files.len(), 13 + 2 + 1 + 2, "{:?}", manifest.files);
     for entry in &manifest.files {
-        assert_eq!(&hash_file(&root.join(&entry.path), &entry.path).expect("hash"), entry, "manifest entry of {}", entry.path);
+        assert_eq!(
+            &hash_file(&root.join(&entry.path), &entry.path).expect("hash"),
+            entry,
+            "manifest entry of {}",
+            entry.path
+        );
     }
 
     let claim: PersistentVolumeClaim = Api::namespaced(admin.clone(), &ns).get("nightly").await.expect("backup claim");
@@ -104,7 +119,11 @@ async fn full_backup_writes_every_object_and_file() {
     assert_eq!(Some(&annotations["apiManagerBackupUID"]), backup.metadata.uid.as_ref());
     assert_eq!(annotations["apiManagerBackupName"], "nightly");
     wait_until_jobs_are_gone(&Api::namespaced(admin, &ns)).await;
-    let events = kubectl_ok(cluster, &["-n", &ns, "get", "events", "--field-selector", "reason=BackupCompleted", "-o", "name"], "");
+    let events = kubectl_ok(
+        cluster,
+        &["-n", &ns, "get", "events", "--field-selector", "reason=BackupCompleted", "-o", "name"],
+        "",
+    );
     assert!(!events.trim().is_empty(), "a BackupCompleted event is published");
 }
 
@@ -120,7 +139,10 @@ async fn missing_optional_secret_is_recorded_absent() {
     let manifest = Manifest::load(&root).expect("manifest");
     assert_eq!(manifest.absent.len(), 1);
     assert_eq!(manifest.absent[0].path, "secrets/system-recaptcha.json");
-    assert_eq!(manifest.absent[0].reason, "optional Secret system-recaptcha does not exist in namespace optional-secret");
+    assert_eq!(
+        manifest.absent[0].reason,
+        "optional Secret system-recaptcha does not exist in namespace optional-secret"
+    );
     assert!(!root.join("secrets/system-recaptcha.json").exists());
 }
 
@@ -144,9 +166,16 @@ async fn failing_job_fails_the_backup_with_the_pod_message_and_keeps_the_job() {
     );
     let admin = cluster.admin_client().await.expect("client");
     let jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
-    assert!(jobs.get_opt(&format!("export-objects-{uid}")).await.expect("get").is_some(), "the failed Job stays for debugging");
-    assert!(jobs.get_opt(&format!("copy-files-{uid}")).await.expect("get").is_none(), "no further step after a failure");
-    let events = kubectl_ok(cluster, &["-n", &ns, "get", "events", "--field-selector", "reason=JobFailed", "-o", "name"], "");
+    assert!(
+        jobs.get_opt(&format!("export-objects-{uid}")).await.expect("get").is_some(),
+        "the failed Job stays for debugging"
+    );
+    assert!(
+        jobs.get_opt(&format!("copy-files-{uid}")).await.expect("get").is_none(),
+        "no further step after a failure"
+    );
+    let events =
+        kubectl_ok(cluster, &["-n", &ns, "get", "events", "--field-selector", "reason=JobFailed", "-o", "name"], "");
     assert!(!events.trim().is_empty(), "a JobFailed event is published");
 
     let backups: Api<apimanager_backup_operator::api::backup::APIManagerBackup> = Api::namespaced(admin.clone(), &ns);
@@ -178,7 +207,10 @@ async fn s3_file_storage_is_reported_and_not_copied() {
     let status = backup.status.expect("status");
     assert_eq!(status.completed, Some(true));
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready");
-    assert_eq!(ready.message, "backup written to PersistentVolumeClaim b; System FileStorage is in S3 and is not backed up");
+    assert_eq!(
+        ready.message,
+        "backup written to PersistentVolumeClaim b; System FileStorage is in S3 and is not backed up"
+    );
     let root = cluster.volume(&ns, "b");
     assert!(!root.join("system-filestorage-pvc").exists());
     let manifest = Manifest::load(&root).expect("manifest");
@@ -208,7 +240,8 @@ fn job_service_account_reads_exactly_the_backed_up_objects() {
         let output = kubectl_run(cluster, &["-n", &ns, "auth", "can-i", verb, resource, "--as", &sa], "");
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), expected, "{verb} {resource}");
     }
-    let output = kubectl_run(cluster, &["-n", "default", "auth", "can-i", "get", "secrets/system-seed", "--as", &sa], "");
+    let output =
+        kubectl_run(cluster, &["-n", "default", "auth", "can-i", "get", "secrets/system-seed", "--as", &sa], "");
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "no", "only in the backup's namespace");
 }
 

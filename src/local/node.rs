@@ -63,9 +63,20 @@ impl NodeStandIn {
         Self { paused, stop: Some(stop), thread: Some(thread) }
     }
 
-    /// While paused, Pods wait (Pending) instead of running: a backup stays in progress.
-    pub fn set_paused(&self, paused: bool) {
-        self.paused.store(paused, Ordering::SeqCst);
+    /// Holds Pods (Pending) instead of running them until the guard drops, so a backup stays in
+    /// progress.
+    pub fn pause(&self) -> PauseGuard {
+        self.paused.store(true, Ordering::SeqCst);
+        PauseGuard(self.paused.clone())
+    }
+}
+
+/// Keeps the node stand-in paused while alive.
+pub struct PauseGuard(Arc<AtomicBool>);
+
+impl Drop for PauseGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 

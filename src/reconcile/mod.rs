@@ -6,6 +6,7 @@ pub mod jobs;
 pub mod status;
 pub mod steps;
 
+use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
 use crate::health::Readiness;
 use crate::metrics::Metrics;
@@ -13,9 +14,10 @@ use builders::{JobSettings, MANAGED_BY};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
+use kube::ResourceExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,9 +76,25 @@ pub struct Context {
     pub store: Store<APIManagerBackup>,
 }
 
+/// The unfinished backups of `apimanager`, reconciled again when it changes or goes away.
+fn backups_of(store: &Store<APIManagerBackup>, apimanager: &APIManager) -> Vec<ObjectRef<APIManagerBackup>> {
+    let name = apimanager.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|b| b.namespace() == apimanager.namespace())
+        .filter(|b| b.status.as_ref().is_none_or(|s| !status::is_final(s)))
+        .filter(|b| {
+            let source = b.status.as_ref().and_then(|s| s.api_manager_source_name.as_deref());
+            b.spec.api_manager_name.as_deref() == Some(name.as_str()) || source == Some(name.as_str())
+        })
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
 fn error_policy(backup: Arc<APIManagerBackup>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_error(error.reason());
-    tracing::warn!(backup = %kube::runtime::reflector::ObjectRef::from_obj(backup.as_ref()), %error, "reconcile failed; retrying in 10s");
+    tracing::warn!(backup = %ObjectRef::from_obj(backup.as_ref()), %error, "reconcile failed; retrying in 10s");
     Action::requeue(Duration::from_secs(10))
 }
 
@@ -92,9 +110,14 @@ pub async fn run(
     let backups: Api<APIManagerBackup> = Api::all(client.clone());
     let jobs: Api<Job> = Api::all(client.clone());
     let owned = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
-    let controller =
-        Controller::new(backups, watcher::Config::default()).owns(jobs, owned).graceful_shutdown_on(shutdown);
+    let apimanagers: Api<APIManager> = Api::all(client.clone());
+    let controller = Controller::new(backups, watcher::Config::default());
     let store = controller.store();
+    let watched = store.clone();
+    let controller = controller
+        .owns(jobs, owned)
+        .watches(apimanagers, watcher::Config::default(), move |apimanager| backups_of(&watched, &apimanager))
+        .graceful_shutdown_on(shutdown);
     let ready_store = store.clone();
     tokio::spawn(async move {
         if ready_store.wait_until_ready().await.is_ok() {

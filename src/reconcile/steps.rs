@@ -80,7 +80,7 @@ impl Run {
         let internal = apimanager.internal_databases();
         if !internal.is_empty() {
             let message = format!(
-                "APIManager {:?} is outside the backup scope: {} not external",
+                "APIManager {:?} is outside the backup scope; these databases are not external: {}",
                 apimanager.name_any(),
                 internal.join(", ")
             );

@@ -1,0 +1,146 @@
+//! Backups that meet trouble while in progress: the operator killed and restarted, the APIManager
+//! deleted or changed, the backup timeout. These tests pause the node stand-in and restart the
+//! operator, so they share a control plane of their own and run one at a time.
+
+mod support;
+
+use apimanager_backup_operator::api::backup::APIManagerBackup;
+use apimanager_backup_operator::local::{LocalCluster, process};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, ListParams};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+use support::cluster::{create_backup, finished_backup, kubectl_ok, namespace_with_installation, start_cluster};
+
+/// The cluster of this binary, one test at a time.
+fn cluster() -> MutexGuard<'static, LocalCluster> {
+    static CLUSTER: OnceLock<Mutex<LocalCluster>> = OnceLock::new();
+    let cluster = CLUSTER.get_or_init(|| {
+        let (cluster, dir) = start_cluster("resilience");
+        process::remove_at_exit(&dir);
+        Mutex::new(cluster)
+    });
+    cluster.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits for the export Job of backup `name` and returns it.
+async fn export_job(cluster: &LocalCluster, namespace: &str, name: &str) -> Job {
+    let admin = cluster.admin_client().await.expect("client");
+    let backups: Api<APIManagerBackup> = Api::namespaced(admin.clone(), namespace);
+    let jobs: Api<Job> = Api::namespaced(admin, namespace);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let uid = backups.get(name).await.expect("backup").metadata.uid.expect("uid");
+        if let Some(job) = jobs.get_opt(&format!("export-objects-{uid}")).await.expect("get job") {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "the export Job is created");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn failed_condition(backup: &APIManagerBackup) -> (String, String) {
+    let status = backup.status.clone().expect("status");
+    assert_ne!(status.completed, Some(true));
+    let failed =
+        status.conditions.iter().find(|c| c.type_ == "Failed" && c.status == "True").expect("Failed condition");
+    (failed.reason.clone(), failed.message.clone())
+}
+
+#[tokio::test]
+async fn operator_restarted_mid_backup_finishes_it_without_duplicate_jobs() {
+    let mut cluster = cluster();
+    let ns = namespace_with_installation(&cluster, "restart").await;
+    let job_before = {
+        let _paused = cluster.node.pause();
+        create_backup(&cluster, &ns, "b");
+        let job = export_job(&cluster, &ns, "b").await;
+        let admin = cluster.admin_client().await.expect("client");
+        let backups: Api<APIManagerBackup> = Api::namespaced(admin.clone(), &ns);
+        let started = backups.get("b").await.expect("backup").status.and_then(|s| s.start_time).expect("startTime");
+
+        cluster.restart_operator(&[]).await.expect("operator restarts");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let jobs: Api<Job> = Api::namespaced(admin, &ns);
+        let listed = jobs.list(&ListParams::default()).await.expect("jobs").items;
+        assert_eq!(
+            listed.len(),
+            1,
+            "still one Job: {:?}",
+            listed.iter().map(|j| j.metadata.name.clone()).collect::<Vec<_>>()
+        );
+        assert_eq!(listed[0].metadata.uid, job.metadata.uid, "the same Job, not a new one");
+        let after = backups.get("b").await.expect("backup").status.and_then(|s| s.start_time).expect("startTime");
+        assert_eq!(after, started, "the backup is continued, not restarted");
+        job
+    };
+    let backup = finished_backup(&cluster, &ns, "b").await;
+    assert_eq!(backup.status.and_then(|s| s.completed), Some(true));
+    let manifest =
+        apimanager_backup_operator::job::manifest::Manifest::load(&cluster.volume(&ns, "b")).expect("manifest");
+    assert_eq!(manifest.files.len(), 18);
+    assert!(job_before.metadata.uid.is_some());
+}
+
+#[tokio::test]
+async fn apimanager_deleted_mid_backup_fails_it() {
+    let cluster = cluster();
+    let ns = namespace_with_installation(&cluster, "apimanager-gone").await;
+    let _paused = cluster.node.pause();
+    create_backup(&cluster, &ns, "b");
+    export_job(&cluster, &ns, "b").await;
+    kubectl_ok(&cluster, &["-n", &ns, "delete", "apimanager", "example-apimanager"], "");
+    let backup = finished_backup(&cluster, &ns, "b").await;
+    assert_eq!(
+        failed_condition(&backup),
+        (
+            "APIManagerNotFound".to_owned(),
+            format!("APIManager \"example-apimanager\" does not exist in namespace \"{ns}\"")
+        )
+    );
+}
+
+#[tokio::test]
+async fn apimanager_leaving_the_scope_mid_backup_fails_it() {
+    let cluster = cluster();
+    let ns = namespace_with_installation(&cluster, "out-of-scope").await;
+    let _paused = cluster.node.pause();
+    create_backup(&cluster, &ns, "b");
+    export_job(&cluster, &ns, "b").await;
+    let patch = r#"{"spec":{"externalComponents":{"system":{"redis":false}}}}"#;
+    kubectl_ok(&cluster, &["-n", &ns, "patch", "apimanager", "example-apimanager", "--type=merge", "-p", patch], "");
+    let backup = finished_backup(&cluster, &ns, "b").await;
+    assert_eq!(
+        failed_condition(&backup),
+        (
+            "OutOfScope".to_owned(),
+            "APIManager \"example-apimanager\" is outside the backup scope; these databases are not external: system Redis".to_owned()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_backup_past_its_timeout_fails_and_keeps_its_job() {
+    let mut cluster = cluster();
+    cluster.restart_operator(&["--backup-timeout=3s".to_owned()]).await.expect("operator with a short timeout");
+    let ns = namespace_with_installation(&cluster, "timeout").await;
+    let outcome = {
+        let _paused = cluster.node.pause();
+        create_backup(&cluster, &ns, "b");
+        let job = export_job(&cluster, &ns, "b").await;
+        let backup = finished_backup(&cluster, &ns, "b").await;
+        let admin = cluster.admin_client().await.expect("client");
+        let jobs: Api<Job> = Api::namespaced(admin, &ns);
+        let kept = jobs.get_opt(&job.metadata.name.clone().expect("name")).await.expect("get").is_some();
+        (failed_condition(&backup), kept, job.spec.and_then(|s| s.active_deadline_seconds))
+    };
+    cluster.restart_operator(&[]).await.expect("operator with the default timeout");
+    let ((reason, message), kept, deadline) = outcome;
+    assert_eq!(reason, "Timeout");
+    assert_eq!(
+        message,
+        "the backup did not finish within 3s (--backup-timeout); its Jobs and Pods are kept for debugging"
+    );
+    assert!(kept, "the Job stays for debugging");
+    assert_eq!(deadline, Some(3), "Jobs are bounded by the same timeout");
+}
