@@ -1,0 +1,87 @@
+//! A real Prometheus (Debian's `prometheus`) scrapes the operator's `/metrics` over HTTPS with
+//! the CA of `certs/generate.sh` and reports the backup outcome through its HTTP query API.
+//! Own control plane, so exactly one backup is counted.
+
+mod support;
+
+use apimanager_backup_operator::local::control_plane::free_port;
+use apimanager_backup_operator::local::process::Supervised;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::cluster::{create_backup, finished_backup, namespace_with_installation, start_cluster};
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"_-.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// One HTTP/1.0 GET (no chunking, the server closes), returning the body.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+}
+
+/// The value of instant query `query`, once Prometheus has a sample for it.
+fn query(port: u16, query: &str) -> Option<String> {
+    let body = http_get(port, &format!("/api/v1/query?query={}", percent_encode(query)))?;
+    let answer: Value = serde_json::from_str(&body).ok()?;
+    answer["data"]["result"][0]["value"][1].as_str().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_the_backup_outcome_over_https() {
+    let (cluster, dir) = start_cluster("prometheus");
+    let ns = namespace_with_installation(&cluster, "scraped").await;
+    create_backup(&cluster, &ns, "b");
+    let backup = finished_backup(&cluster, &ns, "b").await;
+    assert_eq!(backup.status.and_then(|s| s.completed), Some(true));
+
+    let operator = cluster.operator.url.trim_start_matches("https://").to_owned();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: apimanager-backup-operator\n    scheme: https\n    tls_config:\n      ca_file: {}\n      server_name: localhost\n    static_configs:\n      - targets: [\"{operator}\"]\n",
+            cluster.plane.certs.join("ca.crt").display()
+        ),
+    )
+    .expect("prometheus.yml");
+    let port = free_port().expect("port");
+    let mut prometheus = Command::new("prometheus");
+    prometheus
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--log.level=warn");
+    let mut server = Supervised::spawn("prometheus", prometheus, &dir)
+        .expect("Debian's prometheus package is installed (.ci/run installs it)");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut succeeded = None;
+    while Instant::now() < deadline {
+        server.check_running().expect("prometheus keeps running");
+        succeeded = query(port, r#"apimanager_backups_total{outcome="succeeded"}"#);
+        if succeeded.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(succeeded.as_deref(), Some("1"), "Prometheus log: {}", server.log().display());
+    assert_eq!(query(port, r#"apimanager_backups_total{outcome="failed"}"#).as_deref(), Some("0"));
+    assert_eq!(query(port, r#"apimanager_backup_duration_seconds_count{outcome="succeeded"}"#).as_deref(), Some("1"));
+    assert_eq!(query(port, "apimanager_backups_in_progress").as_deref(), Some("0"));
+    assert_eq!(query(port, r#"up{job="apimanager-backup-operator"}"#).as_deref(), Some("1"));
+    let last = query(port, &format!(r#"apimanager_backup_last_success_timestamp_seconds{{namespace="{ns}",name="b"}}"#));
+    assert!(last.and_then(|v| v.parse::<f64>().ok()).is_some_and(|t| t > 1.0e9), "last success timestamp scraped");
+    let admissions = query(port, r#"sum(admission_requests_total{webhook="validating",allowed="true"})"#);
+    assert!(admissions.and_then(|v| v.parse::<f64>().ok()).is_some_and(|n| n >= 1.0), "admission counters scraped");
+    drop(server);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(dir);
+}
