@@ -91,6 +91,9 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert!(container["resources"]["limits"]["memory"].is_string());
+    let job_image =
+        container["env"].as_array().expect("env").iter().find(|e| e["name"] == "APIMANAGER_BACKUP_JOB_IMAGE");
+    assert_eq!(job_image.map(|e| &e["value"]), Some(&container["image"]), "the Jobs run the operator's own image");
     for role in docs.iter().filter(|d| d["kind"] == "ClusterRole") {
         for rule in role["rules"].as_array().expect("rules") {
             let verbs = rule["verbs"].as_array().expect("verbs");

@@ -14,7 +14,9 @@ use support::cluster::{create_backup, finished_backup, namespace_with_installati
 
 fn percent_encode(text: &str) -> String {
     text.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"_-.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"_-.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
+        })
         .collect()
 }
 
@@ -77,7 +79,8 @@ async fn prometheus_scrapes_the_backup_outcome_over_https() {
     assert_eq!(query(port, r#"apimanager_backup_duration_seconds_count{outcome="succeeded"}"#).as_deref(), Some("1"));
     assert_eq!(query(port, "apimanager_backups_in_progress").as_deref(), Some("0"));
     assert_eq!(query(port, r#"up{job="apimanager-backup-operator"}"#).as_deref(), Some("1"));
-    let last = query(port, &format!(r#"apimanager_backup_last_success_timestamp_seconds{{namespace="{ns}",name="b"}}"#));
+    let last =
+        query(port, &format!(r#"apimanager_backup_last_success_timestamp_seconds{{namespace="{ns}",name="b"}}"#));
     assert!(last.and_then(|v| v.parse::<f64>().ok()).is_some_and(|t| t > 1.0e9), "last success timestamp scraped");
     let admissions = query(port, r#"sum(admission_requests_total{webhook="validating",allowed="true"})"#);
     assert!(admissions.and_then(|v| v.parse::<f64>().ok()).is_some_and(|n| n >= 1.0), "admission counters scraped");

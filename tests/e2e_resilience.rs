@@ -8,19 +8,20 @@ use apimanager_backup_operator::api::backup::APIManagerBackup;
 use apimanager_backup_operator::local::{LocalCluster, process};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::cluster::{create_backup, finished_backup, kubectl_ok, namespace_with_installation, start_cluster};
+use tokio::sync::{Mutex, MutexGuard};
 
-/// The cluster of this binary, one test at a time.
-fn cluster() -> MutexGuard<'static, LocalCluster> {
+/// The cluster of this binary, one test at a time (an async lock: tests hold it across awaits).
+async fn cluster() -> MutexGuard<'static, LocalCluster> {
     static CLUSTER: OnceLock<Mutex<LocalCluster>> = OnceLock::new();
     let cluster = CLUSTER.get_or_init(|| {
         let (cluster, dir) = start_cluster("resilience");
         process::remove_at_exit(&dir);
         Mutex::new(cluster)
     });
-    cluster.lock().unwrap_or_else(PoisonError::into_inner)
+    cluster.lock().await
 }
 
 /// Waits for the export Job of backup `name` and returns it.
@@ -49,7 +50,7 @@ fn failed_condition(backup: &APIManagerBackup) -> (String, String) {
 
 #[tokio::test]
 async fn operator_restarted_mid_backup_finishes_it_without_duplicate_jobs() {
-    let mut cluster = cluster();
+    let mut cluster = cluster().await;
     let ns = namespace_with_installation(&cluster, "restart").await;
     let job_before = {
         let _paused = cluster.node.pause();
@@ -84,7 +85,7 @@ async fn operator_restarted_mid_backup_finishes_it_without_duplicate_jobs() {
 
 #[tokio::test]
 async fn apimanager_deleted_mid_backup_fails_it() {
-    let cluster = cluster();
+    let cluster = cluster().await;
     let ns = namespace_with_installation(&cluster, "apimanager-gone").await;
     let _paused = cluster.node.pause();
     create_backup(&cluster, &ns, "b");
@@ -102,7 +103,7 @@ async fn apimanager_deleted_mid_backup_fails_it() {
 
 #[tokio::test]
 async fn apimanager_leaving_the_scope_mid_backup_fails_it() {
-    let cluster = cluster();
+    let cluster = cluster().await;
     let ns = namespace_with_installation(&cluster, "out-of-scope").await;
     let _paused = cluster.node.pause();
     create_backup(&cluster, &ns, "b");
@@ -121,7 +122,7 @@ async fn apimanager_leaving_the_scope_mid_backup_fails_it() {
 
 #[tokio::test]
 async fn a_backup_past_its_timeout_fails_and_keeps_its_job() {
-    let mut cluster = cluster();
+    let mut cluster = cluster().await;
     cluster.restart_operator(&["--backup-timeout=3s".to_owned()]).await.expect("operator with a short timeout");
     let ns = namespace_with_installation(&cluster, "timeout").await;
     let outcome = {
