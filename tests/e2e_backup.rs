@@ -4,6 +4,7 @@
 
 mod support;
 
+use apimanager_backup_operator::job::export::SERVER_METADATA;
 use apimanager_backup_operator::job::manifest::{Manifest, hash_file};
 use apimanager_backup_operator::layout::{CONFIG_MAPS, SECRETS};
 use k8s_openapi::api::batch::v1::Job;
@@ -11,20 +12,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::Value;
 use std::path::Path;
-use std::time::{Duration, Instant};
-use support::cluster::{create_backup, finished_backup, kubectl_ok, kubectl_run, namespace_with_installation, shared};
-
-const CLEANED: [&str; 9] = [
-    "ownerReferences",
-    "selfLink",
-    "uid",
-    "resourceVersion",
-    "creationTimestamp",
-    "namespace",
-    "clusterName",
-    "generation",
-    "managedFields",
-];
+use std::time::Duration;
+use support::cluster::{
+    assert_can_i, create_backup, eventually, finished_backup, kubectl_ok, kubectl_run, namespace_with_installation,
+    shared,
+};
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
@@ -33,16 +25,8 @@ fn read_json(path: &Path) -> Value {
 
 fn assert_cleaned(object: &Value, file: &str) {
     assert!(object.get("status").is_none(), "{file} keeps status");
-    for field in CLEANED {
+    for field in SERVER_METADATA {
         assert!(object["metadata"].get(field).is_none(), "{file} keeps metadata.{field}");
-    }
-}
-
-async fn wait_until_jobs_are_gone(jobs: &Api<Job>) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !jobs.list(&ListParams::default()).await.expect("list jobs").items.is_empty() {
-        assert!(Instant::now() < deadline, "Jobs of a successful backup are deleted");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -118,7 +102,11 @@ async fn full_backup_writes_every_object_and_file() {
     assert_eq!(annotations["apiManagerName"], "example-apimanager");
     assert_eq!(Some(&annotations["apiManagerBackupUID"]), backup.metadata.uid.as_ref());
     assert_eq!(annotations["apiManagerBackupName"], "nightly");
-    wait_until_jobs_are_gone(&Api::namespaced(admin, &ns)).await;
+    let jobs: Api<Job> = Api::namespaced(admin, &ns);
+    eventually(Duration::from_secs(30), "Jobs of a successful backup are deleted", || async {
+        jobs.list(&ListParams::default()).await.expect("list jobs").items.is_empty()
+    })
+    .await;
     let events = kubectl_ok(
         cluster,
         &["-n", &ns, "get", "events", "--field-selector", "reason=BackupCompleted", "-o", "name"],
@@ -180,11 +168,11 @@ async fn failing_job_fails_the_backup_with_the_pod_message_and_keeps_the_job() {
 
     let backups: Api<apimanager_backup_operator::api::backup::APIManagerBackup> = Api::namespaced(admin.clone(), &ns);
     backups.delete("b", &DeleteParams::background()).await.expect("delete backup");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while jobs.get_opt(&format!("export-objects-{uid}")).await.expect("get").is_some() {
-        assert!(Instant::now() < deadline, "the Jobs go with the APIManagerBackup (garbage collection)");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let export = format!("export-objects-{uid}");
+    eventually(Duration::from_secs(30), "the Jobs go with the APIManagerBackup (garbage collection)", || async {
+        jobs.get_opt(&export).await.expect("get").is_none()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -226,7 +214,7 @@ fn job_service_account_reads_exactly_the_backed_up_objects() {
     create_backup(cluster, &ns, "b");
     runtime.block_on(finished_backup(cluster, &ns, "b"));
     let sa = format!("system:serviceaccount:{ns}:apimanager-backup");
-    for (verb, resource, expected) in [
+    let cases = [
         ("get", "secrets/system-seed", "yes"),
         ("get", "secrets/system-redis", "yes"),
         ("get", "configmaps/apicast-environment", "yes"),
@@ -236,27 +224,21 @@ fn job_service_account_reads_exactly_the_backed_up_objects() {
         ("get", "apimanagers.apps.3scale.net/other", "no"),
         ("delete", "secrets/system-seed", "no"),
         ("get", "configmaps/kube-root-ca.crt", "no"),
-    ] {
-        let output = kubectl_run(cluster, &["-n", &ns, "auth", "can-i", verb, resource, "--as", &sa], "");
-        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), expected, "{verb} {resource}");
-    }
-    let output =
-        kubectl_run(cluster, &["-n", "default", "auth", "can-i", "get", "secrets/system-seed", "--as", &sa], "");
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "no", "only in the backup's namespace");
+    ];
+    assert_can_i(cluster, &ns, &sa, &cases);
+    assert_can_i(cluster, "default", &sa, &[("get", "secrets/system-seed", "no")]);
 }
 
 #[test]
 fn operator_service_account_cannot_read_secrets() {
     let cluster = shared();
     let sa = "system:serviceaccount:apimanager-backup-operator:apimanager-backup-operator";
-    for (verb, resource, expected) in [
+    let cases = [
         ("get", "secrets/system-seed", "no"),
         ("create", "jobs.batch", "yes"),
         ("bind", "clusterroles.rbac.authorization.k8s.io/apimanager-backup-job", "yes"),
         ("bind", "clusterroles.rbac.authorization.k8s.io/admin", "no"),
         ("delete", "persistentvolumeclaims", "no"),
-    ] {
-        let output = kubectl_run(cluster, &["-n", "default", "auth", "can-i", verb, resource, "--as", sa], "");
-        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), expected, "{verb} {resource}");
-    }
+    ];
+    assert_can_i(cluster, "default", sa, &cases);
 }

@@ -5,6 +5,7 @@
 mod support;
 
 use apimanager_backup_operator::api::backup::APIManagerBackup;
+use apimanager_backup_operator::local::node::PauseGuard;
 use apimanager_backup_operator::local::{LocalCluster, process};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
@@ -83,13 +84,20 @@ async fn operator_restarted_mid_backup_finishes_it_without_duplicate_jobs() {
     assert!(job_before.metadata.uid.is_some());
 }
 
+/// A backup `b` in a new namespace `name`, held in progress (its export Job created, not run)
+/// while the returned guard lives.
+async fn backup_in_progress(cluster: &LocalCluster, name: &str) -> (String, PauseGuard) {
+    let ns = namespace_with_installation(cluster, name).await;
+    let paused = cluster.node.pause();
+    create_backup(cluster, &ns, "b");
+    export_job(cluster, &ns, "b").await;
+    (ns, paused)
+}
+
 #[tokio::test]
 async fn apimanager_deleted_mid_backup_fails_it() {
     let cluster = cluster().await;
-    let ns = namespace_with_installation(&cluster, "apimanager-gone").await;
-    let _paused = cluster.node.pause();
-    create_backup(&cluster, &ns, "b");
-    export_job(&cluster, &ns, "b").await;
+    let (ns, _paused) = backup_in_progress(&cluster, "apimanager-gone").await;
     kubectl_ok(&cluster, &["-n", &ns, "delete", "apimanager", "example-apimanager"], "");
     let backup = finished_backup(&cluster, &ns, "b").await;
     assert_eq!(
@@ -104,10 +112,7 @@ async fn apimanager_deleted_mid_backup_fails_it() {
 #[tokio::test]
 async fn apimanager_leaving_the_scope_mid_backup_fails_it() {
     let cluster = cluster().await;
-    let ns = namespace_with_installation(&cluster, "out-of-scope").await;
-    let _paused = cluster.node.pause();
-    create_backup(&cluster, &ns, "b");
-    export_job(&cluster, &ns, "b").await;
+    let (ns, _paused) = backup_in_progress(&cluster, "out-of-scope").await;
     let patch = r#"{"spec":{"externalComponents":{"system":{"redis":false}}}}"#;
     kubectl_ok(&cluster, &["-n", &ns, "patch", "apimanager", "example-apimanager", "--type=merge", "-p", patch], "");
     let backup = finished_backup(&cluster, &ns, "b").await;

@@ -7,6 +7,8 @@ use crate::api::apimanager::APIManager;
 use crate::layout::{APIMANAGER_FILE, CONFIG_MAPS, CONFIG_MAPS_DIR, OPTIONAL_SECRETS, SECRETS, SECRETS_DIR};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DynamicObject};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::path::Path;
 
@@ -14,7 +16,7 @@ use std::path::Path;
 pub const STEP: &str = "export-objects";
 
 /// Metadata fields the server sets, dropped from every exported object.
-const SERVER_METADATA: [&str; 9] = [
+pub const SERVER_METADATA: [&str; 9] = [
     "ownerReferences",
     "selfLink",
     "uid",
@@ -52,6 +54,38 @@ fn to_value<T: serde::Serialize>(object: &T, what: &str) -> Result<Value, JobErr
     serde_json::to_value(object).map_err(|e| JobError::Corrupt { path: what.into(), reason: e.to_string() })
 }
 
+/// Where exported objects go, and what was not found.
+struct Export<'a> {
+    root: &'a Path,
+    namespace: &'a str,
+    manifest: &'a mut Manifest,
+    missing: &'a mut Vec<String>,
+}
+
+impl Export<'_> {
+    /// Writes each of `names` to `<dir>/<name>.json`; a missing one is absent when `optional`,
+    /// otherwise missing.
+    async fn named<K>(&mut self, api: &Api<K>, dir: &str, names: &[&str], optional: &[&str]) -> Result<(), JobError>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    {
+        let kind = K::kind(&());
+        for name in names {
+            let relative = format!("{dir}/{name}.json");
+            let what = format!("reading {kind} {}/{name}", self.namespace);
+            match api.get_opt(name).await.map_err(|source| JobError::Api { what, source })? {
+                Some(object) => write_object(self.root, &relative, to_value(&object, &relative)?, self.manifest)?,
+                None if optional.contains(name) => {
+                    let reason = format!("optional {kind} {name} does not exist in namespace {}", self.namespace);
+                    self.manifest.add_absent(relative, reason);
+                }
+                None => self.missing.push(format!("{kind} {name}")),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Exports every object, then records the step in the manifest. Missing required objects fail
 /// the step with their names; missing optional Secrets are recorded as absent.
 pub async fn run(args: &ExportArgs) -> Result<(), JobError> {
@@ -62,29 +96,10 @@ pub async fn run(args: &ExportArgs) -> Result<(), JobError> {
     let mut missing = Vec::new();
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &args.namespace);
-    for name in SECRETS {
-        let relative = format!("{SECRETS_DIR}/{name}.json");
-        let what = format!("reading Secret {}/{name}", args.namespace);
-        match secrets.get_opt(name).await.map_err(|source| JobError::Api { what, source })? {
-            Some(secret) => write_object(root, &relative, to_value(&secret, &relative)?, &mut manifest)?,
-            None if OPTIONAL_SECRETS.contains(&name) => {
-                manifest.add_absent(
-                    relative,
-                    format!("optional Secret {name} does not exist in namespace {}", args.namespace),
-                );
-            }
-            None => missing.push(format!("Secret {name}")),
-        }
-    }
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &args.namespace);
-    for name in CONFIG_MAPS {
-        let relative = format!("{CONFIG_MAPS_DIR}/{name}.json");
-        let what = format!("reading ConfigMap {}/{name}", args.namespace);
-        match config_maps.get_opt(name).await.map_err(|source| JobError::Api { what, source })? {
-            Some(config_map) => write_object(root, &relative, to_value(&config_map, &relative)?, &mut manifest)?,
-            None => missing.push(format!("ConfigMap {name}")),
-        }
-    }
+    let mut export = Export { root, namespace: &args.namespace, manifest: &mut manifest, missing: &mut missing };
+    export.named(&secrets, SECRETS_DIR, &SECRETS, &OPTIONAL_SECRETS).await?;
+    export.named(&config_maps, CONFIG_MAPS_DIR, &CONFIG_MAPS, &[]).await?;
     let resource = ApiResource::erase::<APIManager>(&());
     let apimanagers: Api<DynamicObject> = Api::namespaced_with(client, &args.namespace, &resource);
     let what = format!("reading APIManager {}/{}", args.namespace, args.apimanager);

@@ -111,3 +111,24 @@ pub async fn finished_backup(
         .await
         .expect("backup finishes")
 }
+
+/// Asserts `kubectl auth can-i <verb> <resource> --as <user>` in `namespace` for each case.
+pub fn assert_can_i(cluster: &LocalCluster, namespace: &str, user: &str, cases: &[(&str, &str, &str)]) {
+    for (verb, resource, expected) in cases {
+        let output = kubectl_run(cluster, &["-n", namespace, "auth", "can-i", verb, resource, "--as", user], "");
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), *expected, "{user}: {verb} {resource}");
+    }
+}
+
+/// Polls `check` every 200 ms until it holds, failing with `what` after `timeout`.
+pub async fn eventually<F, Fut>(timeout: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
