@@ -6,6 +6,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
+use std::time::Duration;
 use support::cluster::{kubectl_run, start_cluster};
 
 /// The tests of this binary each start processes; one at a time keeps `pgrep -P` meaningful.
@@ -43,7 +44,7 @@ fn crd_rules_still_refuse_without_the_webhooks() {
             accepted = true;
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
     }
     assert!(accepted, "the webhooks still answer after their configurations were deleted");
 
@@ -59,6 +60,11 @@ fn crd_rules_still_refuse_without_the_webhooks() {
         String::from_utf8_lossy(&output.stderr).trim_end(),
         r#"The APIManagerBackup "c" is invalid: spec.backupDestination.persistentVolumeClaim.resources.requests: Required value: the backup claim's size must be set, also when volumeName is set (for example 10Gi)"#
     );
+    let mut cluster = cluster;
+    let ended = cluster.operator.terminate(Duration::from_secs(20)).expect("operator reaped");
+    assert!(ended.success(), "SIGTERM stops the operator cleanly: {ended}");
+    let log = std::fs::read_to_string(cluster.operator.log()).expect("operator log");
+    assert!(log.contains("shutting down the HTTPS server") && log.contains("backup controller stopped"), "{log}");
     drop(cluster);
     let _ = std::fs::remove_dir_all(dir);
     assert_eq!(children_of_this_process(), "", "processes left after drop");

@@ -3,11 +3,13 @@
 
 mod support;
 
+use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::health::Readiness;
 use apimanager_backup_operator::metrics::Metrics;
 use apimanager_backup_operator::server;
 use apimanager_backup_operator::tls::TlsFiles;
 use apimanager_backup_operator::webhook::handlers::{AdmissionState, MUTATE_PATH, VALIDATE_PATH};
+use apimanager_backup_operator::webhook::lookup::{ApiManagerLookup, LookupError};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -249,12 +251,15 @@ struct Served {
 }
 
 async fn serve_tls(reload: Duration) -> Served {
+    serve_router(app(FixedLookup::external(&["example"])).0, reload).await
+}
+
+async fn serve_router(router: axum::Router, reload: Duration) -> Served {
     let certs = TempDir::new("tls");
     generate(&certs.0);
     let files = TlsFiles { cert: certs.0.join("tls.crt"), key: certs.0.join("tls.key") };
     let tls = files.load().expect("certificate loads");
     tokio::spawn(files.reload_on_change(tls.clone(), reload));
-    let (router, _) = app(FixedLookup::external(&["example"]));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -372,4 +377,35 @@ async fn shuts_down_gracefully() {
         tokio::time::timeout(Duration::from_secs(10), &mut served.done).await.expect("server stops").expect("task");
     assert!(result.is_ok(), "{result:?}");
     assert!(tokio::net::TcpStream::connect(served.addr).await.is_err(), "no longer accepting");
+}
+
+/// A lookup that answers after a delay, to have a request in flight.
+#[derive(Clone)]
+struct SlowLookup(Duration);
+
+impl ApiManagerLookup for SlowLookup {
+    async fn list(&self, _namespace: &str) -> Result<Vec<APIManager>, LookupError> {
+        tokio::time::sleep(self.0).await;
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_admission_requests_finish() {
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let state = AdmissionState { lookup: SlowLookup(Duration::from_millis(800)), metrics };
+    let mut served = serve_router(server::router(state, Readiness::default(), MAX_BODY), Duration::from_secs(60)).await;
+    let client = https::client_config(&[&served.certs.0.join("ca.crt")]);
+    let body = review("CREATE", backup(sized()), Value::Null).to_string();
+    let addr = served.addr;
+    let in_flight =
+        tokio::spawn(async move { https::request(addr, client, "POST", VALIDATE_PATH, body.as_bytes()).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    served.stop.take().expect("stop switch").send(()).expect("server listening");
+    let reply = tokio::time::timeout(Duration::from_secs(5), in_flight).await.expect("answered").expect("task");
+    assert_eq!(reply.status, 200, "the in-flight review is answered");
+    assert!(reply.body.contains(UID), "{}", reply.body);
+    let result =
+        tokio::time::timeout(Duration::from_secs(10), &mut served.done).await.expect("server stops").expect("task");
+    assert!(result.is_ok(), "{result:?}");
 }

@@ -120,6 +120,11 @@ impl OperatorProcess {
     pub fn log(&self) -> &Path {
         self.process.log()
     }
+
+    /// Sends SIGTERM and waits up to `grace` (then SIGKILL); returns how the operator ended.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        self.process.stop(grace)
+    }
 }
 
 /// A control plane with CRDs, the operator, its webhooks and the node stand-in. Dropping it stops
@@ -184,7 +189,7 @@ impl LocalCluster {
     /// Kills the operator (no graceful shutdown, as a crash or eviction would) and starts it again
     /// on the same port with `operator_args`, returning once the webhooks answer again.
     pub async fn restart_operator(&mut self, operator_args: &[String]) -> Result<(), LocalError> {
-        self.operator.process.stop(Duration::ZERO);
+        let _ = self.operator.process.stop(Duration::ZERO);
         let o = &self.operator;
         let process = OperatorProcess::spawn(&o.binary, o.port, &o.certs, &o.kubeconfig, &o.logs, operator_args)?;
         self.operator.process = process;

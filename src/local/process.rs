@@ -89,8 +89,8 @@ impl Supervised {
         }
     }
 
-    /// SIGTERM, then SIGKILL after `grace`; reaps the child.
-    pub fn stop(&mut self, grace: Duration) {
+    /// SIGTERM, then SIGKILL after `grace`; reaps the child and returns how it ended.
+    pub fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
         let pid = i32::try_from(self.child.id()).ok();
         if let (Ok(None), Some(pid)) = (self.child.try_wait(), pid) {
             // SAFETY: kill(2) on our own unreaped child.
@@ -101,16 +101,17 @@ impl Supervised {
             }
             let _ = self.child.kill();
         }
-        let _ = self.child.wait();
+        let status = self.child.wait().ok();
         if let Some(pid) = pid {
             LIVE.lock().unwrap_or_else(PoisonError::into_inner).remove(&pid);
         }
+        status
     }
 }
 
 impl Drop for Supervised {
     fn drop(&mut self) {
-        self.stop(Duration::from_secs(5));
+        let _ = self.stop(Duration::from_secs(5));
     }
 }
 
