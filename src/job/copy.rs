@@ -23,14 +23,27 @@ pub fn run(args: &CopyArgs) -> Result<(), JobError> {
     let mut manifest = Manifest::load(root)?;
     let destination = root.join(FILE_STORAGE_DIR);
     fs::create_dir_all(&destination).map_err(io("creating", &destination))?;
-    copy_tree(&args.source, &destination, FILE_STORAGE_DIR, &mut manifest)?;
+    let mut copied = Copied::default();
+    copy_tree(&args.source, &destination, FILE_STORAGE_DIR, &mut copied)?;
+    sync_filesystem(&destination)?;
+    manifest.add_files(copied.files);
+    for (path, reason) in copied.skipped {
+        manifest.add_absent(path, reason);
+    }
     manifest.steps.insert(STEP.to_owned(), StepTimes { started_at, finished_at: now() });
     manifest.save(root)
 }
 
+/// What a copy wrote, and what it passed over with the reason.
+#[derive(Default)]
+struct Copied {
+    files: Vec<FileEntry>,
+    skipped: Vec<(String, String)>,
+}
+
 /// Copies the contents of directory `from` into existing directory `to`; `relative` is `to`'s
 /// path inside the backup.
-fn copy_tree(from: &Path, to: &Path, relative: &str, manifest: &mut Manifest) -> Result<(), JobError> {
+fn copy_tree(from: &Path, to: &Path, relative: &str, copied: &mut Copied) -> Result<(), JobError> {
     let mut entries =
         fs::read_dir(from).map_err(io("listing", from))?.collect::<Result<Vec<_>, _>>().map_err(io("listing", from))?;
     entries.sort_by_key(|e| e.file_name());
@@ -47,13 +60,13 @@ fn copy_tree(from: &Path, to: &Path, relative: &str, manifest: &mut Manifest) ->
             std::os::unix::fs::symlink(&link, &target).map_err(io("creating link", &target))?;
         } else if kind.is_dir() {
             fs::create_dir_all(&target).map_err(io("creating", &target))?;
-            copy_tree(&source, &target, &inner, manifest)?;
+            copy_tree(&source, &target, &inner, copied)?;
             fs::set_permissions(&target, metadata.permissions()).map_err(io("setting the mode of", &target))?;
         } else if kind.is_file() {
-            manifest.add_file(copy_file(&source, &target, &inner)?);
+            copied.files.push(copy_file(&source, &target, &inner)?);
             fs::set_permissions(&target, metadata.permissions()).map_err(io("setting the mode of", &target))?;
         } else {
-            manifest.add_absent(inner, "not a regular file, folder or link (device, socket or pipe)".to_owned());
+            copied.skipped.push((inner, "not a regular file, folder or link (device, socket or pipe)".to_owned()));
             continue;
         }
         let modified = filetime::FileTime::from_last_modification_time(&metadata);
@@ -61,6 +74,19 @@ fn copy_tree(from: &Path, to: &Path, relative: &str, manifest: &mut Manifest) ->
         filetime::set_symlink_file_times(&target, accessed, modified).map_err(io("setting the times of", &target))?;
     }
     Ok(())
+}
+
+/// Flushes the whole filesystem holding `path` once (cheaper than one fsync per file), so the copy
+/// is durable before the manifest records it.
+fn sync_filesystem(path: &Path) -> Result<(), JobError> {
+    use std::os::fd::AsRawFd;
+    let folder = fs::File::open(path).map_err(io("opening", path))?;
+    // SAFETY: syncfs(2) on a file descriptor that `folder` keeps open for the call.
+    if unsafe { libc::syncfs(folder.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(JobError::Io { what: "syncing".into(), path: path.to_owned(), source: std::io::Error::last_os_error() })
+    }
 }
 
 /// Copies one file while hashing it, so each byte is read once.

@@ -46,7 +46,7 @@ fn write_object(root: &Path, relative: &str, mut object: Value, manifest: &mut M
     let bytes = serde_json::to_vec_pretty(&object)
         .map_err(|e| JobError::Corrupt { path: path.clone(), reason: e.to_string() })?;
     write_atomically(&path, &bytes)?;
-    manifest.add_file(hash_file(&path, relative)?);
+    manifest.add_files([hash_file(&path, relative)?]);
     Ok(())
 }
 

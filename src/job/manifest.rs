@@ -84,11 +84,13 @@ impl Manifest {
         }
     }
 
-    /// Records a file (replacing an earlier entry for the same path).
-    pub fn add_file(&mut self, entry: FileEntry) {
-        self.files.retain(|f| f.path != entry.path);
-        self.absent.retain(|a| a.path != entry.path);
-        self.files.push(entry);
+    /// Records files, replacing earlier entries (present or absent) for the same paths.
+    pub fn add_files(&mut self, entries: impl IntoIterator<Item = FileEntry>) {
+        let entries: Vec<FileEntry> = entries.into_iter().collect();
+        let paths: std::collections::HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+        self.files.retain(|f| !paths.contains(f.path.as_str()));
+        self.absent.retain(|a| !paths.contains(a.path.as_str()));
+        self.files.extend(entries);
     }
 
     /// Records an absent item.
