@@ -113,6 +113,15 @@ async fn full_backup_writes_every_object_and_file() {
         "",
     );
     assert!(!events.trim().is_empty(), "a BackupCompleted event is published");
+    let uid = backup.metadata.uid.clone().expect("uid");
+    let created = kubectl_ok(
+        cluster,
+        &["-n", &ns, "get", "events", "--field-selector", "reason=JobCreated", "-o", "jsonpath={.items[*].message}"],
+        "",
+    );
+    for job in [format!("export-objects-{uid}"), format!("copy-files-{uid}")] {
+        assert!(created.contains(&format!("created Job {job}")), "a JobCreated event per Job: {created}");
+    }
 }
 
 #[tokio::test]

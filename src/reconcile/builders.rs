@@ -58,6 +58,14 @@ impl Step {
         }
     }
 
+    /// The event action of the step (events of different actions are not merged into one series).
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::ExportObjects => "ExportObjects",
+            Self::CopyFiles => "CopyFiles",
+        }
+    }
+
     /// The Job's name: `<step>-<backup uid>`, stable across operator restarts.
     pub fn job_name(self, backup: &APIManagerBackup) -> String {
         format!("{}-{}", self.name(), backup.uid().unwrap_or_default())

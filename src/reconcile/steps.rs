@@ -176,7 +176,7 @@ APIManagerBackup naming one",
         let job = builders::job(&self.backup, &apimanager.name_any(), step, claim, &self.ctx.settings.jobs);
         self.create(job).await?;
         tracing::info!(job = %name, "created backup Job");
-        self.publish(EventType::Normal, "JobCreated", "CreateJob", format!("created Job {name}")).await;
+        self.publish(EventType::Normal, "JobCreated", step.action(), format!("created Job {name}")).await;
         Ok(JobState::Running)
     }
 
