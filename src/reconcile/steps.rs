@@ -31,7 +31,7 @@ pub async fn reconcile(backup: Arc<APIManagerBackup>, ctx: Arc<Context>) -> Resu
         return Ok(Action::await_change());
     }
     let namespace = backup.namespace().ok_or(ReconcileError::NotNamespaced)?;
-    let mut run = Run { backup, ctx, namespace, status };
+    let mut run = Run { backup, ctx, namespace, original: status.clone(), status };
     run.advance().await
 }
 
@@ -40,6 +40,8 @@ struct Run {
     backup: Arc<APIManagerBackup>,
     ctx: Arc<Context>,
     namespace: String,
+    /// The status as read, to patch only when something changed.
+    original: APIManagerBackupStatus,
     status: APIManagerBackupStatus,
 }
 
@@ -219,9 +221,8 @@ APIManagerBackup naming one",
             Step::CopyFiles => ("CopyingFiles", "copying the System FileStorage"),
         };
         let message = format!("{doing} (Job {}){}", step.job_name(&self.backup), s3_note(storage));
-        let before = self.status.clone();
         self.condition(READY, false, reason, &message);
-        if before != self.status { self.patch_status().await } else { Ok(()) }
+        if self.status != self.original { self.patch_status().await } else { Ok(()) }
     }
 
     async fn succeed(&mut self, storage: &FileStorage, started: &Time) -> Result<Action, ReconcileError> {
@@ -269,12 +270,13 @@ APIManagerBackup naming one",
         set_condition(&mut self.status.conditions, type_, value, reason, message, generation, &now);
     }
 
-    async fn patch_status(&self) -> Result<(), ReconcileError> {
+    async fn patch_status(&mut self) -> Result<(), ReconcileError> {
         let api: Api<APIManagerBackup> = self.api();
         let patch = serde_json::json!({ "status": self.status });
         api.patch_status(&self.backup.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(api_error("updating the status"))?;
+        self.original = self.status.clone();
         Ok(())
     }
 
