@@ -4,16 +4,29 @@
 use crate::api::apimanager::APIManager;
 use kube::api::{Api, ListParams};
 use std::future::Future;
+use std::time::Duration;
+
+/// How long a lookup may take: the API server gives each webhook call at most 5 s
+/// (`timeoutSeconds`), and a clear answer within that beats its generic timeout error.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Errors while listing APIManagers.
 #[derive(Debug, thiserror::Error)]
-#[error("could not list APIManagers in namespace {namespace:?}: {source}")]
-pub struct LookupError {
-    /// The namespace that was listed.
-    pub namespace: String,
-    /// Why the API server did not answer.
-    #[source]
-    pub source: kube::Error,
+pub enum LookupError {
+    /// The API server refused or could not be reached.
+    #[error("could not list APIManagers in namespace {namespace:?}: {source}")]
+    Api {
+        /// The namespace that was listed.
+        namespace: String,
+        /// Why the API server did not answer.
+        source: kube::Error,
+    },
+    /// The API server did not answer in time.
+    #[error("the API server did not list the APIManagers of namespace {namespace:?} within {LOOKUP_TIMEOUT:?}")]
+    Timeout {
+        /// The namespace that was listed.
+        namespace: String,
+    },
 }
 
 /// Lists the APIManagers of a namespace.
@@ -38,9 +51,10 @@ impl ClusterLookup {
 impl ApiManagerLookup for ClusterLookup {
     async fn list(&self, namespace: &str) -> Result<Vec<APIManager>, LookupError> {
         let api: Api<APIManager> = Api::namespaced(self.client.clone(), namespace);
-        match api.list(&ListParams::default()).await {
-            Ok(list) => Ok(list.items),
-            Err(source) => Err(LookupError { namespace: namespace.to_owned(), source }),
+        match tokio::time::timeout(LOOKUP_TIMEOUT, api.list(&ListParams::default())).await {
+            Ok(Ok(list)) => Ok(list.items),
+            Ok(Err(source)) => Err(LookupError::Api { namespace: namespace.to_owned(), source }),
+            Err(_) => Err(LookupError::Timeout { namespace: namespace.to_owned() }),
         }
     }
 }

@@ -22,7 +22,7 @@ impl ApiManagerLookup for FixedLookup {
     async fn list(&self, namespace: &str) -> Result<Vec<APIManager>, LookupError> {
         match &self.0 {
             Some(list) => Ok(list.as_ref().clone()),
-            None => Err(LookupError {
+            None => Err(LookupError::Api {
                 namespace: namespace.to_owned(),
                 source: kube::Error::Service("API server unreachable".into()),
             }),
