@@ -58,3 +58,24 @@ impl ApiManagerLookup for ClusterLookup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_silent_api_server_gives_a_timeout_error_naming_the_namespace() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let _silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let config = kube::Config::new(url.parse().expect("url"));
+        let lookup = ClusterLookup::new(kube::Client::try_from(config).expect("client"));
+        let error = lookup.list("3scale").await.expect_err("no answer");
+        assert_eq!(error.to_string(), r#"the API server did not list the APIManagers of namespace "3scale" within 3s"#);
+    }
+}
