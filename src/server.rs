@@ -13,6 +13,7 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
 
 /// Path of the Prometheus scrape endpoint.
 pub const METRICS_PATH: &str = "/metrics";
@@ -37,7 +38,18 @@ pub fn router<L: ApiManagerLookup>(
         .route(READYZ_PATH, get(readyz))
         .with_state(readiness);
     let scrape = Router::new().route(METRICS_PATH, get(render_metrics)).with_state(metrics);
-    webhooks.merge(probes).merge(scrape).layer(DefaultBodyLimit::max(max_body_bytes))
+    webhooks
+        .merge(probes)
+        .merge(scrape)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(CatchPanicLayer::custom(internal_error))
+}
+
+/// A handler that panicked (a bug) answers 500 with one line instead of dropping the connection;
+/// the API server then applies the webhook's failurePolicy.
+fn internal_error(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked; answered 500");
+    (StatusCode::INTERNAL_SERVER_ERROR, "internal error in the webhook; see the operator's logs\n").into_response()
 }
 
 async fn readyz(State(readiness): State<Readiness>) -> Response {

@@ -409,3 +409,26 @@ async fn shutdown_lets_in_flight_admission_requests_finish() {
         tokio::time::timeout(Duration::from_secs(10), &mut served.done).await.expect("server stops").expect("task");
     assert!(result.is_ok(), "{result:?}");
 }
+
+/// A lookup with a bug: it panics.
+#[derive(Clone)]
+struct PanickingLookup;
+
+impl ApiManagerLookup for PanickingLookup {
+    async fn list(&self, _namespace: &str) -> Result<Vec<APIManager>, LookupError> {
+        panic!("a bug in a lookup")
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_500_and_the_server_keeps_serving() {
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let state = AdmissionState { lookup: PanickingLookup, metrics };
+    let router = server::router(state, Readiness::default(), MAX_BODY);
+    let body = review("CREATE", backup(sized()), Value::Null).to_string().into_bytes();
+    let (status, answer) = post(router.clone(), VALIDATE_PATH, body).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(String::from_utf8_lossy(&answer), "internal error in the webhook; see the operator's logs\n");
+    let healthz = router.oneshot(Request::get("/healthz").body(Body::empty()).expect("request")).await.expect("answer");
+    assert_eq!(healthz.status(), StatusCode::OK);
+}

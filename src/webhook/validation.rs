@@ -16,6 +16,8 @@ const API_MANAGER_NAME: &str = "spec.apiManagerName";
 const DNS1123_SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
 characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')";
 const DNS1123_SUBDOMAIN_MAX_LEN: usize = 253;
+/// The largest quantity Kubernetes stores (an int64 of bytes).
+const MAX_QUANTITY_BYTES: f64 = i64::MAX as f64;
 
 /// The outcome of the rules: errors deny the request, warnings are shown to the user either way.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -62,12 +64,17 @@ fn check_claim(claim: &PersistentVolumeClaimDestination, verdict: &mut Verdict) 
 
 fn check_size(quantity: &Quantity) -> Option<FieldError> {
     let field = format!("{CLAIM}.resources.requests");
-    match ParsedQuantity::try_from(quantity) {
-        Err(_) => Some(FieldError::invalid(field, &quantity.0, "must be a Kubernetes quantity such as 10Gi or 500Mi")),
-        Ok(size) if size <= ParsedQuantity::default() => {
+    // Compared as f64 bytes: comparing parsed quantities rescales them and can overflow.
+    let bytes = ParsedQuantity::try_from(quantity).ok().and_then(|size| size.to_bytes_f64()).filter(|b| b.is_finite());
+    match bytes {
+        None => Some(FieldError::invalid(field, &quantity.0, "must be a Kubernetes quantity such as 10Gi or 500Mi")),
+        Some(bytes) if bytes <= 0.0 => {
             Some(FieldError::invalid(field, &quantity.0, "must be greater than zero, for example 10Gi"))
         }
-        Ok(_) => None,
+        Some(bytes) if bytes > MAX_QUANTITY_BYTES => {
+            Some(FieldError::invalid(field, &quantity.0, "must be at most 8Ei (2^63 - 1 bytes)"))
+        }
+        Some(_) => None,
     }
 }
 

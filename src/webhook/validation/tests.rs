@@ -80,6 +80,21 @@ fn spec_rules() {
             ],
         ),
         (
+            "overflowing size",
+            claim(json!({"resources": {"requests": "1e20Ei"}})),
+            vec![
+                r#"spec.backupDestination.persistentVolumeClaim.resources.requests: Invalid value: "1e20Ei": must be at most 8Ei (2^63 - 1 bytes)"#,
+            ],
+        ),
+        (
+            "huge binary size",
+            claim(json!({"resources": {"requests": "1e18Pi"}})),
+            vec![
+                r#"spec.backupDestination.persistentVolumeClaim.resources.requests: Invalid value: "1e18Pi": must be at most 8Ei (2^63 - 1 bytes)"#,
+            ],
+        ),
+        ("milli size", claim(json!({"resources": {"requests": "1500m"}})), vec![]),
+        (
             "invalid storageClass",
             claim(json!({"storageClass": "Fast_SSD", "resources": {"requests": "1Gi"}})),
             vec![
