@@ -33,7 +33,8 @@ pub enum Command {
 /// Settings of `local`.
 #[derive(Debug, Args)]
 pub struct LocalArgs {
-    /// Working directory for certificates, etcd data, logs and kubeconfigs; removed on exit.
+    /// Working directory for certificates, etcd data, logs and kubeconfigs; removed on exit. It must
+    /// be empty or made by an earlier `local`.
     #[arg(long, env = "APIMANAGER_BACKUP_LOCAL_DIR", default_value = "/tmp/apimanager-backup-operator-local")]
     pub dir: PathBuf,
 }

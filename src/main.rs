@@ -55,7 +55,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             image: args.job_image.clone(),
             command: args.job_command.clone(),
             backoff_limit: args.job_backoff_limit,
-            active_deadline_seconds: i64::try_from(args.backup_timeout.as_secs()).unwrap_or(i64::MAX),
         },
         backup_timeout: args.backup_timeout,
     };
@@ -84,10 +83,18 @@ async fn stopped_signal(mut stopped: tokio::sync::watch::Receiver<bool>) {
 }
 
 async fn local(args: LocalArgs) -> anyhow::Result<()> {
+    // Only a folder this command made (it leaves a marker) or an empty one is ever cleared.
+    let marker = args.dir.join(".apimanager-backup-operator-local");
+    let is_ours = marker.exists();
+    let is_empty = std::fs::read_dir(&args.dir).map(|mut entries| entries.next().is_none()).unwrap_or(true);
+    if !is_ours && !is_empty {
+        anyhow::bail!("{} is not empty and was not made by `local`; choose another --dir", args.dir.display());
+    }
     if args.dir.exists() {
         std::fs::remove_dir_all(&args.dir).with_context(|| format!("clearing {}", args.dir.display()))?;
     }
     std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    std::fs::write(&marker, b"").with_context(|| format!("creating {}", marker.display()))?;
     let binary = std::env::current_exe().context("locating this binary")?;
     let outcome = apimanager_backup_operator::local::session::run(&binary, &args.dir).await;
     let _ = std::fs::remove_dir_all(&args.dir);

@@ -1,5 +1,7 @@
 //! Prometheus metrics of the operator (DESIGN §5), served at `/metrics`.
 
+use std::sync::OnceLock;
+
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
@@ -37,7 +39,11 @@ pub struct Metrics {
     backups_in_progress: IntGauge,
     last_success: GaugeVec,
     reconcile_errors: IntCounterVec,
+    in_progress_source: OnceLock<InProgressSource>,
 }
+
+/// Counts the backups in progress when `/metrics` is scraped.
+pub type InProgressSource = Box<dyn Fn() -> usize + Send + Sync>;
 
 impl Metrics {
     /// A registry with the operator's metrics and the process collector.
@@ -94,6 +100,7 @@ impl Metrics {
             backups_in_progress,
             last_success,
             reconcile_errors,
+            in_progress_source: OnceLock::new(),
         })
     }
 
@@ -113,9 +120,10 @@ impl Metrics {
         }
     }
 
-    /// Sets how many backups are in progress.
-    pub fn set_in_progress(&self, count: usize) {
-        self.backups_in_progress.set(i64::try_from(count).unwrap_or(i64::MAX));
+    /// Where `apimanager_backups_in_progress` is read from at each scrape (set once, by the
+    /// reconciler, over its cache), so a deleted backup leaves the gauge at once.
+    pub fn count_in_progress_with(&self, source: InProgressSource) {
+        let _ = self.in_progress_source.set(source);
     }
 
     /// Counts a failed reconciliation.
@@ -125,6 +133,9 @@ impl Metrics {
 
     /// All metrics in the Prometheus text exposition format.
     pub fn render(&self) -> Result<String, MetricsError> {
+        if let Some(count) = self.in_progress_source.get() {
+            self.backups_in_progress.set(i64::try_from(count()).unwrap_or(i64::MAX));
+        }
         let mut buffer = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
         Ok(String::from_utf8_lossy(&buffer).into_owned())
@@ -154,7 +165,7 @@ mod tests {
         let text = metrics.render().expect("render");
         assert!(text.contains(r#"apimanager_backups_total{outcome="succeeded"} 0"#), "outcomes start at zero: {text}");
         metrics.observe_backup("3scale", "nightly", Outcome::Succeeded, 42.0, 1_700_000_000.0);
-        metrics.set_in_progress(2);
+        metrics.count_in_progress_with(Box::new(|| 2));
         metrics.reconcile_error("Api");
         let text = metrics.render().expect("render");
         assert!(text.contains(r#"apimanager_backups_total{outcome="succeeded"} 1"#), "{text}");

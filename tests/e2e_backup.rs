@@ -61,6 +61,9 @@ async fn full_backup_writes_every_object_and_file() {
         assert_eq!(written["data"], live["data"], "{file} data");
         assert_eq!(written["metadata"]["name"], name);
         assert_eq!(written["kind"], "Secret");
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(root.join(&file)).expect("meta").permissions());
+        assert_eq!(mode & 0o777, 0o600, "{file} is readable by its owner only");
     }
     let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &ns);
     for name in CONFIG_MAPS {
@@ -214,28 +217,29 @@ async fn s3_file_storage_is_reported_and_not_copied() {
     assert_eq!(manifest.steps.keys().collect::<Vec<_>>(), ["export-objects"]);
 }
 
-#[test]
-fn job_service_account_reads_exactly_the_backed_up_objects() {
+#[tokio::test]
+async fn a_claim_holding_another_backup_is_never_overwritten() {
     let cluster = shared();
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let ns = runtime.block_on(namespace_with_installation(cluster, "job-rbac"));
-    kubectl_ok(cluster, &["-n", &ns, "create", "secret", "generic", "unrelated", "--from-literal=k=v"], "");
-    create_backup(cluster, &ns, "b");
-    runtime.block_on(finished_backup(cluster, &ns, "b"));
-    let sa = format!("system:serviceaccount:{ns}:apimanager-backup");
-    let cases = [
-        ("get", "secrets/system-seed", "yes"),
-        ("get", "secrets/system-redis", "yes"),
-        ("get", "configmaps/apicast-environment", "yes"),
-        ("get", "apimanagers.apps.3scale.net/example-apimanager", "yes"),
-        ("get", "secrets/unrelated", "no"),
-        ("list", "secrets", "no"),
-        ("get", "apimanagers.apps.3scale.net/other", "no"),
-        ("delete", "secrets/system-seed", "no"),
-        ("get", "configmaps/kube-root-ca.crt", "no"),
-    ];
-    assert_can_i(cluster, &ns, &sa, &cases);
-    assert_can_i(cluster, "default", &sa, &[("get", "secrets/system-seed", "no")]);
+    let ns = namespace_with_installation(cluster, "claim-in-use").await;
+    create_backup(cluster, &ns, "weekly");
+    let first = finished_backup(cluster, &ns, "weekly").await;
+    assert_eq!(first.status.and_then(|s| s.completed), Some(true));
+    let before = std::fs::read(cluster.volume(&ns, "weekly").join("manifest.json")).expect("manifest");
+    kubectl_ok(cluster, &["-n", &ns, "delete", "apimanagerbackup", "weekly"], "");
+
+    create_backup(cluster, &ns, "weekly");
+    let second = finished_backup(cluster, &ns, "weekly").await;
+    let status = second.status.expect("status");
+    let failed = status.conditions.iter().find(|c| c.type_ == "Failed").expect("Failed condition");
+    assert_eq!(failed.reason, "ClaimInUse");
+    assert_eq!(
+        failed.message,
+        format!(
+            "PersistentVolumeClaim weekly already exists and holds APIManagerBackup UID {}; it is never overwritten: delete it if it is no longer needed, or create this backup under another name",
+            first.metadata.uid.expect("uid")
+        )
+    );
+    assert_eq!(std::fs::read(cluster.volume(&ns, "weekly").join("manifest.json")).expect("manifest"), before);
 }
 
 #[test]

@@ -45,7 +45,8 @@ fn write_object(root: &Path, relative: &str, mut object: Value, manifest: &mut M
     let path = root.join(relative);
     let bytes = serde_json::to_vec_pretty(&object)
         .map_err(|e| JobError::Corrupt { path: path.clone(), reason: e.to_string() })?;
-    write_atomically(&path, &bytes)?;
+    // Secrets are in there: readable by the backup's owner only.
+    write_atomically(&path, &bytes, 0o600)?;
     manifest.add_files([hash_file(&path, relative)?]);
     Ok(())
 }

@@ -31,6 +31,15 @@ pub struct FileEntry {
     pub sha256: String,
 }
 
+/// A symbolic link of the backup, copied as a link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkEntry {
+    /// Path relative to the backup root, `/`-separated.
+    pub path: String,
+    /// Where the link points, as stored in the link.
+    pub target: String,
+}
+
 /// Something the backup deliberately does not contain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AbsentEntry {
@@ -68,6 +77,9 @@ pub struct Manifest {
     pub steps: BTreeMap<String, StepTimes>,
     /// Every file, sorted by path.
     pub files: Vec<FileEntry>,
+    /// Every symbolic link, sorted by path.
+    #[serde(default)]
+    pub links: Vec<LinkEntry>,
     /// What is not in the backup, sorted by path.
     pub absent: Vec<AbsentEntry>,
 }
@@ -93,6 +105,23 @@ impl Manifest {
         self.files.extend(entries);
     }
 
+    /// Replaces everything recorded under folder `prefix` with what a new copy of it holds.
+    pub fn replace_under(
+        &mut self,
+        prefix: &str,
+        files: Vec<FileEntry>,
+        links: Vec<LinkEntry>,
+        absent: Vec<(String, String)>,
+    ) {
+        let under = format!("{prefix}/");
+        self.files.retain(|f| !f.path.starts_with(&under));
+        self.links.retain(|l| !l.path.starts_with(&under));
+        self.absent.retain(|a| !a.path.starts_with(&under));
+        self.files.extend(files);
+        self.links.extend(links);
+        self.absent.extend(absent.into_iter().map(|(path, reason)| AbsentEntry { path, reason }));
+    }
+
     /// Records an absent item.
     pub fn add_absent(&mut self, path: String, reason: String) {
         self.files.retain(|f| f.path != path);
@@ -106,9 +135,10 @@ impl Manifest {
         self.operator_version = env!("CARGO_PKG_VERSION").to_owned();
         self.files.sort_by(|a, b| a.path.cmp(&b.path));
         self.absent.sort_by(|a, b| a.path.cmp(&b.path));
+        self.links.sort_by(|a, b| a.path.cmp(&b.path));
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| JobError::Corrupt { path: root.join(crate::layout::MANIFEST_FILE), reason: e.to_string() })?;
-        super::write_atomically(&root.join(crate::layout::MANIFEST_FILE), &bytes)
+        super::write_atomically(&root.join(crate::layout::MANIFEST_FILE), &bytes, 0o644)
     }
 }
 

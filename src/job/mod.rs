@@ -112,9 +112,10 @@ pub async fn run(command: JobCommand) -> Result<(), JobError> {
     outcome
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees half a
-/// file; creates the parent folders.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), JobError> {
+/// Writes `bytes` to `path` with permissions `mode` through a temporary file, an fsync and a
+/// rename (then an fsync of the folder), so a reader never sees half a file and a crash never
+/// loses a file the manifest lists; creates the parent folders.
+pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), JobError> {
     let io = |what: &str, path: &Path| {
         let what = what.to_owned();
         let path = path.to_owned();
@@ -125,9 +126,20 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), JobError> {
     }
     let temporary = path.with_extension("tmp");
     {
-        let mut file = std::fs::File::create(&temporary).map_err(io("creating", &temporary))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::remove_file(&temporary);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temporary)
+            .map_err(io("creating", &temporary))?;
         std::io::Write::write_all(&mut file, bytes).map_err(io("writing", &temporary))?;
         file.sync_all().map_err(io("syncing", &temporary))?;
     }
-    std::fs::rename(&temporary, path).map_err(io("renaming into", path))
+    std::fs::rename(&temporary, path).map_err(io("renaming into", path))?;
+    match path.parent() {
+        Some(parent) => std::fs::File::open(parent).and_then(|f| f.sync_all()).map_err(io("syncing", parent)),
+        None => Ok(()),
+    }
 }

@@ -115,7 +115,10 @@ async fn watch_pods(admin_kubeconfig: PathBuf, settings: NodeSettings, paused: A
                 }
                 let name = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
                 if let Err(error) = run_pod(&client, &settings, &pod).await {
-                    tracing::warn!(pod = %name, %error, "node stand-in could not run the Pod");
+                    tracing::warn!(pod = %name, %error, "node stand-in could not run the Pod; marking it Failed");
+                    if let Err(error) = report_failure(&client, &pod, &error.to_string()).await {
+                        tracing::warn!(pod = %name, %error, "node stand-in could not mark the Pod Failed");
+                    }
                 }
             });
         }
@@ -214,6 +217,7 @@ async fn run_pod(client: &kube::Client, settings: &NodeSettings, pod: &Pod) -> R
     let output = tokio::process::Command::new(&program)
         .args(&args)
         .env("KUBECONFIG", &pod_kubeconfig)
+        .kill_on_drop(true)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -233,6 +237,13 @@ async fn run_pod(client: &kube::Client, settings: &NodeSettings, pod: &Pod) -> R
     pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&done)).await?;
     tracing::info!(pod = %format!("{namespace}/{name}"), phase, code, "node stand-in ran the Pod");
     Ok(())
+}
+
+/// Marks a Pod the stand-in could not run as Failed, as a kubelet does, so its Job does not wait.
+async fn report_failure(client: &kube::Client, pod: &Pod, message: &str) -> Result<(), kube::Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    let failed = serde_json::json!({"status": {"phase": "Failed", "reason": "NodeStandInError", "message": message}});
+    pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&failed)).await.map(drop)
 }
 
 /// A token of the Pod's ServiceAccount bound to the Pod, as the kubelet would mount.

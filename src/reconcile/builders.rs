@@ -19,8 +19,9 @@ use std::collections::BTreeMap;
 
 /// Label on everything the operator creates.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "apimanager-backup-operator");
-/// Label naming the APIManagerBackup an object belongs to.
-pub const BACKUP_LABEL: &str = "apps.3scale.net/apimanagerbackup";
+/// Label holding the UID of the APIManagerBackup an object belongs to (a UID always fits a label
+/// value; a name of up to 253 characters does not).
+pub const BACKUP_UID_LABEL: &str = "apps.3scale.net/apimanagerbackup-uid";
 /// ServiceAccount the backup Jobs run as.
 pub const JOB_SERVICE_ACCOUNT: &str = "apimanager-backup";
 /// ClusterRole (shipped in `manifests/rbac.yaml`) that reads exactly the backed-up Secrets and
@@ -36,8 +37,6 @@ pub struct JobSettings {
     pub command: String,
     /// Retries of a failed Pod before the Job fails.
     pub backoff_limit: i32,
-    /// Seconds a Job may run before Kubernetes stops it.
-    pub active_deadline_seconds: i64,
 }
 
 /// The two Job steps of a backup.
@@ -73,7 +72,10 @@ impl Step {
 }
 
 fn labels(backup: &APIManagerBackup) -> BTreeMap<String, String> {
-    BTreeMap::from([(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()), (BACKUP_LABEL.to_owned(), backup.name_any())])
+    BTreeMap::from([
+        (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
+        (BACKUP_UID_LABEL.to_owned(), backup.uid().unwrap_or_default()),
+    ])
 }
 
 fn owned_meta(backup: &APIManagerBackup, name: String) -> ObjectMeta {
@@ -123,8 +125,8 @@ pub fn backup_claim(backup: &APIManagerBackup, apimanager: &APIManager) -> Persi
     }
 }
 
-/// The Jobs' ServiceAccount, shared by the backups of a namespace (no owner, no token automount
-/// beyond what the Pod needs).
+/// The Jobs' ServiceAccount, shared by the backups of a namespace (no owner). It holds no
+/// permission between backups: the bindings are removed when a backup ends.
 pub fn job_service_account(namespace: &str) -> ServiceAccount {
     ServiceAccount {
         metadata: ObjectMeta {
@@ -137,9 +139,14 @@ pub fn job_service_account(namespace: &str) -> ServiceAccount {
     }
 }
 
-/// Name of the per-backup Role and RoleBindings.
+/// Name of the per-backup Role and its RoleBinding (by UID: names cannot collide across backups).
 pub fn rbac_name(backup: &APIManagerBackup) -> String {
-    format!("apimanager-backup-{}", backup.name_any())
+    format!("apimanager-backup-{}", backup.uid().unwrap_or_default())
+}
+
+/// Name of the per-backup RoleBinding to the data ClusterRole.
+pub fn data_binding_name(backup: &APIManagerBackup) -> String {
+    format!("apimanager-backup-data-{}", backup.uid().unwrap_or_default())
 }
 
 /// A Role allowing `get` on exactly the backed-up APIManager, owned by the backup.
@@ -182,7 +189,7 @@ pub fn apimanager_role_binding(backup: &APIManagerBackup) -> RoleBinding {
 /// the backup's namespace only.
 pub fn data_role_binding(backup: &APIManagerBackup) -> RoleBinding {
     RoleBinding {
-        metadata: owned_meta(backup, format!("{}-data", rbac_name(backup))),
+        metadata: owned_meta(backup, data_binding_name(backup)),
         role_ref: RoleRef {
             api_group: "rbac.authorization.k8s.io".to_owned(),
             kind: "ClusterRole".to_owned(),
@@ -192,14 +199,15 @@ pub fn data_role_binding(backup: &APIManagerBackup) -> RoleBinding {
     }
 }
 
-/// The Job of `step`, owned by the backup. `file_storage_claim` is the claim copied by
-/// [`Step::CopyFiles`].
+/// The Job of `step`, owned by the backup, stopped by Kubernetes after `deadline_seconds` (what is
+/// left of the backup timeout). `file_storage_claim` is the claim copied by [`Step::CopyFiles`].
 pub fn job(
     backup: &APIManagerBackup,
     apimanager: &str,
     step: Step,
     file_storage_claim: &str,
     settings: &JobSettings,
+    deadline_seconds: i64,
 ) -> Job {
     let namespace = backup.namespace().unwrap_or_default();
     let mut args = vec!["job".to_owned(), step.name().to_owned()];
@@ -253,12 +261,14 @@ pub fn job(
     Job {
         spec: Some(JobSpec {
             backoff_limit: Some(settings.backoff_limit),
-            active_deadline_seconds: Some(settings.active_deadline_seconds),
+            active_deadline_seconds: Some(deadline_seconds.max(1)),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: meta.labels.clone(), ..ObjectMeta::default() }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".to_owned()),
                     service_account_name: Some(JOB_SERVICE_ACCOUNT.to_owned()),
+                    // Only the export talks to the API; the copy needs no token.
+                    automount_service_account_token: Some(step == Step::ExportObjects),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         seccomp_profile: Some(SeccompProfile {

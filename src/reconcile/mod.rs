@@ -51,6 +51,17 @@ impl ReconcileError {
             Self::NotNamespaced => "NotNamespaced",
         }
     }
+
+    /// Whether the API server refused for good (invalid object, forbidden, over quota): retrying
+    /// the same request cannot succeed, so the backup fails with this message.
+    pub fn refusal(&self) -> Option<String> {
+        match self {
+            Self::Api { what, source: kube::Error::Api(status) } if [400, 403, 422].contains(&status.code) => {
+                Some(format!("{what}: {}", status.message))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// How backups are run.
@@ -72,8 +83,6 @@ pub struct Context {
     pub recorder: Recorder,
     /// Settings.
     pub settings: ReconcileSettings,
-    /// Every APIManagerBackup, for the in-progress gauge.
-    pub store: Store<APIManagerBackup>,
 }
 
 /// The unfinished backups of `apimanager`, reconciled again when it changes or goes away.
@@ -94,8 +103,10 @@ fn backups_of(store: &Store<APIManagerBackup>, apimanager: &APIManager) -> Vec<O
 
 fn error_policy(backup: Arc<APIManagerBackup>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_error(error.reason());
-    tracing::warn!(backup = %ObjectRef::from_obj(backup.as_ref()), %error, "reconcile failed; retrying in 10s");
-    Action::requeue(Duration::from_secs(10))
+    // A conflict means another write got there first: read again soon.
+    let retry = if error.reason() == "Conflict" { Duration::from_secs(1) } else { Duration::from_secs(10) };
+    tracing::warn!(backup = %ObjectRef::from_obj(backup.as_ref()), %error, retry_seconds = retry.as_secs(), "reconcile failed; retrying");
+    Action::requeue(retry)
 }
 
 /// Runs the controller until `shutdown` resolves; marks readiness once its caches are synced.
@@ -114,6 +125,10 @@ pub async fn run(
     let controller = Controller::new(backups, watcher::Config::default());
     let store = controller.store();
     let watched = store.clone();
+    let counted = store.clone();
+    metrics.count_in_progress_with(Box::new(move || {
+        counted.state().iter().filter(|b| b.status.as_ref().is_some_and(status::in_progress)).count()
+    }));
     let controller = controller
         .owns(jobs, owned)
         .watches(apimanagers, watcher::Config::default(), move |apimanager| backups_of(&watched, &apimanager))
@@ -127,7 +142,7 @@ pub async fn run(
     let reporter =
         Reporter { controller: "apimanager-backup-operator".into(), instance: std::env::var("POD_NAME").ok() };
     let recorder = Recorder::new(client.clone(), reporter);
-    let context = Arc::new(Context { client, metrics, recorder, settings, store });
+    let context = Arc::new(Context { client, metrics, recorder, settings });
     controller
         .run(steps::reconcile, error_policy, context)
         .for_each(|result| async move {

@@ -1,15 +1,20 @@
 //! One reconciliation of an APIManagerBackup: the seven steps of DESIGN §4, each idempotent and
 //! recorded in status, so a restarted operator continues where it stopped.
+//!
+//! Each pass works from the object as stored (not the controller's cache, which may not show this
+//! operator's last write yet) and patches status with its `resourceVersion`, so a stale pass gets
+//! a conflict instead of redoing or double-counting anything.
 
 use super::builders::{self, Step};
 use super::jobs::{JobState, job_state, termination_message};
-use super::status::{FAILED, READY, in_progress, is_final, set_condition};
+use super::status::{FAILED, READY, is_final, set_condition};
 use super::{Context, ReconcileError};
 use crate::api::apimanager::{APIManager, FileStorage};
 use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
 use crate::metrics::Outcome;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
@@ -22,17 +27,33 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The API server rejects event notes longer than this.
+const EVENT_NOTE_MAX_BYTES: usize = 1024;
+
 /// Reconciles one backup.
-pub async fn reconcile(backup: Arc<APIManagerBackup>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    let in_flight = ctx.store.state().iter().filter(|b| b.status.as_ref().is_some_and(in_progress)).count();
-    ctx.metrics.set_in_progress(in_flight);
+pub async fn reconcile(cached: Arc<APIManagerBackup>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    if cached.status.as_ref().is_some_and(is_final) {
+        return Ok(Action::await_change());
+    }
+    let namespace = cached.namespace().ok_or(ReconcileError::NotNamespaced)?;
+    let backups: Api<APIManagerBackup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let name = cached.name_any();
+    let Some(backup) = backups.get_opt(&name).await.map_err(api_error(format!("reading APIManagerBackup {name}")))?
+    else {
+        return Ok(Action::await_change());
+    };
     let status = backup.status.clone().unwrap_or_default();
     if is_final(&status) {
         return Ok(Action::await_change());
     }
-    let namespace = backup.namespace().ok_or(ReconcileError::NotNamespaced)?;
-    let mut run = Run { backup, ctx, namespace, original: status.clone(), status };
-    run.advance().await
+    let mut run = Run { backup: Arc::new(backup), ctx, namespace, original: status.clone(), status };
+    match run.advance().await {
+        Err(error) => match error.refusal() {
+            Some(message) => run.fail("Refused", message).await,
+            None => Err(error),
+        },
+        done => done,
+    }
 }
 
 /// The state of one reconciliation.
@@ -40,7 +61,7 @@ struct Run {
     backup: Arc<APIManagerBackup>,
     ctx: Arc<Context>,
     namespace: String,
-    /// The status as read, to patch only when something changed.
+    /// The status as stored, to patch only when something changed.
     original: APIManagerBackupStatus,
     status: APIManagerBackupStatus,
 }
@@ -59,24 +80,21 @@ impl Run {
     }
 
     async fn advance(&mut self) -> Result<Action, ReconcileError> {
+        // The start is recorded before anything can fail, so the timeout always applies.
+        if self.status.start_time.is_none() {
+            self.status.start_time = Some(Time(Timestamp::now()));
+            self.status.observed_generation = self.backup.metadata.generation;
+            self.condition(READY, false, "Started", "resolving the APIManager");
+            self.patch_status().await?;
+        }
+        let started = self.status.start_time.clone().unwrap_or_else(|| Time(Timestamp::now()));
+
         // Step 1: the APIManager.
         let apimanager = match self.resolve_apimanager().await? {
             Ok(apimanager) => apimanager,
             Err(message) => return self.fail("APIManagerNotFound", message).await,
         };
-        let now = Time(Timestamp::now());
-        let started = self.status.start_time.get_or_insert_with(|| now.clone()).clone();
         self.status.api_manager_source_name = Some(apimanager.name_any());
-        self.status.observed_generation = self.backup.metadata.generation;
-        let elapsed = elapsed_since(&started);
-        if elapsed >= self.ctx.settings.backup_timeout {
-            let message = format!(
-                "the backup did not finish within {} (--backup-timeout); its Jobs and Pods are kept for debugging",
-                humantime::format_duration(self.ctx.settings.backup_timeout)
-            );
-            return self.fail("Timeout", message).await;
-        }
-        let remaining = self.ctx.settings.backup_timeout - elapsed;
 
         // Step 2: still in the backup scope (the APIManager may have changed since admission).
         let internal = apimanager.internal_databases();
@@ -92,24 +110,24 @@ impl Run {
 
         // Step 3: the backup claim.
         if self.status.backup_persistent_volume_claim_name.is_none() {
-            self.create(builders::backup_claim(&self.backup, &apimanager)).await?;
+            if let Err(message) = self.ensure_claim(&apimanager).await? {
+                return self.fail("ClaimInUse", message).await;
+            }
             self.status.backup_persistent_volume_claim_name = Some(self.backup.name_any());
         }
         if self.status.main_steps_completed != Some(true) {
             // Steps 4 to 6: RBAC and the Jobs, one after the other (the claim is ReadWriteOnce).
+            let remaining = self.ctx.settings.backup_timeout.saturating_sub(elapsed_since(&started));
             let mut steps = vec![Step::ExportObjects];
             if let FileStorage::Claim(_) = file_storage {
                 steps.push(Step::CopyFiles);
             }
             for step in steps {
-                match self.run_step(step, &apimanager, &file_storage).await? {
-                    JobState::Succeeded => continue,
-                    JobState::Running => {
-                        self.progress(step, &file_storage).await?;
-                        return Ok(Action::requeue(remaining));
-                    }
-                    JobState::Failed { reason, message } => {
-                        let job = step.job_name(&self.backup);
+                let job = step.job_name(&self.backup);
+                let state = self.job(&job).await?;
+                match state {
+                    Some(JobState::Succeeded) => continue,
+                    Some(JobState::Failed { reason, message }) => {
                         let pods: Api<Pod> = self.api();
                         let detail = termination_message(&pods, &job)
                             .await
@@ -117,7 +135,18 @@ impl Run {
                             .unwrap_or(message);
                         return self.fail("JobFailed", format!("Job {job} failed ({reason}): {detail}")).await;
                     }
+                    Some(JobState::Running) | None if remaining.is_zero() => {
+                        let message = format!(
+                            "the backup did not finish within {} (--backup-timeout); its Jobs and Pods are kept for debugging",
+                            humantime::format_duration(self.ctx.settings.backup_timeout)
+                        );
+                        return self.fail("Timeout", message).await;
+                    }
+                    None => self.create_job(step, &apimanager, &file_storage, remaining).await?,
+                    Some(JobState::Running) => {}
                 }
+                self.progress(step, &file_storage).await?;
+                return Ok(Action::requeue(remaining));
             }
             self.status.main_steps_completed = Some(true);
             self.patch_status().await?;
@@ -153,18 +182,42 @@ APIManagerBackup naming one",
         Ok(found.ok_or_else(|| format!("APIManager {name:?} does not exist in namespace {:?}", self.namespace)))
     }
 
-    /// Creates the Job of `step` (and, before the first one, the Jobs' RBAC) or returns its state.
-    async fn run_step(
+    /// Creates the backup claim; one left by an earlier pass of this backup is fine, one holding
+    /// another backup is never written to (`Err` with the reason).
+    async fn ensure_claim(&self, apimanager: &APIManager) -> Result<Result<(), String>, ReconcileError> {
+        if self.create(builders::backup_claim(&self.backup, apimanager)).await? {
+            return Ok(Ok(()));
+        }
+        let name = self.backup.name_any();
+        let claims: Api<PersistentVolumeClaim> = self.api();
+        let claim = claims.get(&name).await.map_err(api_error(format!("reading PersistentVolumeClaim {name}")))?;
+        let holder = claim.annotations().get("apiManagerBackupUID").cloned().unwrap_or_default();
+        if Some(&holder) == self.backup.uid().as_ref() {
+            return Ok(Ok(()));
+        }
+        let holder =
+            if holder.is_empty() { "something else".to_owned() } else { format!("APIManagerBackup UID {holder}") };
+        Ok(Err(format!(
+            "PersistentVolumeClaim {name} already exists and holds {holder}; it is never overwritten: \
+delete it if it is no longer needed, or create this backup under another name"
+        )))
+    }
+
+    /// The state of Job `name`, `None` when it does not exist.
+    async fn job(&self, name: &str) -> Result<Option<JobState>, ReconcileError> {
+        let jobs: Api<Job> = self.api();
+        let job = jobs.get_opt(name).await.map_err(api_error(format!("reading Job {name}")))?;
+        Ok(job.as_ref().map(job_state))
+    }
+
+    /// Creates the Job of `step` (and, before the first one, the Jobs' RBAC).
+    async fn create_job(
         &self,
         step: Step,
         apimanager: &APIManager,
         storage: &FileStorage,
-    ) -> Result<JobState, ReconcileError> {
-        let jobs: Api<Job> = self.api();
-        let name = step.job_name(&self.backup);
-        if let Some(job) = jobs.get_opt(&name).await.map_err(api_error(format!("reading Job {name}")))? {
-            return Ok(job_state(&job));
-        }
+        remaining: Duration,
+    ) -> Result<(), ReconcileError> {
         if step == Step::ExportObjects {
             self.create(builders::job_service_account(&self.namespace)).await?;
             self.create(builders::apimanager_role(&self.backup, &apimanager.name_any())).await?;
@@ -175,15 +228,18 @@ APIManagerBackup naming one",
             FileStorage::Claim(claim) => claim.as_str(),
             FileStorage::S3 => "",
         };
-        let job = builders::job(&self.backup, &apimanager.name_any(), step, claim, &self.ctx.settings.jobs);
-        self.create(job).await?;
-        tracing::info!(job = %name, "created backup Job");
-        self.publish(EventType::Normal, "JobCreated", step.action(), format!("created Job {name}")).await;
-        Ok(JobState::Running)
+        let deadline = i64::try_from(remaining.as_secs()).unwrap_or(i64::MAX);
+        let job = builders::job(&self.backup, &apimanager.name_any(), step, claim, &self.ctx.settings.jobs, deadline);
+        let name = step.job_name(&self.backup);
+        if self.create(job).await? {
+            tracing::info!(job = %name, "created backup Job");
+            self.publish(EventType::Normal, "JobCreated", step.action(), format!("created Job {name}")).await;
+        }
+        Ok(())
     }
 
-    /// Creates `object`; one that already exists (from an earlier pass) is fine.
-    async fn create<K>(&self, object: K) -> Result<(), ReconcileError>
+    /// Creates `object`; returns `false` when it already exists (from an earlier pass).
+    async fn create<K>(&self, object: K) -> Result<bool, ReconcileError>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
             + Clone
@@ -194,25 +250,40 @@ APIManagerBackup naming one",
         let api: Api<K> = self.api();
         let what = format!("creating {} {}", K::kind(&()), object.name_any());
         match api.create(&PostParams::default(), &object).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(false),
             Err(source) => Err(ReconcileError::Api { what, source }),
         }
     }
 
+    /// Deletes `name` of kind `K`; one already gone is fine.
+    async fn delete<K>(&self, name: &str, params: &DeleteParams) -> Result<(), ReconcileError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + Debug + DeserializeOwned,
+    {
+        let api: Api<K> = self.api();
+        match api.delete(name, params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+            Err(source) => Err(ReconcileError::Api { what: format!("deleting {} {name}", K::kind(&())), source }),
+        }
+    }
+
     async fn delete_jobs(&self) -> Result<(), ReconcileError> {
-        let jobs: Api<Job> = self.api();
         let params =
             DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
         for step in [Step::ExportObjects, Step::CopyFiles] {
-            let name = step.job_name(&self.backup);
-            match jobs.delete(&name, &params).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.is_not_found() => {}
-                Err(source) => return Err(ReconcileError::Api { what: format!("deleting Job {name}"), source }),
-            }
+            self.delete::<Job>(&step.job_name(&self.backup), &params).await?;
         }
         Ok(())
+    }
+
+    /// Removes the Jobs' access to the installation once the backup has ended.
+    async fn delete_job_rbac(&self) -> Result<(), ReconcileError> {
+        let params = DeleteParams::default();
+        self.delete::<RoleBinding>(&builders::data_binding_name(&self.backup), &params).await?;
+        self.delete::<RoleBinding>(&builders::rbac_name(&self.backup), &params).await?;
+        self.delete::<Role>(&builders::rbac_name(&self.backup), &params).await
     }
 
     async fn progress(&mut self, step: Step, storage: &FileStorage) -> Result<(), ReconcileError> {
@@ -226,6 +297,7 @@ APIManagerBackup naming one",
     }
 
     async fn succeed(&mut self, storage: &FileStorage, started: &Time) -> Result<Action, ReconcileError> {
+        self.delete_job_rbac().await?;
         let now = Time(Timestamp::now());
         let claim = self.status.backup_persistent_volume_claim_name.clone().unwrap_or_default();
         let message = format!("backup written to PersistentVolumeClaim {claim}{}", s3_note(storage));
@@ -234,31 +306,22 @@ APIManagerBackup naming one",
         self.condition(READY, true, "BackupCompleted", &message);
         self.patch_status().await?;
         let seconds = (now.0 - started.0).get_seconds() as f64;
-        self.ctx.metrics.observe_backup(
-            &self.namespace,
-            &self.backup.name_any(),
-            Outcome::Succeeded,
-            seconds,
-            now.0.as_second() as f64,
-        );
+        let name = self.backup.name_any();
+        self.ctx.metrics.observe_backup(&self.namespace, &name, Outcome::Succeeded, seconds, now.0.as_second() as f64);
         tracing::info!(claim = %claim, seconds, "backup completed");
         self.publish(EventType::Normal, "BackupCompleted", "Backup", message).await;
         Ok(Action::await_change())
     }
 
     async fn fail(&mut self, reason: &str, message: String) -> Result<Action, ReconcileError> {
+        self.delete_job_rbac().await?;
         self.condition(FAILED, true, reason, &message);
         self.condition(READY, false, reason, &message);
         self.patch_status().await?;
         let now = Timestamp::now();
         let seconds = self.status.start_time.as_ref().map(|s| (now - s.0).get_seconds() as f64).unwrap_or_default();
-        self.ctx.metrics.observe_backup(
-            &self.namespace,
-            &self.backup.name_any(),
-            Outcome::Failed,
-            seconds,
-            now.as_second() as f64,
-        );
+        let name = self.backup.name_any();
+        self.ctx.metrics.observe_backup(&self.namespace, &name, Outcome::Failed, seconds, now.as_second() as f64);
         tracing::warn!(reason, message = %message, "backup failed");
         self.publish(EventType::Warning, reason, "Backup", message).await;
         Ok(Action::await_change())
@@ -270,17 +333,27 @@ APIManagerBackup naming one",
         set_condition(&mut self.status.conditions, type_, value, reason, message, generation, &now);
     }
 
+    /// Writes the status, on the condition that the object is still the one this pass read.
     async fn patch_status(&mut self) -> Result<(), ReconcileError> {
         let api: Api<APIManagerBackup> = self.api();
-        let patch = serde_json::json!({ "status": self.status });
-        api.patch_status(&self.backup.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        let patch = serde_json::json!({
+            "metadata": { "resourceVersion": self.backup.resource_version() },
+            "status": self.status,
+        });
+        let written = api
+            .patch_status(&self.backup.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(api_error("updating the status"))?;
+        self.backup = Arc::new(written);
         self.original = self.status.clone();
         Ok(())
     }
 
-    async fn publish(&self, type_: EventType, reason: &str, action: &str, note: String) {
+    async fn publish(&self, type_: EventType, reason: &str, action: &str, mut note: String) {
+        if note.len() > EVENT_NOTE_MAX_BYTES {
+            note.truncate(note.floor_char_boundary(EVENT_NOTE_MAX_BYTES - 3));
+            note.push_str("...");
+        }
         let event =
             Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
         if let Err(error) = self.ctx.recorder.publish(&event, &self.backup.object_ref(&())).await {
