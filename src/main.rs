@@ -107,7 +107,7 @@ async fn stopped_signal(mut stopped: tokio::sync::watch::Receiver<bool>) {
 
 async fn local(args: LocalArgs) -> anyhow::Result<()> {
     // Only a folder this command made (it leaves a marker) or an empty one is ever cleared.
-    let marker = args.dir.join(".apimanager-backup-operator-local");
+    let marker = args.dir.join(apimanager_backup_operator::local::DIR_MARKER);
     let is_ours = marker.exists();
     let is_empty = std::fs::read_dir(&args.dir).map(|mut entries| entries.next().is_none()).unwrap_or(true);
     if !is_ours && !is_empty {

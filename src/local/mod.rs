@@ -70,9 +70,34 @@ pub enum LocalError {
     Yaml(String),
 }
 
+/// File marking a folder made by `local`, the only kind of non-empty folder it clears.
+pub const DIR_MARKER: &str = ".apimanager-backup-operator-local";
+
 /// The source tree this binary was built from (for the build and certificate scripts).
 pub fn repo_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Starts the control plane, again (up to three times, in a cleared `dir`) when a process exits
+/// at start: the free ports it was given can be taken by someone else before it binds them.
+async fn start_control_plane(repo: &Path, bin: &Path, dir: &Path) -> Result<ControlPlane, LocalError> {
+    let mut attempt = 1;
+    loop {
+        match ControlPlane::start(repo, bin, dir).await {
+            Err(error @ LocalError::Exited { .. }) if attempt < 3 => {
+                eprintln!("control plane attempt {attempt} failed, retrying: {error}");
+                attempt += 1;
+                let clear = |source| LocalError::Io { what: format!("clearing {}", dir.display()), source };
+                let marked = dir.join(DIR_MARKER).exists();
+                std::fs::remove_dir_all(dir).map_err(clear)?;
+                std::fs::create_dir_all(dir).map_err(clear)?;
+                if marked {
+                    std::fs::write(dir.join(DIR_MARKER), b"").map_err(clear)?;
+                }
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 /// The operator (`serve`) running as a child process with its ServiceAccount's kubeconfig.
@@ -145,7 +170,7 @@ impl LocalCluster {
     pub async fn start(operator_binary: &Path, dir: &Path, operator_args: &[String]) -> Result<Self, LocalError> {
         let repo = repo_dir();
         let bin = control_plane::build_binaries(&repo)?;
-        let plane = ControlPlane::start(&repo, &bin, dir).await?;
+        let plane = start_control_plane(&repo, &bin, dir).await?;
         let admin = plane.admin_client().await?;
         install::install_crds(&admin).await?;
         let token = install::install_operator_identity(&admin).await?;
