@@ -127,6 +127,10 @@ impl Run {
                 let state = self.job(&job).await?;
                 match state {
                     Some(JobState::Succeeded) => continue,
+                    // A Job's deadline is what was left of the backup timeout: the same event.
+                    Some(JobState::Failed { reason, .. }) if reason == "DeadlineExceeded" => {
+                        return self.fail("Timeout", self.timeout_message()).await;
+                    }
                     Some(JobState::Failed { reason, message }) => {
                         let pods: Api<Pod> = self.api();
                         let detail = termination_message(&pods, &job)
@@ -136,11 +140,7 @@ impl Run {
                         return self.fail("JobFailed", format!("Job {job} failed ({reason}): {detail}")).await;
                     }
                     Some(JobState::Running) | None if remaining.is_zero() => {
-                        let message = format!(
-                            "the backup did not finish within {} (--backup-timeout); its Jobs and Pods are kept for debugging",
-                            humantime::format_duration(self.ctx.settings.backup_timeout)
-                        );
-                        return self.fail("Timeout", message).await;
+                        return self.fail("Timeout", self.timeout_message()).await;
                     }
                     None => self.create_job(step, &apimanager, &file_storage, remaining).await?,
                     Some(JobState::Running) => {}
@@ -154,6 +154,13 @@ impl Run {
         // Step 7: success.
         self.delete_jobs().await?;
         self.succeed(&file_storage, &started).await
+    }
+
+    fn timeout_message(&self) -> String {
+        format!(
+            "the backup did not finish within {} (--backup-timeout); its Jobs and Pods are kept for debugging",
+            humantime::format_duration(self.ctx.settings.backup_timeout)
+        )
     }
 
     /// The APIManager named by the spec (or the only one of the namespace); `Err` with the reason
