@@ -204,11 +204,6 @@ impl ControlPlane {
     pub fn pids(&self) -> [u32; 3] {
         [self.etcd.pid(), self.apiserver.pid(), self.controller_manager.pid()]
     }
-
-    /// Log file of the API server, for diagnosing failures.
-    pub fn apiserver_log(&self) -> &Path {
-        self.apiserver.log()
-    }
 }
 
 /// A client for the cluster and user of a kubeconfig file.

@@ -8,7 +8,7 @@ pub mod node;
 pub mod process;
 pub mod session;
 
-use control_plane::{ControlPlane, client_from_kubeconfig, free_port, kubeconfig};
+use control_plane::{ControlPlane, free_port, kubeconfig};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, PostParams};
 use node::{NodeSettings, NodeStandIn};
@@ -261,10 +261,5 @@ impl LocalCluster {
     /// A client acting as the cluster administrator.
     pub async fn admin_client(&self) -> Result<kube::Client, LocalError> {
         self.plane.admin_client().await
-    }
-
-    /// A client acting as the operator's ServiceAccount.
-    pub async fn operator_client(&self) -> Result<kube::Client, LocalError> {
-        client_from_kubeconfig(&self.operator.kubeconfig).await
     }
 }
