@@ -11,6 +11,7 @@ pub mod local;
 pub mod metrics;
 pub mod reconcile;
 pub mod server;
+pub mod signals;
 pub mod telemetry;
 pub mod tls;
 pub mod webhook;

@@ -70,7 +70,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     readiness.set(APIMANAGER_API_CHECK, false);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        apimanager_backup_operator::signals::stop_requested().await;
         let _ = stop.send(true);
     });
     let settings = ReconcileSettings {
@@ -138,24 +138,5 @@ async fn wait_for_apimanager_api(client: kube::Client, readiness: Readiness) {
             }
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
-    }
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = terminate => {},
-        _ = tokio::signal::ctrl_c() => {},
     }
 }

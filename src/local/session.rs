@@ -89,23 +89,8 @@ pub async fn run(operator_binary: &Path, dir: &Path) -> Result<(), LocalError> {
     println!("kubeconfig: {kubeconfig}");
     println!("try:  kubectl --kubeconfig {kubeconfig} -n {SAMPLE_NAMESPACE} get apimanagerbackups");
     println!("Ctrl-C stops everything and removes {}", dir.display());
-    wait_for_stop().await;
+    crate::signals::stop_requested().await;
     eprintln!("stopping …");
     drop(cluster);
     Ok(())
-}
-
-async fn wait_for_stop() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = async {
-            match terminate.as_mut() {
-                Some(signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        } => {},
-    }
 }

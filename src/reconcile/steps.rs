@@ -153,7 +153,7 @@ impl Run {
         }
         // Step 7: success.
         self.delete_jobs().await?;
-        self.succeed(&file_storage, &started).await
+        self.succeed(&file_storage).await
     }
 
     fn timeout_message(&self) -> String {
@@ -303,7 +303,7 @@ delete it if it is no longer needed, or create this backup under another name"
         if self.status != self.original { self.patch_status().await } else { Ok(()) }
     }
 
-    async fn succeed(&mut self, storage: &FileStorage, started: &Time) -> Result<Action, ReconcileError> {
+    async fn succeed(&mut self, storage: &FileStorage) -> Result<Action, ReconcileError> {
         self.delete_job_rbac().await?;
         let now = Time(Timestamp::now());
         let claim = self.status.backup_persistent_volume_claim_name.clone().unwrap_or_default();
@@ -312,9 +312,7 @@ delete it if it is no longer needed, or create this backup under another name"
         self.status.completion_time = Some(now.clone());
         self.condition(READY, true, "BackupCompleted", &message);
         self.patch_status().await?;
-        let seconds = (now.0 - started.0).get_seconds() as f64;
-        let name = self.backup.name_any();
-        self.ctx.metrics.observe_backup(&self.namespace, &name, Outcome::Succeeded, seconds, now.0.as_second() as f64);
+        let seconds = self.observe(Outcome::Succeeded);
         tracing::info!(claim = %claim, seconds, "backup completed");
         self.publish(EventType::Normal, "BackupCompleted", "Backup", message).await;
         Ok(Action::await_change())
@@ -325,13 +323,19 @@ delete it if it is no longer needed, or create this backup under another name"
         self.condition(FAILED, true, reason, &message);
         self.condition(READY, false, reason, &message);
         self.patch_status().await?;
-        let now = Timestamp::now();
-        let seconds = self.status.start_time.as_ref().map(|s| (now - s.0).get_seconds() as f64).unwrap_or_default();
-        let name = self.backup.name_any();
-        self.ctx.metrics.observe_backup(&self.namespace, &name, Outcome::Failed, seconds, now.as_second() as f64);
-        tracing::warn!(reason, message = %message, "backup failed");
+        let seconds = self.observe(Outcome::Failed);
+        tracing::warn!(reason, message = %message, seconds, "backup failed");
         self.publish(EventType::Warning, reason, "Backup", message).await;
         Ok(Action::await_change())
+    }
+
+    /// Records the backup's end in the metrics; returns its duration in seconds.
+    fn observe(&self, outcome: Outcome) -> f64 {
+        let ended = self.status.completion_time.as_ref().map_or_else(Timestamp::now, |t| t.0);
+        let seconds = self.status.start_time.as_ref().map(|s| (ended - s.0).get_seconds() as f64).unwrap_or_default();
+        let name = self.backup.name_any();
+        self.ctx.metrics.observe_backup(&self.namespace, &name, outcome, seconds, ended.as_second() as f64);
+        seconds
     }
 
     fn condition(&mut self, type_: &str, value: bool, reason: &str, message: &str) {
