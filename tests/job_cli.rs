@@ -54,7 +54,41 @@ fn an_unreadable_file_fails_the_copy_naming_it() {
     let message = std::fs::read_to_string(&log).expect("termination message written");
     assert_eq!(
         message,
-        format!("reading {}: Permission denied (os error 13)", source.join("uploads/secret.bin").display())
+        format!("Permission denied (os error 13) while reading {}", source.join("uploads/secret.bin").display())
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("uploads/secret.bin"), "also on stderr");
+}
+
+#[test]
+fn a_failure_deeper_than_path_max_reports_the_reason_first_and_cuts_the_path() {
+    let scratch = TempDir::new("deep-unreadable");
+    let source = scratch.0.join("system-storage");
+    let backup = scratch.0.join("backup");
+    let folder = "f".repeat(250);
+    std::fs::create_dir_all(&source).expect("source");
+    std::fs::create_dir_all(&backup).expect("backup");
+    std::fs::set_permissions(&backup, std::fs::Permissions::from_mode(0o777)).expect("mode");
+    // Created one level at a time through a relative path: the whole path is longer than PATH_MAX.
+    let mut parent = std::fs::File::open(&source).expect("open source");
+    for _ in 0..20 {
+        rustix::fs::mkdirat(&parent, folder.as_str(), rustix::fs::Mode::from_raw_mode(0o755)).expect("mkdir");
+        parent = std::fs::File::from(
+            rustix::fs::openat(&parent, folder.as_str(), rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty())
+                .expect("open"),
+        );
+    }
+    let flags = rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CREATE;
+    drop(rustix::fs::openat(&parent, "secret.bin", flags, rustix::fs::Mode::empty()).expect("unreadable file"));
+    let log = backup.join("termination-log");
+
+    let output = copy_files_as_nobody(&source, &backup, &log);
+    assert!(!output.status.success(), "the copy must fail");
+    let message = std::fs::read_to_string(&log).expect("termination message written");
+    assert!(message.len() <= 4096, "Kubernetes keeps 4096 bytes; the message has {}", message.len());
+    assert!(
+        message.starts_with(&format!("Permission denied (os error 13) while reading {}/", source.display())),
+        "{message}"
+    );
+    assert!(message.ends_with(&format!("{folder}/secret.bin")), "the file's name is kept: {message}");
+    assert!(message.contains('…'), "the middle of the path is cut: {message}");
 }

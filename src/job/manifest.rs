@@ -23,7 +23,7 @@ pub struct ObjectRef {
 /// One file of the backup.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
-    /// Path relative to the backup root, `/`-separated.
+    /// Path relative to the backup root, `/`-separated, in the form of [`encode_path`].
     pub path: String,
     /// Size in bytes.
     pub size: u64,
@@ -31,12 +31,13 @@ pub struct FileEntry {
     pub sha256: String,
 }
 
-/// A symbolic link of the backup, copied as a link.
+/// A symbolic link of the backup, copied as a link; or a hard link to a file listed in `files`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkEntry {
-    /// Path relative to the backup root, `/`-separated.
+    /// Path relative to the backup root, `/`-separated, in the form of [`encode_path`].
     pub path: String,
-    /// Where the link points, as stored in the link.
+    /// A symbolic link: where it points, as stored in the link. A hard link: the path of the
+    /// file it shares its content with. Both in the form of [`encode_path`].
     pub target: String,
 }
 
@@ -47,6 +48,19 @@ pub struct AbsentEntry {
     pub path: String,
     /// Why it is absent.
     pub reason: String,
+}
+
+/// What a copied tree holds, as the manifest records it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TreeEntries {
+    /// Regular files (the first name of each).
+    pub files: Vec<FileEntry>,
+    /// Symbolic links.
+    pub links: Vec<LinkEntry>,
+    /// Further names of hard-linked files.
+    pub hard_links: Vec<LinkEntry>,
+    /// What was passed over, and why.
+    pub absent: Vec<AbsentEntry>,
 }
 
 /// Start and end of one step (RFC 3339).
@@ -80,6 +94,10 @@ pub struct Manifest {
     /// Every symbolic link, sorted by path.
     #[serde(default)]
     pub links: Vec<LinkEntry>,
+    /// Every further name of a file with several hard links (the first name is under `files`),
+    /// sorted by path.
+    #[serde(default)]
+    pub hard_links: Vec<LinkEntry>,
     /// What is not in the backup, sorted by path.
     pub absent: Vec<AbsentEntry>,
 }
@@ -106,20 +124,16 @@ impl Manifest {
     }
 
     /// Replaces everything recorded under folder `prefix` with what a new copy of it holds.
-    pub fn replace_under(
-        &mut self,
-        prefix: &str,
-        files: Vec<FileEntry>,
-        links: Vec<LinkEntry>,
-        absent: Vec<(String, String)>,
-    ) {
+    pub fn replace_under(&mut self, prefix: &str, tree: TreeEntries) {
         let under = format!("{prefix}/");
         self.files.retain(|f| !f.path.starts_with(&under));
         self.links.retain(|l| !l.path.starts_with(&under));
+        self.hard_links.retain(|l| !l.path.starts_with(&under));
         self.absent.retain(|a| !a.path.starts_with(&under));
-        self.files.extend(files);
-        self.links.extend(links);
-        self.absent.extend(absent.into_iter().map(|(path, reason)| AbsentEntry { path, reason }));
+        self.files.extend(tree.files);
+        self.links.extend(tree.links);
+        self.hard_links.extend(tree.hard_links);
+        self.absent.extend(tree.absent);
     }
 
     /// Records an absent item.
@@ -136,6 +150,7 @@ impl Manifest {
         self.files.sort_by(|a, b| a.path.cmp(&b.path));
         self.absent.sort_by(|a, b| a.path.cmp(&b.path));
         self.links.sort_by(|a, b| a.path.cmp(&b.path));
+        self.hard_links.sort_by(|a, b| a.path.cmp(&b.path));
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| JobError::Corrupt { path: root.join(crate::layout::MANIFEST_FILE), reason: e.to_string() })?;
         super::write_atomically(&root.join(crate::layout::MANIFEST_FILE), &bytes, 0o644)
@@ -179,6 +194,68 @@ pub fn hash_stream(
     Ok((size, hex(&hasher.finalize())))
 }
 
+/// A path (or link target) as `manifest.json` records it, without loss: valid UTF-8 stays as it
+/// is except that a backslash is doubled (`\\`); each byte that is not part of valid UTF-8 is
+/// written `\xNN` (two lowercase hex digits). So the usual names appear unchanged and two
+/// different byte strings never share a form. [`decode_path`] reverses it.
+pub fn encode_path(bytes: &[u8]) -> String {
+    let mut encoded = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for character in chunk.valid().chars() {
+            if character == '\\' {
+                encoded.push_str("\\\\");
+            } else {
+                encoded.push(character);
+            }
+        }
+        for byte in chunk.invalid() {
+            encoded.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    encoded
+}
+
+/// A manifest path that [`encode_path`] did not write.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0:?} is not an encoded path: a backslash must be followed by a backslash or xNN")]
+pub struct PathEncodingError(pub String);
+
+/// The bytes of a path written by [`encode_path`].
+pub fn decode_path(encoded: &str) -> Result<Vec<u8>, PathEncodingError> {
+    let invalid = || PathEncodingError(encoded.to_owned());
+    let mut bytes = Vec::with_capacity(encoded.len());
+    let mut rest = encoded.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        if first != b'\\' {
+            bytes.push(first);
+            rest = tail;
+            continue;
+        }
+        match tail {
+            [b'\\', after @ ..] => {
+                bytes.push(b'\\');
+                rest = after;
+            }
+            [b'x', high, low, after @ ..] => {
+                let (high, low) = (hex_digit(*high).ok_or_else(invalid)?, hex_digit(*low).ok_or_else(invalid)?);
+                bytes.push(high << 4 | low);
+                rest = after;
+            }
+            _ => return Err(invalid()),
+        }
+    }
+    Ok(bytes)
+}
+
+/// The value of a lowercase hexadecimal digit.
+fn hex_digit(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
+    }
+}
+
 /// Lowercase hexadecimal of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -187,4 +264,28 @@ pub fn hex(bytes: &[u8]) -> String {
 /// The current time in RFC 3339.
 pub fn now() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_encoded_without_loss_and_usual_names_unchanged() {
+        let cases: [(&[u8], &str); 5] = [
+            (b"uploads/logo.png", "uploads/logo.png"),
+            ("caf\u{e9}/\u{1f600}.txt".as_bytes(), "caf\u{e9}/\u{1f600}.txt"),
+            (b"a\\xff", "a\\\\xff"),
+            (b"bad\xff\xfename", "bad\\xff\\xfename"),
+            (b"half\xc3", "half\\xc3"),
+        ];
+        for (bytes, encoded) in cases {
+            assert_eq!(encode_path(bytes), encoded);
+            assert_eq!(decode_path(encoded).expect("decodes"), bytes);
+        }
+        assert_ne!(encode_path(b"\xff"), encode_path(b"\xfe"), "two invalid names never share a form");
+        for bad in ["trailing\\", "\\xZZ", "\\x+f", "\\xFF", "\\q"] {
+            assert_eq!(decode_path(bad), Err(PathEncodingError(bad.to_owned())));
+        }
+    }
 }

@@ -5,6 +5,8 @@
 pub mod copy;
 pub mod export;
 pub mod manifest;
+pub mod sparse;
+pub mod tree;
 
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -12,8 +14,9 @@ use std::path::{Path, PathBuf};
 /// Errors of a backup Job.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    /// A file operation failed.
-    #[error("{what} {path}: {source}")]
+    /// A file operation failed. The reason comes first, so a message cut to fit loses only the
+    /// end of the path (see [`JobError::termination_message`]).
+    #[error("{source} while {what} {path}")]
     Io {
         /// What was being done.
         what: String,
@@ -21,6 +24,12 @@ pub enum JobError {
         path: PathBuf,
         /// Why it failed.
         source: std::io::Error,
+    },
+    /// A file or folder was replaced by another while it was copied.
+    #[error("replaced by another file while it was copied: {path}")]
+    Changed {
+        /// The file.
+        path: PathBuf,
     },
     /// A file holds something unexpected.
     #[error("{path} is unusable: {reason}")]
@@ -44,6 +53,47 @@ pub enum JobError {
     /// Required objects are missing.
     #[error("{0}")]
     Missing(String),
+}
+
+/// Kubernetes keeps at most this many bytes of a termination message.
+pub const TERMINATION_MESSAGE_MAX_BYTES: usize = 4096;
+
+impl JobError {
+    /// A failed file operation: `what` was being done to `path`.
+    pub fn io(what: &str, path: &Path, source: std::io::Error) -> Self {
+        Self::Io { what: what.to_owned(), path: path.to_owned(), source }
+    }
+
+    /// Turns a failed system call on `path` into [`JobError::Io`].
+    pub fn errno(what: &'static str, path: &Path) -> impl FnOnce(rustix::io::Errno) -> Self {
+        let path = path.to_owned();
+        move |errno| Self::Io { what: what.to_owned(), path, source: errno.into() }
+    }
+
+    /// The message for the Pod's termination log, at most `limit` bytes: the reason first, and
+    /// a path too long to fit cut in its middle (marked `…`), never the reason.
+    pub fn termination_message(&self, limit: usize) -> String {
+        let (head, path) = match self {
+            Self::Io { what, path, source } => (format!("{source} while {what} "), path.display().to_string()),
+            Self::Changed { path } => {
+                ("replaced by another file while it was copied: ".to_owned(), path.display().to_string())
+            }
+            other => (other.to_string(), String::new()),
+        };
+        if head.len() + path.len() <= limit {
+            return head + &path;
+        }
+        const ELLIPSIS: &str = "…";
+        let Some(room) = limit.checked_sub(head.len() + ELLIPSIS.len()).filter(|room| *room > 0) else {
+            let mut head = head;
+            head.truncate(head.floor_char_boundary(limit));
+            return head;
+        };
+        // Keep the start of the path and more of its end (the file's name).
+        let start = path.floor_char_boundary(room / 4);
+        let end = path.ceil_char_boundary(path.len() - (room - start));
+        format!("{head}{}{ELLIPSIS}{}", &path[..start], &path[end..])
+    }
 }
 
 /// The Job steps.
@@ -104,10 +154,7 @@ pub async fn run(command: JobCommand) -> Result<(), JobError> {
         JobCommand::CopyFiles(args) => (copy::run(&args), args.common.termination_log),
     };
     if let Err(error) = &outcome {
-        // Kubernetes keeps at most 4096 bytes of a termination message.
-        let mut message = error.to_string();
-        message.truncate(message.floor_char_boundary(4096));
-        let _ = std::fs::write(&termination_log, message);
+        let _ = std::fs::write(&termination_log, error.termination_message(TERMINATION_MESSAGE_MAX_BYTES));
     }
     outcome
 }
@@ -141,5 +188,26 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), JobE
     match path.parent() {
         Some(parent) => std::fs::File::open(parent).and_then(|f| f.sync_all()).map_err(io("syncing", parent)),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_too_long_keeps_the_reason_and_cuts_the_middle_of_the_path() {
+        let deep: PathBuf = std::iter::repeat_n("folder-ééé", 600).collect::<PathBuf>().join("the-file.bin");
+        let error = JobError::io("reading", &deep, std::io::Error::from_raw_os_error(13));
+        let message = error.termination_message(TERMINATION_MESSAGE_MAX_BYTES);
+        assert!(message.len() <= TERMINATION_MESSAGE_MAX_BYTES, "{} bytes", message.len());
+        assert!(message.starts_with("Permission denied (os error 13) while reading folder-ééé/"), "{message}");
+        assert!(message.ends_with("/folder-ééé/the-file.bin"), "{message}");
+        assert!(message.contains('…'));
+
+        let short = JobError::io("reading", Path::new("/data/x"), std::io::Error::from_raw_os_error(2));
+        assert_eq!(short.termination_message(4096), "No such file or directory (os error 2) while reading /data/x");
+        let missing = JobError::Missing("m".repeat(5000));
+        assert_eq!(missing.termination_message(4096), "m".repeat(4096));
     }
 }
