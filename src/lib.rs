@@ -14,4 +14,5 @@ pub mod server;
 pub mod signals;
 pub mod telemetry;
 pub mod tls;
+pub mod trim;
 pub mod webhook;

@@ -1,23 +1,19 @@
 //! Entry point: parses the command line and wires the parts together.
 
 use anyhow::Context;
-use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::cli::{Cli, Command, LocalArgs, ServeArgs};
 use apimanager_backup_operator::health::Readiness;
 use apimanager_backup_operator::metrics::Metrics;
 use apimanager_backup_operator::reconcile::builders::JobSettings;
 use apimanager_backup_operator::reconcile::{self, ReconcileSettings};
 use apimanager_backup_operator::tls::TlsFiles;
+use apimanager_backup_operator::webhook::cache::CachedLookup;
 use apimanager_backup_operator::webhook::handlers::AdmissionState;
 use apimanager_backup_operator::webhook::lookup::ClusterLookup;
 use apimanager_backup_operator::{crd, server, telemetry};
 use clap::Parser;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Readiness check: the APIManager API answers, so the webhooks can do their job.
-const APIMANAGER_API_CHECK: &str = "apimanager-api";
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -67,7 +63,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let client =
         kube::Client::try_default().await.context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
     let readiness = Readiness::default();
-    readiness.set(APIMANAGER_API_CHECK, false);
+    let (lookup, fill_cache) =
+        CachedLookup::watch(Api::all(client.clone()), ClusterLookup::new(client.clone()), &readiness);
+    tokio::spawn(fill_cache);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         apimanager_backup_operator::signals::stop_requested().await;
@@ -88,9 +86,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         readiness.clone(),
         stopped_signal(stopped.clone()),
     ));
-    tokio::spawn(wait_for_apimanager_api(client.clone(), readiness.clone()));
     tokio::spawn(files.reload_on_change(tls.clone(), args.tls_reload_interval));
-    let admission = AdmissionState { lookup: ClusterLookup::new(client), metrics };
+    let admission = AdmissionState { lookup, metrics };
     let app = server::router(admission, readiness, args.max_body_bytes);
     let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %args.listen, version = env!("CARGO_PKG_VERSION"), "serving webhooks, /metrics and probes over HTTPS; reconciling backups");
@@ -122,21 +119,4 @@ async fn local(args: LocalArgs) -> anyhow::Result<()> {
     let outcome = apimanager_backup_operator::local::session::run(&binary, &args.dir).await;
     let _ = std::fs::remove_dir_all(&args.dir);
     outcome.context("local control plane")
-}
-
-/// Marks the APIManager API ready once a list succeeds, retrying every few seconds.
-async fn wait_for_apimanager_api(client: kube::Client, readiness: Readiness) {
-    let api: Api<APIManager> = Api::all(client);
-    loop {
-        match api.list(&ListParams::default().limit(1)).await {
-            Ok(_) => {
-                readiness.set(APIMANAGER_API_CHECK, true);
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "APIManagers cannot be listed yet (is the APIManager CRD installed?)")
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    }
 }

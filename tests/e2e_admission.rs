@@ -3,9 +3,18 @@
 
 mod support;
 
+use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::api::backup::APIManagerBackup;
+use apimanager_backup_operator::health::Readiness;
+use apimanager_backup_operator::metrics::Metrics;
+use apimanager_backup_operator::server;
+use apimanager_backup_operator::webhook::cache::{CACHE_CHECK, CachedLookup};
+use apimanager_backup_operator::webhook::handlers::{AdmissionState, MUTATE_PATH, VALIDATE_PATH};
+use apimanager_backup_operator::webhook::lookup::{ApiManagerLookup, ClusterLookup};
 use kube::api::{Api, PostParams};
-use support::cluster::{apimanager_yaml, assert_can_i, kubectl_ok, kubectl_run, namespace, shared};
+use std::time::Duration;
+use support::cluster::{apimanager_yaml, assert_can_i, eventually, kubectl_ok, kubectl_run, namespace, shared};
+use support::counting::counting_client;
 
 /// A namespace holding one APIManager with external databases, named `example`.
 fn namespace_with_apimanager(name: &str) -> String {
@@ -214,4 +223,101 @@ fn operator_service_account_has_only_what_admission_needs() {
         ("create", "apimanagerbackups.apps.3scale.net", "no"),
     ];
     assert_can_i(shared(), "default", sa, &cases);
+}
+
+/// An AdmissionReview of a CREATE of backup `b` in `namespace` with `spec`, as the API server sends it.
+fn create_review(namespace: &str, spec: serde_json::Value) -> Vec<u8> {
+    serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+        "kind": {"group": "apps.3scale.net", "version": "v1alpha1", "kind": "APIManagerBackup"},
+        "resource": {"group": "apps.3scale.net", "version": "v1alpha1", "resource": "apimanagerbackups"},
+        "name": "b", "namespace": namespace, "operation": "CREATE", "userInfo": {"username": "admin"},
+        "object": {"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManagerBackup",
+            "metadata": {"name": "b", "namespace": namespace}, "spec": spec}}})
+    .to_string()
+    .into_bytes()
+}
+
+fn sized_spec(apimanager: Option<&str>) -> serde_json::Value {
+    let mut spec =
+        serde_json::json!({"backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "1Gi"}}}});
+    if let Some(name) = apimanager {
+        spec["apiManagerName"] = name.into();
+    }
+    spec
+}
+
+/// The webhooks answering from `lookup`, in process.
+fn webhooks<L: ApiManagerLookup>(lookup: L) -> axum::Router {
+    let metrics = std::sync::Arc::new(Metrics::new().expect("metrics"));
+    server::router(AdmissionState { lookup, metrics }, Readiness::default(), 1 << 20)
+}
+
+/// Posts `body` to `path` of `app` and returns the AdmissionReview's response.
+async fn admit(app: &axum::Router, path: &str, body: Vec<u8>) -> serde_json::Value {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = http::Request::post(path)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("router answers");
+    assert_eq!(response.status(), http::StatusCode::OK);
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let review: serde_json::Value = serde_json::from_slice(&bytes).expect("AdmissionReview");
+    review["response"].clone()
+}
+
+#[tokio::test]
+async fn a_warm_cache_answers_admission_without_api_requests() {
+    let cluster = shared();
+    let ns = namespace_with_apimanager("warm-cache");
+    let (client, requests) = counting_client(&cluster.operator.kubeconfig).await;
+    let readiness = Readiness::default();
+    let (lookup, fill) = CachedLookup::watch(Api::all(client.clone()), ClusterLookup::new(client), &readiness);
+    assert_eq!(readiness.failing(), [CACHE_CHECK], "not ready before the first list");
+    let filling = tokio::spawn(fill);
+    eventually(Duration::from_secs(20), "the APIManager cache syncs", || async { readiness.failing().is_empty() })
+        .await;
+    let app = webhooks(lookup);
+    let before = requests.not_watches();
+    for _ in 0..25 {
+        let defaulted = admit(&app, MUTATE_PATH, create_review(&ns, sized_spec(None))).await;
+        assert_eq!((&defaulted["allowed"], &defaulted["patchType"]), (&true.into(), &"JSONPatch".into()));
+        let validated = admit(&app, VALIDATE_PATH, create_review(&ns, sized_spec(Some("example")))).await;
+        assert_eq!(validated["allowed"], true, "{validated}");
+    }
+    assert_eq!(requests.not_watches(), before, "an admission request sent API requests");
+    filling.abort();
+}
+
+#[tokio::test]
+async fn what_the_cache_has_not_seen_is_confirmed_live_before_a_refusal() {
+    let cluster = shared();
+    let ns = namespace_with_apimanager("lagging-cache");
+    let (client, requests) = counting_client(&cluster.operator.kubeconfig).await;
+    // A cache that has not seen the namespace's APIManager yet (as right after it was created).
+    let (store, _writer) = kube::runtime::reflector::store::<APIManager>();
+    let app = webhooks(CachedLookup::from_store(store, ClusterLookup::new(client)));
+    let apimanagers = format!("/apis/apps.3scale.net/v1alpha1/namespaces/{ns}/apimanagers");
+
+    let validated = admit(&app, VALIDATE_PATH, create_review(&ns, sized_spec(Some("example")))).await;
+    assert_eq!(validated["allowed"], true, "{validated}");
+    assert_eq!(requests.not_watches(), [format!("GET {apimanagers}/example")], "one live GET");
+
+    let defaulted = admit(&app, MUTATE_PATH, create_review(&ns, sized_spec(None))).await;
+    assert_eq!(defaulted["patchType"], "JSONPatch", "defaulted from a live list: {defaulted}");
+    let sent = requests.not_watches();
+    assert_eq!(sent.len(), 2);
+    assert!(sent[1].starts_with(&format!("GET {apimanagers}?")), "a live list: {sent:?}");
+
+    let refused = admit(&app, VALIDATE_PATH, create_review(&ns, sized_spec(Some("gone")))).await;
+    assert_eq!(refused["allowed"], false);
+    assert!(
+        refused["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with(r#"spec.apiManagerName: Invalid value: "gone": no APIManager of that name in namespace "lagging-cache" (there are none)"#)),
+        "{refused}"
+    );
+    assert_eq!(requests.not_watches().last(), Some(&format!("GET {apimanagers}/gone")));
 }

@@ -3,11 +3,11 @@
 
 use super::defaulting::{choose_name, needs_default, set_name_patch};
 use super::field_error::{FieldError, aggregate};
-use super::lookup::ApiManagerLookup;
-use super::validation::{Verdict, check_create, check_update};
+use super::lookup::{ApiManagerLookup, LookupError};
+use super::validation::{Verdict, check_apimanager, check_create, check_update};
 use crate::api::GROUP;
 use crate::api::apimanager::APIManager;
-use crate::api::backup::APIManagerBackup;
+use crate::api::backup::{APIManagerBackup, APIManagerBackupSpec};
 use crate::metrics::Metrics;
 use axum::Json;
 use axum::body::Bytes;
@@ -123,7 +123,7 @@ async fn default_request<L: ApiManagerLookup>(
     let old = request.old_object.as_ref().map(|old| &old.data);
     let apimanagers = match (old, request.namespace.as_deref()) {
         (Some(_), _) | (None, None) => Vec::new(),
-        (None, Some(namespace)) => lookup.list(namespace).await.unwrap_or_else(|error| {
+        (None, Some(namespace)) => namespace_apimanagers(lookup, namespace).await.unwrap_or_else(|error| {
             tracing::warn!(%error, "cannot default spec.apiManagerName; validation will explain");
             Vec::new()
         }),
@@ -171,15 +171,14 @@ async fn validate_request<L: ApiManagerLookup>(
                 }
             };
             let namespace = request.namespace.clone().unwrap_or_default();
-            let apimanagers: Vec<APIManager> = match lookup.list(&namespace).await {
-                Ok(list) => list,
+            match checked_create(lookup, &backup.spec, &namespace).await {
+                Ok(verdict) => verdict,
                 Err(error) => {
                     tracing::warn!(%error, "cannot check the APIManager");
                     let message = format!("{error}; try again, and check the operator's logs if it persists");
                     return refuse(response, Status::failure(&message, "InternalError").with_code(500));
                 }
-            };
-            check_create(&backup.spec, &namespace, &apimanagers)
+            }
         }
         Operation::Update => match (typed(request.old_object.as_ref()), typed(request.object.as_ref())) {
             (Ok(old), Ok(new)) => check_update(&old.spec, &new.spec),
@@ -191,6 +190,32 @@ async fn validate_request<L: ApiManagerLookup>(
     };
     let name = request.object.as_ref().and_then(|o| o.metadata.name.clone()).unwrap_or_else(|| request.name.clone());
     respond(response, &name, verdict)
+}
+
+/// The APIManagers to default from: the lookup's answer when it names exactly one, otherwise
+/// (none or several, maybe not yet seen by a cache) the namespace as the API server lists it now.
+async fn namespace_apimanagers<L: ApiManagerLookup>(
+    lookup: &L,
+    namespace: &str,
+) -> Result<Vec<APIManager>, LookupError> {
+    let known = lookup.list(namespace).await?;
+    if known.len() == 1 { Ok(known) } else { lookup.confirm(namespace, None).await }
+}
+
+/// The CREATE rules against the lookup's APIManagers; when they refuse the APIManager, again
+/// against what the API server holds now (a cache may not have seen it created or changed yet).
+async fn checked_create<L: ApiManagerLookup>(
+    lookup: &L,
+    spec: &APIManagerBackupSpec,
+    namespace: &str,
+) -> Result<Verdict, LookupError> {
+    let known = lookup.list(namespace).await?;
+    if check_apimanager(spec.api_manager_name.as_deref(), namespace, &known).errors.is_empty() {
+        return Ok(check_create(spec, namespace, &known));
+    }
+    let name = spec.api_manager_name.as_deref().filter(|name| !name.is_empty());
+    let confirmed = lookup.confirm(namespace, name).await?;
+    Ok(check_create(spec, namespace, &confirmed))
 }
 
 fn refuse(response: AdmissionResponse, status: Status) -> AdmissionResponse {

@@ -1,7 +1,9 @@
 //! How the webhooks find the APIManagers of a namespace: a small interface, so the rules are
-//! tested with a fixed list and served with the cluster's.
+//! tested with a fixed list and served from the watch-fed cache ([`super::cache`]), which
+//! confirms through [`ClusterLookup`] what it does not know.
 
 use crate::api::apimanager::APIManager;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use std::future::Future;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 /// (`timeoutSeconds`), and a clear answer within that beats its generic timeout error.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Errors while listing APIManagers.
+/// Errors while listing or reading APIManagers.
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
     /// The API server refused or could not be reached.
@@ -27,15 +29,48 @@ pub enum LookupError {
         /// The namespace that was listed.
         namespace: String,
     },
+    /// The API server refused or could not be reached while reading one APIManager.
+    #[error("could not read APIManager {name:?} in namespace {namespace:?}: {source}")]
+    Read {
+        /// The namespace of the APIManager.
+        namespace: String,
+        /// The APIManager that was read.
+        name: String,
+        /// Why the API server did not answer.
+        source: kube::Error,
+    },
+    /// The API server did not answer in time while reading one APIManager.
+    #[error(
+        "the API server did not answer for APIManager {name:?} of namespace {namespace:?} within {LOOKUP_TIMEOUT:?}"
+    )]
+    ReadTimeout {
+        /// The namespace of the APIManager.
+        namespace: String,
+        /// The APIManager that was read.
+        name: String,
+    },
 }
 
-/// Lists the APIManagers of a namespace.
+/// Finds the APIManagers of a namespace.
 pub trait ApiManagerLookup: Clone + Send + Sync + 'static {
-    /// Every APIManager in `namespace`.
+    /// Every APIManager in `namespace`, as this lookup knows them (a cache answers from memory).
     fn list(&self, namespace: &str) -> impl Future<Output = Result<Vec<APIManager>, LookupError>> + Send;
+
+    /// The APIManagers of `namespace` as the API server holds them now, asked before an answer
+    /// from [`list`](Self::list) refuses something: with `name`, that APIManager is read live and
+    /// the rest kept as known; without, the namespace is listed live. A lookup whose `list` is
+    /// already live lists again.
+    fn confirm(
+        &self,
+        namespace: &str,
+        name: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<APIManager>, LookupError>> + Send {
+        let _ = name;
+        self.list(namespace)
+    }
 }
 
-/// Lists APIManagers from the API server.
+/// Reads APIManagers from the API server, each call a request.
 #[derive(Clone)]
 pub struct ClusterLookup {
     client: kube::Client,
@@ -45,6 +80,17 @@ impl ClusterLookup {
     /// A lookup through `client`.
     pub fn new(client: kube::Client) -> Self {
         Self { client }
+    }
+
+    /// APIManager `name` of `namespace`, `None` when it does not exist (one GET).
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<APIManager>, LookupError> {
+        let api: Api<APIManager> = Api::namespaced(self.client.clone(), namespace);
+        let (namespace, name) = (namespace.to_owned(), name.to_owned());
+        match tokio::time::timeout(LOOKUP_TIMEOUT, api.get_opt(&name)).await {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(source)) => Err(LookupError::Read { namespace, name, source }),
+            Err(_) => Err(LookupError::ReadTimeout { namespace, name }),
+        }
     }
 }
 
@@ -59,23 +105,55 @@ impl ApiManagerLookup for ClusterLookup {
     }
 }
 
+/// `known` with APIManager `name` replaced by what a live read `found` (or removed when gone).
+pub fn with_confirmed(mut known: Vec<APIManager>, name: &str, found: Option<APIManager>) -> Vec<APIManager> {
+    known.retain(|apimanager| apimanager.name_any() != name);
+    known.extend(found);
+    known.sort_by_key(ResourceExt::name_any);
+    known
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::apimanager::APIManagerSpec;
 
-    #[tokio::test]
-    async fn a_silent_api_server_gives_a_timeout_error_naming_the_namespace() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    fn silent_server_lookup() -> (ClusterLookup, tokio::task::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let _silent = tokio::spawn(async move {
+        let silent = tokio::spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             let mut held = Vec::new();
             while let Ok((socket, _)) = listener.accept().await {
                 held.push(socket);
             }
         });
         let config = kube::Config::new(url.parse().expect("url"));
-        let lookup = ClusterLookup::new(kube::Client::try_from(config).expect("client"));
+        (ClusterLookup::new(kube::Client::try_from(config).expect("client")), silent)
+    }
+
+    #[tokio::test]
+    async fn a_silent_api_server_gives_a_timeout_error_naming_the_namespace() {
+        let (lookup, _silent) = silent_server_lookup();
         let error = lookup.list("3scale").await.expect_err("no answer");
         assert_eq!(error.to_string(), r#"the API server did not list the APIManagers of namespace "3scale" within 3s"#);
+        let error = lookup.get("3scale", "example").await.expect_err("no answer");
+        assert_eq!(
+            error.to_string(),
+            r#"the API server did not answer for APIManager "example" of namespace "3scale" within 3s"#
+        );
+    }
+
+    #[test]
+    fn a_confirmed_read_replaces_adds_or_removes_one_apimanager() {
+        let named = |names: &[&str]| -> Vec<APIManager> {
+            names.iter().map(|n| APIManager::new(n, APIManagerSpec::default())).collect()
+        };
+        let names = |list: Vec<APIManager>| list.iter().map(ResourceExt::name_any).collect::<Vec<_>>();
+        let fresh = APIManager::new("b", APIManagerSpec::default());
+        assert_eq!(names(with_confirmed(named(&["c", "a"]), "b", Some(fresh.clone()))), ["a", "b", "c"]);
+        assert_eq!(names(with_confirmed(named(&["a", "b"]), "b", Some(fresh))), ["a", "b"]);
+        assert_eq!(names(with_confirmed(named(&["a", "b"]), "b", None)), ["a"]);
     }
 }

@@ -1,6 +1,7 @@
 //! The admission webhooks of `APIManagerBackup`: the rules, and the HTTP handlers that speak
 //! AdmissionReview v1 to the API server.
 
+pub mod cache;
 pub mod defaulting;
 pub mod field_error;
 pub mod handlers;

@@ -3,5 +3,6 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod counting;
 pub mod https;
 pub mod lookup;

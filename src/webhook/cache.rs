@@ -1,0 +1,82 @@
+//! The APIManagers the webhooks read: a cache filled by one watch, so a warm webhook answers
+//! without a single API request. It lags the API server by the watch's delivery delay; what it
+//! does not know is confirmed live before anything is refused (README "Admission from memory").
+//! It runs on every replica, independent of the backup controller.
+
+use super::lookup::{ApiManagerLookup, ClusterLookup, LookupError, with_confirmed};
+use crate::api::apimanager::APIManager;
+use crate::health::Readiness;
+use crate::trim;
+use futures::StreamExt;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+
+/// Readiness check: the APIManager cache holds a complete list.
+pub const CACHE_CHECK: &str = "apimanager-cache";
+
+/// APIManagers from a watch-fed cache, confirmed through the API server when the cache's answer
+/// would refuse.
+#[derive(Clone)]
+pub struct CachedLookup {
+    store: Store<APIManager>,
+    live: ClusterLookup,
+}
+
+impl CachedLookup {
+    /// A cache of the APIManagers `api` can see (every namespace, or the one of a namespaced
+    /// `api`), confirming through `live`. The returned future fills the cache and runs until
+    /// dropped; `readiness` check [`CACHE_CHECK`] fails until its first complete list is in.
+    pub fn watch(
+        api: Api<APIManager>,
+        live: ClusterLookup,
+        readiness: &Readiness,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        let (store, writer) = reflector::store();
+        let events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(trim::metadata::<APIManager>)
+            .reflect(writer);
+        readiness.set(CACHE_CHECK, false);
+        let synced = readiness.clone();
+        let events = events.inspect(move |event| {
+            if let Ok(watcher::Event::InitDone) = event {
+                synced.set(CACHE_CHECK, true);
+            }
+        });
+        let fill = async move {
+            let mut events = std::pin::pin!(events);
+            while let Some(event) = events.next().await {
+                if let Err(error) = event {
+                    tracing::warn!(%error, "APIManager watch failed; the cache keeps its last state until it resumes");
+                }
+            }
+        };
+        (Self { store, live }, fill)
+    }
+
+    /// A cache over `store` (filled elsewhere), confirming through `live`.
+    pub fn from_store(store: Store<APIManager>, live: ClusterLookup) -> Self {
+        Self { store, live }
+    }
+}
+
+impl ApiManagerLookup for CachedLookup {
+    async fn list(&self, namespace: &str) -> Result<Vec<APIManager>, LookupError> {
+        let cached = self.store.state_filter(|apimanager| apimanager.metadata.namespace.as_deref() == Some(namespace));
+        let mut found: Vec<APIManager> = cached.iter().map(|apimanager| apimanager.as_ref().clone()).collect();
+        found.sort_by_key(ResourceExt::name_any);
+        Ok(found)
+    }
+
+    async fn confirm(&self, namespace: &str, name: Option<&str>) -> Result<Vec<APIManager>, LookupError> {
+        match name {
+            Some(name) => {
+                let found = self.live.get(namespace, name).await?;
+                Ok(with_confirmed(self.list(namespace).await?, name, found))
+            }
+            None => self.live.list(namespace).await,
+        }
+    }
+}
