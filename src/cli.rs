@@ -1,6 +1,7 @@
 //! Command line of the one binary: `serve`, `crd`.
 
 use crate::telemetry::LogFormat;
+use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,27 +53,96 @@ pub struct ServeArgs {
     #[arg(long, env = "APIMANAGER_BACKUP_TLS_KEY", default_value = "/etc/apimanager-backup-operator/tls/tls.key")]
     pub tls_key: PathBuf,
     /// How often the certificate files are checked for a change (e.g. 10s, 1m).
-    #[arg(long, env = "APIMANAGER_BACKUP_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "APIMANAGER_BACKUP_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = positive_duration)]
     pub tls_reload_interval: Duration,
     /// Largest request body accepted, in bytes; larger ones get HTTP 413.
-    #[arg(long, env = "APIMANAGER_BACKUP_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    #[arg(long, env = "APIMANAGER_BACKUP_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024, value_parser = positive_size)]
     pub max_body_bytes: usize,
     /// How long in-flight requests may run after SIGTERM before the server closes them.
     #[arg(long, env = "APIMANAGER_BACKUP_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
     /// Container image of the backup Jobs (this binary's image).
-    #[arg(long, env = "APIMANAGER_BACKUP_JOB_IMAGE", default_value = concat!("apimanager-backup-operator:", env!("CARGO_PKG_VERSION")))]
+    #[arg(long, env = "APIMANAGER_BACKUP_JOB_IMAGE", default_value = concat!("apimanager-backup-operator:", env!("CARGO_PKG_VERSION")), value_parser = NonEmptyStringValueParser::new())]
     pub job_image: String,
     /// Path (or name on PATH) of this binary inside the Job image.
-    #[arg(long, env = "APIMANAGER_BACKUP_JOB_COMMAND", default_value = "apimanager-backup-operator")]
+    #[arg(long, env = "APIMANAGER_BACKUP_JOB_COMMAND", default_value = "apimanager-backup-operator", value_parser = NonEmptyStringValueParser::new())]
     pub job_command: String,
     /// Retries of a failed backup Pod before its Job, and so the backup, fails.
-    #[arg(long, env = "APIMANAGER_BACKUP_JOB_BACKOFF_LIMIT", default_value_t = 2)]
+    #[arg(long, env = "APIMANAGER_BACKUP_JOB_BACKOFF_LIMIT", default_value_t = 2, value_parser = clap::value_parser!(i32).range(0..))]
     pub job_backoff_limit: i32,
     /// A backup not finished this long after it started ends Failed (e.g. 6h, 90m).
-    #[arg(long, env = "APIMANAGER_BACKUP_TIMEOUT", default_value = "6h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "APIMANAGER_BACKUP_TIMEOUT", default_value = "6h", value_parser = positive_duration)]
     pub backup_timeout: Duration,
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "APIMANAGER_BACKUP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// A duration above zero, such as `10s` or `1m`.
+fn positive_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(duration) if duration.is_zero() => Err("must be greater than zero, for example 10s".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(format!("{error}; expected a duration such as 10s, 5m or 6h")),
+    }
+}
+
+/// A byte count above zero.
+fn positive_size(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be greater than zero".to_owned()),
+        Ok(bytes) => Ok(bytes),
+        Err(error) => Err(format!("{error}; expected a number of bytes such as 8388608")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_error(args: &[&str]) -> String {
+        let argv = ["apimanager-backup-operator", "serve"].iter().chain(args);
+        Cli::try_parse_from(argv).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn invalid_flags_are_refused_with_what_is_expected() {
+        let cases = [
+            (
+                &["--tls-reload-interval", "0s"][..],
+                "invalid value '0s' for '--tls-reload-interval <TLS_RELOAD_INTERVAL>': must be greater than zero, \
+for example 10s",
+            ),
+            (
+                &["--backup-timeout", "0s"],
+                "invalid value '0s' for '--backup-timeout <BACKUP_TIMEOUT>': must be greater than zero, for example 10s",
+            ),
+            (
+                &["--backup-timeout", "soon"],
+                "invalid value 'soon' for '--backup-timeout <BACKUP_TIMEOUT>': expected number at 0; expected a \
+duration such as 10s, 5m or 6h",
+            ),
+            (
+                &["--job-backoff-limit=-1"],
+                "invalid value '-1' for '--job-backoff-limit <JOB_BACKOFF_LIMIT>': -1 is not in 0..=2147483647",
+            ),
+            (
+                &["--max-body-bytes", "0"],
+                "invalid value '0' for '--max-body-bytes <MAX_BODY_BYTES>': must be greater than zero",
+            ),
+            (&["--job-image", ""], "a value is required for '--job-image <JOB_IMAGE>' but none was supplied"),
+        ];
+        for (args, expected) in cases {
+            let error = serve_error(args);
+            assert!(error.starts_with(&format!("error: {expected}")), "{args:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn defaults_parse() {
+        let cli = Cli::try_parse_from(["apimanager-backup-operator", "serve"]).expect("defaults are valid");
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        assert_eq!(args.tls_reload_interval, Duration::from_secs(10));
+        assert_eq!(args.job_backoff_limit, 2);
+    }
 }

@@ -1,5 +1,6 @@
-//! Prometheus metrics of the operator (DESIGN §5), served at `/metrics`.
+//! Prometheus metrics of the operator (README, "Metrics"), served at `/metrics`.
 
+use crate::reconcile::outcome::Failure;
 use std::sync::OnceLock;
 
 use prometheus::{
@@ -16,15 +17,19 @@ pub struct MetricsError(#[from] prometheus::Error);
 pub enum Outcome {
     /// Every step finished.
     Succeeded,
-    /// A step failed or the backup timed out.
-    Failed,
+    /// It failed for good, with this reason (one of [`Failure::REASONS`]).
+    Failed(&'static str),
 }
 
 impl Outcome {
+    /// The `outcome` label values, all present from the start.
+    const LABELS: [&'static str; 2] = ["succeeded", "failed"];
+
     fn label(self) -> &'static str {
+        let [succeeded, failed] = Self::LABELS;
         match self {
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
+            Self::Succeeded => succeeded,
+            Self::Failed(_) => failed,
         }
     }
 }
@@ -36,9 +41,11 @@ pub struct Metrics {
     admission_duration: HistogramVec,
     backup_duration: HistogramVec,
     backups: IntCounterVec,
+    backup_failures: IntCounterVec,
     backups_in_progress: IntGauge,
     last_success: GaugeVec,
     reconcile_errors: IntCounterVec,
+    reconcile_duration: HistogramVec,
     in_progress_source: OnceLock<InProgressSource>,
 }
 
@@ -68,8 +75,15 @@ impl Metrics {
         )?;
         let backups =
             IntCounterVec::new(Opts::new("apimanager_backups_total", "Backups ended, by outcome."), &["outcome"])?;
-        for outcome in [Outcome::Succeeded, Outcome::Failed] {
-            backups.with_label_values(&[outcome.label()]);
+        for label in Outcome::LABELS {
+            backups.with_label_values(&[label]);
+        }
+        let backup_failures = IntCounterVec::new(
+            Opts::new("apimanager_backup_failures_total", "Backups failed, by the reason of their Failed condition."),
+            &["reason"],
+        )?;
+        for reason in Failure::REASONS {
+            backup_failures.with_label_values(&[reason]);
         }
         let backups_in_progress = IntGauge::new("apimanager_backups_in_progress", "Backups started and not ended.")?;
         let last_success = GaugeVec::new(
@@ -87,9 +101,16 @@ impl Metrics {
         registry.register(Box::new(admission_duration.clone()))?;
         registry.register(Box::new(backup_duration.clone()))?;
         registry.register(Box::new(backups.clone()))?;
+        registry.register(Box::new(backup_failures.clone()))?;
         registry.register(Box::new(backups_in_progress.clone()))?;
         registry.register(Box::new(last_success.clone()))?;
+        let reconcile_duration = HistogramVec::new(
+            HistogramOpts::new("reconcile_duration_seconds", "Time of one reconciliation pass, by controller.")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["controller"],
+        )?;
         registry.register(Box::new(reconcile_errors.clone()))?;
+        registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         Ok(Self {
             registry,
@@ -97,9 +118,11 @@ impl Metrics {
             admission_duration,
             backup_duration,
             backups,
+            backup_failures,
             backups_in_progress,
             last_success,
             reconcile_errors,
+            reconcile_duration,
             in_progress_source: OnceLock::new(),
         })
     }
@@ -111,12 +134,14 @@ impl Metrics {
         self.admission_duration.with_label_values(&[webhook]).observe(seconds);
     }
 
-    /// Records the end of a backup that took `seconds`; a success also sets its timestamp.
+    /// Records the end of a backup that took `seconds`; a success also sets its timestamp, a failure
+    /// counts its reason.
     pub fn observe_backup(&self, namespace: &str, name: &str, outcome: Outcome, seconds: f64, ended_at_unix: f64) {
         self.backup_duration.with_label_values(&[outcome.label()]).observe(seconds);
         self.backups.with_label_values(&[outcome.label()]).inc();
-        if outcome == Outcome::Succeeded {
-            self.last_success.with_label_values(&[namespace, name]).set(ended_at_unix);
+        match outcome {
+            Outcome::Succeeded => self.last_success.with_label_values(&[namespace, name]).set(ended_at_unix),
+            Outcome::Failed(reason) => self.backup_failures.with_label_values(&[reason]).inc(),
         }
     }
 
@@ -124,6 +149,12 @@ impl Metrics {
     /// reconciler, over its cache), so a deleted backup leaves the gauge at once.
     pub fn count_in_progress_with(&self, source: InProgressSource) {
         let _ = self.in_progress_source.set(source);
+    }
+
+    /// Times one reconciliation pass of `controller` until the returned guard is dropped (also when
+    /// the pass ends early or fails), so every pass is counted.
+    pub fn time_reconcile(&self, controller: &str) -> prometheus::HistogramTimer {
+        self.reconcile_duration.with_label_values(&[controller]).start_timer()
     }
 
     /// Counts a failed reconciliation.
@@ -167,6 +198,7 @@ mod tests {
         metrics.observe_backup("3scale", "nightly", Outcome::Succeeded, 42.0, 1_700_000_000.0);
         metrics.count_in_progress_with(Box::new(|| 2));
         metrics.reconcile_error("Api");
+        drop(metrics.time_reconcile("backup"));
         let text = metrics.render().expect("render");
         assert!(text.contains(r#"apimanager_backups_total{outcome="succeeded"} 1"#), "{text}");
         assert!(text.contains(r#"apimanager_backup_duration_seconds_sum{outcome="succeeded"} 42"#), "{text}");
@@ -178,5 +210,11 @@ mod tests {
         );
         assert!(text.contains("apimanager_backups_in_progress 2"), "{text}");
         assert!(text.contains(r#"reconcile_errors_total{reason="Api"} 1"#), "{text}");
+        assert!(text.contains(r#"reconcile_duration_seconds_count{controller="backup"} 1"#), "{text}");
+        assert!(text.contains(r#"apimanager_backup_failures_total{reason="ClaimInUse"} 0"#), "{text}");
+        metrics.observe_backup("3scale", "nightly", Outcome::Failed("ClaimInUse"), 1.0, 1_700_000_001.0);
+        let text = metrics.render().expect("render");
+        assert!(text.contains(r#"apimanager_backup_failures_total{reason="ClaimInUse"} 1"#), "{text}");
+        assert!(text.contains(r#"apimanager_backups_total{outcome="failed"} 1"#), "{text}");
     }
 }

@@ -137,7 +137,7 @@ fn apimanager_with_internal_databases_is_rejected() {
     kubectl_ok(cluster, &["-n", &ns, "create", "-f", "-"], &apimanager_yaml("example", false));
     assert_eq!(
         create_rejected(&ns, &backup_yaml("b", SIZED)),
-        r#"The APIManagerBackup "b" is invalid: spec.apiManagerName: Invalid value: "example": APIManager is outside the backup scope: its system database, system Redis and backend Redis are not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#
+        r#"The APIManagerBackup "b" is invalid: spec.apiManagerName: Invalid value: "example": APIManager "example" is outside the backup scope: its system database, system Redis and backend Redis are not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#
     );
 }
 
@@ -150,7 +150,7 @@ fn several_violations_are_listed_together() {
         "The APIManagerBackup \"b\" is invalid: \n\
 * spec.backupDestination.persistentVolumeClaim.resources.requests: Invalid value: \"0\": must be greater than zero, for example 10Gi\n\
 * spec.backupDestination.persistentVolumeClaim.storageClass: Invalid value: \"Bad\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')\n\
-* spec.apiManagerName: Invalid value: \"gone\": no APIManager of that name in namespace \"several\" (there are none)"
+* spec.apiManagerName: Invalid value: \"gone\": APIManager \"gone\" does not exist in namespace \"several\" (there are none)"
     );
 }
 
@@ -205,7 +205,7 @@ async fn kube_client_sees_defaulting_and_a_422_invalid() {
             assert_eq!(status.reason, "Invalid");
             assert_eq!(
                 status.message,
-                r#"admission webhook "vapimanagerbackup.apps.3scale.net" denied the request: APIManagerBackup.apps.3scale.net "bad" is invalid: spec.apiManagerName: Invalid value: "missing": no APIManager of that name in namespace "client" (there are: example)"#
+                r#"admission webhook "vapimanagerbackup.apps.3scale.net" denied the request: APIManagerBackup.apps.3scale.net "bad" is invalid: spec.apiManagerName: Invalid value: "missing": APIManager "missing" does not exist in namespace "client" (there are: example)"#
             );
         }
         other => panic!("expected a 422 Invalid, got {other:?}"),

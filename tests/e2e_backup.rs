@@ -201,7 +201,7 @@ async fn s3_file_storage_is_reported_and_not_copied() {
     assert!(output.status.success());
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim_end(),
-        r#"Warning: APIManager "example-apimanager" keeps System FileStorage in S3, which this backup does not copy; back up the bucket separately"#
+        r#"Warning: APIManager "example-apimanager": System FileStorage is in S3, which backups do not copy; back up the bucket separately"#
     );
     let backup = finished_backup(cluster, &ns, "b").await;
     let status = backup.status.expect("status");
@@ -209,7 +209,7 @@ async fn s3_file_storage_is_reported_and_not_copied() {
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready");
     assert_eq!(
         ready.message,
-        "backup written to PersistentVolumeClaim b; System FileStorage is in S3 and is not backed up"
+        "backup written to PersistentVolumeClaim b; System FileStorage is in S3, which backups do not copy; back up the bucket separately"
     );
     let root = cluster.volume(&ns, "b");
     assert!(!root.join("system-filestorage-pvc").exists());

@@ -12,8 +12,9 @@ use kube::api::{Api, ListParams};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::cluster::{
-    assert_can_i, create_backup, finished_backup, kubectl_ok, namespace_with_installation, start_cluster,
+    assert_can_i, create_backup, eventually, finished_backup, kubectl_ok, namespace_with_installation, start_cluster,
 };
+use support::https;
 use tokio::sync::{Mutex, MutexGuard};
 
 /// The cluster of this binary, one test at a time (an async lock: tests hold it across awaits).
@@ -51,6 +52,16 @@ fn failed_condition(backup: &APIManagerBackup) -> (String, String) {
     (failed.reason.clone(), failed.message.clone())
 }
 
+/// The restarted operator's own count of finished reconcile passes, scraped from its `/metrics`.
+async fn reconcile_passes(cluster: &LocalCluster) -> u64 {
+    let addr = cluster.operator.url.trim_start_matches("https://").parse().expect("operator address");
+    let ca = cluster.plane.certs.join("ca.crt");
+    let scrape = https::request(addr, https::client_config(&[&ca]), "GET", "/metrics", b"").await;
+    assert_eq!(scrape.status, 200, "{}", scrape.body);
+    let sample = r#"reconcile_duration_seconds_count{controller="backup"} "#;
+    scrape.body.lines().find_map(|line| line.strip_prefix(sample)).map_or(0, |n| n.parse().expect("a count"))
+}
+
 #[tokio::test]
 async fn operator_restarted_mid_backup_finishes_it_without_duplicate_jobs() {
     let mut cluster = cluster().await;
@@ -64,15 +75,18 @@ async fn operator_restarted_mid_backup_finishes_it_without_duplicate_jobs() {
         let started = backups.get("b").await.expect("backup").status.and_then(|s| s.start_time).expect("startTime");
 
         cluster.restart_operator(&[]).await.expect("operator restarts");
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The new process reconciles each backup of its first list once; once it has finished as
+        // many passes as there are backups, it has made its own pass over this one.
+        let all: Api<APIManagerBackup> = Api::all(admin.clone());
+        let count = all.list(&ListParams::default()).await.expect("backups").items.len() as u64;
+        eventually(Duration::from_secs(30), "the restarted operator reconciles every backup", || async {
+            reconcile_passes(&cluster).await >= count
+        })
+        .await;
         let jobs: Api<Job> = Api::namespaced(admin, &ns);
         let listed = jobs.list(&ListParams::default()).await.expect("jobs").items;
-        assert_eq!(
-            listed.len(),
-            1,
-            "still one Job: {:?}",
-            listed.iter().map(|j| j.metadata.name.clone()).collect::<Vec<_>>()
-        );
+        let names: Vec<Option<String>> = listed.iter().map(|j| j.metadata.name.clone()).collect();
+        assert_eq!(names, std::slice::from_ref(&job.metadata.name), "still the one export Job");
         assert_eq!(listed[0].metadata.uid, job.metadata.uid, "the same Job, not a new one");
         let after = backups.get("b").await.expect("backup").status.and_then(|s| s.start_time).expect("startTime");
         assert_eq!(after, started, "the backup is continued, not restarted");
@@ -83,7 +97,9 @@ async fn operator_restarted_mid_backup_finishes_it_without_duplicate_jobs() {
     let manifest =
         apimanager_backup_operator::job::manifest::Manifest::load(&cluster.volume(&ns, "b")).expect("manifest");
     assert_eq!(manifest.files.len(), 18);
-    assert!(job_before.metadata.uid.is_some());
+    let backup_uid = backup.metadata.uid.expect("uid");
+    assert_eq!(job_before.metadata.name, Some(format!("export-objects-{backup_uid}")));
+    assert_eq!(manifest.backup.uid, backup_uid, "the files are this backup's");
 }
 
 /// A backup `b` in a new namespace `name`, held in progress (its export Job created, not run)
@@ -106,7 +122,7 @@ async fn apimanager_deleted_mid_backup_fails_it() {
         failed_condition(&backup),
         (
             "APIManagerNotFound".to_owned(),
-            format!("APIManager \"example-apimanager\" does not exist in namespace \"{ns}\"")
+            format!("APIManager \"example-apimanager\" does not exist in namespace \"{ns}\" (there are none)")
         )
     );
 }
@@ -122,7 +138,9 @@ async fn apimanager_leaving_the_scope_mid_backup_fails_it() {
         failed_condition(&backup),
         (
             "OutOfScope".to_owned(),
-            "APIManager \"example-apimanager\" is outside the backup scope; these databases are not external: system Redis".to_owned()
+            "APIManager \"example-apimanager\" is outside the backup scope: its system Redis is not external; backups need \
+the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"
+                .to_owned()
         )
     );
 }

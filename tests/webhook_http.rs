@@ -119,7 +119,7 @@ async fn validation_denies_every_violation_as_invalid() {
     assert_eq!(status["reason"], "Invalid");
     assert_eq!(
         status["message"],
-        "APIManagerBackup.apps.3scale.net \"backup1\" is invalid: [spec.backupDestination.persistentVolumeClaim.resources.requests: Required value: the backup claim's size must be set, also when volumeName is set (for example 10Gi), spec.backupDestination.persistentVolumeClaim.storageClass: Invalid value: \"Bad_Class\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com'), spec.apiManagerName: Invalid value: \"gone\": no APIManager of that name in namespace \"ns\" (there are: example)]"
+        "APIManagerBackup.apps.3scale.net \"backup1\" is invalid: [spec.backupDestination.persistentVolumeClaim.resources.requests: Required value: the backup claim's size must be set, also when volumeName is set (for example 10Gi), spec.backupDestination.persistentVolumeClaim.storageClass: Invalid value: \"Bad_Class\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com'), spec.apiManagerName: Invalid value: \"gone\": APIManager \"gone\" does not exist in namespace \"ns\" (there are: example)]"
     );
     assert_eq!(status["details"]["kind"], "APIManagerBackup");
     assert_eq!(status["details"]["group"], "apps.3scale.net");
@@ -130,7 +130,7 @@ async fn validation_denies_every_violation_as_invalid() {
     assert_eq!(causes[0]["field"], "spec.backupDestination.persistentVolumeClaim.resources.requests");
     assert_eq!(
         causes[2]["message"],
-        "Invalid value: \"gone\": no APIManager of that name in namespace \"ns\" (there are: example)"
+        "Invalid value: \"gone\": APIManager \"gone\" does not exist in namespace \"ns\" (there are: example)"
     );
 }
 
@@ -341,7 +341,9 @@ async fn plain_http_is_refused() {
     tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await.expect("server closes");
-    assert!(!String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"), "plain HTTP must not be served");
+    // One TLS record and the end of the connection: an alert (21) in TLS 1.2 framing (3.3), two
+    // bytes long, fatal (2), decode_error (50). No HTTP reply of any kind.
+    assert_eq!(answer, [21, 3, 3, 0, 2, 2, 50], "a fatal decode_error alert, then the connection closes");
 }
 
 /// A TLS 1.1 ClientHello (record and handshake both say 3.2, one CBC cipher, no extensions).

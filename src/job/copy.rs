@@ -12,7 +12,7 @@ use std::fs;
 use std::path::Path;
 
 /// Name of this step in the manifest.
-pub const STEP: &str = "copy-files";
+pub const STEP: &str = crate::names::COPY_FILES;
 
 /// Copies `source` into `<backup>/system-filestorage-pvc` and records the step.
 pub fn run(args: &CopyArgs) -> Result<(), JobError> {

@@ -13,7 +13,7 @@ use serde_json::Value;
 use std::path::Path;
 
 /// Name of this step in the manifest.
-pub const STEP: &str = "export-objects";
+pub const STEP: &str = crate::names::EXPORT_OBJECTS;
 
 /// Metadata fields the server sets, dropped from every exported object.
 pub const SERVER_METADATA: [&str; 9] = [

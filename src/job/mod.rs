@@ -100,8 +100,10 @@ impl JobError {
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
     /// Export the Secrets, ConfigMaps and the APIManager into the backup folder.
+    #[command(name = crate::names::EXPORT_OBJECTS)]
     ExportObjects(ExportArgs),
     /// Copy the System FileStorage tree into the backup folder, with sizes and checksums.
+    #[command(name = crate::names::COPY_FILES)]
     CopyFiles(CopyArgs),
 }
 
@@ -112,7 +114,7 @@ pub struct CommonArgs {
     #[arg(long, default_value = crate::layout::BACKUP_MOUNT)]
     pub backup_dir: PathBuf,
     /// Where the failure reason is written for Kubernetes to report.
-    #[arg(long, default_value = "/dev/termination-log")]
+    #[arg(long, default_value = crate::names::TERMINATION_LOG)]
     pub termination_log: PathBuf,
 }
 

@@ -4,7 +4,7 @@
 //! through the API, so the real Job controller completes or fails the Job.
 
 use super::control_plane::kubeconfig;
-use crate::reconcile::builders::MANAGED_BY;
+use crate::names::managed_by_selector;
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Container, Pod, ServiceAccount};
@@ -100,7 +100,7 @@ async fn watch_pods(admin_kubeconfig: PathBuf, settings: NodeSettings, paused: A
         }
     };
     let pods: Api<Pod> = Api::all(client.clone());
-    let config = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    let config = watcher::Config::default().labels(&managed_by_selector());
     let mut seen = HashSet::new();
     let mut events = std::pin::pin!(watcher(pods, config).default_backoff().applied_objects());
     while let Some(event) = events.next().await {
@@ -184,7 +184,7 @@ async fn run_pod(client: &kube::Client, settings: &NodeSettings, pod: &Pod) -> R
     let termination = work.join("termination-log");
     let _ = std::fs::remove_file(&termination);
     mounts.push((
-        container.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into()),
+        container.termination_message_path.clone().unwrap_or_else(|| crate::names::TERMINATION_LOG.into()),
         termination.clone(),
     ));
     mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));

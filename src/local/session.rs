@@ -3,7 +3,7 @@
 use super::install::apply_yaml;
 use super::{LocalCluster, LocalError};
 use crate::api::backup::APIManagerBackup;
-use crate::reconcile::status::{FAILED, is_true};
+use crate::reconcile::status::OperationStatus;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 use std::path::Path;
@@ -50,7 +50,7 @@ pub async fn wait_for_backup(
         let backup =
             api.get(name).await.map_err(|source| LocalError::Api { what: format!("reading backup {name}"), source })?;
         let status = backup.status.clone().unwrap_or_default();
-        if status.completed == Some(true) || is_true(&status, FAILED) {
+        if status.progress().is_final() {
             return Ok(backup);
         }
         if Instant::now() > deadline {

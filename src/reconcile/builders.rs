@@ -1,10 +1,15 @@
-//! The objects a backup creates, built from the APIManagerBackup and its APIManager as plain
-//! values (no API calls), so their shape is tested directly.
+//! The objects an operation creates, built as plain values (no API calls), so their shape is tested
+//! directly: the Job of a [`JobStep`] (shared by every operation), the backup claim and the Jobs'
+//! RBAC.
 
+use super::machine::Operation;
 use crate::api::GROUP;
 use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
-use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT};
+use crate::names::{
+    CLAIM_APIMANAGER_NAME, CLAIM_APIMANAGER_UID, CLAIM_BACKUP_NAME, CLAIM_BACKUP_UID, JOB_DATA_CLUSTER_ROLE,
+    JOB_SERVICE_ACCOUNT, MANAGED_BY, TERMINATION_LOG,
+};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
@@ -17,17 +22,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
 
-/// Label on everything the operator creates.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "apimanager-backup-operator");
-/// Label holding the UID of the APIManagerBackup an object belongs to (a UID always fits a label
-/// value; a name of up to 253 characters does not).
-pub const BACKUP_UID_LABEL: &str = "apps.3scale.net/apimanagerbackup-uid";
-/// ServiceAccount the backup Jobs run as.
-pub const JOB_SERVICE_ACCOUNT: &str = "apimanager-backup";
-/// ClusterRole (shipped in `manifests/rbac.yaml`) that reads exactly the backed-up Secrets and
-/// ConfigMaps by name; the operator binds it per backup and never reads them itself.
-pub const JOB_DATA_CLUSTER_ROLE: &str = "apimanager-backup-job";
-
 /// How the Jobs are run.
 #[derive(Clone, Debug)]
 pub struct JobSettings {
@@ -39,51 +33,60 @@ pub struct JobSettings {
     pub backoff_limit: i32,
 }
 
-/// The two Job steps of a backup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Secrets, ConfigMaps and the APIManager.
-    ExportObjects,
-    /// The System FileStorage claim.
-    CopyFiles,
+/// A step that runs as a Job: what the step machine and the Job builder need to know of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobStep {
+    /// The `job` subcommand and the Job's name prefix (one of [`crate::names`]' steps).
+    pub name: &'static str,
+    /// The action of its `JobCreated` event (events of different actions are not merged).
+    pub action: &'static str,
+    /// The `Ready` reason while it runs, e.g. `ExportingObjects`.
+    pub reason: &'static str,
+    /// What it does, for the `Ready` message.
+    pub doing: &'static str,
+    /// The arguments after `job <name>`.
+    pub args: Vec<String>,
+    /// The claims its Pod mounts.
+    pub claims: Vec<ClaimMount>,
+    /// The ServiceAccount its Pod runs as.
+    pub service_account: &'static str,
+    /// Whether its Pod gets an API token (only steps reading the API do).
+    pub api_access: bool,
 }
 
-impl Step {
-    /// The `job` subcommand and Job name prefix.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::ExportObjects => "export-objects",
-            Self::CopyFiles => "copy-files",
-        }
-    }
-
-    /// The event action of the step (events of different actions are not merged into one series).
-    pub fn action(self) -> &'static str {
-        match self {
-            Self::ExportObjects => "ExportObjects",
-            Self::CopyFiles => "CopyFiles",
-        }
-    }
-
-    /// The Job's name: `<step>-<backup uid>`, stable across operator restarts.
-    pub fn job_name(self, backup: &APIManagerBackup) -> String {
-        format!("{}-{}", self.name(), backup.uid().unwrap_or_default())
+impl JobStep {
+    /// The Job's name: `<step>-<owner uid>`, stable across operator restarts.
+    pub fn job_name<K: Resource>(&self, owner: &K) -> String {
+        format!("{}-{}", self.name, owner.uid().unwrap_or_default())
     }
 }
 
-fn labels(backup: &APIManagerBackup) -> BTreeMap<String, String> {
+/// A claim mounted into a Job's Pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimMount {
+    /// The volume's name in the Pod.
+    pub volume: &'static str,
+    /// The claim's name.
+    pub claim: String,
+    /// Where it is mounted.
+    pub path: &'static str,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+fn labels<O: Operation>(owner: &O) -> BTreeMap<String, String> {
     BTreeMap::from([
         (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
-        (BACKUP_UID_LABEL.to_owned(), backup.uid().unwrap_or_default()),
+        (O::UID_LABEL.to_owned(), owner.uid().unwrap_or_default()),
     ])
 }
 
-fn owned_meta(backup: &APIManagerBackup, name: String) -> ObjectMeta {
+fn owned_meta<O: Operation>(owner: &O, name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
-        namespace: backup.namespace(),
-        labels: Some(labels(backup)),
-        owner_references: backup.controller_owner_ref(&()).map(|owner| vec![owner]),
+        namespace: owner.namespace(),
+        labels: Some(labels(owner)),
+        owner_references: owner.controller_owner_ref(&()).map(|owner| vec![owner]),
         ..ObjectMeta::default()
     }
 }
@@ -104,10 +107,10 @@ pub fn backup_claim(backup: &APIManagerBackup, apimanager: &APIManager) -> Persi
             namespace: backup.namespace(),
             labels: Some(labels(backup)),
             annotations: Some(BTreeMap::from([
-                ("apiManagerName".to_owned(), apimanager.name_any()),
-                ("apiManagerUID".to_owned(), apimanager.uid().unwrap_or_default()),
-                ("apiManagerBackupName".to_owned(), backup.name_any()),
-                ("apiManagerBackupUID".to_owned(), backup.uid().unwrap_or_default()),
+                (CLAIM_APIMANAGER_NAME.to_owned(), apimanager.name_any()),
+                (CLAIM_APIMANAGER_UID.to_owned(), apimanager.uid().unwrap_or_default()),
+                (CLAIM_BACKUP_NAME.to_owned(), backup.name_any()),
+                (CLAIM_BACKUP_UID.to_owned(), backup.uid().unwrap_or_default()),
             ])),
             ..ObjectMeta::default()
         },
@@ -199,47 +202,31 @@ pub fn data_role_binding(backup: &APIManagerBackup) -> RoleBinding {
     }
 }
 
-/// The Job of `step`, owned by the backup, stopped by Kubernetes after `deadline_seconds` (what is
-/// left of the backup timeout). `file_storage_claim` is the claim copied by [`Step::CopyFiles`].
-pub fn job(
-    backup: &APIManagerBackup,
-    apimanager: &str,
-    step: Step,
-    file_storage_claim: &str,
-    settings: &JobSettings,
-    deadline_seconds: i64,
-) -> Job {
-    let namespace = backup.namespace().unwrap_or_default();
-    let mut args = vec!["job".to_owned(), step.name().to_owned()];
-    let mut mounts =
-        vec![VolumeMount { name: "backup".to_owned(), mount_path: BACKUP_MOUNT.to_owned(), ..VolumeMount::default() }];
-    let mut volumes = vec![claim_volume("backup", &backup.name_any(), false)];
-    match step {
-        Step::ExportObjects => args.extend([
-            format!("--namespace={namespace}"),
-            format!("--apimanager={apimanager}"),
-            format!("--backup-name={}", backup.name_any()),
-            format!("--backup-uid={}", backup.uid().unwrap_or_default()),
-        ]),
-        Step::CopyFiles => {
-            args.push(format!("--source={FILE_STORAGE_MOUNT}"));
-            mounts.push(VolumeMount {
-                name: "system-storage".to_owned(),
-                mount_path: FILE_STORAGE_MOUNT.to_owned(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            });
-            volumes.push(claim_volume("system-storage", file_storage_claim, true));
-        }
-    }
-    args.extend([format!("--backup-dir={BACKUP_MOUNT}"), "--termination-log=/dev/termination-log".to_owned()]);
+/// The Job of `step`, owned by `owner`, stopped by Kubernetes after `deadline_seconds` (what is left
+/// of the operation's timeout): non-root, read-only root filesystem, no capabilities, an API token
+/// only when the step reads the API, its failure reason in [`TERMINATION_LOG`].
+pub fn job<O: Operation>(owner: &O, step: &JobStep, settings: &JobSettings, deadline_seconds: i64) -> Job {
+    let mut args = vec!["job".to_owned(), step.name.to_owned()];
+    args.extend(step.args.iter().cloned());
+    args.push(format!("--termination-log={TERMINATION_LOG}"));
+    let mounts = step
+        .claims
+        .iter()
+        .map(|c| VolumeMount {
+            name: c.volume.to_owned(),
+            mount_path: c.path.to_owned(),
+            read_only: c.read_only.then_some(true),
+            ..VolumeMount::default()
+        })
+        .collect();
+    let volumes = step.claims.iter().map(|c| claim_volume(c.volume, &c.claim, c.read_only)).collect();
     let container = Container {
-        name: step.name().to_owned(),
+        name: step.name.to_owned(),
         image: Some(settings.image.clone()),
         command: Some(vec![settings.command.clone()]),
         args: Some(args),
         volume_mounts: Some(mounts),
-        termination_message_path: Some("/dev/termination-log".to_owned()),
+        termination_message_path: Some(TERMINATION_LOG.to_owned()),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
@@ -257,7 +244,7 @@ pub fn job(
         }),
         ..Container::default()
     };
-    let meta = owned_meta(backup, step.job_name(backup));
+    let meta = owned_meta(owner, step.job_name(owner));
     Job {
         spec: Some(JobSpec {
             backoff_limit: Some(settings.backoff_limit),
@@ -266,9 +253,8 @@ pub fn job(
                 metadata: Some(ObjectMeta { labels: meta.labels.clone(), ..ObjectMeta::default() }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".to_owned()),
-                    service_account_name: Some(JOB_SERVICE_ACCOUNT.to_owned()),
-                    // Only the export talks to the API; the copy needs no token.
-                    automount_service_account_token: Some(step == Step::ExportObjects),
+                    service_account_name: Some(step.service_account.to_owned()),
+                    automount_service_account_token: Some(step.api_access),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         seccomp_profile: Some(SeccompProfile {
@@ -297,5 +283,148 @@ fn claim_volume(name: &str, claim: &str, read_only: bool) -> Volume {
             read_only: read_only.then_some(true),
         }),
         ..Volume::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::apimanager::FileStorage;
+    use crate::reconcile::backup::BackupPlan;
+    use crate::reconcile::fixtures::{BACKUP_UID, NAMESPACE, apimanager, backup};
+    use serde_json::json;
+
+    fn settings() -> JobSettings {
+        JobSettings { image: "registry/abo:1".into(), command: "/abo".into(), backoff_limit: 2 }
+    }
+
+    fn steps(storage: FileStorage) -> Vec<JobStep> {
+        let backup = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
+        backup.job_steps(&BackupPlan { apimanager: "example".into(), storage })
+    }
+
+    fn pod_spec(job: &Job) -> &PodSpec {
+        job.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec")
+    }
+
+    #[test]
+    fn claim_with_volume_name_binds_to_that_volume_with_an_empty_storage_class() {
+        let destination = json!({"volumeName": "pv-1", "storageClass": "fast", "resources": {"requests": "2Gi"}});
+        let claim = backup_claim(&backup(destination, json!({})), &apimanager(json!({})));
+        let spec = claim.spec.expect("spec");
+        assert_eq!(spec.volume_name.as_deref(), Some("pv-1"));
+        assert_eq!(spec.storage_class_name.as_deref(), Some(""), "never the default class");
+        assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
+        let requests = spec.resources.and_then(|r| r.requests).expect("requests");
+        assert_eq!(requests["storage"], Quantity("2Gi".into()));
+    }
+
+    #[test]
+    fn claim_carries_its_class_annotations_and_no_owner() {
+        let destination = json!({"storageClass": "fast", "resources": {"requests": "1Gi"}});
+        let claim = backup_claim(&backup(destination, json!({})), &apimanager(json!({})));
+        assert_eq!(claim.spec.as_ref().and_then(|s| s.storage_class_name.as_deref()), Some("fast"));
+        assert_eq!(claim.spec.as_ref().and_then(|s| s.volume_name.as_deref()), None);
+        assert_eq!(claim.metadata.name.as_deref(), Some("b"));
+        assert_eq!(claim.metadata.namespace.as_deref(), Some(NAMESPACE));
+        assert_eq!(claim.metadata.owner_references, None, "the claim outlives the APIManagerBackup");
+        let annotations = claim.metadata.annotations.expect("annotations");
+        assert_eq!(
+            annotations,
+            BTreeMap::from([
+                (CLAIM_APIMANAGER_NAME.to_owned(), "example".to_owned()),
+                (CLAIM_APIMANAGER_UID.to_owned(), "am-uid".to_owned()),
+                (CLAIM_BACKUP_NAME.to_owned(), "b".to_owned()),
+                (CLAIM_BACKUP_UID.to_owned(), BACKUP_UID.to_owned()),
+            ])
+        );
+        assert_eq!(claim.metadata.labels.expect("labels")[crate::names::BACKUP_UID_LABEL], BACKUP_UID);
+    }
+
+    #[test]
+    fn jobs_run_unprivileged_with_a_deadline_owned_by_the_backup() {
+        let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
+        for step in steps(FileStorage::Claim("system-storage".into())) {
+            let job = job(&owner, &step, &settings(), 120);
+            assert_eq!(job.metadata.name, Some(format!("{}-{BACKUP_UID}", step.name)));
+            let owners = job.metadata.owner_references.clone().expect("owner");
+            assert_eq!((owners[0].kind.as_str(), owners[0].controller), ("APIManagerBackup", Some(true)));
+            let spec = job.spec.as_ref().expect("job spec");
+            assert_eq!((spec.backoff_limit, spec.active_deadline_seconds), (Some(2), Some(120)));
+            let pod = pod_spec(&job);
+            assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+            assert_eq!(pod.service_account_name.as_deref(), Some(JOB_SERVICE_ACCOUNT));
+            let pod_security = pod.security_context.as_ref().expect("pod security context");
+            assert_eq!(pod_security.run_as_non_root, Some(true));
+            assert_eq!(pod_security.seccomp_profile.as_ref().map(|p| p.type_.as_str()), Some("RuntimeDefault"));
+            let container = &pod.containers[0];
+            let security = container.security_context.as_ref().expect("container security context");
+            assert_eq!(security.allow_privilege_escalation, Some(false));
+            assert_eq!(security.read_only_root_filesystem, Some(true));
+            assert_eq!(security.capabilities.as_ref().and_then(|c| c.drop.clone()), Some(vec!["ALL".to_owned()]));
+            assert_eq!(container.image.as_deref(), Some("registry/abo:1"));
+            assert_eq!(container.command, Some(vec!["/abo".to_owned()]));
+            assert_eq!(container.termination_message_path.as_deref(), Some(TERMINATION_LOG));
+            let args = container.args.clone().expect("args");
+            assert_eq!(args[..2], ["job".to_owned(), step.name.to_owned()]);
+            assert_eq!(args.last().map(String::as_str), Some("--termination-log=/dev/termination-log"));
+        }
+    }
+
+    #[test]
+    fn a_spent_timeout_still_gives_a_valid_deadline() {
+        let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
+        let job = job(&owner, &steps(FileStorage::S3)[0], &settings(), 0);
+        assert_eq!(job.spec.and_then(|s| s.active_deadline_seconds), Some(1));
+    }
+
+    #[test]
+    fn only_the_export_gets_an_api_token_and_the_copy_reads_file_storage_read_only() {
+        let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
+        let [export, copy] = <[JobStep; 2]>::try_from(steps(FileStorage::Claim("files".into()))).expect("two steps");
+        let export = job(&owner, &export, &settings(), 60);
+        assert_eq!(pod_spec(&export).automount_service_account_token, Some(true));
+        let copy = job(&owner, &copy, &settings(), 60);
+        let pod = pod_spec(&copy);
+        assert_eq!(pod.automount_service_account_token, Some(false), "no token on the copy Job");
+        let volumes: Vec<(String, String, Option<bool>)> = pod
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| {
+                let claim = v.persistent_volume_claim.as_ref().expect("a claim");
+                (v.name.clone(), claim.claim_name.clone(), claim.read_only)
+            })
+            .collect();
+        assert_eq!(
+            volumes,
+            [
+                ("backup".to_owned(), "b".to_owned(), None),
+                ("system-storage".to_owned(), "files".to_owned(), Some(true))
+            ]
+        );
+        let mounts = pod.containers[0].volume_mounts.clone().expect("mounts");
+        assert_eq!(mounts[1].mount_path, crate::layout::FILE_STORAGE_MOUNT);
+        assert_eq!(mounts[1].read_only, Some(true));
+    }
+
+    #[test]
+    fn s3_file_storage_means_no_copy_step() {
+        let names: Vec<&str> = steps(FileStorage::S3).iter().map(|s| s.name).collect();
+        assert_eq!(names, [crate::names::EXPORT_OBJECTS]);
+    }
+
+    #[test]
+    fn job_rbac_grants_exactly_the_apimanager_and_the_data_role() {
+        let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
+        let role = apimanager_role(&owner, "example");
+        let rule = &role.rules.expect("rules")[0];
+        assert_eq!(rule.resource_names, Some(vec!["example".to_owned()]));
+        assert_eq!(rule.verbs, ["get"]);
+        assert_eq!(role.metadata.name, Some(format!("apimanager-backup-{BACKUP_UID}")));
+        let data = data_role_binding(&owner);
+        assert_eq!((data.role_ref.kind.as_str(), data.role_ref.name.as_str()), ("ClusterRole", JOB_DATA_CLUSTER_ROLE));
+        let subject = &data.subjects.expect("subjects")[0];
+        assert_eq!((subject.name.as_str(), subject.namespace.as_deref()), (JOB_SERVICE_ACCOUNT, Some(NAMESPACE)));
     }
 }

@@ -1,8 +1,12 @@
 //! Reading a backup Job's state, and the failure reason its Pod left in the termination message.
 
+use crate::names::JOB_NAME_LABEL;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
+
+/// The reason Kubernetes gives a Job stopped by its `activeDeadlineSeconds`.
+pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 
 /// Where a Job stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -11,7 +15,10 @@ pub enum JobState {
     Running,
     /// Finished successfully.
     Succeeded,
-    /// Failed for good (retries used up or deadline passed).
+    /// Stopped by its deadline ([`DEADLINE_EXCEEDED`]), which is what was left of the operation's
+    /// timeout.
+    DeadlineExceeded,
+    /// Failed for good (retries used up).
     Failed {
         /// The Job's reason, e.g. `BackoffLimitExceeded`.
         reason: String,
@@ -25,6 +32,9 @@ pub fn job_state(job: &Job) -> JobState {
     let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref()).map(Vec::as_slice).unwrap_or_default();
     let holds = |types: &[&str]| conditions.iter().find(|c| types.contains(&c.type_.as_str()) && c.status == "True");
     if let Some(failed) = holds(&["Failed", "FailureTarget"]) {
+        if failed.reason.as_deref() == Some(DEADLINE_EXCEEDED) {
+            return JobState::DeadlineExceeded;
+        }
         return JobState::Failed {
             reason: failed.reason.clone().unwrap_or_default(),
             message: failed.message.clone().unwrap_or_default(),
@@ -35,7 +45,7 @@ pub fn job_state(job: &Job) -> JobState {
 
 /// The termination message of the Job's most recent failed Pod, if any.
 pub async fn termination_message(pods: &Api<Pod>, job_name: &str) -> Result<Option<String>, kube::Error> {
-    let list = pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job_name}"))).await?;
+    let list = pods.list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job_name}"))).await?;
     let mut failed: Vec<Pod> = list
         .items
         .into_iter()
@@ -77,6 +87,10 @@ mod tests {
             }
         );
         assert_eq!(job_state(&job(json!([{"type": "Failed", "status": "False"}]))), JobState::Running);
+        assert_eq!(
+            job_state(&job(json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]))),
+            JobState::DeadlineExceeded
+        );
     }
 
     #[test]

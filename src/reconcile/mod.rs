@@ -1,16 +1,24 @@
 //! The backup reconciler: a kube-runtime Controller on APIManagerBackup that owns the backup Jobs
-//! and turns an accepted backup into files on its claim (DESIGN §4).
+//! and turns an accepted backup into files on its claim (README, "Backups"). The step machine
+//! ([`machine`]) is shared by every operation; [`backup`] is what makes it a backup.
 
+pub mod backup;
 pub mod builders;
+#[cfg(test)]
+mod fake_api;
+#[cfg(test)]
+mod fixtures;
 pub mod jobs;
+pub mod machine;
+pub mod outcome;
 pub mod status;
-pub mod steps;
 
 use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
 use crate::health::Readiness;
 use crate::metrics::Metrics;
-use builders::{JobSettings, MANAGED_BY};
+use crate::names::{CONTROLLER, managed_by_selector};
+use builders::JobSettings;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
@@ -19,6 +27,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
+use status::OperationStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,23 +50,56 @@ pub enum ReconcileError {
     NotNamespaced,
 }
 
-impl ReconcileError {
+/// What kind of error a [`ReconcileError`] is: decides the retry delay and labels the metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Another write got there first (HTTP 409): read again soon.
+    Conflict,
+    /// The operator may not do this (HTTP 403).
+    Forbidden,
+    /// Any other API error.
+    Api,
+    /// The object has no namespace.
+    NotNamespaced,
+}
+
+impl ErrorKind {
     /// The `reason` label of `reconcile_errors_total`.
-    pub fn reason(&self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
-            Self::Api { source: kube::Error::Api(status), .. } if status.code == 409 => "Conflict",
-            Self::Api { source: kube::Error::Api(status), .. } if status.code == 403 => "Forbidden",
-            Self::Api { .. } => "ApiError",
+            Self::Conflict => "Conflict",
+            Self::Forbidden => "Forbidden",
+            Self::Api => "ApiError",
             Self::NotNamespaced => "NotNamespaced",
         }
     }
 
-    /// Whether the API server refused for good (invalid object, forbidden, over quota): retrying
-    /// the same request cannot succeed, so the backup fails with this message.
-    pub fn refusal(&self) -> Option<String> {
+    /// How long to wait before reconciling again.
+    pub fn retry_after(self) -> Duration {
+        match self {
+            Self::Conflict => Duration::from_secs(1),
+            Self::Forbidden | Self::Api | Self::NotNamespaced => Duration::from_secs(10),
+        }
+    }
+}
+
+impl ReconcileError {
+    /// Its kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Api { source: kube::Error::Api(status), .. } if status.code == 409 => ErrorKind::Conflict,
+            Self::Api { source: kube::Error::Api(status), .. } if status.code == 403 => ErrorKind::Forbidden,
+            Self::Api { .. } => ErrorKind::Api,
+            Self::NotNamespaced => ErrorKind::NotNamespaced,
+        }
+    }
+
+    /// What was refused and the API server's message, when it refused for good (invalid object,
+    /// forbidden, over quota): retrying the same request cannot succeed.
+    pub fn refusal(&self) -> Option<(String, String)> {
         match self {
             Self::Api { what, source: kube::Error::Api(status) } if [400, 403, 422].contains(&status.code) => {
-                Some(format!("{what}: {}", status.message))
+                Some((what.clone(), status.message.clone()))
             }
             _ => None,
         }
@@ -92,7 +134,7 @@ fn backups_of(store: &Store<APIManagerBackup>, apimanager: &APIManager) -> Vec<O
         .state()
         .iter()
         .filter(|b| b.namespace() == apimanager.namespace())
-        .filter(|b| b.status.as_ref().is_none_or(|s| !status::is_final(s)))
+        .filter(|b| b.status.as_ref().is_none_or(|s| !s.progress().is_final()))
         .filter(|b| {
             let source = b.status.as_ref().and_then(|s| s.api_manager_source_name.as_deref());
             b.spec.api_manager_name.as_deref() == Some(name.as_str()) || source == Some(name.as_str())
@@ -101,11 +143,15 @@ fn backups_of(store: &Store<APIManagerBackup>, apimanager: &APIManager) -> Vec<O
         .collect()
 }
 
-fn error_policy(backup: Arc<APIManagerBackup>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_error(error.reason());
-    // A conflict means another write got there first: read again soon.
-    let retry = if error.reason() == "Conflict" { Duration::from_secs(1) } else { Duration::from_secs(10) };
-    tracing::warn!(backup = %ObjectRef::from_obj(backup.as_ref()), %error, retry_seconds = retry.as_secs(), "reconcile failed; retrying");
+/// Counts a failed pass and schedules the next one after its kind's delay.
+pub fn error_policy<K>(object: Arc<K>, error: &ReconcileError, ctx: Arc<Context>) -> Action
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let kind = error.kind();
+    ctx.metrics.reconcile_error(kind.label());
+    let retry = kind.retry_after();
+    tracing::warn!(object = %ObjectRef::from_obj(object.as_ref()), %error, retry_seconds = retry.as_secs(), "reconcile failed; retrying");
     Action::requeue(retry)
 }
 
@@ -120,14 +166,14 @@ pub async fn run(
     readiness.set(CONTROLLER_CHECK, false);
     let backups: Api<APIManagerBackup> = Api::all(client.clone());
     let jobs: Api<Job> = Api::all(client.clone());
-    let owned = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    let owned = watcher::Config::default().labels(&managed_by_selector());
     let apimanagers: Api<APIManager> = Api::all(client.clone());
     let controller = Controller::new(backups, watcher::Config::default());
     let store = controller.store();
     let watched = store.clone();
     let counted = store.clone();
     metrics.count_in_progress_with(Box::new(move || {
-        counted.state().iter().filter(|b| b.status.as_ref().is_some_and(status::in_progress)).count()
+        counted.state().iter().filter(|b| b.status.as_ref().is_some_and(|s| s.progress().in_progress())).count()
     }));
     let controller = controller
         .owns(jobs, owned)
@@ -139,12 +185,11 @@ pub async fn run(
             readiness.set(CONTROLLER_CHECK, true);
         }
     });
-    let reporter =
-        Reporter { controller: "apimanager-backup-operator".into(), instance: std::env::var("POD_NAME").ok() };
+    let reporter = Reporter { controller: CONTROLLER.into(), instance: std::env::var("POD_NAME").ok() };
     let recorder = Recorder::new(client.clone(), reporter);
     let context = Arc::new(Context { client, metrics, recorder, settings });
     controller
-        .run(steps::reconcile, error_policy, context)
+        .run(machine::reconcile::<APIManagerBackup>, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "controller event");

@@ -1,7 +1,11 @@
-//! Status bookkeeping: the standard `Ready` and `Failed` conditions and what makes a backup final.
+//! Status bookkeeping shared by every operation: the fields the step machine keeps
+//! ([`Progress`]), the standard `Ready` and `Failed` conditions and what makes an operation final.
 
 use crate::api::backup::APIManagerBackupStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
 
 /// Condition type: the backup finished (True) or is not finished (False, with the current step).
 pub const READY: &str = "Ready";
@@ -36,19 +40,71 @@ pub fn set_condition(
     conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
 }
 
-/// Whether condition `type_` is True.
-pub fn is_true(status: &APIManagerBackupStatus, type_: &str) -> bool {
-    status.conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
+/// The status fields every operation has (3scale-operator's and the standard ones), which the step
+/// machine reads and writes; the operation's own fields stay in its status type.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Progress {
+    /// `true` once the operation finished successfully.
+    pub completed: Option<bool>,
+    /// When it started.
+    pub start_time: Option<Time>,
+    /// When it completed.
+    pub completion_time: Option<Time>,
+    /// `true` once every Job step finished.
+    pub main_steps_completed: Option<bool>,
+    /// `Ready` and `Failed`.
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the status describes.
+    pub observed_generation: Option<i64>,
 }
 
-/// A backup that completed or failed is never worked on again.
-pub fn is_final(status: &APIManagerBackupStatus) -> bool {
-    status.completed == Some(true) || is_true(status, FAILED)
+impl Progress {
+    /// Whether condition `type_` is True.
+    pub fn is_true(&self, type_: &str) -> bool {
+        self.conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
+    }
+
+    /// An operation that completed or failed is never worked on again.
+    pub fn is_final(&self) -> bool {
+        self.completed == Some(true) || self.is_true(FAILED)
+    }
+
+    /// An operation that started and is not final.
+    pub fn in_progress(&self) -> bool {
+        self.start_time.is_some() && !self.is_final()
+    }
 }
 
-/// A backup that started and is not final.
-pub fn in_progress(status: &APIManagerBackupStatus) -> bool {
-    status.start_time.is_some() && !is_final(status)
+/// The status type of an operation: it holds a [`Progress`] among its own fields.
+pub trait OperationStatus: Clone + Debug + Default + PartialEq + Serialize + DeserializeOwned + Send + Sync {
+    /// The shared fields.
+    fn progress(&self) -> Progress;
+    /// Writes the shared fields.
+    fn set_progress(&mut self, progress: Progress);
+}
+
+impl OperationStatus for APIManagerBackupStatus {
+    fn progress(&self) -> Progress {
+        Progress {
+            completed: self.completed,
+            start_time: self.start_time.clone(),
+            completion_time: self.completion_time.clone(),
+            main_steps_completed: self.main_steps_completed,
+            conditions: self.conditions.clone(),
+            observed_generation: self.observed_generation,
+        }
+    }
+
+    fn set_progress(&mut self, progress: Progress) {
+        let Progress { completed, start_time, completion_time, main_steps_completed, conditions, observed_generation } =
+            progress;
+        self.completed = completed;
+        self.start_time = start_time;
+        self.completion_time = completion_time;
+        self.main_steps_completed = main_steps_completed;
+        self.conditions = conditions;
+        self.observed_generation = observed_generation;
+    }
 }
 
 #[cfg(test)]
@@ -74,13 +130,29 @@ mod tests {
 
     #[test]
     fn final_states() {
-        let mut status = APIManagerBackupStatus::default();
-        assert!(!is_final(&status) && !in_progress(&status));
+        let mut status = Progress::default();
+        assert!(!status.is_final() && !status.in_progress());
         status.start_time = Some(at(1));
-        assert!(in_progress(&status));
+        assert!(status.in_progress());
         set_condition(&mut status.conditions, FAILED, true, "JobFailed", "x", None, &at(2));
-        assert!(is_final(&status) && !in_progress(&status));
-        let done = APIManagerBackupStatus { completed: Some(true), ..APIManagerBackupStatus::default() };
-        assert!(is_final(&done));
+        assert!(status.is_final() && !status.in_progress());
+        let done = Progress { completed: Some(true), ..Progress::default() };
+        assert!(done.is_final());
+    }
+
+    #[test]
+    fn backup_status_round_trips_its_progress() {
+        let progress = Progress {
+            completed: Some(true),
+            start_time: Some(at(1)),
+            completion_time: Some(at(2)),
+            main_steps_completed: Some(true),
+            conditions: Vec::new(),
+            observed_generation: Some(3),
+        };
+        let mut status = APIManagerBackupStatus { api_manager_source_name: Some("a".into()), ..Default::default() };
+        status.set_progress(progress.clone());
+        assert_eq!(status.progress(), progress);
+        assert_eq!(status.api_manager_source_name.as_deref(), Some("a"), "its own fields are kept");
     }
 }

@@ -1,7 +1,9 @@
-//! The defaulting rule (DESIGN §3): fill in `spec.apiManagerName` when the choice is obvious.
+//! The defaulting rule (README, "Admission rules"): fill in `spec.apiManagerName` when the backup
+//! means exactly one APIManager ([`crate::rules::apimanager_meant`]).
 //! Works on the raw object, because it runs before the API server checks the object's schema.
 
 use crate::api::apimanager::APIManager;
+use crate::rules;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use kube::ResourceExt;
@@ -17,16 +19,14 @@ pub fn needs_default(object: &Value) -> bool {
     object.get("spec").is_some_and(Value::is_object) && api_manager_name(object).is_none()
 }
 
-/// The name to default to: the old object's on UPDATE (so a replace keeps it), otherwise the only
-/// APIManager of the namespace; `None` when there are none or several.
+/// The name to default to: the old object's on UPDATE (so a replace keeps it), otherwise the
+/// APIManager a backup naming none means; `None` when there is none (validation explains why).
 pub fn choose_name(old_object: Option<&Value>, apimanagers: &[APIManager]) -> Option<String> {
     if let Some(old) = old_object.and_then(api_manager_name) {
         return Some(old.to_owned());
     }
-    match apimanagers {
-        [only] => Some(only.name_any()),
-        _ => None,
-    }
+    // The namespace only words the reason there is none, which validation reports instead.
+    rules::apimanager_meant(None, "", apimanagers).ok().map(ResourceExt::name_any)
 }
 
 /// The JSONPatch that sets `spec.apiManagerName`.

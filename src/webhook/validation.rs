@@ -1,11 +1,12 @@
-//! The admission rules of an `APIManagerBackup` (DESIGN §3) as plain functions over the typed
+//! The admission rules of an `APIManagerBackup` (README, "Admission rules") as plain functions over the typed
 //! object and the APIManagers of its namespace, so they are tested without a cluster.
 
 use super::field_error::FieldError;
-use crate::api::apimanager::{APIManager, FileStorage};
+use crate::api::apimanager::APIManager;
 use crate::api::backup::{
     APIManagerBackupSpec, BackupDestination, DESTINATION_REQUIRED, PersistentVolumeClaimDestination, REQUESTS_REQUIRED,
 };
+use crate::rules;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 use kube_quantity::ParsedQuantity;
@@ -93,61 +94,32 @@ fn check_dns1123_subdomain(field: &str, value: &str) -> Option<FieldError> {
     if value.split('.').all(label_ok) { None } else { Some(FieldError::invalid(field, value, DNS1123_SUBDOMAIN)) }
 }
 
-/// Rules 5 and 6: the named APIManager exists in the namespace and is in the backup scope.
-/// Returns the error, if any, and warnings about data the backup will not contain.
+/// Rules 5 and 6: the named APIManager exists in the namespace and is in the backup scope (both
+/// decided and worded by [`crate::rules`]). Returns the error, if any, and warnings about data the
+/// backup will not contain.
 pub fn check_apimanager(name: Option<&str>, namespace: &str, apimanagers: &[APIManager]) -> Verdict {
     let mut verdict = Verdict::default();
-    let names: Vec<String> = apimanagers.iter().map(ResourceExt::name_any).collect();
     let Some(name) = name.filter(|n| !n.is_empty()) else {
-        let detail = match names.as_slice() {
-            [] => format!("no APIManager exists in namespace {namespace:?}; create the APIManager to back up first"),
-            [only] => format!("set it to {only:?}, the APIManager of namespace {namespace:?}"),
-            several => format!(
-                "namespace {namespace:?} has {} APIManagers ({}); set spec.apiManagerName to the one to back up",
-                several.len(),
-                several.join(", ")
-            ),
+        // After defaulting, a backup names its APIManager; say which one it would mean.
+        let detail = match rules::apimanager_meant(None, namespace, apimanagers) {
+            Ok(only) => format!("set it to {:?}, the APIManager of namespace {namespace:?}", only.name_any()),
+            Err(not_found) => not_found.to_string(),
         };
         verdict.errors.push(FieldError::required(API_MANAGER_NAME, detail));
         return verdict;
     };
-    let Some(apimanager) = apimanagers.iter().find(|am| am.name_any() == name) else {
-        let present =
-            if names.is_empty() { "there are none".to_owned() } else { format!("there are: {}", names.join(", ")) };
-        verdict.errors.push(FieldError::invalid(
-            API_MANAGER_NAME,
-            name,
-            format!("no APIManager of that name in namespace {namespace:?} ({present})"),
-        ));
-        return verdict;
-    };
-    let internal = apimanager.internal_databases();
-    if !internal.is_empty() {
-        verdict.errors.push(FieldError::invalid(
-            API_MANAGER_NAME,
-            name,
-            format!(
-                "APIManager is outside the backup scope: {} not external; backups need the system database, \
-system Redis and backend Redis external (spec.externalComponents of the APIManager)",
-                list_with_verb(&internal)
-            ),
-        ));
-    }
-    if apimanager.file_storage() == FileStorage::S3 {
-        verdict.warnings.push(format!(
-            "APIManager {name:?} keeps System FileStorage in S3, which this backup does not copy; back up the bucket separately"
-        ));
+    let scope = rules::apimanager_meant(Some(name), namespace, apimanagers)
+        .map_err(|not_found| not_found.to_string())
+        .and_then(|apimanager| rules::in_scope(apimanager).map_err(|out| out.to_string()));
+    match scope {
+        Err(detail) => verdict.errors.push(FieldError::invalid(API_MANAGER_NAME, name, detail)),
+        Ok(storage) => {
+            if let Some(note) = rules::file_storage_note(&storage) {
+                verdict.warnings.push(format!("APIManager {name:?}: {note}"));
+            }
+        }
     }
     verdict
-}
-
-/// "a is" / "a and b are" / "a, b and c are".
-fn list_with_verb(items: &[&str]) -> String {
-    match items {
-        [one] => format!("its {one} is"),
-        [init @ .., last] => format!("its {} and {last} are", init.join(", ")),
-        [] => String::new(),
-    }
 }
 
 /// Rule 7: the spec of an existing backup never changes.

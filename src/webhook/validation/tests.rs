@@ -179,7 +179,7 @@ fn apimanager_rules() {
             Some("gone"),
             vec![external("a")],
             vec![
-                r#"spec.apiManagerName: Invalid value: "gone": no APIManager of that name in namespace "ns" (there are: a)"#,
+                r#"spec.apiManagerName: Invalid value: "gone": APIManager "gone" does not exist in namespace "ns" (there are: a)"#,
             ],
         ),
         (
@@ -187,7 +187,7 @@ fn apimanager_rules() {
             Some("gone"),
             vec![],
             vec![
-                r#"spec.apiManagerName: Invalid value: "gone": no APIManager of that name in namespace "ns" (there are none)"#,
+                r#"spec.apiManagerName: Invalid value: "gone": APIManager "gone" does not exist in namespace "ns" (there are none)"#,
             ],
         ),
         (
@@ -195,7 +195,7 @@ fn apimanager_rules() {
             Some("internal"),
             vec![internal],
             vec![
-                r#"spec.apiManagerName: Invalid value: "internal": APIManager is outside the backup scope: its system Redis and backend Redis are not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#,
+                r#"spec.apiManagerName: Invalid value: "internal": APIManager "internal" is outside the backup scope: its system Redis and backend Redis are not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#,
             ],
         ),
         (
@@ -203,7 +203,7 @@ fn apimanager_rules() {
             Some("plain"),
             vec![apimanager("plain", json!({}))],
             vec![
-                r#"spec.apiManagerName: Invalid value: "plain": APIManager is outside the backup scope: its system database, system Redis and backend Redis are not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#,
+                r#"spec.apiManagerName: Invalid value: "plain": APIManager "plain" is outside the backup scope: its system database, system Redis and backend Redis are not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#,
             ],
         ),
         (
@@ -214,7 +214,7 @@ fn apimanager_rules() {
                 json!({"externalComponents": {"system": {"redis": true}, "backend": {"redis": true}}}),
             )],
             vec![
-                r#"spec.apiManagerName: Invalid value: "one": APIManager is outside the backup scope: its system database is not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#,
+                r#"spec.apiManagerName: Invalid value: "one": APIManager "one" is outside the backup scope: its system database is not external; backups need the system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)"#,
             ],
         ),
         (
@@ -238,7 +238,7 @@ fn s3_file_storage_warns() {
     assert_eq!(
         verdict.warnings,
         vec![
-            r#"APIManager "example" keeps System FileStorage in S3, which this backup does not copy; back up the bucket separately"#
+            r#"APIManager "example": System FileStorage is in S3, which backups do not copy; back up the bucket separately"#
         ]
     );
 }

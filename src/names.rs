@@ -1,0 +1,46 @@
+//! The names other programs see, each spelled once: the Job steps (subcommand, Job name prefix,
+//! manifest key), the annotations on a backup claim, the labels on what the operator creates, the
+//! accounts the Jobs run as, and where a Job's Pod leaves its failure reason. Writers and readers
+//! use these constants, so a typo cannot split them.
+
+/// The `job` subcommand, Job name prefix and manifest key of the step exporting Secrets,
+/// ConfigMaps and the APIManager.
+pub const EXPORT_OBJECTS: &str = "export-objects";
+/// The `job` subcommand, Job name prefix and manifest key of the step copying System FileStorage.
+pub const COPY_FILES: &str = "copy-files";
+
+/// Label on everything the operator creates (and the selector of the Jobs it watches).
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", CONTROLLER);
+/// The label selector of [`MANAGED_BY`]: everything the operator created.
+pub fn managed_by_selector() -> String {
+    format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)
+}
+
+/// Label holding the UID of the APIManagerBackup an object belongs to (a UID always fits a label
+/// value; a name of up to 253 characters does not).
+pub const BACKUP_UID_LABEL: &str = "apps.3scale.net/apimanagerbackup-uid";
+/// Label the Job controller puts on the Pods of a Job, holding the Job's name.
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+
+/// Annotation on a backup claim: the backed-up APIManager's name (3scale-operator's key).
+pub const CLAIM_APIMANAGER_NAME: &str = "apiManagerName";
+/// Annotation on a backup claim: the backed-up APIManager's UID (3scale-operator's key).
+pub const CLAIM_APIMANAGER_UID: &str = "apiManagerUID";
+/// Annotation on a backup claim: the name of the APIManagerBackup that wrote it.
+pub const CLAIM_BACKUP_NAME: &str = "apiManagerBackupName";
+/// Annotation on a backup claim: the UID of the APIManagerBackup that wrote it. It decides who owns
+/// the claim: a claim whose value differs holds another backup and is never written to.
+pub const CLAIM_BACKUP_UID: &str = "apiManagerBackupUID";
+
+/// ServiceAccount the backup Jobs run as.
+pub const JOB_SERVICE_ACCOUNT: &str = "apimanager-backup";
+/// ClusterRole (shipped in `manifests/rbac.yaml`) that reads exactly the backed-up Secrets and
+/// ConfigMaps by name; the operator binds it per backup and never reads them itself.
+pub const JOB_DATA_CLUSTER_ROLE: &str = "apimanager-backup-job";
+
+/// Where a Job's container writes why it failed; Kubernetes reports the file's content as the
+/// container's termination message, which the reconciler quotes in the `Failed` condition.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// The operator's name: the `managed-by` label value and the reporter of its events.
+pub const CONTROLLER: &str = "apimanager-backup-operator";

@@ -1,0 +1,164 @@
+//! A backup as an [`Operation`] of the step machine (README, "Backups"): resolve the APIManager,
+//! check its scope, create the backup claim, then the Jobs `export-objects` and, when System
+//! FileStorage is a claim, `copy-files`, with per-backup RBAC for their ServiceAccount.
+
+use super::ReconcileSettings;
+use super::builders::{self, ClaimMount, JobStep};
+use super::machine::{End, Operation, Run, api_error};
+use super::outcome::{ClaimHolder, Failure, Stop};
+use crate::api::apimanager::{APIManager, FileStorage};
+use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
+use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT};
+use crate::metrics::{Metrics, Outcome};
+use crate::names::{BACKUP_UID_LABEL, CLAIM_BACKUP_UID, COPY_FILES, EXPORT_OBJECTS, JOB_SERVICE_ACCOUNT};
+use crate::reconcile::ReconcileError;
+use crate::rules;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams};
+use std::time::Duration;
+
+/// What the steps before the Jobs found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupPlan {
+    /// The APIManager backed up.
+    pub apimanager: String,
+    /// Where its System FileStorage lives.
+    pub storage: FileStorage,
+}
+
+impl Operation for APIManagerBackup {
+    type Status = APIManagerBackupStatus;
+    type Plan = BackupPlan;
+    const NOUN: &'static str = "backup";
+    const UID_LABEL: &'static str = BACKUP_UID_LABEL;
+    const TIMEOUT_FLAG: &'static str = "--backup-timeout";
+    const STARTING: &'static str = "resolving the APIManager";
+    const SUCCEEDED: &'static str = "BackupCompleted";
+    const END_ACTION: &'static str = "Backup";
+
+    fn status(&self) -> Option<&APIManagerBackupStatus> {
+        self.status.as_ref()
+    }
+
+    fn timeout(settings: &ReconcileSettings) -> Duration {
+        settings.backup_timeout
+    }
+
+    async fn prepare(run: &mut Run<Self>) -> Result<BackupPlan, Stop> {
+        // Step 1: the APIManager (the one named, or the one resolved by an earlier pass).
+        let apimanagers: Api<APIManager> = run.api();
+        let list = apimanagers.list(&Default::default()).await.map_err(api_error("listing APIManagers"))?;
+        let named = run.object.spec.api_manager_name.clone().filter(|name| !name.is_empty());
+        let named = named.or_else(|| run.status.api_manager_source_name.clone());
+        let apimanager =
+            rules::apimanager_meant(named.as_deref(), &run.namespace, &list.items).map_err(Failure::from)?;
+        run.status.api_manager_source_name = Some(apimanager.name_any());
+
+        // Step 2: still in the backup scope (the APIManager may have changed since admission).
+        let storage = rules::in_scope(apimanager).map_err(Failure::from)?;
+
+        // Step 3: the backup claim.
+        if run.status.backup_persistent_volume_claim_name.is_none() {
+            ensure_claim(run, apimanager).await?;
+            run.status.backup_persistent_volume_claim_name = Some(run.object.name_any());
+        }
+        Ok(BackupPlan { apimanager: apimanager.name_any(), storage })
+    }
+
+    fn job_steps(&self, plan: &BackupPlan) -> Vec<JobStep> {
+        let backup_mount =
+            ClaimMount { volume: "backup", claim: self.name_any(), path: BACKUP_MOUNT, read_only: false };
+        let backup_dir = format!("--backup-dir={BACKUP_MOUNT}");
+        let export = JobStep {
+            name: EXPORT_OBJECTS,
+            action: "ExportObjects",
+            reason: "ExportingObjects",
+            doing: "exporting Secrets, ConfigMaps and the APIManager",
+            args: vec![
+                format!("--namespace={}", self.namespace().unwrap_or_default()),
+                format!("--apimanager={}", plan.apimanager),
+                format!("--backup-name={}", self.name_any()),
+                format!("--backup-uid={}", self.uid().unwrap_or_default()),
+                backup_dir.clone(),
+            ],
+            claims: vec![backup_mount.clone()],
+            service_account: JOB_SERVICE_ACCOUNT,
+            api_access: true,
+        };
+        let mut steps = vec![export];
+        if let FileStorage::Claim(claim) = &plan.storage {
+            steps.push(JobStep {
+                name: COPY_FILES,
+                action: "CopyFiles",
+                reason: "CopyingFiles",
+                doing: "copying the System FileStorage",
+                args: vec![format!("--source={FILE_STORAGE_MOUNT}"), backup_dir],
+                claims: vec![
+                    backup_mount,
+                    ClaimMount {
+                        volume: "system-storage",
+                        claim: claim.clone(),
+                        path: FILE_STORAGE_MOUNT,
+                        read_only: true,
+                    },
+                ],
+                service_account: JOB_SERVICE_ACCOUNT,
+                // The copy reads files only: no API token in its Pod.
+                api_access: false,
+            });
+        }
+        steps
+    }
+
+    async fn before_jobs(run: &Run<Self>, plan: &BackupPlan) -> Result<(), ReconcileError> {
+        run.create(builders::job_service_account(&run.namespace)).await?;
+        run.create(builders::apimanager_role(&run.object, &plan.apimanager)).await?;
+        run.create(builders::apimanager_role_binding(&run.object)).await?;
+        run.create(builders::data_role_binding(&run.object)).await?;
+        Ok(())
+    }
+
+    /// Removes the Jobs' access to the installation.
+    async fn after_end(run: &Run<Self>) -> Result<(), ReconcileError> {
+        let params = DeleteParams::default();
+        run.delete::<RoleBinding>(&builders::data_binding_name(&run.object), &params).await?;
+        run.delete::<RoleBinding>(&builders::rbac_name(&run.object), &params).await?;
+        run.delete::<Role>(&builders::rbac_name(&run.object), &params).await
+    }
+
+    fn note(plan: &BackupPlan) -> Option<&'static str> {
+        rules::file_storage_note(&plan.storage)
+    }
+
+    fn success_message(run: &Run<Self>) -> String {
+        let claim = run.status.backup_persistent_volume_claim_name.clone().unwrap_or_else(|| run.object.name_any());
+        format!("backup written to PersistentVolumeClaim {claim}")
+    }
+
+    fn record_end(metrics: &Metrics, end: &End<'_>) {
+        let outcome = match end.outcome {
+            Ok(()) => Outcome::Succeeded,
+            Err(failure) => Outcome::Failed(failure.reason()),
+        };
+        metrics.observe_backup(end.namespace, end.name, outcome, end.seconds, end.ended_at_unix);
+    }
+}
+
+/// Creates the backup claim; one left by an earlier pass of this backup is fine, one holding
+/// another backup is never written to ([`Failure::ClaimInUse`]).
+async fn ensure_claim(run: &Run<APIManagerBackup>, apimanager: &APIManager) -> Result<(), Stop> {
+    if run.create(builders::backup_claim(&run.object, apimanager)).await? {
+        return Ok(());
+    }
+    let name = run.object.name_any();
+    let claims: Api<PersistentVolumeClaim> = run.api();
+    let claim = claims.get(&name).await.map_err(api_error(format!("reading PersistentVolumeClaim {name}")))?;
+    let holder = match claim.annotations().get(CLAIM_BACKUP_UID).filter(|uid| !uid.is_empty()) {
+        Some(uid) if Some(uid) == run.object.uid().as_ref() => return Ok(()),
+        Some(uid) => ClaimHolder::Backup(uid.clone()),
+        None => ClaimHolder::Unknown,
+    };
+    Err(Failure::ClaimInUse { claim: name, holder }.into())
+}

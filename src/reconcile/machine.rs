@@ -1,0 +1,375 @@
+//! The step machine: drives one operation (a backup today, a restore next) through its steps, each
+//! idempotent and recorded in status, so a restarted operator continues where it stopped.
+//!
+//! # The seam
+//! An operation is a namespaced custom resource implementing [`Operation`]: steps before the Jobs
+//! ([`Operation::prepare`], e.g. resolve the APIManager, check the scope, create the claim), then a
+//! sequence of Job steps ([`Operation::job_steps`], each a [`JobStep`] the shared Job builder turns
+//! into a Job), then the steps after the Jobs ([`Operation::after_jobs`], e.g. create an object and
+//! wait until it is available), RBAC for the Jobs before the first one and removed at the end. A
+//! restore is another implementation: its own status type holding a [`Progress`], its own
+//! [`JobStep`]s and [`Failure`] variants. The machine does the rest the same way for every
+//! operation:
+//! - records the start first, so the timeout always applies;
+//! - runs the Jobs one after the other, each with `activeDeadlineSeconds` = what is left of the
+//!   timeout, and reads their state from the Jobs (watched, not polled);
+//! - ends in one place: success ([`Run::succeed`]) or a typed [`Failure`] ([`Run::fail`]), each
+//!   written to status, published as an event and recorded in the metrics once.
+//!
+//! Each pass works from the object as stored (not the controller's cache, which may not show this
+//! operator's last write yet) and patches status with its `resourceVersion`, so a stale pass gets a
+//! conflict instead of redoing or double-counting anything.
+
+use super::builders::{self, JobStep};
+use super::jobs::{JobState, job_state, termination_message};
+use super::outcome::{Failure, Stop};
+use super::status::{FAILED, OperationStatus, Progress, READY, set_condition};
+use super::{Context, ReconcileError, ReconcileSettings};
+use crate::metrics::Metrics;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The API server rejects event notes longer than this.
+const EVENT_NOTE_MAX_BYTES: usize = 1024;
+
+/// A namespaced object the API serves, which the machine reads, creates and deletes.
+pub trait Namespaced:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned
+{
+}
+
+impl<K> Namespaced for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned
+{
+}
+
+/// An operation the machine drives: a custom resource whose status holds a [`Progress`], running a
+/// sequence of Job steps on a claim.
+pub trait Operation: Namespaced + Send + Sync + 'static {
+    /// Its status type.
+    type Status: OperationStatus;
+    /// What [`Operation::prepare`] resolves for the Job steps.
+    type Plan: Send + Sync;
+    /// Its noun in messages ("backup") and the `controller` label of the reconcile metrics.
+    const NOUN: &'static str;
+    /// The label holding its UID on every object it creates.
+    const UID_LABEL: &'static str;
+    /// The flag setting its timeout, named in the `Timeout` message.
+    const TIMEOUT_FLAG: &'static str;
+    /// The `Ready` message while the first steps run.
+    const STARTING: &'static str;
+    /// The `Ready` reason and event reason of success.
+    const SUCCEEDED: &'static str;
+    /// The action of the event published when it ends.
+    const END_ACTION: &'static str;
+
+    /// Its status, if any.
+    fn status(&self) -> Option<&Self::Status>;
+    /// How long it may run after its start.
+    fn timeout(settings: &ReconcileSettings) -> Duration;
+    /// The steps before the Jobs, each idempotent; records what it found in `run.status`.
+    fn prepare(run: &mut Run<Self>) -> impl Future<Output = Result<Self::Plan, Stop>> + Send;
+    /// The Job steps, in order.
+    fn job_steps(&self, plan: &Self::Plan) -> Vec<JobStep>;
+    /// The steps after the Jobs (e.g. create an object, wait for it), each idempotent: `Some(action)`
+    /// while waiting (the timeout still applies), `None` once done. None by default.
+    fn after_jobs(run: &mut Run<Self>, plan: &Self::Plan) -> impl Future<Output = Result<Option<Action>, Stop>> + Send {
+        let _ = (run, plan);
+        async { Ok(None) }
+    }
+    /// Creates what the Jobs need before the first one (RBAC); each object may already exist.
+    fn before_jobs(run: &Run<Self>, plan: &Self::Plan) -> impl Future<Output = Result<(), ReconcileError>> + Send;
+    /// Removes what only the Jobs needed, once the operation has ended; each may already be gone.
+    fn after_end(run: &Run<Self>) -> impl Future<Output = Result<(), ReconcileError>> + Send;
+    /// A note added to every `Ready` message (e.g. what is not copied).
+    fn note(plan: &Self::Plan) -> Option<&'static str>;
+    /// The `Ready` message and event note of success.
+    fn success_message(run: &Run<Self>) -> String;
+    /// Records the end in the metrics (called once per operation).
+    fn record_end(metrics: &Metrics, end: &End<'_>);
+}
+
+/// How an operation ended, for [`Operation::record_end`].
+#[derive(Debug)]
+pub struct End<'a> {
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// Success, or the failure.
+    pub outcome: Result<(), &'a Failure>,
+    /// From its start to its end.
+    pub seconds: f64,
+    /// Its end, Unix time.
+    pub ended_at_unix: f64,
+}
+
+/// Reconciles one operation object.
+pub async fn reconcile<O: Operation>(cached: Arc<O>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let _timer = ctx.metrics.time_reconcile(O::NOUN);
+    if cached.status().is_some_and(|s| s.progress().is_final()) {
+        return Ok(Action::await_change());
+    }
+    let namespace = cached.namespace().ok_or(ReconcileError::NotNamespaced)?;
+    let api: Api<O> = Api::namespaced(ctx.client.clone(), &namespace);
+    let name = cached.name_any();
+    let what = format!("reading {} {name}", O::kind(&()));
+    let Some(object) = api.get_opt(&name).await.map_err(api_error(what))? else {
+        return Ok(Action::await_change());
+    };
+    let status = object.status().cloned().unwrap_or_default();
+    let progress = status.progress();
+    if progress.is_final() {
+        return Ok(Action::await_change());
+    }
+    let mut run = Run { object: Arc::new(object), ctx, namespace, original: status.clone(), status, progress };
+    match run.advance().await {
+        Ok(action) => Ok(action),
+        Err(Stop::Failed(failure)) => run.fail(failure).await,
+        Err(Stop::Retry(error)) => Err(error),
+    }
+}
+
+/// Wraps an API error with what was being done.
+pub fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ReconcileError {
+    let what = what.into();
+    move |source| ReconcileError::Api { what, source }
+}
+
+/// One pass over one operation object.
+pub struct Run<O: Operation> {
+    /// The object as stored (updated by each status write).
+    pub object: Arc<O>,
+    /// What every pass shares.
+    pub ctx: Arc<Context>,
+    /// The object's namespace.
+    pub namespace: String,
+    /// The status being written (its [`Progress`] is kept in `progress` until written).
+    pub status: O::Status,
+    /// The shared status fields being written.
+    pub progress: Progress,
+    original: O::Status,
+}
+
+impl<O: Operation> Run<O> {
+    /// The API of kind `K` in the object's namespace.
+    pub fn api<K: Namespaced>(&self) -> Api<K> {
+        Api::namespaced(self.ctx.client.clone(), &self.namespace)
+    }
+
+    async fn advance(&mut self) -> Result<Action, Stop> {
+        if self.progress.start_time.is_none() {
+            self.progress.start_time = Some(Time(Timestamp::now()));
+            self.progress.observed_generation = self.object.meta().generation;
+            self.condition(READY, false, "Started", O::STARTING);
+            self.patch_status().await?;
+        }
+        let plan = O::prepare(self).await?;
+        let steps = self.object.job_steps(&plan);
+        if self.progress.main_steps_completed != Some(true) {
+            let limit = O::timeout(&self.ctx.settings);
+            let started = self.progress.start_time.clone().unwrap_or_else(|| Time(Timestamp::now()));
+            let remaining = limit.saturating_sub(elapsed_since(&started));
+            for (index, step) in steps.iter().enumerate() {
+                let job = step.job_name(self.object.as_ref());
+                match self.job_state(&job).await? {
+                    Some(JobState::Succeeded) => continue,
+                    // A Job's deadline is what was left of the timeout: the same event.
+                    Some(JobState::DeadlineExceeded) => return Err(self.timeout().into()),
+                    Some(JobState::Failed { reason, message }) => {
+                        let pods: Api<Pod> = self.api();
+                        let detail = termination_message(&pods, &job)
+                            .await
+                            .map_err(api_error(format!("reading the Pods of Job {job}")))?
+                            .unwrap_or(message);
+                        return Err(Failure::JobFailed { job, reason, detail }.into());
+                    }
+                    Some(JobState::Running) | None if remaining.is_zero() => return Err(self.timeout().into()),
+                    None => {
+                        if index == 0 {
+                            O::before_jobs(self, &plan).await?;
+                        }
+                        self.create_job(step, remaining).await?;
+                    }
+                    Some(JobState::Running) => {}
+                }
+                let message = with_note(format!("{} (Job {job})", step.doing), O::note(&plan));
+                self.condition(READY, false, step.reason, &message);
+                self.patch_if_changed().await?;
+                return Ok(Action::requeue(remaining));
+            }
+            if let Some(action) = O::after_jobs(self, &plan).await? {
+                if remaining.is_zero() {
+                    return Err(self.timeout().into());
+                }
+                self.patch_if_changed().await?;
+                return Ok(action);
+            }
+            self.progress.main_steps_completed = Some(true);
+            self.patch_status().await?;
+        }
+        self.delete_jobs(&steps).await?;
+        let message = with_note(O::success_message(self), O::note(&plan));
+        Ok(self.succeed(message).await?)
+    }
+
+    fn timeout(&self) -> Failure {
+        Failure::Timeout { operation: O::NOUN, flag: O::TIMEOUT_FLAG, limit: O::timeout(&self.ctx.settings) }
+    }
+
+    /// The state of Job `name`, `None` when it does not exist.
+    async fn job_state(&self, name: &str) -> Result<Option<JobState>, ReconcileError> {
+        let jobs: Api<Job> = self.api();
+        let job = jobs.get_opt(name).await.map_err(api_error(format!("reading Job {name}")))?;
+        Ok(job.as_ref().map(job_state))
+    }
+
+    async fn create_job(&self, step: &JobStep, remaining: Duration) -> Result<(), ReconcileError> {
+        let deadline = i64::try_from(remaining.as_secs()).unwrap_or(i64::MAX);
+        let job = builders::job(self.object.as_ref(), step, &self.ctx.settings.jobs, deadline);
+        let name = job.name_any();
+        if self.create(job).await? {
+            tracing::info!(job = %name, "created Job");
+            self.publish(EventType::Normal, "JobCreated", step.action, format!("created Job {name}")).await;
+        }
+        Ok(())
+    }
+
+    /// Creates `object`; returns `false` when it already exists (from an earlier pass).
+    pub async fn create<K: Namespaced>(&self, object: K) -> Result<bool, ReconcileError> {
+        let api: Api<K> = self.api();
+        match api.create(&PostParams::default(), &object).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(false),
+            Err(source) => {
+                Err(ReconcileError::Api { what: format!("creating {} {}", K::kind(&()), object.name_any()), source })
+            }
+        }
+    }
+
+    /// Deletes `name` of kind `K`; one already gone is fine.
+    pub async fn delete<K: Namespaced>(&self, name: &str, params: &DeleteParams) -> Result<(), ReconcileError> {
+        let api: Api<K> = self.api();
+        match api.delete(name, params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+            Err(source) => Err(ReconcileError::Api { what: format!("deleting {} {name}", K::kind(&())), source }),
+        }
+    }
+
+    async fn delete_jobs(&self, steps: &[JobStep]) -> Result<(), ReconcileError> {
+        let params =
+            DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
+        for step in steps {
+            self.delete::<Job>(&step.job_name(self.object.as_ref()), &params).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the operation successfully: status, metrics, event.
+    async fn succeed(&mut self, message: String) -> Result<Action, ReconcileError> {
+        O::after_end(self).await?;
+        self.progress.completed = Some(true);
+        self.progress.completion_time = Some(Time(Timestamp::now()));
+        self.condition(READY, true, O::SUCCEEDED, &message);
+        self.patch_status().await?;
+        let seconds = self.record_end(Ok(()));
+        tracing::info!(seconds, "{} completed", O::NOUN);
+        self.publish(EventType::Normal, O::SUCCEEDED, O::END_ACTION, message).await;
+        Ok(Action::await_change())
+    }
+
+    /// Ends the operation with `failure`: status, metrics, event.
+    async fn fail(&mut self, failure: Failure) -> Result<Action, ReconcileError> {
+        O::after_end(self).await?;
+        let (reason, message) = (failure.reason(), failure.to_string());
+        self.condition(FAILED, true, reason, &message);
+        self.condition(READY, false, reason, &message);
+        self.patch_status().await?;
+        let seconds = self.record_end(Err(&failure));
+        tracing::warn!(reason, message = %message, seconds, "{} failed", O::NOUN);
+        self.publish(EventType::Warning, reason, O::END_ACTION, message).await;
+        Ok(Action::await_change())
+    }
+
+    /// Records the end in the metrics; returns the duration in seconds.
+    fn record_end(&self, outcome: Result<(), &Failure>) -> f64 {
+        let ended = self.progress.completion_time.as_ref().map_or_else(Timestamp::now, |t| t.0);
+        let seconds = self.progress.start_time.as_ref().map(|s| (ended - s.0).get_seconds() as f64).unwrap_or_default();
+        let name = self.object.name_any();
+        let end =
+            End { namespace: &self.namespace, name: &name, outcome, seconds, ended_at_unix: ended.as_second() as f64 };
+        O::record_end(&self.ctx.metrics, &end);
+        seconds
+    }
+
+    /// Sets condition `type_` of the status being written.
+    pub fn condition(&mut self, type_: &str, value: bool, reason: &str, message: &str) {
+        let generation = self.object.meta().generation;
+        let now = Time(Timestamp::now());
+        set_condition(&mut self.progress.conditions, type_, value, reason, message, generation, &now);
+    }
+
+    async fn patch_if_changed(&mut self) -> Result<(), ReconcileError> {
+        let mut status = self.status.clone();
+        status.set_progress(self.progress.clone());
+        if status != self.original { self.patch_status().await } else { Ok(()) }
+    }
+
+    /// Writes the status, on the condition that the object is still the one this pass read.
+    pub async fn patch_status(&mut self) -> Result<(), ReconcileError> {
+        self.status.set_progress(self.progress.clone());
+        let api: Api<O> = self.api();
+        let patch = serde_json::json!({
+            "metadata": { "resourceVersion": self.object.resource_version() },
+            "status": self.status,
+        });
+        let written = api
+            .patch_status(&self.object.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(api_error("updating the status"))?;
+        self.object = Arc::new(written);
+        self.original = self.status.clone();
+        Ok(())
+    }
+
+    async fn publish(&self, type_: EventType, reason: &str, action: &str, mut note: String) {
+        if note.len() > EVENT_NOTE_MAX_BYTES {
+            note.truncate(note.floor_char_boundary(EVENT_NOTE_MAX_BYTES - 3));
+            note.push_str("...");
+        }
+        let event =
+            Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
+        if let Err(error) = self.ctx.recorder.publish(&event, &self.object.object_ref(&())).await {
+            tracing::warn!(%error, reason, "could not publish an event");
+        }
+    }
+}
+
+fn with_note(message: String, note: Option<&str>) -> String {
+    match note {
+        Some(note) => format!("{message}; {note}"),
+        None => message,
+    }
+}
+
+fn elapsed_since(start: &Time) -> Duration {
+    let seconds = (Timestamp::now() - start.0).get_seconds();
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests;

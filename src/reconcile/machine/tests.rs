@@ -1,0 +1,342 @@
+//! The step machine, branch by branch, against the in-memory API server of [`super::super::fake_api`].
+
+use super::*;
+use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
+use crate::names::CONTROLLER;
+use crate::reconcile::builders::JobSettings;
+use crate::reconcile::fake_api::{FakeApi, Fault};
+use crate::reconcile::fixtures::{BACKUP_UID, NAMESPACE, apimanager, backup};
+use crate::reconcile::{ErrorKind, ReconcileSettings, error_policy};
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::{Value, json};
+
+const BACKUPS: &str = "/apis/apps.3scale.net/v1alpha1/namespaces/3scale/apimanagerbackups";
+const APIMANAGERS: &str = "/apis/apps.3scale.net/v1alpha1/namespaces/3scale/apimanagers";
+const CLAIMS: &str = "/api/v1/namespaces/3scale/persistentvolumeclaims";
+const JOBS: &str = "/apis/batch/v1/namespaces/3scale/jobs";
+const PODS: &str = "/api/v1/namespaces/3scale/pods";
+const ROLES: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/3scale/roles";
+const ROLE_BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/3scale/rolebindings";
+
+fn export_job() -> String {
+    format!("export-objects-{BACKUP_UID}")
+}
+
+fn copy_job() -> String {
+    format!("copy-files-{BACKUP_UID}")
+}
+
+/// A fake API server holding backup `b` of 1Gi and APIManager `example` with `system` as its
+/// `spec.system`, and a context talking to it.
+fn cluster(system: Value) -> (FakeApi, Arc<Context>) {
+    let (client, fake) = FakeApi::start();
+    fake.put(
+        BACKUPS,
+        serde_json::to_value(backup(json!({"resources": {"requests": "1Gi"}}), json!({}))).expect("json"),
+    );
+    fake.put(APIMANAGERS, serde_json::to_value(apimanager(system)).expect("json"));
+    let recorder = Recorder::new(client.clone(), Reporter { controller: CONTROLLER.into(), instance: None });
+    let settings = ReconcileSettings {
+        jobs: JobSettings { image: "abo:test".into(), command: "abo".into(), backoff_limit: 2 },
+        backup_timeout: Duration::from_secs(3600),
+    };
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    (fake, Arc::new(Context { client, metrics, recorder, settings }))
+}
+
+/// One pass, starting from what the controller's cache holds (here: the stored object).
+async fn pass(fake: &FakeApi, ctx: &Arc<Context>) -> Result<Action, ReconcileError> {
+    let stored: APIManagerBackup =
+        serde_json::from_value(fake.get(&format!("{BACKUPS}/b")).expect("backup")).expect("a backup");
+    reconcile(Arc::new(stored), ctx.clone()).await
+}
+
+fn status(fake: &FakeApi) -> APIManagerBackupStatus {
+    let stored: APIManagerBackup =
+        serde_json::from_value(fake.get(&format!("{BACKUPS}/b")).expect("backup")).expect("a backup");
+    stored.status.unwrap_or_default()
+}
+
+/// `(status, reason, message)` of condition `type_`.
+fn condition(fake: &FakeApi, type_: &str) -> (String, String, String) {
+    let status = status(fake);
+    let found = status.conditions.iter().find(|c| c.type_ == type_).unwrap_or_else(|| panic!("{type_} condition"));
+    (found.status.clone(), found.reason.clone(), found.message.clone())
+}
+
+fn finish_job(fake: &FakeApi, name: &str, conditions: Value) {
+    let mut job = fake.get(&format!("{JOBS}/{name}")).unwrap_or_else(|| panic!("Job {name}"));
+    job["status"] = json!({"conditions": conditions});
+    fake.put(JOBS, job);
+}
+
+fn metric(ctx: &Context, sample: &str) -> bool {
+    ctx.metrics.render().expect("render").lines().any(|line| line == sample)
+}
+
+fn assert_failed(fake: &FakeApi, ctx: &Context, reason: &str, message: &str) {
+    assert_eq!(condition(fake, "Failed"), ("True".to_owned(), reason.to_owned(), message.to_owned()));
+    assert_eq!(condition(fake, "Ready"), ("False".to_owned(), reason.to_owned(), message.to_owned()));
+    assert!(metric(ctx, r#"apimanager_backups_total{outcome="failed"} 1"#), "counted once");
+    assert!(metric(ctx, &format!(r#"apimanager_backup_failures_total{{reason="{reason}"}} 1"#)), "by reason");
+    assert!(fake.names(ROLE_BINDINGS).is_empty() && fake.names(ROLES).is_empty(), "the Jobs' RBAC is removed");
+}
+
+#[tokio::test]
+async fn a_new_backup_records_its_start_and_creates_claim_rbac_and_the_export_job() {
+    let (fake, ctx) = cluster(json!({}));
+    let action = pass(&fake, &ctx).await.expect("pass");
+    assert_eq!(action, Action::requeue(Duration::from_secs(3600)));
+    let status = status(&fake);
+    assert!(status.start_time.is_some());
+    assert_eq!(status.api_manager_source_name.as_deref(), Some("example"));
+    assert_eq!(status.backup_persistent_volume_claim_name.as_deref(), Some("b"));
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(fake.names(CLAIMS), ["b"]);
+    assert_eq!(fake.names(JOBS), [export_job()]);
+    assert_eq!(fake.names(ROLES), [format!("apimanager-backup-{BACKUP_UID}")]);
+    assert_eq!(fake.names(ROLE_BINDINGS).len(), 2);
+    assert_eq!(
+        condition(&fake, "Ready"),
+        (
+            "False".to_owned(),
+            "ExportingObjects".to_owned(),
+            format!("exporting Secrets, ConfigMaps and the APIManager (Job {})", export_job())
+        )
+    );
+    let deadline = fake.get(&format!("{JOBS}/{}", export_job())).expect("job")["spec"]["activeDeadlineSeconds"].clone();
+    assert!(deadline.as_i64().is_some_and(|d| (3590..=3600).contains(&d)), "what is left of the timeout: {deadline}");
+}
+
+#[tokio::test]
+async fn a_pass_over_a_running_job_creates_nothing_and_writes_nothing() {
+    let (fake, ctx) = cluster(json!({}));
+    pass(&fake, &ctx).await.expect("first pass");
+    let before = fake.requests().len();
+    pass(&fake, &ctx).await.expect("second pass");
+    let writes: Vec<String> = fake.requests()[before..]
+        .iter()
+        .filter(|r| !r.starts_with("GET ") && !r.contains("/events"))
+        .cloned()
+        .collect();
+    let posts: Vec<&String> = writes.iter().filter(|r| r.starts_with("POST ")).collect();
+    assert!(writes.iter().all(|w| w.starts_with("POST ")), "no status write: {writes:?}");
+    assert!(posts.iter().all(|p| !p.ends_with("/jobs")), "the Job exists already: {posts:?}");
+}
+
+#[tokio::test]
+async fn the_copy_follows_the_export_and_success_cleans_up_and_counts_once() {
+    let (fake, ctx) = cluster(json!({}));
+    pass(&fake, &ctx).await.expect("export");
+    finish_job(&fake, &export_job(), json!([{"type": "Complete", "status": "True"}]));
+    pass(&fake, &ctx).await.expect("copy");
+    assert_eq!(fake.names(JOBS), [copy_job(), export_job()]);
+    assert_eq!(condition(&fake, "Ready").1, "CopyingFiles");
+    let copy = fake.get(&format!("{JOBS}/{}", copy_job())).expect("copy job");
+    assert_eq!(copy["spec"]["template"]["spec"]["automountServiceAccountToken"], json!(false));
+    finish_job(&fake, &copy_job(), json!([{"type": "SuccessCriteriaMet", "status": "True"}]));
+    assert_eq!(pass(&fake, &ctx).await.expect("success"), Action::await_change());
+    let status = status(&fake);
+    assert_eq!((status.completed, status.main_steps_completed), (Some(true), Some(true)));
+    assert!(status.completion_time.is_some());
+    assert_eq!(
+        condition(&fake, "Ready"),
+        ("True".to_owned(), "BackupCompleted".to_owned(), "backup written to PersistentVolumeClaim b".to_owned())
+    );
+    assert!(fake.names(JOBS).is_empty(), "the Jobs are deleted");
+    assert!(fake.names(ROLES).is_empty() && fake.names(ROLE_BINDINGS).is_empty(), "the Jobs' RBAC is deleted");
+    assert_eq!(fake.names(CLAIMS), ["b"], "the claim stays: it is the backup");
+    assert!(metric(&ctx, r#"apimanager_backups_total{outcome="succeeded"} 1"#));
+    pass(&fake, &ctx).await.expect("a pass over a completed backup");
+    assert!(metric(&ctx, r#"apimanager_backups_total{outcome="succeeded"} 1"#), "never counted twice");
+}
+
+fn fault(
+    method: &'static str,
+    path_suffix: &str,
+    skip: usize,
+    code: u16,
+    reason: &'static str,
+    message: &str,
+) -> Fault {
+    Fault { method, path_suffix: path_suffix.to_owned(), skip, code, reason, message: message.to_owned() }
+}
+
+#[tokio::test]
+async fn a_conflict_on_the_final_write_is_retried_and_the_backup_counted_once() {
+    let (fake, ctx) = cluster(json!({"fileStorage": {"simpleStorageService": {}}}));
+    pass(&fake, &ctx).await.expect("export");
+    finish_job(&fake, &export_job(), json!([{"type": "Complete", "status": "True"}]));
+    // mainStepsCompleted is written; the write of `completed` then meets a concurrent writer.
+    fake.fail_once(fault("PATCH", "/apimanagerbackups/b/status", 1, 409, "Conflict", "the object has been modified"));
+    let error = pass(&fake, &ctx).await.expect_err("the conflict is returned");
+    assert_eq!(error.kind(), ErrorKind::Conflict);
+    let retry = error_policy(Arc::new(backup(json!({}), json!({}))), &error, ctx.clone());
+    assert_eq!(retry, Action::requeue(Duration::from_secs(1)), "a conflict is retried soon");
+    assert!(metric(&ctx, r#"reconcile_errors_total{reason="Conflict"} 1"#));
+    assert!(metric(&ctx, r#"apimanager_backups_total{outcome="succeeded"} 0"#), "nothing counted on a failed write");
+    assert_eq!((status(&fake).main_steps_completed, status(&fake).completed), (Some(true), None));
+    pass(&fake, &ctx).await.expect("the retry");
+    pass(&fake, &ctx).await.expect("a late pass");
+    assert_eq!(status(&fake).completed, Some(true));
+    assert_eq!(
+        condition(&fake, "Ready").2,
+        "backup written to PersistentVolumeClaim b; System FileStorage is in S3, which backups do not copy; back up \
+the bucket separately"
+    );
+    assert!(metric(&ctx, r#"apimanager_backups_total{outcome="succeeded"} 1"#), "counted exactly once");
+    assert!(metric(&ctx, r#"apimanager_backup_duration_seconds_count{outcome="succeeded"} 1"#));
+}
+
+#[tokio::test]
+async fn a_refused_job_fails_the_backup_as_refused() {
+    let (fake, ctx) = cluster(json!({}));
+    let quota = "jobs.batch is forbidden: exceeded quota: jobs, requested: count/jobs.batch=1";
+    fake.fail_once(fault("POST", "/jobs", 0, 403, "Forbidden", quota));
+    assert_eq!(pass(&fake, &ctx).await.expect("a final failure is not an error"), Action::await_change());
+    assert_failed(&fake, &ctx, "Refused", &format!("creating Job {}: {quota}", export_job()));
+    pass(&fake, &ctx).await.expect("a pass over a failed backup");
+    assert!(metric(&ctx, r#"apimanager_backups_total{outcome="failed"} 1"#), "never counted twice");
+}
+
+#[tokio::test]
+async fn an_unavailable_api_is_retried_not_failed() {
+    let (fake, ctx) = cluster(json!({}));
+    fake.fail_once(fault("POST", "/jobs", 0, 503, "ServiceUnavailable", "etcd is unavailable"));
+    let error = pass(&fake, &ctx).await.expect_err("retried");
+    assert_eq!(error.kind(), ErrorKind::Api);
+    assert!(status(&fake).conditions.iter().all(|c| c.type_ != "Failed"));
+    pass(&fake, &ctx).await.expect("the retry");
+    assert_eq!(fake.names(JOBS), [export_job()]);
+}
+
+#[tokio::test]
+async fn an_apimanager_deleted_mid_backup_fails_it() {
+    let (fake, ctx) = cluster(json!({}));
+    pass(&fake, &ctx).await.expect("export");
+    let mut other = fake.get(&format!("{APIMANAGERS}/example")).expect("apimanager");
+    other["metadata"]["name"] = json!("other");
+    fake.put(APIMANAGERS, other);
+    fake.remove(&format!("{APIMANAGERS}/example"));
+    pass(&fake, &ctx).await.expect("pass");
+    assert_failed(
+        &fake,
+        &ctx,
+        "APIManagerNotFound",
+        &format!("APIManager \"example\" does not exist in namespace \"{NAMESPACE}\" (there are: other)"),
+    );
+}
+
+#[tokio::test]
+async fn an_apimanager_leaving_the_scope_fails_the_backup() {
+    let (fake, ctx) = cluster(json!({}));
+    let mut internal = fake.get(&format!("{APIMANAGERS}/example")).expect("apimanager");
+    internal["spec"]["externalComponents"]["backend"]["redis"] = json!(false);
+    fake.put(APIMANAGERS, internal);
+    pass(&fake, &ctx).await.expect("pass");
+    assert_failed(
+        &fake,
+        &ctx,
+        "OutOfScope",
+        "APIManager \"example\" is outside the backup scope: its backend Redis is not external; backups need the \
+system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)",
+    );
+    assert!(fake.names(CLAIMS).is_empty(), "no claim for a backup out of scope");
+}
+
+fn existing_claim(fake: &FakeApi, annotations: Value) {
+    fake.put(CLAIMS, json!({"metadata": {"name": "b", "namespace": NAMESPACE, "annotations": annotations}}));
+}
+
+#[tokio::test]
+async fn a_claim_holding_another_backup_is_never_written_to() {
+    let (fake, ctx) = cluster(json!({}));
+    existing_claim(&fake, json!({"apiManagerBackupUID": "earlier-uid"}));
+    pass(&fake, &ctx).await.expect("pass");
+    assert_failed(
+        &fake,
+        &ctx,
+        "ClaimInUse",
+        "PersistentVolumeClaim b already exists and holds APIManagerBackup UID earlier-uid; it is never overwritten: \
+delete it if it is no longer needed, or create this backup under another name",
+    );
+    assert!(fake.names(JOBS).is_empty(), "no Job writes to it");
+}
+
+#[tokio::test]
+async fn a_claim_without_the_ownership_annotation_is_never_written_to() {
+    let (fake, ctx) = cluster(json!({}));
+    existing_claim(&fake, json!({}));
+    pass(&fake, &ctx).await.expect("pass");
+    assert_eq!(condition(&fake, "Failed").1, "ClaimInUse");
+    assert!(condition(&fake, "Failed").2.contains("holds something else"));
+}
+
+#[tokio::test]
+async fn a_claim_left_by_an_earlier_pass_of_this_backup_is_used() {
+    let (fake, ctx) = cluster(json!({}));
+    existing_claim(&fake, json!({"apiManagerBackupUID": BACKUP_UID}));
+    pass(&fake, &ctx).await.expect("pass");
+    assert_eq!(fake.names(JOBS), [export_job()]);
+    assert_eq!(status(&fake).backup_persistent_volume_claim_name.as_deref(), Some("b"));
+}
+
+#[tokio::test]
+async fn a_failed_job_fails_the_backup_with_its_pods_termination_message() {
+    let (fake, ctx) = cluster(json!({}));
+    pass(&fake, &ctx).await.expect("export");
+    finish_job(
+        &fake,
+        &export_job(),
+        json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]),
+    );
+    fake.put(
+        PODS,
+        json!({"metadata": {"name": "p1", "namespace": NAMESPACE, "labels": {"batch.kubernetes.io/job-name": export_job()}},
+            "status": {"phase": "Failed", "containerStatuses": [{"name": "c", "image": "i", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": 1, "message": "required objects missing: Secret system-seed"}}}]}}),
+    );
+    pass(&fake, &ctx).await.expect("pass");
+    assert_failed(
+        &fake,
+        &ctx,
+        "JobFailed",
+        &format!("Job {} failed (BackoffLimitExceeded): required objects missing: Secret system-seed", export_job()),
+    );
+    assert_eq!(fake.names(JOBS), [export_job()], "the Job stays for debugging");
+}
+
+#[tokio::test]
+async fn a_job_stopped_by_its_deadline_is_a_timeout() {
+    let (fake, ctx) = cluster(json!({}));
+    pass(&fake, &ctx).await.expect("export");
+    finish_job(&fake, &export_job(), json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]));
+    pass(&fake, &ctx).await.expect("pass");
+    assert_failed(
+        &fake,
+        &ctx,
+        "Timeout",
+        "the backup did not finish within 1h (--backup-timeout); its Jobs and Pods are kept for debugging",
+    );
+    assert_eq!(fake.names(JOBS), [export_job()], "the Job stays for debugging");
+}
+
+#[tokio::test]
+async fn a_backup_running_past_its_timeout_fails() {
+    let (fake, ctx) = cluster(json!({}));
+    pass(&fake, &ctx).await.expect("export");
+    let mut stored = fake.get(&format!("{BACKUPS}/b")).expect("backup");
+    stored["status"]["startTime"] = json!("2020-01-01T00:00:00Z");
+    fake.put(BACKUPS, stored);
+    pass(&fake, &ctx).await.expect("pass");
+    assert_eq!(condition(&fake, "Failed").1, "Timeout");
+}
+
+#[tokio::test]
+async fn a_final_backup_in_the_cache_costs_no_request() {
+    let (fake, ctx) = cluster(json!({}));
+    let done = backup(json!({}), json!({"completed": true}));
+    let before = fake.requests().len();
+    assert_eq!(reconcile(Arc::new(done), ctx).await.expect("pass"), Action::await_change());
+    assert_eq!(fake.requests().len(), before);
+}

@@ -1,0 +1,193 @@
+//! How a pass of the step machine ends early, typed: [`Failure`] is every final failure of an
+//! operation (each with the reason its condition, its event and its metric carry), [`Stop`] is a
+//! final failure or an error to retry. Steps return `Result<_, Stop>` and use `?`; the machine turns
+//! a [`Failure`] into status, an event and metrics in one place ([`super::machine`]).
+
+use super::ReconcileError;
+use crate::rules;
+use std::fmt;
+use std::time::Duration;
+
+/// A final failure: the operation ends `Failed` and is never retried.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The backup means no APIManager of its namespace.
+    #[error(transparent)]
+    APIManagerNotFound(#[from] rules::NotFound),
+    /// The APIManager is outside the backup scope.
+    #[error(transparent)]
+    OutOfScope(#[from] rules::OutOfScope),
+    /// The claim to write holds something else; it is never written to.
+    #[error(
+        "PersistentVolumeClaim {claim} already exists and holds {holder}; it is never overwritten: delete it if it \
+is no longer needed, or create this backup under another name"
+    )]
+    ClaimInUse {
+        /// The claim's name.
+        claim: String,
+        /// What it holds.
+        holder: ClaimHolder,
+    },
+    /// A Job failed for good (its retries used up).
+    #[error("Job {job} failed ({reason}): {detail}")]
+    JobFailed {
+        /// The Job's name.
+        job: String,
+        /// Kubernetes' reason, e.g. `BackoffLimitExceeded`.
+        reason: String,
+        /// The Pod's termination message, or the Job's message without one.
+        detail: String,
+    },
+    /// The API server refused an object for good (invalid, forbidden, over quota).
+    #[error("{what}: {message}")]
+    Refused {
+        /// What was being done.
+        what: String,
+        /// The API server's message.
+        message: String,
+    },
+    /// The operation did not finish in time.
+    #[error(
+        "the {operation} did not finish within {} ({flag}); its Jobs and Pods are kept for debugging",
+        humantime::format_duration(*limit)
+    )]
+    Timeout {
+        /// The operation's noun ("backup").
+        operation: &'static str,
+        /// The flag setting the limit.
+        flag: &'static str,
+        /// The limit.
+        limit: Duration,
+    },
+}
+
+impl Failure {
+    /// Every reason, in the order of the README (the metric's label values, all present from the start).
+    pub const REASONS: [&'static str; 6] =
+        ["APIManagerNotFound", "OutOfScope", "ClaimInUse", "JobFailed", "Refused", "Timeout"];
+
+    /// The reason of the `Failed` condition and of the Warning event, and the `reason` label of the
+    /// failure counter: one of [`Failure::REASONS`].
+    pub fn reason(&self) -> &'static str {
+        let [not_found, out_of_scope, claim_in_use, job_failed, refused, timeout] = Self::REASONS;
+        match self {
+            Self::APIManagerNotFound(_) => not_found,
+            Self::OutOfScope(_) => out_of_scope,
+            Self::ClaimInUse { .. } => claim_in_use,
+            Self::JobFailed { .. } => job_failed,
+            Self::Refused { .. } => refused,
+            Self::Timeout { .. } => timeout,
+        }
+    }
+}
+
+/// What an existing claim holds, read from its ownership annotation
+/// ([`crate::names::CLAIM_BACKUP_UID`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimHolder {
+    /// Another APIManagerBackup, by UID.
+    Backup(String),
+    /// Something without the annotation.
+    Unknown,
+}
+
+impl fmt::Display for ClaimHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Backup(uid) => write!(f, "APIManagerBackup UID {uid}"),
+            Self::Unknown => f.write_str("something else"),
+        }
+    }
+}
+
+/// Why a pass stops before the operation's end.
+#[derive(Debug, thiserror::Error)]
+pub enum Stop {
+    /// The operation failed for good.
+    #[error(transparent)]
+    Failed(#[from] Failure),
+    /// Something to retry later.
+    #[error(transparent)]
+    Retry(ReconcileError),
+}
+
+impl From<ReconcileError> for Stop {
+    /// An API server's final refusal fails the operation as [`Failure::Refused`]; anything else is
+    /// retried.
+    fn from(error: ReconcileError) -> Self {
+        match error.refusal() {
+            Some((what, message)) => Self::Failed(Failure::Refused { what, message }),
+            None => Self::Retry(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn api_error(code: u16, message: &str) -> ReconcileError {
+        let status = Status::failure(message, "Reason").with_code(code);
+        ReconcileError::Api { what: "creating Job j".into(), source: kube::Error::Api(Box::new(status)) }
+    }
+
+    #[test]
+    fn refusals_end_the_operation_and_other_errors_are_retried() {
+        for code in [400, 403, 422] {
+            match Stop::from(api_error(code, "exceeded quota")) {
+                Stop::Failed(failure) => {
+                    assert_eq!(failure.reason(), "Refused");
+                    assert_eq!(failure.to_string(), "creating Job j: exceeded quota");
+                }
+                Stop::Retry(error) => panic!("{code} is a refusal, got {error}"),
+            }
+        }
+        for code in [409, 500, 503] {
+            assert!(matches!(Stop::from(api_error(code, "busy")), Stop::Retry(_)), "{code} is retried");
+        }
+    }
+
+    #[test]
+    fn each_failure_has_its_reason_and_message() {
+        let cases = [
+            (
+                Failure::ClaimInUse { claim: "b".into(), holder: ClaimHolder::Backup("u-1".into()) },
+                "ClaimInUse",
+                "PersistentVolumeClaim b already exists and holds APIManagerBackup UID u-1; it is never overwritten: \
+delete it if it is no longer needed, or create this backup under another name",
+            ),
+            (
+                Failure::ClaimInUse { claim: "b".into(), holder: ClaimHolder::Unknown },
+                "ClaimInUse",
+                "PersistentVolumeClaim b already exists and holds something else; it is never overwritten: delete it \
+if it is no longer needed, or create this backup under another name",
+            ),
+            (
+                Failure::JobFailed { job: "j".into(), reason: "BackoffLimitExceeded".into(), detail: "boom".into() },
+                "JobFailed",
+                "Job j failed (BackoffLimitExceeded): boom",
+            ),
+            (
+                Failure::Timeout { operation: "backup", flag: "--backup-timeout", limit: Duration::from_secs(5400) },
+                "Timeout",
+                "the backup did not finish within 1h 30m (--backup-timeout); its Jobs and Pods are kept for debugging",
+            ),
+            (
+                Failure::APIManagerNotFound(rules::NotFound::NoneInNamespace { namespace: "n".into() }),
+                "APIManagerNotFound",
+                r#"no APIManager exists in namespace "n"; create the APIManager to back up first"#,
+            ),
+            (
+                Failure::OutOfScope(rules::OutOfScope { name: "a".into(), internal: vec!["backend Redis"] }),
+                "OutOfScope",
+                "APIManager \"a\" is outside the backup scope: its backend Redis is not external; backups need the \
+system database, system Redis and backend Redis external (spec.externalComponents of the APIManager)",
+            ),
+        ];
+        for (failure, reason, message) in cases {
+            assert_eq!((failure.reason(), failure.to_string().as_str()), (reason, message));
+            assert!(Failure::REASONS.contains(&reason));
+        }
+    }
+}
