@@ -316,7 +316,7 @@ async fn what_the_cache_has_not_seen_is_confirmed_live_before_a_refusal() {
     assert!(
         refused["status"]["message"]
             .as_str()
-            .is_some_and(|m| m.ends_with(r#"spec.apiManagerName: Invalid value: "gone": no APIManager of that name in namespace "lagging-cache" (there are none)"#)),
+            .is_some_and(|m| m.ends_with(r#"spec.apiManagerName: Invalid value: "gone": APIManager "gone" does not exist in namespace "lagging-cache" (there are none)"#)),
         "{refused}"
     );
     assert_eq!(requests.not_watches().last(), Some(&format!("GET {apimanagers}/gone")));
