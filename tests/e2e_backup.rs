@@ -255,3 +255,47 @@ fn operator_service_account_cannot_read_secrets() {
     ];
     assert_can_i(cluster, "default", sa, &cases);
 }
+
+#[tokio::test]
+async fn a_backup_with_the_longest_valid_name_completes_and_shows_its_events() {
+    let cluster = shared();
+    let ns = namespace_with_installation(cluster, "long-name").await;
+    let name = format!("{}.{}", "b".repeat(200), "n".repeat(52));
+    assert_eq!(name.len(), 253, "the longest name Kubernetes accepts");
+    create_backup(cluster, &ns, &name);
+    let backup = finished_backup(cluster, &ns, &name).await;
+    assert_eq!(backup.status.and_then(|s| s.completed), Some(true));
+    let selector = format!("involvedObject.name={name}");
+    let reasons = || {
+        kubectl_ok(
+            cluster,
+            &["-n", &ns, "get", "events", "--field-selector", &selector, "-o", "jsonpath={.items[*].reason}"],
+            "",
+        )
+    };
+    eventually(Duration::from_secs(30), "the backup's events are published", || async {
+        let reasons = reasons();
+        reasons.contains("BackupCompleted") && reasons.matches("JobCreated").count() == 2
+    })
+    .await;
+}
+
+#[test]
+fn local_keeps_credentials_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = shared();
+    let mode = |path: &Path| std::fs::metadata(path).expect("exists").permissions().mode() & 0o777;
+    let credentials = cluster.plane.dir.join("credentials");
+    assert_eq!(cluster.plane.admin_kubeconfig, credentials.join("admin.kubeconfig"));
+    for folder in [&credentials, &cluster.plane.certs] {
+        assert_eq!(mode(folder), 0o700, "{} is entered by its owner only", folder.display());
+    }
+    let certs = &cluster.plane.certs;
+    for file in ["admin.kubeconfig", "operator.kubeconfig", "tokens.csv", "service-account.key"]
+        .map(|name| credentials.join(name))
+        .into_iter()
+        .chain([certs.join("ca.key"), certs.join("tls.key")])
+    {
+        assert_eq!(mode(&file), 0o600, "{} is readable by its owner only", file.display());
+    }
+}

@@ -67,9 +67,27 @@ pub fn generate_certs(repo: &Path, dir: &Path) -> Result<(), LocalError> {
         .map(drop)
 }
 
-fn write(path: &Path, contents: &str) -> Result<(), LocalError> {
-    std::fs::write(path, contents)
-        .map_err(|source| LocalError::Io { what: format!("writing {}", path.display()), source })
+/// Folder under the working directory that holds the control plane's credentials (the
+/// administrator's and the operator's kubeconfigs, the token file, the ServiceAccount signing key).
+pub const CREDENTIALS_DIR: &str = "credentials";
+
+/// Creates folder `path` (and its parents) readable by its owner only (mode 0700).
+pub fn create_private_dir(path: &Path) -> Result<(), LocalError> {
+    let io = |source| LocalError::Io { what: format!("creating {}", path.display()), source };
+    std::fs::create_dir_all(path).map_err(io)?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(io)
+}
+
+/// Writes a credential: a file readable and writable by its owner only (mode 0600), also when
+/// it existed before.
+pub fn write_credential(path: &Path, contents: &str) -> Result<(), LocalError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |source| LocalError::Io { what: format!("writing {}", path.display()), source };
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    file.write_all(contents.as_bytes()).map_err(io)
 }
 
 /// A kubeconfig for `server` trusting `ca` and authenticating with a bearer `token`.
@@ -97,19 +115,22 @@ impl ControlPlane {
     pub async fn start(repo: &Path, bin: &Path, dir: &Path) -> Result<Self, LocalError> {
         let certs = dir.join("certs");
         let logs = dir.join("logs");
-        for d in [&certs, &logs] {
-            std::fs::create_dir_all(d)
-                .map_err(|source| LocalError::Io { what: format!("creating {}", d.display()), source })?;
-        }
+        let credentials = dir.join(CREDENTIALS_DIR);
+        std::fs::create_dir_all(&logs)
+            .map_err(|source| LocalError::Io { what: format!("creating {}", logs.display()), source })?;
+        // The CA and serving keys (certs/generate.sh writes them 0600) and every credential live
+        // in folders only this user can enter.
+        create_private_dir(&certs)?;
+        create_private_dir(&credentials)?;
         generate_certs(repo, &certs)?;
-        let sa_key = dir.join("service-account.key");
+        let sa_key = credentials.join("service-account.key");
         run(
             "making the service-account key",
             Command::new("openssl").args(["genrsa", "-out"]).arg(&sa_key).arg("2048"),
         )?;
         let token = random_token()?;
-        let tokens = dir.join("tokens.csv");
-        write(&tokens, &format!("{token},admin,admin-uid,system:masters\n"))?;
+        let tokens = credentials.join("tokens.csv");
+        write_credential(&tokens, &format!("{token},admin,admin-uid,system:masters\n"))?;
 
         let (client_port, peer_port, apiserver_port) = (free_port()?, free_port()?, free_port()?);
         let etcd_url = format!("http://127.0.0.1:{client_port}");
@@ -151,8 +172,8 @@ impl ControlPlane {
             .arg("--v=1");
         let apiserver = Supervised::spawn("kube-apiserver", apiserver, &logs)?;
 
-        let admin_kubeconfig = dir.join("admin.kubeconfig");
-        write(&admin_kubeconfig, &kubeconfig(&server, &certs.join("ca.crt"), "admin", &token))?;
+        let admin_kubeconfig = credentials.join("admin.kubeconfig");
+        write_credential(&admin_kubeconfig, &kubeconfig(&server, &certs.join("ca.crt"), "admin", &token))?;
         let mut controller_manager = Command::new(bin.join("kube-controller-manager"));
         controller_manager
             .arg(format!("--kubeconfig={}", admin_kubeconfig.display()))

@@ -174,11 +174,10 @@ impl LocalCluster {
         let admin = plane.admin_client().await?;
         install::install_crds(&admin).await?;
         let token = install::install_operator_identity(&admin).await?;
-        let operator_kubeconfig = dir.join("operator.kubeconfig");
+        let operator_kubeconfig = dir.join(control_plane::CREDENTIALS_DIR).join("operator.kubeconfig");
         let contents =
             kubeconfig(&plane.server, &plane.certs.join("ca.crt"), install::OPERATOR_SERVICE_ACCOUNT, &token);
-        std::fs::write(&operator_kubeconfig, contents)
-            .map_err(|source| LocalError::Io { what: "writing the operator kubeconfig".into(), source })?;
+        control_plane::write_credential(&operator_kubeconfig, &contents)?;
 
         let port = free_port()?;
         let logs = plane.dir.join("logs");

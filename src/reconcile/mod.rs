@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod builders;
+pub mod events;
 #[cfg(test)]
 mod fake_api;
 #[cfg(test)]
@@ -19,12 +20,12 @@ use crate::health::Readiness;
 use crate::metrics::Metrics;
 use crate::names::{CONTROLLER, managed_by_selector};
 use builders::JobSettings;
+use events::EventPublisher;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::ResourceExt;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use status::OperationStatus;
@@ -122,7 +123,7 @@ pub struct Context {
     /// Metrics to record outcomes in.
     pub metrics: Arc<Metrics>,
     /// Publishes events on the backups.
-    pub recorder: Recorder,
+    pub recorder: EventPublisher,
     /// Settings.
     pub settings: ReconcileSettings,
 }
@@ -185,8 +186,8 @@ pub async fn run(
             readiness.set(CONTROLLER_CHECK, true);
         }
     });
-    let reporter = Reporter { controller: CONTROLLER.into(), instance: std::env::var("POD_NAME").ok() };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let instance = std::env::var("POD_NAME").unwrap_or_else(|_| CONTROLLER.to_owned());
+    let recorder = EventPublisher::new(client.clone(), CONTROLLER, &instance);
     let context = Arc::new(Context { client, metrics, recorder, settings });
     controller
         .run(machine::reconcile::<APIManagerBackup>, error_policy, context)

@@ -7,7 +7,7 @@ use crate::reconcile::builders::JobSettings;
 use crate::reconcile::fake_api::{FakeApi, Fault};
 use crate::reconcile::fixtures::{BACKUP_UID, NAMESPACE, apimanager, backup};
 use crate::reconcile::{ErrorKind, ReconcileSettings, error_policy};
-use kube::runtime::events::{Recorder, Reporter};
+use crate::reconcile::events::EventPublisher;
 use serde_json::{Value, json};
 
 const BACKUPS: &str = "/apis/apps.3scale.net/v1alpha1/namespaces/3scale/apimanagerbackups";
@@ -35,7 +35,7 @@ fn cluster(system: Value) -> (FakeApi, Arc<Context>) {
         serde_json::to_value(backup(json!({"resources": {"requests": "1Gi"}}), json!({}))).expect("json"),
     );
     fake.put(APIMANAGERS, serde_json::to_value(apimanager(system)).expect("json"));
-    let recorder = Recorder::new(client.clone(), Reporter { controller: CONTROLLER.into(), instance: None });
+    let recorder = EventPublisher::new(client.clone(), CONTROLLER, CONTROLLER);
     let settings = ReconcileSettings {
         jobs: JobSettings { image: "abo:test".into(), command: "abo".into(), backoff_limit: 2 },
         backup_timeout: Duration::from_secs(3600),

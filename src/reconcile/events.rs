@@ -1,0 +1,98 @@
+//! Events on backups (`events.k8s.io/v1`), named so that every valid backup name fits.
+//!
+//! kube-runtime's `Recorder` names an event `<object name>.<time in hex>`, which the API server
+//! rejects for an object name near the 253-character limit, so no event of such a backup would
+//! ever be seen. Here a name too long is cut and completed with a hash of the full name.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{Event, EventType};
+use sha2::{Digest, Sha256};
+
+/// Longest object name the API server accepts (a DNS subdomain).
+const NAME_MAX: usize = 253;
+/// Hex digits of the name's hash kept in a shortened event name.
+const HASH_DIGITS: usize = 10;
+
+/// The name of an event about object `object`, published at `nanos` (ns since the epoch):
+/// `<object>.<nanos in hex>`, or, when that is too long, the object's name cut, a hash of the
+/// full name and the time, so events of two long names never share a name.
+pub fn event_name(object: &str, nanos: i128) -> String {
+    let suffix = format!(".{nanos:x}");
+    if object.len() + suffix.len() <= NAME_MAX {
+        return format!("{object}{suffix}");
+    }
+    let hash = crate::job::manifest::hex(&Sha256::digest(object.as_bytes()));
+    let room = NAME_MAX - suffix.len() - 1 - HASH_DIGITS;
+    // Names are ASCII (DNS subdomains); a cut must still end a label with a letter or digit.
+    let kept = object.get(..room).unwrap_or(object).trim_end_matches(['-', '.']);
+    format!("{kept}-{}{suffix}", &hash[..HASH_DIGITS])
+}
+
+/// Publishes events as one controller instance.
+#[derive(Clone)]
+pub struct EventPublisher {
+    client: kube::Client,
+    controller: String,
+    instance: String,
+}
+
+impl EventPublisher {
+    /// Events reported by `controller`, instance `instance` (the Pod's name).
+    pub fn new(client: kube::Client, controller: &str, instance: &str) -> Self {
+        Self { client, controller: controller.to_owned(), instance: instance.to_owned() }
+    }
+
+    /// Creates `event` about the object `regarding`, in that object's namespace.
+    pub async fn publish(&self, event: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
+        let now = Timestamp::now();
+        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".to_owned());
+        let object = regarding.name.clone().unwrap_or_else(|| self.controller.clone());
+        let event = KubeEvent {
+            metadata: ObjectMeta {
+                name: Some(event_name(&object, now.as_nanosecond())),
+                namespace: Some(namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            action: Some(event.action.clone()),
+            reason: Some(event.reason.clone()),
+            note: event.note.clone(),
+            regarding: Some(regarding.clone()),
+            related: event.secondary.clone(),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            type_: Some(match event.type_ {
+                EventType::Normal => "Normal".to_owned(),
+                EventType::Warning => "Warning".to_owned(),
+            }),
+            ..KubeEvent::default()
+        };
+        let events: Api<KubeEvent> = Api::namespaced(self.client.clone(), &namespace);
+        events.create(&PostParams::default(), &event).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_fit_for_every_valid_object_name() {
+        assert_eq!(event_name("nightly", 0x1234), "nightly.1234");
+        let nanos = 1_795_000_000_000_000_000_i128;
+        let longest = format!("{}.{}", "a".repeat(200), "b".repeat(52));
+        let other = format!("{}.{}", "a".repeat(200), "c".repeat(52));
+        let (first, second) = (event_name(&longest, nanos), event_name(&other, nanos));
+        assert!(first.len() <= NAME_MAX, "{} characters", first.len());
+        assert!(first.starts_with(&"a".repeat(200)), "{first}");
+        assert!(first.ends_with(&format!(".{nanos:x}")));
+        assert_ne!(first, second, "two long names never share an event name");
+        let cut_at_a_dot = format!("{}.{}", "x".repeat(224), "y".repeat(28));
+        let name = event_name(&cut_at_a_dot, nanos);
+        assert!(name.starts_with(&format!("{}-", "x".repeat(224))), "labels end with a letter or digit: {name}");
+    }
+}
