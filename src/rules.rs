@@ -62,11 +62,19 @@ pub fn apimanager_meant<'a, A: Borrow<APIManager>>(
             namespace: namespace.to_owned(),
             names: names(),
         }),
-        None => match apimanagers {
-            [only] => Ok(only),
-            [] => Err(NotFound::NoneInNamespace { namespace: namespace.to_owned() }),
-            _ => Err(NotFound::Several { namespace: namespace.to_owned(), names: names() }),
-        },
+        None => unnamed_choice(apimanagers).ok_or_else(|| match apimanagers {
+            [] => NotFound::NoneInNamespace { namespace: namespace.to_owned() },
+            _ => NotFound::Several { namespace: namespace.to_owned(), names: names() },
+        }),
+    }
+}
+
+/// The APIManager a backup naming none means: the only one of its namespace (`apimanagers`), if
+/// there is exactly one.
+pub fn unnamed_choice<A>(apimanagers: &[A]) -> Option<&A> {
+    match apimanagers {
+        [only] => Some(only),
+        _ => None,
     }
 }
 

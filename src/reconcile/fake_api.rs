@@ -83,9 +83,19 @@ impl FakeApi {
 
     /// The names of the objects in `collection`.
     pub fn names(&self, collection: &str) -> Vec<String> {
+        self.objects(collection).iter().filter_map(|o| o["metadata"]["name"].as_str().map(str::to_owned)).collect()
+    }
+
+    /// The objects in `collection`, by name.
+    pub fn objects(&self, collection: &str) -> Vec<Value> {
         let prefix = format!("{collection}/");
         let state = self.lock();
-        state.objects.keys().filter_map(|k| k.strip_prefix(&prefix)).map(str::to_owned).collect()
+        state
+            .objects
+            .iter()
+            .filter(|(k, _)| k.strip_prefix(&prefix).is_some_and(|rest| !rest.contains('/')))
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// Answers the next matching request with `fault`, once.

@@ -1,5 +1,5 @@
 //! The defaulting rule (README, "Admission rules"): fill in `spec.apiManagerName` when the backup
-//! means exactly one APIManager ([`crate::rules::apimanager_meant`]).
+//! means exactly one APIManager ([`crate::rules::unnamed_choice`]).
 //! Works on the raw object, because it runs before the API server checks the object's schema.
 
 use crate::api::apimanager::APIManager;
@@ -25,8 +25,7 @@ pub fn choose_name(old_object: Option<&Value>, apimanagers: &[APIManager]) -> Op
     if let Some(old) = old_object.and_then(api_manager_name) {
         return Some(old.to_owned());
     }
-    // The namespace only words the reason there is none, which validation reports instead.
-    rules::apimanager_meant(None, "", apimanagers).ok().map(ResourceExt::name_any)
+    rules::unnamed_choice(apimanagers).map(ResourceExt::name_any)
 }
 
 /// The JSONPatch that sets `spec.apiManagerName`.

@@ -17,6 +17,7 @@ const JOBS: &str = "/apis/batch/v1/namespaces/3scale/jobs";
 const PODS: &str = "/api/v1/namespaces/3scale/pods";
 const ROLES: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/3scale/roles";
 const ROLE_BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/3scale/rolebindings";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/3scale/events";
 
 fn export_job() -> String {
     format!("export-objects-{BACKUP_UID}")
@@ -70,6 +71,15 @@ fn finish_job(fake: &FakeApi, name: &str, conditions: Value) {
     fake.put(JOBS, job);
 }
 
+/// `(type, reason, action, note)` of every event published.
+fn events(fake: &FakeApi) -> Vec<(String, String, String, String)> {
+    let text = |event: &Value, field: &str| event[field].as_str().unwrap_or_default().to_owned();
+    fake.objects(EVENTS)
+        .iter()
+        .map(|e| (text(e, "type"), text(e, "reason"), text(e, "action"), text(e, "note")))
+        .collect()
+}
+
 fn metric(ctx: &Context, sample: &str) -> bool {
     ctx.metrics.render().expect("render").lines().any(|line| line == sample)
 }
@@ -80,6 +90,8 @@ fn assert_failed(fake: &FakeApi, ctx: &Context, reason: &str, message: &str) {
     assert!(metric(ctx, r#"apimanager_backups_total{outcome="failed"} 1"#), "counted once");
     assert!(metric(ctx, &format!(r#"apimanager_backup_failures_total{{reason="{reason}"}} 1"#)), "by reason");
     assert!(fake.names(ROLE_BINDINGS).is_empty() && fake.names(ROLES).is_empty(), "the Jobs' RBAC is removed");
+    let warning = ("Warning".to_owned(), reason.to_owned(), "Backup".to_owned(), message.to_owned());
+    assert!(events(fake).contains(&warning), "a Warning event: {:?}", events(fake));
 }
 
 #[tokio::test]
@@ -147,6 +159,18 @@ async fn the_copy_follows_the_export_and_success_cleans_up_and_counts_once() {
     assert!(fake.names(ROLES).is_empty() && fake.names(ROLE_BINDINGS).is_empty(), "the Jobs' RBAC is deleted");
     assert_eq!(fake.names(CLAIMS), ["b"], "the claim stays: it is the backup");
     assert!(metric(&ctx, r#"apimanager_backups_total{outcome="succeeded"} 1"#));
+    let published = events(&fake);
+    let event = |type_: &str, reason: &str, action: &str, note: String| {
+        (type_.to_owned(), reason.to_owned(), action.to_owned(), note)
+    };
+    let expected = [
+        event("Normal", "JobCreated", "ExportObjects", format!("created Job {}", export_job())),
+        event("Normal", "JobCreated", "CopyFiles", format!("created Job {}", copy_job())),
+        event("Normal", "BackupCompleted", "Backup", "backup written to PersistentVolumeClaim b".to_owned()),
+    ];
+    for one in expected {
+        assert!(published.contains(&one), "{one:?} in {published:?}");
+    }
     pass(&fake, &ctx).await.expect("a pass over a completed backup");
     assert!(metric(&ctx, r#"apimanager_backups_total{outcome="succeeded"} 1"#), "never counted twice");
 }
@@ -337,6 +361,7 @@ async fn a_final_backup_in_the_cache_costs_no_request() {
     let (fake, ctx) = cluster(json!({}));
     let done = backup(json!({}), json!({"completed": true}));
     let before = fake.requests().len();
-    assert_eq!(reconcile(Arc::new(done), ctx).await.expect("pass"), Action::await_change());
+    assert_eq!(reconcile(Arc::new(done), ctx.clone()).await.expect("pass"), Action::await_change());
     assert_eq!(fake.requests().len(), before);
+    assert!(metric(&ctx, r#"reconcile_duration_seconds_count{controller="backup"} 1"#), "every pass is timed");
 }
