@@ -1,5 +1,6 @@
 //! Command line of the one binary: `serve`, `crd`.
 
+use crate::server;
 use crate::telemetry::LogFormat;
 use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Parser, Subcommand};
@@ -55,9 +56,20 @@ pub struct ServeArgs {
     /// How often the certificate files are checked for a change (e.g. 10s, 1m).
     #[arg(long, env = "APIMANAGER_BACKUP_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = positive_duration)]
     pub tls_reload_interval: Duration,
-    /// Largest request body accepted, in bytes; larger ones get HTTP 413.
-    #[arg(long, env = "APIMANAGER_BACKUP_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024, value_parser = positive_size)]
+    /// Largest admission request body accepted, in bytes; larger ones get HTTP 413. The default is
+    /// two objects of the API server's 3 MiB request limit (object and oldObject) plus 1 MiB.
+    #[arg(long, env = "APIMANAGER_BACKUP_MAX_BODY_BYTES", default_value_t = server::DEFAULT_MAX_BODY_BYTES, value_parser = positive_size)]
     pub max_body_bytes: usize,
+    /// Memory for admission request bodies held at once, in bytes (each counts its length, at least
+    /// 16 KiB); requests wait up to 2 s for room, then get HTTP 429. At least --max-body-bytes.
+    #[arg(long, env = "APIMANAGER_BACKUP_ADMISSION_BUFFER_BYTES", default_value_t = server::DEFAULT_ADMISSION_BUFFER_BYTES, value_parser = positive_size)]
+    pub admission_buffer_bytes: usize,
+    /// Open connections at most; further connections are closed at once.
+    #[arg(long, env = "APIMANAGER_BACKUP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// A connection without a request in progress for this long is closed (e.g. 20s).
+    #[arg(long, env = "APIMANAGER_BACKUP_IDLE_TIMEOUT", default_value = "20s", value_parser = positive_duration)]
+    pub idle_timeout: Duration,
     /// How long in-flight requests may run after SIGTERM before the server closes them.
     #[arg(long, env = "APIMANAGER_BACKUP_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -76,6 +88,18 @@ pub struct ServeArgs {
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "APIMANAGER_BACKUP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// The bounds of the HTTPS server.
+    pub fn limits(&self) -> server::Limits {
+        server::Limits {
+            max_body_bytes: self.max_body_bytes,
+            admission_buffer_bytes: self.admission_buffer_bytes.max(self.max_body_bytes),
+            max_connections: self.max_connections as usize,
+            idle_timeout: self.idle_timeout,
+        }
+    }
 }
 
 /// A duration above zero, such as `10s` or `1m`.

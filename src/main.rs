@@ -88,10 +88,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
     tokio::spawn(files.reload_on_change(tls.clone(), args.tls_reload_interval));
     let admission = AdmissionState { lookup, metrics };
-    let app = server::router(admission, readiness, args.max_body_bytes);
+    let limits = args.limits();
+    let app = server::router(admission, readiness, &limits);
     let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %args.listen, version = env!("CARGO_PKG_VERSION"), "serving webhooks, /metrics and probes over HTTPS; reconciling backups");
-    server::serve(listener, tls, app, stopped_signal(stopped), args.shutdown_grace).await.context("HTTPS server")?;
+    server::serve(listener, tls, app, &limits, stopped_signal(stopped), args.shutdown_grace)
+        .await
+        .context("HTTPS server")?;
     controller.await.context("backup controller task")?;
     tracing::info!("stopped");
     Ok(())

@@ -4,7 +4,7 @@ use crate::reconcile::outcome::Failure;
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// Errors while registering or encoding metrics.
@@ -46,6 +46,7 @@ pub struct Metrics {
     last_success: GaugeVec,
     reconcile_errors: IntCounterVec,
     reconcile_duration: HistogramVec,
+    watch_errors: IntCounter,
     in_progress_source: OnceLock<InProgressSource>,
 }
 
@@ -97,6 +98,11 @@ impl Metrics {
             Opts::new("reconcile_errors_total", "Reconciliations that failed and were retried, by reason."),
             &["reason"],
         )?;
+        let watch_errors = IntCounter::new(
+            "apimanager_backup_operator_watch_errors_total",
+            "Errors of the controller's watches (each is retried with backoff).",
+        )?;
+        registry.register(Box::new(watch_errors.clone()))?;
         registry.register(Box::new(admission_requests.clone()))?;
         registry.register(Box::new(admission_duration.clone()))?;
         registry.register(Box::new(backup_duration.clone()))?;
@@ -123,6 +129,7 @@ impl Metrics {
             last_success,
             reconcile_errors,
             reconcile_duration,
+            watch_errors,
             in_progress_source: OnceLock::new(),
         })
     }
@@ -160,6 +167,11 @@ impl Metrics {
     /// Counts a failed reconciliation.
     pub fn reconcile_error(&self, reason: &str) {
         self.reconcile_errors.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a failed watch of the controller.
+    pub fn watch_error(&self) {
+        self.watch_errors.inc();
     }
 
     /// All metrics in the Prometheus text exposition format.
@@ -216,5 +228,9 @@ mod tests {
         let text = metrics.render().expect("render");
         assert!(text.contains(r#"apimanager_backup_failures_total{reason="ClaimInUse"} 1"#), "{text}");
         assert!(text.contains(r#"apimanager_backups_total{outcome="failed"} 1"#), "{text}");
+        assert!(text.contains("apimanager_backup_operator_watch_errors_total 0"), "{text}");
+        metrics.watch_error();
+        let text = metrics.render().expect("render");
+        assert!(text.contains("apimanager_backup_operator_watch_errors_total 1"), "{text}");
     }
 }

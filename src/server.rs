@@ -1,18 +1,29 @@
-//! The one HTTPS server: both webhooks, `/metrics`, `/healthz` and `/readyz`, on rustls.
+//! The one HTTPS server: both webhooks, `/metrics`, `/healthz` and `/readyz`, on rustls, with every
+//! resource a caller can tie up bounded (the port is reachable by every Pod and carries no client
+//! authentication): connections, idle time, header and body time, body size, admission memory,
+//! HTTP/2 streams. Probes and `/metrics` have their own small limit, so they answer while admission
+//! is saturated.
+
+pub mod connections;
+pub mod intake;
 
 use crate::health::Readiness;
 use crate::metrics::Metrics;
 use crate::webhook::handlers::{AdmissionState, MUTATE_PATH, VALIDATE_PATH, mutate, validate};
 use crate::webhook::lookup::ApiManagerLookup;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
+use connections::ConnectionGuard;
+use intake::Intake;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 
 /// Path of the Prometheus scrape endpoint.
@@ -22,27 +33,80 @@ pub const HEALTHZ_PATH: &str = "/healthz";
 /// Path of the readiness probe.
 pub const READYZ_PATH: &str = "/readyz";
 
-/// The routes of the server; bodies larger than `max_body_bytes` get HTTP 413.
-pub fn router<L: ApiManagerLookup>(
-    admission: AdmissionState<L>,
-    readiness: Readiness,
-    max_body_bytes: usize,
-) -> Router {
+/// Default cap on an admission request body. The API server refuses request bodies over 3 MiB
+/// and stores no object over that, and an AdmissionReview carries at most two objects (`object`
+/// and, on UPDATE, `oldObject`) plus an envelope (user info, options) far below 1 MiB:
+/// 2 × 3 MiB + 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
+/// Default memory budget of admission bodies held at once: two maximum-size reviews, or about a
+/// thousand ordinary ones (a few KiB each, counted as 16 KiB).
+pub const DEFAULT_ADMISSION_BUFFER_BYTES: usize = 16 * 1024 * 1024;
+/// HTTP/2 streams one connection may have open at once; a client needing more opens another
+/// connection (which the connection cap bounds).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 32;
+/// HTTP/2 flow-control window per stream and per connection: what a client can make the server
+/// buffer on one connection before a handler reads it.
+const HTTP2_WINDOW_BYTES: u32 = 64 * 1024;
+/// Largest request head (HTTP/1.1 read buffer, HTTP/2 header list).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// How long a request's headers may take to arrive (HTTP/1.1); the idle timeout covers HTTP/2.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Probe and scrape requests answered at once; more get 503 at once.
+const MAX_PROBES_IN_PROGRESS: usize = 32;
+
+/// What the server takes on at once.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest admission request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Memory for admission bodies held at once; requests wait for room (then 429).
+    pub admission_buffer_bytes: usize,
+    /// Open connections at most; further ones are closed at once.
+    pub max_connections: usize,
+    /// A connection without a request in progress for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            admission_buffer_bytes: DEFAULT_ADMISSION_BUFFER_BYTES,
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The routes of the server, with the admission bounds of `limits`.
+pub fn router<L: ApiManagerLookup>(admission: AdmissionState<L>, readiness: Readiness, limits: &Limits) -> Router {
     let metrics = admission.metrics.clone();
+    let intake = Intake::new(limits.admission_buffer_bytes, limits.max_body_bytes, metrics.clone());
     let webhooks = Router::new()
-        .route(MUTATE_PATH, post(mutate::<L>))
-        .route(VALIDATE_PATH, post(validate::<L>))
-        .with_state(admission);
+        .route(MUTATE_PATH, post(mutate::<L>).layer(from_fn_with_state((intake.clone(), "defaulting"), intake::admit)))
+        .route(VALIDATE_PATH, post(validate::<L>).layer(from_fn_with_state((intake, "validating"), intake::admit)))
+        .with_state(admission)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     let probes = Router::new()
         .route(HEALTHZ_PATH, get(|| async { "ok\n" }))
         .route(READYZ_PATH, get(readyz))
         .with_state(readiness);
     let scrape = Router::new().route(METRICS_PATH, get(render_metrics)).with_state(metrics);
+    let probe_slots = Arc::new(Semaphore::new(MAX_PROBES_IN_PROGRESS));
     webhooks
-        .merge(probes)
-        .merge(scrape)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .merge(probes.merge(scrape).layer(from_fn_with_state(probe_slots, probe_limit)))
         .layer(CatchPanicLayer::custom(internal_error))
+}
+
+/// Answers probes and scrapes while fewer than [`MAX_PROBES_IN_PROGRESS`] are in progress, 503
+/// otherwise; independent of the admission budget.
+async fn probe_limit(State(slots): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+    match slots.try_acquire() {
+        Ok(_slot) => next.run(request).await,
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "too many probe requests in progress\n").into_response(),
+    }
 }
 
 /// A handler that panicked (a bug) answers 500 with one line instead of dropping the connection;
@@ -71,12 +135,13 @@ async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
     }
 }
 
-/// Serves `app` over TLS on `listener` until `shutdown` resolves, then stops accepting and gives
-/// in-flight requests up to `grace` to finish.
+/// Serves `app` over TLS on `listener` within `limits` until `shutdown` resolves, then stops
+/// accepting and gives in-flight requests up to `grace` to finish.
 pub async fn serve(
     listener: std::net::TcpListener,
     tls: RustlsConfig,
     app: Router,
+    limits: &Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
@@ -88,5 +153,18 @@ pub async fn serve(
         trigger.graceful_shutdown(Some(grace));
     });
     listener.set_nonblocking(true)?;
-    axum_server::from_tcp_rustls(listener, tls)?.handle(handle).serve(app.into_make_service()).await
+    let guard = ConnectionGuard::new(limits.max_connections, limits.idle_timeout);
+    let mut server = axum_server::from_tcp_rustls(listener, tls)?
+        .map(|tls| tls.handshake_timeout(TLS_HANDSHAKE_TIMEOUT).acceptor(guard))
+        .handle(handle);
+    let builder = server.http_builder();
+    builder.http1().header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .initial_stream_window_size(HTTP2_WINDOW_BYTES)
+        .initial_connection_window_size(HTTP2_WINDOW_BYTES)
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_send_buf_size(MAX_HEADER_BYTES);
+    server.serve(app.into_make_service()).await
 }

@@ -250,7 +250,7 @@ fn sized_spec(apimanager: Option<&str>) -> serde_json::Value {
 /// The webhooks answering from `lookup`, in process.
 fn webhooks<L: ApiManagerLookup>(lookup: L) -> axum::Router {
     let metrics = std::sync::Arc::new(Metrics::new().expect("metrics"));
-    server::router(AdmissionState { lookup, metrics }, Readiness::default(), 1 << 20)
+    server::router(AdmissionState { lookup, metrics }, Readiness::default(), &server::Limits::default())
 }
 
 /// Posts `body` to `path` of `app` and returns the AdmissionReview's response.

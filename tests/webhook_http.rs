@@ -26,6 +26,10 @@ use tower::ServiceExt;
 const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 const MAX_BODY: usize = 64 * 1024;
 
+fn limits() -> server::Limits {
+    server::Limits { max_body_bytes: MAX_BODY, ..server::Limits::default() }
+}
+
 fn backup(spec: Value) -> Value {
     json!({"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManagerBackup",
         "metadata": {"name": "backup1", "namespace": "ns"}, "spec": spec})
@@ -48,7 +52,7 @@ fn app(lookup: FixedLookup) -> (axum::Router, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let readiness = Readiness::default();
     let state = AdmissionState { lookup, metrics: metrics.clone() };
-    (server::router(state, readiness, MAX_BODY), metrics)
+    (server::router(state, readiness, &limits()), metrics)
 }
 
 async fn post(app: axum::Router, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
@@ -71,7 +75,9 @@ async fn admit(lookup: FixedLookup, path: &str, review: Value) -> Value {
 }
 
 fn patch_of(response: &Value) -> Value {
-    let bytes: Vec<u8> = serde_json::from_value(response["patch"].clone()).expect("patch bytes");
+    use base64::Engine;
+    let encoded = response["patch"].as_str().expect("the patch is a base64 string");
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).expect("base64");
     serde_json::from_slice(&bytes).expect("patch is JSON")
 }
 
@@ -82,6 +88,10 @@ async fn defaulting_adds_the_only_apimanager() {
     assert_eq!(response["allowed"], true);
     assert_eq!(response["patchType"], "JSONPatch");
     assert_eq!(patch_of(&response), json!([{"op": "add", "path": "/spec/apiManagerName", "value": "example"}]));
+    assert_eq!(
+        response["patch"], "W3sib3AiOiJhZGQiLCJwYXRoIjoiL3NwZWMvYXBpTWFuYWdlck5hbWUiLCJ2YWx1ZSI6ImV4YW1wbGUifV0=",
+        "the wire form is the base64 string of the JSONPatch"
+    );
 }
 
 #[tokio::test]
@@ -183,12 +193,57 @@ async fn validation_fails_closed_when_apimanagers_cannot_be_listed() {
 }
 
 #[tokio::test]
-async fn validation_refuses_other_kinds() {
-    let mut pod = review("CREATE", json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}), Value::Null);
+async fn both_webhooks_refuse_other_kinds_before_any_rule() {
+    let mut pod = review(
+        "CREATE",
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}),
+        Value::Null,
+    );
     pod["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "Pod"});
-    let response = admit(FixedLookup::external(&[]), VALIDATE_PATH, pod).await;
-    assert_eq!(response["allowed"], false);
-    assert_eq!(response["status"]["code"], 400);
+    for path in [MUTATE_PATH, VALIDATE_PATH] {
+        let response = admit(FixedLookup::external(&["example"]), path, pod.clone()).await;
+        assert_eq!(response["allowed"], false, "{path}");
+        assert_eq!(response["status"]["code"], 400, "{path}");
+        assert_eq!(
+            response["status"]["message"],
+            "this webhook admits APIManagerBackup.apps.3scale.net/v1alpha1 only, not kind \"Pod\" of group \"\" version \"v1\"; fix the webhook configuration's rules",
+            "{path}"
+        );
+        assert!(response.get("patch").is_none(), "{path}: {response}");
+    }
+}
+
+#[tokio::test]
+async fn both_webhooks_fail_closed_without_a_namespace() {
+    let mut request = review("CREATE", backup(sized()), Value::Null);
+    request["request"].as_object_mut().expect("request").remove("namespace");
+    for path in [MUTATE_PATH, VALIDATE_PATH] {
+        let response = admit(FixedLookup::external(&["example"]), path, request.clone()).await;
+        assert_eq!(response["allowed"], false, "{path}");
+        assert_eq!(response["status"]["message"], "the request has no namespace, but APIManagerBackup is namespaced");
+    }
+}
+
+#[tokio::test]
+async fn refusals_before_any_rule_are_counted_and_timed() {
+    let (router, metrics) = app(FixedLookup::external(&[]));
+    let (status, _) = post(router.clone(), MUTATE_PATH, b"{not json".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = post(router, VALIDATE_PATH, vec![b' '; MAX_BODY + 1]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let text = metrics.render().expect("render");
+    for webhook in ["defaulting", "validating"] {
+        assert!(
+            text.contains(&format!(
+                r#"admission_requests_total{{allowed="false",operation="unknown",webhook="{webhook}"}} 1"#
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(r#"admission_request_duration_seconds_count{{webhook="{webhook}"}} 1"#)),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -231,7 +286,7 @@ async fn readyz_names_the_failing_checks() {
     let readiness = Readiness::default();
     readiness.set("apimanager-api", false);
     let router =
-        server::router(AdmissionState { lookup: FixedLookup::external(&[]), metrics }, readiness.clone(), MAX_BODY);
+        server::router(AdmissionState { lookup: FixedLookup::external(&[]), metrics }, readiness.clone(), &limits());
     let get = |path: &str| Request::get(path).body(Body::empty()).expect("request");
     let response = router.clone().oneshot(get("/readyz")).await.expect("answer");
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -266,7 +321,10 @@ async fn serve_router(router: axum::Router, reload: Duration) -> Served {
     let shutdown = async move {
         let _ = stopped.await;
     };
-    let done = tokio::spawn(server::serve(listener, tls, router, shutdown, Duration::from_secs(5)));
+    let done =
+        tokio::spawn(
+            async move { server::serve(listener, tls, router, &limits(), shutdown, Duration::from_secs(5)).await },
+        );
     Served { addr, certs, stop: Some(stop), done }
 }
 
@@ -396,7 +454,8 @@ impl ApiManagerLookup for SlowLookup {
 async fn shutdown_lets_in_flight_admission_requests_finish() {
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let state = AdmissionState { lookup: SlowLookup(Duration::from_millis(800)), metrics };
-    let mut served = serve_router(server::router(state, Readiness::default(), MAX_BODY), Duration::from_secs(60)).await;
+    let mut served =
+        serve_router(server::router(state, Readiness::default(), &limits()), Duration::from_secs(60)).await;
     let client = https::client_config(&[&served.certs.0.join("ca.crt")]);
     let body = review("CREATE", backup(sized()), Value::Null).to_string();
     let addr = served.addr;
@@ -426,7 +485,7 @@ impl ApiManagerLookup for PanickingLookup {
 async fn a_panicking_handler_answers_500_and_the_server_keeps_serving() {
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let state = AdmissionState { lookup: PanickingLookup, metrics };
-    let router = server::router(state, Readiness::default(), MAX_BODY);
+    let router = server::router(state, Readiness::default(), &limits());
     let body = review("CREATE", backup(sized()), Value::Null).to_string().into_bytes();
     let (status, answer) = post(router.clone(), VALIDATE_PATH, body).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);

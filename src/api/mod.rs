@@ -3,6 +3,7 @@
 
 pub mod apimanager;
 pub mod backup;
+pub mod quantity;
 
 /// API group shared by `APIManagerBackup` and `APIManager`.
 pub const GROUP: &str = "apps.3scale.net";

@@ -25,7 +25,7 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::ResourceExt;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use status::OperationStatus;
@@ -156,6 +156,23 @@ where
     Action::requeue(retry)
 }
 
+/// Logs what the controller stream reports: a failed watch (the cache goes stale until it recovers)
+/// at warn and counted; failed reconciliations are already reported by `error_policy`.
+fn report_controller_error<Q: std::fmt::Display>(
+    error: Option<controller::Error<ReconcileError, Q>>,
+    metrics: &Metrics,
+) {
+    match error {
+        None => {}
+        Some(controller::Error::QueueError(error)) => {
+            metrics.watch_error();
+            tracing::warn!(%error, "a watch of the controller failed; retrying with backoff");
+        }
+        Some(controller::Error::RunnerError(error)) => tracing::warn!(%error, "the controller's runner failed"),
+        Some(error) => tracing::debug!(%error, "controller event"),
+    }
+}
+
 /// Runs the controller until `shutdown` resolves; marks readiness once its caches are synced.
 pub async fn run(
     client: kube::Client,
@@ -188,13 +205,13 @@ pub async fn run(
     });
     let instance = std::env::var("POD_NAME").unwrap_or_else(|_| CONTROLLER.to_owned());
     let recorder = EventPublisher::new(client.clone(), CONTROLLER, &instance);
+    let watch_metrics = metrics.clone();
     let context = Arc::new(Context { client, metrics, recorder, settings });
     controller
         .run(machine::reconcile::<APIManagerBackup>, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "controller event");
-            }
+        .for_each(|result| {
+            report_controller_error(result.err(), &watch_metrics);
+            std::future::ready(())
         })
         .await;
     tracing::info!("backup controller stopped");

@@ -1,28 +1,28 @@
 //! The defaulting rule (README, "Admission rules"): fill in `spec.apiManagerName` when the backup
 //! means exactly one APIManager ([`crate::rules::unnamed_choice`]).
-//! Works on the raw object, because it runs before the API server checks the object's schema.
 
 use crate::api::apimanager::APIManager;
+use crate::api::backup::APIManagerBackupSpec;
 use crate::rules;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use kube::ResourceExt;
 use serde_json::Value;
 
-/// The `spec.apiManagerName` of a raw object, when it is a non-empty string.
-pub fn api_manager_name(object: &Value) -> Option<&str> {
-    object.pointer("/spec/apiManagerName").and_then(Value::as_str).filter(|name| !name.is_empty())
+/// The `spec.apiManagerName` of a spec, when it is set and not empty.
+pub fn api_manager_name(spec: &APIManagerBackupSpec) -> Option<&str> {
+    spec.api_manager_name.as_deref().filter(|name| !name.is_empty())
 }
 
-/// Whether the object needs a default: it has a `spec` object without an `apiManagerName`.
-pub fn needs_default(object: &Value) -> bool {
-    object.get("spec").is_some_and(Value::is_object) && api_manager_name(object).is_none()
+/// Whether the spec needs a default: it names no APIManager.
+pub fn needs_default(spec: &APIManagerBackupSpec) -> bool {
+    api_manager_name(spec).is_none()
 }
 
-/// The name to default to: the old object's on UPDATE (so a replace keeps it), otherwise the
+/// The name to default to: the old spec's on UPDATE (so a replace keeps it), otherwise the
 /// APIManager a backup naming none means; `None` when there is none (validation explains why).
-pub fn choose_name(old_object: Option<&Value>, apimanagers: &[APIManager]) -> Option<String> {
-    if let Some(old) = old_object.and_then(api_manager_name) {
+pub fn choose_name(old: Option<&APIManagerBackupSpec>, apimanagers: &[APIManager]) -> Option<String> {
+    if let Some(old) = old.and_then(api_manager_name) {
         return Some(old.to_owned());
     }
     rules::unnamed_choice(apimanagers).map(ResourceExt::name_any)
@@ -46,13 +46,15 @@ mod tests {
         names.iter().map(|n| APIManager::new(n, APIManagerSpec::default())).collect()
     }
 
+    fn spec(name: Option<&str>) -> APIManagerBackupSpec {
+        APIManagerBackupSpec { api_manager_name: name.map(str::to_owned), backup_destination: Default::default() }
+    }
+
     #[test]
     fn needs_default_only_without_a_name() {
-        assert!(needs_default(&json!({"spec": {}})));
-        assert!(needs_default(&json!({"spec": {"apiManagerName": ""}})));
-        assert!(!needs_default(&json!({"spec": {"apiManagerName": "x"}})));
-        assert!(!needs_default(&json!({})));
-        assert!(!needs_default(&json!({"spec": "nonsense"})));
+        assert!(needs_default(&spec(None)));
+        assert!(needs_default(&spec(Some(""))));
+        assert!(!needs_default(&spec(Some("x"))));
     }
 
     #[test]
@@ -64,7 +66,7 @@ mod tests {
 
     #[test]
     fn update_keeps_the_old_name() {
-        let old = json!({"spec": {"apiManagerName": "first"}});
+        let old = spec(Some("first"));
         assert_eq!(choose_name(Some(&old), &apimanagers(&["a", "b"])), Some("first".to_owned()));
     }
 

@@ -1,6 +1,7 @@
 //! Field errors rendered the way the Kubernetes API server renders its own validation errors
 //! (`k8s.io/apimachinery/pkg/util/validation/field`), so that `kubectl` users read one style.
 
+use crate::telemetry::Untrusted;
 use std::fmt;
 
 /// What is wrong with a field, as apimachinery names it.
@@ -52,11 +53,12 @@ impl FieldError {
         Self { field: field.into(), kind: FieldErrorKind::Forbidden, detail: detail.into() }
     }
 
-    /// The message without the field path, as in a `metav1.StatusCause` (`Required value: …`).
+    /// The message without the field path, as in a `metav1.StatusCause` (`Required value: …`); an
+    /// invalid value is quoted up to its first characters.
     pub fn body(&self) -> String {
         let head = match &self.kind {
             FieldErrorKind::Required => "Required value".to_owned(),
-            FieldErrorKind::Invalid(value) => format!("Invalid value: {value:?}"),
+            FieldErrorKind::Invalid(value) => format!("Invalid value: {:?}", Untrusted(value)),
             FieldErrorKind::Forbidden => "Forbidden".to_owned(),
         };
         if self.detail.is_empty() { head } else { format!("{head}: {}", self.detail) }

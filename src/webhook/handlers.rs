@@ -1,33 +1,29 @@
-//! AdmissionReview v1 over HTTP: parse the review, apply the rules, answer with the request's uid.
-//! A body that is not an AdmissionReview v1 with a request gets HTTP 400 and a one-line reason.
+//! The two webhooks of `APIManagerBackup` over HTTP: the front door of [`super::review`], then the
+//! rules, then the answer with the request's uid; one debug line per request.
 
 use super::defaulting::{choose_name, needs_default, set_name_patch};
 use super::field_error::{FieldError, aggregate};
 use super::lookup::{ApiManagerLookup, LookupError};
+use super::review::{AdmissionRequest, AdmissionResponse, Admitted, BadRequest, Operation, Refusal, read_request};
 use super::validation::{Verdict, check_apimanager, check_create, check_update};
 use crate::api::GROUP;
 use crate::api::apimanager::APIManager;
 use crate::api::backup::{APIManagerBackup, APIManagerBackupSpec};
 use crate::metrics::Metrics;
-use axum::Json;
+use crate::telemetry::Untrusted;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kube::Resource;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::Status;
 use kube::core::response::{StatusCause, StatusDetails};
-use kube::core::{DynamicObject, Status};
 use std::sync::Arc;
-use std::time::Instant;
+use tracing::Instrument;
 
 /// Path of the defaulting (mutating) webhook.
 pub const MUTATE_PATH: &str = "/mutate-apps-3scale-net-v1alpha1-apimanagerbackup";
 /// Path of the validating webhook.
 pub const VALIDATE_PATH: &str = "/validate-apps-3scale-net-v1alpha1-apimanagerbackup";
-
-const REVIEW_KIND: &str = "AdmissionReview";
-const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
 
 /// What the webhook handlers share.
 #[derive(Clone)]
@@ -38,158 +34,145 @@ pub struct AdmissionState<L> {
     pub metrics: Arc<Metrics>,
 }
 
-/// Why a request body is not an AdmissionReview this server answers.
-#[derive(Debug, thiserror::Error)]
-pub enum BadReview {
-    /// The body is not JSON of an AdmissionReview's shape.
-    #[error("malformed AdmissionReview: {0}")]
-    Json(#[from] serde_json::Error),
-    /// Another kind or version than AdmissionReview admission.k8s.io/v1.
-    #[error(
-        "expected kind AdmissionReview of apiVersion admission.k8s.io/v1, got kind {kind:?} of apiVersion {api_version:?}"
-    )]
-    WrongType {
-        /// The kind sent.
-        kind: String,
-        /// The apiVersion sent.
-        api_version: String,
-    },
-    /// The review carries no request.
-    #[error("AdmissionReview has no request")]
-    MissingRequest,
+/// What an admission answer was, left in the response's extensions for the admission metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answered {
+    /// The `operation` label.
+    pub operation: &'static str,
+    /// Whether the request was allowed.
+    pub allowed: bool,
 }
 
-/// Parses an AdmissionReview v1 body into its request.
-pub fn parse_request(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)?;
-    if review.types.kind != REVIEW_KIND || review.types.api_version != REVIEW_API_VERSION {
-        return Err(BadReview::WrongType { kind: review.types.kind, api_version: review.types.api_version });
+impl Answered {
+    /// A request refused before its operation was known.
+    pub const UNREAD: Self = Self { operation: "unknown", allowed: false };
+}
+
+/// The object as the rules read it.
+type Backup = Admitted<APIManagerBackupSpec>;
+
+#[derive(Clone, Copy)]
+enum Webhook {
+    Defaulting,
+    Validating,
+}
+
+impl Webhook {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Defaulting => "defaulting",
+            Self::Validating => "validating",
+        }
     }
-    review.try_into().map_err(|_| BadReview::MissingRequest)
 }
 
 /// `POST` handler of the defaulting webhook.
 pub async fn mutate<L: ApiManagerLookup>(State(state): State<AdmissionState<L>>, body: Bytes) -> Response {
-    answer(&state.metrics, "defaulting", &body, |request| default_request(&state.lookup, request)).await
+    answer(&state.lookup, Webhook::Defaulting, &body).await
 }
 
 /// `POST` handler of the validating webhook.
 pub async fn validate<L: ApiManagerLookup>(State(state): State<AdmissionState<L>>, body: Bytes) -> Response {
-    answer(&state.metrics, "validating", &body, |request| validate_request(&state.lookup, request)).await
+    answer(&state.lookup, Webhook::Validating, &body).await
 }
 
-async fn answer<F, Fut>(metrics: &Metrics, webhook: &str, body: &[u8], decide: F) -> Response
-where
-    F: FnOnce(AdmissionRequest<DynamicObject>) -> Fut,
-    Fut: Future<Output = AdmissionResponse>,
-{
-    let started = Instant::now();
-    let request = match parse_request(body) {
-        Ok(request) => request,
-        Err(error) => {
-            tracing::warn!(webhook, %error, "rejected a body that is not an AdmissionReview v1 request");
-            return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response();
+async fn answer<L: ApiManagerLookup>(lookup: &L, webhook: Webhook, body: &[u8]) -> Response {
+    let webhook_label = webhook.label();
+    let (response, operation) = match read_request::<APIManagerBackup>(body) {
+        Ok(request) => {
+            let span = tracing::info_span!("admission", webhook = webhook_label, uid = ?Untrusted(&request.uid));
+            let response = match webhook {
+                Webhook::Defaulting => default_request(lookup, &request).instrument(span).await,
+                Webhook::Validating => validate_request(lookup, &request).instrument(span).await,
+            };
+            log_answer(webhook_label, &response, request.operation.label(), &request.namespace, &request.name);
+            (response, request.operation.label())
+        }
+        Err(Refusal::Request { uid, error }) => {
+            let response = AdmissionResponse::bad_request(uid, &error);
+            log_answer(webhook_label, &response, Answered::UNREAD.operation, "", "");
+            (response, Answered::UNREAD.operation)
+        }
+        Err(Refusal::Review(error)) => {
+            tracing::debug!(webhook = webhook_label, code = 400, reason = %error, "admission request refused");
+            return error.into_response();
         }
     };
-    let operation = operation_label(&request.operation);
-    let span = tracing::info_span!("admission", webhook, uid = %request.uid, operation,
-        namespace = request.namespace.as_deref().unwrap_or(""), name = %request.name);
-    let response = tracing::Instrument::instrument(decide(request), span.clone()).await;
-    let seconds = started.elapsed().as_secs_f64();
-    metrics.observe_admission(webhook, operation, response.allowed, seconds);
-    span.in_scope(|| {
-        tracing::info!(allowed = response.allowed, reason = %response.result.message, seconds, "admission answered");
-    });
-    Json(response.into_review()).into_response()
+    let answered = Answered { operation, allowed: response.allowed };
+    let mut reply = response.into_review();
+    reply.extensions_mut().insert(answered);
+    reply
 }
 
-fn operation_label(operation: &Operation) -> &'static str {
-    match operation {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
-    }
+/// The one log line of an answered admission request (debug: a busy cluster sends many).
+fn log_answer(webhook: &str, response: &AdmissionResponse, operation: &str, namespace: &str, name: &str) {
+    let (code, reason) = response.status.as_ref().map(|s| (s.code, s.message.as_str())).unwrap_or((200, ""));
+    tracing::debug!(
+        webhook,
+        uid = ?Untrusted(&response.uid),
+        operation,
+        namespace = ?Untrusted(namespace),
+        name = ?Untrusted(name),
+        allowed = response.allowed,
+        code,
+        reason = %Untrusted(reason),
+        patched = response.patch.is_some(),
+        "admission answered"
+    );
 }
 
-async fn default_request<L: ApiManagerLookup>(
-    lookup: &L,
-    request: AdmissionRequest<DynamicObject>,
-) -> AdmissionResponse {
-    let response = AdmissionResponse::from(&request);
-    if !request.object.as_ref().is_some_and(|object| needs_default(&object.data)) {
-        return response;
-    }
-    let old = request.old_object.as_ref().map(|old| &old.data);
-    let apimanagers = match (old, request.namespace.as_deref()) {
-        (Some(_), _) | (None, None) => Vec::new(),
-        (None, Some(namespace)) => namespace_apimanagers(lookup, namespace).await.unwrap_or_else(|error| {
-            tracing::warn!(%error, "cannot default spec.apiManagerName; validation will explain");
-            Vec::new()
-        }),
+async fn default_request<L: ApiManagerLookup>(lookup: &L, request: &AdmissionRequest<'_>) -> AdmissionResponse {
+    let allow = AdmissionResponse::allow(request.uid.clone());
+    // Defaulting runs before the API server checks the object against the schema: an object
+    // that does not have the shape of an APIManagerBackup is left to the schema and to validation.
+    let Ok(backup) = request.object::<Backup>() else {
+        return allow;
     };
-    let Some(name) = choose_name(old, &apimanagers) else {
-        return response;
-    };
-    match response.with_patch(set_name_patch(&name)) {
-        Ok(patched) => {
-            tracing::info!(api_manager_name = %name, "defaulted spec.apiManagerName");
-            patched
-        }
-        Err(error) => {
-            tracing::error!(%error, "could not encode the defaulting patch");
-            AdmissionResponse::from(&request)
-        }
+    if !needs_default(&backup.spec) {
+        return allow;
     }
+    let old = request.old_object::<Backup>();
+    let apimanagers = match old {
+            Some(_) => Vec::new(),
+            None => namespace_apimanagers(lookup, &request.namespace).await.unwrap_or_else(|error| {
+                tracing::warn!(error = %Untrusted(&error.to_string()), "cannot default spec.apiManagerName; validation will explain");
+                Vec::new()
+            }),
+        };
+    let old = old.and_then(Result::ok).map(|old| old.spec);
+    let Some(name) = choose_name(old.as_ref(), &apimanagers) else {
+        return allow;
+    };
+    allow.with_patch(&set_name_patch(&name)).unwrap_or_else(|error| {
+        tracing::error!(%error, "could not encode the defaulting patch");
+        AdmissionResponse::allow(request.uid.clone())
+    })
 }
 
-async fn validate_request<L: ApiManagerLookup>(
-    lookup: &L,
-    request: AdmissionRequest<DynamicObject>,
-) -> AdmissionResponse {
-    let response = AdmissionResponse::from(&request);
-    if request.kind.group != GROUP || request.kind.kind != APIManagerBackup::kind(&()) {
-        let message = format!(
-            "this webhook validates {}.{GROUP} only, not {:?} of group {:?}; fix the webhook configuration's rules",
-            APIManagerBackup::kind(&()),
-            request.kind.kind,
-            request.kind.group
-        );
-        return refuse(response, Status::failure(&message, "BadRequest").with_code(400));
-    }
-    let typed = |object: Option<&DynamicObject>| -> Result<APIManagerBackup, String> {
-        let object = object.ok_or_else(|| "the request carries no object".to_owned())?;
-        let value = serde_json::to_value(object).map_err(|e| e.to_string())?;
-        serde_json::from_value(value).map_err(|e| format!("the object is not a valid APIManagerBackup: {e}"))
+async fn validate_request<L: ApiManagerLookup>(lookup: &L, request: &AdmissionRequest<'_>) -> AdmissionResponse {
+    let uid = request.uid.clone();
+    let backup = match request.object::<Backup>() {
+        Ok(backup) => backup,
+        Err(error) => return AdmissionResponse::bad_request(uid, &error),
     };
     let verdict = match request.operation {
-        Operation::Create => {
-            let backup = match typed(request.object.as_ref()) {
-                Ok(backup) => backup,
-                Err(message) => {
-                    return refuse(response, Status::failure(&message, "BadRequest").with_code(400));
-                }
-            };
-            let namespace = request.namespace.clone().unwrap_or_default();
-            match checked_create(lookup, &backup.spec, &namespace).await {
-                Ok(verdict) => verdict,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot check the APIManager");
-                    let message = format!("{error}; try again, and check the operator's logs if it persists");
-                    return refuse(response, Status::failure(&message, "InternalError").with_code(500));
-                }
-            }
-        }
-        Operation::Update => match (typed(request.old_object.as_ref()), typed(request.object.as_ref())) {
-            (Ok(old), Ok(new)) => check_update(&old.spec, &new.spec),
-            (Err(message), _) | (_, Err(message)) => {
-                return refuse(response, Status::failure(&message, "BadRequest").with_code(400));
+        Operation::Create => match checked_create(lookup, &backup.spec, &request.namespace).await {
+            Ok(verdict) => verdict,
+            Err(error) => {
+                let error = Untrusted(&error.to_string()).to_string();
+                tracing::warn!(%error, "cannot check the APIManager");
+                let message = format!("{error}; try again, and check the operator's logs if it persists");
+                return AdmissionResponse::deny(uid, Status::failure(&message, "InternalError").with_code(500));
             }
         },
-        Operation::Delete | Operation::Connect => Verdict::default(),
+        Operation::Update => match request.old_object::<Backup>() {
+            Some(Ok(old)) => check_update(&old.spec, &backup.spec),
+            Some(Err(error)) => return AdmissionResponse::bad_request(uid, &error),
+            None => return AdmissionResponse::bad_request(uid, &BadRequest::MissingOldObject),
+        },
     };
-    let name = request.object.as_ref().and_then(|o| o.metadata.name.clone()).unwrap_or_else(|| request.name.clone());
-    respond(response, &name, verdict)
+    let name = backup.metadata.name.as_deref().unwrap_or(&request.name);
+    respond(uid, name, verdict)
 }
 
 /// The APIManagers to default from: the lookup's answer when it names exactly one, otherwise
@@ -218,34 +201,26 @@ async fn checked_create<L: ApiManagerLookup>(
     Ok(check_create(spec, namespace, &confirmed))
 }
 
-fn refuse(response: AdmissionResponse, status: Status) -> AdmissionResponse {
-    let mut response = response.deny(&status.message);
-    response.result = status;
-    response
-}
-
 /// Turns a verdict into the response: allowed with warnings, or denied as `Invalid` (HTTP 422)
 /// with one cause per error, which `kubectl` prints as `The APIManagerBackup "x" is invalid: …`.
-fn respond(response: AdmissionResponse, name: &str, verdict: Verdict) -> AdmissionResponse {
+fn respond(uid: String, name: &str, verdict: Verdict) -> AdmissionResponse {
     let Verdict { errors, warnings } = verdict;
     let mut response = if errors.is_empty() {
-        response
+        AdmissionResponse::allow(uid)
     } else {
         let kind = APIManagerBackup::kind(&());
-        let message = format!("{kind}.{GROUP} {name:?} is invalid: {}", aggregate(&errors));
+        let message = format!("{kind}.{GROUP} {:?} is invalid: {}", Untrusted(name), aggregate(&errors));
         let details = StatusDetails {
-            name: name.to_owned(),
+            name: Untrusted(name).to_string(),
             group: GROUP.to_owned(),
             kind: kind.into_owned(),
             uid: String::new(),
             causes: errors.iter().map(cause).collect(),
             retry_after_seconds: 0,
         };
-        refuse(response, Status::failure(&message, "Invalid").with_code(422).with_details(details))
+        AdmissionResponse::deny(uid, Status::failure(&message, "Invalid").with_code(422).with_details(details))
     };
-    if !warnings.is_empty() {
-        response.warnings = Some(warnings);
-    }
+    response.warnings = warnings;
     response
 }
 

@@ -6,4 +6,5 @@ pub mod defaulting;
 pub mod field_error;
 pub mod handlers;
 pub mod lookup;
+pub mod review;
 pub mod validation;

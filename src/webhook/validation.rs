@@ -6,10 +6,11 @@ use crate::api::apimanager::APIManager;
 use crate::api::backup::{
     APIManagerBackupSpec, BackupDestination, DESTINATION_REQUIRED, PersistentVolumeClaimDestination, REQUESTS_REQUIRED,
 };
+use crate::api::quantity::{Sign, parse_json_quantity};
 use crate::rules;
+use crate::telemetry::Untrusted;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
-use kube_quantity::ParsedQuantity;
 
 const DESTINATION: &str = "spec.backupDestination";
 const CLAIM: &str = "spec.backupDestination.persistentVolumeClaim";
@@ -17,8 +18,6 @@ const API_MANAGER_NAME: &str = "spec.apiManagerName";
 const DNS1123_SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
 characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')";
 const DNS1123_SUBDOMAIN_MAX_LEN: usize = 253;
-/// The largest quantity Kubernetes stores (an int64 of bytes).
-const MAX_QUANTITY_BYTES: f64 = i64::MAX as f64;
 
 /// The outcome of the rules: errors deny the request, warnings are shown to the user either way.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -58,24 +57,21 @@ fn check_claim(claim: &PersistentVolumeClaimDestination, verdict: &mut Verdict) 
     }
     if let (Some(volume), Some(_)) = (&claim.volume_name, &claim.storage_class) {
         verdict.warnings.push(format!(
-            "{CLAIM}.storageClass is ignored because volumeName is set: the claim binds to PersistentVolume {volume:?}"
+            "{CLAIM}.storageClass is ignored because volumeName is set: the claim binds to PersistentVolume {:?}",
+            Untrusted(volume)
         ));
     }
 }
 
 fn check_size(quantity: &Quantity) -> Option<FieldError> {
     let field = format!("{CLAIM}.resources.requests");
-    // Compared as f64 bytes: comparing parsed quantities rescales them and can overflow.
-    let bytes = ParsedQuantity::try_from(quantity).ok().and_then(|size| size.to_bytes_f64()).filter(|b| b.is_finite());
-    match bytes {
-        None => Some(FieldError::invalid(field, &quantity.0, "must be a Kubernetes quantity such as 10Gi or 500Mi")),
-        Some(bytes) if bytes <= 0.0 => {
+    // The claim is created with this exact string, so it must be what the API server accepts there.
+    match parse_json_quantity(&quantity.0) {
+        Err(_) => Some(FieldError::invalid(field, &quantity.0, "must be a Kubernetes quantity such as 10Gi or 500Mi")),
+        Ok(Sign::Zero | Sign::Negative) => {
             Some(FieldError::invalid(field, &quantity.0, "must be greater than zero, for example 10Gi"))
         }
-        Some(bytes) if bytes > MAX_QUANTITY_BYTES => {
-            Some(FieldError::invalid(field, &quantity.0, "must be at most 8Ei (2^63 - 1 bytes)"))
-        }
-        Some(_) => None,
+        Ok(Sign::Positive) => None,
     }
 }
 
@@ -115,7 +111,7 @@ pub fn check_apimanager(name: Option<&str>, namespace: &str, apimanagers: &[APIM
         Err(detail) => verdict.errors.push(FieldError::invalid(API_MANAGER_NAME, name, detail)),
         Ok(storage) => {
             if let Some(note) = rules::file_storage_note(&storage) {
-                verdict.warnings.push(format!("APIManager {name:?}: {note}"));
+                verdict.warnings.push(format!("APIManager {:?}: {note}", Untrusted(name)));
             }
         }
     }

@@ -4,10 +4,10 @@ use super::*;
 use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
 use crate::names::CONTROLLER;
 use crate::reconcile::builders::JobSettings;
+use crate::reconcile::events::EventPublisher;
 use crate::reconcile::fake_api::{FakeApi, Fault};
 use crate::reconcile::fixtures::{BACKUP_UID, NAMESPACE, apimanager, backup};
 use crate::reconcile::{ErrorKind, ReconcileSettings, error_policy};
-use crate::reconcile::events::EventPublisher;
 use serde_json::{Value, json};
 
 const BACKUPS: &str = "/apis/apps.3scale.net/v1alpha1/namespaces/3scale/apimanagerbackups";
