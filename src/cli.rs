@@ -102,21 +102,36 @@ impl ServeArgs {
     }
 }
 
+/// Why a flag's value is refused (clap prints it after the flag and the value).
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidValue {
+    /// A duration of zero.
+    #[error("must be greater than zero, for example 10s")]
+    ZeroDuration,
+    /// Not a duration.
+    #[error("{0}; expected a duration such as 10s, 5m or 6h")]
+    Duration(#[from] humantime::DurationError),
+    /// A size of zero.
+    #[error("must be greater than zero")]
+    ZeroSize,
+    /// Not a number of bytes.
+    #[error("{0}; expected a number of bytes such as 8388608")]
+    Size(#[from] std::num::ParseIntError),
+}
+
 /// A duration above zero, such as `10s` or `1m`.
-fn positive_duration(value: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(value) {
-        Ok(duration) if duration.is_zero() => Err("must be greater than zero, for example 10s".to_owned()),
-        Ok(duration) => Ok(duration),
-        Err(error) => Err(format!("{error}; expected a duration such as 10s, 5m or 6h")),
+fn positive_duration(value: &str) -> Result<Duration, InvalidValue> {
+    match humantime::parse_duration(value)? {
+        duration if duration.is_zero() => Err(InvalidValue::ZeroDuration),
+        duration => Ok(duration),
     }
 }
 
 /// A byte count above zero.
-fn positive_size(value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(0) => Err("must be greater than zero".to_owned()),
-        Ok(bytes) => Ok(bytes),
-        Err(error) => Err(format!("{error}; expected a number of bytes such as 8388608")),
+fn positive_size(value: &str) -> Result<usize, InvalidValue> {
+    match value.parse::<usize>()? {
+        0 => Err(InvalidValue::ZeroSize),
+        bytes => Ok(bytes),
     }
 }
 
