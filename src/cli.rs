@@ -169,6 +169,10 @@ duration such as 10s, 5m or 6h",
                 &["--max-body-bytes", "0"],
                 "invalid value '0' for '--max-body-bytes <MAX_BODY_BYTES>': must be greater than zero",
             ),
+            (
+                &["--max-connections", "0"],
+                "invalid value '0' for '--max-connections <MAX_CONNECTIONS>': 0 is not in 1..=4294967295",
+            ),
             (&["--job-image", ""], "a value is required for '--job-image <JOB_IMAGE>' but none was supplied"),
         ];
         for (args, expected) in cases {
