@@ -28,6 +28,8 @@ pub struct BackupPlan {
     pub storage: FileStorage,
 }
 
+super::status::operation_status!(APIManagerBackupStatus);
+
 impl Operation for APIManagerBackup {
     type Status = APIManagerBackupStatus;
     type Plan = BackupPlan;

@@ -7,8 +7,9 @@
 //! sequence of Job steps ([`Operation::job_steps`], each a [`JobStep`] the shared Job builder turns
 //! into a Job), then the steps after the Jobs ([`Operation::after_jobs`], e.g. create an object and
 //! wait until it is available), RBAC for the Jobs before the first one and removed at the end. A
-//! restore is another implementation: its own status type holding a [`Progress`], its own
-//! [`JobStep`]s and [`Failure`] variants. The machine does the rest the same way for every
+//! restore is another implementation: its own status type holding the [`Progress`] fields
+//! (`operation_status!` in [`super::status`] implements the accessors), its own [`JobStep`]s and
+//! [`Failure`] variants; `machine/tests.rs` drives such a second operation. The machine does the rest the same way for every
 //! operation:
 //! - records the start first, so the timeout always applies;
 //! - runs the Jobs one after the other, each with `activeDeadlineSeconds` = what is left of the

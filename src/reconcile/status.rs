@@ -1,15 +1,14 @@
 //! Status bookkeeping shared by every operation: the fields the step machine keeps
 //! ([`Progress`]), the standard `Ready` and `Failed` conditions and what makes an operation final.
 
-use crate::api::backup::APIManagerBackupStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 
-/// Condition type: the backup finished (True) or is not finished (False, with the current step).
+/// Condition type: the operation finished (True) or is not finished (False, with the current step).
 pub const READY: &str = "Ready";
-/// Condition type: the backup failed and will not be retried.
+/// Condition type: the operation failed and will not be retried.
 pub const FAILED: &str = "Failed";
 
 /// Sets condition `type_` (keeping its transition time when its status does not change).
@@ -83,33 +82,40 @@ pub trait OperationStatus: Clone + Debug + Default + PartialEq + Serialize + Des
     fn set_progress(&mut self, progress: Progress);
 }
 
-impl OperationStatus for APIManagerBackupStatus {
-    fn progress(&self) -> Progress {
-        Progress {
-            completed: self.completed,
-            start_time: self.start_time.clone(),
-            completion_time: self.completion_time.clone(),
-            main_steps_completed: self.main_steps_completed,
-            conditions: self.conditions.clone(),
-            observed_generation: self.observed_generation,
-        }
-    }
+/// Implements [`OperationStatus`] for a status type holding the [`Progress`] fields under their
+/// names (`completed`, `start_time`, `completion_time`, `main_steps_completed`, `conditions`,
+/// `observed_generation`), as the 3scale-operator's status types do.
+macro_rules! operation_status {
+    ($status:ty) => {
+        impl $crate::reconcile::status::OperationStatus for $status {
+            fn progress(&self) -> $crate::reconcile::status::Progress {
+                $crate::reconcile::status::Progress {
+                    completed: self.completed,
+                    start_time: self.start_time.clone(),
+                    completion_time: self.completion_time.clone(),
+                    main_steps_completed: self.main_steps_completed,
+                    conditions: self.conditions.clone(),
+                    observed_generation: self.observed_generation,
+                }
+            }
 
-    fn set_progress(&mut self, progress: Progress) {
-        let Progress { completed, start_time, completion_time, main_steps_completed, conditions, observed_generation } =
-            progress;
-        self.completed = completed;
-        self.start_time = start_time;
-        self.completion_time = completion_time;
-        self.main_steps_completed = main_steps_completed;
-        self.conditions = conditions;
-        self.observed_generation = observed_generation;
-    }
+            fn set_progress(&mut self, progress: $crate::reconcile::status::Progress) {
+                self.completed = progress.completed;
+                self.start_time = progress.start_time;
+                self.completion_time = progress.completion_time;
+                self.main_steps_completed = progress.main_steps_completed;
+                self.conditions = progress.conditions;
+                self.observed_generation = progress.observed_generation;
+            }
+        }
+    };
 }
+pub(crate) use operation_status;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::backup::APIManagerBackupStatus;
     use k8s_openapi::jiff::Timestamp;
 
     fn at(seconds: i64) -> Time {

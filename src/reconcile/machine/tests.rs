@@ -365,3 +365,162 @@ async fn a_final_backup_in_the_cache_costs_no_request() {
     assert_eq!(fake.requests().len(), before);
     assert!(metric(&ctx, r#"reconcile_duration_seconds_count{controller="backup"} 1"#), "every pass is timed");
 }
+
+/// The seam: an operation other than a backup, driven by the same machine, with a step after its
+/// Job that waits (as a restore waits for its APIManager).
+mod seam {
+    use super::*;
+    use crate::reconcile::status::{OperationStatus, operation_status};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use kube::CustomResource;
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+
+    const DRILLS: &str = "/apis/test.example/v1/namespaces/3scale/drills";
+
+    /// A test operation: one Job, then it waits until `spec.ready`.
+    #[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+    #[kube(group = "test.example", version = "v1", kind = "Drill", namespaced, status = "DrillStatus")]
+    pub struct DrillSpec {
+        /// What the step after the Job waits for.
+        pub ready: bool,
+    }
+
+    /// Only the shared fields.
+    #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+    #[serde(rename_all = "camelCase")]
+    pub struct DrillStatus {
+        completed: Option<bool>,
+        start_time: Option<Time>,
+        completion_time: Option<Time>,
+        main_steps_completed: Option<bool>,
+        #[serde(default)]
+        conditions: Vec<Condition>,
+        observed_generation: Option<i64>,
+    }
+
+    operation_status!(DrillStatus);
+
+    impl Operation for Drill {
+        type Status = DrillStatus;
+        type Plan = ();
+        const NOUN: &'static str = "drill";
+        const UID_LABEL: &'static str = "test.example/drill-uid";
+        const TIMEOUT_FLAG: &'static str = "--drill-timeout";
+        const STARTING: &'static str = "starting";
+        const SUCCEEDED: &'static str = "DrillCompleted";
+        const END_ACTION: &'static str = "Drill";
+
+        fn status(&self) -> Option<&DrillStatus> {
+            self.status.as_ref()
+        }
+
+        fn timeout(settings: &ReconcileSettings) -> Duration {
+            settings.backup_timeout
+        }
+
+        async fn prepare(_: &mut Run<Self>) -> Result<(), Stop> {
+            Ok(())
+        }
+
+        fn job_steps(&self, _: &()) -> Vec<JobStep> {
+            vec![JobStep {
+                name: "verify",
+                action: "Verify",
+                reason: "Verifying",
+                doing: "verifying",
+                args: Vec::new(),
+                claims: Vec::new(),
+                service_account: "drill",
+                api_access: false,
+            }]
+        }
+
+        async fn after_jobs(run: &mut Run<Self>, _: &()) -> Result<Option<Action>, Stop> {
+            if run.object.spec.ready {
+                return Ok(None);
+            }
+            run.condition(READY, false, "Waiting", "waiting until ready");
+            Ok(Some(Action::requeue(Duration::from_secs(10))))
+        }
+
+        async fn before_jobs(_: &Run<Self>, _: &()) -> Result<(), ReconcileError> {
+            Ok(())
+        }
+
+        async fn after_end(_: &Run<Self>) -> Result<(), ReconcileError> {
+            Ok(())
+        }
+
+        fn note(_: &()) -> Option<&'static str> {
+            None
+        }
+
+        fn success_message(_: &Run<Self>) -> String {
+            "drilled".to_owned()
+        }
+
+        fn record_end(_: &Metrics, _: &End<'_>) {}
+    }
+
+    fn stored(fake: &FakeApi) -> Drill {
+        serde_json::from_value(fake.get(&format!("{DRILLS}/d")).expect("drill")).expect("a drill")
+    }
+
+    fn ready_reason(fake: &FakeApi) -> (String, String) {
+        let status = stored(fake).status.unwrap_or_default().progress();
+        let ready = status.conditions.iter().find(|c| c.type_ == READY).expect("Ready");
+        (ready.status.clone(), ready.reason.clone())
+    }
+
+    #[tokio::test]
+    async fn another_operation_runs_its_job_then_waits_in_its_step_after_the_jobs() {
+        let (fake, ctx) = cluster(json!({}));
+        let drill = json!({"apiVersion": "test.example/v1", "kind": "Drill",
+            "metadata": {"name": "d", "namespace": NAMESPACE, "uid": "drill-uid", "generation": 1},
+            "spec": {"ready": false}});
+        fake.put(DRILLS, drill);
+        reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("the Job");
+        assert_eq!(fake.names(JOBS), ["verify-drill-uid"]);
+        let job = fake.get(&format!("{JOBS}/verify-drill-uid")).expect("job");
+        assert_eq!(job["metadata"]["labels"]["test.example/drill-uid"], json!("drill-uid"));
+        assert_eq!(job["spec"]["template"]["spec"]["serviceAccountName"], json!("drill"));
+        finish_job(&fake, "verify-drill-uid", json!([{"type": "Complete", "status": "True"}]));
+
+        let waiting = reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("waiting");
+        assert_eq!(waiting, Action::requeue(Duration::from_secs(10)));
+        assert_eq!(ready_reason(&fake), ("False".to_owned(), "Waiting".to_owned()));
+        assert_eq!(stored(&fake).status.unwrap_or_default().progress().main_steps_completed, None);
+
+        let mut ready = fake.get(&format!("{DRILLS}/d")).expect("drill");
+        ready["spec"]["ready"] = json!(true);
+        fake.put(DRILLS, ready);
+        assert_eq!(reconcile(Arc::new(stored(&fake)), ctx).await.expect("done"), Action::await_change());
+        assert_eq!(ready_reason(&fake), ("True".to_owned(), "DrillCompleted".to_owned()));
+        assert!(fake.names(JOBS).is_empty(), "its Job is deleted");
+    }
+
+    #[tokio::test]
+    async fn waiting_after_the_jobs_ends_with_the_timeout() {
+        let (fake, ctx) = cluster(json!({}));
+        let drill = json!({"apiVersion": "test.example/v1", "kind": "Drill",
+            "metadata": {"name": "d", "namespace": NAMESPACE, "uid": "drill-uid", "generation": 1},
+            "spec": {"ready": false}, "status": {"startTime": "2020-01-01T00:00:00Z"}});
+        fake.put(DRILLS, drill);
+        fake.put(
+            JOBS,
+            json!({"metadata": {"name": "verify-drill-uid", "namespace": NAMESPACE},
+            "status": {"conditions": [{"type": "Complete", "status": "True"}]}}),
+        );
+        reconcile(Arc::new(stored(&fake)), ctx).await.expect("a final failure");
+        let status = stored(&fake).status.unwrap_or_default().progress();
+        let failed = status.conditions.iter().find(|c| c.type_ == FAILED).expect("Failed");
+        assert_eq!(
+            (failed.reason.as_str(), failed.message.as_str()),
+            (
+                "Timeout",
+                "the drill did not finish within 1h (--drill-timeout); its Jobs and Pods are kept for debugging"
+            )
+        );
+    }
+}
