@@ -3,7 +3,7 @@
 use crate::server;
 use crate::telemetry::LogFormat;
 use clap::builder::NonEmptyStringValueParser;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -88,6 +88,61 @@ pub struct ServeArgs {
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "APIMANAGER_BACKUP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// What runs besides the webhooks and /metrics.
+    #[arg(long, env = "APIMANAGER_BACKUP_MODE", value_enum, default_value = "full")]
+    pub mode: Mode,
+    /// Leader election of the replicas (mode `full`).
+    #[command(flatten)]
+    pub leader_election: LeaderElectionArgs,
+}
+
+/// What a replica runs besides the webhooks, `/metrics` and the probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// The backup controller too, on the replica that holds the leader Lease.
+    Full,
+    /// Nothing else: beside 3scale-operator, which runs the backups; the metrics observe them.
+    WebhooksOnly,
+}
+
+/// Where the leader Lease is and how long it lasts (controller-runtime's default timings).
+#[derive(Debug, Args)]
+pub struct LeaderElectionArgs {
+    /// Namespace of the leader Lease: the operator's own (the Deployment sets POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "apimanager-backup-operator")]
+    pub leader_election_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, env = "APIMANAGER_BACKUP_LEADER_ELECTION_LEASE_NAME", default_value = "apimanager-backup-operator")]
+    pub leader_election_lease_name: String,
+    /// This replica's identity in the Lease (the Deployment sets POD_NAME); default: host name and
+    /// process id.
+    #[arg(long, env = "POD_NAME")]
+    pub leader_election_identity: Option<String>,
+    /// How long the Lease holds after its last renewal before a standby may take it.
+    #[arg(long, env = "APIMANAGER_BACKUP_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = positive_duration)]
+    pub leader_election_lease_duration: Duration,
+    /// How long the leader keeps leading without a successful renewal; then its controller stops.
+    #[arg(long, env = "APIMANAGER_BACKUP_LEADER_ELECTION_RENEW_DEADLINE", default_value = "10s", value_parser = positive_duration)]
+    pub leader_election_renew_deadline: Duration,
+    /// How often the leader renews the Lease and a standby tries to take it.
+    #[arg(long, env = "APIMANAGER_BACKUP_LEADER_ELECTION_RETRY_PERIOD", default_value = "2s", value_parser = positive_duration)]
+    pub leader_election_retry_period: Duration,
+}
+
+impl LeaderElectionArgs {
+    /// The election settings; the identity defaults to `<host name>-<process id>`.
+    pub fn settings(&self) -> crate::leader::ElectionSettings {
+        let identity = self.leader_election_identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        crate::leader::ElectionSettings {
+            identity,
+            lease_duration: self.leader_election_lease_duration,
+            renew_deadline: self.leader_election_renew_deadline,
+            retry_period: self.leader_election_retry_period,
+        }
+    }
 }
 
 impl ServeArgs {

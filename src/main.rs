@@ -1,9 +1,11 @@
 //! Entry point: parses the command line and wires the parts together.
 
 use anyhow::Context;
-use apimanager_backup_operator::cli::{Cli, Command, LocalArgs, ServeArgs};
+use apimanager_backup_operator::cli::{Cli, Command, LocalArgs, Mode, ServeArgs};
 use apimanager_backup_operator::health::Readiness;
+use apimanager_backup_operator::leader::{self, Elector, lease::ApiLease};
 use apimanager_backup_operator::metrics::Metrics;
+use apimanager_backup_operator::observer::{self, EndRecording};
 use apimanager_backup_operator::reconcile::builders::JobSettings;
 use apimanager_backup_operator::reconcile::{self, ReconcileSettings};
 use apimanager_backup_operator::tls::TlsFiles;
@@ -71,31 +73,57 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         apimanager_backup_operator::signals::stop_requested().await;
         let _ = stop.send(true);
     });
-    let settings = ReconcileSettings {
-        jobs: JobSettings {
-            image: args.job_image.clone(),
-            command: args.job_command.clone(),
-            backoff_limit: args.job_backoff_limit,
-        },
-        backup_timeout: args.backup_timeout,
+    let recording = match args.mode {
+        Mode::Full => EndRecording::ByController,
+        Mode::WebhooksOnly => EndRecording::Observed,
     };
-    let controller = tokio::spawn(reconcile::run(
-        client.clone(),
+    let observing = tokio::spawn(observer::run(
+        Api::all(client.clone()),
         metrics.clone(),
-        settings,
-        readiness.clone(),
+        recording,
         stopped_signal(stopped.clone()),
     ));
+    let controller = match args.mode {
+        Mode::Full => {
+            let election = args.leader_election.settings();
+            election.check()?;
+            let lease = ApiLease::new(
+                client.clone(),
+                &args.leader_election.leader_election_namespace,
+                &args.leader_election.leader_election_lease_name,
+            );
+            let settings = ReconcileSettings {
+                jobs: JobSettings {
+                    image: args.job_image.clone(),
+                    command: args.job_command.clone(),
+                    backoff_limit: args.job_backoff_limit,
+                },
+                backup_timeout: args.backup_timeout,
+            };
+            let gauge = metrics.leader_gauge()?;
+            let start = {
+                let (client, metrics, stopped) = (client.clone(), metrics.clone(), stopped.clone());
+                move || {
+                    reconcile::run(client.clone(), metrics.clone(), settings.clone(), stopped_signal(stopped.clone()))
+                }
+            };
+            Some(tokio::spawn(leader::lead(Elector::new(lease, election), gauge, stopped.clone(), start)))
+        }
+        Mode::WebhooksOnly => None,
+    };
     tokio::spawn(files.reload_on_change(tls.clone(), args.tls_reload_interval));
     let admission = AdmissionState { lookup, metrics };
     let limits = args.limits();
     let app = server::router(admission, readiness, &limits);
     let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(listen = %args.listen, version = env!("CARGO_PKG_VERSION"), "serving webhooks, /metrics and probes over HTTPS; reconciling backups");
+    tracing::info!(listen = %args.listen, version = env!("CARGO_PKG_VERSION"), mode = ?args.mode, "serving webhooks, /metrics and probes over HTTPS");
     server::serve(listener, tls, app, &limits, stopped_signal(stopped), args.shutdown_grace)
         .await
         .context("HTTPS server")?;
-    controller.await.context("backup controller task")?;
+    if let Some(controller) = controller {
+        controller.await.context("backup controller task")?;
+    }
+    observing.await.context("backup observer task")?;
     tracing::info!("stopped");
     Ok(())
 }

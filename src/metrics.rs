@@ -1,4 +1,5 @@
-//! Prometheus metrics of the operator (README, "Metrics"), served at `/metrics`.
+//! Prometheus metrics of the operator, served at `/metrics` (the README's metrics table names
+//! them all).
 
 use crate::reconcile::outcome::Failure;
 use std::sync::OnceLock;
@@ -6,6 +7,10 @@ use std::sync::OnceLock;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
+
+/// Prefix of the metrics about the operator itself (admission, reconciliation, leadership);
+/// metrics about backups start with `apimanager_backup`.
+pub const OPERATOR_PREFIX: &str = "apimanager_backup_operator_";
 
 /// Errors while registering or encoding metrics.
 #[derive(Debug, thiserror::Error)]
@@ -17,9 +22,14 @@ pub struct MetricsError(#[from] prometheus::Error);
 pub enum Outcome {
     /// Every step finished.
     Succeeded,
-    /// It failed for good, with this reason (one of [`Failure::REASONS`]).
+    /// It failed for good, with this reason (one of [`Failure::REASONS`], or [`OTHER_FAILURE`]
+    /// for a reason another controller reported).
     Failed(&'static str),
 }
+
+/// The failure reason counted for a failed backup whose reason is none of [`Failure::REASONS`]
+/// (reported by another controller in webhooks-only mode).
+pub const OTHER_FAILURE: &str = "Other";
 
 impl Outcome {
     /// The `outcome` label values, all present from the start.
@@ -34,6 +44,29 @@ impl Outcome {
     }
 }
 
+/// The end of one backup, as its status tells it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BackupEnd {
+    /// Succeeded or failed.
+    pub outcome: Outcome,
+    /// Seconds from its start to its end.
+    pub seconds: f64,
+}
+
+/// The backups that exist, summed up by APIManager when `/metrics` is scraped.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BackupGauges {
+    /// Backups started and not ended.
+    pub in_progress: usize,
+    /// Per `(namespace, APIManager)`: Unix time of its latest successful backup.
+    pub last_success: Vec<((String, String), f64)>,
+    /// Per `(namespace, APIManager)`: Unix start time of its oldest backup still running.
+    pub oldest_running_start: Vec<((String, String), f64)>,
+}
+
+/// Computes [`BackupGauges`] when `/metrics` is scraped.
+pub type BackupGaugesSource = Box<dyn Fn() -> BackupGauges + Send + Sync>;
+
 /// Every metric the operator exports, in its own registry.
 pub struct Metrics {
     registry: Registry,
@@ -44,26 +77,33 @@ pub struct Metrics {
     backup_failures: IntCounterVec,
     backups_in_progress: IntGauge,
     last_success: GaugeVec,
+    oldest_running_start: GaugeVec,
     reconcile_errors: IntCounterVec,
     reconcile_duration: HistogramVec,
     watch_errors: IntCounter,
-    in_progress_source: OnceLock<InProgressSource>,
+    gauges_source: OnceLock<BackupGaugesSource>,
 }
 
-/// Counts the backups in progress when `/metrics` is scraped.
-pub type InProgressSource = Box<dyn Fn() -> usize + Send + Sync>;
+/// Labels of the per-APIManager gauges.
+const APIMANAGER_LABELS: [&str; 2] = ["namespace", "apimanager"];
 
 impl Metrics {
     /// A registry with the operator's metrics and the process collector.
     pub fn new() -> Result<Self, MetricsError> {
         let registry = Registry::new();
         let admission_requests = IntCounterVec::new(
-            Opts::new("admission_requests_total", "Admission reviews answered, by webhook, operation and verdict."),
+            Opts::new(
+                format!("{OPERATOR_PREFIX}admission_requests_total"),
+                "Admission reviews answered, by webhook, operation and verdict.",
+            ),
             &["webhook", "operation", "allowed"],
         )?;
         let admission_duration = HistogramVec::new(
-            HistogramOpts::new("admission_request_duration_seconds", "Time to answer an admission review.")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            HistogramOpts::new(
+                format!("{OPERATOR_PREFIX}admission_request_duration_seconds"),
+                "Time to answer an admission review.",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             &["webhook"],
         )?;
         let backup_duration = HistogramVec::new(
@@ -90,16 +130,34 @@ impl Metrics {
         let last_success = GaugeVec::new(
             Opts::new(
                 "apimanager_backup_last_success_timestamp_seconds",
-                "Unix time of the last successful backup, by APIManagerBackup.",
+                "Unix time of the latest successful backup, by APIManager.",
             ),
-            &["namespace", "name"],
+            &APIMANAGER_LABELS,
+        )?;
+        let oldest_running_start = GaugeVec::new(
+            Opts::new(
+                "apimanager_backup_oldest_running_start_timestamp_seconds",
+                "Unix start time of the oldest backup still running, by APIManager (absent when none runs).",
+            ),
+            &APIMANAGER_LABELS,
         )?;
         let reconcile_errors = IntCounterVec::new(
-            Opts::new("reconcile_errors_total", "Reconciliations that failed and were retried, by reason."),
-            &["reason"],
+            Opts::new(
+                format!("{OPERATOR_PREFIX}reconcile_errors_total"),
+                "Reconciliations that failed and were retried, by controller and reason.",
+            ),
+            &["controller", "reason"],
+        )?;
+        let reconcile_duration = HistogramVec::new(
+            HistogramOpts::new(
+                format!("{OPERATOR_PREFIX}reconcile_duration_seconds"),
+                "Time of one reconciliation pass, by controller.",
+            )
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["controller"],
         )?;
         let watch_errors = IntCounter::new(
-            "apimanager_backup_operator_watch_errors_total",
+            format!("{OPERATOR_PREFIX}watch_errors_total"),
             "Errors of the controller's watches (each is retried with backoff).",
         )?;
         registry.register(Box::new(watch_errors.clone()))?;
@@ -110,11 +168,7 @@ impl Metrics {
         registry.register(Box::new(backup_failures.clone()))?;
         registry.register(Box::new(backups_in_progress.clone()))?;
         registry.register(Box::new(last_success.clone()))?;
-        let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new("reconcile_duration_seconds", "Time of one reconciliation pass, by controller.")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-            &["controller"],
-        )?;
+        registry.register(Box::new(oldest_running_start.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
@@ -127,11 +181,23 @@ impl Metrics {
             backup_failures,
             backups_in_progress,
             last_success,
+            oldest_running_start,
             reconcile_errors,
             reconcile_duration,
             watch_errors,
-            in_progress_source: OnceLock::new(),
+            gauges_source: OnceLock::new(),
         })
+    }
+
+    /// Registers `apimanager_backup_operator_leader` (1 while this replica leads) and returns it;
+    /// only replicas that take part in leader election export it.
+    pub fn leader_gauge(&self) -> Result<IntGauge, MetricsError> {
+        let gauge = IntGauge::new(
+            format!("{OPERATOR_PREFIX}leader"),
+            "1 while this replica holds the leader Lease and runs the backup controller, else 0.",
+        )?;
+        self.registry.register(Box::new(gauge.clone()))?;
+        Ok(gauge)
     }
 
     /// Records one answered admission review.
@@ -141,21 +207,20 @@ impl Metrics {
         self.admission_duration.with_label_values(&[webhook]).observe(seconds);
     }
 
-    /// Records the end of a backup that took `seconds`; a success also sets its timestamp, a failure
-    /// counts its reason.
-    pub fn observe_backup(&self, namespace: &str, name: &str, outcome: Outcome, seconds: f64, ended_at_unix: f64) {
-        self.backup_duration.with_label_values(&[outcome.label()]).observe(seconds);
-        self.backups.with_label_values(&[outcome.label()]).inc();
-        match outcome {
-            Outcome::Succeeded => self.last_success.with_label_values(&[namespace, name]).set(ended_at_unix),
-            Outcome::Failed(reason) => self.backup_failures.with_label_values(&[reason]).inc(),
+    /// Records the end of one backup (once per backup: the caller makes sure of it); a failure
+    /// also counts its reason.
+    pub fn observe_backup(&self, end: BackupEnd) {
+        self.backup_duration.with_label_values(&[end.outcome.label()]).observe(end.seconds);
+        self.backups.with_label_values(&[end.outcome.label()]).inc();
+        if let Outcome::Failed(reason) = end.outcome {
+            self.backup_failures.with_label_values(&[reason]).inc();
         }
     }
 
-    /// Where `apimanager_backups_in_progress` is read from at each scrape (set once, by the
-    /// reconciler, over its cache), so a deleted backup leaves the gauge at once.
-    pub fn count_in_progress_with(&self, source: InProgressSource) {
-        let _ = self.in_progress_source.set(source);
+    /// Where the backup gauges are read from at each scrape (set once, over a watch-fed cache of
+    /// the backups), so a deleted backup leaves them at once and every replica reports them.
+    pub fn compute_backup_gauges_with(&self, source: BackupGaugesSource) {
+        let _ = self.gauges_source.set(source);
     }
 
     /// Times one reconciliation pass of `controller` until the returned guard is dropped (also when
@@ -164,9 +229,9 @@ impl Metrics {
         self.reconcile_duration.with_label_values(&[controller]).start_timer()
     }
 
-    /// Counts a failed reconciliation.
-    pub fn reconcile_error(&self, reason: &str) {
-        self.reconcile_errors.with_label_values(&[reason]).inc();
+    /// Counts a failed reconciliation of `controller`.
+    pub fn reconcile_error(&self, controller: &str, reason: &str) {
+        self.reconcile_errors.with_label_values(&[controller, reason]).inc();
     }
 
     /// Counts a failed watch of the controller.
@@ -176,8 +241,17 @@ impl Metrics {
 
     /// All metrics in the Prometheus text exposition format.
     pub fn render(&self) -> Result<String, MetricsError> {
-        if let Some(count) = self.in_progress_source.get() {
-            self.backups_in_progress.set(i64::try_from(count()).unwrap_or(i64::MAX));
+        if let Some(source) = self.gauges_source.get() {
+            let gauges = source();
+            self.backups_in_progress.set(i64::try_from(gauges.in_progress).unwrap_or(i64::MAX));
+            for (vec, values) in
+                [(&self.last_success, &gauges.last_success), (&self.oldest_running_start, &gauges.oldest_running_start)]
+            {
+                vec.reset();
+                for ((namespace, apimanager), value) in values {
+                    vec.with_label_values(&[namespace.as_str(), apimanager.as_str()]).set(*value);
+                }
+            }
         }
         let mut buffer = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
@@ -190,16 +264,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn admission_counter_and_histogram_render() {
+    fn admission_counter_and_histogram_render_under_the_operator_prefix() {
         let metrics = Metrics::new().expect("metrics register");
         metrics.observe_admission("validating", "CREATE", false, 0.002);
         let text = metrics.render().expect("metrics render");
         assert!(
-            text.contains(r#"admission_requests_total{allowed="false",operation="CREATE",webhook="validating"} 1"#),
+            text.contains(r#"apimanager_backup_operator_admission_requests_total{allowed="false",operation="CREATE",webhook="validating"} 1"#),
             "{text}"
         );
-        assert!(text.contains(r#"admission_request_duration_seconds_count{webhook="validating"} 1"#), "{text}");
+        assert!(
+            text.contains(
+                r#"apimanager_backup_operator_admission_request_duration_seconds_count{webhook="validating"} 1"#
+            ),
+            "{text}"
+        );
         assert!(text.contains("process_resident_memory_bytes"), "{text}");
+        assert!(!text.contains("apimanager_backup_operator_leader"), "only electing replicas export it: {text}");
     }
 
     #[test]
@@ -207,24 +287,42 @@ mod tests {
         let metrics = Metrics::new().expect("metrics register");
         let text = metrics.render().expect("render");
         assert!(text.contains(r#"apimanager_backups_total{outcome="succeeded"} 0"#), "outcomes start at zero: {text}");
-        metrics.observe_backup("3scale", "nightly", Outcome::Succeeded, 42.0, 1_700_000_000.0);
-        metrics.count_in_progress_with(Box::new(|| 2));
-        metrics.reconcile_error("Api");
+        metrics.observe_backup(BackupEnd { outcome: Outcome::Succeeded, seconds: 42.0 });
+        metrics.compute_backup_gauges_with(Box::new(|| BackupGauges {
+            in_progress: 2,
+            last_success: vec![(("3scale".into(), "example".into()), 1_700_000_000.0)],
+            oldest_running_start: vec![(("3scale".into(), "example".into()), 1_700_000_100.0)],
+        }));
+        metrics.reconcile_error("backup", "ApiError");
         drop(metrics.time_reconcile("backup"));
         let text = metrics.render().expect("render");
         assert!(text.contains(r#"apimanager_backups_total{outcome="succeeded"} 1"#), "{text}");
         assert!(text.contains(r#"apimanager_backup_duration_seconds_sum{outcome="succeeded"} 42"#), "{text}");
         assert!(
             text.contains(
-                r#"apimanager_backup_last_success_timestamp_seconds{name="nightly",namespace="3scale"} 1700000000"#
+                r#"apimanager_backup_last_success_timestamp_seconds{apimanager="example",namespace="3scale"} 1700000000"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"apimanager_backup_oldest_running_start_timestamp_seconds{apimanager="example",namespace="3scale"} 1700000100"#
             ),
             "{text}"
         );
         assert!(text.contains("apimanager_backups_in_progress 2"), "{text}");
-        assert!(text.contains(r#"reconcile_errors_total{reason="Api"} 1"#), "{text}");
-        assert!(text.contains(r#"reconcile_duration_seconds_count{controller="backup"} 1"#), "{text}");
+        assert!(
+            text.contains(
+                r#"apimanager_backup_operator_reconcile_errors_total{controller="backup",reason="ApiError"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"apimanager_backup_operator_reconcile_duration_seconds_count{controller="backup"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"apimanager_backup_failures_total{reason="ClaimInUse"} 0"#), "{text}");
-        metrics.observe_backup("3scale", "nightly", Outcome::Failed("ClaimInUse"), 1.0, 1_700_000_001.0);
+        metrics.observe_backup(BackupEnd { outcome: Outcome::Failed("ClaimInUse"), seconds: 1.0 });
         let text = metrics.render().expect("render");
         assert!(text.contains(r#"apimanager_backup_failures_total{reason="ClaimInUse"} 1"#), "{text}");
         assert!(text.contains(r#"apimanager_backups_total{outcome="failed"} 1"#), "{text}");
@@ -232,5 +330,35 @@ mod tests {
         metrics.watch_error();
         let text = metrics.render().expect("render");
         assert!(text.contains("apimanager_backup_operator_watch_errors_total 1"), "{text}");
+    }
+
+    #[test]
+    fn gauges_of_ended_backups_leave_at_the_next_scrape() {
+        let metrics = Metrics::new().expect("metrics register");
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let source = running.clone();
+        metrics.compute_backup_gauges_with(Box::new(move || BackupGauges {
+            oldest_running_start: if source.load(std::sync::atomic::Ordering::SeqCst) {
+                vec![(("ns".into(), "am".into()), 5.0)]
+            } else {
+                Vec::new()
+            },
+            ..BackupGauges::default()
+        }));
+        assert!(
+            metrics.render().expect("render").contains("apimanager_backup_oldest_running_start_timestamp_seconds{")
+        );
+        running.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            !metrics.render().expect("render").contains("apimanager_backup_oldest_running_start_timestamp_seconds{")
+        );
+    }
+
+    #[test]
+    fn leader_gauge_renders_once_registered() {
+        let metrics = Metrics::new().expect("metrics register");
+        let gauge = metrics.leader_gauge().expect("leader gauge");
+        gauge.set(1);
+        assert!(metrics.render().expect("render").contains("apimanager_backup_operator_leader 1"));
     }
 }

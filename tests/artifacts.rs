@@ -126,6 +126,95 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
     assert_eq!(names("configmaps"), apimanager_backup_operator::layout::CONFIG_MAPS);
 }
 
+/// `kubectl kustomize` of `manifests/` plus the optional components `components`, rendered from a
+/// kustomization in a scratch folder (kustomize refuses an overlay inside its base's folder).
+fn render_with_components(name: &str, components: &[&str]) -> Vec<Value> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kustomize-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let dir = dir.canonicalize().expect("scratch dir path");
+    let manifests = repo("manifests").canonicalize().expect("manifests path");
+    let common = dir.components().zip(manifests.components()).take_while(|(a, b)| a == b).count();
+    let up = "../".repeat(dir.components().count() - common);
+    let down: std::path::PathBuf = manifests.components().skip(common).collect();
+    let base = format!("{up}{}", down.display());
+    let mut kustomization = format!("resources:\n  - {base}\ncomponents:\n");
+    for component in components {
+        kustomization.push_str(&format!("  - {base}/components/{component}\n"));
+    }
+    std::fs::write(dir.join("kustomization.yaml"), kustomization).expect("kustomization");
+    let rendered = run(Command::new("kubectl").args(["kustomize"]).arg(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    serde_saphyr::from_multiple(&rendered).expect("rendered YAML")
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    docs.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+}
+
+#[test]
+fn install_runs_two_replicas_that_never_all_go_down_and_elect_a_leader() {
+    let rendered = run(Command::new("kubectl").args(["kustomize"]).arg(repo("manifests")));
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&rendered).expect("rendered YAML");
+    let deployment = find(&docs, "Deployment", "apimanager-backup-operator").expect("Deployment");
+    let spec = &deployment["spec"];
+    assert_eq!(spec["replicas"], 2);
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    let anti =
+        &spec["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(anti["podAffinityTerm"]["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(anti["podAffinityTerm"]["labelSelector"], spec["selector"]);
+    let env = spec["template"]["spec"]["containers"][0]["env"].as_array().expect("env");
+    let namespace = env.iter().find(|e| e["name"] == "POD_NAMESPACE").expect("POD_NAMESPACE");
+    assert_eq!(namespace["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace");
+    let budget = find(&docs, "PodDisruptionBudget", "apimanager-backup-operator").expect("PodDisruptionBudget");
+    assert_eq!(budget["spec"]["minAvailable"], 1);
+    assert_eq!(budget["spec"]["selector"], spec["selector"]);
+    let role = find(&docs, "Role", "apimanager-backup-operator-leader-election").expect("lease Role");
+    assert_eq!(role["metadata"]["namespace"], "apimanager-backup-operator");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "resourceNames": ["apimanager-backup-operator"], "verbs": ["get", "update"]}
+        ])
+    );
+    let binding = find(&docs, "RoleBinding", "apimanager-backup-operator-leader-election").expect("RoleBinding");
+    assert_eq!(binding["subjects"][0]["name"], "apimanager-backup-operator");
+}
+
+#[test]
+fn alerts_component_adds_the_prometheus_rule() {
+    let docs = render_with_components("alerts", &["alerts"]);
+    let rule = find(&docs, "PrometheusRule", "apimanager-backup-operator").expect("PrometheusRule");
+    assert_eq!(rule["metadata"]["namespace"], "apimanager-backup-operator");
+    assert!(find(&docs, "Deployment", "apimanager-backup-operator").is_some(), "the install stays whole");
+}
+
+#[test]
+fn webhooks_only_component_serves_webhooks_with_a_read_only_role_and_leaves_the_crd_to_3scale_operator() {
+    let docs = render_with_components("webhooks-only", &["webhooks-only"]);
+    let deployment = find(&docs, "Deployment", "apimanager-backup-operator").expect("Deployment");
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().expect("env");
+    assert!(env.iter().any(|e| e["name"] == "APIMANAGER_BACKUP_MODE" && e["value"] == "webhooks-only"));
+    let role = find(&docs, "ClusterRole", "apimanager-backup-operator").expect("ClusterRole");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{"apiGroups": ["apps.3scale.net"], "resources": ["apimanagers", "apimanagerbackups"],
+                            "verbs": ["get", "list", "watch"]}])
+    );
+    for (kind, name) in [
+        ("CustomResourceDefinition", "apimanagerbackups.apps.3scale.net"),
+        ("ClusterRole", "apimanager-backup-job"),
+        ("Role", "apimanager-backup-operator-leader-election"),
+        ("RoleBinding", "apimanager-backup-operator-leader-election"),
+    ] {
+        assert!(find(&docs, kind, name).is_none(), "{kind} {name} is not installed beside 3scale-operator");
+    }
+    assert!(find(&docs, "ValidatingWebhookConfiguration", "apimanager-backup-operator").is_some());
+    assert!(find(&docs, "MutatingWebhookConfiguration", "apimanager-backup-operator").is_some());
+}
+
 #[test]
 fn serve_help_documents_every_flag_and_its_environment_variable() {
     let help = run(Command::new(BIN).args(["serve", "--help"]));
@@ -144,6 +233,13 @@ fn serve_help_documents_every_flag_and_its_environment_variable() {
         ("--job-command", "APIMANAGER_BACKUP_JOB_COMMAND"),
         ("--job-backoff-limit", "APIMANAGER_BACKUP_JOB_BACKOFF_LIMIT"),
         ("--backup-timeout", "APIMANAGER_BACKUP_TIMEOUT"),
+        ("--mode", "APIMANAGER_BACKUP_MODE"),
+        ("--leader-election-namespace", "POD_NAMESPACE"),
+        ("--leader-election-lease-name", "APIMANAGER_BACKUP_LEADER_ELECTION_LEASE_NAME"),
+        ("--leader-election-identity", "POD_NAME"),
+        ("--leader-election-lease-duration", "APIMANAGER_BACKUP_LEADER_ELECTION_LEASE_DURATION"),
+        ("--leader-election-renew-deadline", "APIMANAGER_BACKUP_LEADER_ELECTION_RENEW_DEADLINE"),
+        ("--leader-election-retry-period", "APIMANAGER_BACKUP_LEADER_ELECTION_RETRY_PERIOD"),
     ] {
         assert!(help.contains(flag), "{flag} undocumented:\n{help}");
         assert!(help.contains(&format!("[env: {env}=")), "{env} undocumented:\n{help}");

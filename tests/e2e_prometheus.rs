@@ -79,10 +79,16 @@ async fn prometheus_scrapes_the_backup_outcome_over_https() {
     assert_eq!(query(port, r#"apimanager_backup_duration_seconds_count{outcome="succeeded"}"#).as_deref(), Some("1"));
     assert_eq!(query(port, "apimanager_backups_in_progress").as_deref(), Some("0"));
     assert_eq!(query(port, r#"up{job="apimanager-backup-operator"}"#).as_deref(), Some("1"));
-    let last =
-        query(port, &format!(r#"apimanager_backup_last_success_timestamp_seconds{{namespace="{ns}",name="b"}}"#));
+    assert_eq!(query(port, "apimanager_backup_operator_leader").as_deref(), Some("1"), "the only replica leads");
+    let last = query(
+        port,
+        &format!(
+            r#"apimanager_backup_last_success_timestamp_seconds{{namespace="{ns}",apimanager="example-apimanager"}}"#
+        ),
+    );
     assert!(last.and_then(|v| v.parse::<f64>().ok()).is_some_and(|t| t > 1.0e9), "last success timestamp scraped");
-    let admissions = query(port, r#"sum(admission_requests_total{webhook="validating",allowed="true"})"#);
+    let admissions =
+        query(port, r#"sum(apimanager_backup_operator_admission_requests_total{webhook="validating",allowed="true"})"#);
     assert!(admissions.and_then(|v| v.parse::<f64>().ok()).is_some_and(|n| n >= 1.0), "admission counters scraped");
     drop(server);
     drop(cluster);

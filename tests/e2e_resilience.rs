@@ -58,7 +58,7 @@ async fn reconcile_passes(cluster: &LocalCluster) -> u64 {
     let ca = cluster.plane.certs.join("ca.crt");
     let scrape = https::request(addr, https::client_config(&[&ca]), "GET", "/metrics", b"").await;
     assert_eq!(scrape.status, 200, "{}", scrape.body);
-    let sample = r#"reconcile_duration_seconds_count{controller="backup"} "#;
+    let sample = r#"apimanager_backup_operator_reconcile_duration_seconds_count{controller="backup"} "#;
     scrape.body.lines().find_map(|line| line.strip_prefix(sample)).map_or(0, |n| n.parse().expect("a count"))
 }
 

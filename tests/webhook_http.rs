@@ -235,12 +235,14 @@ async fn refusals_before_any_rule_are_counted_and_timed() {
     for webhook in ["defaulting", "validating"] {
         assert!(
             text.contains(&format!(
-                r#"admission_requests_total{{allowed="false",operation="unknown",webhook="{webhook}"}} 1"#
+                r#"apimanager_backup_operator_admission_requests_total{{allowed="false",operation="unknown",webhook="{webhook}"}} 1"#
             )),
             "{text}"
         );
         assert!(
-            text.contains(&format!(r#"admission_request_duration_seconds_count{{webhook="{webhook}"}} 1"#)),
+            text.contains(&format!(
+                r#"apimanager_backup_operator_admission_request_duration_seconds_count{{webhook="{webhook}"}} 1"#
+            )),
             "{text}"
         );
     }
@@ -342,17 +344,19 @@ async fn serves_webhooks_and_metrics_over_tls_with_the_generated_ca() {
     let scrape = https::request(served.addr, client, "GET", "/metrics", b"").await;
     assert_eq!(scrape.status, 200);
     assert!(
-        scrape.body.contains(r#"admission_requests_total{allowed="true",operation="CREATE",webhook="defaulting"} 1"#),
+        scrape.body.contains(r#"apimanager_backup_operator_admission_requests_total{allowed="true",operation="CREATE",webhook="defaulting"} 1"#),
         "{}",
         scrape.body
     );
     assert!(
-        scrape.body.contains(r#"admission_requests_total{allowed="false",operation="CREATE",webhook="validating"} 1"#),
+        scrape.body.contains(r#"apimanager_backup_operator_admission_requests_total{allowed="false",operation="CREATE",webhook="validating"} 1"#),
         "{}",
         scrape.body
     );
     assert!(
-        scrape.body.contains(r#"admission_request_duration_seconds_count{webhook="validating"} 1"#),
+        scrape
+            .body
+            .contains(r#"apimanager_backup_operator_admission_request_duration_seconds_count{webhook="validating"} 1"#),
         "{}",
         scrape.body
     );

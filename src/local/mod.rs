@@ -3,6 +3,7 @@
 //! by the end-to-end tests, so both exercise the same setup.
 
 pub mod control_plane;
+pub mod forwarder;
 pub mod install;
 pub mod node;
 pub mod process;
@@ -132,8 +133,31 @@ impl OperatorProcess {
             .arg("--job-backoff-limit=0")
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", Self::identity(port))
+            .env("POD_NAMESPACE", install::OPERATOR_NAMESPACE)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
-        Supervised::spawn("operator", serve, logs)
+        Supervised::spawn(&format!("operator-{port}"), serve, logs)
+    }
+
+    /// The identity of the operator on `port` in the leader Lease (its stand-in Pod name, kept
+    /// across restarts on the same port, as a restarted container keeps its Pod's name).
+    pub fn identity(port: u16) -> String {
+        format!("operator-{port}")
+    }
+
+    /// This operator's identity in the leader Lease.
+    pub fn name(&self) -> String {
+        Self::identity(self.port)
+    }
+
+    /// `127.0.0.1:<port>` of its HTTPS server.
+    pub fn address(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Kills the operator with SIGKILL (no chance to release anything, as a node failure would).
+    pub fn kill(&mut self) {
+        self.process.kill();
     }
 
     /// Process id of the operator.
@@ -208,6 +232,32 @@ impl LocalCluster {
         install::register_webhooks(&admin, &cluster.operator.url, &ca).await?;
         cluster.wait_for_webhooks(&admin, Duration::from_secs(60)).await?;
         Ok(cluster)
+    }
+
+    /// Starts one more replica of the operator (`serve` with `operator_args`) on a port of its own,
+    /// with the same ServiceAccount, certificate and node stand-in; it is not registered anywhere
+    /// (see [`forwarder::Forwarder`]).
+    pub fn start_replica(&self, operator_args: &[String]) -> Result<OperatorProcess, LocalError> {
+        let o = &self.operator;
+        let port = free_port()?;
+        let process = OperatorProcess::spawn(&o.binary, port, &o.certs, &o.kubeconfig, &o.logs, operator_args)?;
+        Ok(OperatorProcess {
+            process,
+            binary: o.binary.clone(),
+            port,
+            certs: o.certs.clone(),
+            logs: o.logs.clone(),
+            url: format!("https://127.0.0.1:{port}"),
+            kubeconfig: o.kubeconfig.clone(),
+        })
+    }
+
+    /// Points both webhook configurations at `base_url` (for example a [`forwarder::Forwarder`]
+    /// in front of several replicas), trusting the development CA.
+    pub async fn register_webhooks_at(&self, base_url: &str) -> Result<(), LocalError> {
+        let ca = std::fs::read(self.plane.certs.join("ca.crt"))
+            .map_err(|source| LocalError::Io { what: "reading ca.crt".into(), source })?;
+        install::register_webhooks(&self.admin_client().await?, base_url, &ca).await
     }
 
     /// Kills the operator (no graceful shutdown, as a crash or eviction would) and starts it again

@@ -89,6 +89,15 @@ impl Supervised {
         }
     }
 
+    /// SIGKILL at once; reaps the child.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            LIVE.lock().unwrap_or_else(PoisonError::into_inner).remove(&pid);
+        }
+    }
+
     /// SIGTERM, then SIGKILL after `grace`; reaps the child and returns how it ended.
     pub fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
         let pid = i32::try_from(self.child.id()).ok();

@@ -308,8 +308,7 @@ impl<O: Operation> Run<O> {
 
     /// Records the end in the metrics; returns the duration in seconds.
     fn record_end(&self, outcome: Result<(), &Failure>) -> f64 {
-        let ended = self.progress.completion_time.as_ref().map_or_else(Timestamp::now, |t| t.0);
-        let seconds = self.progress.start_time.as_ref().map(|s| (ended - s.0).get_seconds() as f64).unwrap_or_default();
+        let (ended, seconds) = self.progress.ended().unwrap_or_else(|| (Timestamp::now(), 0.0));
         let name = self.object.name_any();
         let end =
             End { namespace: &self.namespace, name: &name, outcome, seconds, ended_at_unix: ended.as_second() as f64 };

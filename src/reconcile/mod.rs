@@ -16,7 +16,6 @@ pub mod status;
 
 use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
-use crate::health::Readiness;
 use crate::metrics::Metrics;
 use crate::names::{CONTROLLER, managed_by_selector};
 use builders::JobSettings;
@@ -28,12 +27,10 @@ use kube::ResourceExt;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
+use machine::Operation;
 use status::OperationStatus;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Readiness check: the controller's caches are filled.
-pub const CONTROLLER_CHECK: &str = "controller";
 
 /// Errors of a reconciliation; it is retried.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +62,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The `reason` label of `reconcile_errors_total`.
+    /// The `reason` label of `apimanager_backup_operator_reconcile_errors_total`.
     pub fn label(self) -> &'static str {
         match self {
             Self::Conflict => "Conflict",
@@ -145,12 +142,9 @@ fn backups_of(store: &Store<APIManagerBackup>, apimanager: &APIManager) -> Vec<O
 }
 
 /// Counts a failed pass and schedules the next one after its kind's delay.
-pub fn error_policy<K>(object: Arc<K>, error: &ReconcileError, ctx: Arc<Context>) -> Action
-where
-    K: kube::Resource<DynamicType = ()>,
-{
+pub fn error_policy<O: Operation>(object: Arc<O>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let kind = error.kind();
-    ctx.metrics.reconcile_error(kind.label());
+    ctx.metrics.reconcile_error(O::NOUN, kind.label());
     let retry = kind.retry_after();
     tracing::warn!(object = %ObjectRef::from_obj(object.as_ref()), %error, retry_seconds = retry.as_secs(), "reconcile failed; retrying");
     Action::requeue(retry)
@@ -173,36 +167,24 @@ fn report_controller_error<Q: std::fmt::Display>(
     }
 }
 
-/// Runs the controller until `shutdown` resolves; marks readiness once its caches are synced.
+/// Runs the controller until `shutdown` resolves (or the task running it is dropped, when this
+/// replica stops leading). Readiness does not wait for it: standbys run no controller.
 pub async fn run(
     client: kube::Client,
     metrics: Arc<Metrics>,
     settings: ReconcileSettings,
-    readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    readiness.set(CONTROLLER_CHECK, false);
     let backups: Api<APIManagerBackup> = Api::all(client.clone());
     let jobs: Api<Job> = Api::all(client.clone());
     let owned = watcher::Config::default().labels(&managed_by_selector());
     let apimanagers: Api<APIManager> = Api::all(client.clone());
     let controller = Controller::new(backups, watcher::Config::default());
-    let store = controller.store();
-    let watched = store.clone();
-    let counted = store.clone();
-    metrics.count_in_progress_with(Box::new(move || {
-        counted.state().iter().filter(|b| b.status.as_ref().is_some_and(|s| s.progress().in_progress())).count()
-    }));
+    let watched = controller.store();
     let controller = controller
         .owns(jobs, owned)
         .watches(apimanagers, watcher::Config::default(), move |apimanager| backups_of(&watched, &apimanager))
         .graceful_shutdown_on(shutdown);
-    let ready_store = store.clone();
-    tokio::spawn(async move {
-        if ready_store.wait_until_ready().await.is_ok() {
-            readiness.set(CONTROLLER_CHECK, true);
-        }
-    });
     let instance = std::env::var("POD_NAME").unwrap_or_else(|_| CONTROLLER.to_owned());
     let recorder = EventPublisher::new(client.clone(), CONTROLLER, &instance);
     let watch_metrics = metrics.clone();

@@ -2,6 +2,7 @@
 //! ([`Progress`]), the standard `Ready` and `Failed` conditions and what makes an operation final.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
@@ -72,6 +73,25 @@ impl Progress {
     pub fn in_progress(&self) -> bool {
         self.start_time.is_some() && !self.is_final()
     }
+
+    /// The reason of a True `Failed` condition.
+    pub fn failure_reason(&self) -> Option<&str> {
+        self.conditions.iter().find(|c| c.type_ == FAILED && c.status == "True").map(|c| c.reason.as_str())
+    }
+
+    /// When a final operation ended and how many seconds it ran, from its status alone (so the
+    /// same rule serves operations this operator runs and those another controller runs):
+    /// `completed` with its `completionTime`, or a True `Failed` condition at its transition time;
+    /// counted from `startTime` (0 without it). `None` while not final.
+    pub fn ended(&self) -> Option<(Timestamp, f64)> {
+        let ended = if self.completed == Some(true) {
+            self.completion_time.as_ref()?.0
+        } else {
+            self.conditions.iter().find(|c| c.type_ == FAILED && c.status == "True")?.last_transition_time.0
+        };
+        let seconds = self.start_time.as_ref().map_or(0.0, |start| (ended - start.0).get_seconds().max(0) as f64);
+        Some((ended, seconds))
+    }
 }
 
 /// The status type of an operation: it holds a [`Progress`] among its own fields.
@@ -116,7 +136,6 @@ pub(crate) use operation_status;
 mod tests {
     use super::*;
     use crate::api::backup::APIManagerBackupStatus;
-    use k8s_openapi::jiff::Timestamp;
 
     fn at(seconds: i64) -> Time {
         Time(Timestamp::from_second(seconds).expect("timestamp"))
@@ -132,6 +151,21 @@ mod tests {
         assert_eq!(conditions[0].last_transition_time, at(10));
         set_condition(&mut conditions, READY, true, "BackupCompleted", "c", Some(1), &at(30));
         assert_eq!(conditions[0].last_transition_time, at(30));
+    }
+
+    #[test]
+    fn the_end_comes_from_the_status_fields() {
+        let mut progress = Progress { start_time: Some(at(100)), ..Progress::default() };
+        assert_eq!(progress.ended(), None, "running");
+        progress.completed = Some(true);
+        assert_eq!(progress.ended(), None, "completed without completionTime is not an end yet");
+        progress.completion_time = Some(at(142));
+        assert_eq!(progress.ended(), Some((at(142).0, 42.0)));
+        assert_eq!(progress.failure_reason(), None);
+        let mut failed = Progress { start_time: Some(at(100)), ..Progress::default() };
+        set_condition(&mut failed.conditions, FAILED, true, "JobFailed", "x", None, &at(107));
+        assert_eq!(failed.ended(), Some((at(107).0, 7.0)));
+        assert_eq!(failed.failure_reason(), Some("JobFailed"));
     }
 
     #[test]

@@ -12,13 +12,19 @@ pub const OPERATOR: &str = env!("CARGO_BIN_EXE_apimanager-backup-operator");
 /// Starts a fresh cluster in a new scratch directory on a runtime of its own (tests each have
 /// their own runtime, which ends with the test).
 pub fn start_cluster(label: &str) -> (LocalCluster, PathBuf) {
+    start_cluster_with(label, &[])
+}
+
+/// [`start_cluster`] with `operator_args` added to the operator's `serve`.
+pub fn start_cluster_with(label: &str, operator_args: &[&str]) -> (LocalCluster, PathBuf) {
+    let operator_args: Vec<String> = operator_args.iter().map(|a| (*a).to_owned()).collect();
     let dir = std::env::temp_dir().join(format!("abo-e2e-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let work = dir.clone();
     let cluster = std::thread::spawn(move || {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        runtime.block_on(LocalCluster::start(Path::new(OPERATOR), &work, &[]))
+        runtime.block_on(LocalCluster::start(Path::new(OPERATOR), &work, &operator_args))
     })
     .join()
     .expect("cluster start thread");

@@ -67,3 +67,13 @@ pub async fn request(
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status code");
     Reply { status, body: body.to_owned() }
 }
+
+/// `GET /metrics` of the operator at `address`, trusting `ca`.
+pub async fn scrape(address: SocketAddr, ca: &Path) -> String {
+    request(address, client_config(&[ca]), "GET", "/metrics", b"").await.body
+}
+
+/// The value of sample `series` (name and labels exactly as exposed) in `metrics`.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}

@@ -197,7 +197,10 @@ async fn a_conflict_on_the_final_write_is_retried_and_the_backup_counted_once() 
     assert_eq!(error.kind(), ErrorKind::Conflict);
     let retry = error_policy(Arc::new(backup(json!({}), json!({}))), &error, ctx.clone());
     assert_eq!(retry, Action::requeue(Duration::from_secs(1)), "a conflict is retried soon");
-    assert!(metric(&ctx, r#"reconcile_errors_total{reason="Conflict"} 1"#));
+    assert!(metric(
+        &ctx,
+        r#"apimanager_backup_operator_reconcile_errors_total{controller="backup",reason="Conflict"} 1"#
+    ));
     assert!(metric(&ctx, r#"apimanager_backups_total{outcome="succeeded"} 0"#), "nothing counted on a failed write");
     assert_eq!((status(&fake).main_steps_completed, status(&fake).completed), (Some(true), None));
     pass(&fake, &ctx).await.expect("the retry");
@@ -363,7 +366,10 @@ async fn a_final_backup_in_the_cache_costs_no_request() {
     let before = fake.requests().len();
     assert_eq!(reconcile(Arc::new(done), ctx.clone()).await.expect("pass"), Action::await_change());
     assert_eq!(fake.requests().len(), before);
-    assert!(metric(&ctx, r#"reconcile_duration_seconds_count{controller="backup"} 1"#), "every pass is timed");
+    assert!(
+        metric(&ctx, r#"apimanager_backup_operator_reconcile_duration_seconds_count{controller="backup"} 1"#),
+        "every pass is timed"
+    );
 }
 
 /// The seam: an operation other than a backup, driven by the same machine, with a step after its

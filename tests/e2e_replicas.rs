@@ -1,0 +1,240 @@
+//! Two operator replicas on the real control plane, behind a loopback forwarder standing in for
+//! their Service (the webhook configurations call it; it sends each connection to a ready
+//! replica). Exactly one leads; the leader killed in the middle of a backup, the other takes over
+//! within the lease duration and finishes the backup exactly once, while creates keep being
+//! admitted. Own control plane: the replicas and the Lease are this test's alone.
+
+mod support;
+
+use apimanager_backup_operator::api::backup::{
+    APIManagerBackup, APIManagerBackupSpec, BackupDestination, PersistentVolumeClaimDestination,
+    PersistentVolumeClaimResources,
+};
+use apimanager_backup_operator::local::forwarder::Forwarder;
+use apimanager_backup_operator::local::install::OPERATOR_NAMESPACE;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::watcher;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::cluster::{create_backup, eventually, finished_backup, namespace_with_installation, start_cluster};
+use support::https::{sample, scrape};
+
+/// controller-runtime's defaults, which the operator uses.
+const LEASE_DURATION: Duration = Duration::from_secs(15);
+const RETRY_PERIOD: Duration = Duration::from_secs(2);
+const LEASE: &str = "apimanager-backup-operator";
+
+async fn lease(admin: &kube::Client) -> Option<Lease> {
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
+    leases.get_opt(LEASE).await.expect("read the Lease")
+}
+
+fn holder(lease: &Option<Lease>) -> Option<String> {
+    lease.as_ref().and_then(|l| l.spec.as_ref()).and_then(|s| s.holder_identity.clone())
+}
+
+/// Whether exactly `leader` reports leading among `replicas` (name, address) and the Lease names it.
+async fn only_leader(admin: &kube::Client, replicas: &[(String, SocketAddr)], leader: &str, ca: &Path) -> bool {
+    if holder(&lease(admin).await).as_deref() != Some(leader) {
+        return false;
+    }
+    for (name, address) in replicas {
+        let leads = sample(&scrape(*address, ca).await, "apimanager_backup_operator_leader");
+        if leads != Some(if name == leader { 1.0 } else { 0.0 }) {
+            return false;
+        }
+    }
+    true
+}
+
+/// A server-side dry-run create: it passes both webhooks (through the forwarder) and stores
+/// nothing, so the only backup that runs is the one under test.
+fn probe_backup(n: usize) -> APIManagerBackup {
+    APIManagerBackup::new(
+        &format!("admission-probe-{n}"),
+        APIManagerBackupSpec {
+            api_manager_name: None,
+            backup_destination: BackupDestination {
+                persistent_volume_claim: Some(PersistentVolumeClaimDestination {
+                    resources: Some(PersistentVolumeClaimResources { requests: Some(Quantity("1Gi".into())) }),
+                    ..PersistentVolumeClaimDestination::default()
+                }),
+            },
+        },
+    )
+}
+
+/// One admission attempt: when it started and ended, and the error if it was refused.
+struct Attempt {
+    started: Instant,
+    ended: Instant,
+    error: Option<String>,
+}
+
+/// Creates (dry run) a backup every 100 ms until `stop` is raised.
+fn keep_creating(backups: Api<APIManagerBackup>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<Attempt>> {
+    tokio::spawn(async move {
+        let params = PostParams { dry_run: true, ..PostParams::default() };
+        let mut attempts = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            let started = Instant::now();
+            let outcome = backups.create(&params, &probe_backup(attempts.len())).await;
+            let error = match outcome {
+                Ok(created) if created.spec.api_manager_name.as_deref() == Some("example-apimanager") => None,
+                Ok(created) => Some(format!("admitted without the defaulting webhook: {:?}", created.spec)),
+                Err(error) => Some(error.to_string()),
+            };
+            attempts.push(Attempt { started, ended: Instant::now(), error });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        attempts
+    })
+}
+
+/// Records every Job of `namespace` by uid (name kept), from a watch, until aborted.
+fn record_jobs(jobs: Api<Job>) -> (Arc<Mutex<BTreeMap<String, String>>>, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(BTreeMap::new()));
+    let record = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut events = watcher::watcher(jobs, watcher::Config::default()).boxed();
+        while let Some(event) = events.next().await {
+            if let Ok(watcher::Event::Apply(job) | watcher::Event::InitApply(job)) = event {
+                let (Some(uid), Some(name)) = (job.metadata.uid, job.metadata.name) else { continue };
+                record.lock().expect("lock").insert(uid, name);
+            }
+        }
+    });
+    (seen, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_finishes_a_killed_leaders_backup_exactly_once_and_admission_never_stops() {
+    let (mut cluster, dir) = start_cluster("replicas");
+    let ca = cluster.plane.certs.join("ca.crt");
+    let mut second = cluster.start_replica(&[]).expect("second replica");
+    let forwarder = Forwarder::start(&[cluster.operator.address(), second.address()], &ca).await.expect("forwarder");
+    cluster.register_webhooks_at(&forwarder.url).await.expect("webhooks through the forwarder");
+    let admin = cluster.admin_client().await.expect("admin client");
+
+    // Exactly one replica leads: the Lease names it, its gauge says 1, the other's 0.
+    let replicas = [(cluster.operator.name(), cluster.operator.address()), (second.name(), second.address())];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first_leads = loop {
+        if let Some(name) = holder(&lease(&admin).await)
+            && only_leader(&admin, &replicas, &name, &ca).await
+        {
+            break name == replicas[0].0;
+        }
+        assert!(Instant::now() < deadline, "one replica leads");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let standby = replicas[usize::from(first_leads)].clone();
+    let leader_address = replicas[usize::from(!first_leads)].1;
+
+    let ns = namespace_with_installation(&cluster, "takeover").await;
+    let (jobs_seen, jobs_watch) = record_jobs(Api::namespaced(admin.clone(), &ns));
+    let backups: Api<APIManagerBackup> = Api::namespaced(admin.clone(), &ns);
+    let paused = cluster.node.pause();
+    create_backup(&cluster, &ns, "b");
+    let uid = backups.get("b").await.expect("backup").metadata.uid.expect("uid");
+    let export = format!("export-objects-{uid}");
+    eventually(Duration::from_secs(30), "the leader creates the export Job", || {
+        let seen = jobs_seen.clone();
+        let export = export.clone();
+        async move { seen.lock().expect("lock").values().any(|name| *name == export) }
+    })
+    .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let creating = keep_creating(backups.clone(), stop.clone());
+    let before = scrape(leader_address, &ca).await;
+    let counted_by_killed_leader = sample(&before, r#"apimanager_backups_total{outcome="succeeded"}"#);
+    assert_eq!(counted_by_killed_leader, Some(0.0), "the backup is in progress: {before}");
+
+    if first_leads {
+        cluster.operator.kill();
+    } else {
+        second.kill();
+    }
+    let killed = Instant::now();
+    let last_renewal = lease(&admin).await.and_then(|l| l.spec).and_then(|s| s.renew_time).expect("renewTime");
+    let standbys = [standby.clone()];
+    eventually(LEASE_DURATION + 2 * RETRY_PERIOD + Duration::from_secs(10), "the standby takes over", || {
+        only_leader(&admin, &standbys, &standby.0, &ca)
+    })
+    .await;
+    let takeover = killed.elapsed();
+    let taken = lease(&admin).await.and_then(|l| l.spec).expect("Lease");
+    let acquired = taken.acquire_time.expect("acquireTime").0.as_millisecond();
+    let waited = Duration::from_millis(u64::try_from(acquired - last_renewal.0.as_millisecond()).unwrap_or(0));
+    assert!(waited >= LEASE_DURATION, "the standby waited out the lease ({waited:?}), so no two leaders acted");
+    assert!(
+        takeover <= LEASE_DURATION + 2 * RETRY_PERIOD + Duration::from_secs(3),
+        "taken over within the lease duration and its retries: {takeover:?}"
+    );
+    assert_eq!(taken.lease_transitions, Some(1));
+    eprintln!("takeover {takeover:?} after the SIGKILL; Lease unrenewed for {waited:?} before the standby took it");
+
+    drop(paused);
+    let backup = finished_backup(&cluster, &ns, "b").await;
+    stop.store(true, Ordering::SeqCst);
+    let attempts = creating.await.expect("admission loop");
+    jobs_watch.abort();
+    assert_eq!(backup.status.as_ref().and_then(|s| s.completed), Some(true), "{:?}", backup.status);
+
+    // Admission never stopped: every create was admitted, except at most the one whose request
+    // was in flight at the very moment of the SIGKILL (a killed process cannot answer it).
+    let after_kill = attempts.iter().filter(|a| a.started > killed).count();
+    assert!(after_kill >= 50, "creates went on during the takeover: {after_kill}");
+    let refused: Vec<&String> = attempts
+        .iter()
+        .filter(|a| !(a.started <= killed && a.ended >= killed))
+        .filter_map(|a| a.error.as_ref())
+        .collect();
+    assert!(refused.is_empty(), "creates refused during the takeover: {refused:?}");
+    let in_flight = attempts.iter().filter(|a| a.started <= killed && a.ended >= killed && a.error.is_some()).count();
+    eprintln!(
+        "{} creates admitted, {after_kill} after the SIGKILL; refused while in flight at the kill: {in_flight}",
+        attempts.len()
+    );
+
+    // Exactly once: one BackupCompleted event, one success counted over both replicas, one Job
+    // per step.
+    let events: Api<Event> = Api::namespaced(admin.clone(), &ns);
+    let completed: Vec<Event> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("BackupCompleted"))
+        .collect();
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(completed[0].regarding.as_ref().and_then(|r| r.name.as_deref()), Some("b"));
+    assert!(completed[0].series.is_none(), "published once, not repeated: {:?}", completed[0].series);
+    let after = scrape(standby.1, &ca).await;
+    let succeeded = sample(&after, r#"apimanager_backups_total{outcome="succeeded"}"#).expect("counter");
+    assert_eq!(counted_by_killed_leader.unwrap_or_default() + succeeded, 1.0, "{after}");
+    assert_eq!(sample(&after, r#"apimanager_backups_total{outcome="failed"}"#), Some(0.0));
+    assert_eq!(sample(&after, "apimanager_backups_in_progress"), Some(0.0));
+    let jobs: Vec<String> = jobs_seen.lock().expect("lock").values().cloned().collect();
+    let mut expected = vec![format!("copy-files-{uid}"), export];
+    expected.sort();
+    let mut sorted = jobs.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "one Job per step, none created twice");
+
+    drop(forwarder);
+    drop(second);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(dir);
+}
