@@ -125,11 +125,17 @@ pub async fn reconcile<O: Operation>(cached: Arc<O>, ctx: Arc<Context>) -> Resul
         return Ok(Action::await_change());
     }
     let namespace = cached.namespace().ok_or(ReconcileError::NotNamespaced)?;
-    let api: Api<O> = Api::namespaced(ctx.client.clone(), &namespace);
-    let name = cached.name_any();
-    let what = format!("reading {} {name}", O::kind(&()));
-    let Some(object) = api.get_opt(&name).await.map_err(api_error(what))? else {
-        return Ok(Action::await_change());
+    let object = if ctx.seen.is_current(cached.as_ref()) {
+        cached.as_ref().clone()
+    } else {
+        let api: Api<O> = Api::namespaced(ctx.client.clone(), &namespace);
+        let name = cached.name_any();
+        let what = format!("reading {} {name}", O::kind(&()));
+        let Some(object) = api.get_opt(&name).await.map_err(api_error(what))? else {
+            return Ok(Action::await_change());
+        };
+        ctx.seen.record(&object);
+        object
     };
     let status = object.status().cloned().unwrap_or_default();
     let progress = status.progress();
@@ -341,6 +347,11 @@ impl<O: Operation> Run<O> {
             .patch_status(&self.object.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(api_error("updating the status"))?;
+        if self.progress.is_final() {
+            self.ctx.seen.forget(&written);
+        } else {
+            self.ctx.seen.record(&written);
+        }
         self.object = Arc::new(written);
         self.original = self.status.clone();
         Ok(())

@@ -12,12 +12,14 @@ mod fixtures;
 pub mod jobs;
 pub mod machine;
 pub mod outcome;
+pub mod seen;
 pub mod status;
 
 use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
 use crate::metrics::Metrics;
 use crate::names::{CONTROLLER, managed_by_selector};
+use crate::trim;
 use builders::JobSettings;
 use events::EventPublisher;
 use futures::StreamExt;
@@ -25,8 +27,8 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::ResourceExt;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use machine::Operation;
 use status::OperationStatus;
 use std::sync::Arc;
@@ -123,6 +125,8 @@ pub struct Context {
     pub recorder: EventPublisher,
     /// Settings.
     pub settings: ReconcileSettings,
+    /// The versions this reconciler last read or wrote, to start passes from the cache.
+    pub seen: seen::SeenVersions,
 }
 
 /// The unfinished backups of `apimanager`, reconciled again when it changes or goes away.
@@ -179,8 +183,15 @@ pub async fn run(
     let jobs: Api<Job> = Api::all(client.clone());
     let owned = watcher::Config::default().labels(&managed_by_selector());
     let apimanagers: Api<APIManager> = Api::all(client.clone());
-    let controller = Controller::new(backups, watcher::Config::default());
-    let watched = controller.store();
+    // The cache keeps each backup without its managed fields (see `trim`): most of its size.
+    let (store, writer) = reflector::store();
+    let backup_events = watcher(backups, watcher::Config::default())
+        .default_backoff()
+        .modify(trim::metadata::<APIManagerBackup>)
+        .reflect(writer)
+        .applied_objects();
+    let controller = Controller::for_stream(backup_events, store.clone());
+    let watched = store.clone();
     let controller = controller
         .owns(jobs, owned)
         .watches(apimanagers, watcher::Config::default(), move |apimanager| backups_of(&watched, &apimanager))
@@ -188,7 +199,7 @@ pub async fn run(
     let instance = std::env::var("POD_NAME").unwrap_or_else(|_| CONTROLLER.to_owned());
     let recorder = EventPublisher::new(client.clone(), CONTROLLER, &instance);
     let watch_metrics = metrics.clone();
-    let context = Arc::new(Context { client, metrics, recorder, settings });
+    let context = Arc::new(Context { client, metrics, recorder, settings, seen: Default::default() });
     controller
         .run(machine::reconcile::<APIManagerBackup>, error_policy, context)
         .for_each(|result| {

@@ -42,7 +42,7 @@ fn cluster(system: Value) -> (FakeApi, Arc<Context>) {
         backup_timeout: Duration::from_secs(3600),
     };
     let metrics = Arc::new(Metrics::new().expect("metrics"));
-    (fake, Arc::new(Context { client, metrics, recorder, settings }))
+    (fake, Arc::new(Context { client, metrics, recorder, settings, seen: Default::default() }))
 }
 
 /// One pass, starting from what the controller's cache holds (here: the stored object).
