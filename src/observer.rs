@@ -7,6 +7,7 @@ use crate::api::backup::APIManagerBackup;
 use crate::metrics::{BackupEnd, BackupGauges, Metrics, OTHER_FAILURE, Outcome};
 use crate::reconcile::outcome::Failure;
 use crate::reconcile::status::{OperationStatus, Progress};
+use crate::trim;
 use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -137,7 +138,9 @@ pub async fn run(
     let cache = store.clone();
     metrics.compute_backup_gauges_with(Box::new(move || gauges(cache.state().iter().map(Arc::as_ref))));
     let mut counter = EndCounter::default();
-    let events = reflector::reflector(writer, watcher::watcher(api, watcher::Config::default()).default_backoff());
+    let watch =
+        watcher::watcher(api, watcher::Config::default()).default_backoff().modify(trim::metadata::<APIManagerBackup>);
+    let events = reflector::reflector(writer, watch);
     let watch = events.for_each(|event| {
         match event {
             Ok(event) if recording == EndRecording::Observed => {
