@@ -41,6 +41,11 @@ pub struct LocalArgs {
     pub dir: PathBuf,
 }
 
+/// Environment variable of `--job-image`.
+pub const JOB_IMAGE_ENV: &str = "APIMANAGER_BACKUP_JOB_IMAGE";
+/// The Jobs' image unless `--job-image` says otherwise.
+pub const DEFAULT_JOB_IMAGE: &str = concat!("apimanager-backup-operator:", env!("CARGO_PKG_VERSION"));
+
 /// Settings of `serve`; each flag falls back to the environment variable named in its help.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -74,7 +79,7 @@ pub struct ServeArgs {
     #[arg(long, env = "APIMANAGER_BACKUP_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
     /// Container image of the backup Jobs (this binary's image).
-    #[arg(long, env = "APIMANAGER_BACKUP_JOB_IMAGE", default_value = concat!("apimanager-backup-operator:", env!("CARGO_PKG_VERSION")), value_parser = NonEmptyStringValueParser::new())]
+    #[arg(long, env = JOB_IMAGE_ENV, default_value = DEFAULT_JOB_IMAGE, value_parser = NonEmptyStringValueParser::new())]
     pub job_image: String,
     /// Path (or name on PATH) of this binary inside the Job image.
     #[arg(long, env = "APIMANAGER_BACKUP_JOB_COMMAND", default_value = "apimanager-backup-operator", value_parser = NonEmptyStringValueParser::new())]

@@ -70,6 +70,8 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
         "Service",
         "MutatingWebhookConfiguration",
         "ValidatingWebhookConfiguration",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
@@ -94,6 +96,24 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
     let job_image =
         container["env"].as_array().expect("env").iter().find(|e| e["name"] == "APIMANAGER_BACKUP_JOB_IMAGE");
     assert_eq!(job_image.map(|e| &e["value"]), Some(&container["image"]), "the Jobs run the operator's own image");
+    let policy = docs.iter().find(|d| d["kind"] == "ValidatingAdmissionPolicy").expect("admission policy");
+    let variable = |name: &str| {
+        policy["spec"]["variables"].as_array().expect("variables").iter().find(|v| v["name"] == name).cloned()
+    };
+    let image = container["image"].as_str().expect("image");
+    assert_eq!(
+        variable("jobImage").map(|v| v["expression"].clone()),
+        Some(Value::String(format!("'{image}'"))),
+        "the policy allows the operator's Jobs exactly the operator's image"
+    );
+    assert_eq!(
+        policy["spec"]["matchConditions"][0]["expression"],
+        "request.userInfo.username == 'system:serviceaccount:apimanager-backup-operator:apimanager-backup-operator'"
+    );
+    assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+    let binding = docs.iter().find(|d| d["kind"] == "ValidatingAdmissionPolicyBinding").expect("binding");
+    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+    assert_eq!(binding["spec"]["validationActions"], serde_json::json!(["Deny"]));
     for role in docs.iter().filter(|d| d["kind"] == "ClusterRole") {
         for rule in role["rules"].as_array().expect("rules") {
             let verbs = rule["verbs"].as_array().expect("verbs");

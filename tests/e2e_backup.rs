@@ -299,3 +299,214 @@ fn local_keeps_credentials_private() {
         assert_eq!(mode(&file), 0o600, "{} is readable by its owner only", file.display());
     }
 }
+
+/// The operator's ServiceAccount, as the API server names it.
+const OPERATOR_USER: &str = "system:serviceaccount:apimanager-backup-operator:apimanager-backup-operator";
+
+/// The 403 the admission policy gives, ending with `message`.
+fn assert_fenced<T: std::fmt::Debug>(result: Result<T, kube::Error>, message: &str, what: &str) {
+    match result {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 403, "{what}: {status:?}");
+            let prefix = "ValidatingAdmissionPolicy 'apimanager-backup-operator-fence' with binding \
+'apimanager-backup-operator-fence' denied request: ";
+            assert!(status.message.ends_with(&format!("{prefix}{message}")), "{what}: {}", status.message);
+        }
+        other => panic!("{what}: expected the policy to refuse, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_admission_policy_fences_the_operator_service_account() {
+    use apimanager_backup_operator::api::apimanager::FileStorage;
+    use apimanager_backup_operator::reconcile::backup::BackupPlan;
+    use apimanager_backup_operator::reconcile::builders::{self, JobSettings};
+    use apimanager_backup_operator::reconcile::machine::Operation;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
+    use kube::ResourceExt;
+    use kube::api::PostParams;
+    use serde_json::json;
+
+    let cluster = shared();
+    let ns = namespace_with_installation(cluster, "fence").await;
+    let admin = cluster.admin_client().await.expect("client");
+    let operator = support::cluster::client_as(cluster, OPERATOR_USER).await;
+    let dry_run = PostParams { dry_run: true, ..PostParams::default() };
+    let delete_dry_run = DeleteParams { dry_run: true, ..DeleteParams::default() };
+    let (jobs, roles, bindings): (Api<Job>, Api<Role>, Api<RoleBinding>) = (
+        Api::namespaced(operator.clone(), &ns),
+        Api::namespaced(operator.clone(), &ns),
+        Api::namespaced(operator, &ns),
+    );
+
+    // What the operator really sends for a backup: every object is admitted.
+    let mut backup: apimanager_backup_operator::api::backup::APIManagerBackup =
+        serde_json::from_value(json!({"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManagerBackup",
+            "metadata": {"name": "fenced", "namespace": ns, "uid": "0b5e8f3c-1d2a-4c3b-9e8f-7a6b5c4d3e2f"},
+            "spec": {"backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "1Gi"}}}}}))
+        .expect("backup");
+    backup.metadata.namespace = Some(ns.clone());
+    let plan =
+        BackupPlan { apimanager: "example-apimanager".into(), storage: FileStorage::Claim("system-storage".into()) };
+    let settings = JobSettings {
+        image: apimanager_backup_operator::local::job_image(),
+        command: "apimanager-backup-operator".into(),
+        backoff_limit: 0,
+    };
+    let steps = backup.job_steps(&plan);
+    assert_eq!(steps.len(), 2);
+    let export_job = builders::job(&backup, &steps[0], &settings, 60);
+    // The policy takes effect once the API server has loaded it.
+    let mut foreign = serde_json::to_value(&export_job).expect("json");
+    foreign["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.36");
+    let foreign: Job = serde_json::from_value(foreign).expect("job");
+    eventually(Duration::from_secs(30), "the admission policy is in force", || async {
+        jobs.create(&dry_run, &foreign).await.is_err()
+    })
+    .await;
+    for step in &steps {
+        jobs.create(&dry_run, &builders::job(&backup, step, &settings, 60))
+            .await
+            .expect("the operator's Jobs are admitted");
+    }
+    // The Role is created for real, as binding it is checked against what it allows; without its
+    // owner (this backup does not exist), so the garbage collector leaves it.
+    let mut role = builders::apimanager_role(&backup, &plan.apimanager);
+    role.metadata.owner_references = None;
+    roles.create(&PostParams::default(), &role).await.expect("its Role is admitted");
+    for binding in [builders::apimanager_role_binding(&backup), builders::data_role_binding(&backup)] {
+        bindings.create(&dry_run, &binding).await.expect("its RoleBindings are admitted");
+    }
+    roles.delete(&role.name_any(), &DeleteParams::default()).await.expect("deleting its Role is admitted");
+
+    // Jobs that do anything else are refused, one rule at a time.
+    let image = apimanager_backup_operator::local::job_image();
+    let job_with = |change: &dyn Fn(&mut Value)| -> Job {
+        let mut job = serde_json::to_value(&export_job).expect("json");
+        change(&mut job);
+        serde_json::from_value(job).expect("job")
+    };
+    let only_image = format!(
+        "the apimanager-backup-operator ServiceAccount may create only Jobs of one container running image {image} with command [apimanager-backup-operator] and arguments job <step>"
+    );
+    let sources = "the apimanager-backup-operator ServiceAccount may create only Jobs whose volumes are PersistentVolumeClaims and whose environment comes from no Secret or ConfigMap";
+    let cases: Vec<(&str, Job, String)> = vec![
+        ("another image", foreign, only_image.clone()),
+        (
+            "another command",
+            job_with(&|j| j["spec"]["template"]["spec"]["containers"][0]["command"] = json!(["/bin/sh", "-c"])),
+            only_image.clone(),
+        ),
+        (
+            "a second container",
+            job_with(&|j| {
+                let first = j["spec"]["template"]["spec"]["containers"][0].clone();
+                let mut second = first.clone();
+                second["name"] = json!("second");
+                j["spec"]["template"]["spec"]["containers"] = json!([first, second]);
+            }),
+            only_image,
+        ),
+        (
+            "another ServiceAccount",
+            job_with(&|j| j["spec"]["template"]["spec"]["serviceAccountName"] = json!("default")),
+            "the apimanager-backup-operator ServiceAccount may create only Jobs running as ServiceAccount apimanager-backup".into(),
+        ),
+        (
+            "no managed-by label",
+            job_with(&|j| {
+                // A Job without labels takes its Pods' labels: both change.
+                j["metadata"]["labels"] = json!({"team": "other"});
+                j["spec"]["template"]["metadata"]["labels"] = json!({"team": "other"});
+            }),
+            "the apimanager-backup-operator ServiceAccount may create only objects labelled app.kubernetes.io/managed-by=apimanager-backup-operator".into(),
+        ),
+        (
+            "a Secret volume",
+            job_with(&|j| {
+                j["spec"]["template"]["spec"]["volumes"]
+                    .as_array_mut()
+                    .expect("volumes")
+                    .push(json!({"name": "seed", "secret": {"secretName": "system-seed"}}))
+            }),
+            sources.into(),
+        ),
+        (
+            "an environment variable from a Secret",
+            job_with(&|j| {
+                j["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "SEED",
+                    "valueFrom": {"secretKeyRef": {"name": "system-seed", "key": "ADMIN_PASSWORD"}}}])
+            }),
+            sources.into(),
+        ),
+        (
+            "the node's process namespace",
+            job_with(&|j| j["spec"]["template"]["spec"]["hostPID"] = json!(true)),
+            "the apimanager-backup-operator ServiceAccount may create only Jobs without host namespaces, privileged containers or added capabilities".into(),
+        ),
+    ];
+    for (what, job, message) in cases {
+        assert_fenced(jobs.create(&dry_run, &job).await, &message, what);
+    }
+
+    // RoleBindings of anything but the Jobs' roles, or for anyone but the Jobs' ServiceAccount.
+    // The operator holds `get` on Jobs cluster-wide, so RBAC itself would let it bind this role.
+    let job_reader: ClusterRole = serde_json::from_value(json!({"metadata": {"name": "fence-job-reader"},
+        "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]}]}))
+    .expect("role");
+    Api::<ClusterRole>::all(admin.clone()).create(&PostParams::default(), &job_reader).await.expect("cluster role");
+    let binding_with = |change: &dyn Fn(&mut Value)| -> RoleBinding {
+        let mut binding = serde_json::to_value(builders::data_role_binding(&backup)).expect("json");
+        change(&mut binding);
+        serde_json::from_value(binding).expect("binding")
+    };
+    let other_role = binding_with(&|b| b["roleRef"]["name"] = json!("fence-job-reader"));
+    assert_fenced(
+        bindings.create(&dry_run, &other_role).await,
+        "the apimanager-backup-operator ServiceAccount may bind only the ClusterRole apimanager-backup-job or a per-backup Role apimanager-backup-<uid>",
+        "a binding of another ClusterRole",
+    );
+    let other_subject = binding_with(&|b| b["subjects"][0]["name"] = json!("default"));
+    let subject_message = "the apimanager-backup-operator ServiceAccount may bind roles only to ServiceAccount apimanager-backup of the binding's namespace";
+    assert_fenced(bindings.create(&dry_run, &other_subject).await, subject_message, "a binding for another account");
+    let other_namespace = binding_with(&|b| b["subjects"][0]["namespace"] = json!("default"));
+    assert_fenced(
+        bindings.create(&dry_run, &other_namespace).await,
+        subject_message,
+        "a binding for another namespace",
+    );
+    let mut wide_role = serde_json::to_value(builders::apimanager_role(&backup, &plan.apimanager)).expect("json");
+    wide_role["rules"] = json!([{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]}]);
+    assert_fenced(
+        roles.create(&dry_run, &serde_json::from_value(wide_role).expect("role")).await,
+        "the apimanager-backup-operator ServiceAccount may create only Roles allowing get on APIManagers",
+        "a Role allowing more",
+    );
+
+    // Deletes of what the operator did not make are refused; of what it made, admitted.
+    let unlabelled: Role =
+        serde_json::from_value(json!({"metadata": {"name": "someone-elses"}, "rules": []})).expect("role");
+    let labelled: Role = serde_json::from_value(json!({"metadata": {"name": "the-operators",
+        "labels": {"app.kubernetes.io/managed-by": "apimanager-backup-operator"}}, "rules": []}))
+    .expect("role");
+    let admin_roles: Api<Role> = Api::namespaced(admin.clone(), &ns);
+    for role in [&unlabelled, &labelled] {
+        admin_roles.create(&PostParams::default(), role).await.expect("role");
+    }
+    assert_fenced(
+        roles.delete("someone-elses", &delete_dry_run).await,
+        "the apimanager-backup-operator ServiceAccount may delete only objects labelled app.kubernetes.io/managed-by=apimanager-backup-operator",
+        "deleting another's Role",
+    );
+    roles.delete("the-operators", &delete_dry_run).await.expect("deleting its own Role is admitted");
+
+    // Nobody else is fenced: the administrator may create the foreign Job.
+    let mut anyones = serde_json::to_value(&export_job).expect("json");
+    anyones["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.36");
+    let admin_jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
+    admin_jobs
+        .create(&dry_run, &serde_json::from_value(anyones).expect("job"))
+        .await
+        .expect("the administrator is not fenced");
+    Api::<ClusterRole>::all(admin).delete("fence-job-reader", &DeleteParams::default()).await.expect("cleanup");
+}

@@ -29,6 +29,8 @@ pub const APIMANAGER_CRD: &str = include_str!("../../manifests/dev/apimanager-cr
 pub const NAMESPACE_MANIFEST: &str = include_str!("../../manifests/namespace.yaml");
 /// The operator's ServiceAccount and RBAC.
 pub const RBAC_MANIFEST: &str = include_str!("../../manifests/rbac.yaml");
+/// The admission policy fencing the operator's ServiceAccount.
+pub const ADMISSION_POLICY_MANIFEST: &str = include_str!("../../manifests/admission-policy.yaml");
 /// The webhook configurations.
 pub const WEBHOOKS_MANIFEST: &str = include_str!("../../manifests/webhooks.yaml");
 
@@ -104,6 +106,19 @@ pub async fn install_operator_identity(client: &Client) -> Result<String, LocalE
     apply_yaml(client, NAMESPACE_MANIFEST, OPERATOR_NAMESPACE).await?;
     apply_yaml(client, RBAC_MANIFEST, OPERATOR_NAMESPACE).await?;
     service_account_token(client, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT).await
+}
+
+/// Installs the admission policy of `manifests/` (and its binding) allowing the operator's Jobs
+/// only `job_image`, as kustomize's replacement does for an install.
+pub async fn install_admission_policy(client: &Client, job_image: &str) -> Result<(), LocalError> {
+    for mut object in parse_documents(ADMISSION_POLICY_MANIFEST)? {
+        let variables = object.data.pointer_mut("/spec/variables").and_then(Value::as_array_mut);
+        if let Some(image) = variables.into_iter().flatten().find(|v| v["name"] == "jobImage") {
+            image["expression"] = Value::String(format!("'{job_image}'"));
+        }
+        apply_object(client, object, OPERATOR_NAMESPACE).await?;
+    }
+    Ok(())
 }
 
 /// A day-long token of a ServiceAccount, from the TokenRequest API.

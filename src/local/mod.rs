@@ -74,6 +74,12 @@ pub enum LocalError {
 /// File marking a folder made by `local`, the only kind of non-empty folder it clears.
 pub const DIR_MARKER: &str = ".apimanager-backup-operator-local";
 
+/// The image the operator under test gives its Jobs: what `--job-image` resolves to in the
+/// environment the operator inherits.
+pub fn job_image() -> String {
+    std::env::var(crate::cli::JOB_IMAGE_ENV).unwrap_or_else(|_| crate::cli::DEFAULT_JOB_IMAGE.to_owned())
+}
+
 /// The source tree this binary was built from (for the build and certificate scripts).
 pub fn repo_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -198,6 +204,7 @@ impl LocalCluster {
         let admin = plane.admin_client().await?;
         install::install_crds(&admin).await?;
         let token = install::install_operator_identity(&admin).await?;
+        install::install_admission_policy(&admin, &job_image()).await?;
         let operator_kubeconfig = dir.join(control_plane::CREDENTIALS_DIR).join("operator.kubeconfig");
         let contents =
             kubeconfig(&plane.server, &plane.certs.join("ca.crt"), install::OPERATOR_SERVICE_ACCOUNT, &token);

@@ -138,3 +138,13 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// A client acting as the cluster administrator impersonating `user` (as `kubectl --as` does), so
+/// the API server authorizes and admits each request as that user's.
+pub async fn client_as(cluster: &LocalCluster, user: &str) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&cluster.plane.admin_kubeconfig).expect("admin kubeconfig");
+    let options = kube::config::KubeConfigOptions::default();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.expect("config");
+    config.auth_info.impersonate = Some(user.to_owned());
+    kube::Client::try_from(config).expect("client")
+}
