@@ -17,6 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
 /// `apiVersion` of the AdmissionReviews this server answers.
 pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -76,6 +78,9 @@ pub enum BadRequest {
     /// An UPDATE without `oldObject`.
     #[error("the UPDATE request carries no oldObject")]
     MissingOldObject,
+    /// `object` or `oldObject` is JSON of another type.
+    #[error("the {0} is not a JSON object")]
+    NotAnObject(&'static str),
     /// The object does not have the kind's shape (the parser's message, cut).
     #[error("the {which} is not a valid {kind}: {error}")]
     Object {
@@ -121,6 +126,26 @@ impl Operation {
     }
 }
 
+/// A JSON object read as `T`; the array form that derived structs also accept is refused (the API
+/// server never sends it).
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = ObjectOnly<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ObjectOnly)
+            }
+        }
+        deserializer.deserialize_map(Visitor(PhantomData))
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Envelope<'a> {
@@ -129,7 +154,7 @@ struct Envelope<'a> {
     #[serde(default, borrow)]
     kind: Cow<'a, str>,
     #[serde(default, borrow)]
-    request: Option<WireRequest<'a>>,
+    request: Option<ObjectOnly<WireRequest<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -137,7 +162,7 @@ struct Envelope<'a> {
 struct WireRequest<'a> {
     uid: String,
     #[serde(borrow)]
-    kind: WireKind<'a>,
+    kind: ObjectOnly<WireKind<'a>>,
     #[serde(borrow)]
     operation: Cow<'a, str>,
     #[serde(default, borrow)]
@@ -163,7 +188,7 @@ struct WireKind<'a> {
 /// Only the uid of a review whose request is malformed elsewhere, to answer it.
 #[derive(Deserialize)]
 struct UidOnly {
-    request: Option<UidOnlyRequest>,
+    request: Option<ObjectOnly<UidOnlyRequest>>,
 }
 
 #[derive(Deserialize)]
@@ -228,8 +253,8 @@ impl AdmissionRequest<'_> {
 /// Reads `body` as an AdmissionReview v1 request for kind `K`, checking everything the API server
 /// always sends before any rule sees it.
 pub fn read_request<K: Resource<DynamicType = ()>>(body: &[u8]) -> Result<AdmissionRequest<'_>, Refusal> {
-    let review: Envelope = match serde_json::from_slice(body) {
-        Ok(review) => review,
+    let review: Envelope = match serde_json::from_slice::<ObjectOnly<Envelope>>(body) {
+        Ok(ObjectOnly(review)) => review,
         Err(error) => return Err(malformed(body, &error)),
     };
     if review.kind != REVIEW_KIND || review.api_version != REVIEW_API_VERSION {
@@ -238,11 +263,11 @@ pub fn read_request<K: Resource<DynamicType = ()>>(body: &[u8]) -> Result<Admiss
             api_version: format!("{:?}", Untrusted(&review.api_version)),
         }));
     }
-    let request = review.request.ok_or(Refusal::Review(BadReview::MissingRequest))?;
+    let ObjectOnly(request) = review.request.ok_or(Refusal::Review(BadReview::MissingRequest))?;
     let uid = request.uid;
     let refuse = |error| Err(Refusal::Request { uid: uid.clone(), error });
     let (group, version, kind) = (K::group(&()), K::version(&()), K::kind(&()));
-    let sent = &request.kind;
+    let ObjectOnly(sent) = &request.kind;
     if sent.group != group || sent.version != version || sent.kind != kind {
         return refuse(BadRequest::WrongKind {
             expected: format!("{kind}.{group}/{version}"),
@@ -266,13 +291,21 @@ pub fn read_request<K: Resource<DynamicType = ()>>(body: &[u8]) -> Result<Admiss
         return refuse(BadRequest::MissingOldObject);
     }
     let old_object = if operation == Operation::Update { request.old_object } else { None };
+    for (which, raw) in [("object", Some(object)), ("oldObject", old_object)] {
+        if raw.is_some_and(|raw| !raw.get().starts_with('{')) {
+            return refuse(BadRequest::NotAnObject(which));
+        }
+    }
     Ok(AdmissionRequest { uid, operation, namespace, name: request.name, object, old_object, kind })
 }
 
 /// A body that failed to parse: answered in a review when its uid can be read, else HTTP 400.
 fn malformed(body: &[u8], error: &serde_json::Error) -> Refusal {
     let message = Untrusted(&error.to_string()).to_string();
-    let uid = serde_json::from_slice::<UidOnly>(body).ok().and_then(|review| review.request).map(|r| r.uid);
+    let uid = serde_json::from_slice::<ObjectOnly<UidOnly>>(body)
+        .ok()
+        .and_then(|ObjectOnly(review)| review.request)
+        .map(|ObjectOnly(request)| request.uid);
     match uid {
         Some(uid) => Refusal::Request { uid, error: BadRequest::Malformed(message) },
         None => Refusal::Review(BadReview::Json(message)),
@@ -396,9 +429,19 @@ mod tests {
         let mut no_object = request("CREATE");
         no_object["object"] = json!(null);
         assert_eq!(refused(&review(no_object)), "u-1: the CREATE request carries no object");
+        let mut not_an_object = request("UPDATE");
+        not_an_object["oldObject"] = json!("");
+        assert_eq!(refused(&review(not_an_object)), "u-1: the oldObject is not a JSON object");
         let mut no_old = request("UPDATE");
         no_old.as_object_mut().expect("object").remove("oldObject");
         assert_eq!(refused(&review(no_old)), "u-1: the UPDATE request carries no oldObject");
+        assert_eq!(
+            refused(&review(
+                json!(["u-2", {"group": "apps.3scale.net", "version": "v1alpha1", "kind": "APIManagerBackup"},
+                "CREATE", "b", "ns", {"spec": {}}, null])
+            )),
+            "400: malformed AdmissionReview: invalid type: sequence, expected a JSON object at line 1 column 71"
+        );
         let mut bad_type = request("CREATE");
         bad_type["name"] = json!(42);
         assert_eq!(
