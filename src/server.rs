@@ -135,6 +135,20 @@ async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
     }
 }
 
+/// Makes request buffers of 128 KiB and more their own mappings, returned to the system when freed.
+/// glibc's allocator would otherwise raise that threshold after the first multi-MiB body is freed
+/// and keep later ones in its heap, so the RSS would stay at its peak after a burst of large reviews.
+fn map_large_buffers_apart() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: mallopt only changes a setting of the allocator; it is thread-safe.
+        ONCE.call_once(|| unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        });
+    }
+}
+
 /// Serves `app` over TLS on `listener` within `limits` until `shutdown` resolves, then stops
 /// accepting and gives in-flight requests up to `grace` to finish.
 pub async fn serve(
@@ -153,6 +167,7 @@ pub async fn serve(
         trigger.graceful_shutdown(Some(grace));
     });
     listener.set_nonblocking(true)?;
+    map_large_buffers_apart();
     let guard = ConnectionGuard::new(limits.max_connections, limits.idle_timeout);
     let mut server = axum_server::from_tcp_rustls(listener, tls)?
         .map(|tls| tls.handshake_timeout(TLS_HANDSHAKE_TIMEOUT).acceptor(guard))

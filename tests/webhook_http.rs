@@ -56,8 +56,11 @@ fn app(lookup: FixedLookup) -> (axum::Router, Arc<Metrics>) {
 }
 
 async fn post(app: axum::Router, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-    let request =
-        Request::post(path).header("content-type", "application/json").body(Body::from(body)).expect("request");
+    let request = Request::post(path)
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(Body::from(body))
+        .expect("request");
     let response = app.oneshot(request).await.expect("router answers");
     let status = response.status();
     let bytes = response.into_body().collect().await.expect("body").to_bytes().to_vec();
@@ -312,6 +315,10 @@ async fn serve_tls(reload: Duration) -> Served {
 }
 
 async fn serve_router(router: axum::Router, reload: Duration) -> Served {
+    serve_limited(router, reload, limits()).await
+}
+
+async fn serve_limited(router: axum::Router, reload: Duration, limits: server::Limits) -> Served {
     let certs = TempDir::new("tls");
     generate(&certs.0);
     let files = TlsFiles { cert: certs.0.join("tls.crt"), key: certs.0.join("tls.key") };
@@ -325,7 +332,7 @@ async fn serve_router(router: axum::Router, reload: Duration) -> Served {
     };
     let done =
         tokio::spawn(
-            async move { server::serve(listener, tls, router, &limits(), shutdown, Duration::from_secs(5)).await },
+            async move { server::serve(listener, tls, router, &limits, shutdown, Duration::from_secs(5)).await },
         );
     Served { addr, certs, stop: Some(stop), done }
 }
@@ -496,4 +503,66 @@ async fn a_panicking_handler_answers_500_and_the_server_keeps_serving() {
     assert_eq!(String::from_utf8_lossy(&answer), "internal error in the webhook; see the operator's logs\n");
     let healthz = router.oneshot(Request::get("/healthz").body(Body::empty()).expect("request")).await.expect("answer");
     assert_eq!(healthz.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn probes_answer_while_admission_is_saturated_and_the_overflow_gets_429() {
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let state = AdmissionState { lookup: SlowLookup(Duration::from_secs(3)), metrics };
+    // Room for four ordinary reviews (each counts at least 16 KiB).
+    let limits = server::Limits { max_body_bytes: MAX_BODY, admission_buffer_bytes: MAX_BODY, ..limits() };
+    let router = server::router(state, Readiness::default(), &limits);
+    let body = review("CREATE", backup(sized()), Value::Null).to_string().into_bytes();
+    let in_progress: Vec<_> = (0..4).map(|_| tokio::spawn(post(router.clone(), VALIDATE_PATH, body.clone()))).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let overflow = tokio::spawn(post(router.clone(), VALIDATE_PATH, body.clone()));
+    let get = |path: &str| Request::get(path).body(Body::empty()).expect("request");
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let answer = tokio::time::timeout(Duration::from_secs(2), router.clone().oneshot(get(path)))
+            .await
+            .expect("a probe answers while admission is full")
+            .expect("answer");
+        assert_eq!(answer.status(), StatusCode::OK, "{path}");
+    }
+    let (status, answer) = overflow.await.expect("task");
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(String::from_utf8_lossy(&answer), "too many admission requests in progress; try again\n");
+    for request in in_progress {
+        assert_eq!(request.await.expect("task").0, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_cap_gets_413_before_the_body_is_sent() {
+    let served = serve_tls(Duration::from_secs(60)).await;
+    let mut stream =
+        https::connect(served.addr, https::client_config(&[&served.certs.0.join("ca.crt")])).await.expect("TLS");
+    let head =
+        format!("POST {VALIDATE_PATH} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n", 100 * 1024 * 1024);
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let mut answer = vec![0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("answered without the body")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.ends_with(&format!("request body over the limit of {MAX_BODY} bytes\n")), "{answer}");
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_connections_over_the_cap_refused() {
+    let limits = server::Limits { max_connections: 2, idle_timeout: Duration::from_millis(500), ..limits() };
+    let served = serve_limited(app(FixedLookup::external(&[])).0, Duration::from_secs(60), limits).await;
+    let client = https::client_config(&[&served.certs.0.join("ca.crt")]);
+    let mut first = https::connect(served.addr, client.clone()).await.expect("first connection");
+    let _second = https::connect(served.addr, client.clone()).await.expect("second connection");
+    assert!(https::connect(served.addr, client.clone()).await.is_err(), "a third connection is refused");
+    // The first one sends a partial request head, which does not count as activity.
+    first.write_all(b"GET /healthz HTTP/1.1\r\n").await.expect("partial head");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), first.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "an idle connection is closed by the server");
+    let reply = https::request(served.addr, client, "GET", "/healthz", b"").await;
+    assert_eq!(reply.status, 200, "a slot is free again");
 }
