@@ -322,49 +322,20 @@ async fn measure() {
         },
     );
 
-    // 16 maximum-size reviews at once over HTTP/1.1.
+    // 16 maximum-size reviews at once over HTTP/1.1, then over one HTTP/2 connection.
     let body = Arc::new(max_size_review("max"));
-    server.reset_peak();
-    let started = Instant::now();
-    let answers = futures::future::join_all((0..16).map(|_| {
-        let (config, body, addr) = (config.clone(), body.clone(), server.addr);
-        tokio::spawn(async move { h1_post(addr, config, body).await })
-    }))
-    .await;
-    let statuses: Vec<u16> = answers.into_iter().map(|a| a.expect("task")).collect();
-    let peak_h1 = server.peak();
-    report(
-        idle_rss,
-        &mut all_met,
-        Row {
-            measure: "peak RSS, 16 max-size reviews, HTTP/1.1",
-            value: format!("{peak_h1:.1} MiB ({:.1} s, answers {statuses:?})", started.elapsed().as_secs_f64()),
-            target: "< 64 MiB",
-            ok: peak_h1 < 64.0 && statuses.iter().all(|s| [200, 429].contains(s)),
-        },
-    );
-
-    // 16 maximum-size reviews at once over one HTTP/2 connection.
-    server.reset_peak();
+    let (addr, h1_config, h1_body) = (server.addr, config.clone(), body.clone());
+    let (started, statuses) = burst(&server, || h1_post(addr, h1_config.clone(), h1_body.clone())).await;
+    let row = peak_row("peak RSS, 16 max-size reviews, HTTP/1.1", server.peak(), started, &statuses);
+    report(idle_rss, &mut all_met, row);
     let send = h2_connect(server.addr, config.clone()).await;
-    let started = Instant::now();
-    let answers = futures::future::join_all((0..16).map(|_| {
+    let (started, statuses) = burst(&server, || {
         let (send, body) = (send.clone(), body.as_ref().clone());
-        tokio::spawn(async move { h2_post(send, body).await.map(|(status, _)| status).unwrap_or(0) })
-    }))
+        async move { h2_post(send, body).await.map(|(status, _)| status).unwrap_or(0) }
+    })
     .await;
-    let statuses: Vec<u16> = answers.into_iter().map(|a| a.expect("task")).collect();
-    let peak_h2 = server.peak();
-    report(
-        idle_rss,
-        &mut all_met,
-        Row {
-            measure: "peak RSS, 16 max-size reviews, one HTTP/2 connection",
-            value: format!("{peak_h2:.1} MiB ({:.1} s, answers {statuses:?})", started.elapsed().as_secs_f64()),
-            target: "< 64 MiB",
-            ok: peak_h2 < 64.0 && statuses.iter().all(|s| [200, 429].contains(s)),
-        },
-    );
+    let row = peak_row("peak RSS, 16 max-size reviews, one HTTP/2 connection", server.peak(), started, &statuses);
+    report(idle_rss, &mut all_met, row);
     drop(send);
 
     // The idle connections are still open (none was dropped to make room) …
@@ -499,6 +470,29 @@ async fn measure() {
     drop(server);
     if !all_met {
         std::process::exit(1);
+    }
+}
+
+/// Sends 16 requests at once with `post` after resetting the server's peak RSS; their statuses and
+/// when they started.
+async fn burst<F, Fut>(server: &Server, post: F) -> (Instant, Vec<u16>)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = u16> + Send + 'static,
+{
+    server.reset_peak();
+    let started = Instant::now();
+    let answers = futures::future::join_all((0..16).map(|_| tokio::spawn(post()))).await;
+    (started, answers.into_iter().map(|answer| answer.expect("task")).collect())
+}
+
+/// The row of a burst of maximum-size reviews: peak RSS under 64 MiB, every answer a review or 429.
+fn peak_row(measure: &'static str, peak: f64, started: Instant, statuses: &[u16]) -> Row {
+    Row {
+        measure,
+        value: format!("{peak:.1} MiB ({:.1} s, answers {statuses:?})", started.elapsed().as_secs_f64()),
+        target: "< 64 MiB",
+        ok: peak < 64.0 && statuses.iter().all(|s| [200, 429].contains(s)),
     }
 }
 
