@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::cluster::{create_backup, eventually, finished_backup, namespace_with_installation, start_cluster};
-use support::https::{sample, scrape};
+use support::https::{client_config, request, sample, scrape};
 
 /// controller-runtime's defaults, which the operator uses.
 const LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -138,6 +138,11 @@ async fn the_standby_finishes_a_killed_leaders_backup_exactly_once_and_admission
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let standby = replicas[usize::from(first_leads)].clone();
+    // Readiness never depends on leadership: the standby is as ready as the leader.
+    for (name, address) in &replicas {
+        let readyz = request(*address, client_config(&[&ca]), "GET", "/readyz", b"").await;
+        assert_eq!((readyz.status, readyz.body.as_str()), (200, "ok\n"), "{name} is ready");
+    }
     let leader_address = replicas[usize::from(!first_leads)].1;
 
     let ns = namespace_with_installation(&cluster, "takeover").await;
