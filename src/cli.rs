@@ -1,4 +1,4 @@
-//! Command line of the one binary: `serve`, `crd`.
+//! Command line of the one binary: `serve`, `crd`, `verify`, `local`, `job`.
 
 use crate::server;
 use crate::telemetry::LogFormat;
@@ -22,14 +22,25 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator: the HTTPS server (webhooks, /metrics, probes) until SIGTERM.
     Serve(ServeArgs),
-    /// Print the APIManagerBackup CustomResourceDefinition as YAML.
+    /// Print the APIManagerBackup and APIManagerRestore CustomResourceDefinitions as YAML.
     Crd,
+    /// Check a backup folder (copied out of its claim) against its manifest.json: every file's
+    /// size and sha256, every link, nothing missing or unlisted. Exit status 0 verified, 1
+    /// problems (one line each), 2 no manifest.json (3scale-operator's layout, not verifiable).
+    Verify(VerifyArgs),
     /// Development: start a local control plane with the operator, its webhooks and a sample
     /// backup, and run until Ctrl-C. Needs Go, openssl and this source tree.
     Local(LocalArgs),
     /// What the backup Jobs run (not for direct use).
     #[command(subcommand)]
     Job(crate::job::JobCommand),
+}
+
+/// Settings of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The backup folder: the root of a backup claim, holding manifest.json.
+    pub folder: PathBuf,
 }
 
 /// Settings of `local`.

@@ -21,6 +21,10 @@ pub const SECRETS: [&str; 13] = [
 /// Secrets a working 3scale installation may lack (features not configured).
 pub const OPTIONAL_SECRETS: [&str; 2] = ["system-smtp", "system-recaptcha"];
 
+/// Secrets a restore never creates: they point at the databases, which the user restores (maybe
+/// elsewhere) and points these at, as with 3scale-operator.
+pub const NEVER_RESTORED: [&str; 3] = ["system-database", "backend-redis", "system-redis"];
+
 /// ConfigMaps backed up, by name.
 pub const CONFIG_MAPS: [&str; 2] = ["system-environment", "apicast-environment"];
 
@@ -37,5 +41,5 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// Where the backup claim is mounted in the Jobs.
 pub const BACKUP_MOUNT: &str = "/backup";
-/// Where the System FileStorage claim is mounted (read-only) in the copy Job.
+/// Where the System FileStorage claim is mounted in the copy Job (read-only) and the restore Job.
 pub const FILE_STORAGE_MOUNT: &str = "/system-storage";

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use apimanager_backup_operator::cli::{Cli, Command, LocalArgs, Mode, ServeArgs};
 use apimanager_backup_operator::health::Readiness;
+use apimanager_backup_operator::job::verify::{Verification, verify_backup};
 use apimanager_backup_operator::leader::{self, Elector, lease::ApiLease};
 use apimanager_backup_operator::metrics::Metrics;
 use apimanager_backup_operator::observer::{self, EndRecording};
@@ -15,15 +16,16 @@ use apimanager_backup_operator::webhook::lookup::ClusterLookup;
 use apimanager_backup_operator::{crd, server, telemetry};
 use clap::Parser;
 use kube::api::Api;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     match run(Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {}", one_line(&error));
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
@@ -41,20 +43,30 @@ fn one_line(error: &anyhow::Error) -> String {
     message
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Crd => {
-            print!("{}", crd::backup_crd_yaml()?);
-            Ok(())
-        }
-        Command::Serve(args) => serve(args).await,
-        Command::Local(args) => local(args).await,
+        Command::Crd => print!("{}", crd::crd_yaml()?),
+        Command::Verify(args) => return verify(&args.folder),
+        Command::Serve(args) => serve(args).await?,
+        Command::Local(args) => local(args).await?,
         Command::Job(step) => {
             telemetry::init(telemetry::LogFormat::Text);
             apimanager_backup_operator::job::run(step).await?;
-            Ok(())
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `verify DIR`: one line per problem on stdout; exit 0 verified, 1 problems, 2 not verifiable.
+fn verify(folder: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let verification =
+        verify_backup(folder).with_context(|| format!("verifying the backup folder {}", folder.display()))?;
+    println!("{verification}");
+    Ok(match verification {
+        Verification::Verified { .. } => ExitCode::SUCCESS,
+        Verification::Failed(_) => ExitCode::from(1),
+        Verification::NoManifest => ExitCode::from(2),
+    })
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -1,4 +1,4 @@
-//! The one HTTPS server: both webhooks, `/metrics`, `/healthz` and `/readyz`, on rustls, with every
+//! The one HTTPS server: the webhooks of backups and restores, `/metrics`, `/healthz` and `/readyz`, on rustls, with every
 //! resource a caller can tie up bounded (the port is reachable by every Pod and carries no client
 //! authentication): connections, idle time, header and body time, body size, admission memory,
 //! HTTP/2 streams. Probes and `/metrics` have their own small limit, so they answer while admission
@@ -9,7 +9,10 @@ pub mod intake;
 
 use crate::health::Readiness;
 use crate::metrics::Metrics;
-use crate::webhook::handlers::{AdmissionState, MUTATE_PATH, VALIDATE_PATH, mutate, validate};
+use crate::webhook::handlers::{
+    AdmissionState, MUTATE_PATH, MUTATE_RESTORE_PATH, VALIDATE_PATH, VALIDATE_RESTORE_PATH, mutate, mutate_restore,
+    validate, validate_restore,
+};
 use crate::webhook::lookup::ApiManagerLookup;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -86,7 +89,18 @@ pub fn router<L: ApiManagerLookup>(admission: AdmissionState<L>, readiness: Read
     let intake = Intake::new(limits.admission_buffer_bytes, limits.max_body_bytes, metrics.clone());
     let webhooks = Router::new()
         .route(MUTATE_PATH, post(mutate::<L>).layer(from_fn_with_state((intake.clone(), "defaulting"), intake::admit)))
-        .route(VALIDATE_PATH, post(validate::<L>).layer(from_fn_with_state((intake, "validating"), intake::admit)))
+        .route(
+            VALIDATE_PATH,
+            post(validate::<L>).layer(from_fn_with_state((intake.clone(), "validating"), intake::admit)),
+        )
+        .route(
+            MUTATE_RESTORE_PATH,
+            post(mutate_restore::<L>).layer(from_fn_with_state((intake.clone(), "restore-defaulting"), intake::admit)),
+        )
+        .route(
+            VALIDATE_RESTORE_PATH,
+            post(validate_restore::<L>).layer(from_fn_with_state((intake, "restore-validating"), intake::admit)),
+        )
         .with_state(admission)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     let probes = Router::new()

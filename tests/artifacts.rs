@@ -26,23 +26,50 @@ fn manifests_crd_is_what_the_crd_subcommand_prints() {
     assert!(printed == committed, "manifests/crd.yaml is stale: run `cargo run -- crd > manifests/crd.yaml`");
 }
 
-#[test]
-fn crd_carries_the_cel_rules_and_printer_columns() {
-    let crd: Value = serde_saphyr::from_str(&run(Command::new(BIN).arg("crd"))).expect("CRD YAML");
-    let version = &crd["spec"]["versions"][0];
+fn crd_version(crds: &[Value], kind: &str) -> Value {
+    let crd = crds.iter().find(|c| c["spec"]["names"]["kind"] == kind).unwrap_or_else(|| panic!("{kind} CRD"));
+    let version = crd["spec"]["versions"][0].clone();
     assert_eq!(version["name"], "v1alpha1");
     assert_eq!(version["subresources"]["status"], serde_json::json!({}));
-    let columns: Vec<&str> = version["additionalPrinterColumns"]
-        .as_array()
-        .expect("columns")
-        .iter()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
-    assert_eq!(columns, ["Completed", "PVC", "Age"]);
+    version
+}
+
+fn printer_columns(version: &Value) -> Vec<&str> {
+    version["additionalPrinterColumns"].as_array().expect("columns").iter().filter_map(|c| c["name"].as_str()).collect()
+}
+
+#[test]
+fn crd_carries_the_cel_rules_and_printer_columns() {
+    let crds: Vec<Value> = serde_saphyr::from_multiple(&run(Command::new(BIN).arg("crd"))).expect("CRD YAML");
+    assert_eq!(crds.len(), 2);
+    let version = crd_version(&crds, "APIManagerBackup");
+    assert_eq!(printer_columns(&version), ["Completed", "PVC", "Age"]);
     let destination = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["backupDestination"];
     assert_eq!(destination["x-kubernetes-validations"][0]["reason"], "FieldValueRequired");
     let claim = &destination["properties"]["persistentVolumeClaim"];
     assert_eq!(claim["x-kubernetes-validations"][0]["fieldPath"], ".resources.requests");
+
+    let version = crd_version(&crds, "APIManagerRestore");
+    assert_eq!(printer_columns(&version), ["Completed", "APIManager", "Age"]);
+    let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    assert_eq!(spec["x-kubernetes-validations"][0]["rule"], "self == oldSelf");
+    assert_eq!(spec["x-kubernetes-validations"][0]["reason"], "FieldValueForbidden");
+    let source = &spec["properties"]["restoreSource"];
+    assert_eq!(source["x-kubernetes-validations"][0]["reason"], "FieldValueRequired");
+    let claim_source = &source["properties"]["persistentVolumeClaim"]["properties"]["claimSource"];
+    assert_eq!(claim_source["required"], serde_json::json!(["claimName"]));
+    let status = &version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
+    for field in [
+        "apiManagerToRestoreRef",
+        "mainStepsCompleted",
+        "completed",
+        "startTime",
+        "completionTime",
+        "conditions",
+        "observedGeneration",
+    ] {
+        assert!(status.get(field).is_some(), "status.{field} missing");
+    }
 }
 
 #[test]
@@ -81,7 +108,10 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
             assert_eq!(hook["sideEffects"], "None");
             assert!(hook["timeoutSeconds"].as_u64().is_some_and(|t| t <= 5));
             assert_eq!(hook["admissionReviewVersions"], serde_json::json!(["v1"]));
-            assert_eq!(hook["rules"][0]["resources"], serde_json::json!(["apimanagerbackups"]));
+            let resource = hook["rules"][0]["resources"][0].as_str().expect("resource");
+            assert!(["apimanagerbackups", "apimanagerrestores"].contains(&resource), "{resource}");
+            let path = hook["clientConfig"]["service"]["path"].as_str().expect("path");
+            assert!(path.ends_with(&format!("-{}", resource.trim_end_matches('s'))), "{path} serves {resource}");
             assert!(doc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].is_string());
         }
     }

@@ -13,7 +13,9 @@ use apimanager_backup_operator::webhook::handlers::{AdmissionState, MUTATE_PATH,
 use apimanager_backup_operator::webhook::lookup::{ApiManagerLookup, ClusterLookup};
 use kube::api::{Api, PostParams};
 use std::time::Duration;
-use support::cluster::{apimanager_yaml, assert_can_i, eventually, kubectl_ok, kubectl_run, namespace, shared};
+use support::cluster::{
+    apimanager_yaml, assert_can_i, create_rejected, eventually, kubectl_ok, kubectl_run, namespace, shared,
+};
 use support::counting::counting_client;
 
 /// A namespace holding one APIManager with external databases, named `example`.
@@ -26,13 +28,6 @@ fn namespace_with_apimanager(name: &str) -> String {
 
 fn backup_yaml(name: &str, spec: &str) -> String {
     format!("apiVersion: apps.3scale.net/v1alpha1\nkind: APIManagerBackup\nmetadata:\n  name: {name}\nspec:\n{spec}")
-}
-
-/// `kubectl create` that must fail; returns what kubectl printed on stderr.
-fn create_rejected(ns: &str, yaml: &str) -> String {
-    let output = kubectl_run(shared(), &["-n", ns, "create", "-f", "-"], yaml);
-    assert!(!output.status.success(), "accepted: {yaml}");
-    String::from_utf8_lossy(&output.stderr).trim_end().to_owned()
 }
 
 const SIZED: &str = "  backupDestination:\n    persistentVolumeClaim:\n      resources:\n        requests: 1Gi\n";

@@ -13,6 +13,7 @@ use apimanager_backup_operator::webhook::lookup::{ApiManagerLookup, LookupError}
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -459,6 +460,11 @@ impl ApiManagerLookup for SlowLookup {
         tokio::time::sleep(self.0).await;
         Ok(Vec::new())
     }
+
+    async fn claim(&self, _namespace: &str, _name: &str) -> Result<Option<PersistentVolumeClaim>, LookupError> {
+        tokio::time::sleep(self.0).await;
+        Ok(None)
+    }
 }
 
 #[tokio::test]
@@ -488,6 +494,10 @@ struct PanickingLookup;
 
 impl ApiManagerLookup for PanickingLookup {
     async fn list(&self, _namespace: &str) -> Result<Vec<APIManager>, LookupError> {
+        panic!("a bug in a lookup")
+    }
+
+    async fn claim(&self, _namespace: &str, _name: &str) -> Result<Option<PersistentVolumeClaim>, LookupError> {
         panic!("a bug in a lookup")
     }
 }

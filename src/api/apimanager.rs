@@ -99,7 +99,40 @@ pub enum FileStorage {
     S3,
 }
 
+/// What an APIManager asks of its System FileStorage claim
+/// (`spec.system.fileStorage.persistentVolumeClaim`); a restore creates the claim so.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemStorageClaim {
+    /// `storageClassName`: the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// `resources.requests`, a quantity; 3scale's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<String>,
+    /// `volumeName`: a PersistentVolume to bind to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_name: Option<String>,
+}
+
 impl APIManager {
+    /// What the APIManager asks of its System FileStorage claim (only meaningful when
+    /// [`APIManager::file_storage`] is a claim).
+    pub fn system_storage_claim(&self) -> SystemStorageClaim {
+        let claim = self
+            .spec
+            .system
+            .as_ref()
+            .and_then(|s| s.file_storage.as_ref())
+            .and_then(|fs| fs.persistent_volume_claim.as_ref());
+        let text = |pointer: &str| claim.and_then(|c| c.pointer(pointer)).and_then(|v| v.as_str()).map(str::to_owned);
+        SystemStorageClaim {
+            storage_class_name: text("/storageClassName"),
+            requests: text("/resources/requests"),
+            volume_name: text("/volumeName"),
+        }
+    }
+
     /// The databases that run inside the APIManager, by their user-facing names; a backup needs
     /// this to be empty. The deprecated `highAvailability.enabled: true` makes all of them external.
     pub fn internal_databases(&self) -> Vec<&'static str> {
@@ -163,6 +196,21 @@ mod tests {
         assert_eq!(apimanager(json!({})).file_storage(), FileStorage::Claim("system-storage".into()));
         let pvc = apimanager(json!({"system": {"fileStorage": {"persistentVolumeClaim": {}}}}));
         assert_eq!(pvc.file_storage(), FileStorage::Claim("system-storage".into()));
+    }
+
+    #[test]
+    fn system_storage_claim_reads_class_size_and_volume() {
+        let am = apimanager(json!({"system": {"fileStorage": {"persistentVolumeClaim": {
+            "storageClassName": "nfs", "resources": {"requests": "2Gi"}, "volumeName": "pv-7"}}}}));
+        assert_eq!(
+            am.system_storage_claim(),
+            SystemStorageClaim {
+                storage_class_name: Some("nfs".into()),
+                requests: Some("2Gi".into()),
+                volume_name: Some("pv-7".into())
+            }
+        );
+        assert_eq!(apimanager(json!({})).system_storage_claim(), SystemStorageClaim::default());
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! Kubernetes API types: the `APIManagerBackup` resource this operator owns and the parts of the
-//! 3scale `APIManager` resource it reads.
+//! Kubernetes API types: the `APIManagerBackup` and `APIManagerRestore` resources this operator
+//! owns and the parts of the 3scale `APIManager` resource it reads.
 
 pub mod apimanager;
 pub mod backup;
 pub mod quantity;
+pub mod restore;
 
-/// API group shared by `APIManagerBackup` and `APIManager`.
+/// API group shared by `APIManagerBackup`, `APIManagerRestore` and `APIManager`.
 pub const GROUP: &str = "apps.3scale.net";

@@ -34,7 +34,7 @@ pub fn run(args: &CopyArgs) -> Result<(), JobError> {
 
 /// Flushes the whole filesystem holding `path` once (cheaper than one fsync per file), so the copy
 /// is durable before the manifest records it.
-fn sync_filesystem(path: &Path) -> Result<(), JobError> {
+pub(super) fn sync_filesystem(path: &Path) -> Result<(), JobError> {
     let folder = fs::File::open(path).map_err(|error| JobError::io("opening", path, error))?;
     rustix::fs::syncfs(&folder).map_err(JobError::errno("syncing", path))
 }

@@ -105,11 +105,18 @@ pub struct Manifest {
 impl Manifest {
     /// Reads the manifest under `root`, or an empty one if no step wrote it yet.
     pub fn load(root: &Path) -> Result<Self, JobError> {
+        Ok(Self::read(root)?.unwrap_or_default())
+    }
+
+    /// Reads the manifest under `root`; `None` when there is none (a backup made by
+    /// 3scale-operator, or one no step has written to yet).
+    pub fn read(root: &Path) -> Result<Option<Self>, JobError> {
         let path = root.join(crate::layout::MANIFEST_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
                 .map_err(|e| JobError::Corrupt { path: path.clone(), reason: e.to_string() }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(JobError::Io { what: "reading".into(), path, source }),
         }
     }

@@ -1,12 +1,17 @@
-//! What the backup Jobs run (`apimanager-backup-operator job …`): export the Secrets, ConfigMaps
-//! and APIManager, and copy the System FileStorage. A failure is written to the Pod's termination
-//! message, which the reconciler puts into the backup's `Failed` condition.
+//! What the backup and restore Jobs run (`apimanager-backup-operator job …`): export the Secrets,
+//! ConfigMaps and APIManager, copy the System FileStorage, verify a backup and restore it. A
+//! failure is written to the Pod's termination message, which the reconciler puts into the
+//! `Failed` condition; a restore step's success carries its [`report::StepReport`] there.
 
 pub mod copy;
 pub mod export;
 pub mod manifest;
+pub mod report;
+pub mod restore;
+pub mod restore_files;
 pub mod sparse;
 pub mod tree;
+pub mod verify;
 
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -53,6 +58,12 @@ pub enum JobError {
     /// Required objects are missing.
     #[error("{0}")]
     Missing(String),
+    /// The backup differs from its manifest or holds no backup.
+    #[error("the backup does not match {}; nothing was restored: {}", crate::layout::MANIFEST_FILE, verify::one_line(.0))]
+    NotVerified(Vec<verify::Problem>),
+    /// The restore would overwrite something, or did not land as backed up.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Kubernetes keeps at most this many bytes of a termination message.
@@ -105,9 +116,17 @@ pub enum JobCommand {
     /// Copy the System FileStorage tree into the backup folder, with sizes and checksums.
     #[command(name = crate::names::COPY_FILES)]
     CopyFiles(CopyArgs),
+    /// Check the backup folder against its manifest.json before a restore.
+    Verify(CommonArgs),
+    /// Create the backed-up Secrets and ConfigMaps that do not exist (never the database ones).
+    RestoreObjects(RestoreArgs),
+    /// Copy the backed-up System FileStorage onto its claim and check it.
+    RestoreFiles(RestoreFilesArgs),
+    /// Create the backed-up APIManager.
+    RestoreApimanager(RestoreArgs),
 }
 
-/// Settings shared by both steps.
+/// Settings shared by every step.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
     /// Root of the backup claim.
@@ -149,16 +168,62 @@ pub struct CopyArgs {
     pub common: CommonArgs,
 }
 
-/// Runs a step; on failure writes the reason to the termination log and returns it.
+/// Settings of `job restore-objects` and `job restore-apimanager`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Namespace restored into.
+    #[arg(long)]
+    pub namespace: String,
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Settings of `job restore-files`.
+#[derive(Debug, Args)]
+pub struct RestoreFilesArgs {
+    /// Root of the System FileStorage claim restored into.
+    #[arg(long, default_value = crate::layout::FILE_STORAGE_MOUNT)]
+    pub target: PathBuf,
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Runs a step; writes the reason of a failure, or the report of a restore step, to the
+/// termination log.
 pub async fn run(command: JobCommand) -> Result<(), JobError> {
     let (outcome, termination_log) = match command {
-        JobCommand::ExportObjects(args) => (export::run(&args).await, args.common.termination_log),
-        JobCommand::CopyFiles(args) => (copy::run(&args), args.common.termination_log),
+        JobCommand::ExportObjects(args) => (export::run(&args).await.map(|()| None), args.common.termination_log),
+        JobCommand::CopyFiles(args) => (copy::run(&args).map(|()| None), args.common.termination_log),
+        JobCommand::Verify(args) => (verify_step(&args.backup_dir).map(Some), args.termination_log),
+        JobCommand::RestoreObjects(args) => {
+            (restore::restore_objects(&args).await.map(Some), args.common.termination_log)
+        }
+        JobCommand::RestoreFiles(args) => (restore_files::run(&args).map(Some), args.common.termination_log),
+        JobCommand::RestoreApimanager(args) => {
+            (restore::restore_apimanager(&args).await.map(Some), args.common.termination_log)
+        }
     };
-    if let Err(error) = &outcome {
-        let _ = std::fs::write(&termination_log, error.termination_message(TERMINATION_MESSAGE_MAX_BYTES));
+    let message = match &outcome {
+        Ok(report) => report.as_ref().map(report::StepReport::to_message),
+        Err(error) => Some(error.termination_message(TERMINATION_MESSAGE_MAX_BYTES)),
+    };
+    if let Some(message) = message {
+        let _ = std::fs::write(&termination_log, message);
     }
-    outcome
+    outcome.map(drop)
+}
+
+/// `job verify`: a backup that differs from its manifest, or whose APIManager cannot be read,
+/// fails the step naming the files.
+fn verify_step(backup_dir: &Path) -> Result<report::StepReport, JobError> {
+    let checked = match verify::verify_backup(backup_dir)? {
+        verify::Verification::Verified { files, links } => report::Checked::Verified { files, links },
+        verify::Verification::NoManifest => report::Checked::NoManifest,
+        verify::Verification::Failed(problems) => return Err(JobError::NotVerified(problems)),
+    };
+    Ok(report::StepReport::Verify { checked, api_manager: restore::backed_up_apimanager(backup_dir)? })
 }
 
 /// Writes `bytes` to `path` with permissions `mode` through a temporary file, an fsync and a
@@ -191,6 +256,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), JobE
         Some(parent) => std::fs::File::open(parent).and_then(|f| f.sync_all()).map_err(io("syncing", parent)),
         None => Ok(()),
     }
+}
+
+/// Scratch folders for the unit tests of the steps.
+#[cfg(test)]
+pub(crate) fn scratch(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("abo-job-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch");
+    dir
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ pub const OPERATOR_NAMESPACE: &str = "apimanager-backup-operator";
 /// ServiceAccount of the operator, as in `manifests/`.
 pub const OPERATOR_SERVICE_ACCOUNT: &str = "apimanager-backup-operator";
 
-/// The APIManagerBackup CRD of `manifests/`.
-pub const BACKUP_CRD: &str = include_str!("../../manifests/crd.yaml");
+/// The APIManagerBackup and APIManagerRestore CRDs of `manifests/`.
+pub const OPERATOR_CRDS: &str = include_str!("../../manifests/crd.yaml");
 /// The development APIManager CRD.
 pub const APIMANAGER_CRD: &str = include_str!("../../manifests/dev/apimanager-crd.yaml");
 /// The operator's namespace.
@@ -69,13 +69,15 @@ async fn apply_object(client: &Client, object: DynamicObject, namespace: &str) -
     Ok(())
 }
 
-/// Installs both CRDs and waits until the API server serves them.
+/// Installs the CRDs and waits until the API server serves them.
 pub async fn install_crds(client: &Client) -> Result<(), LocalError> {
-    for yaml in [BACKUP_CRD, APIMANAGER_CRD] {
+    for yaml in [OPERATOR_CRDS, APIMANAGER_CRD] {
         apply_yaml(client, yaml, "default").await?;
     }
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for name in ["apimanagerbackups.apps.3scale.net", "apimanagers.apps.3scale.net"] {
+    for name in
+        ["apimanagerbackups.apps.3scale.net", "apimanagerrestores.apps.3scale.net", "apimanagers.apps.3scale.net"]
+    {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let crd = crds

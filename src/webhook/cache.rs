@@ -8,6 +8,7 @@ use crate::api::apimanager::APIManager;
 use crate::health::Readiness;
 use crate::trim;
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
@@ -78,5 +79,10 @@ impl ApiManagerLookup for CachedLookup {
             }
             None => self.live.list(namespace).await,
         }
+    }
+
+    /// Claims are not cached: a restore is rare, and its claim is read live.
+    async fn claim(&self, namespace: &str, name: &str) -> Result<Option<PersistentVolumeClaim>, LookupError> {
+        self.live.claim(namespace, name).await
     }
 }

@@ -36,6 +36,14 @@ pub fn set_name_patch(name: &str) -> Patch {
     })])
 }
 
+/// The JSONPatch that sets a restore's `claimSource.readOnly` to `true`.
+pub fn read_only_patch() -> Patch {
+    Patch(vec![PatchOperation::Add(AddOperation {
+        path: PointerBuf::from_tokens(["spec", "restoreSource", "persistentVolumeClaim", "claimSource", "readOnly"]),
+        value: Value::Bool(true),
+    })])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

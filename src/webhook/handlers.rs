@@ -1,14 +1,16 @@
-//! The two webhooks of `APIManagerBackup` over HTTP: the front door of [`super::review`], then the
+//! The webhooks of `APIManagerBackup` and `APIManagerRestore` over HTTP: the front door of [`super::review`], then the
 //! rules, then the answer with the request's uid; one debug line per request.
 
-use super::defaulting::{choose_name, needs_default, set_name_patch};
+use super::defaulting::{choose_name, needs_default, read_only_patch, set_name_patch};
 use super::field_error::{FieldError, aggregate};
 use super::lookup::{ApiManagerLookup, LookupError};
+use super::restore_validation;
 use super::review::{AdmissionRequest, AdmissionResponse, Admitted, BadRequest, Operation, Refusal, read_request};
 use super::validation::{Verdict, check_apimanager, check_create, check_update};
 use crate::api::GROUP;
 use crate::api::apimanager::APIManager;
 use crate::api::backup::{APIManagerBackup, APIManagerBackupSpec};
+use crate::api::restore::{APIManagerRestore, APIManagerRestoreSpec};
 use crate::metrics::Metrics;
 use crate::telemetry::Untrusted;
 use axum::body::Bytes;
@@ -24,6 +26,10 @@ use tracing::Instrument;
 pub const MUTATE_PATH: &str = "/mutate-apps-3scale-net-v1alpha1-apimanagerbackup";
 /// Path of the validating webhook.
 pub const VALIDATE_PATH: &str = "/validate-apps-3scale-net-v1alpha1-apimanagerbackup";
+/// Path of the restores' defaulting (mutating) webhook.
+pub const MUTATE_RESTORE_PATH: &str = "/mutate-apps-3scale-net-v1alpha1-apimanagerrestore";
+/// Path of the restores' validating webhook.
+pub const VALIDATE_RESTORE_PATH: &str = "/validate-apps-3scale-net-v1alpha1-apimanagerrestore";
 
 /// What the webhook handlers share.
 #[derive(Clone)]
@@ -50,11 +56,15 @@ impl Answered {
 
 /// The object as the rules read it.
 type Backup = Admitted<APIManagerBackupSpec>;
+/// A restore as the rules read it.
+type Restore = Admitted<APIManagerRestoreSpec>;
 
 #[derive(Clone, Copy)]
 enum Webhook {
     Defaulting,
     Validating,
+    RestoreDefaulting,
+    RestoreValidating,
 }
 
 impl Webhook {
@@ -62,6 +72,8 @@ impl Webhook {
         match self {
             Self::Defaulting => "defaulting",
             Self::Validating => "validating",
+            Self::RestoreDefaulting => "restore-defaulting",
+            Self::RestoreValidating => "restore-validating",
         }
     }
 }
@@ -76,14 +88,30 @@ pub async fn validate<L: ApiManagerLookup>(State(state): State<AdmissionState<L>
     answer(&state.lookup, Webhook::Validating, &body).await
 }
 
+/// `POST` handler of the restores' defaulting webhook.
+pub async fn mutate_restore<L: ApiManagerLookup>(State(state): State<AdmissionState<L>>, body: Bytes) -> Response {
+    answer(&state.lookup, Webhook::RestoreDefaulting, &body).await
+}
+
+/// `POST` handler of the restores' validating webhook.
+pub async fn validate_restore<L: ApiManagerLookup>(State(state): State<AdmissionState<L>>, body: Bytes) -> Response {
+    answer(&state.lookup, Webhook::RestoreValidating, &body).await
+}
+
 async fn answer<L: ApiManagerLookup>(lookup: &L, webhook: Webhook, body: &[u8]) -> Response {
     let webhook_label = webhook.label();
-    let (response, operation) = match read_request::<APIManagerBackup>(body) {
+    let read = match webhook {
+        Webhook::Defaulting | Webhook::Validating => read_request::<APIManagerBackup>(body),
+        Webhook::RestoreDefaulting | Webhook::RestoreValidating => read_request::<APIManagerRestore>(body),
+    };
+    let (response, operation) = match read {
         Ok(request) => {
             let span = tracing::info_span!("admission", webhook = webhook_label, uid = ?Untrusted(&request.uid));
             let response = match webhook {
                 Webhook::Defaulting => default_request(lookup, &request).instrument(span).await,
                 Webhook::Validating => validate_request(lookup, &request).instrument(span).await,
+                Webhook::RestoreDefaulting => span.in_scope(|| default_restore(&request)),
+                Webhook::RestoreValidating => validate_restore_request(lookup, &request).instrument(span).await,
             };
             log_answer(webhook_label, &response, request.operation.label(), &request.namespace, &request.name);
             (response, request.operation.label())
@@ -143,36 +171,81 @@ async fn default_request<L: ApiManagerLookup>(lookup: &L, request: &AdmissionReq
     let Some(name) = choose_name(old.as_ref(), &apimanagers) else {
         return allow;
     };
-    allow.with_patch(&set_name_patch(&name)).unwrap_or_else(|error| {
+    patched(request, &set_name_patch(&name))
+}
+
+/// Allows `request` with `patch`; unpatched if the patch cannot be encoded.
+fn patched(request: &AdmissionRequest<'_>, patch: &json_patch::Patch) -> AdmissionResponse {
+    AdmissionResponse::allow(request.uid.clone()).with_patch(patch).unwrap_or_else(|error| {
         tracing::error!(%error, "could not encode the defaulting patch");
         AdmissionResponse::allow(request.uid.clone())
     })
 }
 
+/// Restores: `claimSource.readOnly` defaults to `true`, which is how the restore mounts the claim
+/// in any case (a restore never writes to its backup). An object of another shape is left to the
+/// schema and to validation.
+fn default_restore(request: &AdmissionRequest<'_>) -> AdmissionResponse {
+    let read_only_unset = request.object::<Restore>().ok().and_then(|restore| {
+        restore.spec.restore_source.persistent_volume_claim.map(|claim| claim.claim_source.read_only.is_none())
+    });
+    if read_only_unset == Some(true) {
+        patched(request, &read_only_patch())
+    } else {
+        AdmissionResponse::allow(request.uid.clone())
+    }
+}
+
 async fn validate_request<L: ApiManagerLookup>(lookup: &L, request: &AdmissionRequest<'_>) -> AdmissionResponse {
+    let create = |spec: APIManagerBackupSpec| async move { checked_create(lookup, &spec, &request.namespace).await };
+    validate_with(request, &APIManagerBackup::kind(&()), create, check_update).await
+}
+
+async fn validate_restore_request<L: ApiManagerLookup>(
+    lookup: &L,
+    request: &AdmissionRequest<'_>,
+) -> AdmissionResponse {
+    let create = |spec: APIManagerRestoreSpec| async move { checked_restore(lookup, &spec, &request.namespace).await };
+    validate_with(request, &APIManagerRestore::kind(&()), create, restore_validation::check_update).await
+}
+
+/// The validating flow of `kind`: its spec typed as `S`, then `create` on CREATE (an `Err` is a
+/// failed lookup: creation is refused with 500, "try again", rather than let through) or `update`
+/// on UPDATE.
+async fn validate_with<S, C, Fut>(
+    request: &AdmissionRequest<'_>,
+    kind: &str,
+    create: C,
+    update: impl FnOnce(&S, &S) -> Verdict,
+) -> AdmissionResponse
+where
+    S: serde::de::DeserializeOwned,
+    C: FnOnce(S) -> Fut,
+    Fut: Future<Output = Result<Verdict, LookupError>>,
+{
     let uid = request.uid.clone();
-    let backup = match request.object::<Backup>() {
-        Ok(backup) => backup,
+    let object = match request.object::<Admitted<S>>() {
+        Ok(object) => object,
         Err(error) => return AdmissionResponse::bad_request(uid, &error),
     };
+    let name = object.metadata.name.clone().unwrap_or_else(|| request.name.to_string());
     let verdict = match request.operation {
-        Operation::Create => match checked_create(lookup, &backup.spec, &request.namespace).await {
+        Operation::Create => match create(object.spec).await {
             Ok(verdict) => verdict,
             Err(error) => {
                 let error = Untrusted(&error.to_string()).to_string();
-                tracing::warn!(%error, "cannot check the APIManager");
+                tracing::warn!(%error, "cannot look up what the rules need");
                 let message = format!("{error}; try again, and check the operator's logs if it persists");
                 return AdmissionResponse::deny(uid, Status::failure(&message, "InternalError").with_code(500));
             }
         },
-        Operation::Update => match request.old_object::<Backup>() {
-            Some(Ok(old)) => check_update(&old.spec, &backup.spec),
+        Operation::Update => match request.old_object::<Admitted<S>>() {
+            Some(Ok(old)) => update(&old.spec, &object.spec),
             Some(Err(error)) => return AdmissionResponse::bad_request(uid, &error),
             None => return AdmissionResponse::bad_request(uid, &BadRequest::MissingOldObject),
         },
     };
-    let name = backup.metadata.name.as_deref().unwrap_or(&request.name);
-    respond(uid, name, verdict)
+    respond(uid, kind, &name, verdict)
 }
 
 /// The APIManagers to default from: the lookup's answer when it names exactly one, otherwise
@@ -201,19 +274,41 @@ async fn checked_create<L: ApiManagerLookup>(
     Ok(check_create(spec, namespace, &confirmed))
 }
 
+/// The CREATE rules of a restore: the claim read live, the APIManagers from the lookup; when a
+/// live APIManager is the reason to refuse, again against what the API server holds now (a cache
+/// may not have seen it deleted yet).
+async fn checked_restore<L: ApiManagerLookup>(
+    lookup: &L,
+    spec: &APIManagerRestoreSpec,
+    namespace: &str,
+) -> Result<Verdict, LookupError> {
+    let claim = match spec.restore_source.claim_name().filter(|name| !name.is_empty()) {
+        Some(name) => lookup.claim(namespace, name).await?,
+        None => None,
+    };
+    let known = lookup.list(namespace).await?;
+    let verdict = restore_validation::check_create(spec, namespace, claim.as_ref(), &known);
+    match claim.as_ref().and_then(restore_validation::backed_up_apimanager) {
+        Some(apimanager) if !verdict.errors.is_empty() => {
+            let confirmed = lookup.confirm(namespace, Some(&apimanager)).await?;
+            Ok(restore_validation::check_create(spec, namespace, claim.as_ref(), &confirmed))
+        }
+        _ => Ok(verdict),
+    }
+}
+
 /// Turns a verdict into the response: allowed with warnings, or denied as `Invalid` (HTTP 422)
 /// with one cause per error, which `kubectl` prints as `The APIManagerBackup "x" is invalid: …`.
-fn respond(uid: String, name: &str, verdict: Verdict) -> AdmissionResponse {
+fn respond(uid: String, kind: &str, name: &str, verdict: Verdict) -> AdmissionResponse {
     let Verdict { errors, warnings } = verdict;
     let mut response = if errors.is_empty() {
         AdmissionResponse::allow(uid)
     } else {
-        let kind = APIManagerBackup::kind(&());
         let message = format!("{kind}.{GROUP} {:?} is invalid: {}", Untrusted(name), aggregate(&errors));
         let details = StatusDetails {
             name: Untrusted(name).to_string(),
             group: GROUP.to_owned(),
-            kind: kind.into_owned(),
+            kind: kind.to_owned(),
             uid: String::new(),
             causes: errors.iter().map(cause).collect(),
             retry_after_seconds: 0,

@@ -1,8 +1,9 @@
-//! How the webhooks find the APIManagers of a namespace: a small interface, so the rules are
-//! tested with a fixed list and served from the watch-fed cache ([`super::cache`]), which
-//! confirms through [`ClusterLookup`] what it does not know.
+//! How the webhooks find the APIManagers of a namespace and a restore's backup claim: a small
+//! interface, so the rules are tested with fixed answers and served from the watch-fed cache
+//! ([`super::cache`]), which confirms through [`ClusterLookup`] what it does not know.
 
 use crate::api::apimanager::APIManager;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use std::future::Future;
@@ -49,9 +50,19 @@ pub enum LookupError {
         /// The APIManager that was read.
         name: String,
     },
+    /// A claim could not be read, or not in time.
+    #[error("could not read PersistentVolumeClaim {name:?} in namespace {namespace:?}: {reason}")]
+    Claim {
+        /// The claim's namespace.
+        namespace: String,
+        /// The claim's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
 }
 
-/// Finds the APIManagers of a namespace.
+/// Finds the APIManagers of a namespace, and claims.
 pub trait ApiManagerLookup: Clone + Send + Sync + 'static {
     /// Every APIManager in `namespace`, as this lookup knows them (a cache answers from memory).
     fn list(&self, namespace: &str) -> impl Future<Output = Result<Vec<APIManager>, LookupError>> + Send;
@@ -68,6 +79,13 @@ pub trait ApiManagerLookup: Clone + Send + Sync + 'static {
         let _ = name;
         self.list(namespace)
     }
+
+    /// The claim `name` of `namespace` as the API server holds it now, `None` when there is none.
+    fn claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<PersistentVolumeClaim>, LookupError>> + Send;
 }
 
 /// Reads APIManagers from the API server, each call a request.
@@ -101,6 +119,17 @@ impl ApiManagerLookup for ClusterLookup {
             Ok(Ok(list)) => Ok(list.items),
             Ok(Err(source)) => Err(LookupError::Api { namespace: namespace.to_owned(), source }),
             Err(_) => Err(LookupError::Timeout { namespace: namespace.to_owned() }),
+        }
+    }
+
+    async fn claim(&self, namespace: &str, name: &str) -> Result<Option<PersistentVolumeClaim>, LookupError> {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+        let failed =
+            |reason: String| LookupError::Claim { namespace: namespace.to_owned(), name: name.to_owned(), reason };
+        match tokio::time::timeout(LOOKUP_TIMEOUT, api.get_opt(name)).await {
+            Ok(Ok(claim)) => Ok(claim),
+            Ok(Err(error)) => Err(failed(error.to_string())),
+            Err(_) => Err(failed(format!("no answer within {LOOKUP_TIMEOUT:?}"))),
         }
     }
 }

@@ -73,6 +73,14 @@ pub fn kubectl_ok(cluster: &LocalCluster, args: &[&str], stdin: &str) -> String 
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// `kubectl create` in `ns` of the shared cluster that must fail; returns what kubectl printed on
+/// stderr.
+pub fn create_rejected(ns: &str, yaml: &str) -> String {
+    let output = kubectl_run(shared(), &["-n", ns, "create", "-f", "-"], yaml);
+    assert!(!output.status.success(), "accepted: {yaml}");
+    String::from_utf8_lossy(&output.stderr).trim_end().to_owned()
+}
+
 /// Creates namespace `name` and returns it.
 pub fn namespace(cluster: &LocalCluster, name: &str) -> String {
     kubectl_ok(cluster, &["create", "namespace", name], "");

@@ -2,6 +2,7 @@
 
 use apimanager_backup_operator::api::apimanager::{APIManager, APIManagerSpec};
 use apimanager_backup_operator::webhook::lookup::{ApiManagerLookup, LookupError};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use std::sync::Arc;
 
 /// Answers every namespace with the same APIManagers, or with an error when `None`.
@@ -27,5 +28,9 @@ impl ApiManagerLookup for FixedLookup {
                 source: kube::Error::Service("API server unreachable".into()),
             }),
         }
+    }
+
+    async fn claim(&self, _namespace: &str, _name: &str) -> Result<Option<PersistentVolumeClaim>, LookupError> {
+        Ok(None)
     }
 }

@@ -1,0 +1,116 @@
+//! What a restore Job step tells the reconciler when it succeeds: JSON in the Pod's termination
+//! message (the reconciler never mounts the claims itself).
+
+use crate::api::apimanager::SystemStorageClaim;
+use serde::{Deserialize, Serialize};
+
+/// The result of a successful restore Job step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "camelCase")]
+pub enum StepReport {
+    /// `job verify`: the backup was checked, and what it holds.
+    #[serde(rename_all = "camelCase")]
+    Verify {
+        /// Whether the files match a manifest.
+        checked: Checked,
+        /// The backed-up APIManager.
+        api_manager: BackedUpApiManager,
+    },
+    /// `job restore-objects`: Secrets and ConfigMaps created, and those left alone.
+    #[serde(rename_all = "camelCase")]
+    RestoreObjects {
+        /// Created, as `Kind name`.
+        created: Vec<String>,
+        /// Already present and never overwritten, as `Kind name`.
+        kept: Vec<String>,
+    },
+    /// `job restore-files`: the System FileStorage copied back and checked.
+    #[serde(rename_all = "camelCase")]
+    RestoreFiles {
+        /// Files copied.
+        files: usize,
+        /// Links copied.
+        links: usize,
+        /// Whether the copy was checked against a manifest.
+        verified: bool,
+    },
+    /// `job restore-apimanager`: the APIManager created, or found already there.
+    #[serde(rename_all = "camelCase")]
+    RestoreApiManager {
+        /// Its name.
+        name: String,
+        /// `false` when it existed already (then it was not touched).
+        created: bool,
+    },
+}
+
+/// How far a backup could be checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "camelCase")]
+pub enum Checked {
+    /// Every file and link matches the manifest.
+    Verified {
+        /// Files checked.
+        files: usize,
+        /// Links checked.
+        links: usize,
+    },
+    /// No manifest (3scale-operator's layout): restored unchecked.
+    NoManifest,
+}
+
+/// The APIManager a backup holds: what a restore creates, and the claim its files go to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackedUpApiManager {
+    /// Its name.
+    pub name: String,
+    /// Its System FileStorage claim as it asks for it; `None` when the files are in S3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_storage: Option<SystemStorageClaim>,
+}
+
+impl StepReport {
+    /// The termination message carrying this report.
+    pub fn to_message(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The report in a termination message, if it holds one.
+    pub fn from_message(message: &str) -> Option<Self> {
+        serde_json::from_str(message.trim()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_a_termination_message() {
+        let reports = [
+            StepReport::Verify {
+                checked: Checked::Verified { files: 3, links: 1 },
+                api_manager: BackedUpApiManager { name: "example".into(), system_storage: None },
+            },
+            StepReport::Verify {
+                checked: Checked::NoManifest,
+                api_manager: BackedUpApiManager {
+                    name: "example".into(),
+                    system_storage: Some(SystemStorageClaim::default()),
+                },
+            },
+            StepReport::RestoreObjects { created: vec!["Secret zync".into()], kept: vec![] },
+            StepReport::RestoreFiles { files: 2, links: 1, verified: true },
+            StepReport::RestoreApiManager { name: "example".into(), created: true },
+        ];
+        for report in reports {
+            assert_eq!(StepReport::from_message(&report.to_message()), Some(report));
+        }
+        assert_eq!(
+            StepReport::RestoreFiles { files: 2, links: 1, verified: true }.to_message(),
+            r#"{"step":"restoreFiles","files":2,"links":1,"verified":true}"#
+        );
+        assert_eq!(StepReport::from_message("required objects missing"), None);
+    }
+}

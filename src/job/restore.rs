@@ -1,0 +1,170 @@
+//! The restore steps that talk to the API: `job restore-objects` creates the backed-up Secrets and
+//! ConfigMaps (never the three that point at the databases, never over an existing object), and
+//! `job restore-apimanager` creates the backed-up APIManager as it was. Each reads every file it
+//! needs before it creates anything, so a damaged backup writes nothing.
+
+use super::export::clean;
+use super::report::{BackedUpApiManager, StepReport};
+use super::{JobError, RestoreArgs};
+use crate::api::apimanager::{APIManager, FileStorage};
+use crate::layout::{
+    APIMANAGER_FILE, CONFIG_MAPS, CONFIG_MAPS_DIR, NEVER_RESTORED, OPTIONAL_SECRETS, SECRETS, SECRETS_DIR,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::{Resource, ResourceExt};
+use serde_json::Value;
+use std::path::Path;
+
+/// Reads the backed-up object at `relative` and checks it is the `kind` named `name` (a file that
+/// names another object is refused, so a tampered backup cannot create, say, `system-database`).
+/// Parse errors give the position only: the file may hold Secret values.
+fn read_object(root: &Path, relative: &str, kind: &str, name: Option<&str>) -> Result<Value, JobError> {
+    let path = root.join(relative);
+    let bytes =
+        std::fs::read(&path).map_err(|source| JobError::Io { what: "reading".into(), path: path.clone(), source })?;
+    let mut object: Value = serde_json::from_slice(&bytes).map_err(|e| JobError::Corrupt {
+        path: path.clone(),
+        reason: format!("not valid JSON ({:?} error at line {} column {})", e.classify(), e.line(), e.column()),
+    })?;
+    let found_kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let found_name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    if found_kind != kind || name.is_some_and(|name| name != found_name) || found_name.is_empty() {
+        let expected = name.map_or_else(|| format!("a {kind}"), |name| format!("{kind} {name}"));
+        return Err(JobError::Corrupt {
+            path,
+            reason: format!("holds {found_kind} {found_name:?} instead of {expected}"),
+        });
+    }
+    clean(&mut object);
+    Ok(object)
+}
+
+/// The APIManager the backup holds, and where its System FileStorage lives.
+pub fn backed_up_apimanager(root: &Path) -> Result<BackedUpApiManager, JobError> {
+    let object = read_object(root, APIMANAGER_FILE, &APIManager::kind(&()), None)?;
+    let apimanager: APIManager = serde_json::from_value(object).map_err(|e| JobError::Corrupt {
+        path: root.join(APIMANAGER_FILE),
+        reason: format!("not an APIManager: {e}"),
+    })?;
+    let system_storage = match apimanager.file_storage() {
+        FileStorage::Claim(_) => Some(apimanager.system_storage_claim()),
+        FileStorage::S3 => None,
+    };
+    Ok(BackedUpApiManager { name: apimanager.name_any(), system_storage })
+}
+
+/// Creates `object` in `api`; `false` when an object of that name exists (it is left alone).
+async fn create(api: &Api<DynamicObject>, object: Value, what: String) -> Result<bool, JobError> {
+    let object: DynamicObject = serde_json::from_value(object)
+        .map_err(|e| JobError::Corrupt { path: what.clone().into(), reason: e.to_string() })?;
+    match api.create(&PostParams::default(), &object).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(false),
+        Err(source) => Err(JobError::Api { what: format!("creating {what}"), source }),
+    }
+}
+
+fn client_error(error: kube::Error) -> JobError {
+    JobError::Config(error.to_string())
+}
+
+/// `job restore-objects`: every restorable Secret and ConfigMap the backup holds, created unless
+/// one of that name exists. A missing optional Secret is passed over; any other missing file fails
+/// the step before anything is created.
+pub async fn restore_objects(args: &RestoreArgs) -> Result<StepReport, JobError> {
+    let root = &args.common.backup_dir;
+    let mut objects = Vec::new();
+    let mut missing = Vec::new();
+    let secrets = SECRETS.iter().filter(|name| !NEVER_RESTORED.contains(name));
+    let wanted = secrets
+        .map(|name| (Secret::kind(&()), SECRETS_DIR, *name))
+        .chain(CONFIG_MAPS.iter().map(|name| (ConfigMap::kind(&()), CONFIG_MAPS_DIR, *name)));
+    for (kind, dir, name) in wanted {
+        let relative = format!("{dir}/{name}.json");
+        if !root.join(&relative).exists() {
+            if !OPTIONAL_SECRETS.contains(&name) {
+                missing.push(relative);
+            }
+            continue;
+        }
+        let object = read_object(root, &relative, &kind, Some(name))?;
+        objects.push((format!("{kind} {name}"), kind, object));
+    }
+    if !missing.is_empty() {
+        return Err(JobError::Missing(format!("the backup lacks {}; nothing was restored", missing.join(", "))));
+    }
+    let client = kube::Client::try_default().await.map_err(client_error)?;
+    let secrets = Api::namespaced_with(client.clone(), &args.namespace, &ApiResource::erase::<Secret>(&()));
+    let config_maps = Api::namespaced_with(client, &args.namespace, &ApiResource::erase::<ConfigMap>(&()));
+    let (mut created, mut kept) = (Vec::new(), Vec::new());
+    for (what, kind, object) in objects {
+        let api = if kind == Secret::kind(&()) { &secrets } else { &config_maps };
+        if create(api, object, what.clone()).await? {
+            created.push(what);
+        } else {
+            kept.push(what);
+        }
+    }
+    Ok(StepReport::RestoreObjects { created, kept })
+}
+
+/// `job restore-apimanager`: the backed-up APIManager, created as it was (cleaned of server-set
+/// fields) unless one of that name exists.
+pub async fn restore_apimanager(args: &RestoreArgs) -> Result<StepReport, JobError> {
+    let root = &args.common.backup_dir;
+    let object = read_object(root, APIMANAGER_FILE, &APIManager::kind(&()), None)?;
+    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let client = kube::Client::try_default().await.map_err(client_error)?;
+    let api = Api::namespaced_with(client, &args.namespace, &ApiResource::erase::<APIManager>(&()));
+    let created = create(&api, object, format!("APIManager {name}")).await?;
+    Ok(StepReport::RestoreApiManager { name, created })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::scratch;
+
+    #[test]
+    fn a_file_naming_another_object_is_refused() {
+        let root = scratch("renamed");
+        std::fs::create_dir_all(root.join("secrets")).expect("secrets");
+        std::fs::write(
+            root.join("secrets/zync.json"),
+            br#"{"kind": "Secret", "metadata": {"name": "system-database"}, "data": {}}"#,
+        )
+        .expect("file");
+        let error = read_object(&root, "secrets/zync.json", "Secret", Some("zync")).expect_err("refused");
+        assert!(error.to_string().ends_with(r#"holds Secret "system-database" instead of Secret zync"#), "{error}");
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn parse_errors_never_quote_the_file() {
+        let root = scratch("garbled");
+        std::fs::create_dir_all(root.join("secrets")).expect("secrets");
+        std::fs::write(root.join("secrets/zync.json"), br#"{"kind": "Secret", "data": {"KEY": s3cr3t}}"#)
+            .expect("file");
+        let error = read_object(&root, "secrets/zync.json", "Secret", Some("zync")).expect_err("refused");
+        assert!(!error.to_string().contains("s3cr3t"), "{error}");
+        assert!(error.to_string().contains("line 1 column"), "{error}");
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn the_backed_up_apimanager_names_its_storage() {
+        let root = scratch("apimanager");
+        std::fs::create_dir_all(root.join("apimanager")).expect("dir");
+        std::fs::write(
+            root.join(APIMANAGER_FILE),
+            br#"{"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManager", "metadata": {"name": "example"},
+                "spec": {"system": {"fileStorage": {"persistentVolumeClaim": {"storageClassName": "nfs"}}}}}"#,
+        )
+        .expect("file");
+        let backed_up = backed_up_apimanager(&root).expect("readable");
+        assert_eq!(backed_up.name, "example");
+        assert_eq!(backed_up.system_storage.and_then(|c| c.storage_class_name).as_deref(), Some("nfs"));
+        let _ = std::fs::remove_dir_all(root);
+    }
+}

@@ -1,0 +1,109 @@
+//! `job restore-files`: copies the backup's System FileStorage onto the `system-storage` claim with
+//! the copy of `copy-files` (contents with holes, modes, times, symbolic and hard links, names of
+//! any bytes, trees of any depth), then compares the claim with the manifest. Files already on the
+//! claim are never overwritten.
+//!
+//! The copy goes to a staging folder on the claim first, then each top-level entry is renamed into
+//! place unless the claim holds that name already. A retried attempt thus keeps what an earlier
+//! one placed; the comparison afterwards tells an identical leftover from other content.
+
+use super::copy::sync_filesystem;
+use super::manifest::Manifest;
+use super::report::StepReport;
+use super::tree::{copy_tree, remove_tree};
+use super::verify::{Unlisted, compare, one_line};
+use super::{JobError, RestoreFilesArgs};
+use crate::layout::FILE_STORAGE_DIR;
+use std::fs;
+
+/// Staging folder on the target claim, removed once the copy is in place.
+const STAGING: &str = ".apimanager-restore.partial";
+
+/// Copies, moves into place and compares; reports what was restored.
+pub fn run(args: &RestoreFilesArgs) -> Result<StepReport, JobError> {
+    let source = args.common.backup_dir.join(FILE_STORAGE_DIR);
+    let target = &args.target;
+    let staging = target.join(STAGING);
+    remove_tree(&staging)?;
+    fs::create_dir(&staging).map_err(|error| JobError::io("creating", &staging, error))?;
+    let copied = copy_tree(&source, &staging, FILE_STORAGE_DIR)?;
+    let listing = |error| JobError::io("listing", &staging, error);
+    for entry in fs::read_dir(&staging).map_err(listing)? {
+        let placed = target.join(entry.map_err(listing)?.file_name());
+        if fs::symlink_metadata(&placed).is_err() {
+            let staged = staging.join(placed.file_name().unwrap_or_default());
+            fs::rename(&staged, &placed).map_err(|error| JobError::io("moving into place", &placed, error))?;
+        }
+    }
+    remove_tree(&staging)?;
+    sync_filesystem(target)?;
+    // The backup's manifest when it has one; otherwise what was read is what must have landed.
+    let manifest = Manifest::read(&args.common.backup_dir)?;
+    let read =
+        Manifest { files: copied.files, links: copied.links, hard_links: copied.hard_links, ..Manifest::default() };
+    let problems = compare(target, FILE_STORAGE_DIR, manifest.as_ref().unwrap_or(&read), Unlisted::Ignored)?;
+    if !problems.is_empty() {
+        return Err(JobError::Conflict(format!(
+            "the system-storage claim does not hold the backed-up files (a restore never overwrites what is there: \
+empty the claim or restore into another namespace): {}",
+            one_line(&problems)
+        )));
+    }
+    Ok(StepReport::RestoreFiles {
+        files: read.files.len(),
+        links: read.links.len() + read.hard_links.len(),
+        verified: manifest.is_some(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::CommonArgs;
+    use crate::job::scratch;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    fn backup_with_files(root: &Path) {
+        let files = root.join(FILE_STORAGE_DIR);
+        fs::create_dir_all(files.join("uploads")).expect("dirs");
+        fs::write(files.join("uploads/a.txt"), b"alpha").expect("file");
+        fs::set_permissions(files.join("uploads/a.txt"), fs::Permissions::from_mode(0o640)).expect("mode");
+        std::os::unix::fs::symlink("uploads/a.txt", files.join("current")).expect("link");
+        filetime::set_file_mtime(files.join("uploads/a.txt"), filetime::FileTime::from_unix_time(1_500_000_000, 0))
+            .expect("mtime");
+    }
+
+    #[test]
+    fn restores_modes_times_links_and_a_retry_keeps_what_an_earlier_attempt_placed() {
+        let backup = scratch("backup");
+        let target = scratch("target");
+        backup_with_files(&backup);
+        let args = RestoreFilesArgs {
+            target: target.clone(),
+            common: CommonArgs { backup_dir: backup.clone(), termination_log: backup.join("term") },
+        };
+        let report = run(&args).expect("restore");
+        assert_eq!(report, StepReport::RestoreFiles { files: 1, links: 1, verified: false });
+        assert_eq!(fs::read(target.join("uploads/a.txt")).expect("file"), b"alpha");
+        let meta = fs::metadata(target.join("uploads/a.txt")).expect("meta");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+        assert_eq!(filetime::FileTime::from_last_modification_time(&meta).unix_seconds(), 1_500_000_000);
+        assert_eq!(fs::read_link(target.join("current")).expect("link"), Path::new("uploads/a.txt"));
+        assert!(!target.join(STAGING).exists());
+
+        assert_eq!(run(&args).expect("a retry over its own result"), report);
+
+        fs::write(target.join("uploads/a.txt"), b"changed").expect("file");
+        let error = run(&args).expect_err("other content is never overwritten");
+        assert!(
+            error.to_string().ends_with(
+                "restore into another namespace): system-filestorage-pvc/uploads/a.txt: size 7 bytes, manifest.json says 5"
+            ),
+            "{error}"
+        );
+        assert_eq!(fs::read(target.join("uploads/a.txt")).expect("file"), b"changed");
+        let _ = remove_tree(&backup);
+        let _ = remove_tree(&target);
+    }
+}

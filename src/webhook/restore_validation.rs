@@ -1,0 +1,192 @@
+//! The admission rules of an `APIManagerRestore` as plain functions over the typed object, the
+//! claim it names and the APIManagers of its namespace, so they are tested without a cluster.
+
+use super::field_error::FieldError;
+use super::validation::Verdict;
+use crate::api::apimanager::APIManager;
+use crate::api::restore::{APIManagerRestoreSpec, SOURCE_REQUIRED, SPEC_IMMUTABLE};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::ResourceExt;
+
+const SOURCE: &str = "spec.restoreSource";
+/// The field naming the backup claim.
+pub const CLAIM_NAME: &str = "spec.restoreSource.persistentVolumeClaim.claimSource.claimName";
+/// Annotation of a backup claim naming the backed-up APIManager (3scale-operator's key, which
+/// this operator's backups write too).
+pub const CLAIM_APIMANAGER_NAME: &str = "apiManagerName";
+/// Annotation of a backup claim holding the UID of the APIManagerBackup that wrote it.
+pub const CLAIM_BACKUP_UID: &str = "apiManagerBackupUID";
+
+/// The APIManager a backup claim holds, from its annotations; `None` when the claim does not
+/// carry them (it was not written by an APIManagerBackup).
+pub fn backed_up_apimanager(claim: &PersistentVolumeClaim) -> Option<String> {
+    let annotations = claim.metadata.annotations.as_ref()?;
+    annotations.get(CLAIM_BACKUP_UID)?;
+    annotations.get(CLAIM_APIMANAGER_NAME).filter(|name| !name.is_empty()).cloned()
+}
+
+/// Exactly one source, with a claim name: the rules that need no lookup.
+pub fn check_spec(spec: &APIManagerRestoreSpec) -> Verdict {
+    let mut verdict = Verdict::default();
+    if spec.restore_source.configured().is_empty() {
+        verdict.errors.push(FieldError::required(SOURCE, SOURCE_REQUIRED));
+    }
+    if spec.restore_source.claim_name() == Some("") {
+        verdict.errors.push(FieldError::required(
+            CLAIM_NAME,
+            "name the PersistentVolumeClaim holding the backup (the APIManagerBackup's status.backupPersistentVolumeClaimName)",
+        ));
+    }
+    verdict
+}
+
+/// All CREATE rules at once: the spec rules; the claim exists in the namespace (`claim` is what a
+/// lookup of the named claim found) and holds a backup; no APIManager of the backed-up name lives
+/// in the namespace (`apimanagers`).
+pub fn check_create(
+    spec: &APIManagerRestoreSpec,
+    namespace: &str,
+    claim: Option<&PersistentVolumeClaim>,
+    apimanagers: &[APIManager],
+) -> Verdict {
+    let mut verdict = check_spec(spec);
+    let Some(name) = spec.restore_source.claim_name().filter(|name| !name.is_empty()) else {
+        return verdict;
+    };
+    let Some(claim) = claim else {
+        verdict.errors.push(FieldError::invalid(
+            CLAIM_NAME,
+            name,
+            format!("no PersistentVolumeClaim of that name in namespace {namespace:?}; a restore reads a backup claim of its own namespace"),
+        ));
+        return verdict;
+    };
+    let Some(apimanager) = backed_up_apimanager(claim) else {
+        verdict.errors.push(FieldError::invalid(
+            CLAIM_NAME,
+            name,
+            format!(
+                "the PersistentVolumeClaim holds no backup: it lacks the annotations {CLAIM_APIMANAGER_NAME} and \
+{CLAIM_BACKUP_UID} that an APIManagerBackup (of this operator or of 3scale-operator) puts on its claim"
+            ),
+        ));
+        return verdict;
+    };
+    if apimanagers.iter().any(|am| am.name_any() == apimanager) {
+        verdict.errors.push(FieldError::invalid(
+            CLAIM_NAME,
+            name,
+            format!(
+                "the backup is of APIManager {apimanager:?}, which exists in namespace {namespace:?}; restoring over a live \
+installation is refused: delete that APIManager (and its Secrets, ConfigMaps and system-storage claim) first, or \
+restore into another namespace"
+            ),
+        ));
+    }
+    verdict
+}
+
+/// UPDATE: the spec never changes.
+pub fn check_update(old: &APIManagerRestoreSpec, new: &APIManagerRestoreSpec) -> Verdict {
+    let mut verdict = Verdict::default();
+    if old != new {
+        verdict.errors.push(FieldError::forbidden("spec", SPEC_IMMUTABLE));
+    }
+    verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::apimanager::APIManagerSpec;
+    use serde_json::{Value, json};
+
+    fn spec(value: Value) -> APIManagerRestoreSpec {
+        serde_json::from_value(value).expect("test spec deserializes")
+    }
+
+    fn from_claim(name: &str) -> APIManagerRestoreSpec {
+        spec(json!({"restoreSource": {"persistentVolumeClaim": {"claimSource": {"claimName": name}}}}))
+    }
+
+    fn claim(annotations: Value) -> PersistentVolumeClaim {
+        serde_json::from_value(json!({"metadata": {"name": "nightly", "annotations": annotations}})).expect("claim")
+    }
+
+    fn backup_claim() -> PersistentVolumeClaim {
+        claim(json!({"apiManagerName": "example", "apiManagerBackupUID": "u-1"}))
+    }
+
+    fn messages(verdict: &Verdict) -> Vec<String> {
+        verdict.errors.iter().map(ToString::to_string).collect()
+    }
+
+    /// A named case: the spec, the claim a lookup finds, the namespace's APIManagers, the messages.
+    type Case<'a> = (&'a str, APIManagerRestoreSpec, Option<&'a PersistentVolumeClaim>, Vec<APIManager>, Vec<String>);
+
+    #[test]
+    fn create_rules() {
+        let example = APIManager::new("example", APIManagerSpec::default());
+        let other = APIManager::new("other", APIManagerSpec::default());
+        let backup = backup_claim();
+        let bare = claim(json!({"owner": "me"}));
+        let cases: Vec<Case> = vec![
+            ("a backup claim, no APIManager", from_claim("nightly"), Some(&backup), vec![other.clone()], vec![]),
+            (
+                "no source",
+                spec(json!({"restoreSource": {}})),
+                None,
+                vec![],
+                vec![format!("spec.restoreSource: Required value: {SOURCE_REQUIRED}")],
+            ),
+            (
+                "empty claim name",
+                from_claim(""),
+                None,
+                vec![],
+                vec![format!(
+                    "{CLAIM_NAME}: Required value: name the PersistentVolumeClaim holding the backup (the APIManagerBackup's status.backupPersistentVolumeClaimName)"
+                )],
+            ),
+            (
+                "no such claim",
+                from_claim("nightly"),
+                None,
+                vec![],
+                vec![format!(
+                    "{CLAIM_NAME}: Invalid value: \"nightly\": no PersistentVolumeClaim of that name in namespace \"3scale\"; a restore reads a backup claim of its own namespace"
+                )],
+            ),
+            (
+                "a claim without backup annotations",
+                from_claim("nightly"),
+                Some(&bare),
+                vec![],
+                vec![format!(
+                    "{CLAIM_NAME}: Invalid value: \"nightly\": the PersistentVolumeClaim holds no backup: it lacks the annotations apiManagerName and apiManagerBackupUID that an APIManagerBackup (of this operator or of 3scale-operator) puts on its claim"
+                )],
+            ),
+            (
+                "a live APIManager of the backed-up name",
+                from_claim("nightly"),
+                Some(&backup),
+                vec![other, example],
+                vec![format!(
+                    "{CLAIM_NAME}: Invalid value: \"nightly\": the backup is of APIManager \"example\", which exists in namespace \"3scale\"; restoring over a live installation is refused: delete that APIManager (and its Secrets, ConfigMaps and system-storage claim) first, or restore into another namespace"
+                )],
+            ),
+        ];
+        for (name, spec, claim, apimanagers, expected) in cases {
+            assert_eq!(messages(&check_create(&spec, "3scale", claim, &apimanagers)), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_spec_is_immutable() {
+        assert!(check_update(&from_claim("a"), &from_claim("a")).errors.is_empty());
+        assert_eq!(
+            messages(&check_update(&from_claim("a"), &from_claim("b"))),
+            [format!("spec: Forbidden: {SPEC_IMMUTABLE}")]
+        );
+    }
+}
