@@ -17,6 +17,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::watcher;
 use std::collections::BTreeMap;
@@ -144,6 +146,7 @@ async fn the_standby_finishes_a_killed_leaders_backup_exactly_once_and_admission
         assert_eq!((readyz.status, readyz.body.as_str()), (200, "ok\n"), "{name} is ready");
     }
     let leader_address = replicas[usize::from(!first_leads)].1;
+    let standby_log = if first_leads { second.log() } else { cluster.operator.log() }.to_owned();
 
     let ns = namespace_with_installation(&cluster, "takeover").await;
     let (jobs_seen, jobs_watch) = record_jobs(Api::namespaced(admin.clone(), &ns));
@@ -208,7 +211,7 @@ async fn the_standby_finishes_a_killed_leaders_backup_exactly_once_and_admission
     assert!(refused.is_empty(), "creates refused during the takeover: {refused:?}");
     let in_flight = attempts.iter().filter(|a| a.started <= killed && a.ended >= killed && a.error.is_some()).count();
     eprintln!(
-        "{} creates admitted, {after_kill} after the SIGKILL; refused while in flight at the kill: {in_flight}",
+        "{} creates, {after_kill} of them after the SIGKILL; refused: {in_flight}, in flight at the kill",
         attempts.len()
     );
 
@@ -237,6 +240,29 @@ async fn the_standby_finishes_a_killed_leaders_backup_exactly_once_and_admission
     let mut sorted = jobs.clone();
     sorted.sort();
     assert_eq!(sorted, expected, "one Job per step, none created twice");
+
+    // Losing the Lease stops the controller at once: another holder takes it (as after a network
+    // partition); the leader sees it at its next renewal and drops its controller.
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
+    loop {
+        let mut taken = leases.get(LEASE).await.expect("Lease");
+        let spec = taken.spec.get_or_insert_default();
+        spec.holder_identity = Some("another-replica".into());
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        match leases.replace(LEASE, &PostParams::default(), &taken).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(error) => panic!("taking the Lease: {error}"),
+        }
+    }
+    let address = standby.1;
+    eventually(RETRY_PERIOD + Duration::from_secs(3), "the leader stops leading at its next renewal", || {
+        let ca = ca.clone();
+        async move { sample(&scrape(address, &ca).await, "apimanager_backup_operator_leader") == Some(0.0) }
+    })
+    .await;
+    let log = std::fs::read_to_string(&standby_log).expect("log");
+    assert!(log.contains("lost the leader Lease: the backup controller stopped"), "{log}");
 
     drop(forwarder);
     drop(second);
