@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the operator: the HTTPS server (webhooks, /metrics, probes) until SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the APIManagerBackup and APIManagerRestore CustomResourceDefinitions as YAML.
     Crd,
     /// Check a backup folder (copied out of its claim) against its manifest.json: every file's
@@ -95,6 +95,10 @@ pub struct ServeArgs {
     /// Path (or name on PATH) of this binary inside the Job image.
     #[arg(long, env = "APIMANAGER_BACKUP_JOB_COMMAND", default_value = "apimanager-backup-operator", value_parser = NonEmptyStringValueParser::new())]
     pub job_command: String,
+    /// Group (numeric) owning the System FileStorage files, e.g. the System app Pods' fsGroup; the
+    /// copy Pod gets it as a supplemental group to read group-only (0640) files. Unset: none.
+    #[arg(long, env = "APIMANAGER_BACKUP_FILE_STORAGE_GROUP", value_parser = clap::value_parser!(i64).range(0..=2_147_483_647))]
+    pub file_storage_group: Option<i64>,
     /// Retries of a failed backup Pod before its Job, and so the backup, fails.
     #[arg(long, env = "APIMANAGER_BACKUP_JOB_BACKOFF_LIMIT", default_value_t = 2, value_parser = clap::value_parser!(i32).range(0..))]
     pub job_backoff_limit: i32,

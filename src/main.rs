@@ -47,7 +47,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Crd => print!("{}", crd::crd_yaml()?),
         Command::Verify(args) => return verify(&args.folder),
-        Command::Serve(args) => serve(args).await?,
+        Command::Serve(args) => serve(*args).await?,
         Command::Local(args) => local(args).await?,
         Command::Job(step) => {
             telemetry::init(telemetry::LogFormat::Text);
@@ -109,6 +109,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     image: args.job_image.clone(),
                     command: args.job_command.clone(),
                     backoff_limit: args.job_backoff_limit,
+                    file_storage_group: args.file_storage_group,
                 },
                 backup_timeout: args.backup_timeout,
             };

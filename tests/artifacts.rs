@@ -118,6 +118,14 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
     let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("Deployment");
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let user = apimanager_backup_operator::reconcile::builders::JOB_USER;
+    for field in ["runAsUser", "runAsGroup", "fsGroup"] {
+        assert_eq!(pod["securityContext"][field], user, "the Deployment runs as the image's user: {field}");
+    }
+    let containerfile =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/image/Containerfile"))
+            .expect("Containerfile");
+    assert!(containerfile.lines().any(|line| line == format!("USER {user}:{user}")), "the image's user is {user}");
     let container = &pod["containers"][0];
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");

@@ -352,6 +352,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         image: apimanager_backup_operator::local::job_image(),
         command: "apimanager-backup-operator".into(),
         backoff_limit: 0,
+        file_storage_group: Some(i64::from(apimanager_backup_operator::local::session::FILE_STORAGE_GROUP)),
     };
     let steps = backup.job_steps(&plan);
     assert_eq!(steps.len(), 2);

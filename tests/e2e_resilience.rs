@@ -198,3 +198,19 @@ async fn job_service_account_reads_exactly_the_backed_up_objects_while_the_backu
     let revoked: Vec<(&str, &str, &str)> = allowed.iter().map(|(verb, resource, _)| (*verb, *resource, "no")).collect();
     assert_can_i(&cluster, &ns, sa, &revoked);
 }
+
+#[tokio::test]
+async fn a_started_operator_becomes_ready_within_10s_and_stays_ready() {
+    let mut cluster = cluster().await;
+    let (ns, paused) = backup_in_progress(&cluster, "ready").await;
+    // The API server answers already: only the operator's own start counts.
+    cluster.operator.respawn(&[]).expect("operator starts");
+    cluster.operator.wait_until_ready(Duration::from_secs(10)).await.expect("ready within 10 s of starting");
+    for poll in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(cluster.operator.readyz().await, Ok(()), "still ready at poll {poll}");
+    }
+    drop(paused);
+    let backup = finished_backup(&cluster, &ns, "b").await;
+    assert_eq!(backup.status.expect("status").completed, Some(true), "the ready operator reconciles");
+}

@@ -6,6 +6,7 @@ pub mod control_plane;
 pub mod forwarder;
 pub mod install;
 pub mod node;
+pub mod pod_security;
 pub mod process;
 pub mod session;
 
@@ -74,6 +75,10 @@ pub enum LocalError {
 /// File marking a folder made by `local`, the only kind of non-empty folder it clears.
 pub const DIR_MARKER: &str = ".apimanager-backup-operator-local";
 
+/// Environment variable naming the binary the node stand-in runs for backup Pods instead of the
+/// operator under test; CI sets it to the binary taken out of the container image.
+pub const JOB_BINARY_ENV: &str = "APIMANAGER_BACKUP_JOB_BINARY";
+
 /// The image the operator under test gives its Jobs: what `--job-image` resolves to in the
 /// environment the operator inherits.
 pub fn job_image() -> String {
@@ -137,6 +142,7 @@ impl OperatorProcess {
             .arg(format!("--tls-key={}", certs.join("tls.key").display()))
             .arg("--tls-reload-interval=1s")
             .arg("--job-backoff-limit=0")
+            .arg(format!("--file-storage-group={}", session::FILE_STORAGE_GROUP))
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", Self::identity(port))
@@ -180,7 +186,54 @@ impl OperatorProcess {
     pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
         self.process.stop(grace)
     }
+
+    /// Kills the operator (no graceful shutdown, as a crash or eviction would) and starts it again
+    /// on the same port with `operator_args`; returns at once.
+    pub fn respawn(&mut self, operator_args: &[String]) -> Result<(), LocalError> {
+        let _ = self.process.stop(Duration::ZERO);
+        self.process = Self::spawn(&self.binary, self.port, &self.certs, &self.kubeconfig, &self.logs, operator_args)?;
+        Ok(())
+    }
+
+    /// One `GET /readyz` over HTTPS, trusting the cluster's CA as the kubelet's probe would:
+    /// `Ok` on 200, otherwise the answer (`not ready: …`) or why there was none.
+    pub async fn readyz(&self) -> Result<(), String> {
+        let url = self.url.parse().map_err(|e: http::uri::InvalidUri| e.to_string())?;
+        let ca = std::fs::read(self.certs.join("ca.crt")).map_err(|e| format!("reading ca.crt: {e}"))?;
+        let roots = <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&ca)
+            .map(|cert| cert.map(|der| der.to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("ca.crt: {e}"))?;
+        let mut config = kube::Config::new(url);
+        config.root_cert = Some(roots);
+        let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+        let request = http::Request::get(crate::server::READYZ_PATH).body(Vec::new()).map_err(|e| e.to_string())?;
+        match client.request_text(request).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) => Err(format!("HTTP {}: {}", status.code, status.message)),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// Waits until `/readyz` answers 200, as a Service routes only to ready Pods; fails after
+    /// `timeout` with the last answer, or at once when the operator exits.
+    pub async fn wait_until_ready(&mut self, timeout: Duration) -> Result<(), LocalError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.process.check_running()?;
+            match self.readyz().await {
+                Ok(()) => return Ok(()),
+                Err(last) if Instant::now() > deadline => {
+                    return Err(LocalError::NotReady(format!("operator {}: {last}", crate::server::READYZ_PATH)));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
 }
+
+/// How long the harness waits for the operator's `/readyz` before giving up.
+const OPERATOR_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A control plane with CRDs, the operator, its webhooks and the node stand-in. Dropping it stops
 /// the stand-in, the operator, then the control plane.
@@ -196,7 +249,8 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Builds what is missing, starts the control plane under `dir`, installs the CRDs and the
     /// operator's identity, runs `operator_binary serve` (with `operator_args` added) and the node
-    /// stand-in, and registers the webhooks, returning once the API server reaches them.
+    /// stand-in, and once the operator's `/readyz` answers 200 registers the webhooks (as a
+    /// Service sends traffic only to ready Pods), returning once the API server reaches them.
     pub async fn start(operator_binary: &Path, dir: &Path, operator_args: &[String]) -> Result<Self, LocalError> {
         let repo = repo_dir();
         let bin = control_plane::build_binaries(&repo)?;
@@ -223,10 +277,11 @@ impl LocalCluster {
             url: format!("https://127.0.0.1:{port}"),
             kubeconfig: operator_kubeconfig,
         };
+        let job_binary = std::env::var_os(JOB_BINARY_ENV).map_or_else(|| operator_binary.to_owned(), PathBuf::from);
         let node = NodeStandIn::start(
             plane.admin_kubeconfig.clone(),
             NodeSettings {
-                operator_binary: operator_binary.to_owned(),
+                operator_binary: job_binary,
                 volumes: dir.join("volumes"),
                 pods: dir.join("pods"),
                 server: plane.server.clone(),
@@ -234,6 +289,7 @@ impl LocalCluster {
             },
         );
         let mut cluster = Self { node, operator, plane };
+        cluster.operator.wait_until_ready(OPERATOR_READY_TIMEOUT).await?;
         let ca = std::fs::read(cluster.plane.certs.join("ca.crt"))
             .map_err(|source| LocalError::Io { what: "reading ca.crt".into(), source })?;
         install::register_webhooks(&admin, &cluster.operator.url, &ca).await?;
@@ -268,12 +324,10 @@ impl LocalCluster {
     }
 
     /// Kills the operator (no graceful shutdown, as a crash or eviction would) and starts it again
-    /// on the same port with `operator_args`, returning once the webhooks answer again.
+    /// on the same port with `operator_args`, returning once it is ready and the webhooks answer.
     pub async fn restart_operator(&mut self, operator_args: &[String]) -> Result<(), LocalError> {
-        let _ = self.operator.process.stop(Duration::ZERO);
-        let o = &self.operator;
-        let process = OperatorProcess::spawn(&o.binary, o.port, &o.certs, &o.kubeconfig, &o.logs, operator_args)?;
-        self.operator.process = process;
+        self.operator.respawn(operator_args)?;
+        self.operator.wait_until_ready(OPERATOR_READY_TIMEOUT).await?;
         let admin = self.admin_client().await?;
         self.wait_for_webhooks(&admin, Duration::from_secs(60)).await
     }

@@ -1,9 +1,11 @@
 //! The node stand-in: no kubelet runs locally, so this plays the node for backup Pods. It runs
 //! each Pod's container command (this binary) as a local process with the Pod's claims mapped to
-//! folders and a token of the Pod's ServiceAccount, then writes the Pod's phase and exit code back
-//! through the API, so the real Job controller completes or fails the Job.
+//! folders, as the Pod's user, group and supplemental groups, with a token of the Pod's
+//! ServiceAccount unless the Pod opts out, then writes the Pod's phase and exit code back through
+//! the API, so the real Job controller completes or fails the Job.
 
 use super::control_plane::kubeconfig;
+use super::pod_security::{self, ConfigError, Identity};
 use crate::names::managed_by_selector;
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
@@ -116,7 +118,7 @@ async fn watch_pods(admin_kubeconfig: PathBuf, settings: NodeSettings, paused: A
                 let name = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
                 if let Err(error) = run_pod(&client, &settings, &pod).await {
                     tracing::warn!(pod = %name, %error, "node stand-in could not run the Pod; marking it Failed");
-                    if let Err(error) = report_failure(&client, &pod, &error.to_string()).await {
+                    if let Err(error) = report_failure(&client, &pod, &error).await {
                         tracing::warn!(pod = %name, %error, "node stand-in could not mark the Pod Failed");
                     }
                 }
@@ -137,6 +139,20 @@ pub enum NodeError {
     /// The Pod asks for something the stand-in cannot do.
     #[error("{0}")]
     Unsupported(String),
+    /// The container's security settings cannot be honoured (a kubelet's
+    /// `CreateContainerConfigError`).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+}
+
+impl NodeError {
+    /// The Pod's status reason, as a kubelet would give it.
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "CreateContainerConfigError",
+            _ => "NodeStandInError",
+        }
+    }
 }
 
 /// Replaces a leading `from` in `value` (or in the value of `--flag=value`) with `to`.
@@ -164,25 +180,42 @@ async fn run_pod(client: &kube::Client, settings: &NodeSettings, pod: &Pod) -> R
         .clone()
         .try_into()
         .map_err(|_| NodeError::Unsupported("exactly one container is supported".into()))?;
+    let identity = pod_security::identity(&spec, &container)?;
+    let switch_user = pod_security::can_switch_users();
     let work = settings.pods.join(format!("{namespace}-{name}"));
     std::fs::create_dir_all(&work)?;
 
     let account = spec.service_account_name.clone().unwrap_or_else(|| "default".into());
-    let token = pod_token(client, &namespace, &account, pod).await?;
-    let pod_kubeconfig = work.join("kubeconfig");
-    std::fs::write(&pod_kubeconfig, kubeconfig(&settings.server, &settings.ca, &account, &token))?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace);
+    let account_automounts = accounts.get_opt(&account).await?.and_then(|a| a.automount_service_account_token);
+    let pod_kubeconfig = if pod_security::mounts_token(&spec, account_automounts) {
+        let token = pod_token(client, &namespace, &account, pod).await?;
+        let ca = work.join("ca.crt");
+        std::fs::copy(&settings.ca, &ca)?;
+        let path = work.join("kubeconfig");
+        write_private(&path, &kubeconfig(&settings.server, &ca, &account, &token), &identity, switch_user)?;
+        Some(path)
+    } else {
+        None
+    };
 
+    let fs_group = spec.security_context.as_ref().and_then(|c| c.fs_group).and_then(|g| u32::try_from(g).ok());
     let mut mounts: Vec<(String, PathBuf)> = Vec::new();
     for mount in container.volume_mounts.clone().unwrap_or_default() {
         let volume = spec.volumes.iter().flatten().find(|v| v.name == mount.name);
         if let Some(claim) = volume.and_then(|v| v.persistent_volume_claim.as_ref()) {
             let folder = settings.volumes.join(&namespace).join(&claim.claim_name);
             std::fs::create_dir_all(&folder)?;
+            let read_only = mount.read_only == Some(true) || claim.read_only == Some(true);
+            if let (false, true, Some(group)) = (read_only, switch_user, fs_group) {
+                pod_security::apply_fs_group(&folder, group)?;
+            }
             mounts.push((mount.mount_path.clone(), folder));
         }
     }
     let termination = work.join("termination-log");
     let _ = std::fs::remove_file(&termination);
+    write_private(&termination, "", &identity, switch_user)?;
     mounts.push((
         container.termination_message_path.clone().unwrap_or_else(|| crate::names::TERMINATION_LOG.into()),
         termination.clone(),
@@ -214,9 +247,17 @@ async fn run_pod(client: &kube::Client, settings: &NodeSettings, pod: &Pod) -> R
     pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&running)).await?;
 
     let log = std::fs::File::create(work.join("container.log"))?;
-    let output = tokio::process::Command::new(&program)
-        .args(&args)
-        .env("KUBECONFIG", &pod_kubeconfig)
+    let mut process = if switch_user {
+        as_identity(&identity, &program)
+    } else {
+        tracing::warn!(pod = %format!("{namespace}/{name}"), "node stand-in not running as root: the Pod runs as this user, not as its runAsUser");
+        tokio::process::Command::new(&program)
+    };
+    process.args(&args).env_remove("KUBECONFIG");
+    if let Some(path) = &pod_kubeconfig {
+        process.env("KUBECONFIG", path);
+    }
+    let output = process
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
@@ -239,11 +280,49 @@ async fn run_pod(client: &kube::Client, settings: &NodeSettings, pod: &Pod) -> R
     Ok(())
 }
 
-/// Marks a Pod the stand-in could not run as Failed, as a kubelet does, so its Job does not wait.
-async fn report_failure(client: &kube::Client, pod: &Pod, message: &str) -> Result<(), kube::Error> {
+/// Marks a Pod the stand-in could not run as Failed with the reason a kubelet would give, so its
+/// Job fails at once instead of waiting out its deadline.
+async fn report_failure(client: &kube::Client, pod: &Pod, error: &NodeError) -> Result<(), kube::Error> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
-    let failed = serde_json::json!({"status": {"phase": "Failed", "reason": "NodeStandInError", "message": message}});
+    let (reason, message) = (error.reason(), error.to_string());
+    let containers = pod.spec.iter().flat_map(|s| &s.containers);
+    let statuses: Vec<_> = containers
+        .map(|c| {
+            serde_json::json!({"name": c.name, "image": c.image, "imageID": "", "ready": false,
+            "restartCount": 0, "started": false, "state": {"waiting": {"reason": reason, "message": message}}})
+        })
+        .collect();
+    let failed = serde_json::json!({"status": {"phase": "Failed", "reason": reason, "message": message,
+        "containerStatuses": statuses}});
     pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&failed)).await.map(drop)
+}
+
+/// `program` run through `setpriv` as `identity`, without new privileges and without any
+/// capability, as a kubelet starts a container with `allowPrivilegeEscalation: false` and
+/// `capabilities: drop: [ALL]`.
+fn as_identity(identity: &Identity, program: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("setpriv");
+    command.arg(format!("--reuid={}", identity.uid)).arg(format!("--regid={}", identity.gid));
+    if identity.groups.is_empty() {
+        command.arg("--clear-groups");
+    } else {
+        let groups: Vec<String> = identity.groups.iter().map(u32::to_string).collect();
+        command.arg(format!("--groups={}", groups.join(",")));
+    }
+    command.args(["--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]).arg(program);
+    command
+}
+
+/// Writes `contents` to a new file readable only by `identity`'s user (when users are switched).
+fn write_private(path: &Path, contents: &str, identity: &Identity, switch_user: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(contents.as_bytes())?;
+    if switch_user {
+        std::os::unix::fs::fchown(&file, Some(identity.uid), Some(identity.gid))?;
+    }
+    Ok(())
 }
 
 /// A token of the Pod's ServiceAccount bound to the Pod, as the kubelet would mount.

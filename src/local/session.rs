@@ -18,11 +18,17 @@ pub const SAMPLE_BACKUP: &str = include_str!("../../manifests/dev/sample-backup.
 /// Name of the sample APIManagerBackup.
 const SAMPLE_BACKUP_NAME: &str = "example-apimanagerbackup";
 
-/// Creates namespace `name` (an existing one is fine).
+/// The Pod Security Standard label of every namespace the harness makes: the API server's
+/// PodSecurity admission then refuses any backup Pod the strictest cluster would refuse.
+pub const RESTRICTED: (&str, &str) = ("pod-security.kubernetes.io/enforce", "restricted");
+
+/// Creates namespace `name` enforcing the `restricted` Pod Security Standard (an existing one is
+/// fine).
 pub async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), LocalError> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let mut namespace = Namespace::default();
     namespace.metadata.name = Some(name.to_owned());
+    namespace.metadata.labels = Some([(RESTRICTED.0.to_owned(), RESTRICTED.1.to_owned())].into());
     match namespaces.create(&PostParams::default(), &namespace).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
@@ -30,13 +36,38 @@ pub async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), L
     }
 }
 
-/// Puts a few uploaded files into the folder standing in for the `system-storage` claim.
+/// User the sample's System app writes its uploads as.
+pub const SYSTEM_APP_USER: u32 = 1001;
+/// Group of the sample's uploads (the System app Pods' `fsGroup`); the operator of the local
+/// cluster runs with `--file-storage-group` set to it.
+pub const FILE_STORAGE_GROUP: u32 = 1001;
+
+/// Puts a few uploaded files into the folder standing in for the `system-storage` claim, as the
+/// System app leaves them: owned by its user and group, readable by the group only (folders
+/// 0750, files 0640). Ownership is set only when this process may (as root).
 pub fn seed_file_storage(folder: &Path) -> Result<(), LocalError> {
+    use std::os::unix::fs::PermissionsExt;
     let io = |source| LocalError::Io { what: format!("seeding {}", folder.display()), source };
+    let files = [
+        ("uploads/logos/portal-logo.svg", "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n"),
+        ("uploads/attachments.txt", "developer portal attachment\n"),
+    ];
     std::fs::create_dir_all(folder.join("uploads/logos")).map_err(io)?;
-    std::fs::write(folder.join("uploads/logos/portal-logo.svg"), "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n")
-        .map_err(io)?;
-    std::fs::write(folder.join("uploads/attachments.txt"), "developer portal attachment\n").map_err(io)
+    for (path, contents) in files {
+        std::fs::write(folder.join(path), contents).map_err(io)?;
+    }
+    let as_root = super::pod_security::can_switch_users();
+    let entries = [("", 0o750), ("uploads", 0o750), ("uploads/logos", 0o750)]
+        .into_iter()
+        .chain(files.iter().map(|(path, _)| (*path, 0o640)));
+    for (path, mode) in entries {
+        let path = folder.join(path);
+        if as_root {
+            std::os::unix::fs::chown(&path, Some(SYSTEM_APP_USER), Some(FILE_STORAGE_GROUP)).map_err(io)?;
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// Waits until the backup named `name` is completed or failed, returning it.

@@ -22,6 +22,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
 
+/// User and group the Job Pods run as: the image's numeric `USER` (see `Containerfile`), so the
+/// Pods pass the `restricted` Pod Security Standard whatever the image says.
+pub const JOB_USER: i64 = 65532;
+
 /// How the Jobs are run.
 #[derive(Clone, Debug)]
 pub struct JobSettings {
@@ -31,6 +35,10 @@ pub struct JobSettings {
     pub command: String,
     /// Retries of a failed Pod before the Job fails.
     pub backoff_limit: i32,
+    /// Group owning the System FileStorage files (the System app Pods' `fsGroup` or group), added
+    /// to the supplemental groups of the Pods mounting that claim, so they read group-only files
+    /// without the files ever being changed.
+    pub file_storage_group: Option<i64>,
 }
 
 /// A step that runs as a Job: what the step machine and the Job builder need to know of it.
@@ -255,14 +263,7 @@ pub fn job<O: Operation>(owner: &O, step: &JobStep, settings: &JobSettings, dead
                     restart_policy: Some("Never".to_owned()),
                     service_account_name: Some(step.service_account.to_owned()),
                     automount_service_account_token: Some(step.api_access),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".to_owned(),
-                            ..SeccompProfile::default()
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
+                    security_context: Some(pod_security(step, settings)),
                     containers: vec![container],
                     volumes: Some(volumes),
                     ..PodSpec::default()
@@ -272,6 +273,23 @@ pub fn job<O: Operation>(owner: &O, step: &JobStep, settings: &JobSettings, dead
         }),
         metadata: meta,
         status: None,
+    }
+}
+
+/// Non-root with a numeric user, the claims made writable through `fsGroup`, and for a Pod mounting
+/// System FileStorage its group as a supplemental group (that claim stays read-only for a copy and
+/// is never re-owned).
+fn pod_security(step: &JobStep, settings: &JobSettings) -> PodSecurityContext {
+    let mounts_file_storage = step.claims.iter().any(|c| c.path == crate::layout::FILE_STORAGE_MOUNT);
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(JOB_USER),
+        run_as_group: Some(JOB_USER),
+        fs_group: Some(JOB_USER),
+        fs_group_change_policy: Some("OnRootMismatch".to_owned()),
+        supplemental_groups: settings.file_storage_group.filter(|_| mounts_file_storage).map(|group| vec![group]),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..SeccompProfile::default() }),
+        ..PodSecurityContext::default()
     }
 }
 
@@ -295,7 +313,12 @@ mod tests {
     use serde_json::json;
 
     fn settings() -> JobSettings {
-        JobSettings { image: "registry/abo:1".into(), command: "/abo".into(), backoff_limit: 2 }
+        JobSettings {
+            image: "registry/abo:1".into(),
+            command: "/abo".into(),
+            backoff_limit: 2,
+            file_storage_group: Some(1001),
+        }
     }
 
     fn steps(storage: FileStorage) -> Vec<JobStep> {
@@ -356,6 +379,8 @@ mod tests {
             assert_eq!(pod.service_account_name.as_deref(), Some(JOB_SERVICE_ACCOUNT));
             let pod_security = pod.security_context.as_ref().expect("pod security context");
             assert_eq!(pod_security.run_as_non_root, Some(true));
+            let ids = (pod_security.run_as_user, pod_security.run_as_group, pod_security.fs_group);
+            assert_eq!(ids, (Some(JOB_USER), Some(JOB_USER), Some(JOB_USER)), "numeric user, group and fsGroup");
             assert_eq!(pod_security.seccomp_profile.as_ref().map(|p| p.type_.as_str()), Some("RuntimeDefault"));
             let container = &pod.containers[0];
             let security = container.security_context.as_ref().expect("container security context");
@@ -384,9 +409,12 @@ mod tests {
         let [export, copy] = <[JobStep; 2]>::try_from(steps(FileStorage::Claim("files".into()))).expect("two steps");
         let export = job(&owner, &export, &settings(), 60);
         assert_eq!(pod_spec(&export).automount_service_account_token, Some(true));
+        let groups = |pod: &PodSpec| pod.security_context.as_ref().and_then(|c| c.supplemental_groups.clone());
+        assert_eq!(groups(pod_spec(&export)), None, "no FileStorage group without FileStorage");
         let copy = job(&owner, &copy, &settings(), 60);
         let pod = pod_spec(&copy);
         assert_eq!(pod.automount_service_account_token, Some(false), "no token on the copy Job");
+        assert_eq!(groups(pod), Some(vec![1001]), "the copy reads group-only files through the FileStorage group");
         let volumes: Vec<(String, String, Option<bool>)> = pod
             .volumes
             .iter()

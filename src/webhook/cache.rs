@@ -39,13 +39,7 @@ impl CachedLookup {
             .default_backoff()
             .modify(trim::metadata::<APIManager>)
             .reflect(writer);
-        readiness.set(CACHE_CHECK, false);
-        let synced = readiness.clone();
-        let events = events.inspect(move |event| {
-            if let Ok(watcher::Event::InitDone) = event {
-                synced.set(CACHE_CHECK, true);
-            }
-        });
+        let events = readiness.mark_synced(CACHE_CHECK, events);
         let fill = async move {
             let mut events = std::pin::pin!(events);
             while let Some(event) = events.next().await {

@@ -81,9 +81,14 @@ pub fn create_rejected(ns: &str, yaml: &str) -> String {
     String::from_utf8_lossy(&output.stderr).trim_end().to_owned()
 }
 
-/// Creates namespace `name` and returns it.
+/// Creates namespace `name`, enforcing the `restricted` Pod Security Standard, and returns it.
 pub fn namespace(cluster: &LocalCluster, name: &str) -> String {
-    kubectl_ok(cluster, &["create", "namespace", name], "");
+    use apimanager_backup_operator::local::session::RESTRICTED;
+    let yaml = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    {}: {}\n",
+        RESTRICTED.0, RESTRICTED.1
+    );
+    kubectl_ok(cluster, &["create", "-f", "-"], &yaml);
     name.to_owned()
 }
 

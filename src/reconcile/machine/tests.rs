@@ -38,7 +38,12 @@ fn cluster(system: Value) -> (FakeApi, Arc<Context>) {
     fake.put(APIMANAGERS, serde_json::to_value(apimanager(system)).expect("json"));
     let recorder = EventPublisher::new(client.clone(), CONTROLLER, CONTROLLER);
     let settings = ReconcileSettings {
-        jobs: JobSettings { image: "abo:test".into(), command: "abo".into(), backoff_limit: 2 },
+        jobs: JobSettings {
+            image: "abo:test".into(),
+            command: "abo".into(),
+            backoff_limit: 2,
+            file_storage_group: None,
+        },
         backup_timeout: Duration::from_secs(3600),
     };
     let metrics = Arc::new(Metrics::new().expect("metrics"));
