@@ -1,9 +1,22 @@
 //! Restores end to end on the real control plane: admission of APIManagerRestores through the
-//! operator's webhooks and the CRD's CEL rules, driven by `kubectl` as users type it.
+//! operator's webhooks and the CRD's CEL rules, driven by `kubectl` as users type it; the restore
+//! Job steps run as the binary on a backup a real backup wrote.
 
 mod support;
 
-use support::cluster::{apimanager_yaml, create_rejected, kubectl_ok, kubectl_run, namespace, shared};
+use apimanager_backup_operator::api::apimanager::APIManager;
+use apimanager_backup_operator::layout::{CONFIG_MAPS, NEVER_RESTORED, SECRETS};
+use apimanager_backup_operator::local::LocalCluster;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ApiResource, DynamicObject};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use support::certs::TempDir;
+use support::cluster::{
+    OPERATOR, apimanager_yaml, create_backup, create_rejected, finished_backup, kubectl_ok, kubectl_run, namespace,
+    namespace_with_installation, shared,
+};
 
 fn restore_yaml(name: &str, claim: &str) -> String {
     format!(
@@ -84,5 +97,139 @@ fn an_accepted_restore_mounts_read_only_and_its_spec_never_changes() {
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim_end(),
         r#"The APIManagerRestore "r" is invalid: spec: Forbidden: spec is immutable once the restore is created; create a new APIManagerRestore to restore another backup"#
+    );
+}
+
+/// Runs `apimanager-backup-operator job <step> <args>` as a restore Pod would, as the cluster
+/// administrator; returns whether it succeeded and its termination message.
+fn run_step(cluster: &LocalCluster, scratch: &Path, step: &str, args: &[String]) -> (bool, String) {
+    let log = scratch.join(format!("{step}.termination-log"));
+    let output = Command::new(OPERATOR)
+        .args(["job", step])
+        .args(args)
+        .arg(format!("--termination-log={}", log.display()))
+        .env("KUBECONFIG", &cluster.plane.admin_kubeconfig)
+        .output()
+        .expect("job step runs");
+    (output.status.success(), std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+fn mode_and_mtime(path: &Path) -> (u32, i64) {
+    let meta = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (meta.permissions().mode() & 0o7777, filetime::FileTime::from_last_modification_time(&meta).unix_seconds())
+}
+
+#[tokio::test]
+async fn the_restore_steps_bring_a_real_backup_back_into_a_fresh_namespace() {
+    let cluster = shared();
+    let source = namespace_with_installation(cluster, "round-trip-source").await;
+    let storage = cluster.volume(&source, "system-storage");
+    std::os::unix::fs::symlink("uploads/logos/portal-logo.svg", storage.join("logo")).expect("link");
+    std::fs::set_permissions(storage.join("uploads/attachments.txt"), std::fs::Permissions::from_mode(0o640))
+        .expect("mode");
+    filetime::set_file_mtime(
+        storage.join("uploads/attachments.txt"),
+        filetime::FileTime::from_unix_time(1_600_000_000, 0),
+    )
+    .expect("mtime");
+    create_backup(cluster, &source, "nightly");
+    let backup = finished_backup(cluster, &source, "nightly").await;
+    assert_eq!(backup.status.and_then(|s| s.completed), Some(true));
+    let root = cluster.volume(&source, "nightly");
+    let verified = Command::new(OPERATOR).arg("verify").arg(&root).output().expect("verify runs");
+    assert_eq!(verified.status.code(), Some(0), "{}", String::from_utf8_lossy(&verified.stdout));
+
+    let scratch = TempDir::new("round-trip");
+    let (ok, report) = run_step(cluster, &scratch.0, "verify", &[format!("--backup-dir={}", root.display())]);
+    assert!(ok, "{report}");
+    assert!(
+        report.contains(r#""checked":{"result":"verified""#) && report.contains(r#""name":"example-apimanager""#),
+        "{report}"
+    );
+
+    // The target namespace already holds its own database Secrets and a zync Secret.
+    let target = namespace(cluster, "round-trip-target");
+    for name in ["system-database", "backend-redis", "system-redis", "zync"] {
+        kubectl_ok(cluster, &["-n", &target, "create", "secret", "generic", name, "--from-literal=URL=target-own"], "");
+    }
+    let backup_dir = format!("--backup-dir={}", root.display());
+    let namespace_arg = format!("--namespace={target}");
+    let (ok, report) = run_step(cluster, &scratch.0, "restore-objects", &[namespace_arg.clone(), backup_dir.clone()]);
+    assert!(ok, "{report}");
+    let report: serde_json::Value = serde_json::from_str(&report).expect("report");
+    assert_eq!(report["kept"], serde_json::json!(["Secret zync"]), "an existing object is never overwritten");
+    let created: Vec<&str> = report["created"].as_array().expect("created").iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(
+        created.len(),
+        13 - 3 - 1 + 2,
+        "every Secret but the database ones and zync, both ConfigMaps: {created:?}"
+    );
+    let admin = cluster.admin_client().await.expect("client");
+    let (from, to): (Api<Secret>, Api<Secret>) =
+        (Api::namespaced(admin.clone(), &source), Api::namespaced(admin.clone(), &target));
+    for name in SECRETS {
+        let restored = to.get(name).await.expect("secret in the target");
+        if NEVER_RESTORED.contains(&name) || name == "zync" {
+            let own = restored.data.expect("data")["URL"].0.clone();
+            assert_eq!(own, b"target-own", "{name} is untouched");
+        } else {
+            assert_eq!(restored.data, from.get(name).await.expect("source").data, "{name} restored as backed up");
+        }
+    }
+    let (from, to): (Api<ConfigMap>, Api<ConfigMap>) =
+        (Api::namespaced(admin.clone(), &source), Api::namespaced(admin.clone(), &target));
+    for name in CONFIG_MAPS {
+        assert_eq!(to.get(name).await.expect("restored").data, from.get(name).await.expect("source").data, "{name}");
+    }
+
+    let restored_storage = scratch.0.join("system-storage");
+    std::fs::create_dir_all(&restored_storage).expect("claim folder");
+    let target_arg = format!("--target={}", restored_storage.display());
+    let (ok, report) = run_step(cluster, &scratch.0, "restore-files", &[target_arg, backup_dir.clone()]);
+    assert!(ok, "{report}");
+    assert_eq!(report, r#"{"step":"restoreFiles","files":2,"links":1,"verified":true}"#);
+    for file in ["uploads/attachments.txt", "uploads/logos/portal-logo.svg"] {
+        assert_eq!(
+            std::fs::read(restored_storage.join(file)).expect("restored"),
+            std::fs::read(storage.join(file)).expect("source")
+        );
+        assert_eq!(mode_and_mtime(&restored_storage.join(file)), mode_and_mtime(&storage.join(file)), "{file}");
+    }
+    assert_eq!(
+        std::fs::read_link(restored_storage.join("logo")).expect("link"),
+        Path::new("uploads/logos/portal-logo.svg")
+    );
+
+    let (ok, report) = run_step(cluster, &scratch.0, "restore-apimanager", &[namespace_arg, backup_dir]);
+    assert!(ok, "{report}");
+    assert_eq!(report, r#"{"step":"restoreApiManager","name":"example-apimanager","created":true}"#);
+    let apimanagers: Api<DynamicObject> =
+        Api::namespaced_with(admin.clone(), &target, &ApiResource::erase::<APIManager>(&()));
+    let original: Api<DynamicObject> = Api::namespaced_with(admin, &source, &ApiResource::erase::<APIManager>(&()));
+    assert_eq!(
+        apimanagers.get("example-apimanager").await.expect("restored").data["spec"],
+        original.get("example-apimanager").await.expect("source").data["spec"]
+    );
+}
+
+#[tokio::test]
+async fn one_changed_byte_fails_the_verify_step_naming_the_file() {
+    let cluster = shared();
+    let source = namespace_with_installation(cluster, "changed-byte").await;
+    create_backup(cluster, &source, "nightly");
+    finished_backup(cluster, &source, "nightly").await;
+    let root = cluster.volume(&source, "nightly");
+    let file = root.join("system-filestorage-pvc/uploads/attachments.txt");
+    let mut bytes = std::fs::read(&file).expect("backed-up file");
+    bytes[0] ^= 1;
+    std::fs::write(&file, &bytes).expect("one byte changed");
+    let scratch = TempDir::new("changed-byte");
+    let (ok, message) = run_step(cluster, &scratch.0, "verify", &[format!("--backup-dir={}", root.display())]);
+    assert!(!ok);
+    assert!(
+        message.starts_with(
+            "the backup does not match manifest.json; nothing was restored: system-filestorage-pvc/uploads/attachments.txt: sha256 "
+        ),
+        "{message}"
     );
 }
