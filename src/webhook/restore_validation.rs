@@ -5,17 +5,13 @@ use super::field_error::FieldError;
 use super::validation::Verdict;
 use crate::api::apimanager::APIManager;
 use crate::api::restore::{APIManagerRestoreSpec, SOURCE_REQUIRED, SPEC_IMMUTABLE};
+use crate::names::{CLAIM_APIMANAGER_NAME, CLAIM_BACKUP_UID};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::ResourceExt;
 
 const SOURCE: &str = "spec.restoreSource";
 /// The field naming the backup claim.
 pub const CLAIM_NAME: &str = "spec.restoreSource.persistentVolumeClaim.claimSource.claimName";
-/// Annotation of a backup claim naming the backed-up APIManager (3scale-operator's key, which
-/// this operator's backups write too).
-pub const CLAIM_APIMANAGER_NAME: &str = "apiManagerName";
-/// Annotation of a backup claim holding the UID of the APIManagerBackup that wrote it.
-pub const CLAIM_BACKUP_UID: &str = "apiManagerBackupUID";
 
 /// The APIManager a backup claim holds, from its annotations; `None` when the claim does not
 /// carry them (it was not written by an APIManagerBackup).
