@@ -54,11 +54,22 @@ fn run(what: &str, command: &mut Command) -> Result<String, LocalError> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// Builds (or finds in the cache) the control-plane binaries; returns their directory.
+/// Builds (or finds in the cache) the control-plane binaries; returns their directory. The
+/// script's progress lines (what it builds, how long that takes, a line every 30 s) go straight
+/// to this process's standard error, so a first run never looks like a hang.
 pub fn build_binaries(repo: &Path) -> Result<PathBuf, LocalError> {
+    let what = "building the control plane (tests/control-plane/build.sh)";
     let script = repo.join("tests/control-plane/build.sh");
-    let out = run("building the control plane (tests/control-plane/build.sh)", Command::new("bash").arg(script))?;
-    Ok(PathBuf::from(out.lines().last().unwrap_or_default()))
+    let output = Command::new("bash")
+        .arg(script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|source| LocalError::Io { what: what.to_owned(), source })?;
+    if !output.status.success() {
+        return Err(LocalError::Command { what: what.to_owned(), stderr: "see its output above".to_owned() });
+    }
+    let out = String::from_utf8_lossy(&output.stdout);
+    Ok(PathBuf::from(out.trim().lines().last().unwrap_or_default()))
 }
 
 /// Makes the development CA and serving certificate in `dir` with `certs/generate.sh`.

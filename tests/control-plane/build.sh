@@ -85,6 +85,16 @@ work_root=$out_dir/work
 # json_field FIELD: value of a top-level string field of `go ... -json` output on stdin.
 json_field() { sed -n "s/^[[:space:]]*\"$1\": \"\\(.*\\)\",\\{0,1\\}\$/\\1/p" | head -n 1; }
 
+# wait_for PID SECONDS: true once process PID has ended, false if it still runs after SECONDS.
+wait_for() {
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    kill -0 "$1" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  ! kill -0 "$1" 2>/dev/null
+}
+
 # go_build NAME PKG LDFLAGS: build PKG (in the current module) into $bin_dir/NAME atomically.
 go_build() {
   local name=$1 pkg=$2 ldflags=$3 tmp start
@@ -92,7 +102,13 @@ go_build() {
   tmp_files+=("$tmp")
   start=$SECONDS
   log "building $name from $pkg (a cold build takes several minutes)"
-  go build -mod=mod -trimpath -ldflags="$ldflags" -o "$tmp" "$pkg"
+  go build -mod=mod -trimpath -ldflags="$ldflags" -o "$tmp" "$pkg" &
+  local build=$!
+  # A line every 30 s, so a long build never looks like a hang.
+  while ! wait_for "$build" 30; do
+    log "still building $name ($((SECONDS - start))s so far)"
+  done
+  wait "$build" || die "go build of $name failed"
   mv -f -- "$tmp" "$bin_dir/$name"
   log "built $name in $((SECONDS - start))s ($(du -h -- "$bin_dir/$name" | cut -f1))"
 }
@@ -202,7 +218,8 @@ EOF
 }
 
 total_start=$SECONDS
-log "building control plane k8s $KUBERNETES_VERSION / etcd $ETCD_VERSION into $bin_dir"
+log "first run: building the control plane (k8s $KUBERNETES_VERSION kube-apiserver and kube-controller-manager, etcd $ETCD_VERSION) from source into $bin_dir"
+log "this takes about 7 minutes on 2 cores (plus the module download); later runs reuse it"
 missing=$(missing_binaries)
 if grep -qx etcd <<<"$missing"; then build_etcd; fi
 if grep -q '^kube-' <<<"$missing"; then build_kubernetes; fi

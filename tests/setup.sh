@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Makes a fresh machine ready for the tests: installs the Debian packages they need when missing
+# (openssl, util-linux for flock and setpriv, prometheus for the scrape test and promtool for the
+# alert rules), checks the toolchains, and builds the control plane once (cached; progress on
+# stderr).
+# Extra `command:package` arguments add packages, e.g. `tests/setup.sh buildah:buildah`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for pair in openssl:openssl flock:util-linux setpriv:util-linux prometheus:prometheus promtool:prometheus "$@"; do
+  command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+if ((${#missing[@]})); then
+  sudo=()
+  ((EUID == 0)) || sudo=(sudo)
+  echo "tests/setup.sh: installing Debian packages: ${missing[*]}" >&2
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+    $(printf '%s\n' "${missing[@]}" | sort -u)
+fi
+for tool in go cargo kubectl; do
+  command -v "$tool" >/dev/null || { echo "tests/setup.sh: $tool is required on this machine" >&2; exit 1; }
+done
+echo "tests/setup.sh: control plane in $(tests/control-plane/build.sh)" >&2
