@@ -2,7 +2,8 @@
 //! operator's Service: the webhook configurations point at it, and it sends each connection to a
 //! replica whose `/readyz` answered 200 at the last probe (every 200 ms, as endpoints follow
 //! readiness), trying the next ready replica when a connect fails. TLS passes through untouched,
-//! so the API server checks the replicas' own certificate.
+//! so the API server checks the replicas' own certificate; a connection the replica resets is
+//! reset towards the API server too, and one it closes is closed.
 
 use super::LocalError;
 use rustls::pki_types::pem::PemObject;
@@ -120,8 +121,12 @@ impl Forwarder {
                 let (backends, next) = (backends.clone(), next.clone());
                 tokio::spawn(async move {
                     let _permit = permit;
-                    if let Some(mut replica) = connect(&backends, &next).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut replica).await;
+                    if let Some(mut replica) = connect(&backends, &next).await
+                        && tokio::io::copy_bidirectional(&mut client, &mut replica).await.is_err()
+                    {
+                        // The replica reset the connection (it died under a request): pass the
+                        // reset on, as the network between the API server and a Pod would.
+                        let _ = client.set_zero_linger();
                     }
                 });
             }
