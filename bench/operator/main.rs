@@ -265,6 +265,13 @@ async fn bench_in(dir: &Path, options: Options) -> Result<(), Error> {
             rounds.push(scale::round(&cluster, &admin, &namespaces, *n).await?);
         }
         print_rounds(&rounds);
+        let (count, longest, first) = scale::throttling(&cluster);
+        println!(
+            "\nkube-controller-manager logged {count} client-side throttling waits over 1 s (at most one line per 10 s); longest {longest:.1} s"
+        );
+        if !first.is_empty() {
+            println!("first: {first}");
+        }
         if options.finished > 0 {
             eprintln!("memory: the operator holding {} finished backups", options.finished);
             let kib = scale::rss_with_finished(&mut cluster, &admin, options.finished).await?;

@@ -186,3 +186,21 @@ pub async fn rss_with_finished(
         }
     }
 }
+
+/// Client-side throttling that kube-controller-manager logged (client-go logs a wait of more than
+/// 1 s, at most once every 10 s): the number of such lines, the longest wait in seconds, and the
+/// first line.
+pub fn throttling(cluster: &LocalCluster) -> (usize, f64, String) {
+    let log = cluster.plane.dir.join("logs").join("kube-controller-manager.log");
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|line| line.contains("client-side throttling")).collect();
+    let delay = |line: &str| -> f64 {
+        let after = line.split_once("delay=\"").or_else(|| line.split_once("Waited for ")).map(|(_, rest)| rest);
+        let number: String =
+            after.unwrap_or_default().chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        number.parse().unwrap_or(0.0)
+    };
+    let longest = lines.iter().map(|line| delay(line)).fold(0.0, f64::max);
+    let first = lines.first().map(|line| line.chars().take(300).collect()).unwrap_or_default();
+    (lines.len(), longest, first)
+}
