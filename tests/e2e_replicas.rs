@@ -174,6 +174,7 @@ async fn the_standby_finishes_a_killed_leaders_backup_exactly_once_and_admission
     let counted_by_killed_leader = sample(&before, r#"apimanager_backups_total{outcome="succeeded"}"#);
     assert_eq!(counted_by_killed_leader, Some(0.0), "the backup is in progress: {before}");
 
+    let killing = Instant::now();
     if first_leads {
         cluster.operator.kill();
     } else {
@@ -212,7 +213,7 @@ async fn the_standby_finishes_a_killed_leaders_backup_exactly_once_and_admission
     let after_kill = attempts.iter().filter(|a| a.started > killed).count();
     assert!(after_kill >= 50, "creates went on during the takeover: {after_kill}");
     let met_the_dying_replica = |a: &Attempt| {
-        a.ended >= killed
+        a.ended >= killing
             && a.started <= killed + Duration::from_secs(1)
             && a.error.as_ref().is_some_and(|e| e.contains("unexpected EOF") || e.contains("connection reset"))
     };
