@@ -1,5 +1,6 @@
 //! Command line of the one binary: `serve`, `crd`, `verify`, `local`, `job`.
 
+use crate::scope::Namespaces;
 use crate::server;
 use crate::telemetry::LogFormat;
 use clap::builder::NonEmptyStringValueParser;
@@ -111,6 +112,10 @@ pub struct ServeArgs {
     /// What runs besides the webhooks and /metrics.
     #[arg(long, env = "APIMANAGER_BACKUP_MODE", value_enum, default_value = "full")]
     pub mode: Mode,
+    /// A namespace the operator manages (repeatable; comma-separated in the environment variable);
+    /// none: every namespace. Only these are watched, and backups elsewhere are refused.
+    #[arg(long = "namespace", env = "APIMANAGER_BACKUP_NAMESPACES", value_delimiter = ',', value_parser = namespace_name)]
+    pub namespaces: Vec<String>,
     /// Leader election of the replicas (mode `full`).
     #[command(flatten)]
     pub leader_election: LeaderElectionArgs,
@@ -166,6 +171,11 @@ impl LeaderElectionArgs {
 }
 
 impl ServeArgs {
+    /// The namespaces the operator manages.
+    pub fn scope(&self) -> Namespaces {
+        Namespaces::from_names(self.namespaces.iter().cloned())
+    }
+
     /// The bounds of the HTTPS server.
     pub fn limits(&self) -> server::Limits {
         server::Limits {
@@ -192,6 +202,12 @@ pub enum InvalidValue {
     /// Not a number of bytes.
     #[error("{0}; expected a number of bytes such as 8388608")]
     Size(#[from] std::num::ParseIntError),
+    /// Not the name of a namespace.
+    #[error(
+        "must be a namespace name: at most 63 lower case alphanumeric characters or '-', starting and ending with \
+an alphanumeric character"
+    )]
+    Namespace,
 }
 
 /// A duration above zero, such as `10s` or `1m`.
@@ -208,6 +224,16 @@ fn positive_size(value: &str) -> Result<usize, InvalidValue> {
         0 => Err(InvalidValue::ZeroSize),
         bytes => Ok(bytes),
     }
+}
+
+/// The name of a namespace (an RFC 1123 label).
+fn namespace_name(value: &str) -> Result<String, InvalidValue> {
+    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let valid = (1..=63).contains(&value.len())
+        && value.chars().all(|c| alphanumeric(c) || c == '-')
+        && value.starts_with(alphanumeric)
+        && value.ends_with(alphanumeric);
+    if valid { Ok(value.to_owned()) } else { Err(InvalidValue::Namespace) }
 }
 
 #[cfg(test)]
@@ -248,6 +274,11 @@ duration such as 10s, 5m or 6h",
                 &["--max-connections", "0"],
                 "invalid value '0' for '--max-connections <MAX_CONNECTIONS>': 0 is not in 1..=4294967295",
             ),
+            (
+                &["--namespace", "3Scale"],
+                "invalid value '3Scale' for '--namespace <NAMESPACES>': must be a namespace name: at most 63 lower case \
+alphanumeric characters or '-', starting and ending with an alphanumeric character",
+            ),
             (&["--job-image", ""], "a value is required for '--job-image <JOB_IMAGE>' but none was supplied"),
         ];
         for (args, expected) in cases {
@@ -262,5 +293,18 @@ duration such as 10s, 5m or 6h",
         let Command::Serve(args) = cli.command else { panic!("serve") };
         assert_eq!(args.tls_reload_interval, Duration::from_secs(10));
         assert_eq!(args.job_backoff_limit, 2);
+        assert_eq!(args.scope(), Namespaces::All);
+    }
+
+    #[test]
+    fn namespaces_repeat_or_come_comma_separated() {
+        let parse = |argv: &[&str]| {
+            let cli = Cli::try_parse_from(["apimanager-backup-operator", "serve"].iter().chain(argv)).expect("valid");
+            let Command::Serve(args) = cli.command else { panic!("serve") };
+            args.scope()
+        };
+        let both = Namespaces::from_names(["3scale".to_owned(), "team-b".to_owned()]);
+        assert_eq!(parse(&["--namespace", "3scale", "--namespace", "team-b"]), both);
+        assert_eq!(parse(&["--namespace=team-b,3scale"]), both);
     }
 }

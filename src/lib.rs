@@ -14,6 +14,7 @@ pub mod names;
 pub mod observer;
 pub mod reconcile;
 pub mod rules;
+pub mod scope;
 pub mod server;
 pub mod signals;
 pub mod telemetry;

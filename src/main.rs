@@ -77,8 +77,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let client =
         kube::Client::try_default().await.context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
     let readiness = Readiness::default();
+    let namespaces = args.scope();
     let (lookup, fill_cache) =
-        CachedLookup::watch(Api::all(client.clone()), ClusterLookup::new(client.clone()), &readiness);
+        CachedLookup::watch(&client, namespaces.clone(), ClusterLookup::new(client.clone()), &readiness);
     tokio::spawn(fill_cache);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -90,7 +91,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Mode::WebhooksOnly => EndRecording::Observed,
     };
     let observing = tokio::spawn(observer::run(
-        Api::all(client.clone()),
+        client.clone(),
+        namespaces.clone(),
         metrics.clone(),
         recording,
         stopped_signal(stopped.clone()),
@@ -116,8 +118,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let gauge = metrics.leader_gauge()?;
             let start = {
                 let (client, metrics, stopped) = (client.clone(), metrics.clone(), stopped.clone());
+                let namespaces = namespaces.clone();
                 move || {
-                    reconcile::run(client.clone(), metrics.clone(), settings.clone(), stopped_signal(stopped.clone()))
+                    let shutdown = stopped_signal(stopped.clone());
+                    reconcile::run(client.clone(), namespaces.clone(), metrics.clone(), settings.clone(), shutdown)
                 }
             };
             Some(tokio::spawn(leader::lead(Elector::new(lease, election), gauge, stopped.clone(), start)))
@@ -129,7 +133,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let limits = args.limits();
     let app = server::router(admission, readiness, &limits);
     let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(listen = %args.listen, version = env!("CARGO_PKG_VERSION"), mode = ?args.mode, "serving webhooks, /metrics and probes over HTTPS");
+    tracing::info!(listen = %args.listen, version = env!("CARGO_PKG_VERSION"), mode = ?args.mode, namespaces = %namespaces, "serving webhooks, /metrics and probes over HTTPS");
     server::serve(listener, tls, app, &limits, stopped_signal(stopped), args.shutdown_grace)
         .await
         .context("HTTPS server")?;

@@ -7,10 +7,10 @@ use crate::api::backup::APIManagerBackup;
 use crate::metrics::{BackupEnd, BackupGauges, Metrics, OTHER_FAILURE, Outcome};
 use crate::reconcile::outcome::Failure;
 use crate::reconcile::status::{OperationStatus, Progress};
+use crate::scope::Namespaces;
 use crate::trim;
 use futures::StreamExt;
 use kube::ResourceExt;
-use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
@@ -129,7 +129,8 @@ impl EndCounter {
 /// Watches the backups until `shutdown` resolves: feeds the scrape-time gauges and, with
 /// [`EndRecording::Observed`], the outcome counter and duration histogram.
 pub async fn run(
-    api: Api<APIManagerBackup>,
+    client: kube::Client,
+    namespaces: Namespaces,
     metrics: Arc<Metrics>,
     recording: EndRecording,
     shutdown: impl Future<Output = ()>,
@@ -138,8 +139,9 @@ pub async fn run(
     let cache = store.clone();
     metrics.compute_backup_gauges_with(Box::new(move || gauges(cache.state().iter().map(Arc::as_ref))));
     let mut counter = EndCounter::default();
-    let watch =
-        watcher::watcher(api, watcher::Config::default()).default_backoff().modify(trim::metadata::<APIManagerBackup>);
+    let watch = namespaces
+        .events(&client, watcher::Config::default(), store.clone())
+        .modify(trim::metadata::<APIManagerBackup>);
     let events = reflector::reflector(writer, watch);
     let watch = events.for_each(|event| {
         match event {

@@ -1,6 +1,8 @@
 //! The artifacts users install or read: the generated CRD, the kustomize manifests, the reference
 //! examples, and the documented command line.
 
+mod support;
+
 use apimanager_backup_operator::api::backup::APIManagerBackup;
 use apimanager_backup_operator::webhook::validation::check_spec;
 use serde_json::Value;
@@ -184,25 +186,8 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
     assert_eq!(names("configmaps"), apimanager_backup_operator::layout::CONFIG_MAPS);
 }
 
-/// `kubectl kustomize` of `manifests/` plus the optional components `components`, rendered from a
-/// kustomization in a scratch folder (kustomize refuses an overlay inside its base's folder).
 fn render_with_components(name: &str, components: &[&str]) -> Vec<Value> {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kustomize-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    let dir = dir.canonicalize().expect("scratch dir path");
-    let manifests = repo("manifests").canonicalize().expect("manifests path");
-    let common = dir.components().zip(manifests.components()).take_while(|(a, b)| a == b).count();
-    let up = "../".repeat(dir.components().count() - common);
-    let down: std::path::PathBuf = manifests.components().skip(common).collect();
-    let base = format!("{up}{}", down.display());
-    let mut kustomization = format!("resources:\n  - {base}\ncomponents:\n");
-    for component in components {
-        kustomization.push_str(&format!("  - {base}/components/{component}\n"));
-    }
-    std::fs::write(dir.join("kustomization.yaml"), kustomization).expect("kustomization");
-    let rendered = run(Command::new("kubectl").args(["kustomize"]).arg(&dir));
-    let _ = std::fs::remove_dir_all(&dir);
-    serde_saphyr::from_multiple(&rendered).expect("rendered YAML")
+    serde_saphyr::from_multiple(&support::kustomize::render_with_components(name, components)).expect("rendered YAML")
 }
 
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
@@ -250,6 +235,45 @@ fn alerts_component_adds_the_prometheus_rule() {
 }
 
 #[test]
+fn namespaced_component_grants_and_watches_the_same_namespaces_only() {
+    let docs = render_with_components("namespaced", &["namespaced"]);
+    assert!(
+        find(&docs, "ClusterRoleBinding", "apimanager-backup-operator").is_none(),
+        "no cluster-wide grant to the operator"
+    );
+    let bindings: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "RoleBinding" && d["roleRef"]["name"] == "apimanager-backup-operator")
+        .collect();
+    let granted: Vec<&str> = bindings.iter().filter_map(|b| b["metadata"]["namespace"].as_str()).collect();
+    assert_eq!(granted, ["3scale"]);
+    for binding in bindings {
+        assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+        assert_eq!(
+            binding["subjects"],
+            serde_json::json!([{"kind": "ServiceAccount", "name": "apimanager-backup-operator",
+                                "namespace": "apimanager-backup-operator"}])
+        );
+    }
+    let deployment = find(&docs, "Deployment", "apimanager-backup-operator").expect("Deployment");
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().expect("env");
+    let watched =
+        env.iter().find(|e| e["name"] == "APIMANAGER_BACKUP_NAMESPACES").expect("APIMANAGER_BACKUP_NAMESPACES");
+    assert_eq!(watched["value"].as_str().map(|v| v.split(',').collect::<Vec<_>>()), Some(granted.clone()));
+    for kind in ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"] {
+        let configuration = find(&docs, kind, "apimanager-backup-operator").expect(kind);
+        for hook in configuration["webhooks"].as_array().expect("webhooks") {
+            assert_eq!(
+                hook["namespaceSelector"],
+                serde_json::json!({"matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": granted}]}),
+                "{kind}"
+            );
+        }
+    }
+}
+
+#[test]
 fn webhooks_only_component_serves_webhooks_with_a_read_only_role_and_leaves_the_crd_to_3scale_operator() {
     let docs = render_with_components("webhooks-only", &["webhooks-only"]);
     let deployment = find(&docs, "Deployment", "apimanager-backup-operator").expect("Deployment");
@@ -292,6 +316,7 @@ fn serve_help_documents_every_flag_and_its_environment_variable() {
         ("--job-backoff-limit", "APIMANAGER_BACKUP_JOB_BACKOFF_LIMIT"),
         ("--backup-timeout", "APIMANAGER_BACKUP_TIMEOUT"),
         ("--mode", "APIMANAGER_BACKUP_MODE"),
+        ("--namespace", "APIMANAGER_BACKUP_NAMESPACES"),
         ("--leader-election-namespace", "POD_NAMESPACE"),
         ("--leader-election-lease-name", "APIMANAGER_BACKUP_LEADER_ELECTION_LEASE_NAME"),
         ("--leader-election-identity", "POD_NAME"),

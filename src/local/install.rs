@@ -3,15 +3,18 @@
 //! `manifests/` pointed at the operator's loopback URL.
 
 use super::LocalError;
+use crate::scope::Namespaces;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::Scope;
 use kube::{Client, ResourceExt};
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// Field manager of everything the local setup applies.
@@ -33,6 +36,9 @@ pub const RBAC_MANIFEST: &str = include_str!("../../manifests/rbac.yaml");
 pub const ADMISSION_POLICY_MANIFEST: &str = include_str!("../../manifests/admission-policy.yaml");
 /// The webhook configurations.
 pub const WEBHOOKS_MANIFEST: &str = include_str!("../../manifests/webhooks.yaml");
+/// The RoleBinding that grants the operator its rules in one watched namespace, from the
+/// `namespaced` component of `manifests/`.
+pub const NAMESPACED_ROLE_BINDING: &str = include_str!("../../manifests/components/namespaced/rolebindings.yaml");
 
 fn parse_documents(yaml: &str) -> Result<Vec<DynamicObject>, LocalError> {
     serde_saphyr::from_multiple(yaml).map_err(|e| LocalError::Yaml(e.to_string()))
@@ -110,6 +116,32 @@ pub async fn install_operator_identity(client: &Client) -> Result<String, LocalE
     service_account_token(client, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT).await
 }
 
+/// Limits the operator's RBAC to `namespaces` as the `namespaced` component of `manifests/` does:
+/// its ClusterRoleBinding goes, and a RoleBinding to the same ClusterRole is made in each namespace
+/// (created when missing).
+pub async fn scope_operator_identity(client: &Client, namespaces: &BTreeSet<String>) -> Result<(), LocalError> {
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let cluster_wide = parse_documents(RBAC_MANIFEST)?
+        .into_iter()
+        .filter(|object| object.types.as_ref().is_some_and(|t| t.kind == "ClusterRoleBinding"));
+    for binding in cluster_wide {
+        let what = format!("deleting ClusterRoleBinding {}", binding.name_any());
+        match bindings.delete(&binding.name_any(), &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(source) => return Err(LocalError::Api { what, source }),
+        }
+    }
+    for namespace in namespaces {
+        super::session::ensure_namespace(client, namespace).await?;
+        for mut binding in parse_documents(NAMESPACED_ROLE_BINDING)? {
+            binding.metadata.namespace = Some(namespace.clone());
+            apply_object(client, binding, namespace).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Installs the admission policy of `manifests/` (and its binding) allowing the operator's Jobs
 /// only `job_image`, as kustomize's replacement does for an install.
 pub async fn install_admission_policy(client: &Client, job_image: &str) -> Result<(), LocalError> {
@@ -139,8 +171,13 @@ pub async fn service_account_token(client: &Client, namespace: &str, name: &str)
 }
 
 /// The webhook configurations of `manifests/`, with each webhook calling `base_url` + its path
-/// and trusting `ca_pem` instead of going through the in-cluster Service.
-pub fn webhooks_for_url(base_url: &str, ca_pem: &[u8]) -> Result<Vec<DynamicObject>, LocalError> {
+/// and trusting `ca_pem` instead of going through the in-cluster Service; called for objects of
+/// `namespaces` only, as the `namespaced` component of `manifests/` sets.
+pub fn webhooks_for_url(
+    base_url: &str,
+    ca_pem: &[u8],
+    namespaces: &Namespaces,
+) -> Result<Vec<DynamicObject>, LocalError> {
     let ca_bundle = serde_json::to_value(ByteString(ca_pem.to_vec())).map_err(|e| LocalError::Yaml(e.to_string()))?;
     let mut configurations = parse_documents(WEBHOOKS_MANIFEST)?;
     for configuration in &mut configurations {
@@ -151,14 +188,29 @@ pub fn webhooks_for_url(base_url: &str, ca_pem: &[u8]) -> Result<Vec<DynamicObje
         for webhook in webhooks {
             let path = webhook.pointer("/clientConfig/service/path").and_then(Value::as_str).unwrap_or("/").to_owned();
             webhook["clientConfig"] = serde_json::json!({"url": format!("{base_url}{path}"), "caBundle": ca_bundle});
+            if let Namespaces::Only(names) = namespaces {
+                webhook["namespaceSelector"] = serde_json::json!({"matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": names}
+                ]});
+            }
         }
     }
     Ok(configurations)
 }
 
-/// Registers both webhook configurations (see [`webhooks_for_url`]).
+/// Registers both webhook configurations for every namespace (see [`webhooks_for_url`]).
 pub async fn register_webhooks(client: &Client, base_url: &str, ca_pem: &[u8]) -> Result<(), LocalError> {
-    for configuration in webhooks_for_url(base_url, ca_pem)? {
+    register_scoped_webhooks(client, base_url, ca_pem, &Namespaces::All).await
+}
+
+/// Registers both webhook configurations for `namespaces` (see [`webhooks_for_url`]).
+pub async fn register_scoped_webhooks(
+    client: &Client,
+    base_url: &str,
+    ca_pem: &[u8],
+    namespaces: &Namespaces,
+) -> Result<(), LocalError> {
+    for configuration in webhooks_for_url(base_url, ca_pem, namespaces)? {
         apply_object(client, configuration, "default").await?;
     }
     Ok(())
@@ -166,7 +218,7 @@ pub async fn register_webhooks(client: &Client, base_url: &str, ca_pem: &[u8]) -
 
 /// Removes both webhook configurations, leaving only the CRD's own rules in force.
 pub async fn unregister_webhooks(client: &Client) -> Result<(), LocalError> {
-    for configuration in webhooks_for_url("https://unused", b"")? {
+    for configuration in webhooks_for_url("https://unused", b"", &Namespaces::All)? {
         let types = configuration.types.clone().unwrap_or_default();
         let gvk = GroupVersionKind::try_from(&types).map_err(|e| LocalError::Yaml(e.to_string()))?;
         let what = format!("deleting {} {}", types.kind, configuration.name_any());

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::scope::Namespaces;
+
 use crate::api::backup::{
     APIManagerBackup, APIManagerBackupSpec, BackupDestination, PersistentVolumeClaimDestination,
     PersistentVolumeClaimResources,
@@ -244,6 +246,8 @@ pub struct LocalCluster {
     pub operator: OperatorProcess,
     /// The control plane.
     pub plane: ControlPlane,
+    /// Where the webhooks are probed: a namespace the operator manages.
+    probe_namespace: String,
 }
 
 impl LocalCluster {
@@ -252,12 +256,29 @@ impl LocalCluster {
     /// stand-in, and once the operator's `/readyz` answers 200 registers the webhooks (as a
     /// Service sends traffic only to ready Pods), returning once the API server reaches them.
     pub async fn start(operator_binary: &Path, dir: &Path, operator_args: &[String]) -> Result<Self, LocalError> {
+        Self::start_scoped(operator_binary, dir, operator_args, &Namespaces::All).await
+    }
+
+    /// [`start`](Self::start) with the operator managing `namespaces` only, installed as the
+    /// `namespaced` component of `manifests/` installs it: RBAC in those namespaces (created when
+    /// missing), webhooks called for them, `--namespace` for each.
+    pub async fn start_scoped(
+        operator_binary: &Path,
+        dir: &Path,
+        operator_args: &[String],
+        namespaces: &Namespaces,
+    ) -> Result<Self, LocalError> {
         let repo = repo_dir();
         let bin = control_plane::build_binaries(&repo)?;
         let plane = start_control_plane(&repo, &bin, dir).await?;
         let admin = plane.admin_client().await?;
         install::install_crds(&admin).await?;
         let token = install::install_operator_identity(&admin).await?;
+        let mut operator_args = operator_args.to_vec();
+        if let Namespaces::Only(names) = namespaces {
+            install::scope_operator_identity(&admin, names).await?;
+            operator_args.extend(names.iter().map(|name| format!("--namespace={name}")));
+        }
         install::install_admission_policy(&admin, &job_image()).await?;
         let operator_kubeconfig = dir.join(control_plane::CREDENTIALS_DIR).join("operator.kubeconfig");
         let contents =
@@ -267,7 +288,7 @@ impl LocalCluster {
         let port = free_port()?;
         let logs = plane.dir.join("logs");
         let process =
-            OperatorProcess::spawn(operator_binary, port, &plane.certs, &operator_kubeconfig, &logs, operator_args)?;
+            OperatorProcess::spawn(operator_binary, port, &plane.certs, &operator_kubeconfig, &logs, &operator_args)?;
         let operator = OperatorProcess {
             process,
             binary: operator_binary.to_owned(),
@@ -288,11 +309,15 @@ impl LocalCluster {
                 ca: plane.certs.join("ca.crt"),
             },
         );
-        let mut cluster = Self { node, operator, plane };
+        let probe_namespace = match namespaces {
+            Namespaces::Only(names) => names.first().cloned().unwrap_or_default(),
+            Namespaces::All => "default".to_owned(),
+        };
+        let mut cluster = Self { node, operator, plane, probe_namespace };
         cluster.operator.wait_until_ready(OPERATOR_READY_TIMEOUT).await?;
         let ca = std::fs::read(cluster.plane.certs.join("ca.crt"))
             .map_err(|source| LocalError::Io { what: "reading ca.crt".into(), source })?;
-        install::register_webhooks(&admin, &cluster.operator.url, &ca).await?;
+        install::register_scoped_webhooks(&admin, &cluster.operator.url, &ca, namespaces).await?;
         cluster.wait_for_webhooks(&admin, Duration::from_secs(60)).await?;
         Ok(cluster)
     }
@@ -352,7 +377,7 @@ impl LocalCluster {
                 },
             },
         );
-        let api: Api<APIManagerBackup> = Api::namespaced(client.clone(), "default");
+        let api: Api<APIManagerBackup> = Api::namespaced(client.clone(), &self.probe_namespace);
         let params = PostParams { dry_run: true, ..PostParams::default() };
         let deadline = Instant::now() + timeout;
         let mut last = String::new();

@@ -19,12 +19,12 @@ use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
 use crate::metrics::Metrics;
 use crate::names::{CONTROLLER, managed_by_selector};
+use crate::scope::Namespaces;
 use crate::trim;
 use builders::JobSettings;
 use events::EventPublisher;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use kube::Api;
 use kube::ResourceExt;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -171,30 +171,31 @@ fn report_controller_error<Q: std::fmt::Display>(
     }
 }
 
-/// Runs the controller until `shutdown` resolves (or the task running it is dropped, when this
-/// replica stops leading). Readiness does not wait for it: standbys run no controller.
+/// Runs the controller on the backups of `namespaces` until `shutdown` resolves (or the task
+/// running it is dropped, when this replica stops leading). Readiness does not wait for it:
+/// standbys run no controller.
 pub async fn run(
     client: kube::Client,
+    namespaces: Namespaces,
     metrics: Arc<Metrics>,
     settings: ReconcileSettings,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let backups: Api<APIManagerBackup> = Api::all(client.clone());
-    let jobs: Api<Job> = Api::all(client.clone());
     let owned = watcher::Config::default().labels(&managed_by_selector());
-    let apimanagers: Api<APIManager> = Api::all(client.clone());
     // The cache keeps each backup without its managed fields (see `trim`): most of its size.
     let (store, writer) = reflector::store();
-    let backup_events = watcher(backups, watcher::Config::default())
-        .default_backoff()
+    let backup_events = namespaces
+        .events::<APIManagerBackup>(&client, watcher::Config::default(), store.clone())
         .modify(trim::metadata::<APIManagerBackup>)
         .reflect(writer)
         .applied_objects();
     let controller = Controller::for_stream(backup_events, store.clone());
     let watched = store.clone();
+    let jobs = namespaces.objects::<Job>(&client, owned);
+    let apimanagers = namespaces.objects::<APIManager>(&client, watcher::Config::default());
     let controller = controller
-        .owns(jobs, owned)
-        .watches(apimanagers, watcher::Config::default(), move |apimanager| backups_of(&watched, &apimanager))
+        .owns_stream(jobs)
+        .watches_stream(apimanagers, move |apimanager| backups_of(&watched, &apimanager))
         .graceful_shutdown_on(shutdown);
     let instance = std::env::var("POD_NAME").unwrap_or_else(|_| CONTROLLER.to_owned());
     let recorder = EventPublisher::new(client.clone(), CONTROLLER, &instance);

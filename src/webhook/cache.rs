@@ -6,11 +6,11 @@
 use super::lookup::{ApiManagerLookup, ClusterLookup, LookupError, with_confirmed};
 use crate::api::apimanager::APIManager;
 use crate::health::Readiness;
+use crate::scope::Namespaces;
 use crate::trim;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::ResourceExt;
-use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
@@ -18,25 +18,27 @@ use kube::runtime::{WatchStreamExt, watcher};
 pub const CACHE_CHECK: &str = "apimanager-cache";
 
 /// APIManagers from a watch-fed cache, confirmed through the API server when the cache's answer
-/// would refuse.
+/// would refuse. A namespace the operator does not manage is never looked up.
 #[derive(Clone)]
 pub struct CachedLookup {
     store: Store<APIManager>,
     live: ClusterLookup,
+    namespaces: Namespaces,
 }
 
 impl CachedLookup {
-    /// A cache of the APIManagers `api` can see (every namespace, or the one of a namespaced
-    /// `api`), confirming through `live`. The returned future fills the cache and runs until
-    /// dropped; `readiness` check [`CACHE_CHECK`] fails until its first complete list is in.
+    /// A cache of the APIManagers of `namespaces`, confirming through `live`. The returned future
+    /// fills the cache and runs until dropped; `readiness` check [`CACHE_CHECK`] fails until its
+    /// first complete list is in.
     pub fn watch(
-        api: Api<APIManager>,
+        client: &kube::Client,
+        namespaces: Namespaces,
         live: ClusterLookup,
         readiness: &Readiness,
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (store, writer) = reflector::store();
-        let events = watcher(api, watcher::Config::default())
-            .default_backoff()
+        let events = namespaces
+            .events(client, watcher::Config::default(), store.clone())
             .modify(trim::metadata::<APIManager>)
             .reflect(writer);
         let events = readiness.mark_synced(CACHE_CHECK, events);
@@ -48,17 +50,26 @@ impl CachedLookup {
                 }
             }
         };
-        (Self { store, live }, fill)
+        (Self { store, live, namespaces }, fill)
     }
 
-    /// A cache over `store` (filled elsewhere), confirming through `live`.
+    /// A cache over `store` (filled elsewhere) of every namespace, confirming through `live`.
     pub fn from_store(store: Store<APIManager>, live: ClusterLookup) -> Self {
-        Self { store, live }
+        Self { store, live, namespaces: Namespaces::All }
+    }
+
+    /// Refuses a namespace the operator does not manage.
+    fn managed(&self, namespace: &str) -> Result<(), LookupError> {
+        if self.namespaces.contains(namespace) {
+            return Ok(());
+        }
+        Err(LookupError::NotManaged { namespace: namespace.to_owned(), managed: self.namespaces.to_string() })
     }
 }
 
 impl ApiManagerLookup for CachedLookup {
     async fn list(&self, namespace: &str) -> Result<Vec<APIManager>, LookupError> {
+        self.managed(namespace)?;
         let cached = self.store.state_filter(|apimanager| apimanager.metadata.namespace.as_deref() == Some(namespace));
         let mut found: Vec<APIManager> = cached.iter().map(|apimanager| apimanager.as_ref().clone()).collect();
         found.sort_by_key(ResourceExt::name_any);
@@ -66,6 +77,7 @@ impl ApiManagerLookup for CachedLookup {
     }
 
     async fn confirm(&self, namespace: &str, name: Option<&str>) -> Result<Vec<APIManager>, LookupError> {
+        self.managed(namespace)?;
         match name {
             Some(name) => {
                 let found = self.live.get(namespace, name).await?;
@@ -77,6 +89,7 @@ impl ApiManagerLookup for CachedLookup {
 
     /// Claims are not cached: a restore is rare, and its claim is read live.
     async fn claim(&self, namespace: &str, name: &str) -> Result<Option<PersistentVolumeClaim>, LookupError> {
+        self.managed(namespace)?;
         self.live.claim(namespace, name).await
     }
 }

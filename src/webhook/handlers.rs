@@ -232,6 +232,10 @@ where
     let verdict = match request.operation {
         Operation::Create => match create(object.spec).await {
             Ok(verdict) => verdict,
+            Err(error @ LookupError::NotManaged { .. }) => {
+                let message = Untrusted(&error.to_string()).to_string();
+                return AdmissionResponse::deny(uid, Status::failure(&message, "Forbidden").with_code(403));
+            }
             Err(error) => {
                 let error = Untrusted(&error.to_string()).to_string();
                 tracing::warn!(%error, "cannot look up what the rules need");

@@ -60,6 +60,14 @@ pub enum LookupError {
         /// Why.
         reason: String,
     },
+    /// The namespace is not one this operator manages (`--namespace`).
+    #[error("this operator does not manage namespace {namespace:?} (it manages {managed})")]
+    NotManaged {
+        /// The namespace of the request.
+        namespace: String,
+        /// The namespaces it manages.
+        managed: String,
+    },
 }
 
 /// Finds the APIManagers of a namespace, and claims.

@@ -2,6 +2,7 @@
 //! when the binary exits; each test works in its own namespace.
 
 use apimanager_backup_operator::local::{LocalCluster, process};
+use apimanager_backup_operator::scope::Namespaces;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -17,6 +18,12 @@ pub fn start_cluster(label: &str) -> (LocalCluster, PathBuf) {
 
 /// [`start_cluster`] with `operator_args` added to the operator's `serve`.
 pub fn start_cluster_with(label: &str, operator_args: &[&str]) -> (LocalCluster, PathBuf) {
+    start_scoped_cluster(label, operator_args, Namespaces::All)
+}
+
+/// [`start_cluster_with`] with the operator managing `namespaces` only (see
+/// [`LocalCluster::start_scoped`]).
+pub fn start_scoped_cluster(label: &str, operator_args: &[&str], namespaces: Namespaces) -> (LocalCluster, PathBuf) {
     let operator_args: Vec<String> = operator_args.iter().map(|a| (*a).to_owned()).collect();
     let dir = std::env::temp_dir().join(format!("abo-e2e-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -24,7 +31,7 @@ pub fn start_cluster_with(label: &str, operator_args: &[&str]) -> (LocalCluster,
     let work = dir.clone();
     let cluster = std::thread::spawn(move || {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        runtime.block_on(LocalCluster::start(Path::new(OPERATOR), &work, &operator_args))
+        runtime.block_on(LocalCluster::start_scoped(Path::new(OPERATOR), &work, &operator_args, &namespaces))
     })
     .join()
     .expect("cluster start thread");

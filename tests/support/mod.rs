@@ -5,4 +5,5 @@ pub mod certs;
 pub mod cluster;
 pub mod counting;
 pub mod https;
+pub mod kustomize;
 pub mod lookup;

@@ -1,0 +1,113 @@
+//! Namespace scoping on the real control plane and the real authorizer: the operator runs as its
+//! ServiceAccount with the RBAC of `manifests/components/namespaced` and `--namespace 3scale`,
+//! backs up in 3scale, leaves every other namespace alone and may not touch it.
+
+mod support;
+
+use apimanager_backup_operator::api::backup::APIManagerBackup;
+use apimanager_backup_operator::local::LocalCluster;
+use apimanager_backup_operator::local::install::{OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
+use apimanager_backup_operator::scope::Namespaces;
+use apimanager_backup_operator::webhook::handlers::VALIDATE_PATH;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+use std::sync::OnceLock;
+use support::cluster::{
+    assert_can_i, create_backup, finished_backup, kubectl_run, namespace_with_installation, start_scoped_cluster,
+};
+use support::https::{client_config, request};
+
+const WATCHED: &str = "3scale";
+const OTHER: &str = "elsewhere";
+
+/// The cluster of this binary, its operator managing namespace [`WATCHED`] only.
+fn scoped() -> &'static LocalCluster {
+    static SCOPED: OnceLock<LocalCluster> = OnceLock::new();
+    SCOPED.get_or_init(|| {
+        let (cluster, dir) = start_scoped_cluster("namespaced", &[], Namespaces::from_names([WATCHED.to_owned()]));
+        apimanager_backup_operator::local::process::remove_at_exit(&dir);
+        cluster
+    })
+}
+
+#[tokio::test]
+async fn a_scoped_operator_backs_up_its_namespace_and_leaves_others_untouched() {
+    let cluster = scoped();
+    namespace_with_installation(cluster, WATCHED).await;
+    namespace_with_installation(cluster, OTHER).await;
+    // The API server calls the webhooks for the watched namespace only, so the other backup is
+    // created as the CRD's schema alone admits it.
+    create_backup(cluster, OTHER, "untouched");
+    create_backup(cluster, WATCHED, "scoped");
+
+    let done = finished_backup(cluster, WATCHED, "scoped").await;
+    let status = done.status.expect("status");
+    assert_eq!(status.completed, Some(true), "{status:?}");
+    let admin = cluster.admin_client().await.expect("admin client");
+    let other: Api<APIManagerBackup> = Api::namespaced(admin.clone(), OTHER);
+    let untouched = other.get("untouched").await.expect("the other backup");
+    assert!(untouched.status.is_none(), "the other namespace's backup got a status: {:?}", untouched.status);
+    assert_eq!(untouched.spec.api_manager_name, None, "not defaulted by the webhook");
+    let jobs: Api<Job> = Api::namespaced(admin.clone(), OTHER);
+    assert!(jobs.list(&ListParams::default()).await.expect("jobs").items.is_empty(), "no Jobs in {OTHER}");
+
+    let operator = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}");
+    let inside = [
+        ("list", "apimanagerbackups.apps.3scale.net", "yes"),
+        ("watch", "apimanagers.apps.3scale.net", "yes"),
+        ("create", "jobs.batch", "yes"),
+        ("bind", "clusterroles.rbac.authorization.k8s.io/apimanager-backup-job", "yes"),
+    ];
+    assert_can_i(cluster, WATCHED, &operator, &inside);
+    let outside = inside.map(|(verb, resource, _)| (verb, resource, "no"));
+    assert_can_i(cluster, OTHER, &operator, &outside);
+    assert_can_i(cluster, OTHER, &operator, &[("create", "rolebindings.rbac.authorization.k8s.io", "no")]);
+    let everywhere = kubectl_run(
+        cluster,
+        &["auth", "can-i", "list", "apimanagerbackups.apps.3scale.net", "--all-namespaces", "--as", &operator],
+        "",
+    );
+    assert_eq!(String::from_utf8_lossy(&everywhere.stdout).trim(), "no", "no cluster-wide list");
+
+    // Called for another namespace all the same, the operator refuses rather than looking it up.
+    let review = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "0d4f6a52-2f5e-4cf4-9a38-5b1a9f3c1e01",
+        "kind": {"group": "apps.3scale.net", "version": "v1alpha1", "kind": "APIManagerBackup"},
+        "resource": {"group": "apps.3scale.net", "version": "v1alpha1", "resource": "apimanagerbackups"},
+        "name": "b", "namespace": OTHER, "operation": "CREATE", "userInfo": {"username": "admin"},
+        "object": {"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManagerBackup",
+            "metadata": {"name": "b", "namespace": OTHER},
+            "spec": {"apiManagerName": "example-apimanager",
+                     "backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "1Gi"}}}}}}});
+    let tls = client_config(&[&cluster.plane.certs.join("ca.crt")]);
+    let reply = request(cluster.operator.address(), tls, "POST", VALIDATE_PATH, review.to_string().as_bytes()).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer: Value = serde_json::from_str(&reply.body).expect("AdmissionReview");
+    let response = &answer["response"];
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 403);
+    assert_eq!(
+        response["status"]["message"],
+        format!("this operator does not manage namespace \"{OTHER}\" (it manages {WATCHED})")
+    );
+}
+
+#[test]
+fn the_namespaced_install_is_admitted_by_the_api_server() {
+    let cluster = scoped();
+    let rendered = support::kustomize::render_with_components("namespaced-dry-run", &["namespaced"]);
+    let applied = kubectl_run(
+        cluster,
+        &["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-"],
+        &rendered,
+    );
+    let stdout = String::from_utf8_lossy(&applied.stdout);
+    assert!(applied.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&applied.stderr));
+    assert!(
+        stdout.contains(
+            "rolebinding.rbac.authorization.k8s.io/apimanager-backup-operator serverside-applied (server dry run)"
+        ),
+        "{stdout}"
+    );
+}
