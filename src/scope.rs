@@ -23,7 +23,7 @@ pub enum Namespaces {
     Only(BTreeSet<String>),
 }
 
-/// What the watches of a scope need of a namespaced object type.
+/// A namespaced object type the operator watches.
 pub trait Watched:
     Resource<Scope = NamespaceResourceScope, DynamicType = ()>
     + Clone
@@ -35,16 +35,11 @@ pub trait Watched:
 {
 }
 
-impl<K> Watched for K where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + fmt::Debug
-        + Send
-        + Sync
-        + 'static
-{
-}
+impl Watched for crate::api::backup::APIManagerBackup {}
+impl Watched for crate::api::apimanager::APIManager {}
+impl Watched for k8s_openapi::api::batch::v1::Job {}
+#[cfg(test)]
+impl Watched for k8s_openapi::api::core::v1::ConfigMap {}
 
 impl Namespaces {
     /// The scope of `--namespace`: every namespace when none is named.

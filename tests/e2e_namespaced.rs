@@ -6,7 +6,7 @@ mod support;
 
 use apimanager_backup_operator::api::backup::APIManagerBackup;
 use apimanager_backup_operator::local::LocalCluster;
-use apimanager_backup_operator::local::install::{OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
+use apimanager_backup_operator::local::install::{FIELD_MANAGER, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
 use apimanager_backup_operator::scope::Namespaces;
 use apimanager_backup_operator::webhook::handlers::VALIDATE_PATH;
 use k8s_openapi::api::batch::v1::Job;
@@ -97,9 +97,11 @@ async fn a_scoped_operator_backs_up_its_namespace_and_leaves_others_untouched() 
 fn the_namespaced_install_is_admitted_by_the_api_server() {
     let cluster = scoped();
     let rendered = support::kustomize::render_with_components("namespaced-dry-run", &["namespaced"]);
+    // As the harness's own field manager, so the install replaces what the harness applied (the
+    // webhooks' loopback URL gives way to the Service) instead of merging with it.
     let applied = kubectl_run(
         cluster,
-        &["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-"],
+        &["apply", "--server-side", "--field-manager", FIELD_MANAGER, "--dry-run=server", "-f", "-"],
         &rendered,
     );
     let stdout = String::from_utf8_lossy(&applied.stdout);

@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// Field manager of everything the local setup applies.
-const FIELD_MANAGER: &str = "apimanager-backup-operator-local";
+pub const FIELD_MANAGER: &str = "apimanager-backup-operator-local";
 /// Namespace of the operator, as in `manifests/`.
 pub const OPERATOR_NAMESPACE: &str = "apimanager-backup-operator";
 /// ServiceAccount of the operator, as in `manifests/`.
