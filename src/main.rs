@@ -15,7 +15,6 @@ use apimanager_backup_operator::webhook::handlers::AdmissionState;
 use apimanager_backup_operator::webhook::lookup::ClusterLookup;
 use apimanager_backup_operator::{crd, server, telemetry};
 use clap::Parser;
-use kube::api::Api;
 use std::process::ExitCode;
 use std::sync::Arc;
 
