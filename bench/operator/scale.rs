@@ -150,6 +150,15 @@ pub async fn rss_with_finished(
     cluster.operator.terminate(Duration::from_secs(10));
     install::unregister_webhooks(admin).await?;
     let api: Api<APIManagerBackup> = Api::namespaced(admin.clone(), namespace);
+    // The API server drops the stopped operator's webhooks a moment after their configurations go.
+    let dry_run = PostParams { dry_run: true, ..PostParams::default() };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api.create(&dry_run, &backup("unregistered-probe", "finished")?).await.is_err() {
+        if Instant::now() > deadline {
+            return Err("the API server still calls the stopped operator's webhooks".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let batch: Vec<usize> = (0..missing).collect();
     for chunk in batch.chunks(50) {
         let writes = chunk.iter().map(|i| {
