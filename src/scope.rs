@@ -67,9 +67,10 @@ impl Namespaces {
         }
     }
 
-    /// Objects of type `K` selected by `config` as they are created or change, in the watched
-    /// namespaces: one watch per namespace, each retried with backoff. For a controller's
-    /// triggers (`owns_stream`, `watches_stream`), which keep no cache of them.
+    /// Objects of type `K` selected by `config` as they are created, change or are deleted, in
+    /// the watched namespaces: one watch per namespace, each retried with backoff. For a
+    /// controller's triggers (`owns_stream`, `watches_stream`), which keep no cache of them; a
+    /// deletion must trigger too (an APIManager deleted mid-backup fails the backup).
     pub fn objects<K: Watched>(
         &self,
         client: &Client,
@@ -78,7 +79,7 @@ impl Namespaces {
         let watches: Vec<BoxStream<'static, _>> = self
             .apis::<K>(client)
             .into_iter()
-            .map(|(_, api)| watch(api, config.clone()).default_backoff().applied_objects().boxed())
+            .map(|(_, api)| watch(api, config.clone()).default_backoff().touched_objects().boxed())
             .collect();
         stream::select_all(watches)
     }
