@@ -153,13 +153,7 @@ fn a_hostile_tree_survives_copy_files_and_the_copy_back() {
     let deep = hostile_tree(&source);
     assert!(deep.len() > 4096, "the deep path exceeds PATH_MAX");
 
-    let output = Command::new(BIN)
-        .args(["job", "copy-files"])
-        .arg(format!("--source={}", source.display()))
-        .arg(format!("--backup-dir={}", backup.display()))
-        .arg(format!("--termination-log={}", scratch.0.join("termination-log").display()))
-        .output()
-        .expect("copy-files runs");
+    let output = support::jobs::copy_files(Command::new(BIN), &source, &backup, &scratch.0.join("termination-log"));
     assert!(output.status.success(), "copy-files failed: {}", String::from_utf8_lossy(&output.stderr));
     let copied = backup.join("system-filestorage-pvc");
     let back = copy_tree(&copied, &restored, "restored").expect("copy back");

@@ -14,20 +14,14 @@ fn copy_files_as_nobody(
     backup: &std::path::Path,
     log: &std::path::Path,
 ) -> std::process::Output {
-    let mut command = if running_as_root() {
+    let command = if running_as_root() {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
         c
     } else {
         Command::new(BIN)
     };
-    command
-        .args(["job", "copy-files"])
-        .arg(format!("--source={}", source.display()))
-        .arg(format!("--backup-dir={}", backup.display()))
-        .arg(format!("--termination-log={}", log.display()))
-        .output()
-        .expect("job runs")
+    support::jobs::copy_files(command, source, backup, log)
 }
 
 fn running_as_root() -> bool {

@@ -22,13 +22,7 @@ fn backup(scratch: &TempDir) -> std::path::PathBuf {
     std::fs::create_dir_all(&root).expect("backup");
     std::fs::write(source.join("uploads/logo.svg"), b"<svg/>\n").expect("file");
     std::os::unix::fs::symlink("uploads/logo.svg", source.join("logo")).expect("link");
-    let copy = Command::new(BIN)
-        .args(["job", "copy-files"])
-        .arg(format!("--source={}", source.display()))
-        .arg(format!("--backup-dir={}", root.display()))
-        .arg(format!("--termination-log={}", scratch.0.join("copy-log").display()))
-        .output()
-        .expect("copy-files runs");
+    let copy = support::jobs::copy_files(Command::new(BIN), &source, &root, &scratch.0.join("copy-log"));
     assert!(copy.status.success(), "{}", String::from_utf8_lossy(&copy.stderr));
     let mut manifest = Manifest::load(&root).expect("manifest");
     for (relative, content) in [

@@ -6,6 +6,7 @@
 //! reset towards the API server too, and one it closes is closed.
 
 use super::LocalError;
+use crate::server::READYZ_PATH;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::net::SocketAddr;
@@ -72,7 +73,8 @@ async fn probe(address: SocketAddr, connector: &TlsConnector) -> bool {
         let tcp = TcpStream::connect(address).await.ok()?;
         let name = ServerName::try_from("localhost").ok()?;
         let mut tls = connector.connect(name, tcp).await.ok()?;
-        tls.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.ok()?;
+        let request = format!("GET {READYZ_PATH} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        tls.write_all(request.as_bytes()).await.ok()?;
         let mut status = [0u8; 12];
         tls.read_exact(&mut status).await.ok()?;
         Some(&status == b"HTTP/1.1 200")

@@ -5,5 +5,6 @@ pub mod certs;
 pub mod cluster;
 pub mod counting;
 pub mod https;
+pub mod jobs;
 pub mod kustomize;
 pub mod lookup;
