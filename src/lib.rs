@@ -12,6 +12,7 @@ pub mod local;
 pub mod metrics;
 pub mod names;
 pub mod observer;
+pub mod plural;
 pub mod reconcile;
 pub mod rules;
 pub mod scope;

@@ -38,7 +38,9 @@ impl Untrusted<'_> {
             f.write_str(&escape(c))?;
         }
         match chars.next() {
-            Some((cut_at, _)) => write!(f, "…(+{} bytes)", self.0.len() - cut_at),
+            Some((cut_at, _)) => {
+                write!(f, "…(+{})", crate::plural::counted((self.0.len() - cut_at) as u64, "byte", "bytes"))
+            }
             None => Ok(()),
         }
     }
@@ -100,6 +102,8 @@ mod tests {
         assert_eq!(format!("{:?}", Untrusted("a\"b\nc")), r#""a\"b\nc""#);
         let long = "x".repeat(SHOWN_CHARS + 1000);
         assert_eq!(Untrusted(&long).to_string(), format!("{}…(+1000 bytes)", "x".repeat(SHOWN_CHARS)));
+        let one_over = "x".repeat(SHOWN_CHARS + 1);
+        assert_eq!(Untrusted(&one_over).to_string(), format!("{}…(+1 byte)", "x".repeat(SHOWN_CHARS)));
     }
 
     #[test]

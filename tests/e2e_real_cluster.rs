@@ -1,11 +1,14 @@
 //! The paths a real cluster takes and a harness could skip: backup Pods in namespaces enforcing
 //! the `restricted` Pod Security Standard, run (by the node stand-in, as a kubelet would) as their
 //! numeric user with their groups, reading a System FileStorage another user wrote with group-only
-//! permissions; and the install of `manifests/` as the real API server admits it.
+//! permissions; APIManagers reported available as 3scale-operator reports them (by its stand-in);
+//! and the install of `manifests/` as the real API server admits it.
 
 mod support;
 
+use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::local::session::{FILE_STORAGE_GROUP, RESTRICTED, SYSTEM_APP_USER};
+use apimanager_backup_operator::local::threescale_operator::REASON;
 use apimanager_backup_operator::names::MANAGED_BY;
 use apimanager_backup_operator::reconcile::builders::JOB_USER;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -15,7 +18,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 use support::cluster::{
-    create_backup, eventually, finished_backup, kubectl_run, namespace, namespace_with_installation, shared,
+    apimanager_yaml, create_backup, eventually, finished_backup, kubectl_ok, kubectl_run, namespace,
+    namespace_never_available, namespace_with_installation, shared,
 };
 
 /// (uid, gid, permission bits) of `path`.
@@ -142,6 +146,40 @@ async fn node_stand_in_runs_pods_as_a_kubelet_would() {
     let (reason, message) = failed_container(&pods, "no-user").await;
     assert_eq!(reason, "CreateContainerConfigError");
     assert_eq!(message, "container has runAsNonRoot and image will run as root: set a numeric runAsUser");
+}
+
+#[tokio::test]
+async fn the_3scale_operator_stand_in_marks_apimanagers_available_unless_their_namespace_says_never() {
+    let cluster = shared();
+    let admin = cluster.admin_client().await.expect("client");
+    // The stand-in handles APIManagers one at a time in the order of its watch (and of a full
+    // list: by namespace, then name), which puts this one first: once the other is marked, this one
+    // was seen and left alone.
+    let never = namespace_never_available(cluster, "always-unavailable");
+    kubectl_ok(cluster, &["-n", &never, "create", "-f", "-"], &apimanager_yaml("example", true));
+    let ns = namespace(cluster, "becomes-available");
+    kubectl_ok(cluster, &["-n", &ns, "create", "-f", "-"], &apimanager_yaml("example", true));
+
+    let waited = kubectl_run(
+        cluster,
+        &["-n", &ns, "wait", "--for=condition=Available", "apimanager/example", "--timeout=30s"],
+        "",
+    );
+    assert!(waited.status.success(), "{}", String::from_utf8_lossy(&waited.stderr));
+    assert_eq!(String::from_utf8_lossy(&waited.stdout).trim(), "apimanager.apps.3scale.net/example condition met");
+    let api: Api<APIManager> = Api::namespaced(admin.clone(), &ns);
+    let available = api.get("example").await.expect("APIManager");
+    assert!(available.is_available());
+    let conditions = &available.status.expect("status")["conditions"];
+    assert_eq!(conditions.as_array().map(Vec::len), Some(1), "{conditions}");
+    assert_eq!(conditions[0]["type"], "Available");
+    assert_eq!(conditions[0]["status"], "True");
+    assert_eq!(conditions[0]["reason"], REASON);
+
+    let left: Api<APIManager> = Api::namespaced(admin, &never);
+    let untouched = left.get("example").await.expect("APIManager");
+    assert!(!untouched.is_available());
+    assert_eq!(untouched.status, None, "never marked");
 }
 
 #[test]

@@ -47,7 +47,7 @@ fn verify(folder: &Path) -> (Option<i32>, String) {
 fn an_intact_backup_is_verified() {
     let scratch = TempDir::new("verify-intact");
     let root = backup(&scratch);
-    assert_eq!(verify(&root), (Some(0), "verified: 3 files and 1 links match manifest.json\n".to_owned()));
+    assert_eq!(verify(&root), (Some(0), "verified: 3 files and 1 link match manifest.json\n".to_owned()));
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The parts of the 3scale `APIManager` resource (`apps.3scale.net/v1alpha1`) this operator reads.
-//! The operator never writes APIManagers; unknown fields are ignored.
+//! The operator never changes an APIManager (a restore creates one); unknown fields are ignored.
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -8,9 +8,20 @@ use serde::{Deserialize, Serialize};
 /// Name of the system FileStorage claim when the APIManager does not configure one.
 pub const DEFAULT_SYSTEM_STORAGE_CLAIM: &str = "system-storage";
 
+/// Type of the condition 3scale-operator sets in an APIManager's `status.conditions`, with status
+/// `"True"` once the installation's deployments and routes are ready.
+pub const AVAILABLE_CONDITION: &str = "Available";
+
 /// The fields of an APIManager spec that decide what can be backed up.
 #[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[kube(group = "apps.3scale.net", version = "v1alpha1", kind = "APIManager", plural = "apimanagers", namespaced)]
+#[kube(
+    group = "apps.3scale.net",
+    version = "v1alpha1",
+    kind = "APIManager",
+    plural = "apimanagers",
+    namespaced,
+    status = "serde_json::Value"
+)]
 #[serde(rename_all = "camelCase")]
 pub struct APIManagerSpec {
     /// Which databases run outside the APIManager.
@@ -116,6 +127,17 @@ pub struct SystemStorageClaim {
 }
 
 impl APIManager {
+    /// Whether 3scale-operator reports the APIManager available: a condition of type
+    /// [`AVAILABLE_CONDITION`] with status `"True"` in `status.conditions`. The status is read as
+    /// JSON, so a status of any other shape reads as not available rather than failing the object.
+    pub fn is_available(&self) -> bool {
+        let conditions = self.status.as_ref().and_then(|s| s.get("conditions")).and_then(serde_json::Value::as_array);
+        conditions.into_iter().flatten().any(|condition| {
+            condition.get("type").and_then(serde_json::Value::as_str) == Some(AVAILABLE_CONDITION)
+                && condition.get("status").and_then(serde_json::Value::as_str) == Some("True")
+        })
+    }
+
     /// What the APIManager asks of its System FileStorage claim (only meaningful when
     /// [`APIManager::file_storage`] is a claim).
     pub fn system_storage_claim(&self) -> SystemStorageClaim {
@@ -211,6 +233,20 @@ mod tests {
             }
         );
         assert_eq!(apimanager(json!({})).system_storage_claim(), SystemStorageClaim::default());
+    }
+
+    #[test]
+    fn available_only_with_an_available_condition_that_is_true() {
+        let with_status = |status: serde_json::Value| APIManager { status: Some(status), ..apimanager(json!({})) };
+        assert!(!apimanager(json!({})).is_available());
+        assert!(with_status(json!({"conditions": [{"type": "Available", "status": "True"}]})).is_available());
+        assert!(!with_status(json!({"conditions": [{"type": "Available", "status": "False"}]})).is_available());
+        assert!(!with_status(json!({"conditions": [{"type": "Warning", "status": "True"}]})).is_available());
+        assert!(!with_status(json!({"conditions": "garbled"})).is_available());
+        let stored: APIManager = serde_json::from_value(json!({"apiVersion": "apps.3scale.net/v1alpha1",
+            "kind": "APIManager", "metadata": {"name": "x"}, "spec": {}, "status": {"conditions": 7}}))
+        .expect("a status of any shape deserializes");
+        assert!(!stored.is_available());
     }
 
     #[test]

@@ -59,7 +59,11 @@ pub enum JobError {
     #[error("{0}")]
     Missing(String),
     /// The backup differs from its manifest or holds no backup.
-    #[error("the backup does not match {}; nothing was restored: {}", crate::layout::MANIFEST_FILE, verify::one_line(.0))]
+    #[error(
+        "the backup does not match {}; nothing was restored: {}",
+        crate::layout::MANIFEST_FILE,
+        verify::one_line(.0, verify::Reference::Manifest)
+    )]
     NotVerified(Vec<verify::Problem>),
     /// The restore would overwrite something, or did not land as backed up.
     #[error("{0}")]

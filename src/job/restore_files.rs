@@ -11,7 +11,7 @@ use super::copy::sync_filesystem;
 use super::manifest::Manifest;
 use super::report::StepReport;
 use super::tree::{copy_tree, remove_tree};
-use super::verify::{Unlisted, compare, one_line};
+use super::verify::{Reference, Unlisted, compare, one_line};
 use super::{JobError, RestoreFilesArgs};
 use crate::layout::FILE_STORAGE_DIR;
 use std::fs;
@@ -41,12 +41,16 @@ pub fn run(args: &RestoreFilesArgs) -> Result<StepReport, JobError> {
     let manifest = Manifest::read(&args.common.backup_dir)?;
     let read =
         Manifest { files: copied.files, links: copied.links, hard_links: copied.hard_links, ..Manifest::default() };
-    let problems = compare(target, FILE_STORAGE_DIR, manifest.as_ref().unwrap_or(&read), Unlisted::Ignored)?;
+    let (expected, reference) = match &manifest {
+        Some(manifest) => (manifest, Reference::Manifest),
+        None => (&read, Reference::Backup),
+    };
+    let problems = compare(target, FILE_STORAGE_DIR, expected, Unlisted::Ignored)?;
     if !problems.is_empty() {
         return Err(JobError::Conflict(format!(
             "the system-storage claim does not hold the backed-up files (a restore never overwrites what is there: \
 empty the claim or restore into another namespace): {}",
-            one_line(&problems)
+            one_line(&problems, reference)
         )));
     }
     Ok(StepReport::RestoreFiles {
@@ -60,6 +64,7 @@ empty the claim or restore into another namespace): {}",
 mod tests {
     use super::*;
     use crate::job::CommonArgs;
+    use crate::job::manifest::hash_file;
     use crate::job::scratch;
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
@@ -98,11 +103,21 @@ mod tests {
         let error = run(&args).expect_err("other content is never overwritten");
         assert!(
             error.to_string().ends_with(
-                "restore into another namespace): system-filestorage-pvc/uploads/a.txt: size 7 bytes, manifest.json says 5"
+                "restore into another namespace): system-filestorage-pvc/uploads/a.txt: size 7 bytes, the backup has 5"
             ),
-            "{error}"
+            "without a manifest, the backup's files are what is expected: {error}"
         );
         assert_eq!(fs::read(target.join("uploads/a.txt")).expect("file"), b"changed");
+
+        let listed =
+            hash_file(&backup.join("system-filestorage-pvc/uploads/a.txt"), "system-filestorage-pvc/uploads/a.txt")
+                .expect("hash");
+        Manifest { files: vec![listed], ..Manifest::default() }.save(&backup).expect("manifest");
+        let error = run(&args).expect_err("other content is never overwritten");
+        assert!(
+            error.to_string().ends_with("system-filestorage-pvc/uploads/a.txt: size 7 bytes, manifest.json says 5"),
+            "{error}"
+        );
         let _ = remove_tree(&backup);
         let _ = remove_tree(&target);
     }

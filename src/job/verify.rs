@@ -7,6 +7,7 @@ use super::JobError;
 use super::manifest::{FileEntry, Manifest, encode_path, hash_stream};
 use super::tree::{Entry, LOST_AND_FOUND, Next, Visit, walk};
 use crate::layout::{APIMANAGER_FILE, MANIFEST_FILE};
+use crate::plural::counted;
 use rustix::fs::{FileType, Mode, OFlags};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -90,27 +91,43 @@ impl Problem {
     }
 }
 
-impl fmt::Display for Problem {
+/// What a folder is compared with, as a problem names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reference {
+    /// The backup's `manifest.json`.
+    Manifest,
+    /// The backup's own files, as read (a backup without manifest, in 3scale-operator's layout).
+    Backup,
+}
+
+impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Manifest => write!(f, "{MANIFEST_FILE} says"),
+            Self::Backup => write!(f, "the backup has"),
+        }
+    }
+}
+
+impl Problem {
+    /// The problem on one line, naming what was expected as `reference` has it.
+    pub fn describe(&self, reference: Reference) -> String {
         let path = self.path();
         match self {
-            Self::Missing { .. } => write!(f, "{path}: missing"),
-            Self::NotAFile { .. } => write!(f, "{path}: not a regular file"),
+            Self::Missing { .. } => format!("{path}: missing"),
+            Self::NotAFile { .. } => format!("{path}: not a regular file"),
             Self::Size { expected, found, .. } => {
-                write!(f, "{path}: size {found} bytes, manifest.json says {expected}")
+                format!("{path}: size {}, {reference} {expected}", counted(*found, "byte", "bytes"))
             }
-            Self::Checksum { expected, found, .. } => {
-                write!(f, "{path}: sha256 {found}, manifest.json says {expected}")
-            }
-            Self::NotALink { .. } => write!(f, "{path}: not a symbolic link"),
-            Self::LinkTarget { expected, found, .. } => {
-                write!(f, "{path}: link to {found:?}, manifest.json says {expected:?}")
-            }
-            Self::Unlisted { .. } => write!(f, "{path}: not listed in manifest.json"),
-            Self::Unreadable { reason, .. } => write!(f, "{path}: unreadable: {reason}"),
-            Self::Incomplete => {
-                write!(f, "{path}: does not list {APIMANAGER_FILE}; the backup did not finish")
-            }
+            Self::Checksum { expected, found, .. } => format!("{path}: sha256 {found}, {reference} {expected}"),
+            Self::NotALink { .. } => format!("{path}: not a symbolic link"),
+            Self::LinkTarget { expected, found, .. } => format!("{path}: link to {found:?}, {reference} {expected:?}"),
+            Self::Unlisted { .. } => match reference {
+                Reference::Manifest => format!("{path}: not listed in {MANIFEST_FILE}"),
+                Reference::Backup => format!("{path}: not in the backup"),
+            },
+            Self::Unreadable { reason, .. } => format!("{path}: unreadable: {reason}"),
+            Self::Incomplete => format!("{path}: does not list {APIMANAGER_FILE}; the backup did not finish"),
         }
     }
 }
@@ -135,24 +152,28 @@ impl fmt::Display for Verification {
     /// One line, or one line per problem.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Verified { files, links } => {
-                write!(f, "verified: {files} files and {links} links match {MANIFEST_FILE}")
-            }
+            Self::Verified { files, links } => write!(
+                f,
+                "verified: {} and {} match {MANIFEST_FILE}",
+                counted(*files as u64, "file", "files"),
+                counted(*links as u64, "link", "links")
+            ),
             Self::NoManifest => write!(
                 f,
                 "not verified: no {MANIFEST_FILE} (a backup in 3scale-operator's layout); sizes and checksums cannot be checked"
             ),
             Self::Failed(problems) => {
-                let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                let lines: Vec<String> = problems.iter().map(|problem| problem.describe(Reference::Manifest)).collect();
                 write!(f, "{}", lines.join("\n"))
             }
         }
     }
 }
 
-/// The problems on one line, for a condition message.
-pub fn one_line(problems: &[Problem]) -> String {
-    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+/// The problems on one line, for a condition message, naming what was expected as `reference`
+/// has it.
+pub fn one_line(problems: &[Problem], reference: Reference) -> String {
+    problems.iter().map(|problem| problem.describe(reference)).collect::<Vec<_>>().join("; ")
 }
 
 /// Checks the backup folder `root` against its manifest.
@@ -280,6 +301,25 @@ mod tests {
     use super::*;
     use crate::job::manifest::LinkEntry;
     use crate::job::scratch;
+
+    #[test]
+    fn problems_name_what_they_are_compared_with_and_counts_agree_with_their_nouns() {
+        let size = Problem::Size { path: "a".into(), expected: 5, found: 1 };
+        assert_eq!(size.describe(Reference::Manifest), "a: size 1 byte, manifest.json says 5");
+        assert_eq!(size.describe(Reference::Backup), "a: size 1 byte, the backup has 5");
+        let link = Problem::LinkTarget { path: "l".into(), expected: "x".into(), found: "y".into() };
+        assert_eq!(link.describe(Reference::Backup), r#"l: link to "y", the backup has "x""#);
+        let unlisted = Problem::Unlisted { path: "u".into() };
+        assert_eq!(unlisted.describe(Reference::Manifest), "u: not listed in manifest.json");
+        assert_eq!(unlisted.describe(Reference::Backup), "u: not in the backup");
+        assert_eq!(
+            one_line(&[size, Problem::Missing { path: "m".into() }], Reference::Manifest),
+            "a: size 1 byte, manifest.json says 5; m: missing"
+        );
+        let verified = |files, links| Verification::Verified { files, links }.to_string();
+        assert_eq!(verified(1, 1), "verified: 1 file and 1 link match manifest.json");
+        assert_eq!(verified(3, 0), "verified: 3 files and 0 links match manifest.json");
+    }
 
     #[test]
     fn listed_paths_that_leave_the_folder_are_missing_and_never_read() {

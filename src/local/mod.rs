@@ -2,6 +2,7 @@
 //! as its own ServiceAccount, webhooks registered. Used by `apimanager-backup-operator local` and
 //! by the end-to-end tests, so both exercise the same setup.
 
+pub mod background;
 pub mod control_plane;
 pub mod forwarder;
 pub mod install;
@@ -9,6 +10,7 @@ pub mod node;
 pub mod pod_security;
 pub mod process;
 pub mod session;
+pub mod threescale_operator;
 
 use control_plane::{ControlPlane, free_port, kubeconfig};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -18,6 +20,7 @@ use process::Supervised;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use threescale_operator::ThreescaleOperatorStandIn;
 
 use crate::scope::Namespaces;
 
@@ -237,9 +240,11 @@ impl OperatorProcess {
 /// How long the harness waits for the operator's `/readyz` before giving up.
 const OPERATOR_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A control plane with CRDs, the operator, its webhooks and the node stand-in. Dropping it stops
-/// the stand-in, the operator, then the control plane.
+/// A control plane with CRDs, the operator, its webhooks and the stand-ins of the node and of
+/// 3scale-operator. Dropping it stops the stand-ins, the operator, then the control plane.
 pub struct LocalCluster {
+    /// Marks APIManagers available, as 3scale-operator would.
+    pub threescale_operator: ThreescaleOperatorStandIn,
     /// Runs backup Pods.
     pub node: NodeStandIn,
     /// The operator under test.
@@ -252,8 +257,8 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Builds what is missing, starts the control plane under `dir`, installs the CRDs and the
-    /// operator's identity, runs `operator_binary serve` (with `operator_args` added) and the node
-    /// stand-in, and once the operator's `/readyz` answers 200 registers the webhooks (as a
+    /// operator's identity, runs `operator_binary serve` (with `operator_args` added) and the
+    /// stand-ins of the node and of 3scale-operator, and once the operator's `/readyz` answers 200 registers the webhooks (as a
     /// Service sends traffic only to ready Pods), returning once the API server reaches them.
     pub async fn start(operator_binary: &Path, dir: &Path, operator_args: &[String]) -> Result<Self, LocalError> {
         Self::start_scoped(operator_binary, dir, operator_args, &Namespaces::All).await
@@ -309,11 +314,12 @@ impl LocalCluster {
                 ca: plane.certs.join("ca.crt"),
             },
         );
+        let threescale_operator = ThreescaleOperatorStandIn::start(plane.admin_kubeconfig.clone());
         let probe_namespace = match namespaces {
             Namespaces::Only(names) => names.first().cloned().unwrap_or_default(),
             Namespaces::All => "default".to_owned(),
         };
-        let mut cluster = Self { node, operator, plane, probe_namespace };
+        let mut cluster = Self { threescale_operator, node, operator, plane, probe_namespace };
         cluster.operator.wait_until_ready(OPERATOR_READY_TIMEOUT).await?;
         let ca = std::fs::read(cluster.plane.certs.join("ca.crt"))
             .map_err(|source| LocalError::Io { what: "reading ca.crt".into(), source })?;

@@ -4,6 +4,7 @@
 //! ServiceAccount unless the Pod opts out, then writes the Pod's phase and exit code back through
 //! the API, so the real Job controller completes or fails the Job.
 
+use super::background::Background;
 use super::control_plane::kubeconfig;
 use super::pod_security::{self, ConfigError, Identity};
 use crate::names::managed_by_selector;
@@ -37,32 +38,17 @@ pub struct NodeSettings {
 /// The running stand-in; dropping it stops it (Pods already started finish on their own).
 pub struct NodeStandIn {
     paused: Arc<AtomicBool>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _task: Background,
 }
 
 impl NodeStandIn {
     /// Starts watching backup Pods with `admin` credentials, on a thread and runtime of its own.
     pub fn start(admin_kubeconfig: PathBuf, settings: NodeSettings) -> Self {
         let paused = Arc::new(AtomicBool::new(false));
-        let (stop, stopped) = tokio::sync::oneshot::channel();
         let flag = paused.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    tracing::error!(%error, "node stand-in: no runtime");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                tokio::select! {
-                    _ = stopped => {},
-                    _ = watch_pods(admin_kubeconfig, settings, flag) => {},
-                }
-            });
-        });
-        Self { paused, stop: Some(stop), thread: Some(thread) }
+        let task =
+            Background::spawn("node-stand-in", admin_kubeconfig, move |client| watch_pods(client, settings, flag));
+        Self { paused, _task: task }
     }
 
     /// Holds Pods (Pending) instead of running them until the guard drops, so a backup stays in
@@ -82,25 +68,7 @@ impl Drop for PauseGuard {
     }
 }
 
-impl Drop for NodeStandIn {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-async fn watch_pods(admin_kubeconfig: PathBuf, settings: NodeSettings, paused: Arc<AtomicBool>) {
-    let client = match super::control_plane::client_from_kubeconfig(&admin_kubeconfig).await {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::error!(%error, "node stand-in: no client");
-            return;
-        }
-    };
+async fn watch_pods(client: kube::Client, settings: NodeSettings, paused: Arc<AtomicBool>) {
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().labels(&managed_by_selector());
     let mut seen = HashSet::new();

@@ -90,11 +90,21 @@ pub fn create_rejected(ns: &str, yaml: &str) -> String {
 
 /// Creates namespace `name`, enforcing the `restricted` Pod Security Standard, and returns it.
 pub fn namespace(cluster: &LocalCluster, name: &str) -> String {
+    namespace_labelled(cluster, name, &[])
+}
+
+/// [`namespace`], labelled so the harness's 3scale-operator stand-in never marks its APIManagers
+/// available (as a 3scale installation that never gets ready).
+pub fn namespace_never_available(cluster: &LocalCluster, name: &str) -> String {
+    use apimanager_backup_operator::local::threescale_operator::NEVER_AVAILABLE;
+    namespace_labelled(cluster, name, &[NEVER_AVAILABLE])
+}
+
+fn namespace_labelled(cluster: &LocalCluster, name: &str, labels: &[(&str, &str)]) -> String {
     use apimanager_backup_operator::local::session::RESTRICTED;
-    let yaml = format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    {}: {}\n",
-        RESTRICTED.0, RESTRICTED.1
-    );
+    let labels: String =
+        [RESTRICTED].iter().chain(labels).map(|(key, value)| format!("    {key}: {value:?}\n")).collect();
+    let yaml = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n{labels}");
     kubectl_ok(cluster, &["create", "-f", "-"], &yaml);
     name.to_owned()
 }

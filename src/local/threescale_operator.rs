@@ -1,0 +1,103 @@
+//! The 3scale-operator stand-in: no 3scale-operator runs in the harness (it would need 3scale's
+//! images and a cluster to run them), so nothing would ever report an APIManager available and a
+//! restore would wait for it forever. This plays the one part of 3scale-operator a restore waits
+//! for: it watches the APIManagers of every namespace and gives each one that has no
+//! [`AVAILABLE_CONDITION`] yet the condition 3scale-operator sets once the installation's
+//! deployments and routes are ready, `Available` with status `"True"`, through the status
+//! subresource.
+//!
+//! It leaves alone the APIManagers of a namespace labelled [`NEVER_AVAILABLE`] (label the
+//! namespace before creating the APIManager), so a test can see what happens while an APIManager
+//! never becomes available.
+
+use super::background::Background;
+use crate::api::apimanager::{APIManager, AVAILABLE_CONDITION};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// Namespace label (`key`, `value`) telling the stand-in to leave the APIManagers of that
+/// namespace unavailable, as a 3scale installation that never becomes ready would be.
+pub const NEVER_AVAILABLE: (&str, &str) = ("local.apimanager-backup-operator/never-available", "true");
+/// `reason` of the condition the stand-in sets (3scale-operator sets none), so whoever reads the
+/// APIManager sees who marked it.
+pub const REASON: &str = "HarnessStandIn";
+/// Field manager of the stand-in's status writes.
+const FIELD_MANAGER: &str = "apimanager-backup-operator-local-3scale-operator";
+
+/// The running stand-in; dropping it stops it.
+pub struct ThreescaleOperatorStandIn {
+    _task: Background,
+}
+
+impl ThreescaleOperatorStandIn {
+    /// Starts watching APIManagers with `admin` credentials, on a thread and runtime of its own.
+    pub fn start(admin_kubeconfig: PathBuf) -> Self {
+        Self { _task: Background::spawn("3scale-operator-stand-in", admin_kubeconfig, watch_apimanagers) }
+    }
+}
+
+async fn watch_apimanagers(client: kube::Client) {
+    let apimanagers: Api<APIManager> = Api::all(client.clone());
+    let mut events =
+        std::pin::pin!(watcher(apimanagers, watcher::Config::default()).default_backoff().applied_objects());
+    while let Some(event) = events.next().await {
+        let Ok(apimanager) = event else { continue };
+        if has_condition(&apimanager, AVAILABLE_CONDITION) {
+            continue;
+        }
+        let name = format!("{}/{}", apimanager.namespace().unwrap_or_default(), apimanager.name_any());
+        match mark_available(&client, &apimanager).await {
+            Ok(true) => tracing::info!(apimanager = %name, "3scale-operator stand-in marked the APIManager available"),
+            Ok(false) => {
+                tracing::debug!(apimanager = %name, "3scale-operator stand-in leaves the APIManager unavailable")
+            }
+            // The APIManager's next event, or the watch's next full list, tries again.
+            Err(error) => {
+                tracing::warn!(apimanager = %name, %error, "3scale-operator stand-in could not mark the APIManager")
+            }
+        }
+    }
+}
+
+/// Whether the APIManager's status holds a condition of `type_`, whatever its status.
+fn has_condition(apimanager: &APIManager, type_: &str) -> bool {
+    conditions(apimanager).iter().any(|condition| condition.get("type").and_then(Value::as_str) == Some(type_))
+}
+
+/// The APIManager's `status.conditions`, empty when it has none (or of another shape).
+fn conditions(apimanager: &APIManager) -> Vec<Value> {
+    let listed = apimanager.status.as_ref().and_then(|status| status.get("conditions")).and_then(Value::as_array);
+    listed.cloned().unwrap_or_default()
+}
+
+/// Adds `Available=True` to the APIManager's conditions unless its namespace carries
+/// [`NEVER_AVAILABLE`]; `false` when it was left alone. The write is conditional on the
+/// APIManager's resourceVersion, so a condition set meanwhile by someone else is never lost.
+async fn mark_available(client: &kube::Client, apimanager: &APIManager) -> Result<bool, kube::Error> {
+    let namespace = apimanager.namespace().unwrap_or_default();
+    let labels = Api::<Namespace>::all(client.clone()).get(&namespace).await?.metadata.labels.unwrap_or_default();
+    if labels.get(NEVER_AVAILABLE.0).map(String::as_str) == Some(NEVER_AVAILABLE.1) {
+        return Ok(false);
+    }
+    let mut conditions = conditions(apimanager);
+    conditions.push(json!({
+        "type": AVAILABLE_CONDITION,
+        "status": "True",
+        "reason": REASON,
+        "message": "no 3scale-operator runs in the harness; its stand-in marks every APIManager available",
+        "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string(),
+    }));
+    let patch = json!({
+        "metadata": {"resourceVersion": apimanager.resource_version()},
+        "status": {"conditions": conditions},
+    });
+    let api: Api<APIManager> = Api::namespaced(client.clone(), &namespace);
+    let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PatchParams::default() };
+    api.patch_status(&apimanager.name_any(), &params, &Patch::Merge(&patch)).await?;
+    Ok(true)
+}
