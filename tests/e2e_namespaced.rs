@@ -8,7 +8,7 @@ use apimanager_backup_operator::api::backup::APIManagerBackup;
 use apimanager_backup_operator::local::LocalCluster;
 use apimanager_backup_operator::local::install::{FIELD_MANAGER, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
 use apimanager_backup_operator::scope::Namespaces;
-use apimanager_backup_operator::webhook::handlers::VALIDATE_PATH;
+use apimanager_backup_operator::webhook::handlers::{VALIDATE_PATH, VALIDATE_RESTORE_PATH};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
@@ -71,25 +71,44 @@ async fn a_scoped_operator_backs_up_its_namespace_and_leaves_others_untouched() 
     assert_eq!(String::from_utf8_lossy(&everywhere.stdout).trim(), "no", "no cluster-wide list");
 
     // Called for another namespace all the same, the operator refuses rather than looking it up.
+    let backup = serde_json::json!({"spec": {"apiManagerName": "example-apimanager",
+        "backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "1Gi"}}}}});
+    assert_refused_as_unmanaged(cluster, VALIDATE_PATH, "APIManagerBackup", backup).await;
+}
+
+#[tokio::test]
+async fn restores_in_an_unmanaged_namespace_are_refused_naming_the_managed_ones() {
+    let restore = serde_json::json!({"spec": {"restoreSource": {"persistentVolumeClaim": {
+        "claimSource": {"claimName": "nightly", "readOnly": true}}}}});
+    assert_refused_as_unmanaged(scoped(), VALIDATE_RESTORE_PATH, "APIManagerRestore", restore).await;
+}
+
+/// Sends the validating webhook at `path` a CREATE of a `kind` with `object`'s spec in namespace
+/// [`OTHER`], as the API server would if its configuration still called the webhook there, and
+/// asserts the denial: 403 naming the managed namespace.
+async fn assert_refused_as_unmanaged(cluster: &LocalCluster, path: &str, kind: &str, object: Value) {
+    let plural = format!("{}s", kind.to_lowercase());
+    let mut object = object;
+    object["apiVersion"] = "apps.3scale.net/v1alpha1".into();
+    object["kind"] = kind.into();
+    object["metadata"] = serde_json::json!({"name": "b", "namespace": OTHER});
     let review = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": "0d4f6a52-2f5e-4cf4-9a38-5b1a9f3c1e01",
-        "kind": {"group": "apps.3scale.net", "version": "v1alpha1", "kind": "APIManagerBackup"},
-        "resource": {"group": "apps.3scale.net", "version": "v1alpha1", "resource": "apimanagerbackups"},
+        "kind": {"group": "apps.3scale.net", "version": "v1alpha1", "kind": kind},
+        "resource": {"group": "apps.3scale.net", "version": "v1alpha1", "resource": plural},
         "name": "b", "namespace": OTHER, "operation": "CREATE", "userInfo": {"username": "admin"},
-        "object": {"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManagerBackup",
-            "metadata": {"name": "b", "namespace": OTHER},
-            "spec": {"apiManagerName": "example-apimanager",
-                     "backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "1Gi"}}}}}}});
+        "object": object}});
     let tls = client_config(&[&cluster.plane.certs.join("ca.crt")]);
-    let reply = request(cluster.operator.address(), tls, "POST", VALIDATE_PATH, review.to_string().as_bytes()).await;
+    let reply = request(cluster.operator.address(), tls, "POST", path, review.to_string().as_bytes()).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let answer: Value = serde_json::from_str(&reply.body).expect("AdmissionReview");
     let response = &answer["response"];
-    assert_eq!(response["allowed"], false);
-    assert_eq!(response["status"]["code"], 403);
+    assert_eq!(response["allowed"], false, "{kind}: {response}");
+    assert_eq!(response["status"]["code"], 403, "{kind}: {response}");
     assert_eq!(
         response["status"]["message"],
-        format!("this operator does not manage namespace \"{OTHER}\" (it manages {WATCHED})")
+        format!("this operator does not manage namespace \"{OTHER}\" (it manages {WATCHED})"),
+        "{kind}"
     );
 }
 

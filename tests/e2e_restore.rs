@@ -17,6 +17,7 @@ use support::cluster::{
     OPERATOR, apimanager_yaml, create_backup, create_rejected, finished_backup, kubectl_ok, kubectl_run, namespace,
     namespace_with_installation, shared,
 };
+use support::threescale_backup::threescale_operator_backup_claim;
 
 fn restore_yaml(name: &str, claim: &str) -> String {
     format!(
@@ -98,6 +99,21 @@ fn an_accepted_restore_mounts_read_only_and_its_spec_never_changes() {
         String::from_utf8_lossy(&output.stderr).trim_end(),
         r#"The APIManagerRestore "r" is invalid: spec: Forbidden: spec is immutable once the restore is created; create a new APIManagerRestore to restore another backup"#
     );
+}
+
+#[tokio::test]
+async fn a_claim_holding_a_backup_of_3scale_operator_is_admitted() {
+    let cluster = shared();
+    let ns = namespace(cluster, "restore-3scale-layout");
+    let root = threescale_operator_backup_claim(cluster, &ns, "threescale-nightly").await;
+    assert!(root.join("apimanager/apimanager-backup.json").is_file());
+    assert!(!root.join("manifest.json").exists());
+    let created = kubectl_ok(
+        cluster,
+        &["-n", &ns, "create", "--dry-run=server", "-f", "-"],
+        &restore_yaml("r", "threescale-nightly"),
+    );
+    assert_eq!(created.trim(), "apimanagerrestore.apps.3scale.net/r created (server dry run)");
 }
 
 /// Runs `apimanager-backup-operator job <step> <args>` as a restore Pod would, as the cluster

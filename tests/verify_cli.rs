@@ -7,6 +7,8 @@ use apimanager_backup_operator::job::manifest::{Manifest, hash_file};
 use std::path::Path;
 use std::process::{Command, Output};
 use support::certs::TempDir;
+use support::jobs::job_step;
+use support::threescale_backup::{FILE_STORAGE_LINK, write_threescale_operator_backup};
 
 const BIN: &str = env!("CARGO_BIN_EXE_apimanager-backup-operator");
 
@@ -111,27 +113,56 @@ fn job_verify_reports_to_the_restore_through_the_termination_message() {
     let scratch = TempDir::new("job-verify");
     let root = backup(&scratch);
     let log = scratch.0.join("termination-log");
-    let run = || {
-        Command::new(BIN)
-            .args(["job", "verify"])
-            .arg(format!("--backup-dir={}", root.display()))
-            .arg(format!("--termination-log={}", log.display()))
-            .output()
-            .expect("job verify runs")
-    };
-    assert!(run().status.success());
+    let backup_dir = [format!("--backup-dir={}", root.display())];
+    let (ok, report) = job_step("verify", &backup_dir, &log);
+    assert!(ok, "{report}");
     assert_eq!(
-        std::fs::read_to_string(&log).expect("report"),
+        report,
         r#"{"step":"verify","checked":{"result":"verified","files":3,"links":1},"apiManager":{"name":"example","systemStorage":{}}}"#
     );
     std::fs::write(root.join("secrets/zync.json"), b"{}").expect("damage");
-    let output = run();
-    assert!(!output.status.success(), "a damaged backup fails the step");
-    let message = std::fs::read_to_string(&log).expect("reason");
+    let (ok, message) = job_step("verify", &backup_dir, &log);
+    assert!(!ok, "a damaged backup fails the step");
     assert!(
         message.starts_with(
             "the backup does not match manifest.json; nothing was restored: secrets/zync.json: size 2 bytes, manifest.json says "
         ),
         "{message}"
     );
+}
+
+#[test]
+fn a_backup_in_3scale_operators_layout_is_not_verified_but_readable() {
+    let scratch = TempDir::new("verify-3scale-operator");
+    let root = scratch.0.join("backup");
+    write_threescale_operator_backup(&root);
+    let secrets = std::fs::read_dir(root.join("secrets")).expect("secrets").count();
+    assert_eq!(secrets, 13, "every Secret 3scale-operator backs up");
+    let zync = std::fs::read_to_string(root.join("secrets/zync.json")).expect("zync");
+    assert!(zync.starts_with("{\n    \"apiVersion\": \"v1\",\n    \"data\": {"), "{zync}");
+
+    assert_eq!(
+        verify(&root),
+        (
+            Some(2),
+            "not verified: no manifest.json (a backup in 3scale-operator's layout); sizes and checksums cannot be checked\n"
+                .to_owned()
+        )
+    );
+    let backup_dir = format!("--backup-dir={}", root.display());
+    let (ok, report) = job_step("verify", std::slice::from_ref(&backup_dir), &scratch.0.join("verify-log"));
+    assert!(ok, "not verified is no failure: {report}");
+    assert_eq!(
+        report,
+        r#"{"step":"verify","checked":{"result":"noManifest"},"apiManager":{"name":"example-apimanager","systemStorage":{}}}"#
+    );
+
+    let target = scratch.0.join("system-storage");
+    std::fs::create_dir_all(&target).expect("target claim");
+    let args = [format!("--target={}", target.display()), backup_dir];
+    let (ok, report) = job_step("restore-files", &args, &scratch.0.join("restore-files-log"));
+    assert!(ok, "{report}");
+    assert_eq!(report, r#"{"step":"restoreFiles","files":2,"links":1,"verified":false}"#);
+    let (link, link_target) = FILE_STORAGE_LINK;
+    assert_eq!(std::fs::read_link(target.join(link)).expect("link"), Path::new(link_target));
 }

@@ -14,3 +14,15 @@ pub fn copy_files(mut command: Command, source: &Path, backup: &Path, log: &Path
         .output()
         .expect("copy-files runs")
 }
+
+/// Runs `job <step> <args>` of the binary under test with its termination message at `log`;
+/// returns whether it succeeded and the message.
+pub fn job_step(step: &str, args: &[String], log: &Path) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_apimanager-backup-operator"))
+        .args(["job", step])
+        .args(args)
+        .arg(format!("--termination-log={}", log.display()))
+        .output()
+        .expect("job step runs");
+    (output.status.success(), std::fs::read_to_string(log).unwrap_or_default())
+}

@@ -8,3 +8,4 @@ pub mod https;
 pub mod jobs;
 pub mod kustomize;
 pub mod lookup;
+pub mod threescale_backup;
