@@ -8,7 +8,7 @@ mod support;
 
 use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::local::session::{FILE_STORAGE_GROUP, RESTRICTED, SYSTEM_APP_USER};
-use apimanager_backup_operator::local::threescale_operator::REASON;
+use apimanager_backup_operator::local::threescale_operator::{REASON, report_available};
 use apimanager_backup_operator::names::MANAGED_BY;
 use apimanager_backup_operator::reconcile::builders::JOB_USER;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -176,10 +176,18 @@ async fn the_3scale_operator_stand_in_marks_apimanagers_available_unless_their_n
     assert_eq!(conditions[0]["status"], "True");
     assert_eq!(conditions[0]["reason"], REASON);
 
-    let left: Api<APIManager> = Api::namespaced(admin, &never);
+    let left: Api<APIManager> = Api::namespaced(admin.clone(), &never);
     let untouched = left.get("example").await.expect("APIManager");
     assert!(!untouched.is_available());
     assert_eq!(untouched.status, None, "never marked");
+    // There, a test makes it available when it chooses.
+    report_available(&admin, &untouched).await.expect("reported available");
+    let waited = kubectl_run(
+        cluster,
+        &["-n", &never, "wait", "--for=condition=Available", "apimanager/example", "--timeout=30s"],
+        "",
+    );
+    assert!(waited.status.success(), "{}", String::from_utf8_lossy(&waited.stderr));
 }
 
 #[test]

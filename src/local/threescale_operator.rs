@@ -8,7 +8,7 @@
 //!
 //! It leaves alone the APIManagers of a namespace labelled [`NEVER_AVAILABLE`] (label the
 //! namespace before creating the APIManager), so a test can see what happens while an APIManager
-//! never becomes available.
+//! is not available, and make it available when it chooses with [`report_available`].
 
 use super::background::Background;
 use crate::api::apimanager::{APIManager, AVAILABLE_CONDITION};
@@ -75,15 +75,23 @@ fn conditions(apimanager: &APIManager) -> Vec<Value> {
     listed.cloned().unwrap_or_default()
 }
 
-/// Adds `Available=True` to the APIManager's conditions unless its namespace carries
-/// [`NEVER_AVAILABLE`]; `false` when it was left alone. The write is conditional on the
-/// APIManager's resourceVersion, so a condition set meanwhile by someone else is never lost.
+/// Reports the APIManager available unless its namespace carries [`NEVER_AVAILABLE`]; `false` when
+/// it was left alone.
 async fn mark_available(client: &kube::Client, apimanager: &APIManager) -> Result<bool, kube::Error> {
     let namespace = apimanager.namespace().unwrap_or_default();
     let labels = Api::<Namespace>::all(client.clone()).get(&namespace).await?.metadata.labels.unwrap_or_default();
     if labels.get(NEVER_AVAILABLE.0).map(String::as_str) == Some(NEVER_AVAILABLE.1) {
         return Ok(false);
     }
+    report_available(client, apimanager).await?;
+    Ok(true)
+}
+
+/// What the stand-in does to an APIManager: adds `Available=True` to its `status.conditions`
+/// through the status subresource, conditional on the APIManager's resourceVersion (a condition
+/// set meanwhile by someone else is never lost). A test whose namespace carries
+/// [`NEVER_AVAILABLE`] calls it to make an APIManager available when it chooses.
+pub async fn report_available(client: &kube::Client, apimanager: &APIManager) -> Result<(), kube::Error> {
     let mut conditions = conditions(apimanager);
     conditions.push(json!({
         "type": AVAILABLE_CONDITION,
@@ -96,8 +104,7 @@ async fn mark_available(client: &kube::Client, apimanager: &APIManager) -> Resul
         "metadata": {"resourceVersion": apimanager.resource_version()},
         "status": {"conditions": conditions},
     });
-    let api: Api<APIManager> = Api::namespaced(client.clone(), &namespace);
+    let api: Api<APIManager> = Api::namespaced(client.clone(), &apimanager.namespace().unwrap_or_default());
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PatchParams::default() };
-    api.patch_status(&apimanager.name_any(), &params, &Patch::Merge(&patch)).await?;
-    Ok(true)
+    api.patch_status(&apimanager.name_any(), &params, &Patch::Merge(&patch)).await.map(drop)
 }
