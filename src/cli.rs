@@ -106,6 +106,10 @@ pub struct ServeArgs {
     /// A backup not finished this long after it started ends Failed (e.g. 6h, 90m).
     #[arg(long, env = "APIMANAGER_BACKUP_TIMEOUT", default_value = "6h", value_parser = positive_duration)]
     pub backup_timeout: Duration,
+    /// A restore not finished this long after it started (the restored APIManager available) ends
+    /// Failed (e.g. 6h, 90m).
+    #[arg(long, env = "APIMANAGER_BACKUP_RESTORE_TIMEOUT", default_value = "6h", value_parser = positive_duration)]
+    pub restore_timeout: Duration,
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "APIMANAGER_BACKUP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -256,6 +260,10 @@ for example 10s",
             (
                 &["--backup-timeout", "0s"],
                 "invalid value '0s' for '--backup-timeout <BACKUP_TIMEOUT>': must be greater than zero, for example 10s",
+            ),
+            (
+                &["--restore-timeout", "0s"],
+                "invalid value '0s' for '--restore-timeout <RESTORE_TIMEOUT>': must be greater than zero, for example 10s",
             ),
             (
                 &["--backup-timeout", "soon"],

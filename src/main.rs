@@ -113,6 +113,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     file_storage_group: args.file_storage_group,
                 },
                 backup_timeout: args.backup_timeout,
+                restore_timeout: args.restore_timeout,
             };
             let gauge = metrics.leader_gauge()?;
             let start = {
@@ -137,7 +138,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("HTTPS server")?;
     if let Some(controller) = controller {
-        controller.await.context("backup controller task")?;
+        controller.await.context("controller task")?;
     }
     observing.await.context("backup observer task")?;
     tracing::info!("stopped");

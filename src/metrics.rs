@@ -44,9 +44,9 @@ impl Outcome {
     }
 }
 
-/// The end of one backup, as its status tells it.
+/// The end of one backup or restore, as its status tells it.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct BackupEnd {
+pub struct OperationEnd {
     /// Succeeded or failed.
     pub outcome: Outcome,
     /// Seconds from its start to its end.
@@ -75,6 +75,8 @@ pub struct Metrics {
     backup_duration: HistogramVec,
     backups: IntCounterVec,
     backup_failures: IntCounterVec,
+    restore_duration: HistogramVec,
+    restores: IntCounterVec,
     backups_in_progress: IntGauge,
     last_success: GaugeVec,
     oldest_running_start: GaugeVec,
@@ -83,6 +85,14 @@ pub struct Metrics {
     watch_errors: IntCounter,
     gauges_source: OnceLock<BackupGaugesSource>,
 }
+
+/// Buckets of the backup and restore duration histograms: 1 s to 6 h.
+const OPERATION_BUCKETS: [f64; 13] =
+    [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0];
+
+/// The `reason` label of `apimanager_restores_total` for a restore that succeeded: its `Ready`
+/// reason.
+pub const RESTORE_COMPLETED: &str = "RestoreCompleted";
 
 /// Labels of the per-APIManager gauges.
 const APIMANAGER_LABELS: [&str; 2] = ["namespace", "apimanager"];
@@ -111,7 +121,7 @@ impl Metrics {
                 "apimanager_backup_duration_seconds",
                 "Time from a backup's start to its end, by outcome.",
             )
-            .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0]),
+            .buckets(OPERATION_BUCKETS.to_vec()),
             &["outcome"],
         )?;
         let backups =
@@ -125,6 +135,26 @@ impl Metrics {
         )?;
         for reason in Failure::REASONS {
             backup_failures.with_label_values(&[reason]);
+        }
+        let restore_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "apimanager_restore_duration_seconds",
+                "Time from a restore's start to its end, by outcome.",
+            )
+            .buckets(OPERATION_BUCKETS.to_vec()),
+            &["outcome"],
+        )?;
+        let restores = IntCounterVec::new(
+            Opts::new(
+                "apimanager_restores_total",
+                "Restores ended, by outcome and the reason of their Ready condition.",
+            ),
+            &["outcome", "reason"],
+        )?;
+        let [succeeded, failed] = Outcome::LABELS;
+        restores.with_label_values(&[succeeded, RESTORE_COMPLETED]);
+        for reason in Failure::RESTORE_REASONS {
+            restores.with_label_values(&[failed, reason]);
         }
         let backups_in_progress = IntGauge::new("apimanager_backups_in_progress", "Backups started and not ended.")?;
         let last_success = GaugeVec::new(
@@ -166,6 +196,8 @@ impl Metrics {
         registry.register(Box::new(backup_duration.clone()))?;
         registry.register(Box::new(backups.clone()))?;
         registry.register(Box::new(backup_failures.clone()))?;
+        registry.register(Box::new(restore_duration.clone()))?;
+        registry.register(Box::new(restores.clone()))?;
         registry.register(Box::new(backups_in_progress.clone()))?;
         registry.register(Box::new(last_success.clone()))?;
         registry.register(Box::new(oldest_running_start.clone()))?;
@@ -179,6 +211,8 @@ impl Metrics {
             backup_duration,
             backups,
             backup_failures,
+            restore_duration,
+            restores,
             backups_in_progress,
             last_success,
             oldest_running_start,
@@ -209,12 +243,23 @@ impl Metrics {
 
     /// Records the end of one backup (once per backup: the caller makes sure of it); a failure
     /// also counts its reason.
-    pub fn observe_backup(&self, end: BackupEnd) {
+    pub fn observe_backup(&self, end: OperationEnd) {
         self.backup_duration.with_label_values(&[end.outcome.label()]).observe(end.seconds);
         self.backups.with_label_values(&[end.outcome.label()]).inc();
         if let Outcome::Failed(reason) = end.outcome {
             self.backup_failures.with_label_values(&[reason]).inc();
         }
+    }
+
+    /// Records the end of one restore (once per restore: the caller makes sure of it), with the
+    /// reason of its `Ready` condition ([`RESTORE_COMPLETED`] or the failure's).
+    pub fn observe_restore(&self, end: OperationEnd) {
+        let reason = match end.outcome {
+            Outcome::Succeeded => RESTORE_COMPLETED,
+            Outcome::Failed(reason) => reason,
+        };
+        self.restore_duration.with_label_values(&[end.outcome.label()]).observe(end.seconds);
+        self.restores.with_label_values(&[end.outcome.label(), reason]).inc();
     }
 
     /// Where the backup gauges are read from at each scrape (set once, over a watch-fed cache of
@@ -287,7 +332,7 @@ mod tests {
         let metrics = Metrics::new().expect("metrics register");
         let text = metrics.render().expect("render");
         assert!(text.contains(r#"apimanager_backups_total{outcome="succeeded"} 0"#), "outcomes start at zero: {text}");
-        metrics.observe_backup(BackupEnd { outcome: Outcome::Succeeded, seconds: 42.0 });
+        metrics.observe_backup(OperationEnd { outcome: Outcome::Succeeded, seconds: 42.0 });
         metrics.compute_backup_gauges_with(Box::new(|| BackupGauges {
             in_progress: 2,
             last_success: vec![(("3scale".into(), "example".into()), 1_700_000_000.0)],
@@ -322,7 +367,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"apimanager_backup_failures_total{reason="ClaimInUse"} 0"#), "{text}");
-        metrics.observe_backup(BackupEnd { outcome: Outcome::Failed("ClaimInUse"), seconds: 1.0 });
+        metrics.observe_backup(OperationEnd { outcome: Outcome::Failed("ClaimInUse"), seconds: 1.0 });
         let text = metrics.render().expect("render");
         assert!(text.contains(r#"apimanager_backup_failures_total{reason="ClaimInUse"} 1"#), "{text}");
         assert!(text.contains(r#"apimanager_backups_total{outcome="failed"} 1"#), "{text}");
@@ -330,6 +375,31 @@ mod tests {
         metrics.watch_error();
         let text = metrics.render().expect("render");
         assert!(text.contains("apimanager_backup_operator_watch_errors_total 1"), "{text}");
+    }
+
+    #[test]
+    fn restore_metrics_render_with_their_reasons() {
+        let metrics = Metrics::new().expect("metrics register");
+        let text = metrics.render().expect("render");
+        assert!(
+            text.contains(r#"apimanager_restores_total{outcome="succeeded",reason="RestoreCompleted"} 0"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"apimanager_restores_total{outcome="failed",reason="JobFailed"} 0"#), "{text}");
+        metrics.observe_restore(OperationEnd { outcome: Outcome::Succeeded, seconds: 30.0 });
+        metrics.observe_restore(OperationEnd { outcome: Outcome::Failed("Timeout"), seconds: 60.0 });
+        let text = metrics.render().expect("render");
+        assert!(
+            text.contains(r#"apimanager_restores_total{outcome="succeeded",reason="RestoreCompleted"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"apimanager_restores_total{outcome="failed",reason="Timeout"} 1"#), "{text}");
+        assert!(text.contains(r#"apimanager_restore_duration_seconds_sum{outcome="succeeded"} 30"#), "{text}");
+        assert!(text.contains(r#"apimanager_restore_duration_seconds_count{outcome="failed"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"apimanager_backups_total{outcome="succeeded"} 0"#),
+            "restores are not backups: {text}"
+        );
     }
 
     #[test]

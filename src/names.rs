@@ -9,6 +9,16 @@ pub const EXPORT_OBJECTS: &str = "export-objects";
 /// The `job` subcommand, Job name prefix and manifest key of the step copying System FileStorage.
 pub const COPY_FILES: &str = "copy-files";
 
+/// The `job` subcommand and Job name prefix of the restore step checking the backup against its
+/// manifest.
+pub const VERIFY: &str = "verify";
+/// The `job` subcommand and Job name prefix of the restore step creating Secrets and ConfigMaps.
+pub const RESTORE_OBJECTS: &str = "restore-objects";
+/// The `job` subcommand and Job name prefix of the restore step copying System FileStorage back.
+pub const RESTORE_FILES: &str = "restore-files";
+/// The `job` subcommand and Job name prefix of the restore step creating the APIManager.
+pub const RESTORE_APIMANAGER: &str = "restore-apimanager";
+
 /// Label on everything the operator creates (and the selector of the Jobs it watches).
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", CONTROLLER);
 /// The label selector of [`MANAGED_BY`]: everything the operator created.
@@ -19,6 +29,8 @@ pub fn managed_by_selector() -> String {
 /// Label holding the UID of the APIManagerBackup an object belongs to (a UID always fits a label
 /// value; a name of up to 253 characters does not).
 pub const BACKUP_UID_LABEL: &str = "apps.3scale.net/apimanagerbackup-uid";
+/// Label holding the UID of the APIManagerRestore an object belongs to.
+pub const RESTORE_UID_LABEL: &str = "apps.3scale.net/apimanagerrestore-uid";
 /// Label the Job controller puts on the Pods of a Job, holding the Job's name.
 pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 
@@ -37,6 +49,12 @@ pub const JOB_SERVICE_ACCOUNT: &str = "apimanager-backup";
 /// ClusterRole (shipped in `manifests/rbac.yaml`) that reads exactly the backed-up Secrets and
 /// ConfigMaps by name; the operator binds it per backup and never reads them itself.
 pub const JOB_DATA_CLUSTER_ROLE: &str = "apimanager-backup-job";
+
+/// ServiceAccount the restore Jobs run as.
+pub const RESTORE_SERVICE_ACCOUNT: &str = "apimanager-restore";
+/// ClusterRole (shipped in `manifests/rbac.yaml`) that lets the restore Jobs create the Secrets,
+/// ConfigMaps and the APIManager; the operator binds it per restore and never holds it itself.
+pub const RESTORE_JOB_CLUSTER_ROLE: &str = "apimanager-restore-job";
 
 /// Where a Job's container writes why it failed; Kubernetes reports the file's content as the
 /// container's termination message, which the reconciler quotes in the `Failed` condition.

@@ -4,7 +4,7 @@
 //! controller (3scale-operator) runs, from the status that controller writes; it never writes.
 
 use crate::api::backup::APIManagerBackup;
-use crate::metrics::{BackupEnd, BackupGauges, Metrics, OTHER_FAILURE, Outcome};
+use crate::metrics::{BackupGauges, Metrics, OTHER_FAILURE, OperationEnd, Outcome};
 use crate::reconcile::outcome::Failure;
 use crate::reconcile::status::{OperationStatus, Progress};
 use crate::scope::Namespaces;
@@ -35,14 +35,14 @@ fn apimanager_of(backup: &APIManagerBackup) -> Option<(String, String)> {
 
 /// How a final backup ended, from its status: succeeded when `completed`, else failed with the
 /// reason of its `Failed` condition. `None` while it is not final.
-pub fn end(progress: &Progress) -> Option<BackupEnd> {
+pub fn end(progress: &Progress) -> Option<OperationEnd> {
     let (_, seconds) = progress.ended()?;
     let outcome = match progress.failure_reason() {
         _ if progress.completed == Some(true) => Outcome::Succeeded,
         Some(reason) => Outcome::Failed(Failure::REASONS.into_iter().find(|r| *r == reason).unwrap_or(OTHER_FAILURE)),
         None => Outcome::Failed(OTHER_FAILURE),
     };
-    Some(BackupEnd { outcome, seconds })
+    Some(OperationEnd { outcome, seconds })
 }
 
 /// The backup gauges over the backups that exist.
@@ -84,7 +84,7 @@ pub struct EndCounter {
 
 impl EndCounter {
     /// The ends that `event` reveals.
-    pub fn on_event(&mut self, event: &Event<APIManagerBackup>) -> Vec<BackupEnd> {
+    pub fn on_event(&mut self, event: &Event<APIManagerBackup>) -> Vec<OperationEnd> {
         match event {
             Event::Init => {
                 self.listed.clear();
@@ -112,12 +112,12 @@ impl EndCounter {
         }
     }
 
-    fn mark(&mut self, backup: &APIManagerBackup) -> Vec<BackupEnd> {
+    fn mark(&mut self, backup: &APIManagerBackup) -> Vec<OperationEnd> {
         let _ = self.apply(backup);
         Vec::new()
     }
 
-    fn apply(&mut self, backup: &APIManagerBackup) -> Vec<BackupEnd> {
+    fn apply(&mut self, backup: &APIManagerBackup) -> Vec<OperationEnd> {
         let ended = backup.status.as_ref().and_then(|s| end(&s.progress()));
         let (Some(uid), Some(ended)) = (backup.uid(), ended) else {
             return Vec::new();
@@ -225,7 +225,7 @@ mod tests {
             None,
             &at(110),
         );
-        assert_eq!(end(&failed), Some(BackupEnd { outcome: Outcome::Failed("JobFailed"), seconds: 10.0 }));
+        assert_eq!(end(&failed), Some(OperationEnd { outcome: Outcome::Failed("JobFailed"), seconds: 10.0 }));
         crate::reconcile::status::set_condition(
             &mut failed.conditions,
             "Failed",
@@ -235,7 +235,7 @@ mod tests {
             None,
             &at(110),
         );
-        assert_eq!(end(&failed), Some(BackupEnd { outcome: Outcome::Failed(OTHER_FAILURE), seconds: 10.0 }));
+        assert_eq!(end(&failed), Some(OperationEnd { outcome: Outcome::Failed(OTHER_FAILURE), seconds: 10.0 }));
         assert_eq!(end(&running(100).progress()), None);
     }
 
@@ -252,7 +252,7 @@ mod tests {
         let done = backup("live", "am", completed(10, 52));
         assert_eq!(
             counter.on_event(&Event::Apply(done.clone())),
-            vec![BackupEnd { outcome: Outcome::Succeeded, seconds: 42.0 }]
+            vec![OperationEnd { outcome: Outcome::Succeeded, seconds: 42.0 }]
         );
         assert!(counter.on_event(&Event::Apply(done.clone())).is_empty(), "a later update of an ended backup");
         // A re-list: what ended meanwhile counts, what was counted does not count again.

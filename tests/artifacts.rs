@@ -163,9 +163,10 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
                 "no wildcard resources"
             );
             let touches_secrets = rule["resources"].as_array().expect("resources").iter().any(|r| r == "secrets");
+            let jobs = ["apimanager-backup-job", "apimanager-restore-job"];
             assert!(
-                !touches_secrets || role["metadata"]["name"] == "apimanager-backup-job",
-                "only the Jobs read Secrets"
+                !touches_secrets || jobs.iter().any(|name| role["metadata"]["name"] == *name),
+                "only the Jobs touch Secrets"
             );
         }
     }
@@ -184,6 +185,18 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
         "the Jobs may read exactly the backed-up Secrets"
     );
     assert_eq!(names("configmaps"), apimanager_backup_operator::layout::CONFIG_MAPS);
+    let restore_role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "apimanager-restore-job")
+        .expect("restore job role");
+    assert_eq!(
+        restore_role["rules"],
+        serde_json::json!([
+            {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["create"]},
+            {"apiGroups": ["apps.3scale.net"], "resources": ["apimanagers"], "verbs": ["create"]}
+        ]),
+        "the restore Jobs only create, and only what a restore creates"
+    );
 }
 
 fn render_with_components(name: &str, components: &[&str]) -> Vec<Value> {
@@ -288,6 +301,7 @@ fn webhooks_only_component_serves_webhooks_with_a_read_only_role_and_leaves_the_
     for (kind, name) in [
         ("CustomResourceDefinition", "apimanagerbackups.apps.3scale.net"),
         ("ClusterRole", "apimanager-backup-job"),
+        ("ClusterRole", "apimanager-restore-job"),
         ("Role", "apimanager-backup-operator-leader-election"),
         ("RoleBinding", "apimanager-backup-operator-leader-election"),
     ] {
@@ -315,6 +329,7 @@ fn serve_help_documents_every_flag_and_its_environment_variable() {
         ("--job-command", "APIMANAGER_BACKUP_JOB_COMMAND"),
         ("--job-backoff-limit", "APIMANAGER_BACKUP_JOB_BACKOFF_LIMIT"),
         ("--backup-timeout", "APIMANAGER_BACKUP_TIMEOUT"),
+        ("--restore-timeout", "APIMANAGER_BACKUP_RESTORE_TIMEOUT"),
         ("--mode", "APIMANAGER_BACKUP_MODE"),
         ("--namespace", "APIMANAGER_BACKUP_NAMESPACES"),
         ("--leader-election-namespace", "POD_NAMESPACE"),

@@ -250,8 +250,12 @@ fn operator_service_account_cannot_read_secrets() {
         ("get", "secrets/system-seed", "no"),
         ("create", "jobs.batch", "yes"),
         ("bind", "clusterroles.rbac.authorization.k8s.io/apimanager-backup-job", "yes"),
+        ("bind", "clusterroles.rbac.authorization.k8s.io/apimanager-restore-job", "yes"),
         ("bind", "clusterroles.rbac.authorization.k8s.io/admin", "no"),
         ("delete", "persistentvolumeclaims", "no"),
+        ("create", "secrets", "no"),
+        ("create", "configmaps", "no"),
+        ("create", "apimanagers.apps.3scale.net", "no"),
     ];
     assert_can_i(cluster, "default", sa, &cases);
 }
@@ -322,6 +326,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
     use apimanager_backup_operator::reconcile::backup::BackupPlan;
     use apimanager_backup_operator::reconcile::builders::{self, JobSettings};
     use apimanager_backup_operator::reconcile::machine::Operation;
+    use apimanager_backup_operator::reconcile::restore::{self, RestorePlan};
     use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
     use kube::ResourceExt;
     use kube::api::PostParams;
@@ -390,6 +395,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
     let only_image = format!(
         "the apimanager-backup-operator ServiceAccount may create only Jobs of one container running image {image} with command [apimanager-backup-operator] and arguments job <step>"
     );
+    let only_accounts = "the apimanager-backup-operator ServiceAccount may create only Jobs running a backup step as ServiceAccount apimanager-backup or a restore step as ServiceAccount apimanager-restore";
     let sources = "the apimanager-backup-operator ServiceAccount may create only Jobs whose volumes are PersistentVolumeClaims and whose environment comes from no Secret or ConfigMap";
     let cases: Vec<(&str, Job, String)> = vec![
         ("another image", foreign, only_image.clone()),
@@ -411,7 +417,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         (
             "another ServiceAccount",
             job_with(&|j| j["spec"]["template"]["spec"]["serviceAccountName"] = json!("default")),
-            "the apimanager-backup-operator ServiceAccount may create only Jobs running as ServiceAccount apimanager-backup".into(),
+            only_accounts.into(),
         ),
         (
             "no managed-by label",
@@ -462,13 +468,10 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         serde_json::from_value(binding).expect("binding")
     };
     let other_role = binding_with(&|b| b["roleRef"]["name"] = json!("fence-job-reader"));
-    assert_fenced(
-        bindings.create(&dry_run, &other_role).await,
-        "the apimanager-backup-operator ServiceAccount may bind only the ClusterRole apimanager-backup-job or a per-backup Role apimanager-backup-<uid>",
-        "a binding of another ClusterRole",
-    );
+    let only_roles = "the apimanager-backup-operator ServiceAccount may bind only the ClusterRole apimanager-backup-job, a per-backup Role apimanager-backup-<uid> or the ClusterRole apimanager-restore-job";
+    assert_fenced(bindings.create(&dry_run, &other_role).await, only_roles, "a binding of another ClusterRole");
     let other_subject = binding_with(&|b| b["subjects"][0]["name"] = json!("default"));
-    let subject_message = "the apimanager-backup-operator ServiceAccount may bind roles only to ServiceAccount apimanager-backup of the binding's namespace";
+    let subject_message = "the apimanager-backup-operator ServiceAccount may bind the backup roles only to ServiceAccount apimanager-backup and the restore role only to ServiceAccount apimanager-restore, of the binding's namespace";
     assert_fenced(bindings.create(&dry_run, &other_subject).await, subject_message, "a binding for another account");
     let other_namespace = binding_with(&|b| b["subjects"][0]["namespace"] = json!("default"));
     assert_fenced(
@@ -483,6 +486,63 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         "the apimanager-backup-operator ServiceAccount may create only Roles allowing get on APIManagers",
         "a Role allowing more",
     );
+
+    // What the operator really sends for a restore: its four Jobs and its RoleBinding are admitted.
+    let restore: apimanager_backup_operator::api::restore::APIManagerRestore = serde_json::from_value(json!({
+        "apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManagerRestore",
+        "metadata": {"name": "fenced", "namespace": ns, "uid": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f"},
+        "spec": {"restoreSource": {"persistentVolumeClaim": {"claimSource": {"claimName": "nightly"}}}},
+        "status": {"apiManagerToRestoreRef": {"name": "example-apimanager"}, "systemStorageClaimName": "system-storage"}}))
+    .expect("restore");
+    let restore_plan = RestorePlan { claim: "nightly".into() };
+    let restore_steps = restore.job_steps(&restore_plan);
+    let step_names: Vec<&str> = restore_steps.iter().map(|s| s.name).collect();
+    assert_eq!(step_names, ["verify", "restore-objects", "restore-files", "restore-apimanager"]);
+    for step in &restore_steps {
+        jobs.create(&dry_run, &builders::job(&restore, step, &settings, 60))
+            .await
+            .unwrap_or_else(|e| panic!("the restore Job {} is admitted: {e}", step.name));
+    }
+    let restore_binding = restore::role_binding(&restore);
+    bindings.create(&dry_run, &restore_binding).await.expect("the restore RoleBinding is admitted");
+
+    // A backup step as the restore account, a restore step as the backup account, and bindings
+    // that cross the two accounts are refused.
+    let as_account = |job: &Job, account: &str| -> Job {
+        let mut job = serde_json::to_value(job).expect("json");
+        job["spec"]["template"]["spec"]["serviceAccountName"] = json!(account);
+        serde_json::from_value(job).expect("job")
+    };
+    let restore_objects = builders::job(&restore, &restore_steps[1], &settings, 60);
+    for (what, job) in [
+        ("a restore step as the backup account", as_account(&restore_objects, "apimanager-backup")),
+        ("a backup step as the restore account", as_account(&export_job, "apimanager-restore")),
+        ("a restore step as another account", as_account(&restore_objects, "default")),
+    ] {
+        assert_fenced(jobs.create(&dry_run, &job).await, only_accounts, what);
+    }
+    let mut other_step = serde_json::to_value(&restore_objects).expect("json");
+    other_step["spec"]["template"]["spec"]["containers"][0]["args"][1] = json!("shell");
+    assert_fenced(
+        jobs.create(&dry_run, &serde_json::from_value(other_step).expect("job")).await,
+        only_accounts,
+        "a step the operator does not have",
+    );
+    let crossed = |binding: &RoleBinding, account: &str| -> RoleBinding {
+        let mut binding = serde_json::to_value(binding).expect("json");
+        binding["subjects"][0]["name"] = json!(account);
+        serde_json::from_value(binding).expect("binding")
+    };
+    for (what, binding) in [
+        ("the restore role for the backup account", crossed(&restore_binding, "apimanager-backup")),
+        (
+            "the backup data role for the restore account",
+            crossed(&builders::data_role_binding(&backup), "apimanager-restore"),
+        ),
+        ("the restore role for another account", crossed(&restore_binding, "default")),
+    ] {
+        assert_fenced(bindings.create(&dry_run, &binding).await, subject_message, what);
+    }
 
     // Deletes of what the operator did not make are refused; of what it made, admitted.
     let unlabelled: Role =

@@ -78,6 +78,14 @@ pub struct APIManagerRestoreStatus {
     /// The APIManager the restore creates (its name as backed up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_manager_to_restore_ref: Option<LocalObjectReference>,
+    /// The System FileStorage claim the files are restored to (`system-storage`), recorded by the
+    /// verify step; absent when the backed-up APIManager keeps its files in S3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_storage_claim_name: Option<String>,
+    /// Secrets and ConfigMaps (as `Kind name`) that already existed and were left as they were,
+    /// recorded by the step restoring them (empty: none existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_objects: Option<Vec<String>>,
     /// `true` once every restore step has finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub main_steps_completed: Option<bool>,

@@ -121,12 +121,16 @@ pub enum JobCommand {
     #[command(name = crate::names::COPY_FILES)]
     CopyFiles(CopyArgs),
     /// Check the backup folder against its manifest.json before a restore.
+    #[command(name = crate::names::VERIFY)]
     Verify(CommonArgs),
     /// Create the backed-up Secrets and ConfigMaps that do not exist (never the database ones).
+    #[command(name = crate::names::RESTORE_OBJECTS)]
     RestoreObjects(RestoreArgs),
     /// Copy the backed-up System FileStorage onto its claim and check it.
+    #[command(name = crate::names::RESTORE_FILES)]
     RestoreFiles(RestoreFilesArgs),
     /// Create the backed-up APIManager.
+    #[command(name = crate::names::RESTORE_APIMANAGER)]
     RestoreApimanager(RestoreArgs),
 }
 

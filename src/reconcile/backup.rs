@@ -9,7 +9,7 @@ use super::outcome::{ClaimHolder, Failure, Stop};
 use crate::api::apimanager::{APIManager, FileStorage};
 use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
 use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT};
-use crate::metrics::{BackupEnd, Metrics, Outcome};
+use crate::metrics::Metrics;
 use crate::names::{BACKUP_UID_LABEL, CLAIM_BACKUP_UID, COPY_FILES, EXPORT_OBJECTS, JOB_SERVICE_ACCOUNT};
 use crate::reconcile::ReconcileError;
 use crate::rules;
@@ -140,11 +140,7 @@ impl Operation for APIManagerBackup {
     }
 
     fn record_end(metrics: &Metrics, end: &End<'_>) {
-        let outcome = match end.outcome {
-            Ok(()) => Outcome::Succeeded,
-            Err(failure) => Outcome::Failed(failure.reason()),
-        };
-        metrics.observe_backup(BackupEnd { outcome, seconds: end.seconds });
+        metrics.observe_backup(end.metric());
     }
 }
 

@@ -1,10 +1,10 @@
 //! The objects an operation creates, built as plain values (no API calls), so their shape is tested
-//! directly: the Job of a [`JobStep`] (shared by every operation), the backup claim and the Jobs'
-//! RBAC.
+//! directly: the Job of a [`JobStep`] (shared by every operation), the backup claim, the restored
+//! System FileStorage claim and the Jobs' RBAC.
 
 use super::machine::Operation;
 use crate::api::GROUP;
-use crate::api::apimanager::APIManager;
+use crate::api::apimanager::{APIManager, DEFAULT_SYSTEM_STORAGE_CLAIM, SystemStorageClaim};
 use crate::api::backup::APIManagerBackup;
 use crate::names::{
     CLAIM_APIMANAGER_NAME, CLAIM_APIMANAGER_UID, CLAIM_BACKUP_NAME, CLAIM_BACKUP_UID, JOB_DATA_CLUSTER_ROLE,
@@ -136,12 +136,18 @@ pub fn backup_claim(backup: &APIManagerBackup, apimanager: &APIManager) -> Persi
     }
 }
 
-/// The Jobs' ServiceAccount, shared by the backups of a namespace (no owner). It holds no
+/// The backup Jobs' ServiceAccount, shared by the backups of a namespace (no owner). It holds no
 /// permission between backups: the bindings are removed when a backup ends.
 pub fn job_service_account(namespace: &str) -> ServiceAccount {
+    service_account(namespace, JOB_SERVICE_ACCOUNT)
+}
+
+/// ServiceAccount `name` of `namespace` for the Jobs of the operations there (no owner: it is
+/// shared, and holds no permission between operations).
+pub fn service_account(namespace: &str, name: &str) -> ServiceAccount {
     ServiceAccount {
         metadata: ObjectMeta {
-            name: Some(JOB_SERVICE_ACCOUNT.to_owned()),
+            name: Some(name.to_owned()),
             namespace: Some(namespace.to_owned()),
             labels: Some(BTreeMap::from([(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned())])),
             ..ObjectMeta::default()
@@ -174,11 +180,11 @@ pub fn apimanager_role(backup: &APIManagerBackup, apimanager: &str) -> Role {
     }
 }
 
-fn job_subjects(backup: &APIManagerBackup) -> Vec<Subject> {
+fn job_subjects<O: Operation>(owner: &O, service_account: &str) -> Vec<Subject> {
     vec![Subject {
         kind: "ServiceAccount".to_owned(),
-        name: JOB_SERVICE_ACCOUNT.to_owned(),
-        namespace: backup.namespace(),
+        name: service_account.to_owned(),
+        namespace: owner.namespace(),
         ..Subject::default()
     }]
 }
@@ -192,23 +198,63 @@ pub fn apimanager_role_binding(backup: &APIManagerBackup) -> RoleBinding {
             kind: "Role".to_owned(),
             name: rbac_name(backup),
         },
-        subjects: Some(job_subjects(backup)),
+        subjects: Some(job_subjects(backup, JOB_SERVICE_ACCOUNT)),
     }
 }
 
 /// Binds the data ClusterRole (the named Secrets and ConfigMaps) to the Jobs' ServiceAccount in
 /// the backup's namespace only.
 pub fn data_role_binding(backup: &APIManagerBackup) -> RoleBinding {
+    cluster_role_binding(backup, data_binding_name(backup), JOB_DATA_CLUSTER_ROLE, JOB_SERVICE_ACCOUNT)
+}
+
+/// RoleBinding `name`, owned by `owner`, of ClusterRole `cluster_role` to ServiceAccount
+/// `service_account` of the owner's namespace: the grant holds in that namespace only.
+pub fn cluster_role_binding<O: Operation>(
+    owner: &O,
+    name: String,
+    cluster_role: &str,
+    service_account: &str,
+) -> RoleBinding {
     RoleBinding {
-        metadata: owned_meta(backup, data_binding_name(backup)),
+        metadata: owned_meta(owner, name),
         role_ref: RoleRef {
             api_group: "rbac.authorization.k8s.io".to_owned(),
             kind: "ClusterRole".to_owned(),
-            name: JOB_DATA_CLUSTER_ROLE.to_owned(),
+            name: cluster_role.to_owned(),
         },
-        subjects: Some(job_subjects(backup)),
+        subjects: Some(job_subjects(owner, service_account)),
     }
 }
+
+/// The System FileStorage claim a restore creates when the namespace has none, as the backed-up
+/// APIManager asks for it: `ReadWriteMany` as 3scale makes it, its size (3scale's default of
+/// [`SYSTEM_STORAGE_DEFAULT_SIZE`] when unset), class and volume. It has no owner and no label of
+/// this operator: it belongs to the installation.
+pub fn system_storage_claim(namespace: &str, wanted: &SystemStorageClaim) -> PersistentVolumeClaim {
+    let size = wanted.requests.clone().unwrap_or_else(|| SYSTEM_STORAGE_DEFAULT_SIZE.to_owned());
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DEFAULT_SYSTEM_STORAGE_CLAIM.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteMany".to_owned()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_owned(), Quantity(size))])),
+                ..VolumeResourceRequirements::default()
+            }),
+            storage_class_name: wanted.storage_class_name.clone(),
+            volume_name: wanted.volume_name.clone(),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The size 3scale gives the System FileStorage claim when the APIManager sets none.
+pub const SYSTEM_STORAGE_DEFAULT_SIZE: &str = "100Mi";
 
 /// The Job of `step`, owned by `owner`, stopped by Kubernetes after `deadline_seconds` (what is left
 /// of the operation's timeout): non-root, read-only root filesystem, no capabilities, an API token

@@ -1,6 +1,7 @@
 //! A small in-memory API server behind a `tower-test` mock service, for the step machine's unit
 //! tests (in the style of kube-rs controller-rs's `ApiServerVerifier`, but answering by what a real
-//! API server does instead of a fixed script): it stores objects by path, answers GET, LIST, POST
+//! API server does instead of a fixed script): it stores objects by path, answers GET, LIST (with an
+//! equality `labelSelector`), POST
 //! (409 when the name exists), merge PATCH of `status` (409 when `metadata.resourceVersion` is stale)
 //! and DELETE, records every request, and answers a request with an injected error once.
 
@@ -52,7 +53,13 @@ impl FakeApi {
             while let Some((request, respond)) = handle.next_request().await {
                 let (parts, body) = request.into_parts();
                 let bytes = body.collect_bytes().await.expect("request body");
-                respond.send_response(served.answer(parts.method.as_str(), parts.uri.path(), &bytes));
+                let selector = parts.uri.query().and_then(label_selector);
+                respond.send_response(served.answer(
+                    parts.method.as_str(),
+                    parts.uri.path(),
+                    selector.as_deref(),
+                    &bytes,
+                ));
             }
         });
         (kube::Client::new(service, "default"), fake)
@@ -108,7 +115,7 @@ impl FakeApi {
         self.lock().requests.clone()
     }
 
-    fn answer(&self, method: &str, path: &str, body: &[u8]) -> Response<Body> {
+    fn answer(&self, method: &str, path: &str, selector: Option<&str>, body: &[u8]) -> Response<Body> {
         let mut state = self.lock();
         state.requests.push(format!("{method} {path}"));
         if let Some(index) =
@@ -131,6 +138,7 @@ impl FakeApi {
                         .iter()
                         .filter(|(k, _)| k.strip_prefix(&prefix).is_some_and(|rest| !rest.contains('/')))
                         .map(|(_, v)| v)
+                        .filter(|v| selector.is_none_or(|selector| selects(selector, v)))
                         .collect();
                     reply(StatusCode::OK, &json!({"metadata": {"resourceVersion": "1"}, "items": items}))
                 }
@@ -180,6 +188,20 @@ impl FakeApi {
             other => status(405, "MethodNotAllowed", other),
         }
     }
+}
+
+/// The decoded `labelSelector` of a query string.
+fn label_selector(query: &str) -> Option<String> {
+    let encoded = query.split('&').find_map(|pair| pair.strip_prefix("labelSelector="))?;
+    Some(encoded.replace("%2F", "/").replace("%3D", "=").replace("%2C", ","))
+}
+
+/// Whether `object` has every `key=value` label of `selector` (the only form the operator sends).
+fn selects(selector: &str, object: &Value) -> bool {
+    selector.split(',').all(|term| {
+        let (key, value) = term.split_once('=').unwrap_or((term, ""));
+        object["metadata"]["labels"][key].as_str() == Some(value)
+    })
 }
 
 /// Collections end with a plural resource name after `namespaces/<ns>/`.

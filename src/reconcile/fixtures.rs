@@ -1,13 +1,68 @@
 //! Objects for the reconciler's unit tests.
 
+use super::builders::JobSettings;
+use super::events::EventPublisher;
+use super::fake_api::FakeApi;
+use super::{Context, ReconcileSettings};
 use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
+use crate::metrics::Metrics;
+use crate::names::CONTROLLER;
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The APIManagers of the fixtures' namespace.
+pub const APIMANAGERS: &str = "/apis/apps.3scale.net/v1alpha1/namespaces/3scale/apimanagers";
+/// Its claims.
+pub const CLAIMS: &str = "/api/v1/namespaces/3scale/persistentvolumeclaims";
+/// Its Jobs.
+pub const JOBS: &str = "/apis/batch/v1/namespaces/3scale/jobs";
+/// Its Pods.
+pub const PODS: &str = "/api/v1/namespaces/3scale/pods";
+/// Its Roles.
+pub const ROLES: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/3scale/roles";
+/// Its RoleBindings.
+pub const ROLE_BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/3scale/rolebindings";
+/// Its events.
+pub const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/3scale/events";
 
 /// Namespace of every fixture.
 pub const NAMESPACE: &str = "3scale";
 /// UID of the fixture backup.
 pub const BACKUP_UID: &str = "0b1c2d3e-0000-4000-8000-000000000001";
+/// UID of the fixture restore.
+pub const RESTORE_UID: &str = "0b1c2d3e-0000-4000-8000-000000000002";
+
+/// What a reconciliation shares, talking through `client`: a backup timeout of 1 h, a restore
+/// timeout of 30 min.
+pub fn context(client: kube::Client) -> Arc<Context> {
+    let recorder = EventPublisher::new(client.clone(), CONTROLLER, CONTROLLER);
+    let settings = ReconcileSettings {
+        jobs: JobSettings {
+            image: "abo:test".into(),
+            command: "abo".into(),
+            backoff_limit: 2,
+            file_storage_group: None,
+        },
+        backup_timeout: Duration::from_secs(3600),
+        restore_timeout: Duration::from_secs(1800),
+    };
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    Arc::new(Context { client, metrics, recorder, settings, seen: Default::default() })
+}
+
+/// An APIManagerRestore `r` of claim `nightly` as the API server stores it, with `status`.
+pub fn restore(status: Value) -> crate::api::restore::APIManagerRestore {
+    serde_json::from_value(json!({
+        "apiVersion": "apps.3scale.net/v1alpha1",
+        "kind": "APIManagerRestore",
+        "metadata": {"name": "r", "namespace": NAMESPACE, "uid": RESTORE_UID, "generation": 1, "resourceVersion": "1"},
+        "spec": {"restoreSource": {"persistentVolumeClaim": {"claimSource": {"claimName": "nightly", "readOnly": true}}}},
+        "status": status,
+    }))
+    .expect("a valid APIManagerRestore")
+}
 
 /// An APIManagerBackup `b` as the API server stores it, with `destination` as its
 /// `spec.backupDestination.persistentVolumeClaim` and `status`.
@@ -32,4 +87,25 @@ pub fn apimanager(system: Value) -> APIManager {
             "system": system},
     }))
     .expect("a valid APIManager")
+}
+
+/// Gives Job `name` the status `conditions`, as the Job controller would.
+pub fn finish_job(fake: &FakeApi, name: &str, conditions: Value) {
+    let mut job = fake.get(&format!("{JOBS}/{name}")).unwrap_or_else(|| panic!("Job {name}"));
+    job["status"] = json!({"conditions": conditions});
+    fake.put(JOBS, job);
+}
+
+/// `(type, reason, action, note)` of every event published.
+pub fn events(fake: &FakeApi) -> Vec<(String, String, String, String)> {
+    let text = |event: &Value, field: &str| event[field].as_str().unwrap_or_default().to_owned();
+    fake.objects(EVENTS)
+        .iter()
+        .map(|e| (text(e, "type"), text(e, "reason"), text(e, "action"), text(e, "note")))
+        .collect()
+}
+
+/// Whether the metrics hold exactly the line `sample`.
+pub fn metric(ctx: &Context, sample: &str) -> bool {
+    ctx.metrics.render().expect("render").lines().any(|line| line == sample)
 }

@@ -1,4 +1,5 @@
-//! Reading a backup Job's state, and the failure reason its Pod left in the termination message.
+//! Reading a Job's state, and what its Pod left in the termination message: the failure reason, or
+//! a restore step's report.
 
 use crate::names::JOB_NAME_LABEL;
 use k8s_openapi::api::batch::v1::Job;
@@ -45,14 +46,22 @@ pub fn job_state(job: &Job) -> JobState {
 
 /// The termination message of the Job's most recent failed Pod, if any.
 pub async fn termination_message(pods: &Api<Pod>, job_name: &str) -> Result<Option<String>, kube::Error> {
+    last_message(pods, job_name, "Failed").await
+}
+
+/// The termination message of the Job's succeeded Pod (where a restore step leaves its report),
+/// if any.
+pub async fn success_message(pods: &Api<Pod>, job_name: &str) -> Result<Option<String>, kube::Error> {
+    last_message(pods, job_name, "Succeeded").await
+}
+
+/// The termination message of the Job's most recent Pod in `phase`.
+async fn last_message(pods: &Api<Pod>, job_name: &str, phase: &str) -> Result<Option<String>, kube::Error> {
     let list = pods.list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job_name}"))).await?;
-    let mut failed: Vec<Pod> = list
-        .items
-        .into_iter()
-        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
-        .collect();
-    failed.sort_by_key(|p| p.metadata.creation_timestamp.clone());
-    Ok(failed.last().and_then(pod_termination_message))
+    let mut ended: Vec<Pod> =
+        list.items.into_iter().filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(phase)).collect();
+    ended.sort_by_key(|p| p.metadata.creation_timestamp.clone());
+    Ok(ended.last().and_then(pod_termination_message))
 }
 
 fn pod_termination_message(pod: &Pod) -> Option<String> {

@@ -1,11 +1,12 @@
-//! The step machine: drives one operation (a backup today, a restore next) through its steps, each
+//! The step machine: drives one operation (a backup or a restore) through its steps, each
 //! idempotent and recorded in status, so a restarted operator continues where it stopped.
 //!
 //! # The seam
 //! An operation is a namespaced custom resource implementing [`Operation`]: steps before the Jobs
 //! ([`Operation::prepare`], e.g. resolve the APIManager, check the scope, create the claim), then a
 //! sequence of Job steps ([`Operation::job_steps`], each a [`JobStep`] the shared Job builder turns
-//! into a Job), then the steps after the Jobs ([`Operation::after_jobs`], e.g. create an object and
+//! into a Job; a step may leave a report that [`Operation::job_succeeded`] records, and the steps
+//! after it may depend on what was recorded), then the steps after the Jobs ([`Operation::after_jobs`], e.g. create an object and
 //! wait until it is available), RBAC for the Jobs before the first one and removed at the end. A
 //! restore is another implementation: its own status type holding the [`Progress`] fields
 //! (`operation_status!` in [`super::status`] implements the accessors), its own [`JobStep`]s and
@@ -22,11 +23,12 @@
 //! conflict instead of redoing or double-counting anything.
 
 use super::builders::{self, JobStep};
-use super::jobs::{JobState, job_state, termination_message};
+use super::jobs::{JobState, job_state, success_message, termination_message};
 use super::outcome::{Failure, Stop};
 use super::status::{FAILED, OperationStatus, Progress, READY, set_condition};
 use super::{Context, ReconcileError, ReconcileSettings};
-use crate::metrics::Metrics;
+use crate::job::report::StepReport;
+use crate::metrics::{Metrics, OperationEnd, Outcome};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -91,6 +93,25 @@ pub trait Operation: Namespaced + Send + Sync + 'static {
         let _ = (run, plan);
         async { Ok(None) }
     }
+    /// Whether the report of Job step `step`, which succeeded, is still to be recorded by
+    /// [`Operation::job_succeeded`] (read from what that records in `status`). No step reports by
+    /// default.
+    fn report_pending(status: &Self::Status, step: &JobStep) -> bool {
+        let _ = (status, step);
+        false
+    }
+    /// Records the report Job step `step` left in its termination message when it succeeded, in
+    /// `run.status` (written right after, so it is recorded once), and may create what the next
+    /// steps need (each may already exist). The Job steps are listed again afterwards: they may
+    /// depend on what it recorded.
+    fn job_succeeded(
+        run: &mut Run<Self>,
+        step: &JobStep,
+        report: StepReport,
+    ) -> impl Future<Output = Result<(), Stop>> + Send {
+        let _ = (run, step, report);
+        async { Ok(()) }
+    }
     /// Creates what the Jobs need before the first one (RBAC); each object may already exist.
     fn before_jobs(run: &Run<Self>, plan: &Self::Plan) -> impl Future<Output = Result<(), ReconcileError>> + Send;
     /// Removes what only the Jobs needed, once the operation has ended; each may already be gone.
@@ -116,6 +137,17 @@ pub struct End<'a> {
     pub seconds: f64,
     /// Its end, Unix time.
     pub ended_at_unix: f64,
+}
+
+impl End<'_> {
+    /// Its outcome and duration, as the metrics record them.
+    pub fn metric(&self) -> OperationEnd {
+        let outcome = match self.outcome {
+            Ok(()) => Outcome::Succeeded,
+            Err(failure) => Outcome::Failed(failure.reason()),
+        };
+        OperationEnd { outcome, seconds: self.seconds }
+    }
 }
 
 /// Reconciles one operation object.
@@ -185,15 +217,21 @@ impl<O: Operation> Run<O> {
             self.patch_status().await?;
         }
         let plan = O::prepare(self).await?;
-        let steps = self.object.job_steps(&plan);
         if self.progress.main_steps_completed != Some(true) {
-            let limit = O::timeout(&self.ctx.settings);
-            let started = self.progress.start_time.clone().unwrap_or_else(|| Time(Timestamp::now()));
-            let remaining = limit.saturating_sub(elapsed_since(&started));
-            for (index, step) in steps.iter().enumerate() {
+            let remaining = self.time_left();
+            let mut index = 0;
+            // Listed again at each step: a recorded report may change the steps that follow.
+            while let Some(step) = self.object.job_steps(&plan).into_iter().nth(index) {
+                let step = &step;
                 let job = step.job_name(self.object.as_ref());
                 match self.job_state(&job).await? {
-                    Some(JobState::Succeeded) => continue,
+                    Some(JobState::Succeeded) => {
+                        if O::report_pending(&self.status, step) {
+                            self.record_report(step, &job).await?;
+                        }
+                        index += 1;
+                        continue;
+                    }
                     // A Job's deadline is what was left of the timeout: the same event.
                     Some(JobState::DeadlineExceeded) => return Err(self.timeout().into()),
                     Some(JobState::Failed { reason, message }) => {
@@ -228,9 +266,27 @@ impl<O: Operation> Run<O> {
             self.progress.main_steps_completed = Some(true);
             self.patch_status().await?;
         }
-        self.delete_jobs(&steps).await?;
+        self.delete_jobs(&self.object.job_steps(&plan)).await?;
         let message = with_note(O::success_message(self), O::note(&plan));
         Ok(self.succeed(message).await?)
+    }
+
+    /// What is left of the operation's timeout since its start (zero once spent).
+    pub fn time_left(&self) -> Duration {
+        let started = self.progress.start_time.clone().unwrap_or_else(|| Time(Timestamp::now()));
+        O::timeout(&self.ctx.settings).saturating_sub(elapsed_since(&started))
+    }
+
+    /// Reads the report of the succeeded Job `job` of `step` and has the operation record it.
+    async fn record_report(&mut self, step: &JobStep, job: &str) -> Result<(), Stop> {
+        let pods: Api<Pod> = self.api();
+        let message = success_message(&pods, job).await.map_err(api_error(format!("reading the Pods of Job {job}")))?;
+        let report = message
+            .as_deref()
+            .and_then(StepReport::from_message)
+            .ok_or_else(|| Failure::Unreported { job: job.to_owned() })?;
+        O::job_succeeded(self, step, report).await?;
+        Ok(self.patch_status().await?)
     }
 
     fn timeout(&self) -> Failure {

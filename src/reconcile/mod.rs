@@ -1,6 +1,7 @@
-//! The backup reconciler: a kube-runtime Controller on APIManagerBackup that owns the backup Jobs
-//! and turns an accepted backup into files on its claim (README, "Backups"). The step machine
-//! ([`machine`]) is shared by every operation; [`backup`] is what makes it a backup.
+//! The reconcilers: kube-runtime Controllers on APIManagerBackup and APIManagerRestore, each owning
+//! its Jobs, that turn an accepted backup into files on its claim (README, "Backups") and a backup
+//! claim back into an installation (README, "Restores"). The step machine ([`machine`]) is shared
+//! by every operation; [`backup`] and [`restore`] are what make it a backup or a restore.
 
 pub mod backup;
 pub mod builders;
@@ -12,14 +13,16 @@ mod fixtures;
 pub mod jobs;
 pub mod machine;
 pub mod outcome;
+pub mod restore;
 pub mod seen;
 pub mod status;
 
 use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
+use crate::api::restore::APIManagerRestore;
 use crate::metrics::Metrics;
 use crate::names::{CONTROLLER, managed_by_selector};
-use crate::scope::Namespaces;
+use crate::scope::{Namespaces, Watched};
 use crate::trim;
 use builders::JobSettings;
 use events::EventPublisher;
@@ -106,13 +109,15 @@ impl ReconcileError {
     }
 }
 
-/// How backups are run.
+/// How backups and restores are run.
 #[derive(Clone, Debug)]
 pub struct ReconcileSettings {
     /// How the Jobs run.
     pub jobs: JobSettings,
     /// A backup not finished this long after its start fails.
     pub backup_timeout: Duration,
+    /// A restore not finished this long after its start fails.
+    pub restore_timeout: Duration,
 }
 
 /// What each reconciliation shares.
@@ -171,9 +176,9 @@ fn report_controller_error<Q: std::fmt::Display>(
     }
 }
 
-/// Runs the controller on the backups of `namespaces` until `shutdown` resolves (or the task
-/// running it is dropped, when this replica stops leading). Readiness does not wait for it:
-/// standbys run no controller.
+/// Runs the controllers of backups and restores in `namespaces` until `shutdown` resolves (or the
+/// task running them is dropped, when this replica stops leading). Readiness does not wait for
+/// them: standbys run no controller.
 pub async fn run(
     client: kube::Client,
     namespaces: Namespaces,
@@ -181,32 +186,56 @@ pub async fn run(
     settings: ReconcileSettings,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let backups = run_operation::<APIManagerBackup>(
+        client.clone(),
+        &namespaces,
+        metrics.clone(),
+        settings.clone(),
+        shutdown.clone(),
+        backups_of,
+    );
+    let restores =
+        run_operation::<APIManagerRestore>(client, &namespaces, metrics, settings, shutdown, restore::restores_of);
+    futures::join!(backups, restores);
+}
+
+/// The controller of operation `O` in `namespaces`, until `shutdown` resolves: it owns the
+/// operations' Jobs, and an APIManager that changes or goes away wakes the operations `wakes`
+/// finds for it.
+async fn run_operation<O: Operation + Watched>(
+    client: kube::Client,
+    namespaces: &Namespaces,
+    metrics: Arc<Metrics>,
+    settings: ReconcileSettings,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    wakes: fn(&Store<O>, &APIManager) -> Vec<ObjectRef<O>>,
+) {
     let owned = watcher::Config::default().labels(&managed_by_selector());
-    // The cache keeps each backup without its managed fields (see `trim`): most of its size.
+    // The cache keeps each object without its managed fields (see `trim`): most of its size.
     let (store, writer) = reflector::store();
-    let backup_events = namespaces
-        .events::<APIManagerBackup>(&client, watcher::Config::default(), store.clone())
-        .modify(trim::metadata::<APIManagerBackup>)
+    let events = namespaces
+        .events::<O>(&client, watcher::Config::default(), store.clone())
+        .modify(trim::metadata::<O>)
         .reflect(writer)
         .applied_objects();
-    let controller = Controller::for_stream(backup_events, store.clone());
     let watched = store.clone();
     let jobs = namespaces.objects::<Job>(&client, owned);
     let apimanagers = namespaces.objects::<APIManager>(&client, watcher::Config::default());
-    let controller = controller
+    let controller = Controller::for_stream(events, store)
         .owns_stream(jobs)
-        .watches_stream(apimanagers, move |apimanager| backups_of(&watched, &apimanager))
+        .watches_stream(apimanagers, move |apimanager| wakes(&watched, &apimanager))
         .graceful_shutdown_on(shutdown);
     let instance = std::env::var("POD_NAME").unwrap_or_else(|_| CONTROLLER.to_owned());
     let recorder = EventPublisher::new(client.clone(), CONTROLLER, &instance);
     let watch_metrics = metrics.clone();
     let context = Arc::new(Context { client, metrics, recorder, settings, seen: Default::default() });
     controller
-        .run(machine::reconcile::<APIManagerBackup>, error_policy, context)
+        .run(machine::reconcile::<O>, error_policy, context)
         .for_each(|result| {
             report_controller_error(result.err(), &watch_metrics);
             std::future::ready(())
         })
         .await;
-    tracing::info!("backup controller stopped");
+    tracing::info!("{} controller stopped", O::NOUN);
 }

@@ -38,6 +38,24 @@ is no longer needed, or create this backup under another name"
         /// The Pod's termination message, or the Job's message without one.
         detail: String,
     },
+    /// A Job succeeded without the report its step must leave in its termination message.
+    #[error(
+        "Job {job} succeeded without a readable report in its termination message (the Job's image may not match \
+this operator's version)"
+    )]
+    Unreported {
+        /// The Job's name.
+        job: String,
+    },
+    /// The APIManager a restore created went away while the restore waited for it.
+    #[error(
+        "APIManager {name} was deleted while the restore waited for it to become available; create a new \
+APIManagerRestore to restore it again"
+    )]
+    APIManagerDeleted {
+        /// Its name.
+        name: String,
+    },
     /// The API server refused an object for good (invalid, forbidden, over quota).
     #[error("{what}: {message}")]
     Refused {
@@ -62,19 +80,27 @@ is no longer needed, or create this backup under another name"
 }
 
 impl Failure {
-    /// Every reason, in the order of the README (the metric's label values, all present from the start).
+    /// Every reason a backup can fail with, in the order of the README (the metric's label values,
+    /// all present from the start).
     pub const REASONS: [&'static str; 6] =
         ["APIManagerNotFound", "OutOfScope", "ClaimInUse", "JobFailed", "Refused", "Timeout"];
 
+    /// Every reason a restore can fail with, in the order of the README.
+    pub const RESTORE_REASONS: [&'static str; 5] =
+        ["JobFailed", "Unreported", "APIManagerDeleted", "Refused", "Timeout"];
+
     /// The reason of the `Failed` condition and of the Warning event, and the `reason` label of the
-    /// failure counter: one of [`Failure::REASONS`].
+    /// failure counters: one of [`Failure::REASONS`] or [`Failure::RESTORE_REASONS`].
     pub fn reason(&self) -> &'static str {
         let [not_found, out_of_scope, claim_in_use, job_failed, refused, timeout] = Self::REASONS;
+        let [_, unreported, deleted, _, _] = Self::RESTORE_REASONS;
         match self {
             Self::APIManagerNotFound(_) => not_found,
             Self::OutOfScope(_) => out_of_scope,
             Self::ClaimInUse { .. } => claim_in_use,
             Self::JobFailed { .. } => job_failed,
+            Self::Unreported { .. } => unreported,
+            Self::APIManagerDeleted { .. } => deleted,
             Self::Refused { .. } => refused,
             Self::Timeout { .. } => timeout,
         }
@@ -188,6 +214,24 @@ system database, system Redis and backend Redis external (spec.externalComponent
         for (failure, reason, message) in cases {
             assert_eq!((failure.reason(), failure.to_string().as_str()), (reason, message));
             assert!(Failure::REASONS.contains(&reason));
+        }
+        let restore_cases = [
+            (
+                Failure::Unreported { job: "verify-u".into() },
+                "Unreported",
+                "Job verify-u succeeded without a readable report in its termination message (the Job's image may not \
+match this operator's version)",
+            ),
+            (
+                Failure::APIManagerDeleted { name: "example".into() },
+                "APIManagerDeleted",
+                "APIManager example was deleted while the restore waited for it to become available; create a new \
+APIManagerRestore to restore it again",
+            ),
+        ];
+        for (failure, reason, message) in restore_cases {
+            assert_eq!((failure.reason(), failure.to_string().as_str()), (reason, message));
+            assert!(Failure::RESTORE_REASONS.contains(&reason));
         }
     }
 }

@@ -8,4 +8,5 @@ pub mod https;
 pub mod jobs;
 pub mod kustomize;
 pub mod lookup;
+pub mod restore;
 pub mod threescale_backup;

@@ -2,22 +2,15 @@
 
 use super::*;
 use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
-use crate::names::CONTROLLER;
-use crate::reconcile::builders::JobSettings;
-use crate::reconcile::events::EventPublisher;
 use crate::reconcile::fake_api::{FakeApi, Fault};
-use crate::reconcile::fixtures::{BACKUP_UID, NAMESPACE, apimanager, backup};
+use crate::reconcile::fixtures::{
+    APIMANAGERS, BACKUP_UID, CLAIMS, JOBS, NAMESPACE, PODS, ROLE_BINDINGS, ROLES, apimanager, backup, context, events,
+    finish_job, metric,
+};
 use crate::reconcile::{ErrorKind, ReconcileSettings, error_policy};
 use serde_json::{Value, json};
 
 const BACKUPS: &str = "/apis/apps.3scale.net/v1alpha1/namespaces/3scale/apimanagerbackups";
-const APIMANAGERS: &str = "/apis/apps.3scale.net/v1alpha1/namespaces/3scale/apimanagers";
-const CLAIMS: &str = "/api/v1/namespaces/3scale/persistentvolumeclaims";
-const JOBS: &str = "/apis/batch/v1/namespaces/3scale/jobs";
-const PODS: &str = "/api/v1/namespaces/3scale/pods";
-const ROLES: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/3scale/roles";
-const ROLE_BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/3scale/rolebindings";
-const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/3scale/events";
 
 fn export_job() -> String {
     format!("export-objects-{BACKUP_UID}")
@@ -36,18 +29,7 @@ fn cluster(system: Value) -> (FakeApi, Arc<Context>) {
         serde_json::to_value(backup(json!({"resources": {"requests": "1Gi"}}), json!({}))).expect("json"),
     );
     fake.put(APIMANAGERS, serde_json::to_value(apimanager(system)).expect("json"));
-    let recorder = EventPublisher::new(client.clone(), CONTROLLER, CONTROLLER);
-    let settings = ReconcileSettings {
-        jobs: JobSettings {
-            image: "abo:test".into(),
-            command: "abo".into(),
-            backoff_limit: 2,
-            file_storage_group: None,
-        },
-        backup_timeout: Duration::from_secs(3600),
-    };
-    let metrics = Arc::new(Metrics::new().expect("metrics"));
-    (fake, Arc::new(Context { client, metrics, recorder, settings, seen: Default::default() }))
+    (fake, context(client))
 }
 
 /// One pass, starting from what the controller's cache holds (here: the stored object).
@@ -68,25 +50,6 @@ fn condition(fake: &FakeApi, type_: &str) -> (String, String, String) {
     let status = status(fake);
     let found = status.conditions.iter().find(|c| c.type_ == type_).unwrap_or_else(|| panic!("{type_} condition"));
     (found.status.clone(), found.reason.clone(), found.message.clone())
-}
-
-fn finish_job(fake: &FakeApi, name: &str, conditions: Value) {
-    let mut job = fake.get(&format!("{JOBS}/{name}")).unwrap_or_else(|| panic!("Job {name}"));
-    job["status"] = json!({"conditions": conditions});
-    fake.put(JOBS, job);
-}
-
-/// `(type, reason, action, note)` of every event published.
-fn events(fake: &FakeApi) -> Vec<(String, String, String, String)> {
-    let text = |event: &Value, field: &str| event[field].as_str().unwrap_or_default().to_owned();
-    fake.objects(EVENTS)
-        .iter()
-        .map(|e| (text(e, "type"), text(e, "reason"), text(e, "action"), text(e, "note")))
-        .collect()
-}
-
-fn metric(ctx: &Context, sample: &str) -> bool {
-    ctx.metrics.render().expect("render").lines().any(|line| line == sample)
 }
 
 fn assert_failed(fake: &FakeApi, ctx: &Context, reason: &str, message: &str) {

@@ -1,0 +1,249 @@
+//! A restore as an [`Operation`] of the step machine (README, "Restores"): the Jobs `verify`,
+//! `restore-objects`, `restore-files` (when the backed-up APIManager keeps its files on a claim,
+//! which is created first when missing) and `restore-apimanager`, each reporting what it did, then a
+//! wait until the restored APIManager reports itself available; per-restore RBAC for the Jobs'
+//! ServiceAccount.
+
+use super::ReconcileSettings;
+use super::builders::{self, ClaimMount, JobStep};
+use super::machine::{End, Operation, Run, api_error};
+use super::outcome::{Failure, Stop};
+use super::status::{OperationStatus, READY};
+use crate::api::apimanager::{APIManager, DEFAULT_SYSTEM_STORAGE_CLAIM};
+use crate::api::restore::{APIManagerRestore, APIManagerRestoreStatus};
+use crate::job::report::{Checked, StepReport};
+use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT, MANIFEST_FILE};
+use crate::metrics::{Metrics, RESTORE_COMPLETED};
+use crate::names::{
+    RESTORE_APIMANAGER, RESTORE_FILES, RESTORE_JOB_CLUSTER_ROLE, RESTORE_OBJECTS, RESTORE_SERVICE_ACCOUNT,
+    RESTORE_UID_LABEL, VERIFY,
+};
+use crate::plural::counted;
+use crate::reconcile::ReconcileError;
+use k8s_openapi::api::core::v1::LocalObjectReference;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use std::time::Duration;
+
+/// Condition type: True when the backup matched its manifest, False (reason `NoManifest`) when it
+/// has none and is restored unchecked.
+pub const VERIFIED: &str = "Verified";
+
+/// The `Ready` reason while the restored APIManager is not available yet.
+pub const WAITING: &str = "WaitingForAPIManager";
+
+/// What the steps before the Jobs found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestorePlan {
+    /// The backup claim, mounted read-only by every Job.
+    pub claim: String,
+}
+
+super::status::operation_status!(APIManagerRestoreStatus);
+
+/// Name of the per-restore RoleBinding (by UID: names cannot collide across restores).
+pub fn binding_name(restore: &APIManagerRestore) -> String {
+    format!("apimanager-restore-{}", restore.uid().unwrap_or_default())
+}
+
+/// Binds the restore Jobs' ClusterRole to their ServiceAccount in the restore's namespace, owned
+/// by the restore and deleted when it ends.
+pub fn role_binding(restore: &APIManagerRestore) -> RoleBinding {
+    builders::cluster_role_binding(restore, binding_name(restore), RESTORE_JOB_CLUSTER_ROLE, RESTORE_SERVICE_ACCOUNT)
+}
+
+/// The unfinished restores of `apimanager` (the one each restored), reconciled again when it
+/// changes or goes away: a restore waits for it to report itself available.
+pub fn restores_of(store: &Store<APIManagerRestore>, apimanager: &APIManager) -> Vec<ObjectRef<APIManagerRestore>> {
+    let name = apimanager.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == apimanager.namespace())
+        .filter_map(|r| Some((r, r.status.as_ref()?)))
+        .filter(|(_, status)| !status.progress().is_final())
+        .filter(|(_, status)| status.api_manager_to_restore_ref.as_ref().is_some_and(|r| r.name == name))
+        .map(|(r, _)| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+impl Operation for APIManagerRestore {
+    type Status = APIManagerRestoreStatus;
+    type Plan = RestorePlan;
+    const NOUN: &'static str = "restore";
+    const UID_LABEL: &'static str = RESTORE_UID_LABEL;
+    const TIMEOUT_FLAG: &'static str = "--restore-timeout";
+    const STARTING: &'static str = "starting the restore";
+    const SUCCEEDED: &'static str = RESTORE_COMPLETED;
+    const END_ACTION: &'static str = "Restore";
+
+    fn status(&self) -> Option<&APIManagerRestoreStatus> {
+        self.status.as_ref()
+    }
+
+    fn timeout(settings: &ReconcileSettings) -> Duration {
+        settings.restore_timeout
+    }
+
+    async fn prepare(run: &mut Run<Self>) -> Result<RestorePlan, Stop> {
+        let claim = run.object.spec.restore_source.claim_name().unwrap_or_default().to_owned();
+        Ok(RestorePlan { claim })
+    }
+
+    /// `verify` first; the others once its report is recorded (`restore-files` only when the
+    /// backed-up APIManager keeps its files on a claim).
+    fn job_steps(&self, plan: &RestorePlan) -> Vec<JobStep> {
+        let backup = ClaimMount { volume: "backup", claim: plan.claim.clone(), path: BACKUP_MOUNT, read_only: true };
+        let backup_dir = format!("--backup-dir={BACKUP_MOUNT}");
+        let namespace = format!("--namespace={}", self.namespace().unwrap_or_default());
+        let verify = JobStep {
+            name: VERIFY,
+            action: "Verify",
+            reason: "Verifying",
+            doing: "verifying the backup against its manifest",
+            args: vec![backup_dir.clone()],
+            claims: vec![backup.clone()],
+            service_account: RESTORE_SERVICE_ACCOUNT,
+            // It reads files only: no API token in its Pod.
+            api_access: false,
+        };
+        let status = self.status.as_ref().filter(|s| s.api_manager_to_restore_ref.is_some());
+        let Some(status) = status else { return vec![verify] };
+        let objects = JobStep {
+            name: RESTORE_OBJECTS,
+            action: "RestoreObjects",
+            reason: "RestoringObjects",
+            doing: "creating the backed-up Secrets and ConfigMaps",
+            args: vec![namespace.clone(), backup_dir.clone()],
+            api_access: true,
+            ..verify.clone()
+        };
+        let mut steps = vec![verify.clone(), objects];
+        if let Some(claim) = &status.system_storage_claim_name {
+            steps.push(JobStep {
+                name: RESTORE_FILES,
+                action: "RestoreFiles",
+                reason: "RestoringFiles",
+                doing: "copying the System FileStorage back",
+                args: vec![format!("--target={FILE_STORAGE_MOUNT}"), backup_dir.clone()],
+                claims: vec![
+                    backup.clone(),
+                    ClaimMount {
+                        volume: "system-storage",
+                        claim: claim.clone(),
+                        path: FILE_STORAGE_MOUNT,
+                        read_only: false,
+                    },
+                ],
+                ..verify.clone()
+            });
+        }
+        steps.push(JobStep {
+            name: RESTORE_APIMANAGER,
+            action: "RestoreAPIManager",
+            reason: "RestoringAPIManager",
+            doing: "creating the backed-up APIManager",
+            args: vec![namespace, backup_dir],
+            api_access: true,
+            ..verify
+        });
+        steps
+    }
+
+    fn report_pending(status: &APIManagerRestoreStatus, step: &JobStep) -> bool {
+        match step.name {
+            VERIFY => status.api_manager_to_restore_ref.is_none(),
+            RESTORE_OBJECTS => status.kept_objects.is_none(),
+            _ => false,
+        }
+    }
+
+    async fn job_succeeded(run: &mut Run<Self>, step: &JobStep, report: StepReport) -> Result<(), Stop> {
+        match report {
+            StepReport::Verify { checked, api_manager } if step.name == VERIFY => {
+                if let Some(wanted) = &api_manager.system_storage {
+                    // An existing claim is used as it is: it belongs to the installation.
+                    run.create(builders::system_storage_claim(&run.namespace, wanted)).await?;
+                    run.status.system_storage_claim_name = Some(DEFAULT_SYSTEM_STORAGE_CLAIM.to_owned());
+                }
+                let (verified, reason, message) = match checked {
+                    Checked::Verified { files, links } => {
+                        let (files, links) =
+                            (counted(files as u64, "file", "files"), counted(links as u64, "link", "links"));
+                        (true, "Verified", format!("the backup matches {MANIFEST_FILE}: {files} and {links}"))
+                    }
+                    Checked::NoManifest => (
+                        false,
+                        "NoManifest",
+                        format!(
+                            "the backup has no {MANIFEST_FILE} (3scale-operator's layout), so it could not be verified; \
+it is restored unchecked"
+                        ),
+                    ),
+                };
+                run.condition(VERIFIED, verified, reason, &message);
+                run.status.api_manager_to_restore_ref = Some(LocalObjectReference { name: api_manager.name });
+                Ok(())
+            }
+            StepReport::RestoreObjects { kept, .. } if step.name == RESTORE_OBJECTS => {
+                run.status.kept_objects = Some(kept);
+                Ok(())
+            }
+            _ => Err(Failure::Unreported { job: step.job_name(run.object.as_ref()) }.into()),
+        }
+    }
+
+    /// Waits until the restored APIManager reports itself available (3scale-operator deploys it),
+    /// woken by the watch on APIManagers; the timeout still applies.
+    async fn after_jobs(run: &mut Run<Self>, _: &RestorePlan) -> Result<Option<Action>, Stop> {
+        let Some(name) = run.status.api_manager_to_restore_ref.as_ref().map(|r| r.name.clone()) else {
+            return Ok(None);
+        };
+        let apimanagers: Api<APIManager> = run.api();
+        let found = apimanagers.get_opt(&name).await.map_err(api_error(format!("reading APIManager {name}")))?;
+        let Some(apimanager) = found else {
+            return Err(Failure::APIManagerDeleted { name }.into());
+        };
+        if apimanager.is_available() {
+            return Ok(None);
+        }
+        let message = format!("waiting until APIManager {name} reports itself Available");
+        run.condition(READY, false, WAITING, &message);
+        Ok(Some(Action::requeue(run.time_left())))
+    }
+
+    async fn before_jobs(run: &Run<Self>, _: &RestorePlan) -> Result<(), ReconcileError> {
+        run.create(builders::service_account(&run.namespace, RESTORE_SERVICE_ACCOUNT)).await?;
+        run.create(role_binding(&run.object)).await?;
+        Ok(())
+    }
+
+    /// Removes the Jobs' access to the namespace.
+    async fn after_end(run: &Run<Self>) -> Result<(), ReconcileError> {
+        run.delete::<RoleBinding>(&binding_name(&run.object), &DeleteParams::default()).await
+    }
+
+    fn note(_: &RestorePlan) -> Option<&'static str> {
+        None
+    }
+
+    fn success_message(run: &Run<Self>) -> String {
+        let name = run.status.api_manager_to_restore_ref.as_ref().map(|r| r.name.as_str()).unwrap_or_default();
+        let claim = run.object.spec.restore_source.claim_name().unwrap_or_default();
+        let mut message = format!("APIManager {name} restored from PersistentVolumeClaim {claim} and available");
+        if let Some(kept) = run.status.kept_objects.as_ref().filter(|kept| !kept.is_empty()) {
+            message.push_str(&format!("; these existed already and were left as they were: {}", kept.join(", ")));
+        }
+        message
+    }
+
+    fn record_end(metrics: &Metrics, end: &End<'_>) {
+        metrics.observe_restore(end.metric());
+    }
+}
+
+#[cfg(test)]
+mod tests;
