@@ -5,9 +5,11 @@
 mod support;
 
 use apimanager_backup_operator::api::backup::APIManagerBackup;
+use apimanager_backup_operator::api::restore::APIManagerRestore;
 use apimanager_backup_operator::local::node::PauseGuard;
 use apimanager_backup_operator::local::{LocalCluster, process};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use support::cluster::{
     assert_can_i, create_backup, eventually, finished_backup, kubectl_ok, namespace_with_installation, start_cluster,
 };
 use support::https;
+use support::restore::{create_restore, event_reasons, finished_restore, restore_when, sample};
 use tokio::sync::{Mutex, MutexGuard};
 
 /// The cluster of this binary, one test at a time (an async lock: tests hold it across awaits).
@@ -52,14 +55,16 @@ fn failed_condition(backup: &APIManagerBackup) -> (String, String) {
     (failed.reason.clone(), failed.message.clone())
 }
 
-/// The restarted operator's own count of finished reconcile passes, scraped from its `/metrics`.
-async fn reconcile_passes(cluster: &LocalCluster) -> u64 {
+/// The restarted operator's own count of finished reconcile passes of `controller` (`backup`,
+/// `restore`), scraped from its `/metrics`.
+async fn reconcile_passes(cluster: &LocalCluster, controller: &str) -> u64 {
     let addr = cluster.operator.url.trim_start_matches("https://").parse().expect("operator address");
     let ca = cluster.plane.certs.join("ca.crt");
     let scrape = https::request(addr, https::client_config(&[&ca]), "GET", "/metrics", b"").await;
     assert_eq!(scrape.status, 200, "{}", scrape.body);
-    let sample = r#"apimanager_backup_operator_reconcile_duration_seconds_count{controller="backup"} "#;
-    scrape.body.lines().find_map(|line| line.strip_prefix(sample)).map_or(0, |n| n.parse().expect("a count"))
+    let sample =
+        format!(r#"apimanager_backup_operator_reconcile_duration_seconds_count{{controller="{controller}"}} "#);
+    scrape.body.lines().find_map(|line| line.strip_prefix(&sample)).map_or(0, |n| n.parse().expect("a count"))
 }
 
 #[tokio::test]
@@ -80,7 +85,7 @@ async fn operator_restarted_mid_backup_finishes_it_without_duplicate_jobs() {
         let all: Api<APIManagerBackup> = Api::all(admin.clone());
         let count = all.list(&ListParams::default()).await.expect("backups").items.len() as u64;
         eventually(Duration::from_secs(30), "the restarted operator reconciles every backup", || async {
-            reconcile_passes(&cluster).await >= count
+            reconcile_passes(&cluster, "backup").await >= count
         })
         .await;
         let jobs: Api<Job> = Api::namespaced(admin, &ns);
@@ -213,4 +218,53 @@ async fn a_started_operator_becomes_ready_within_10s_and_stays_ready() {
     drop(paused);
     let backup = finished_backup(&cluster, &ns, "b").await;
     assert_eq!(backup.status.expect("status").completed, Some(true), "the ready operator reconciles");
+}
+
+#[tokio::test]
+async fn operator_killed_mid_restore_resumes_it_and_completes_it_once() {
+    let mut cluster = cluster().await;
+    let ns = namespace_with_installation(&cluster, "restore-killed").await;
+    create_backup(&cluster, &ns, "nightly");
+    assert_eq!(finished_backup(&cluster, &ns, "nightly").await.status.and_then(|s| s.completed), Some(true));
+    kubectl_ok(&cluster, &["-n", &ns, "delete", "apimanager", "example-apimanager"], "");
+    kubectl_ok(&cluster, &["-n", &ns, "delete", "secret", "zync"], "");
+    let admin = cluster.admin_client().await.expect("client");
+    let restores: Api<APIManagerRestore> = Api::namespaced(admin.clone(), &ns);
+    let jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
+    {
+        let _paused = cluster.node.pause();
+        create_restore(&cluster, &ns, "back", "nightly");
+        let started = restore_when(&cluster, &ns, "back", |status| status.start_time.is_some()).await;
+        let verify = format!("verify-{}", started.metadata.uid.clone().expect("uid"));
+        eventually(Duration::from_secs(30), "the verify Job is created", || async {
+            jobs.get_opt(&verify).await.expect("get job").is_some()
+        })
+        .await;
+        let job = jobs.get(&verify).await.expect("verify Job");
+
+        cluster.operator.kill();
+        cluster.restart_operator(&[]).await.expect("operator restarts");
+        let all: Api<APIManagerRestore> = Api::all(admin.clone());
+        let count = all.list(&ListParams::default()).await.expect("restores").items.len() as u64;
+        eventually(Duration::from_secs(30), "the restarted operator reconciles every restore", || async {
+            reconcile_passes(&cluster, "restore").await >= count
+        })
+        .await;
+        let listed = jobs.list(&ListParams::default()).await.expect("jobs").items;
+        let restore_jobs: Vec<_> =
+            listed.iter().filter(|j| j.metadata.name.as_deref() == Some(verify.as_str())).collect();
+        assert_eq!(restore_jobs.len(), 1, "still the one verify Job");
+        assert_eq!(restore_jobs[0].metadata.uid, job.metadata.uid, "the same Job, not a new one");
+        let after = restores.get("back").await.expect("restore").status.and_then(|s| s.start_time);
+        assert_eq!(after, started.status.and_then(|s| s.start_time), "the restore is continued, not restarted");
+    }
+    let restore = finished_restore(&cluster, &ns, "back").await;
+    assert_eq!(restore.status.clone().and_then(|s| s.completed), Some(true), "{:?}", restore.status);
+    let reasons = event_reasons(&cluster, &ns, "back");
+    assert_eq!(reasons.iter().filter(|r| *r == "JobCreated").count(), 4, "each Job created once: {reasons:?}");
+    assert_eq!(reasons.iter().filter(|r| *r == "RestoreCompleted").count(), 1, "{reasons:?}");
+    let series = r#"apimanager_restores_total{outcome="succeeded",reason="RestoreCompleted"}"#;
+    assert_eq!(sample(&cluster, series).await, 1.0, "the restarted operator counts it once");
+    let secrets: Api<Secret> = Api::namespaced(admin, &ns);
+    assert!(secrets.get_opt("zync").await.expect("get").is_some(), "restored by the resumed restore");
 }

@@ -9,6 +9,7 @@ use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::api::restore::APIManagerRestore;
 use apimanager_backup_operator::layout::{CONFIG_MAPS, NEVER_RESTORED, SECRETS};
 use apimanager_backup_operator::local::LocalCluster;
+use apimanager_backup_operator::local::threescale_operator::report_available;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DynamicObject};
 use std::os::unix::fs::PermissionsExt;
@@ -17,10 +18,12 @@ use std::process::Command;
 use support::certs::TempDir;
 use support::cluster::{
     OPERATOR, apimanager_yaml, assert_can_i, create_backup, create_rejected, finished_backup, kubectl_ok, kubectl_run,
-    namespace, namespace_with_installation, shared,
+    namespace, namespace_never_available, namespace_with_installation, shared,
 };
-use support::restore::{create_restore, event_reasons, finished_restore, restore_yaml, scraped, tree};
-use support::threescale_backup::threescale_operator_backup_claim;
+use support::restore::{
+    create_restore, event_reasons, finished_restore, ready_reason, restore_when, restore_yaml, sample, tree,
+};
+use support::threescale_backup::{FILE_STORAGE_LINK, threescale_operator_backup_claim};
 
 /// A claim as an APIManagerBackup leaves it (same annotations for both operators).
 fn backup_claim_yaml(name: &str, apimanager: &str) -> String {
@@ -364,12 +367,12 @@ async fn a_backup_restores_an_emptied_namespace_with_every_object_and_file_as_it
     assert_eq!(reasons.iter().filter(|r| *r == "JobCreated").count(), 4, "{reasons:?}");
     assert!(reasons.iter().any(|r| r == "RestoreCompleted"), "{reasons:?}");
     assert_restore_rbac_removed(cluster, &ns, &restore);
-    let samples = scraped(cluster, "apimanager_restore").await;
-    for sample in [
-        r#"apimanager_restores_total{outcome="succeeded",reason="RestoreCompleted"} 1"#,
-        r#"apimanager_restore_duration_seconds_count{outcome="succeeded"} 1"#,
+    // Other tests of this binary complete restores too: at least this one is counted.
+    for series in [
+        r#"apimanager_restores_total{outcome="succeeded",reason="RestoreCompleted"}"#,
+        r#"apimanager_restore_duration_seconds_count{outcome="succeeded"}"#,
     ] {
-        assert!(samples.iter().any(|line| line == sample), "{sample} in {samples:#?}");
+        assert!(sample(cluster, series).await >= 1.0, "{series}");
     }
 }
 
@@ -414,8 +417,40 @@ restored: system-filestorage-pvc/uploads/attachments.txt: sha256 "
     assert!(event_reasons(cluster, &ns, "back").iter().any(|r| r == "JobFailed"));
     assert_restore_rbac_removed(cluster, &ns, &restore);
     // Other tests' restores of claims holding no real backup fail at verify too: at least this one.
-    let samples = scraped(cluster, "apimanager_restores_total").await;
-    let series = r#"apimanager_restores_total{outcome="failed",reason="JobFailed"} "#;
-    let count = samples.iter().find_map(|line| line.strip_prefix(series)).and_then(|n| n.parse::<u64>().ok());
-    assert!(count.is_some_and(|n| n >= 1), "{samples:#?}");
+    let series = r#"apimanager_restores_total{outcome="failed",reason="JobFailed"}"#;
+    assert!(sample(cluster, series).await >= 1.0, "{series}");
+}
+
+#[tokio::test]
+async fn a_backup_of_3scale_operator_is_restored_unverified_once_its_apimanager_is_available() {
+    let cluster = shared();
+    let ns = namespace_never_available(cluster, "restore-unverified");
+    threescale_operator_backup_claim(cluster, &ns, "threescale-nightly").await;
+    create_restore(cluster, &ns, "back", "threescale-nightly");
+    let waiting = restore_when(cluster, &ns, "back", |status| ready_reason(status, "WaitingForAPIManager")).await;
+    assert_eq!(
+        condition(&waiting, "Verified"),
+        (
+            "False".to_owned(),
+            "NoManifest".to_owned(),
+            "the backup has no manifest.json (3scale-operator's layout), so it could not be verified; it is restored \
+unchecked"
+                .to_owned()
+        )
+    );
+    assert_eq!(condition(&waiting, "Ready").2, "waiting until APIManager example-apimanager reports itself Available");
+    assert_eq!(waiting.status.clone().and_then(|s| s.completed), None, "not before the APIManager is available");
+
+    let admin = cluster.admin_client().await.expect("client");
+    let apimanagers: Api<APIManager> = Api::namespaced(admin.clone(), &ns);
+    let restored = apimanagers.get("example-apimanager").await.expect("the APIManager is restored");
+    report_available(&admin, &restored).await.expect("3scale-operator's part");
+    let restore = finished_restore(cluster, &ns, "back").await;
+    assert_eq!(restore.status.clone().and_then(|s| s.completed), Some(true), "{:?}", restore.status);
+    assert_eq!(condition(&restore, "Ready").1, "RestoreCompleted");
+    assert_eq!(condition(&restore, "Verified").1, "NoManifest", "still says it was not verified");
+    let secrets: Api<Secret> = Api::namespaced(admin, &ns);
+    assert!(secrets.get_opt("system-seed").await.expect("get").is_some(), "its Secrets are restored");
+    let (link, target) = FILE_STORAGE_LINK;
+    assert_eq!(std::fs::read_link(cluster.volume(&ns, "system-storage").join(link)).expect("link"), Path::new(target));
 }

@@ -49,7 +49,7 @@ pub enum ReconcileError {
         source: kube::Error,
     },
     /// The object has no namespace (the CRD is namespaced, so this is a bug elsewhere).
-    #[error("the APIManagerBackup has no namespace")]
+    #[error("the object has no namespace")]
     NotNamespaced,
 }
 

@@ -3,7 +3,7 @@
 
 use super::cluster::kubectl_ok;
 use super::https;
-use apimanager_backup_operator::api::restore::APIManagerRestore;
+use apimanager_backup_operator::api::restore::{APIManagerRestore, APIManagerRestoreStatus};
 use apimanager_backup_operator::local::LocalCluster;
 use apimanager_backup_operator::reconcile::status::OperationStatus;
 use kube::api::Api;
@@ -27,12 +27,26 @@ pub fn create_restore(cluster: &LocalCluster, namespace: &str, name: &str, claim
 
 /// Waits (watching it) until restore `name` completed or failed, and returns it.
 pub async fn finished_restore(cluster: &LocalCluster, namespace: &str, name: &str) -> APIManagerRestore {
+    restore_when(cluster, namespace, name, |status| status.progress().is_final()).await
+}
+
+/// Waits (watching it) until restore `name` has a status for which `holds` is true, and returns it.
+pub async fn restore_when(
+    cluster: &LocalCluster,
+    namespace: &str,
+    name: &str,
+    holds: impl Fn(&APIManagerRestoreStatus) -> bool,
+) -> APIManagerRestore {
     let api: Api<APIManagerRestore> = Api::namespaced(cluster.admin_client().await.expect("client"), namespace);
-    let finished = |restore: Option<&APIManagerRestore>| {
-        restore.and_then(|r| r.status.as_ref()).is_some_and(|s| s.progress().is_final())
-    };
-    let waited = tokio::time::timeout(Duration::from_secs(120), await_condition(api, name, finished)).await;
-    waited.expect("the restore finishes within 2 minutes").expect("watch").expect("the restore exists")
+    let reached =
+        move |restore: Option<&APIManagerRestore>| restore.and_then(|r| r.status.as_ref()).is_some_and(&holds);
+    let waited = tokio::time::timeout(Duration::from_secs(120), await_condition(api, name, reached)).await;
+    waited.expect("the restore gets there within 2 minutes").expect("watch").expect("the restore exists")
+}
+
+/// Whether the restore's `Ready` condition has reason `reason`.
+pub fn ready_reason(status: &APIManagerRestoreStatus, reason: &str) -> bool {
+    status.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == reason)
 }
 
 /// The reasons of the events about `object` in `namespace`, in no particular order.
@@ -46,12 +60,13 @@ pub fn event_reasons(cluster: &LocalCluster, namespace: &str, object: &str) -> V
     reasons.split_whitespace().map(str::to_owned).collect()
 }
 
-/// The operator's `/metrics` lines starting with `prefix`.
-pub async fn scraped(cluster: &LocalCluster, prefix: &str) -> Vec<String> {
+/// The value of `series` (name and labels) in the operator's `/metrics`; fails when it is absent.
+pub async fn sample(cluster: &LocalCluster, series: &str) -> f64 {
     let ca = cluster.plane.certs.join("ca.crt");
     let scrape = https::request(cluster.operator.address(), https::client_config(&[&ca]), "GET", "/metrics", b"").await;
     assert_eq!(scrape.status, 200, "{}", scrape.body);
-    scrape.body.lines().filter(|line| line.starts_with(prefix)).map(str::to_owned).collect()
+    let value = scrape.body.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok());
+    value.unwrap_or_else(|| panic!("{series} is not in /metrics:\n{}", scrape.body))
 }
 
 /// What a tree holds at a path: a file's bytes, a link's target or a folder, with mode and
