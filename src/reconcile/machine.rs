@@ -5,12 +5,15 @@
 //! An operation is a namespaced custom resource implementing [`Operation`]: steps before the Jobs
 //! ([`Operation::prepare`], e.g. resolve the APIManager, check the scope, create the claim), then a
 //! sequence of Job steps ([`Operation::job_steps`], each a [`JobStep`] the shared Job builder turns
-//! into a Job; a step may leave a report that [`Operation::job_succeeded`] records, and the steps
-//! after it may depend on what was recorded), then the steps after the Jobs ([`Operation::after_jobs`], e.g. create an object and
+//! into a Job), then the steps after the Jobs ([`Operation::after_jobs`], e.g. create an object and
 //! wait until it is available), RBAC for the Jobs before the first one and removed at the end. A
-//! restore is another implementation: its own status type holding the [`Progress`] fields
-//! (`operation_status!` in [`super::status`] implements the accessors), its own [`JobStep`]s and
-//! [`Failure`] variants; `machine/tests.rs` drives such a second operation. The machine does the rest the same way for every
+//! Job step may leave a [`StepReport`] in its Pod's termination message: once the Job succeeded,
+//! [`Operation::job_succeeded`] records it in status (once: [`Operation::report_pending`] says
+//! whether it still has to) and may create what the next steps need; the steps are listed again
+//! after it, so the steps that follow may depend on what was recorded. Each operation has its own
+//! status type holding the [`Progress`] fields (`operation_status!` in [`super::status`] implements
+//! the accessors), its own [`JobStep`]s and [`Failure`] variants; `machine/tests.rs` drives a test
+//! operation besides the backup and the restore. The machine does the rest the same way for every
 //! operation:
 //! - records the start first, so the timeout always applies;
 //! - runs the Jobs one after the other, each with `activeDeadlineSeconds` = what is left of the
@@ -96,7 +99,7 @@ pub trait Operation: Namespaced + Send + Sync + 'static {
     /// Whether the report of Job step `step`, which succeeded, is still to be recorded by
     /// [`Operation::job_succeeded`] (read from what that records in `status`). No step reports by
     /// default.
-    fn report_pending(status: &Self::Status, step: &JobStep) -> bool {
+    fn report_pending(&self, status: &Self::Status, step: &JobStep) -> bool {
         let _ = (status, step);
         false
     }
@@ -226,7 +229,7 @@ impl<O: Operation> Run<O> {
                 let job = step.job_name(self.object.as_ref());
                 match self.job_state(&job).await? {
                     Some(JobState::Succeeded) => {
-                        if O::report_pending(&self.status, step) {
+                        if self.object.report_pending(&self.status, step) {
                             self.record_report(step, &job).await?;
                         }
                         index += 1;

@@ -153,7 +153,7 @@ impl Operation for APIManagerRestore {
         steps
     }
 
-    fn report_pending(status: &APIManagerRestoreStatus, step: &JobStep) -> bool {
+    fn report_pending(&self, status: &APIManagerRestoreStatus, step: &JobStep) -> bool {
         match step.name {
             VERIFY => status.api_manager_to_restore_ref.is_none(),
             RESTORE_OBJECTS => status.kept_objects.is_none(),

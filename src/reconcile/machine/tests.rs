@@ -352,13 +352,19 @@ mod seam {
 
     const DRILLS: &str = "/apis/test.example/v1/namespaces/3scale/drills";
 
-    /// A test operation: one Job, then it waits until `spec.ready`.
+    /// A test operation: one Job, then it waits until `spec.ready`. With `spec.reports`, its Job
+    /// reports, and once the report is recorded (condition `Reported`) a second Job follows.
     #[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
     #[kube(group = "test.example", version = "v1", kind = "Drill", namespaced, status = "DrillStatus")]
     pub struct DrillSpec {
         /// What the step after the Job waits for.
         pub ready: bool,
+        /// Whether its first Job reports.
+        #[serde(default)]
+        pub reports: bool,
     }
+
+    const REPORTED: &str = "Reported";
 
     /// Only the shared fields.
     #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -398,7 +404,7 @@ mod seam {
         }
 
         fn job_steps(&self, _: &()) -> Vec<JobStep> {
-            vec![JobStep {
+            let verify = JobStep {
                 name: "verify",
                 action: "Verify",
                 reason: "Verifying",
@@ -407,7 +413,19 @@ mod seam {
                 claims: Vec::new(),
                 service_account: "drill",
                 api_access: false,
-            }]
+            };
+            let reported = self.status.as_ref().is_some_and(|s| s.progress().is_true(REPORTED));
+            let apply = JobStep { name: "apply", action: "Apply", reason: "Applying", ..verify.clone() };
+            if reported { vec![verify, apply] } else { vec![verify] }
+        }
+
+        fn report_pending(&self, status: &DrillStatus, step: &JobStep) -> bool {
+            self.spec.reports && step.name == "verify" && !status.progress().is_true(REPORTED)
+        }
+
+        async fn job_succeeded(run: &mut Run<Self>, _: &JobStep, report: StepReport) -> Result<(), Stop> {
+            run.condition(REPORTED, true, "Recorded", &report.to_message());
+            Ok(())
         }
 
         async fn after_jobs(run: &mut Run<Self>, _: &()) -> Result<Option<Action>, Stop> {
@@ -472,6 +490,52 @@ mod seam {
         assert_eq!(reconcile(Arc::new(stored(&fake)), ctx).await.expect("done"), Action::await_change());
         assert_eq!(ready_reason(&fake), ("True".to_owned(), "DrillCompleted".to_owned()));
         assert!(fake.names(JOBS).is_empty(), "its Job is deleted");
+    }
+
+    #[tokio::test]
+    async fn a_report_is_recorded_once_and_the_steps_after_it_follow_from_it() {
+        let (fake, ctx) = cluster(json!({}));
+        let drill = json!({"apiVersion": "test.example/v1", "kind": "Drill",
+            "metadata": {"name": "d", "namespace": NAMESPACE, "uid": "drill-uid", "generation": 1},
+            "spec": {"ready": true, "reports": true}});
+        fake.put(DRILLS, drill);
+        reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("the first Job");
+        finish_job(&fake, "verify-drill-uid", json!([{"type": "Complete", "status": "True"}]));
+        let report = StepReport::RestoreFiles { files: 2, links: 0, verified: true };
+        fake.put(
+            PODS,
+            json!({"metadata": {"name": "verify-pod", "namespace": NAMESPACE,
+                "labels": {"batch.kubernetes.io/job-name": "verify-drill-uid"}},
+            "status": {"phase": "Succeeded", "containerStatuses": [{"name": "verify", "image": "i", "imageID": "",
+                "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 0, "message": report.to_message()}}}]}}),
+        );
+        reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("the report and the second Job");
+        let status = stored(&fake).status.unwrap_or_default().progress();
+        let reported = status.conditions.iter().find(|c| c.type_ == REPORTED).expect("the report is recorded");
+        assert_eq!(reported.message, report.to_message());
+        assert_eq!(fake.names(JOBS), ["apply-drill-uid", "verify-drill-uid"], "a step that follows from the report");
+        assert_eq!(ready_reason(&fake), ("False".to_owned(), "Applying".to_owned()));
+        reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("a pass while the second Job runs");
+        let pod_lists = fake.requests().iter().filter(|r| r.starts_with(&format!("GET {PODS}"))).count();
+        assert_eq!(pod_lists, 1, "a recorded report is never read again");
+        finish_job(&fake, "apply-drill-uid", json!([{"type": "Complete", "status": "True"}]));
+        assert_eq!(reconcile(Arc::new(stored(&fake)), ctx).await.expect("done"), Action::await_change());
+        assert_eq!(ready_reason(&fake), ("True".to_owned(), "DrillCompleted".to_owned()));
+        assert!(fake.names(JOBS).is_empty(), "both Jobs are deleted");
+    }
+
+    #[tokio::test]
+    async fn a_job_without_its_report_fails_the_operation() {
+        let (fake, ctx) = cluster(json!({}));
+        let drill = json!({"apiVersion": "test.example/v1", "kind": "Drill",
+            "metadata": {"name": "d", "namespace": NAMESPACE, "uid": "drill-uid", "generation": 1},
+            "spec": {"ready": true, "reports": true}});
+        fake.put(DRILLS, drill);
+        reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("the first Job");
+        finish_job(&fake, "verify-drill-uid", json!([{"type": "Complete", "status": "True"}]));
+        reconcile(Arc::new(stored(&fake)), ctx).await.expect("a final failure");
+        assert_eq!(ready_reason(&fake), ("False".to_owned(), "Unreported".to_owned()));
+        assert_eq!(fake.names(JOBS), ["verify-drill-uid"], "no step after it, the Job kept for debugging");
     }
 
     #[tokio::test]
