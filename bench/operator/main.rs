@@ -1,6 +1,7 @@
 //! The operator's benchmark, one command: `cargo bench --bench operator` (options after `--`:
-//! `--seconds S` per load cell, default 3; `--scale 10,50,200` backups per round; `--finished
-//! 1000`). Everything runs on loopback against a real control plane started for the run, and every
+//! `--seconds S` per load cell, default 3; `--protocols http1,http2`; `--concurrency 1,16,64`;
+//! `--repeat 1` times each load cell; `--end-to-end 3` rounds of creates, 0 skips them; `--scale
+//! 10,50,200` backups per round, empty skips them; `--finished 1000`, 0 skips it). Everything runs on loopback against a real control plane started for the run, and every
 //! figure is printed next to a baseline measured in the same run, because the machines are shared.
 //!
 //! 1. Webhooks: the load generator against the operator and against the floor (a bare rustls +
@@ -41,21 +42,49 @@ const END_TO_END_CREATES: usize = 200;
 
 struct Options {
     seconds: f64,
+    protocols: Vec<Protocol>,
+    concurrency: Vec<usize>,
+    repeat: usize,
+    end_to_end: usize,
     scale: Vec<usize>,
     finished: usize,
 }
 
+/// A comma-separated list of numbers (empty: none).
+fn numbers(list: &str) -> Result<Vec<usize>, Error> {
+    Ok(list.split(',').filter(|v| !v.is_empty()).map(str::parse).collect::<Result<_, _>>()?)
+}
+
 fn options(args: &[String]) -> Result<Options, Error> {
-    let mut options = Options { seconds: 3.0, scale: vec![10, 50, 200], finished: 1000 };
+    let mut options = Options {
+        seconds: 3.0,
+        protocols: vec![Protocol::Http1, Protocol::Http2],
+        concurrency: vec![1, 16, 64],
+        repeat: 1,
+        end_to_end: 3,
+        scale: vec![10, 50, 200],
+        finished: 1000,
+    };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--seconds" => options.seconds = value()?.parse()?,
-            "--scale" => {
-                options.scale =
-                    value()?.split(',').filter(|v| !v.is_empty()).map(str::parse).collect::<Result<_, _>>()?
+            "--protocols" => {
+                options.protocols = value()?
+                    .split(',')
+                    .filter(|v| !v.is_empty())
+                    .map(|v| match v {
+                        "http1" => Ok(Protocol::Http1),
+                        "http2" => Ok(Protocol::Http2),
+                        other => Err(format!("unknown protocol {other} (http1, http2)")),
+                    })
+                    .collect::<Result<_, _>>()?
             }
+            "--concurrency" => options.concurrency = numbers(value()?)?,
+            "--repeat" => options.repeat = value()?.parse()?,
+            "--end-to-end" => options.end_to_end = value()?.parse()?,
+            "--scale" => options.scale = numbers(value()?)?,
             "--finished" => options.finished = value()?.parse()?,
             other => return Err(format!("unknown option {other}").into()),
         }
@@ -221,13 +250,16 @@ async fn bench_in(dir: &Path, options: Options) -> Result<(), Error> {
     let warmup = Duration::from_millis(500);
     measure::reset_peak(cluster.operator.pid());
     let mut rows = Vec::new();
-    for protocol in [Protocol::Http1, Protocol::Http2] {
-        for concurrency in [1, 16, 64] {
-            eprintln!("load: {} concurrency {concurrency}", protocol.label());
-            let ours =
-                load::run(operator_addr, tls.clone(), protocol, concurrency, mix.clone(), warmup, measure).await?;
-            let base = load::run(floor.addr, tls.clone(), protocol, concurrency, mix.clone(), warmup, measure).await?;
-            rows.push((protocol, concurrency, ours, base));
+    for _ in 0..options.repeat {
+        for &protocol in &options.protocols {
+            for &concurrency in &options.concurrency {
+                eprintln!("load: {} concurrency {concurrency}", protocol.label());
+                let ours =
+                    load::run(operator_addr, tls.clone(), protocol, concurrency, mix.clone(), warmup, measure).await?;
+                let base =
+                    load::run(floor.addr, tls.clone(), protocol, concurrency, mix.clone(), warmup, measure).await?;
+                rows.push((protocol, concurrency, ours, base));
+            }
         }
     }
     let rss = (measure::status_kib(cluster.operator.pid(), "VmHWM"), measure::status_kib(floor.child.id(), "VmHWM"));
@@ -235,13 +267,12 @@ async fn bench_in(dir: &Path, options: Options) -> Result<(), Error> {
     // 2. End to end through the API server.
     let floor_url = format!("https://{}", floor.addr);
     let mut end_to_end = Vec::new();
-    for (label, webhooks) in
-        [("none", None), ("floor", Some(floor_url.as_str())), ("ours", Some(cluster.operator.url.as_str()))]
-    {
+    let servers = [("none", None), ("floor", Some(floor_url.as_str())), ("ours", Some(cluster.operator.url.as_str()))];
+    for (label, webhooks) in servers.into_iter().filter(|_| options.end_to_end > 0) {
         eprintln!("end to end: {END_TO_END_CREATES} concurrent dry-run creates, webhooks: {label}");
         switch_webhooks(&admin, webhooks, &ca, label).await?;
         let mut samples = Vec::new();
-        for attempt in 0..3 {
+        for attempt in 0..options.end_to_end {
             samples.append(&mut dry_run_creates(&admin, &format!("{label}-{attempt}")).await?);
         }
         samples.sort_unstable();
@@ -250,7 +281,9 @@ async fn bench_in(dir: &Path, options: Options) -> Result<(), Error> {
     drop(floor);
 
     print_webhooks(&rows, options.seconds);
-    print_end_to_end(&end_to_end);
+    if !end_to_end.is_empty() {
+        print_end_to_end(&end_to_end, options.end_to_end);
+    }
     println!("\n| server | peak RSS (MiB) |\n| --- | --- |");
     println!("| ours (operator process, whole run so far) | {:.1} |", measure::mib(rss.0));
     println!("| floor | {:.1} |", measure::mib(rss.1));
@@ -390,8 +423,8 @@ fn print_webhooks(rows: &[(Protocol, usize, Summary, Summary)], seconds: f64) {
     }
 }
 
-fn print_end_to_end(rows: &[(&str, Duration, Duration)]) {
-    println!("\nEnd to end: {END_TO_END_CREATES} concurrent dry-run creates through the API server, 3 times\n");
+fn print_end_to_end(rows: &[(&str, Duration, Duration)], rounds: usize) {
+    println!("\nEnd to end: {END_TO_END_CREATES} concurrent dry-run creates through the API server, {rounds} times\n");
     println!("| webhooks | p50 ms | p99 ms | p50 overhead over none (ms) |");
     println!("| --- | --- | --- | --- |");
     let none = rows.first().map(|(_, p50, _)| ms(*p50)).unwrap_or(0.0);
