@@ -1,10 +1,11 @@
 //! Namespace scoping on the real control plane and the real authorizer: the operator runs as its
 //! ServiceAccount with the RBAC of `manifests/components/namespaced` and `--namespace 3scale`,
-//! backs up in 3scale, leaves every other namespace alone and may not touch it.
+//! backs up and restores in 3scale, leaves every other namespace alone and may not touch it.
 
 mod support;
 
 use apimanager_backup_operator::api::backup::APIManagerBackup;
+use apimanager_backup_operator::api::restore::APIManagerRestore;
 use apimanager_backup_operator::local::LocalCluster;
 use apimanager_backup_operator::local::install::{FIELD_MANAGER, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
 use apimanager_backup_operator::scope::Namespaces;
@@ -14,9 +15,11 @@ use kube::api::{Api, ListParams};
 use serde_json::Value;
 use std::sync::OnceLock;
 use support::cluster::{
-    assert_can_i, create_backup, finished_backup, kubectl_run, namespace_with_installation, start_scoped_cluster,
+    assert_can_i, create_backup, finished_backup, kubectl_ok, kubectl_run, namespace_with_installation,
+    start_scoped_cluster,
 };
 use support::https::{client_config, request};
+use support::restore::{create_restore, finished_restore};
 
 const WATCHED: &str = "3scale";
 const OTHER: &str = "elsewhere";
@@ -49,6 +52,17 @@ async fn a_scoped_operator_backs_up_its_namespace_and_leaves_others_untouched() 
     let untouched = other.get("untouched").await.expect("the other backup");
     assert!(untouched.status.is_none(), "the other namespace's backup got a status: {:?}", untouched.status);
     assert_eq!(untouched.spec.api_manager_name, None, "not defaulted by the webhook");
+
+    // A restore of that backup runs in the watched namespace with the same scoped RBAC; one in the
+    // other namespace (admitted by the CRD alone) gets nothing.
+    kubectl_ok(cluster, &["-n", WATCHED, "delete", "apimanager", "example-apimanager"], "");
+    create_restore(cluster, OTHER, "untouched", "nightly");
+    create_restore(cluster, WATCHED, "back", "scoped");
+    let restored = finished_restore(cluster, WATCHED, "back").await;
+    assert_eq!(restored.status.clone().and_then(|s| s.completed), Some(true), "{:?}", restored.status);
+    let other_restores: Api<APIManagerRestore> = Api::namespaced(admin.clone(), OTHER);
+    let untouched = other_restores.get("untouched").await.expect("the other restore");
+    assert!(untouched.status.is_none(), "the other namespace's restore got a status: {:?}", untouched.status);
     let jobs: Api<Job> = Api::namespaced(admin.clone(), OTHER);
     assert!(jobs.list(&ListParams::default()).await.expect("jobs").items.is_empty(), "no Jobs in {OTHER}");
 
@@ -58,6 +72,8 @@ async fn a_scoped_operator_backs_up_its_namespace_and_leaves_others_untouched() 
         ("watch", "apimanagers.apps.3scale.net", "yes"),
         ("create", "jobs.batch", "yes"),
         ("bind", "clusterroles.rbac.authorization.k8s.io/apimanager-backup-job", "yes"),
+        ("bind", "clusterroles.rbac.authorization.k8s.io/apimanager-restore-job", "yes"),
+        ("list", "apimanagerrestores.apps.3scale.net", "yes"),
     ];
     assert_can_i(cluster, WATCHED, &operator, &inside);
     let outside = inside.map(|(verb, resource, _)| (verb, resource, "no"));
