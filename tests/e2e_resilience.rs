@@ -14,10 +14,12 @@ use kube::api::{Api, ListParams};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::cluster::{
-    assert_can_i, create_backup, eventually, finished_backup, kubectl_ok, namespace_with_installation, start_cluster,
+    assert_can_i, create_backup, eventually, finished_backup, kubectl_ok, namespace_never_available,
+    namespace_with_installation, start_cluster,
 };
 use support::https;
 use support::restore::{create_restore, event_reasons, finished_restore, restore_when, sample};
+use support::threescale_backup::threescale_operator_backup_claim;
 use tokio::sync::{Mutex, MutexGuard};
 
 /// The cluster of this binary, one test at a time (an async lock: tests hold it across awaits).
@@ -267,4 +269,33 @@ async fn operator_killed_mid_restore_resumes_it_and_completes_it_once() {
     assert_eq!(sample(&cluster, series).await, 1.0, "the restarted operator counts it once");
     let secrets: Api<Secret> = Api::namespaced(admin, &ns);
     assert!(secrets.get_opt("zync").await.expect("get").is_some(), "restored by the resumed restore");
+}
+
+#[tokio::test]
+async fn a_restore_whose_apimanager_never_becomes_available_fails_at_its_timeout() {
+    let mut cluster = cluster().await;
+    cluster.restart_operator(&["--restore-timeout=20s".to_owned()]).await.expect("operator with a short timeout");
+    let ns = namespace_never_available(&cluster, "restore-timeout");
+    threescale_operator_backup_claim(&cluster, &ns, "threescale-nightly").await;
+    create_restore(&cluster, &ns, "back", "threescale-nightly");
+    let waiting = restore_when(&cluster, &ns, "back", |status| {
+        status.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "WaitingForAPIManager")
+    })
+    .await;
+    assert_eq!(waiting.status.and_then(|s| s.main_steps_completed), None);
+    // Nothing changes from here on: only the requeue at the deadline ends the wait.
+    let restore = finished_restore(&cluster, &ns, "back").await;
+    cluster.restart_operator(&[]).await.expect("operator with the default timeout");
+    let failed = restore.status.clone().expect("status");
+    let failed = failed.conditions.iter().find(|c| c.type_ == "Failed").expect("Failed condition");
+    assert_eq!(
+        (failed.reason.as_str(), failed.message.as_str()),
+        (
+            "Timeout",
+            "the restore did not finish within 20s (--restore-timeout); its Jobs and Pods are kept for debugging"
+        )
+    );
+    let uid = restore.metadata.uid.clone().expect("uid");
+    let jobs = kubectl_ok(&cluster, &["-n", &ns, "get", "jobs", "-o", "name"], "");
+    assert!(jobs.contains(&format!("job.batch/verify-{uid}")), "the Jobs stay for debugging: {jobs}");
 }
