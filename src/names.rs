@@ -1,13 +1,16 @@
-//! The names other programs see, each spelled once: the Job steps (subcommand, Job name prefix,
-//! manifest key), the annotations on a backup claim, the labels on what the operator creates, the
+//! The names other programs see, each spelled once: the Job steps (subcommand, container name,
+//! manifest key) and the backup Job's name prefix, the annotations on a backup claim, the labels on what the operator creates, the
 //! accounts the Jobs run as, and where a Job's Pod leaves its failure reason. Writers and readers
 //! use these constants, so a typo cannot split them.
 
-/// The `job` subcommand, Job name prefix and manifest key of the step exporting Secrets,
+/// The `job` subcommand, container name and manifest key of the step exporting Secrets,
 /// ConfigMaps and the APIManager.
 pub const EXPORT_OBJECTS: &str = "export-objects";
-/// The `job` subcommand, Job name prefix and manifest key of the step copying System FileStorage.
+/// The `job` subcommand, container name and manifest key of the step copying System FileStorage.
 pub const COPY_FILES: &str = "copy-files";
+/// The name prefix of a backup's one Job (`backup-<backup uid>`), whose Pod runs
+/// [`EXPORT_OBJECTS`] as an init container, then [`COPY_FILES`] (or only the export).
+pub const BACKUP_JOB: &str = "backup";
 
 /// The `job` subcommand and Job name prefix of the restore step checking the backup against its
 /// manifest.

@@ -139,9 +139,7 @@ pub async fn run(
     let cache = store.clone();
     metrics.compute_backup_gauges_with(Box::new(move || gauges(cache.state().iter().map(Arc::as_ref))));
     let mut counter = EndCounter::default();
-    let watch = namespaces
-        .events(&client, watcher::Config::default(), store.clone())
-        .modify(trim::metadata::<APIManagerBackup>);
+    let watch = namespaces.events(&client, watcher::Config::default(), store.clone()).modify(trim::backup);
     let events = reflector::reflector(writer, watch);
     let watch = events.for_each(|event| {
         match event {

@@ -146,8 +146,12 @@ impl<K: Watched> Merge<K> {
         Self { covers, listing: vec![None; watches], first: vec![None; watches], started: false, known }
     }
 
-    /// The merged events for `event` of watch `index`.
+    /// The merged events for `event` of watch `index`. The events of a single watch are already
+    /// those of one watch: passed on as they come, never held (a listing is not copied).
     fn on(&mut self, index: usize, event: Event<K>) -> Vec<Event<K>> {
+        if self.covers.len() == 1 {
+            return vec![event];
+        }
         match event {
             Event::Init => {
                 self.listing[index] = Some(Vec::new());

@@ -8,7 +8,7 @@ use apimanager_backup_operator::job::export::SERVER_METADATA;
 use apimanager_backup_operator::job::manifest::{Manifest, hash_file};
 use apimanager_backup_operator::layout::{CONFIG_MAPS, SECRETS};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::Value;
 use std::path::Path;
@@ -122,9 +122,7 @@ async fn full_backup_writes_every_object_and_file() {
         &["-n", &ns, "get", "events", "--field-selector", "reason=JobCreated", "-o", "jsonpath={.items[*].message}"],
         "",
     );
-    for job in [format!("export-objects-{uid}"), format!("copy-files-{uid}")] {
-        assert!(created.contains(&format!("created Job {job}")), "a JobCreated event per Job: {created}");
-    }
+    assert_eq!(created.trim(), format!("created Job backup-{uid}"), "one Job runs both steps");
 }
 
 #[tokio::test]
@@ -161,28 +159,28 @@ async fn failing_job_fails_the_backup_with_the_pod_message_and_keeps_the_job() {
     assert_eq!(
         failed.message,
         format!(
-            "Job export-objects-{uid} failed (BackoffLimitExceeded): required objects missing in namespace failing-job: Secret system-seed, Secret zync; create them or fix the APIManager, then create a new APIManagerBackup"
+            "Job backup-{uid} failed (BackoffLimitExceeded) in step export-objects: required objects missing in namespace failing-job: Secret system-seed, Secret zync; create them or fix the APIManager, then create a new APIManagerBackup"
         )
     );
     let admin = cluster.admin_client().await.expect("client");
     let jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
-    assert!(
-        jobs.get_opt(&format!("export-objects-{uid}")).await.expect("get").is_some(),
-        "the failed Job stays for debugging"
-    );
-    assert!(
-        jobs.get_opt(&format!("copy-files-{uid}")).await.expect("get").is_none(),
-        "no further step after a failure"
-    );
+    let job = format!("backup-{uid}");
+    assert!(jobs.get_opt(&job).await.expect("get").is_some(), "the failed Job stays for debugging");
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    let pod = pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"))).await;
+    let pod = pod.expect("pods").items.pop().expect("the Job's Pod");
+    let copy = pod.status.and_then(|s| s.container_statuses).expect("container statuses");
+    let waiting = copy[0].state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref());
+    assert_eq!((copy[0].name.as_str(), waiting), ("copy-files", Some("PodInitializing")), "no step after a failure");
+    assert!(!cluster.volume(&ns, "b").join("system-filestorage-pvc").exists(), "nothing copied");
     let events =
         kubectl_ok(cluster, &["-n", &ns, "get", "events", "--field-selector", "reason=JobFailed", "-o", "name"], "");
     assert!(!events.trim().is_empty(), "a JobFailed event is published");
 
     let backups: Api<apimanager_backup_operator::api::backup::APIManagerBackup> = Api::namespaced(admin.clone(), &ns);
     backups.delete("b", &DeleteParams::background()).await.expect("delete backup");
-    let export = format!("export-objects-{uid}");
-    eventually(Duration::from_secs(30), "the Jobs go with the APIManagerBackup (garbage collection)", || async {
-        jobs.get_opt(&export).await.expect("get").is_none()
+    eventually(Duration::from_secs(30), "the Job goes with the APIManagerBackup (garbage collection)", || async {
+        jobs.get_opt(&job).await.expect("get").is_none()
     })
     .await;
 }
@@ -279,7 +277,7 @@ async fn a_backup_with_the_longest_valid_name_completes_and_shows_its_events() {
     };
     eventually(Duration::from_secs(30), "the backup's events are published", || async {
         let reasons = reasons();
-        reasons.contains("BackupCompleted") && reasons.matches("JobCreated").count() == 2
+        reasons.contains("BackupCompleted") && reasons.matches("JobCreated").count() == 1
     })
     .await;
 }
@@ -359,9 +357,10 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         backoff_limit: 0,
         file_storage_group: Some(i64::from(apimanager_backup_operator::local::session::FILE_STORAGE_GROUP)),
     };
-    let steps = backup.job_steps(&plan);
-    assert_eq!(steps.len(), 2);
-    let export_job = builders::job(&backup, &steps[0], &settings, 60);
+    let backup_jobs = backup.jobs(&plan);
+    assert_eq!(backup_jobs.len(), 1);
+    assert_eq!(backup_jobs[0].steps().count(), 2, "export and copy in one Job");
+    let export_job = builders::job(&backup, &backup_jobs[0], &settings, 60);
     // The policy takes effect once the API server has loaded it.
     let mut foreign = serde_json::to_value(&export_job).expect("json");
     foreign["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.36");
@@ -370,8 +369,9 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         jobs.create(&dry_run, &foreign).await.is_err()
     })
     .await;
-    for step in &steps {
-        jobs.create(&dry_run, &builders::job(&backup, step, &settings, 60))
+    let s3 = BackupPlan { storage: FileStorage::S3, ..plan.clone() };
+    for job in backup_jobs.iter().chain(&backup.jobs(&s3)) {
+        jobs.create(&dry_run, &builders::job(&backup, job, &settings, 60))
             .await
             .expect("the operator's Jobs are admitted");
     }
@@ -393,10 +393,10 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         serde_json::from_value(job).expect("job")
     };
     let only_image = format!(
-        "the apimanager-backup-operator ServiceAccount may create only Jobs of one container running image {image} with command [apimanager-backup-operator] and arguments job <step>"
+        "the apimanager-backup-operator ServiceAccount may create only Jobs of one container (and at most one init container) running image {image} with command [apimanager-backup-operator] and arguments job <step>"
     );
     let only_accounts = "the apimanager-backup-operator ServiceAccount may create only Jobs running a backup step as ServiceAccount apimanager-backup or a restore step as ServiceAccount apimanager-restore";
-    let sources = "the apimanager-backup-operator ServiceAccount may create only Jobs whose volumes are PersistentVolumeClaims and whose environment comes from no Secret or ConfigMap";
+    let sources = "the apimanager-backup-operator ServiceAccount may create only Jobs whose volumes are PersistentVolumeClaims or the ServiceAccount's token (with the cluster's CA and the namespace, as Kubernetes mounts it), and whose environment comes from no Secret or ConfigMap";
     let cases: Vec<(&str, Job, String)> = vec![
         ("another image", foreign, only_image.clone()),
         (
@@ -412,7 +412,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
                 second["name"] = json!("second");
                 j["spec"]["template"]["spec"]["containers"] = json!([first, second]);
             }),
-            only_image,
+            only_image.clone(),
         ),
         (
             "another ServiceAccount",
@@ -437,6 +437,29 @@ async fn the_admission_policy_fences_the_operator_service_account() {
                     .push(json!({"name": "seed", "secret": {"secretName": "system-seed"}}))
             }),
             sources.into(),
+        ),
+        (
+            "a Secret in the token's volume",
+            job_with(&|j| {
+                let volumes = j["spec"]["template"]["spec"]["volumes"].as_array_mut().expect("volumes");
+                let token = volumes.iter_mut().find(|v| v.get("projected").is_some()).expect("the token volume");
+                token["projected"]["sources"][1] = json!({"secret": {"name": "system-seed"}});
+            }),
+            sources.into(),
+        ),
+        (
+            "a token for another audience",
+            job_with(&|j| {
+                let volumes = j["spec"]["template"]["spec"]["volumes"].as_array_mut().expect("volumes");
+                let token = volumes.iter_mut().find(|v| v.get("projected").is_some()).expect("the token volume");
+                token["projected"]["sources"][0]["serviceAccountToken"]["audience"] = json!("vault");
+            }),
+            sources.into(),
+        ),
+        (
+            "an init container of another image",
+            job_with(&|j| j["spec"]["template"]["spec"]["initContainers"][0]["image"] = json!("busybox:1.36")),
+            only_image.clone(),
         ),
         (
             "an environment variable from a Secret",
@@ -495,13 +518,13 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         "status": {"apiManagerToRestoreRef": {"name": "example-apimanager"}, "systemStorageClaimName": "system-storage"}}))
     .expect("restore");
     let restore_plan = RestorePlan { claim: "nightly".into() };
-    let restore_steps = restore.job_steps(&restore_plan);
-    let step_names: Vec<&str> = restore_steps.iter().map(|s| s.name).collect();
-    assert_eq!(step_names, ["verify", "restore-objects", "restore-files", "restore-apimanager"]);
-    for step in &restore_steps {
-        jobs.create(&dry_run, &builders::job(&restore, step, &settings, 60))
+    let restore_jobs = restore.jobs(&restore_plan);
+    let step_names: Vec<&str> = restore_jobs.iter().map(|job| job.name).collect();
+    assert_eq!(step_names, ["verify", "restore-objects", "restore-files", "restore-apimanager"], "a Job per step");
+    for job in &restore_jobs {
+        jobs.create(&dry_run, &builders::job(&restore, job, &settings, 60))
             .await
-            .unwrap_or_else(|e| panic!("the restore Job {} is admitted: {e}", step.name));
+            .unwrap_or_else(|e| panic!("the restore Job {} is admitted: {e}", job.name));
     }
     let restore_binding = restore::role_binding(&restore);
     bindings.create(&dry_run, &restore_binding).await.expect("the restore RoleBinding is admitted");
@@ -513,7 +536,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         job["spec"]["template"]["spec"]["serviceAccountName"] = json!(account);
         serde_json::from_value(job).expect("job")
     };
-    let restore_objects = builders::job(&restore, &restore_steps[1], &settings, 60);
+    let restore_objects = builders::job(&restore, &restore_jobs[1], &settings, 60);
     for (what, job) in [
         ("a restore step as the backup account", as_account(&restore_objects, "apimanager-backup")),
         ("a backup step as the restore account", as_account(&export_job, "apimanager-restore")),

@@ -33,7 +33,7 @@ async fn cluster() -> MutexGuard<'static, LocalCluster> {
     cluster.lock().await
 }
 
-/// Waits for the export Job of backup `name` and returns it.
+/// Waits for the Job of backup `name` and returns it.
 async fn export_job(cluster: &LocalCluster, namespace: &str, name: &str) -> Job {
     let admin = cluster.admin_client().await.expect("client");
     let backups: Api<APIManagerBackup> = Api::namespaced(admin.clone(), namespace);
@@ -41,10 +41,10 @@ async fn export_job(cluster: &LocalCluster, namespace: &str, name: &str) -> Job 
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let uid = backups.get(name).await.expect("backup").metadata.uid.expect("uid");
-        if let Some(job) = jobs.get_opt(&format!("export-objects-{uid}")).await.expect("get job") {
+        if let Some(job) = jobs.get_opt(&format!("backup-{uid}")).await.expect("get job") {
             return job;
         }
-        assert!(Instant::now() < deadline, "the export Job is created");
+        assert!(Instant::now() < deadline, "the backup Job is created");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -93,7 +93,7 @@ async fn operator_restarted_mid_backup_finishes_it_without_duplicate_jobs() {
         let jobs: Api<Job> = Api::namespaced(admin, &ns);
         let listed = jobs.list(&ListParams::default()).await.expect("jobs").items;
         let names: Vec<Option<String>> = listed.iter().map(|j| j.metadata.name.clone()).collect();
-        assert_eq!(names, std::slice::from_ref(&job.metadata.name), "still the one export Job");
+        assert_eq!(names, std::slice::from_ref(&job.metadata.name), "still the one backup Job");
         assert_eq!(listed[0].metadata.uid, job.metadata.uid, "the same Job, not a new one");
         let after = backups.get("b").await.expect("backup").status.and_then(|s| s.start_time).expect("startTime");
         assert_eq!(after, started, "the backup is continued, not restarted");
@@ -105,11 +105,11 @@ async fn operator_restarted_mid_backup_finishes_it_without_duplicate_jobs() {
         apimanager_backup_operator::job::manifest::Manifest::load(&cluster.volume(&ns, "b")).expect("manifest");
     assert_eq!(manifest.files.len(), 18);
     let backup_uid = backup.metadata.uid.expect("uid");
-    assert_eq!(job_before.metadata.name, Some(format!("export-objects-{backup_uid}")));
+    assert_eq!(job_before.metadata.name, Some(format!("backup-{backup_uid}")));
     assert_eq!(manifest.backup.uid, backup_uid, "the files are this backup's");
 }
 
-/// A backup `b` in a new namespace `name`, held in progress (its export Job created, not run)
+/// A backup `b` in a new namespace `name`, held in progress (its Job created, not run)
 /// while the returned guard lives.
 async fn backup_in_progress(cluster: &LocalCluster, name: &str) -> (String, PauseGuard) {
     let ns = namespace_with_installation(cluster, name).await;

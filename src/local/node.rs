@@ -1,8 +1,10 @@
-//! The node stand-in: no kubelet runs locally, so this plays the node for backup Pods. It runs
-//! each Pod's container command (this binary) as a local process with the Pod's claims mapped to
-//! folders, as the Pod's user, group and supplemental groups, with a token of the Pod's
-//! ServiceAccount unless the Pod opts out, then writes the Pod's phase and exit code back through
-//! the API, so the real Job controller completes or fails the Job.
+//! The node stand-in: no kubelet runs locally, so this plays the node for backup Pods, each Pod
+//! on its own task (Pods run in parallel, as on a node). It runs each Pod's init containers one
+//! after the other, then its container, each command (this binary) as a local process with the
+//! Pod's claims mapped to folders, as the Pod's user, group and supplemental groups, with a token
+//! of the Pod's ServiceAccount when the container gets one, and writes the Pod's phase, conditions
+//! and each container's state, exit code and termination message back through the API as a
+//! kubelet does, so the real Job controller completes or fails the Job.
 
 use super::background::Background;
 use super::control_plane::kubeconfig;
@@ -10,7 +12,7 @@ use super::pod_security::{self, ConfigError, Identity};
 use crate::names::managed_by_selector;
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Container, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -139,113 +141,208 @@ pub fn map_path(arg: &str, from: &str, to: &Path) -> String {
     }
 }
 
+/// How a container ended.
+struct Terminated {
+    code: i32,
+    message: String,
+    started: String,
+    finished: String,
+}
+
+impl Terminated {
+    fn state(&self) -> serde_json::Value {
+        let reason = if self.code == 0 { "Completed" } else { "Error" };
+        serde_json::json!({"terminated": {"exitCode": self.code, "reason": reason, "message": self.message,
+            "startedAt": self.started, "finishedAt": self.finished}})
+    }
+}
+
+/// A container's status entry as a kubelet writes it, in `state`.
+fn container_status(container: &Container, state: serde_json::Value, ready: bool) -> serde_json::Value {
+    let started = state.get("running").is_some();
+    serde_json::json!({"name": container.name, "image": container.image, "imageID": "", "ready": ready,
+        "restartCount": 0, "started": started, "state": state})
+}
+
+/// A container not started yet (its Pod's init containers still run).
+fn initializing() -> serde_json::Value {
+    serde_json::json!({"waiting": {"reason": "PodInitializing"}})
+}
+
+/// The Pod conditions a kubelet reports: `Initialized` once every init container succeeded,
+/// `ContainersReady` and `Ready` while the main container runs (the Job controller counts Ready
+/// Pods in the Job's `status.ready`).
+fn pod_conditions(initialized: bool, ready: bool, at: &str) -> serde_json::Value {
+    let condition = |type_: &str, value: bool| serde_json::json!({"type": type_, "status": if value { "True" } else { "False" }, "lastTransitionTime": at});
+    serde_json::json!([
+        condition("PodScheduled", true),
+        condition("Initialized", initialized),
+        condition("ContainersReady", ready),
+        condition("Ready", ready)
+    ])
+}
+
+/// Runs the Pod like a kubelet: its init containers one after the other, each to success, then
+/// its container; the Pod's status tells at each change which container runs and how each ended.
 async fn run_pod(client: &kube::Client, settings: &NodeSettings, pod: &Pod) -> Result<(), NodeError> {
     let namespace = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
     let spec = pod.spec.clone().ok_or_else(|| NodeError::Unsupported("Pod without spec".into()))?;
-    let [container]: [Container; 1] = spec
+    let [main]: [Container; 1] = spec
         .containers
         .clone()
         .try_into()
-        .map_err(|_| NodeError::Unsupported("exactly one container is supported".into()))?;
-    let identity = pod_security::identity(&spec, &container)?;
-    let switch_user = pod_security::can_switch_users();
+        .map_err(|_| NodeError::Unsupported("exactly one container (after init containers) is supported".into()))?;
+    let init = spec.init_containers.clone().unwrap_or_default();
     let work = settings.pods.join(format!("{namespace}-{name}"));
     std::fs::create_dir_all(&work)?;
-
     let account = spec.service_account_name.clone().unwrap_or_else(|| "default".into());
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace);
     let account_automounts = accounts.get_opt(&account).await?.and_then(|a| a.automount_service_account_token);
-    let pod_kubeconfig = if pod_security::mounts_token(&spec, account_automounts) {
-        let token = pod_token(client, &namespace, &account, pod).await?;
-        let ca = work.join("ca.crt");
-        std::fs::copy(&settings.ca, &ca)?;
-        let path = work.join("kubeconfig");
-        write_private(&path, &kubeconfig(&settings.server, &ca, &account, &token), &identity, switch_user)?;
-        Some(path)
-    } else {
-        None
-    };
-
-    let fs_group = spec.security_context.as_ref().and_then(|c| c.fs_group).and_then(|g| u32::try_from(g).ok());
-    let mut mounts: Vec<(String, PathBuf)> = Vec::new();
-    for mount in container.volume_mounts.clone().unwrap_or_default() {
-        let volume = spec.volumes.iter().flatten().find(|v| v.name == mount.name);
-        if let Some(claim) = volume.and_then(|v| v.persistent_volume_claim.as_ref()) {
-            let folder = settings.volumes.join(&namespace).join(&claim.claim_name);
-            std::fs::create_dir_all(&folder)?;
-            let read_only = mount.read_only == Some(true) || claim.read_only == Some(true);
-            if let (false, true, Some(group)) = (read_only, switch_user, fs_group) {
-                pod_security::apply_fs_group(&folder, group)?;
-            }
-            mounts.push((mount.mount_path.clone(), folder));
-        }
-    }
-    let termination = work.join("termination-log");
-    let _ = std::fs::remove_file(&termination);
-    write_private(&termination, "", &identity, switch_user)?;
-    mounts.push((
-        container.termination_message_path.clone().unwrap_or_else(|| crate::names::TERMINATION_LOG.into()),
-        termination.clone(),
-    ));
-    mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
-    let map = |arg: &String| {
-        mounts
-            .iter()
-            .fold(arg.clone(), |arg, (from, to)| if arg.contains(from) { map_path(&arg, from, to) } else { arg })
-    };
-
-    let mut command = container.command.clone().unwrap_or_default();
-    command.extend(container.args.clone().unwrap_or_default());
-    let Some((program, args)) = command.split_first() else {
-        return Err(NodeError::Unsupported("container without command".into()));
-    };
-    let program = if Path::new(program).file_name().is_some_and(|f| f == "apimanager-backup-operator") {
-        settings.operator_binary.clone()
-    } else {
-        PathBuf::from(program)
-    };
-    let args: Vec<String> = args.iter().map(map).collect();
+    let node = PodRun { client, settings, pod, spec: &spec, work: &work, account: &account, account_automounts };
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let started = k8s_openapi::jiff::Timestamp::now().to_string();
-    let running = serde_json::json!({"status": {"phase": "Running", "startTime": started, "containerStatuses": [{
-        "name": container.name, "image": container.image, "imageID": "", "ready": true, "restartCount": 0,
-        "started": true, "state": {"running": {"startedAt": started}}}]}});
-    pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&running)).await?;
+    let mut init_statuses: Vec<serde_json::Value> = Vec::new();
+    for (index, container) in init.iter().enumerate() {
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let mut statuses = init_statuses.clone();
+        statuses.push(container_status(container, serde_json::json!({"running": {"startedAt": now}}), false));
+        statuses.extend(init[index + 1..].iter().map(|c| container_status(c, initializing(), false)));
+        let status = serde_json::json!({"status": {"phase": "Pending", "startTime": started,
+            "conditions": pod_conditions(false, false, &now), "initContainerStatuses": statuses,
+            "containerStatuses": [container_status(&main, initializing(), false)]}});
+        pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+        let ended = node.run_container(container).await?;
+        init_statuses.push(container_status(container, ended.state(), false));
+        if ended.code != 0 {
+            // restartPolicy Never: a failed init container fails the Pod; the rest never start.
+            init_statuses.extend(init[index + 1..].iter().map(|c| container_status(c, initializing(), false)));
+            let failed = serde_json::json!({"status": {"phase": "Failed",
+                "conditions": pod_conditions(false, false, &ended.finished), "initContainerStatuses": init_statuses,
+                "containerStatuses": [container_status(&main, initializing(), false)]}});
+            pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&failed)).await?;
+            tracing::info!(pod = %format!("{namespace}/{name}"), container = %container.name, code = ended.code, "node stand-in: init container failed");
+            return Ok(());
+        }
+    }
 
-    let log = std::fs::File::create(work.join("container.log"))?;
-    let mut process = if switch_user {
-        as_identity(&identity, &program)
-    } else {
-        tracing::warn!(pod = %format!("{namespace}/{name}"), "node stand-in not running as root: the Pod runs as this user, not as its runAsUser");
-        tokio::process::Command::new(&program)
-    };
-    process.args(&args).env_remove("KUBECONFIG");
-    if let Some(path) = &pod_kubeconfig {
-        process.env("KUBECONFIG", path);
-    }
-    let output = process
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .status()
-        .await?;
-    let code = output.code().unwrap_or(128);
-    let mut message = std::fs::read_to_string(&termination).unwrap_or_default();
-    if message.is_empty() && code != 0 {
-        message = super::process::tail(&work.join("container.log"));
-    }
-    let finished = k8s_openapi::jiff::Timestamp::now().to_string();
-    let (phase, reason) = if code == 0 { ("Succeeded", "Completed") } else { ("Failed", "Error") };
-    let done = serde_json::json!({"status": {"phase": phase, "containerStatuses": [{
-        "name": container.name, "image": container.image, "imageID": "", "ready": false, "restartCount": 0,
-        "started": false, "state": {"terminated": {"exitCode": code, "reason": reason, "message": message,
-            "startedAt": started, "finishedAt": finished}}}]}});
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let running = serde_json::json!({"status": {"phase": "Running", "startTime": started,
+        "conditions": pod_conditions(true, true, &now), "initContainerStatuses": init_statuses,
+        "containerStatuses": [container_status(&main, serde_json::json!({"running": {"startedAt": now}}), true)]}});
+    pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&running)).await?;
+    let ended = node.run_container(&main).await?;
+    let phase = if ended.code == 0 { "Succeeded" } else { "Failed" };
+    let done = serde_json::json!({"status": {"phase": phase,
+        "conditions": pod_conditions(true, false, &ended.finished), "initContainerStatuses": init_statuses,
+        "containerStatuses": [container_status(&main, ended.state(), false)]}});
     pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&done)).await?;
-    tracing::info!(pod = %format!("{namespace}/{name}"), phase, code, "node stand-in ran the Pod");
+    tracing::info!(pod = %format!("{namespace}/{name}"), phase, code = ended.code, "node stand-in ran the Pod");
     Ok(())
+}
+
+/// What running one container of a Pod needs.
+struct PodRun<'a> {
+    client: &'a kube::Client,
+    settings: &'a NodeSettings,
+    pod: &'a Pod,
+    spec: &'a PodSpec,
+    work: &'a Path,
+    account: &'a str,
+    account_automounts: Option<bool>,
+}
+
+impl PodRun<'_> {
+    /// Runs `container` to its end as its user, with its mounts, its termination message file and,
+    /// when it gets one, a token of the Pod's ServiceAccount.
+    async fn run_container(&self, container: &Container) -> Result<Terminated, NodeError> {
+        let (spec, namespace) = (self.spec, self.pod.namespace().unwrap_or_default());
+        let identity = pod_security::identity(spec, container)?;
+        let switch_user = pod_security::can_switch_users();
+        let work = self.work.join(&container.name);
+        std::fs::create_dir_all(&work)?;
+
+        let kubeconfig_path = if pod_security::gets_token(spec, container, self.account_automounts) {
+            let token = pod_token(self.client, &namespace, self.account, self.pod).await?;
+            let ca = work.join("ca.crt");
+            std::fs::copy(&self.settings.ca, &ca)?;
+            let path = work.join("kubeconfig");
+            let config = kubeconfig(&self.settings.server, &ca, self.account, &token);
+            write_private(&path, &config, &identity, switch_user)?;
+            Some(path)
+        } else {
+            None
+        };
+
+        let fs_group = spec.security_context.as_ref().and_then(|c| c.fs_group).and_then(|g| u32::try_from(g).ok());
+        let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+        for mount in container.volume_mounts.clone().unwrap_or_default() {
+            let volume = spec.volumes.iter().flatten().find(|v| v.name == mount.name);
+            if let Some(claim) = volume.and_then(|v| v.persistent_volume_claim.as_ref()) {
+                let folder = self.settings.volumes.join(&namespace).join(&claim.claim_name);
+                std::fs::create_dir_all(&folder)?;
+                let read_only = mount.read_only == Some(true) || claim.read_only == Some(true);
+                if let (false, true, Some(group)) = (read_only, switch_user, fs_group) {
+                    pod_security::apply_fs_group(&folder, group)?;
+                }
+                mounts.push((mount.mount_path.clone(), folder));
+            }
+        }
+        let termination = work.join("termination-log");
+        let _ = std::fs::remove_file(&termination);
+        write_private(&termination, "", &identity, switch_user)?;
+        mounts.push((
+            container.termination_message_path.clone().unwrap_or_else(|| crate::names::TERMINATION_LOG.into()),
+            termination.clone(),
+        ));
+        mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+        let map = |arg: &String| {
+            mounts
+                .iter()
+                .fold(arg.clone(), |arg, (from, to)| if arg.contains(from) { map_path(&arg, from, to) } else { arg })
+        };
+
+        let mut command = container.command.clone().unwrap_or_default();
+        command.extend(container.args.clone().unwrap_or_default());
+        let Some((program, args)) = command.split_first() else {
+            return Err(NodeError::Unsupported(format!("container {} without command", container.name)));
+        };
+        let program = if Path::new(program).file_name().is_some_and(|f| f == "apimanager-backup-operator") {
+            self.settings.operator_binary.clone()
+        } else {
+            PathBuf::from(program)
+        };
+        let args: Vec<String> = args.iter().map(map).collect();
+
+        let started = k8s_openapi::jiff::Timestamp::now().to_string();
+        let log_path = work.join("container.log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut process = if switch_user {
+            as_identity(&identity, &program)
+        } else {
+            tracing::warn!(pod = %format!("{namespace}/{}", self.pod.name_any()), "node stand-in not running as root: the Pod runs as this user, not as its runAsUser");
+            tokio::process::Command::new(&program)
+        };
+        process.args(&args).env_remove("KUBECONFIG");
+        if let Some(path) = &kubeconfig_path {
+            process.env("KUBECONFIG", path);
+        }
+        let output = process
+            .kill_on_drop(true)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .status()
+            .await?;
+        let code = output.code().unwrap_or(128);
+        let mut message = std::fs::read_to_string(&termination).unwrap_or_default();
+        if message.is_empty() && code != 0 {
+            message = super::process::tail(&log_path);
+        }
+        let finished = k8s_openapi::jiff::Timestamp::now().to_string();
+        Ok(Terminated { code, message, started, finished })
+    }
 }
 
 /// Marks a Pod the stand-in could not run as Failed with the reason a kubelet would give, so its
@@ -253,15 +350,14 @@ async fn run_pod(client: &kube::Client, settings: &NodeSettings, pod: &Pod) -> R
 async fn report_failure(client: &kube::Client, pod: &Pod, error: &NodeError) -> Result<(), kube::Error> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     let (reason, message) = (error.reason(), error.to_string());
-    let containers = pod.spec.iter().flat_map(|s| &s.containers);
-    let statuses: Vec<_> = containers
-        .map(|c| {
-            serde_json::json!({"name": c.name, "image": c.image, "imageID": "", "ready": false,
-            "restartCount": 0, "started": false, "state": {"waiting": {"reason": reason, "message": message}}})
-        })
-        .collect();
+    let waiting = |containers: &[Container]| -> Vec<serde_json::Value> {
+        let state = serde_json::json!({"waiting": {"reason": reason, "message": message}});
+        containers.iter().map(|c| container_status(c, state.clone(), false)).collect()
+    };
+    let spec = pod.spec.clone().unwrap_or_default();
     let failed = serde_json::json!({"status": {"phase": "Failed", "reason": reason, "message": message,
-        "containerStatuses": statuses}});
+        "initContainerStatuses": waiting(spec.init_containers.as_deref().unwrap_or_default()),
+        "containerStatuses": waiting(&spec.containers)}});
     pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&failed)).await.map(drop)
 }
 

@@ -1,6 +1,6 @@
 //! What a kubelet does with a Pod's security settings, for the node stand-in: which user, group
 //! and supplemental groups the container process runs as, whether `runAsNonRoot` can be honoured,
-//! whether the Pod gets an API token, and the `fsGroup` ownership of writable volumes.
+//! which of its containers get an API token, and the `fsGroup` ownership of writable volumes.
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -71,10 +71,17 @@ pub fn identity(spec: &PodSpec, container: &Container) -> Result<Identity, Confi
     Ok(Identity { uid, gid, groups })
 }
 
-/// Whether the Pod gets an API token: the Pod's `automountServiceAccountToken`, else its
-/// ServiceAccount's, else yes.
-pub fn mounts_token(spec: &PodSpec, account_automounts: Option<bool>) -> bool {
-    spec.automount_service_account_token.or(account_automounts).unwrap_or(true)
+/// Whether `container` of `spec` gets an API token: every container does when the Pod
+/// automounts one (the Pod's `automountServiceAccountToken`, else its ServiceAccount's, else
+/// yes); otherwise only a container mounting a projected volume with a `serviceAccountToken`.
+pub fn gets_token(spec: &PodSpec, container: &Container, account_automounts: Option<bool>) -> bool {
+    let automounted = spec.automount_service_account_token.or(account_automounts).unwrap_or(true);
+    automounted
+        || container.volume_mounts.iter().flatten().any(|mount| {
+            let volume = spec.volumes.iter().flatten().find(|v| v.name == mount.name);
+            let sources = volume.and_then(|v| v.projected.as_ref()).and_then(|p| p.sources.as_ref());
+            sources.into_iter().flatten().any(|source| source.service_account_token.is_some())
+        })
 }
 
 /// Gives `folder` (a writable volume) to group `fs_group` as a kubelet does for `fsGroup`: every
@@ -147,13 +154,26 @@ mod tests {
 
     #[test]
     fn token_follows_the_pod_then_the_service_account() {
-        let (mut spec, _) = pod(json!({}), json!({}));
-        assert!(mounts_token(&spec, None));
-        assert!(!mounts_token(&spec, Some(false)));
+        let (mut spec, container) = pod(json!({}), json!({}));
+        assert!(gets_token(&spec, &container, None));
+        assert!(!gets_token(&spec, &container, Some(false)));
         spec.automount_service_account_token = Some(false);
-        assert!(!mounts_token(&spec, Some(true)));
+        assert!(!gets_token(&spec, &container, Some(true)));
         spec.automount_service_account_token = Some(true);
-        assert!(mounts_token(&spec, Some(false)));
+        assert!(gets_token(&spec, &container, Some(false)));
+    }
+
+    #[test]
+    fn without_automount_only_a_container_mounting_a_projected_token_gets_one() {
+        let spec: PodSpec = serde_json::from_value(json!({"automountServiceAccountToken": false,
+            "volumes": [{"name": "api", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
+                {"name": "data", "persistentVolumeClaim": {"claimName": "d"}}],
+            "initContainers": [{"name": "reads-api", "volumeMounts": [{"name": "api", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]}],
+            "containers": [{"name": "reads-files", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}))
+        .expect("pod spec");
+        let init = &spec.init_containers.clone().expect("init")[0];
+        assert!(gets_token(&spec, init, None));
+        assert!(!gets_token(&spec, &spec.containers[0], None));
     }
 
     #[test]

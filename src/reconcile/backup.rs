@@ -1,18 +1,21 @@
 //! A backup as an [`Operation`] of the step machine (README, "Backups"): resolve the APIManager,
-//! check its scope, create the backup claim, then the Jobs `export-objects` and, when System
-//! FileStorage is a claim, `copy-files`, with per-backup RBAC for their ServiceAccount.
+//! check its scope, create the backup claim, then one Job whose Pod runs the step `export-objects`
+//! and, when System FileStorage is a claim, `copy-files` after it, with per-backup RBAC for their
+//! ServiceAccount.
 
 use super::ReconcileSettings;
-use super::builders::{self, ClaimMount, JobStep};
+use super::builders::{self, ClaimMount, JobStep, StepJob};
 use super::machine::{End, Operation, Run, api_error};
 use super::outcome::{ClaimHolder, Failure, Stop};
 use crate::api::apimanager::{APIManager, FileStorage};
 use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
 use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT};
 use crate::metrics::Metrics;
-use crate::names::{BACKUP_UID_LABEL, CLAIM_BACKUP_UID, COPY_FILES, EXPORT_OBJECTS, JOB_SERVICE_ACCOUNT};
+use crate::names::{BACKUP_JOB, BACKUP_UID_LABEL, CLAIM_BACKUP_UID, COPY_FILES, EXPORT_OBJECTS, JOB_SERVICE_ACCOUNT};
 use crate::reconcile::ReconcileError;
 use crate::rules;
+use crate::trim;
+use crate::webhook::lookup::ApiManagerLookup;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::ResourceExt;
@@ -50,20 +53,17 @@ impl Operation for APIManagerBackup {
 
     async fn prepare(run: &mut Run<Self>) -> Result<BackupPlan, Stop> {
         // Step 1: the APIManager (the one named, or the one resolved by an earlier pass).
-        let apimanagers: Api<APIManager> = run.api();
-        let list = apimanagers.list(&Default::default()).await.map_err(api_error("listing APIManagers"))?;
         let named = run.object.spec.api_manager_name.clone().filter(|name| !name.is_empty());
         let named = named.or_else(|| run.status.api_manager_source_name.clone());
-        let apimanager =
-            rules::apimanager_meant(named.as_deref(), &run.namespace, &list.items).map_err(Failure::from)?;
+        let apimanager = resolve_apimanager(run, named.as_deref()).await?;
         run.status.api_manager_source_name = Some(apimanager.name_any());
 
         // Step 2: still in the backup scope (the APIManager may have changed since admission).
-        let storage = rules::in_scope(apimanager).map_err(Failure::from)?;
+        let storage = rules::in_scope(&apimanager).map_err(Failure::from)?;
 
         // Step 3: the backup claim.
         if run.status.backup_persistent_volume_claim_name.is_none() {
-            ensure_claim(run, apimanager).await?;
+            ensure_claim(run, &apimanager).await?;
             run.status.backup_persistent_volume_claim_name = Some(run.object.name_any());
         }
         Ok(BackupPlan { apimanager: apimanager.name_any(), storage })
@@ -114,6 +114,19 @@ impl Operation for APIManagerBackup {
         steps
     }
 
+    /// An ended backup keeps little more than its name (see [`trim::backup`]).
+    fn cached(object: &mut Self) {
+        trim::backup(object);
+    }
+
+    /// One Job: the export as an init container, then the copy (the steps share the
+    /// ReadWriteOnce backup claim, and one Pod is half the Job controller's work of two Jobs).
+    fn jobs(&self, plan: &BackupPlan) -> Vec<StepJob> {
+        let mut init = self.job_steps(plan);
+        let Some(main) = init.pop() else { return Vec::new() };
+        vec![StepJob { name: BACKUP_JOB, action: "RunBackup", init, main }]
+    }
+
     async fn before_jobs(run: &Run<Self>, plan: &BackupPlan) -> Result<(), ReconcileError> {
         run.create(builders::job_service_account(&run.namespace)).await?;
         run.create(builders::apimanager_role(&run.object, &plan.apimanager)).await?;
@@ -142,6 +155,20 @@ impl Operation for APIManagerBackup {
     fn record_end(metrics: &Metrics, end: &End<'_>) {
         metrics.observe_backup(end.metric());
     }
+}
+
+/// The APIManager `named` (or the only one of the namespace), from the reconciler's watch-fed
+/// store; when the store's answer would fail the backup (an APIManager created a moment ago, not
+/// yet seen), from the API server: one GET of the named one, or a LIST without a name.
+async fn resolve_apimanager(run: &Run<APIManagerBackup>, named: Option<&str>) -> Result<APIManager, Stop> {
+    let lookup = &run.ctx.apimanagers;
+    let known = lookup.list(&run.namespace).await.map_err(ReconcileError::from)?;
+    if let Ok(apimanager) = rules::apimanager_meant(named, &run.namespace, &known) {
+        return Ok(apimanager.clone());
+    }
+    let confirmed = lookup.confirm(&run.namespace, named).await.map_err(ReconcileError::from)?;
+    let apimanager = rules::apimanager_meant(named, &run.namespace, &confirmed).map_err(Failure::from)?;
+    Ok(apimanager.clone())
 }
 
 /// Creates the backup claim; one left by an earlier pass of this backup is fine, one holding

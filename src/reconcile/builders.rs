@@ -1,5 +1,5 @@
 //! The objects an operation creates, built as plain values (no API calls), so their shape is tested
-//! directly: the Job of a [`JobStep`] (shared by every operation), the backup claim, the restored
+//! directly: the Job of a [`StepJob`] (shared by every operation), the backup claim, the restored
 //! System FileStorage claim and the Jobs' RBAC.
 
 use super::machine::Operation;
@@ -12,15 +12,23 @@ use crate::names::{
 };
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext,
-    ServiceAccount, Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile, KeyToPath,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
+    SecurityContext, ServiceAccount, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
+
+/// The volume of the API token, mounted only into containers of steps reading the API.
+const API_ACCESS_VOLUME: &str = "api-access";
+/// Where a container finds the API token, the CA and its namespace (where the kubelet would
+/// automount them, and where in-cluster clients look).
+const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// User and group the Job Pods run as: the image's numeric `USER` (see `Containerfile`), so the
 /// Pods pass the `restricted` Pod Security Standard whatever the image says.
@@ -41,12 +49,14 @@ pub struct JobSettings {
     pub file_storage_group: Option<i64>,
 }
 
-/// A step that runs as a Job: what the step machine and the Job builder need to know of it.
+/// A step that runs in a Job's Pod: what the step machine and the Job builder need to know of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobStep {
-    /// The `job` subcommand and the Job's name prefix (one of [`crate::names`]' steps).
+    /// The `job` subcommand and its container's name (one of [`crate::names`]' steps); also the
+    /// name prefix of a Job running it alone.
     pub name: &'static str,
-    /// The action of its `JobCreated` event (events of different actions are not merged).
+    /// The action of the `JobCreated` event of a Job running it alone (events of different actions
+    /// are not merged).
     pub action: &'static str,
     /// The `Ready` reason while it runs, e.g. `ExportingObjects`.
     pub reason: &'static str,
@@ -54,18 +64,60 @@ pub struct JobStep {
     pub doing: &'static str,
     /// The arguments after `job <name>`.
     pub args: Vec<String>,
-    /// The claims its Pod mounts.
+    /// The claims its container mounts.
     pub claims: Vec<ClaimMount>,
     /// The ServiceAccount its Pod runs as.
     pub service_account: &'static str,
-    /// Whether its Pod gets an API token (only steps reading the API do).
+    /// Whether its container gets an API token (only steps reading the API do).
     pub api_access: bool,
 }
 
 impl JobStep {
-    /// The Job's name: `<step>-<owner uid>`, stable across operator restarts.
+    /// The name of a Job running this step alone: `<step>-<owner uid>`.
     pub fn job_name<K: Resource>(&self, owner: &K) -> String {
-        format!("{}-{}", self.name, owner.uid().unwrap_or_default())
+        job_name(self.name, owner)
+    }
+}
+
+/// Job `<prefix>-<owner uid>`: stable across operator restarts.
+fn job_name<K: Resource>(prefix: &str, owner: &K) -> String {
+    format!("{prefix}-{}", owner.uid().unwrap_or_default())
+}
+
+/// One Job of an operation: its steps run one after the other in one Pod, those before `main` as
+/// init containers, so the Job controller creates and tracks one Pod for all of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepJob {
+    /// The Job's name prefix.
+    pub name: &'static str,
+    /// The action of its `JobCreated` event.
+    pub action: &'static str,
+    /// The steps run first, in order, each to success (init containers).
+    pub init: Vec<JobStep>,
+    /// The last step (the Pod's container).
+    pub main: JobStep,
+}
+
+impl StepJob {
+    /// A Job running `step` alone, named after it.
+    pub fn single(step: JobStep) -> Self {
+        Self { name: step.name, action: step.action, init: Vec::new(), main: step }
+    }
+
+    /// The Job's name: `<name>-<owner uid>`, stable across operator restarts.
+    pub fn job_name<K: Resource>(&self, owner: &K) -> String {
+        job_name(self.name, owner)
+    }
+
+    /// Every step, in the order they run.
+    pub fn steps(&self) -> impl Iterator<Item = &JobStep> {
+        self.init.iter().chain(std::iter::once(&self.main))
+    }
+
+    /// The step running while the Job runs: the last one once its Pod is ready (a Pod is ready only
+    /// after every init container succeeded), else the first.
+    pub fn running_step(&self, pod_ready: bool) -> &JobStep {
+        if pod_ready { &self.main } else { self.init.first().unwrap_or(&self.main) }
     }
 }
 
@@ -256,14 +308,54 @@ pub fn system_storage_claim(namespace: &str, wanted: &SystemStorageClaim) -> Per
 /// The size 3scale gives the System FileStorage claim when the APIManager sets none.
 pub const SYSTEM_STORAGE_DEFAULT_SIZE: &str = "100Mi";
 
-/// The Job of `step`, owned by `owner`, stopped by Kubernetes after `deadline_seconds` (what is left
+/// The Job of `job`, owned by `owner`, stopped by Kubernetes after `deadline_seconds` (what is left
 /// of the operation's timeout): non-root, read-only root filesystem, no capabilities, an API token
-/// only when the step reads the API, its failure reason in [`TERMINATION_LOG`].
-pub fn job<O: Operation>(owner: &O, step: &JobStep, settings: &JobSettings, deadline_seconds: i64) -> Job {
+/// only in the containers of steps reading the API, each container's failure reason in
+/// [`TERMINATION_LOG`].
+pub fn job<O: Operation>(owner: &O, job: &StepJob, settings: &JobSettings, deadline_seconds: i64) -> Job {
+    let mut volumes: Vec<Volume> = Vec::new();
+    for claim in job.steps().flat_map(|step| &step.claims) {
+        if !volumes.iter().any(|v| v.name == claim.volume) {
+            volumes.push(claim_volume(claim.volume, &claim.claim, claim.read_only));
+        }
+    }
+    if job.steps().any(|step| step.api_access) {
+        volumes.push(api_access_volume());
+    }
+    let init: Vec<Container> = job.init.iter().map(|step| container(step, settings)).collect();
+    let meta = owned_meta(owner, job.job_name(owner));
+    Job {
+        spec: Some(JobSpec {
+            backoff_limit: Some(settings.backoff_limit),
+            active_deadline_seconds: Some(deadline_seconds.max(1)),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: meta.labels.clone(), ..ObjectMeta::default() }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".to_owned()),
+                    service_account_name: Some(job.main.service_account.to_owned()),
+                    // Only the containers of steps reading the API mount a token (`api_access_volume`).
+                    automount_service_account_token: Some(false),
+                    security_context: Some(pod_security(job, settings)),
+                    init_containers: (!init.is_empty()).then_some(init),
+                    containers: vec![container(&job.main, settings)],
+                    volumes: Some(volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        metadata: meta,
+        status: None,
+    }
+}
+
+/// The container of `step`: `job <step> <args>`, its claims mounted, the API token mounted when it
+/// reads the API.
+fn container(step: &JobStep, settings: &JobSettings) -> Container {
     let mut args = vec!["job".to_owned(), step.name.to_owned()];
     args.extend(step.args.iter().cloned());
     args.push(format!("--termination-log={TERMINATION_LOG}"));
-    let mounts = step
+    let mut mounts: Vec<VolumeMount> = step
         .claims
         .iter()
         .map(|c| VolumeMount {
@@ -273,8 +365,15 @@ pub fn job<O: Operation>(owner: &O, step: &JobStep, settings: &JobSettings, dead
             ..VolumeMount::default()
         })
         .collect();
-    let volumes = step.claims.iter().map(|c| claim_volume(c.volume, &c.claim, c.read_only)).collect();
-    let container = Container {
+    if step.api_access {
+        mounts.push(VolumeMount {
+            name: API_ACCESS_VOLUME.to_owned(),
+            mount_path: SERVICE_ACCOUNT_MOUNT.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    Container {
         name: step.name.to_owned(),
         image: Some(settings.image.clone()),
         command: Some(vec![settings.command.clone()]),
@@ -297,36 +396,53 @@ pub fn job<O: Operation>(owner: &O, step: &JobStep, settings: &JobSettings, dead
             ..SecurityContext::default()
         }),
         ..Container::default()
+    }
+}
+
+/// The Pod volume holding what the kubelet would automount for the ServiceAccount (a bound token,
+/// the cluster's CA, the namespace), mounted only into containers reading the API, so a step
+/// reading files only never holds a token even when it shares the Pod with one that reads the API.
+fn api_access_volume() -> Volume {
+    let token = ServiceAccountTokenProjection {
+        path: "token".to_owned(),
+        expiration_seconds: Some(3607),
+        ..ServiceAccountTokenProjection::default()
     };
-    let meta = owned_meta(owner, step.job_name(owner));
-    Job {
-        spec: Some(JobSpec {
-            backoff_limit: Some(settings.backoff_limit),
-            active_deadline_seconds: Some(deadline_seconds.max(1)),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: meta.labels.clone(), ..ObjectMeta::default() }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".to_owned()),
-                    service_account_name: Some(step.service_account.to_owned()),
-                    automount_service_account_token: Some(step.api_access),
-                    security_context: Some(pod_security(step, settings)),
-                    containers: vec![container],
-                    volumes: Some(volumes),
-                    ..PodSpec::default()
-                }),
-            },
-            ..JobSpec::default()
+    let ca = ConfigMapProjection {
+        name: "kube-root-ca.crt".to_owned(),
+        items: Some(vec![KeyToPath { key: "ca.crt".to_owned(), path: "ca.crt".to_owned(), mode: None }]),
+        optional: None,
+    };
+    let namespace = DownwardAPIProjection {
+        items: Some(vec![DownwardAPIVolumeFile {
+            path: "namespace".to_owned(),
+            field_ref: Some(ObjectFieldSelector {
+                api_version: Some("v1".to_owned()),
+                field_path: "metadata.namespace".to_owned(),
+            }),
+            ..DownwardAPIVolumeFile::default()
+        }]),
+    };
+    Volume {
+        name: API_ACCESS_VOLUME.to_owned(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![
+                VolumeProjection { service_account_token: Some(token), ..VolumeProjection::default() },
+                VolumeProjection { config_map: Some(ca), ..VolumeProjection::default() },
+                VolumeProjection { downward_api: Some(namespace), ..VolumeProjection::default() },
+            ]),
+            ..ProjectedVolumeSource::default()
         }),
-        metadata: meta,
-        status: None,
+        ..Volume::default()
     }
 }
 
 /// Non-root with a numeric user, the claims made writable through `fsGroup`, and for a Pod mounting
 /// System FileStorage its group as a supplemental group (that claim stays read-only for a copy and
 /// is never re-owned).
-fn pod_security(step: &JobStep, settings: &JobSettings) -> PodSecurityContext {
-    let mounts_file_storage = step.claims.iter().any(|c| c.path == crate::layout::FILE_STORAGE_MOUNT);
+fn pod_security(job: &StepJob, settings: &JobSettings) -> PodSecurityContext {
+    let mounts_file_storage =
+        job.steps().flat_map(|step| &step.claims).any(|c| c.path == crate::layout::FILE_STORAGE_MOUNT);
     PodSecurityContext {
         run_as_non_root: Some(true),
         run_as_user: Some(JOB_USER),
@@ -367,13 +483,18 @@ mod tests {
         }
     }
 
-    fn steps(storage: FileStorage) -> Vec<JobStep> {
+    fn jobs(storage: FileStorage) -> Vec<StepJob> {
         let backup = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
-        backup.job_steps(&BackupPlan { apimanager: "example".into(), storage })
+        backup.jobs(&BackupPlan { apimanager: "example".into(), storage })
     }
 
     fn pod_spec(job: &Job) -> &PodSpec {
         job.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec")
+    }
+
+    /// Every container of the Pod, init containers first.
+    fn containers(pod: &PodSpec) -> Vec<&Container> {
+        pod.init_containers.iter().flatten().chain(&pod.containers).collect()
     }
 
     #[test]
@@ -411,11 +532,25 @@ mod tests {
     }
 
     #[test]
+    fn a_backup_is_one_job_exporting_in_an_init_container_then_copying() {
+        let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
+        let [backup_job] = <[StepJob; 1]>::try_from(jobs(FileStorage::Claim("system-storage".into()))).expect("one");
+        let job = job(&owner, &backup_job, &settings(), 120);
+        assert_eq!(job.metadata.name, Some(format!("{}-{BACKUP_UID}", crate::names::BACKUP_JOB)));
+        let pod = pod_spec(&job);
+        let names = |containers: &[Container]| containers.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(pod.init_containers.as_deref().unwrap_or_default()), [crate::names::EXPORT_OBJECTS]);
+        assert_eq!(names(&pod.containers), [crate::names::COPY_FILES]);
+        assert_eq!(backup_job.running_step(false).reason, "ExportingObjects", "until the Pod is ready");
+        assert_eq!(backup_job.running_step(true).reason, "CopyingFiles", "every init container done");
+    }
+
+    #[test]
     fn jobs_run_unprivileged_with_a_deadline_owned_by_the_backup() {
         let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
-        for step in steps(FileStorage::Claim("system-storage".into())) {
-            let job = job(&owner, &step, &settings(), 120);
-            assert_eq!(job.metadata.name, Some(format!("{}-{BACKUP_UID}", step.name)));
+        for storage in [FileStorage::Claim("system-storage".into()), FileStorage::S3] {
+            let [one] = <[StepJob; 1]>::try_from(jobs(storage)).expect("one Job");
+            let job = job(&owner, &one, &settings(), 120);
             let owners = job.metadata.owner_references.clone().expect("owner");
             assert_eq!((owners[0].kind.as_str(), owners[0].controller), ("APIManagerBackup", Some(true)));
             let spec = job.spec.as_ref().expect("job spec");
@@ -428,64 +563,81 @@ mod tests {
             let ids = (pod_security.run_as_user, pod_security.run_as_group, pod_security.fs_group);
             assert_eq!(ids, (Some(JOB_USER), Some(JOB_USER), Some(JOB_USER)), "numeric user, group and fsGroup");
             assert_eq!(pod_security.seccomp_profile.as_ref().map(|p| p.type_.as_str()), Some("RuntimeDefault"));
-            let container = &pod.containers[0];
-            let security = container.security_context.as_ref().expect("container security context");
-            assert_eq!(security.allow_privilege_escalation, Some(false));
-            assert_eq!(security.read_only_root_filesystem, Some(true));
-            assert_eq!(security.capabilities.as_ref().and_then(|c| c.drop.clone()), Some(vec!["ALL".to_owned()]));
-            assert_eq!(container.image.as_deref(), Some("registry/abo:1"));
-            assert_eq!(container.command, Some(vec!["/abo".to_owned()]));
-            assert_eq!(container.termination_message_path.as_deref(), Some(TERMINATION_LOG));
-            let args = container.args.clone().expect("args");
-            assert_eq!(args[..2], ["job".to_owned(), step.name.to_owned()]);
-            assert_eq!(args.last().map(String::as_str), Some("--termination-log=/dev/termination-log"));
+            for (container, step) in containers(pod).into_iter().zip(one.steps()) {
+                let security = container.security_context.as_ref().expect("container security context");
+                assert_eq!(security.allow_privilege_escalation, Some(false));
+                assert_eq!(security.read_only_root_filesystem, Some(true));
+                let dropped = security.capabilities.as_ref().and_then(|c| c.drop.clone());
+                assert_eq!(dropped, Some(vec!["ALL".to_owned()]));
+                assert_eq!(container.image.as_deref(), Some("registry/abo:1"));
+                assert_eq!(container.command, Some(vec!["/abo".to_owned()]));
+                assert_eq!(container.termination_message_path.as_deref(), Some(TERMINATION_LOG));
+                let args = container.args.clone().expect("args");
+                assert_eq!(args[..2], ["job".to_owned(), step.name.to_owned()]);
+                assert_eq!(args.last().map(String::as_str), Some("--termination-log=/dev/termination-log"));
+            }
         }
     }
 
     #[test]
     fn a_spent_timeout_still_gives_a_valid_deadline() {
         let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
-        let job = job(&owner, &steps(FileStorage::S3)[0], &settings(), 0);
+        let job = job(&owner, &jobs(FileStorage::S3)[0], &settings(), 0);
         assert_eq!(job.spec.and_then(|s| s.active_deadline_seconds), Some(1));
     }
 
     #[test]
     fn only_the_export_gets_an_api_token_and_the_copy_reads_file_storage_read_only() {
         let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
-        let [export, copy] = <[JobStep; 2]>::try_from(steps(FileStorage::Claim("files".into()))).expect("two steps");
-        let export = job(&owner, &export, &settings(), 60);
-        assert_eq!(pod_spec(&export).automount_service_account_token, Some(true));
-        let groups = |pod: &PodSpec| pod.security_context.as_ref().and_then(|c| c.supplemental_groups.clone());
-        assert_eq!(groups(pod_spec(&export)), None, "no FileStorage group without FileStorage");
-        let copy = job(&owner, &copy, &settings(), 60);
-        let pod = pod_spec(&copy);
-        assert_eq!(pod.automount_service_account_token, Some(false), "no token on the copy Job");
-        assert_eq!(groups(pod), Some(vec![1001]), "the copy reads group-only files through the FileStorage group");
-        let volumes: Vec<(String, String, Option<bool>)> = pod
+        let job = job(&owner, &jobs(FileStorage::Claim("files".into()))[0], &settings(), 60);
+        let pod = pod_spec(&job);
+        assert_eq!(pod.automount_service_account_token, Some(false), "no token for every container");
+        let [export, copy] = <[&Container; 2]>::try_from(containers(pod)).expect("two containers");
+        let mounts = |c: &Container| -> Vec<(String, String, Option<bool>)> {
+            let mounts = c.volume_mounts.iter().flatten();
+            mounts.map(|m| (m.name.clone(), m.mount_path.clone(), m.read_only)).collect()
+        };
+        let api = (API_ACCESS_VOLUME.to_owned(), SERVICE_ACCOUNT_MOUNT.to_owned(), Some(true));
+        assert!(mounts(export).contains(&api), "the export reads the API: {:?}", mounts(export));
+        assert!(!mounts(copy).contains(&api), "no token in the copy's container");
+        let storage = ("system-storage".to_owned(), crate::layout::FILE_STORAGE_MOUNT.to_owned(), Some(true));
+        assert!(mounts(copy).contains(&storage), "the copy reads System FileStorage read-only");
+        let groups = pod.security_context.as_ref().and_then(|c| c.supplemental_groups.clone());
+        assert_eq!(groups, Some(vec![1001]), "the copy reads group-only files through the FileStorage group");
+        let volumes: Vec<(String, Option<String>, Option<bool>)> = pod
             .volumes
             .iter()
             .flatten()
             .map(|v| {
-                let claim = v.persistent_volume_claim.as_ref().expect("a claim");
-                (v.name.clone(), claim.claim_name.clone(), claim.read_only)
+                let claim = v.persistent_volume_claim.as_ref();
+                (v.name.clone(), claim.map(|c| c.claim_name.clone()), claim.and_then(|c| c.read_only))
             })
             .collect();
         assert_eq!(
             volumes,
             [
-                ("backup".to_owned(), "b".to_owned(), None),
-                ("system-storage".to_owned(), "files".to_owned(), Some(true))
-            ]
+                ("backup".to_owned(), Some("b".to_owned()), None),
+                ("system-storage".to_owned(), Some("files".to_owned()), Some(true)),
+                (API_ACCESS_VOLUME.to_owned(), None, None)
+            ],
+            "the backup claim once, shared by both containers"
         );
-        let mounts = pod.containers[0].volume_mounts.clone().expect("mounts");
-        assert_eq!(mounts[1].mount_path, crate::layout::FILE_STORAGE_MOUNT);
-        assert_eq!(mounts[1].read_only, Some(true));
+        let token =
+            pod.volumes.iter().flatten().find(|v| v.name == API_ACCESS_VOLUME).and_then(|v| v.projected.clone());
+        let sources = token.and_then(|p| p.sources).expect("projected sources");
+        assert!(sources[0].service_account_token.as_ref().is_some_and(|t| t.path == "token"));
+        assert_eq!(sources[1].config_map.as_ref().map(|c| c.name.as_str()), Some("kube-root-ca.crt"));
     }
 
     #[test]
     fn s3_file_storage_means_no_copy_step() {
-        let names: Vec<&str> = steps(FileStorage::S3).iter().map(|s| s.name).collect();
+        let [one] = <[StepJob; 1]>::try_from(jobs(FileStorage::S3)).expect("one Job");
+        let names: Vec<&str> = one.steps().map(|s| s.name).collect();
         assert_eq!(names, [crate::names::EXPORT_OBJECTS]);
+        let pod = pod_spec(&job(&backup(json!({}), json!({})), &one, &settings(), 60)).clone();
+        assert_eq!(pod.init_containers, None);
+        let groups = pod.security_context.and_then(|c| c.supplemental_groups);
+        assert_eq!(groups, None, "no FileStorage group without FileStorage");
     }
 
     #[test]

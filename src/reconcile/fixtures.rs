@@ -8,6 +8,11 @@ use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
 use crate::metrics::Metrics;
 use crate::names::CONTROLLER;
+use crate::webhook::cache::CachedLookup;
+use crate::webhook::lookup::ClusterLookup;
+use k8s_openapi::api::batch::v1::Job;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,8 +40,13 @@ pub const BACKUP_UID: &str = "0b1c2d3e-0000-4000-8000-000000000001";
 pub const RESTORE_UID: &str = "0b1c2d3e-0000-4000-8000-000000000002";
 
 /// What a reconciliation shares, talking through `client`: a backup timeout of 1 h, a restore
-/// timeout of 30 min.
+/// timeout of 30 min; its APIManager and Job stores stay empty (every pass reads them live).
 pub fn context(client: kube::Client) -> Arc<Context> {
+    watched_context(client).0
+}
+
+/// [`context`], and the writers of its APIManager and Job stores, to feed them as their watches do.
+pub fn watched_context(client: kube::Client) -> (Arc<Context>, Watches) {
     let recorder = EventPublisher::new(client.clone(), CONTROLLER, CONTROLLER);
     let settings = ReconcileSettings {
         jobs: JobSettings {
@@ -49,7 +59,40 @@ pub fn context(client: kube::Client) -> Arc<Context> {
         restore_timeout: Duration::from_secs(1800),
     };
     let metrics = Arc::new(Metrics::new().expect("metrics"));
-    Arc::new(Context { client, metrics, recorder, settings, seen: Default::default() })
+    let (store, apimanagers) = reflector::store();
+    let lookup = CachedLookup::from_store(store, ClusterLookup::new(client.clone()));
+    let (job_store, jobs) = reflector::store();
+    let seen = Default::default();
+    let context = Context { client, metrics, recorder, settings, seen, apimanagers: lookup, jobs: job_store };
+    (Arc::new(context), Watches { apimanagers, jobs })
+}
+
+/// Feeds a context's stores, as the reconciler's watches do.
+pub struct Watches {
+    apimanagers: Writer<APIManager>,
+    jobs: Writer<Job>,
+}
+
+impl Watches {
+    /// The watch delivers Job `name` of the fixtures' namespace as `fake` holds it.
+    pub fn sees_job(&mut self, fake: &FakeApi, name: &str) {
+        let stored: Job = serde_json::from_value(fake.get(&format!("{JOBS}/{name}")).expect("job")).expect("json");
+        self.jobs.apply_watcher_event(&watcher::Event::Apply(stored));
+    }
+
+    /// The watch delivers APIManager `name` of the fixtures' namespace as `fake` holds it.
+    pub fn sees(&mut self, fake: &FakeApi, name: &str) {
+        let stored: APIManager =
+            serde_json::from_value(fake.get(&format!("{APIMANAGERS}/{name}")).expect("apimanager")).expect("json");
+        self.apimanagers.apply_watcher_event(&watcher::Event::Apply(stored));
+    }
+
+    /// The watch delivers the deletion of APIManager `name`.
+    pub fn sees_deleted(&mut self, name: &str) {
+        let mut gone = apimanager(json!({}));
+        gone.metadata.name = Some(name.to_owned());
+        self.apimanagers.apply_watcher_event(&watcher::Event::Delete(gone));
+    }
 }
 
 /// An APIManagerRestore `r` of claim `nightly` as the API server stores it, with `status`.

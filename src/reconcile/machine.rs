@@ -4,20 +4,23 @@
 //! # The seam
 //! An operation is a namespaced custom resource implementing [`Operation`]: steps before the Jobs
 //! ([`Operation::prepare`], e.g. resolve the APIManager, check the scope, create the claim), then a
-//! sequence of Job steps ([`Operation::job_steps`], each a [`JobStep`] the shared Job builder turns
-//! into a Job), then the steps after the Jobs ([`Operation::after_jobs`], e.g. create an object and
+//! sequence of Job steps ([`Operation::job_steps`], each a [`JobStep`]; [`Operation::jobs`] groups
+//! them into Jobs, by default one per step, or several steps in one Pod as init containers, which
+//! the shared Job builder turns into Jobs), then the steps after the Jobs ([`Operation::after_jobs`], e.g. create an object and
 //! wait until it is available), RBAC for the Jobs before the first one and removed at the end. A
-//! Job step may leave a [`StepReport`] in its Pod's termination message: once the Job succeeded,
+//! Job step may leave a [`StepReport`] in its container's termination message: once the Job succeeded,
 //! [`Operation::job_succeeded`] records it in status (once: [`Operation::report_pending`] says
 //! whether it still has to) and may create what the next steps need; the steps are listed again
-//! after it, so the steps that follow may depend on what was recorded. Each operation has its own
+//! after it, so the Jobs that follow may depend on what was recorded. Each operation has its own
 //! status type holding the [`Progress`] fields (`operation_status!` in [`super::status`] implements
 //! the accessors), its own [`JobStep`]s and [`Failure`] variants; `machine/tests.rs` drives a test
 //! operation besides the backup and the restore. The machine does the rest the same way for every
 //! operation:
 //! - records the start first, so the timeout always applies;
 //! - runs the Jobs one after the other, each with `activeDeadlineSeconds` = what is left of the
-//!   timeout, and reads their state from the Jobs (watched, not polled);
+//!   timeout, and reads their state from the Jobs (watched, not polled): the step shown as running
+//!   is a Job's first until its Pod is ready (every init container done), then its last; a failure
+//!   names the failed step (when the Job runs several) and its termination message;
 //! - ends in one place: success ([`Run::succeed`]) or a typed [`Failure`] ([`Run::fail`]), each
 //!   written to status, published as an event and recorded in the metrics once.
 //!
@@ -25,8 +28,8 @@
 //! operator's last write yet) and patches status with its `resourceVersion`, so a stale pass gets a
 //! conflict instead of redoing or double-counting anything.
 
-use super::builders::{self, JobStep};
-use super::jobs::{JobState, job_state, success_message, termination_message};
+use super::builders::{self, JobStep, StepJob};
+use super::jobs::{FailedContainer, JobState, failed_container, job_state, pod_ready, success_message};
 use super::outcome::{Failure, Stop};
 use super::status::{FAILED, OperationStatus, Progress, READY, set_condition};
 use super::{Context, ReconcileError, ReconcileSettings};
@@ -40,6 +43,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -90,6 +94,15 @@ pub trait Operation: Namespaced + Send + Sync + 'static {
     fn prepare(run: &mut Run<Self>) -> impl Future<Output = Result<Self::Plan, Stop>> + Send;
     /// The Job steps, in order.
     fn job_steps(&self, plan: &Self::Plan) -> Vec<JobStep>;
+    /// The Jobs running those steps, in order: one Job per step unless the operation runs several
+    /// steps in one Job (one Pod, the first steps as init containers).
+    fn jobs(&self, plan: &Self::Plan) -> Vec<StepJob> {
+        self.job_steps(plan).into_iter().map(StepJob::single).collect()
+    }
+    /// What the controller's cache keeps of it (see [`crate::trim`]): all but bookkeeping by default.
+    fn cached(object: &mut Self) {
+        crate::trim::metadata(object);
+    }
     /// The steps after the Jobs (e.g. create an object, wait for it), each idempotent: `Some(action)`
     /// while waiting (the timeout still applies), `None` once done. None by default.
     fn after_jobs(run: &mut Run<Self>, plan: &Self::Plan) -> impl Future<Output = Result<Option<Action>, Stop>> + Send {
@@ -223,14 +236,18 @@ impl<O: Operation> Run<O> {
         if self.progress.main_steps_completed != Some(true) {
             let remaining = self.time_left();
             let mut index = 0;
-            // Listed again at each step: a recorded report may change the steps that follow.
-            while let Some(step) = self.object.job_steps(&plan).into_iter().nth(index) {
-                let step = &step;
-                let job = step.job_name(self.object.as_ref());
-                match self.job_state(&job).await? {
+            // Listed again at each Job: a recorded report may change the Jobs that follow.
+            while let Some(step_job) = self.object.jobs(&plan).into_iter().nth(index) {
+                let step_job = &step_job;
+                let name = step_job.job_name(self.object.as_ref());
+                let job = self.job(&name).await?;
+                let mut ready = job.as_ref().is_some_and(pod_ready);
+                match job.as_ref().map(job_state) {
                     Some(JobState::Succeeded) => {
-                        if self.object.report_pending(&self.status, step) {
-                            self.record_report(step, &job).await?;
+                        for step in step_job.steps() {
+                            if self.object.report_pending(&self.status, step) {
+                                self.record_report(step, &name).await?;
+                            }
                         }
                         index += 1;
                         continue;
@@ -238,23 +255,20 @@ impl<O: Operation> Run<O> {
                     // A Job's deadline is what was left of the timeout: the same event.
                     Some(JobState::DeadlineExceeded) => return Err(self.timeout().into()),
                     Some(JobState::Failed { reason, message }) => {
-                        let pods: Api<Pod> = self.api();
-                        let detail = termination_message(&pods, &job)
-                            .await
-                            .map_err(api_error(format!("reading the Pods of Job {job}")))?
-                            .unwrap_or(message);
-                        return Err(Failure::JobFailed { job, reason, detail }.into());
+                        return Err(self.job_failed(step_job, name, reason, message).await?.into());
                     }
                     Some(JobState::Running) | None if remaining.is_zero() => return Err(self.timeout().into()),
                     None => {
                         if index == 0 {
                             O::before_jobs(self, &plan).await?;
                         }
-                        self.create_job(step, remaining).await?;
+                        self.create_job(step_job, remaining).await?;
+                        ready = false;
                     }
                     Some(JobState::Running) => {}
                 }
-                let message = with_note(format!("{} (Job {job})", step.doing), O::note(&plan));
+                let step = step_job.running_step(ready);
+                let message = with_note(format!("{} (Job {name})", step.doing), O::note(&plan));
                 self.condition(READY, false, step.reason, &message);
                 self.patch_if_changed().await?;
                 return Ok(Action::requeue(remaining));
@@ -269,7 +283,7 @@ impl<O: Operation> Run<O> {
             self.progress.main_steps_completed = Some(true);
             self.patch_status().await?;
         }
-        self.delete_jobs(&self.object.job_steps(&plan)).await?;
+        self.delete_jobs(&self.object.jobs(&plan)).await?;
         let message = with_note(O::success_message(self), O::note(&plan));
         Ok(self.succeed(message).await?)
     }
@@ -280,10 +294,12 @@ impl<O: Operation> Run<O> {
         O::timeout(&self.ctx.settings).saturating_sub(elapsed_since(&started))
     }
 
-    /// Reads the report of the succeeded Job `job` of `step` and has the operation record it.
+    /// Reads the report `step` left in the succeeded Job `job` and has the operation record it.
     async fn record_report(&mut self, step: &JobStep, job: &str) -> Result<(), Stop> {
         let pods: Api<Pod> = self.api();
-        let message = success_message(&pods, job).await.map_err(api_error(format!("reading the Pods of Job {job}")))?;
+        let message = success_message(&pods, job, step.name)
+            .await
+            .map_err(api_error(format!("reading the Pods of Job {job}")))?;
         let report = message
             .as_deref()
             .and_then(StepReport::from_message)
@@ -296,20 +312,44 @@ impl<O: Operation> Run<O> {
         Failure::Timeout { operation: O::NOUN, flag: O::TIMEOUT_FLAG, limit: O::timeout(&self.ctx.settings) }
     }
 
-    /// The state of Job `name`, `None` when it does not exist.
-    async fn job_state(&self, name: &str) -> Result<Option<JobState>, ReconcileError> {
+    /// Job `name` from the Jobs' store, else (created a moment ago, or the store not synced yet) as
+    /// the API server holds it; `None` when it does not exist.
+    async fn job(&self, name: &str) -> Result<Option<Job>, ReconcileError> {
+        if let Some(job) = self.ctx.jobs.get(&ObjectRef::new(name).within(&self.namespace)) {
+            return Ok(Some(job.as_ref().clone()));
+        }
         let jobs: Api<Job> = self.api();
-        let job = jobs.get_opt(name).await.map_err(api_error(format!("reading Job {name}")))?;
-        Ok(job.as_ref().map(job_state))
+        jobs.get_opt(name).await.map_err(api_error(format!("reading Job {name}")))
     }
 
-    async fn create_job(&self, step: &JobStep, remaining: Duration) -> Result<(), ReconcileError> {
+    /// The failure of Job `name` of `step_job`: the step whose container failed (named when the
+    /// Job runs several) and its termination message, else the Job's message.
+    async fn job_failed(
+        &self,
+        step_job: &StepJob,
+        name: String,
+        reason: String,
+        message: String,
+    ) -> Result<Failure, ReconcileError> {
+        let pods: Api<Pod> = self.api();
+        let failed =
+            failed_container(&pods, &name).await.map_err(api_error(format!("reading the Pods of Job {name}")))?;
+        let (step, detail) = match failed {
+            Some(FailedContainer { name: container, message: detail }) => {
+                (Some(container).filter(|_| !step_job.init.is_empty()), detail.unwrap_or(message))
+            }
+            None => (None, message),
+        };
+        Ok(Failure::JobFailed { job: name, step, reason, detail })
+    }
+
+    async fn create_job(&self, step_job: &StepJob, remaining: Duration) -> Result<(), ReconcileError> {
         let deadline = i64::try_from(remaining.as_secs()).unwrap_or(i64::MAX);
-        let job = builders::job(self.object.as_ref(), step, &self.ctx.settings.jobs, deadline);
+        let job = builders::job(self.object.as_ref(), step_job, &self.ctx.settings.jobs, deadline);
         let name = job.name_any();
         if self.create(job).await? {
             tracing::info!(job = %name, "created Job");
-            self.publish(EventType::Normal, "JobCreated", step.action, format!("created Job {name}")).await;
+            self.publish(EventType::Normal, "JobCreated", step_job.action, format!("created Job {name}")).await;
         }
         Ok(())
     }
@@ -336,11 +376,11 @@ impl<O: Operation> Run<O> {
         }
     }
 
-    async fn delete_jobs(&self, steps: &[JobStep]) -> Result<(), ReconcileError> {
+    async fn delete_jobs(&self, jobs: &[StepJob]) -> Result<(), ReconcileError> {
         let params =
             DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
-        for step in steps {
-            self.delete::<Job>(&step.job_name(self.object.as_ref()), &params).await?;
+        for job in jobs {
+            self.delete::<Job>(&job.job_name(self.object.as_ref()), &params).await?;
         }
         Ok(())
     }

@@ -24,6 +24,8 @@ use crate::metrics::Metrics;
 use crate::names::{CONTROLLER, managed_by_selector};
 use crate::scope::{Namespaces, Watched};
 use crate::trim;
+use crate::webhook::cache::CachedLookup;
+use crate::webhook::lookup::{ClusterLookup, LookupError};
 use builders::JobSettings;
 use events::EventPublisher;
 use futures::StreamExt;
@@ -48,6 +50,9 @@ pub enum ReconcileError {
         /// The API error.
         source: kube::Error,
     },
+    /// The APIManagers could not be read (live, to confirm what the cache does not hold).
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
     /// The object has no namespace (the CRD is namespaced, so this is a bug elsewhere).
     #[error("the object has no namespace")]
     NotNamespaced,
@@ -92,7 +97,7 @@ impl ReconcileError {
         match self {
             Self::Api { source: kube::Error::Api(status), .. } if status.code == 409 => ErrorKind::Conflict,
             Self::Api { source: kube::Error::Api(status), .. } if status.code == 403 => ErrorKind::Forbidden,
-            Self::Api { .. } => ErrorKind::Api,
+            Self::Api { .. } | Self::Lookup(_) => ErrorKind::Api,
             Self::NotNamespaced => ErrorKind::NotNamespaced,
         }
     }
@@ -132,6 +137,12 @@ pub struct Context {
     pub settings: ReconcileSettings,
     /// The versions this reconciler last read or wrote, to start passes from the cache.
     pub seen: seen::SeenVersions,
+    /// The APIManagers, from the watch that also triggers passes; what it does not hold is
+    /// confirmed live before a pass fails for it.
+    pub apimanagers: CachedLookup,
+    /// The operator's Jobs, from the watch that also triggers passes; a Job it does not hold (one
+    /// created a moment ago) is read live.
+    pub jobs: Store<Job>,
 }
 
 /// The unfinished backups of `apimanager`, reconciled again when it changes or goes away.
@@ -212,16 +223,29 @@ async fn run_operation<O: Operation + Watched>(
     wakes: fn(&Store<O>, &APIManager) -> Vec<ObjectRef<O>>,
 ) {
     let owned = watcher::Config::default().labels(&managed_by_selector());
-    // The cache keeps each object without its managed fields (see `trim`): most of its size.
+    // The cache keeps of each object what `O::cached` keeps (see `trim`).
     let (store, writer) = reflector::store();
     let events = namespaces
         .events::<O>(&client, watcher::Config::default(), store.clone())
-        .modify(trim::metadata::<O>)
+        .modify(O::cached)
         .reflect(writer)
         .applied_objects();
     let watched = store.clone();
-    let jobs = namespaces.objects::<Job>(&client, owned);
-    let apimanagers = namespaces.objects::<APIManager>(&client, watcher::Config::default());
+    // The watches of the Jobs and of the APIManagers each fill the store passes read them from and
+    // trigger the passes they concern (after the store has the change).
+    let (job_store, job_writer) = reflector::store();
+    let jobs = namespaces
+        .events::<Job>(&client, owned, job_store.clone())
+        .modify(trim::job)
+        .reflect(job_writer)
+        .touched_objects();
+    let (apimanager_store, apimanager_writer) = reflector::store();
+    let apimanagers = namespaces
+        .events::<APIManager>(&client, watcher::Config::default(), apimanager_store.clone())
+        .modify(trim::metadata::<APIManager>)
+        .reflect(apimanager_writer)
+        .touched_objects();
+    let lookup = CachedLookup::from_store(apimanager_store, ClusterLookup::new(client.clone()));
     let controller = Controller::for_stream(events, store)
         .owns_stream(jobs)
         .watches_stream(apimanagers, move |apimanager| wakes(&watched, &apimanager))
@@ -229,7 +253,8 @@ async fn run_operation<O: Operation + Watched>(
     let instance = std::env::var("POD_NAME").unwrap_or_else(|_| CONTROLLER.to_owned());
     let recorder = EventPublisher::new(client.clone(), CONTROLLER, &instance);
     let watch_metrics = metrics.clone();
-    let context = Arc::new(Context { client, metrics, recorder, settings, seen: Default::default() });
+    let seen = Default::default();
+    let context = Arc::new(Context { client, metrics, recorder, settings, seen, apimanagers: lookup, jobs: job_store });
     controller
         .run(machine::reconcile::<O>, error_policy, context)
         .for_each(|result| {

@@ -29,10 +29,12 @@ is no longer needed, or create this backup under another name"
         holder: ClaimHolder,
     },
     /// A Job failed for good (its retries used up).
-    #[error("Job {job} failed ({reason}): {detail}")]
+    #[error("Job {job} failed ({reason}){}: {detail}", in_step(step.as_deref()))]
     JobFailed {
         /// The Job's name.
         job: String,
+        /// The step that failed, named when the Job runs several.
+        step: Option<String>,
         /// Kubernetes' reason, e.g. `BackoffLimitExceeded`.
         reason: String,
         /// The Pod's termination message, or the Job's message without one.
@@ -105,6 +107,10 @@ impl Failure {
             Self::Timeout { .. } => timeout,
         }
     }
+}
+
+fn in_step(step: Option<&str>) -> String {
+    step.map(|step| format!(" in step {step}")).unwrap_or_default()
 }
 
 /// What an existing claim holds, read from its ownership annotation
@@ -190,9 +196,24 @@ delete it if it is no longer needed, or create this backup under another name",
 if it is no longer needed, or create this backup under another name",
             ),
             (
-                Failure::JobFailed { job: "j".into(), reason: "BackoffLimitExceeded".into(), detail: "boom".into() },
+                Failure::JobFailed {
+                    job: "j".into(),
+                    step: None,
+                    reason: "BackoffLimitExceeded".into(),
+                    detail: "boom".into(),
+                },
                 "JobFailed",
                 "Job j failed (BackoffLimitExceeded): boom",
+            ),
+            (
+                Failure::JobFailed {
+                    job: "backup-u".into(),
+                    step: Some("copy-files".into()),
+                    reason: "BackoffLimitExceeded".into(),
+                    detail: "cannot read uploads/a".into(),
+                },
+                "JobFailed",
+                "Job backup-u failed (BackoffLimitExceeded) in step copy-files: cannot read uploads/a",
             ),
             (
                 Failure::Timeout { operation: "backup", flag: "--backup-timeout", limit: Duration::from_secs(5400) },

@@ -1,35 +1,44 @@
 //! The step machine, branch by branch, against the in-memory API server of [`super::super::fake_api`].
 
 use super::*;
+use crate::api::apimanager::APIManager;
 use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
 use crate::reconcile::fake_api::{FakeApi, Fault};
 use crate::reconcile::fixtures::{
-    APIMANAGERS, BACKUP_UID, CLAIMS, JOBS, NAMESPACE, PODS, ROLE_BINDINGS, ROLES, apimanager, backup, context, events,
-    finish_job, metric,
+    APIMANAGERS, BACKUP_UID, CLAIMS, JOBS, NAMESPACE, PODS, ROLE_BINDINGS, ROLES, Watches, apimanager, backup, events,
+    finish_job, metric, watched_context,
 };
 use crate::reconcile::{ErrorKind, ReconcileSettings, error_policy};
 use serde_json::{Value, json};
 
 const BACKUPS: &str = "/apis/apps.3scale.net/v1alpha1/namespaces/3scale/apimanagerbackups";
 
-fn export_job() -> String {
-    format!("export-objects-{BACKUP_UID}")
-}
-
-fn copy_job() -> String {
-    format!("copy-files-{BACKUP_UID}")
+fn backup_job() -> String {
+    format!("backup-{BACKUP_UID}")
 }
 
 /// A fake API server holding backup `b` of 1Gi and APIManager `example` with `system` as its
 /// `spec.system`, and a context talking to it.
-fn cluster(system: Value) -> (FakeApi, Arc<Context>) {
+fn cluster(system: Value) -> (FakeApi, Arc<Context>, Watches) {
     let (client, fake) = FakeApi::start();
     fake.put(
         BACKUPS,
         serde_json::to_value(backup(json!({"resources": {"requests": "1Gi"}}), json!({}))).expect("json"),
     );
     fake.put(APIMANAGERS, serde_json::to_value(apimanager(system)).expect("json"));
-    (fake, context(client))
+    let (context, watches) = watched_context(client);
+    (fake, context, watches)
+}
+
+fn apimanager_named(name: &str) -> APIManager {
+    let mut apimanager = apimanager(json!({}));
+    apimanager.metadata.name = Some(name.to_owned());
+    apimanager
+}
+
+/// The requests on APIManagers among `requests`.
+fn apimanager_requests(requests: &[String]) -> Vec<String> {
+    requests.iter().filter(|r| r.contains("/apimanagers")).cloned().collect()
 }
 
 /// One pass, starting from what the controller's cache holds (here: the stored object).
@@ -63,8 +72,8 @@ fn assert_failed(fake: &FakeApi, ctx: &Context, reason: &str, message: &str) {
 }
 
 #[tokio::test]
-async fn a_new_backup_records_its_start_and_creates_claim_rbac_and_the_export_job() {
-    let (fake, ctx) = cluster(json!({}));
+async fn a_new_backup_records_its_start_and_creates_claim_rbac_and_the_backup_job() {
+    let (fake, ctx, _) = cluster(json!({}));
     let action = pass(&fake, &ctx).await.expect("pass");
     assert_eq!(action, Action::requeue(Duration::from_secs(3600)));
     let status = status(&fake);
@@ -73,7 +82,7 @@ async fn a_new_backup_records_its_start_and_creates_claim_rbac_and_the_export_jo
     assert_eq!(status.backup_persistent_volume_claim_name.as_deref(), Some("b"));
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(fake.names(CLAIMS), ["b"]);
-    assert_eq!(fake.names(JOBS), [export_job()]);
+    assert_eq!(fake.names(JOBS), [backup_job()]);
     assert_eq!(fake.names(ROLES), [format!("apimanager-backup-{BACKUP_UID}")]);
     assert_eq!(fake.names(ROLE_BINDINGS).len(), 2);
     assert_eq!(
@@ -81,16 +90,16 @@ async fn a_new_backup_records_its_start_and_creates_claim_rbac_and_the_export_jo
         (
             "False".to_owned(),
             "ExportingObjects".to_owned(),
-            format!("exporting Secrets, ConfigMaps and the APIManager (Job {})", export_job())
+            format!("exporting Secrets, ConfigMaps and the APIManager (Job {})", backup_job())
         )
     );
-    let deadline = fake.get(&format!("{JOBS}/{}", export_job())).expect("job")["spec"]["activeDeadlineSeconds"].clone();
+    let deadline = fake.get(&format!("{JOBS}/{}", backup_job())).expect("job")["spec"]["activeDeadlineSeconds"].clone();
     assert!(deadline.as_i64().is_some_and(|d| (3590..=3600).contains(&d)), "what is left of the timeout: {deadline}");
 }
 
 #[tokio::test]
 async fn a_pass_over_a_running_job_creates_nothing_and_writes_nothing() {
-    let (fake, ctx) = cluster(json!({}));
+    let (fake, ctx, _) = cluster(json!({}));
     pass(&fake, &ctx).await.expect("first pass");
     let before = fake.requests().len();
     pass(&fake, &ctx).await.expect("second pass");
@@ -104,17 +113,39 @@ async fn a_pass_over_a_running_job_creates_nothing_and_writes_nothing() {
     assert!(posts.iter().all(|p| !p.ends_with("/jobs")), "the Job exists already: {posts:?}");
 }
 
+/// The Job controller counts the Job's Pod ready: every init container is done.
+fn pod_ready(fake: &FakeApi) {
+    let mut job = fake.get(&format!("{JOBS}/{}", backup_job())).expect("the backup Job");
+    job["status"] = json!({"active": 1, "ready": 1});
+    fake.put(JOBS, job);
+}
+
 #[tokio::test]
-async fn the_copy_follows_the_export_and_success_cleans_up_and_counts_once() {
-    let (fake, ctx) = cluster(json!({}));
+async fn the_copy_follows_the_export_in_one_job_and_success_cleans_up_and_counts_once() {
+    let (fake, ctx, _) = cluster(json!({}));
     pass(&fake, &ctx).await.expect("export");
-    finish_job(&fake, &export_job(), json!([{"type": "Complete", "status": "True"}]));
+    let job = fake.get(&format!("{JOBS}/{}", backup_job())).expect("one Job");
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["initContainers"][0]["name"], json!("export-objects"));
+    assert_eq!(pod["containers"][0]["name"], json!("copy-files"));
+    assert_eq!(pod["automountServiceAccountToken"], json!(false));
+    pod_ready(&fake);
     pass(&fake, &ctx).await.expect("copy");
-    assert_eq!(fake.names(JOBS), [copy_job(), export_job()]);
-    assert_eq!(condition(&fake, "Ready").1, "CopyingFiles");
-    let copy = fake.get(&format!("{JOBS}/{}", copy_job())).expect("copy job");
-    assert_eq!(copy["spec"]["template"]["spec"]["automountServiceAccountToken"], json!(false));
-    finish_job(&fake, &copy_job(), json!([{"type": "SuccessCriteriaMet", "status": "True"}]));
+    assert_eq!(fake.names(JOBS), [backup_job()], "still the one Job");
+    assert_eq!(
+        condition(&fake, "Ready"),
+        (
+            "False".to_owned(),
+            "CopyingFiles".to_owned(),
+            format!("copying the System FileStorage (Job {})", backup_job())
+        )
+    );
+    finish_job(&fake, &backup_job(), json!([{"type": "SuccessCriteriaMet", "status": "True"}]));
+    pass(&fake, &ctx).await.expect("the Job controller still releases the Pod");
+    assert_eq!(fake.names(JOBS), [backup_job()], "not deleted before it is Complete");
+    assert_eq!(status(&fake).completed, None);
+    let complete = json!([{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]);
+    finish_job(&fake, &backup_job(), complete);
     assert_eq!(pass(&fake, &ctx).await.expect("success"), Action::await_change());
     let status = status(&fake);
     assert_eq!((status.completed, status.main_steps_completed), (Some(true), Some(true)));
@@ -123,8 +154,8 @@ async fn the_copy_follows_the_export_and_success_cleans_up_and_counts_once() {
         condition(&fake, "Ready"),
         ("True".to_owned(), "BackupCompleted".to_owned(), "backup written to PersistentVolumeClaim b".to_owned())
     );
-    assert!(fake.names(JOBS).is_empty(), "the Jobs are deleted");
-    assert!(fake.names(ROLES).is_empty() && fake.names(ROLE_BINDINGS).is_empty(), "the Jobs' RBAC is deleted");
+    assert!(fake.names(JOBS).is_empty(), "the Job is deleted");
+    assert!(fake.names(ROLES).is_empty() && fake.names(ROLE_BINDINGS).is_empty(), "the Job's RBAC is deleted");
     assert_eq!(fake.names(CLAIMS), ["b"], "the claim stays: it is the backup");
     assert!(metric(&ctx, r#"apimanager_backups_total{outcome="succeeded"} 1"#));
     let published = events(&fake);
@@ -132,13 +163,10 @@ async fn the_copy_follows_the_export_and_success_cleans_up_and_counts_once() {
         (type_.to_owned(), reason.to_owned(), action.to_owned(), note)
     };
     let expected = [
-        event("Normal", "JobCreated", "ExportObjects", format!("created Job {}", export_job())),
-        event("Normal", "JobCreated", "CopyFiles", format!("created Job {}", copy_job())),
+        event("Normal", "JobCreated", "RunBackup", format!("created Job {}", backup_job())),
         event("Normal", "BackupCompleted", "Backup", "backup written to PersistentVolumeClaim b".to_owned()),
     ];
-    for one in expected {
-        assert!(published.contains(&one), "{one:?} in {published:?}");
-    }
+    assert_eq!(published, expected, "one JobCreated event for the one Job");
     pass(&fake, &ctx).await.expect("a pass over a completed backup");
     assert!(metric(&ctx, r#"apimanager_backups_total{outcome="succeeded"} 1"#), "never counted twice");
 }
@@ -156,9 +184,9 @@ fn fault(
 
 #[tokio::test]
 async fn a_conflict_on_the_final_write_is_retried_and_the_backup_counted_once() {
-    let (fake, ctx) = cluster(json!({"fileStorage": {"simpleStorageService": {}}}));
+    let (fake, ctx, _) = cluster(json!({"fileStorage": {"simpleStorageService": {}}}));
     pass(&fake, &ctx).await.expect("export");
-    finish_job(&fake, &export_job(), json!([{"type": "Complete", "status": "True"}]));
+    finish_job(&fake, &backup_job(), json!([{"type": "Complete", "status": "True"}]));
     // mainStepsCompleted is written; the write of `completed` then meets a concurrent writer.
     fake.fail_once(fault("PATCH", "/apimanagerbackups/b/status", 1, 409, "Conflict", "the object has been modified"));
     let error = pass(&fake, &ctx).await.expect_err("the conflict is returned");
@@ -185,34 +213,70 @@ the bucket separately"
 
 #[tokio::test]
 async fn a_refused_job_fails_the_backup_as_refused() {
-    let (fake, ctx) = cluster(json!({}));
+    let (fake, ctx, _) = cluster(json!({}));
     let quota = "jobs.batch is forbidden: exceeded quota: jobs, requested: count/jobs.batch=1";
     fake.fail_once(fault("POST", "/jobs", 0, 403, "Forbidden", quota));
     assert_eq!(pass(&fake, &ctx).await.expect("a final failure is not an error"), Action::await_change());
-    assert_failed(&fake, &ctx, "Refused", &format!("creating Job {}: {quota}", export_job()));
+    assert_failed(&fake, &ctx, "Refused", &format!("creating Job {}: {quota}", backup_job()));
     pass(&fake, &ctx).await.expect("a pass over a failed backup");
     assert!(metric(&ctx, r#"apimanager_backups_total{outcome="failed"} 1"#), "never counted twice");
 }
 
 #[tokio::test]
 async fn an_unavailable_api_is_retried_not_failed() {
-    let (fake, ctx) = cluster(json!({}));
+    let (fake, ctx, _) = cluster(json!({}));
     fake.fail_once(fault("POST", "/jobs", 0, 503, "ServiceUnavailable", "etcd is unavailable"));
     let error = pass(&fake, &ctx).await.expect_err("retried");
     assert_eq!(error.kind(), ErrorKind::Api);
     assert!(status(&fake).conditions.iter().all(|c| c.type_ != "Failed"));
     pass(&fake, &ctx).await.expect("the retry");
-    assert_eq!(fake.names(JOBS), [export_job()]);
+    assert_eq!(fake.names(JOBS), [backup_job()]);
+}
+
+#[tokio::test]
+async fn passes_read_the_apimanager_from_the_watch_fed_store() {
+    let (fake, ctx, mut cache) = cluster(json!({}));
+    cache.sees(&fake, "example");
+    pass(&fake, &ctx).await.expect("export");
+    pass(&fake, &ctx).await.expect("a second pass");
+    assert_eq!(apimanager_requests(&fake.requests()), Vec::<String>::new(), "the store answers");
+    assert_eq!(status(&fake).api_manager_source_name.as_deref(), Some("example"));
+}
+
+#[tokio::test]
+async fn passes_read_the_job_from_the_watch_fed_store_and_a_job_it_lacks_live() {
+    let (fake, ctx, mut watches) = cluster(json!({}));
+    pass(&fake, &ctx).await.expect("export");
+    let job_path = format!("{JOBS}/{}", backup_job());
+    let read_live = |requests: &[String]| requests.iter().filter(|r| **r == format!("GET {job_path}")).count();
+    assert_eq!(read_live(&fake.requests()), 1, "the first pass asks the API server: the store lacks it");
+    watches.sees_job(&fake, &backup_job());
+    let before = fake.requests().len();
+    pass(&fake, &ctx).await.expect("a pass from the store");
+    assert_eq!(read_live(&fake.requests()[before..]), 0, "the store answers");
+    finish_job(&fake, &backup_job(), json!([{"type": "Complete", "status": "True"}]));
+    watches.sees_job(&fake, &backup_job());
+    pass(&fake, &ctx).await.expect("success from the store's state");
+    assert_eq!(status(&fake).completed, Some(true));
+}
+
+#[tokio::test]
+async fn an_apimanager_the_store_has_not_seen_yet_is_read_once() {
+    let (fake, ctx, _) = cluster(json!({}));
+    pass(&fake, &ctx).await.expect("export");
+    assert_eq!(apimanager_requests(&fake.requests()), [format!("GET {APIMANAGERS}/example")]);
+    assert_eq!(fake.names(JOBS), [backup_job()], "not failed: the live read found it");
 }
 
 #[tokio::test]
 async fn an_apimanager_deleted_mid_backup_fails_it() {
-    let (fake, ctx) = cluster(json!({}));
+    let (fake, ctx, mut cache) = cluster(json!({}));
+    cache.sees(&fake, "example");
     pass(&fake, &ctx).await.expect("export");
-    let mut other = fake.get(&format!("{APIMANAGERS}/example")).expect("apimanager");
-    other["metadata"]["name"] = json!("other");
-    fake.put(APIMANAGERS, other);
+    fake.put(APIMANAGERS, serde_json::to_value(apimanager_named("other")).expect("json"));
+    cache.sees(&fake, "other");
     fake.remove(&format!("{APIMANAGERS}/example"));
+    cache.sees_deleted("example");
     pass(&fake, &ctx).await.expect("pass");
     assert_failed(
         &fake,
@@ -224,7 +288,7 @@ async fn an_apimanager_deleted_mid_backup_fails_it() {
 
 #[tokio::test]
 async fn an_apimanager_leaving_the_scope_fails_the_backup() {
-    let (fake, ctx) = cluster(json!({}));
+    let (fake, ctx, _) = cluster(json!({}));
     let mut internal = fake.get(&format!("{APIMANAGERS}/example")).expect("apimanager");
     internal["spec"]["externalComponents"]["backend"]["redis"] = json!(false);
     fake.put(APIMANAGERS, internal);
@@ -245,7 +309,7 @@ fn existing_claim(fake: &FakeApi, annotations: Value) {
 
 #[tokio::test]
 async fn a_claim_holding_another_backup_is_never_written_to() {
-    let (fake, ctx) = cluster(json!({}));
+    let (fake, ctx, _) = cluster(json!({}));
     existing_claim(&fake, json!({"apiManagerBackupUID": "earlier-uid"}));
     pass(&fake, &ctx).await.expect("pass");
     assert_failed(
@@ -260,7 +324,7 @@ delete it if it is no longer needed, or create this backup under another name",
 
 #[tokio::test]
 async fn a_claim_without_the_ownership_annotation_is_never_written_to() {
-    let (fake, ctx) = cluster(json!({}));
+    let (fake, ctx, _) = cluster(json!({}));
     existing_claim(&fake, json!({}));
     pass(&fake, &ctx).await.expect("pass");
     assert_eq!(condition(&fake, "Failed").1, "ClaimInUse");
@@ -269,43 +333,73 @@ async fn a_claim_without_the_ownership_annotation_is_never_written_to() {
 
 #[tokio::test]
 async fn a_claim_left_by_an_earlier_pass_of_this_backup_is_used() {
-    let (fake, ctx) = cluster(json!({}));
+    let (fake, ctx, _) = cluster(json!({}));
     existing_claim(&fake, json!({"apiManagerBackupUID": BACKUP_UID}));
     pass(&fake, &ctx).await.expect("pass");
-    assert_eq!(fake.names(JOBS), [export_job()]);
+    assert_eq!(fake.names(JOBS), [backup_job()]);
     assert_eq!(status(&fake).backup_persistent_volume_claim_name.as_deref(), Some("b"));
 }
 
-#[tokio::test]
-async fn a_failed_job_fails_the_backup_with_its_pods_termination_message() {
-    let (fake, ctx) = cluster(json!({}));
-    pass(&fake, &ctx).await.expect("export");
+/// The backup Job failed for good, its Pod with `statuses` (init containers' and containers').
+fn job_failed_with(fake: &FakeApi, statuses: Value) {
     finish_job(
-        &fake,
-        &export_job(),
+        fake,
+        &backup_job(),
         json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]),
     );
-    fake.put(
-        PODS,
-        json!({"metadata": {"name": "p1", "namespace": NAMESPACE, "labels": {"batch.kubernetes.io/job-name": export_job()}},
-            "status": {"phase": "Failed", "containerStatuses": [{"name": "c", "image": "i", "imageID": "", "ready": false,
-                "restartCount": 0, "state": {"terminated": {"exitCode": 1, "message": "required objects missing: Secret system-seed"}}}]}}),
+    let mut pod = json!({"metadata": {"name": "p1", "namespace": NAMESPACE,
+        "labels": {"batch.kubernetes.io/job-name": backup_job()}}, "status": {"phase": "Failed"}});
+    json_patch::merge(&mut pod["status"], &statuses);
+    fake.put(PODS, pod);
+}
+
+fn container_status(name: &str, state: Value) -> Value {
+    json!({"name": name, "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": state})
+}
+
+#[tokio::test]
+async fn a_failed_job_fails_the_backup_naming_the_failed_step_with_its_termination_message() {
+    let (fake, ctx, _) = cluster(json!({}));
+    pass(&fake, &ctx).await.expect("export");
+    let missing = json!({"terminated": {"exitCode": 1, "message": "required objects missing: Secret system-seed"}});
+    job_failed_with(
+        &fake,
+        json!({"initContainerStatuses": [container_status("export-objects", missing)],
+            "containerStatuses": [container_status("copy-files", json!({"waiting": {"reason": "PodInitializing"}}))]}),
     );
     pass(&fake, &ctx).await.expect("pass");
-    assert_failed(
-        &fake,
-        &ctx,
-        "JobFailed",
-        &format!("Job {} failed (BackoffLimitExceeded): required objects missing: Secret system-seed", export_job()),
+    let message = format!(
+        "Job {} failed (BackoffLimitExceeded) in step export-objects: required objects missing: Secret system-seed",
+        backup_job()
     );
-    assert_eq!(fake.names(JOBS), [export_job()], "the Job stays for debugging");
+    assert_failed(&fake, &ctx, "JobFailed", &message);
+    assert_eq!(fake.names(JOBS), [backup_job()], "the Job stays for debugging");
+}
+
+#[tokio::test]
+async fn a_failed_copy_is_named_after_a_successful_export() {
+    let (fake, ctx, _) = cluster(json!({}));
+    pass(&fake, &ctx).await.expect("export");
+    let done = json!({"terminated": {"exitCode": 0}});
+    let unreadable = json!({"terminated": {"exitCode": 1, "message": "cannot read uploads/a: permission denied"}});
+    job_failed_with(
+        &fake,
+        json!({"initContainerStatuses": [container_status("export-objects", done)],
+            "containerStatuses": [container_status("copy-files", unreadable)]}),
+    );
+    pass(&fake, &ctx).await.expect("pass");
+    let message = format!(
+        "Job {} failed (BackoffLimitExceeded) in step copy-files: cannot read uploads/a: permission denied",
+        backup_job()
+    );
+    assert_failed(&fake, &ctx, "JobFailed", &message);
 }
 
 #[tokio::test]
 async fn a_job_stopped_by_its_deadline_is_a_timeout() {
-    let (fake, ctx) = cluster(json!({}));
+    let (fake, ctx, _) = cluster(json!({}));
     pass(&fake, &ctx).await.expect("export");
-    finish_job(&fake, &export_job(), json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]));
+    finish_job(&fake, &backup_job(), json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]));
     pass(&fake, &ctx).await.expect("pass");
     assert_failed(
         &fake,
@@ -313,12 +407,12 @@ async fn a_job_stopped_by_its_deadline_is_a_timeout() {
         "Timeout",
         "the backup did not finish within 1h (--backup-timeout); its Jobs and Pods are kept for debugging",
     );
-    assert_eq!(fake.names(JOBS), [export_job()], "the Job stays for debugging");
+    assert_eq!(fake.names(JOBS), [backup_job()], "the Job stays for debugging");
 }
 
 #[tokio::test]
 async fn a_backup_running_past_its_timeout_fails() {
-    let (fake, ctx) = cluster(json!({}));
+    let (fake, ctx, _) = cluster(json!({}));
     pass(&fake, &ctx).await.expect("export");
     let mut stored = fake.get(&format!("{BACKUPS}/b")).expect("backup");
     stored["status"]["startTime"] = json!("2020-01-01T00:00:00Z");
@@ -329,7 +423,7 @@ async fn a_backup_running_past_its_timeout_fails() {
 
 #[tokio::test]
 async fn a_final_backup_in_the_cache_costs_no_request() {
-    let (fake, ctx) = cluster(json!({}));
+    let (fake, ctx, _) = cluster(json!({}));
     let done = backup(json!({}), json!({"completed": true}));
     let before = fake.requests().len();
     assert_eq!(reconcile(Arc::new(done), ctx.clone()).await.expect("pass"), Action::await_change());
@@ -467,7 +561,7 @@ mod seam {
 
     #[tokio::test]
     async fn another_operation_runs_its_job_then_waits_in_its_step_after_the_jobs() {
-        let (fake, ctx) = cluster(json!({}));
+        let (fake, ctx, _) = cluster(json!({}));
         let drill = json!({"apiVersion": "test.example/v1", "kind": "Drill",
             "metadata": {"name": "d", "namespace": NAMESPACE, "uid": "drill-uid", "generation": 1},
             "spec": {"ready": false}});
@@ -494,7 +588,7 @@ mod seam {
 
     #[tokio::test]
     async fn a_report_is_recorded_once_and_the_steps_after_it_follow_from_it() {
-        let (fake, ctx) = cluster(json!({}));
+        let (fake, ctx, _) = cluster(json!({}));
         let drill = json!({"apiVersion": "test.example/v1", "kind": "Drill",
             "metadata": {"name": "d", "namespace": NAMESPACE, "uid": "drill-uid", "generation": 1},
             "spec": {"ready": true, "reports": true}});
@@ -526,7 +620,7 @@ mod seam {
 
     #[tokio::test]
     async fn a_job_without_its_report_fails_the_operation() {
-        let (fake, ctx) = cluster(json!({}));
+        let (fake, ctx, _) = cluster(json!({}));
         let drill = json!({"apiVersion": "test.example/v1", "kind": "Drill",
             "metadata": {"name": "d", "namespace": NAMESPACE, "uid": "drill-uid", "generation": 1},
             "spec": {"ready": true, "reports": true}});
@@ -540,7 +634,7 @@ mod seam {
 
     #[tokio::test]
     async fn waiting_after_the_jobs_ends_with_the_timeout() {
-        let (fake, ctx) = cluster(json!({}));
+        let (fake, ctx, _) = cluster(json!({}));
         let drill = json!({"apiVersion": "test.example/v1", "kind": "Drill",
             "metadata": {"name": "d", "namespace": NAMESPACE, "uid": "drill-uid", "generation": 1},
             "spec": {"ready": false}, "status": {"startTime": "2020-01-01T00:00:00Z"}});

@@ -82,21 +82,29 @@ fn nfs_2gi() -> SystemStorageClaim {
     SystemStorageClaim { storage_class_name: Some("nfs".into()), requests: Some("2Gi".into()), volume_name: None }
 }
 
-/// The claims `(volume, claim, read-only)` and whether it gets a token, of Job `step`.
+/// The claims `(volume, claim, read-only)` and whether its container mounts a token (the Pod
+/// automounts none), of Job `step`.
 fn mounts(fake: &FakeApi, step: &str) -> (Vec<(String, String, bool)>, bool) {
     let job = fake.get(&format!("{JOBS}/{}", job(step))).unwrap_or_else(|| panic!("Job {step}"));
     let pod = &job["spec"]["template"]["spec"];
-    let volumes = pod["volumes"]
-        .as_array()
-        .expect("volumes")
+    assert_eq!(pod["automountServiceAccountToken"], json!(false));
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    let claims = volumes
         .iter()
+        .filter(|v| v.get("persistentVolumeClaim").is_some())
         .map(|v| {
             let claim = &v["persistentVolumeClaim"];
             let name = |value: &Value| value.as_str().unwrap_or_default().to_owned();
             (name(&v["name"]), name(&claim["claimName"]), claim["readOnly"] == json!(true))
         })
         .collect();
-    (volumes, pod["automountServiceAccountToken"] == json!(true))
+    let token_volumes: Vec<&Value> = volumes
+        .iter()
+        .filter(|v| v["projected"]["sources"][0].get("serviceAccountToken").is_some())
+        .map(|v| &v["name"])
+        .collect();
+    let mounted = pod["containers"][0]["volumeMounts"].as_array().expect("mounts");
+    (claims, mounted.iter().any(|m| token_volumes.contains(&&m["name"])))
 }
 
 fn apimanager_available(fake: &FakeApi, available: &str) {
