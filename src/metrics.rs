@@ -97,6 +97,15 @@ pub const RESTORE_COMPLETED: &str = "RestoreCompleted";
 /// Labels of the per-APIManager gauges.
 const APIMANAGER_LABELS: [&str; 2] = ["namespace", "apimanager"];
 
+/// The histogram `apimanager_<noun>_duration_seconds` of an operation's duration, by outcome.
+fn operation_duration(noun: &str) -> Result<HistogramVec, prometheus::Error> {
+    let opts = HistogramOpts::new(
+        format!("apimanager_{noun}_duration_seconds"),
+        format!("Time from a {noun}'s start to its end, by outcome."),
+    );
+    HistogramVec::new(opts.buckets(OPERATION_BUCKETS.to_vec()), &["outcome"])
+}
+
 impl Metrics {
     /// A registry with the operator's metrics and the process collector.
     pub fn new() -> Result<Self, MetricsError> {
@@ -116,14 +125,7 @@ impl Metrics {
             .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             &["webhook"],
         )?;
-        let backup_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "apimanager_backup_duration_seconds",
-                "Time from a backup's start to its end, by outcome.",
-            )
-            .buckets(OPERATION_BUCKETS.to_vec()),
-            &["outcome"],
-        )?;
+        let backup_duration = operation_duration("backup")?;
         let backups =
             IntCounterVec::new(Opts::new("apimanager_backups_total", "Backups ended, by outcome."), &["outcome"])?;
         for label in Outcome::LABELS {
@@ -136,14 +138,7 @@ impl Metrics {
         for reason in Failure::REASONS {
             backup_failures.with_label_values(&[reason]);
         }
-        let restore_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "apimanager_restore_duration_seconds",
-                "Time from a restore's start to its end, by outcome.",
-            )
-            .buckets(OPERATION_BUCKETS.to_vec()),
-            &["outcome"],
-        )?;
+        let restore_duration = operation_duration("restore")?;
         let restores = IntCounterVec::new(
             Opts::new(
                 "apimanager_restores_total",

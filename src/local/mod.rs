@@ -200,9 +200,10 @@ impl OperatorProcess {
         Ok(())
     }
 
-    /// One `GET /readyz` over HTTPS, trusting the cluster's CA as the kubelet's probe would:
-    /// `Ok` on 200, otherwise the answer (`not ready: …`) or why there was none.
-    pub async fn readyz(&self) -> Result<(), String> {
+    /// A probe of its `/readyz` over HTTPS, trusting the cluster's CA as the kubelet's probe would,
+    /// holding one client (one TLS set-up, its connection kept alive) for repeated checks on the
+    /// current runtime.
+    pub fn readyz_probe(&self) -> Result<ReadyzProbe, String> {
         let url = self.url.parse().map_err(|e: http::uri::InvalidUri| e.to_string())?;
         let ca = std::fs::read(self.certs.join("ca.crt")).map_err(|e| format!("reading ca.crt: {e}"))?;
         let roots = <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&ca)
@@ -212,27 +213,41 @@ impl OperatorProcess {
         let mut config = kube::Config::new(url);
         config.root_cert = Some(roots);
         let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
-        let request = http::Request::get(crate::server::READYZ_PATH).body(Vec::new()).map_err(|e| e.to_string())?;
-        match client.request_text(request).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) => Err(format!("HTTP {}: {}", status.code, status.message)),
-            Err(error) => Err(error.to_string()),
-        }
+        Ok(ReadyzProbe { client })
     }
 
     /// Waits until `/readyz` answers 200, as a Service routes only to ready Pods; fails after
     /// `timeout` with the last answer, or at once when the operator exits.
     pub async fn wait_until_ready(&mut self, timeout: Duration) -> Result<(), LocalError> {
         let deadline = Instant::now() + timeout;
+        let probe = self.readyz_probe().map_err(LocalError::NotReady)?;
         loop {
             self.process.check_running()?;
-            match self.readyz().await {
+            match probe.check().await {
                 Ok(()) => return Ok(()),
                 Err(last) if Instant::now() > deadline => {
                     return Err(LocalError::NotReady(format!("operator {}: {last}", crate::server::READYZ_PATH)));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
+        }
+    }
+}
+
+/// Checks an operator's `/readyz` with one client (see [`OperatorProcess::readyz_probe`]); it
+/// lives on the runtime that made it.
+pub struct ReadyzProbe {
+    client: kube::Client,
+}
+
+impl ReadyzProbe {
+    /// One `GET /readyz`: `Ok` on 200, otherwise the answer (`not ready: …`) or why there was none.
+    pub async fn check(&self) -> Result<(), String> {
+        let request = http::Request::get(crate::server::READYZ_PATH).body(Vec::new()).map_err(|e| e.to_string())?;
+        match self.client.request_text(request).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) => Err(format!("HTTP {}: {}", status.code, status.message)),
+            Err(error) => Err(error.to_string()),
         }
     }
 }

@@ -549,6 +549,16 @@ mod seam {
         fn record_end(_: &Metrics, _: &End<'_>) {}
     }
 
+    /// Stores drill `d` (UID `drill-uid`) with `spec` and `status` (`null`: none yet).
+    fn put_drill(fake: &FakeApi, spec: Value, status: Value) {
+        fake.put(
+            DRILLS,
+            json!({"apiVersion": "test.example/v1", "kind": "Drill",
+                "metadata": {"name": "d", "namespace": NAMESPACE, "uid": "drill-uid", "generation": 1},
+                "spec": spec, "status": status}),
+        );
+    }
+
     fn stored(fake: &FakeApi) -> Drill {
         serde_json::from_value(fake.get(&format!("{DRILLS}/d")).expect("drill")).expect("a drill")
     }
@@ -562,10 +572,7 @@ mod seam {
     #[tokio::test]
     async fn another_operation_runs_its_job_then_waits_in_its_step_after_the_jobs() {
         let (fake, ctx, _) = cluster(json!({}));
-        let drill = json!({"apiVersion": "test.example/v1", "kind": "Drill",
-            "metadata": {"name": "d", "namespace": NAMESPACE, "uid": "drill-uid", "generation": 1},
-            "spec": {"ready": false}});
-        fake.put(DRILLS, drill);
+        put_drill(&fake, json!({"ready": false}), Value::Null);
         reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("the Job");
         assert_eq!(fake.names(JOBS), ["verify-drill-uid"]);
         let job = fake.get(&format!("{JOBS}/verify-drill-uid")).expect("job");
@@ -589,10 +596,7 @@ mod seam {
     #[tokio::test]
     async fn a_report_is_recorded_once_and_the_steps_after_it_follow_from_it() {
         let (fake, ctx, _) = cluster(json!({}));
-        let drill = json!({"apiVersion": "test.example/v1", "kind": "Drill",
-            "metadata": {"name": "d", "namespace": NAMESPACE, "uid": "drill-uid", "generation": 1},
-            "spec": {"ready": true, "reports": true}});
-        fake.put(DRILLS, drill);
+        put_drill(&fake, json!({"ready": true, "reports": true}), Value::Null);
         reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("the first Job");
         finish_job(&fake, "verify-drill-uid", json!([{"type": "Complete", "status": "True"}]));
         let report = StepReport::RestoreFiles { files: 2, links: 0, verified: true };
@@ -621,10 +625,7 @@ mod seam {
     #[tokio::test]
     async fn a_job_without_its_report_fails_the_operation() {
         let (fake, ctx, _) = cluster(json!({}));
-        let drill = json!({"apiVersion": "test.example/v1", "kind": "Drill",
-            "metadata": {"name": "d", "namespace": NAMESPACE, "uid": "drill-uid", "generation": 1},
-            "spec": {"ready": true, "reports": true}});
-        fake.put(DRILLS, drill);
+        put_drill(&fake, json!({"ready": true, "reports": true}), Value::Null);
         reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("the first Job");
         finish_job(&fake, "verify-drill-uid", json!([{"type": "Complete", "status": "True"}]));
         reconcile(Arc::new(stored(&fake)), ctx).await.expect("a final failure");
@@ -635,10 +636,7 @@ mod seam {
     #[tokio::test]
     async fn waiting_after_the_jobs_ends_with_the_timeout() {
         let (fake, ctx, _) = cluster(json!({}));
-        let drill = json!({"apiVersion": "test.example/v1", "kind": "Drill",
-            "metadata": {"name": "d", "namespace": NAMESPACE, "uid": "drill-uid", "generation": 1},
-            "spec": {"ready": false}, "status": {"startTime": "2020-01-01T00:00:00Z"}});
-        fake.put(DRILLS, drill);
+        put_drill(&fake, json!({"ready": false}), json!({"startTime": "2020-01-01T00:00:00Z"}));
         fake.put(
             JOBS,
             json!({"metadata": {"name": "verify-drill-uid", "namespace": NAMESPACE},
