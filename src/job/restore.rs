@@ -54,10 +54,21 @@ pub fn backed_up_apimanager(root: &Path) -> Result<BackedUpApiManager, JobError>
     Ok(BackedUpApiManager { name: apimanager.name_any(), system_storage })
 }
 
+/// `object` as an API object. The error names the kind of problem only: serde's message quotes
+/// the offending value, and the file may hold Secret values.
+fn to_object(object: Value, what: &str) -> Result<DynamicObject, JobError> {
+    serde_json::from_value(object).map_err(|e| JobError::Corrupt {
+        path: what.into(),
+        reason: format!(
+            "its apiVersion, kind or metadata does not parse ({:?} error; the value is not shown)",
+            e.classify()
+        ),
+    })
+}
+
 /// Creates `object` in `api`; `false` when an object of that name exists (it is left alone).
 async fn create(api: &Api<DynamicObject>, object: Value, what: String) -> Result<bool, JobError> {
-    let object: DynamicObject = serde_json::from_value(object)
-        .map_err(|e| JobError::Corrupt { path: what.clone().into(), reason: e.to_string() })?;
+    let object = to_object(object, &what)?;
     match api.create(&PostParams::default(), &object).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(false),
@@ -125,6 +136,17 @@ pub async fn restore_apimanager(args: &RestoreArgs) -> Result<StepReport, JobErr
 mod tests {
     use super::*;
     use crate::job::scratch;
+
+    #[test]
+    fn an_object_that_does_not_parse_is_refused_without_quoting_its_values() {
+        let object = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "zync", "finalizers": "s3cr3t"}, "data": {"k": "czNjcjN0"}});
+        let error = to_object(object, "Secret zync").expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "Secret zync is unusable: its apiVersion, kind or metadata does not parse (Data error; the value is not shown)"
+        );
+    }
 
     #[test]
     fn a_file_naming_another_object_is_refused() {

@@ -28,8 +28,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use std::time::Duration;
 
-/// Condition type: True when the backup matched its manifest, False (reason `NoManifest`) when it
-/// has none and is restored unchecked.
+/// Condition type, True (with this reason too) when the backup matched its manifest, False (reason
+/// `NoManifest`) when it has none and is restored unchecked.
 pub const VERIFIED: &str = "Verified";
 
 /// The `Ready` reason while the restored APIManager is not available yet.
@@ -173,7 +173,7 @@ impl Operation for APIManagerRestore {
                     Checked::Verified { files, links } => {
                         let (files, links) =
                             (counted(files as u64, "file", "files"), counted(links as u64, "link", "links"));
-                        (true, "Verified", format!("the backup matches {MANIFEST_FILE}: {files} and {links}"))
+                        (true, VERIFIED, format!("the backup matches {MANIFEST_FILE}: {files} and {links}"))
                     }
                     Checked::NoManifest => (
                         false,
