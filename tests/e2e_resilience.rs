@@ -69,6 +69,21 @@ async fn reconcile_passes(cluster: &LocalCluster, controller: &str) -> u64 {
     scrape.body.lines().find_map(|line| line.strip_prefix(&sample)).map_or(0, |n| n.parse().expect("a count"))
 }
 
+/// Restarts the operator, then waits until the new process has made its pass over every object of
+/// kind `K`: it reconciles each one of its first list once, so once it has finished as many passes
+/// of `controller` as there are objects, it has made its own pass over the one under test.
+async fn restart_and_wait_for_a_pass_over_each<K>(cluster: &mut LocalCluster, controller: &str)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    cluster.restart_operator(&[]).await.expect("operator restarts");
+    let cluster: &LocalCluster = cluster;
+    let all: Api<K> = Api::all(cluster.admin_client().await.expect("client"));
+    let count = all.list(&ListParams::default()).await.expect("list").items.len() as u64;
+    let what = format!("the restarted operator reconciles every {controller}");
+    eventually(Duration::from_secs(30), &what, || async { reconcile_passes(cluster, controller).await >= count }).await;
+}
+
 #[tokio::test]
 async fn operator_restarted_mid_backup_finishes_it_without_duplicate_jobs() {
     let mut cluster = cluster().await;
@@ -81,15 +96,7 @@ async fn operator_restarted_mid_backup_finishes_it_without_duplicate_jobs() {
         let backups: Api<APIManagerBackup> = Api::namespaced(admin.clone(), &ns);
         let started = backups.get("b").await.expect("backup").status.and_then(|s| s.start_time).expect("startTime");
 
-        cluster.restart_operator(&[]).await.expect("operator restarts");
-        // The new process reconciles each backup of its first list once; once it has finished as
-        // many passes as there are backups, it has made its own pass over this one.
-        let all: Api<APIManagerBackup> = Api::all(admin.clone());
-        let count = all.list(&ListParams::default()).await.expect("backups").items.len() as u64;
-        eventually(Duration::from_secs(30), "the restarted operator reconciles every backup", || async {
-            reconcile_passes(&cluster, "backup").await >= count
-        })
-        .await;
+        restart_and_wait_for_a_pass_over_each::<APIManagerBackup>(&mut cluster, "backup").await;
         let jobs: Api<Job> = Api::namespaced(admin, &ns);
         let listed = jobs.list(&ListParams::default()).await.expect("jobs").items;
         let names: Vec<Option<String>> = listed.iter().map(|j| j.metadata.name.clone()).collect();
@@ -246,13 +253,7 @@ async fn operator_killed_mid_restore_resumes_it_and_completes_it_once() {
         let job = jobs.get(&verify).await.expect("verify Job");
 
         cluster.operator.kill();
-        cluster.restart_operator(&[]).await.expect("operator restarts");
-        let all: Api<APIManagerRestore> = Api::all(admin.clone());
-        let count = all.list(&ListParams::default()).await.expect("restores").items.len() as u64;
-        eventually(Duration::from_secs(30), "the restarted operator reconciles every restore", || async {
-            reconcile_passes(&cluster, "restore").await >= count
-        })
-        .await;
+        restart_and_wait_for_a_pass_over_each::<APIManagerRestore>(&mut cluster, "restore").await;
         let listed = jobs.list(&ListParams::default()).await.expect("jobs").items;
         let restore_jobs: Vec<_> =
             listed.iter().filter(|j| j.metadata.name.as_deref() == Some(verify.as_str())).collect();

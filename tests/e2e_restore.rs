@@ -130,6 +130,14 @@ fn run_step(cluster: &LocalCluster, scratch: &Path, step: &str, args: &[String])
     (output.status.success(), std::fs::read_to_string(&log).unwrap_or_default())
 }
 
+/// Gives the sample System FileStorage `storage` what a copy could lose: a symbolic link (`logo`)
+/// and a file modified long ago (`uploads/attachments.txt`).
+fn add_a_link_and_an_old_mtime(storage: &Path) {
+    std::os::unix::fs::symlink("uploads/logos/portal-logo.svg", storage.join("logo")).expect("link");
+    let old = filetime::FileTime::from_unix_time(1_600_000_000, 0);
+    filetime::set_file_mtime(storage.join("uploads/attachments.txt"), old).expect("mtime");
+}
+
 fn mode_and_mtime(path: &Path) -> (u32, i64) {
     let meta = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (meta.permissions().mode() & 0o7777, filetime::FileTime::from_last_modification_time(&meta).unix_seconds())
@@ -140,14 +148,9 @@ async fn the_restore_steps_bring_a_real_backup_back_into_a_fresh_namespace() {
     let cluster = shared();
     let source = namespace_with_installation(cluster, "round-trip-source").await;
     let storage = cluster.volume(&source, "system-storage");
-    std::os::unix::fs::symlink("uploads/logos/portal-logo.svg", storage.join("logo")).expect("link");
+    add_a_link_and_an_old_mtime(&storage);
     std::fs::set_permissions(storage.join("uploads/attachments.txt"), std::fs::Permissions::from_mode(0o640))
         .expect("mode");
-    filetime::set_file_mtime(
-        storage.join("uploads/attachments.txt"),
-        filetime::FileTime::from_unix_time(1_600_000_000, 0),
-    )
-    .expect("mtime");
     create_backup(cluster, &source, "nightly");
     let backup = finished_backup(cluster, &source, "nightly").await;
     assert_eq!(backup.status.and_then(|s| s.completed), Some(true));
@@ -276,12 +279,7 @@ async fn a_backup_restores_an_emptied_namespace_with_every_object_and_file_as_it
     let cluster = shared();
     let ns = namespace_with_installation(cluster, "restore-round-trip").await;
     let storage = cluster.volume(&ns, "system-storage");
-    std::os::unix::fs::symlink("uploads/logos/portal-logo.svg", storage.join("logo")).expect("link");
-    filetime::set_file_mtime(
-        storage.join("uploads/attachments.txt"),
-        filetime::FileTime::from_unix_time(1_600_000_000, 0),
-    )
-    .expect("mtime");
+    add_a_link_and_an_old_mtime(&storage);
     create_backup(cluster, &ns, "nightly");
     assert_eq!(finished_backup(cluster, &ns, "nightly").await.status.and_then(|s| s.completed), Some(true));
 
