@@ -44,14 +44,20 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
 /// Default memory budget of admission bodies held at once: two maximum-size reviews, or about a
 /// thousand ordinary ones (a few KiB each, counted as 16 KiB).
 pub const DEFAULT_ADMISSION_BUFFER_BYTES: usize = 16 * 1024 * 1024;
-/// HTTP/2 streams one connection may have open at once; a client needing more opens another
-/// connection (which the connection cap bounds).
-pub const MAX_STREAMS_PER_CONNECTION: u32 = 32;
+/// HTTP/2 streams one connection may have open at once: Go's default (what controller-runtime
+/// webhooks offer), above the API server's default of 200 mutating requests in flight, so the API
+/// server's calls share one connection. Past the limit its client dials a connection per waiting
+/// call (32 streams cost 40 extra TLS handshakes in each burst of 200 creates).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 250;
 /// HTTP/2 flow-control window per stream and per connection: what a client can make the server
 /// buffer on one connection before a handler reads it.
 const HTTP2_WINDOW_BYTES: u32 = 64 * 1024;
-/// Largest request head (HTTP/1.1 read buffer, HTTP/2 header list).
+/// Largest request head over HTTP/1.1 (its read buffer), and the HTTP/2 send buffer.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Largest request head of one HTTP/2 stream: with [`MAX_STREAMS_PER_CONNECTION`] streams, a
+/// connection holds at most about 2 MiB of heads (as 32 streams of 64 KiB did); the API server's,
+/// the kubelet's and Prometheus' heads are a few hundred bytes to a few KiB.
+const MAX_HTTP2_HEADER_LIST_BYTES: u32 = 8 * 1024;
 /// How long a request's headers may take to arrive (HTTP/1.1); the idle timeout covers HTTP/2.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a TLS handshake may take.
@@ -193,7 +199,7 @@ pub async fn serve(
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .initial_stream_window_size(HTTP2_WINDOW_BYTES)
         .initial_connection_window_size(HTTP2_WINDOW_BYTES)
-        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_header_list_size(MAX_HTTP2_HEADER_LIST_BYTES)
         .max_send_buf_size(MAX_HEADER_BYTES);
     server.serve(app.into_make_service()).await
 }

@@ -1,7 +1,7 @@
 //! Logging: `tracing` to standard error, as text or JSON, filtered by `RUST_LOG`; log lines that a
 //! caller's input can neither forge nor flood.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use tracing_subscriber::EnvFilter;
 
@@ -32,10 +32,14 @@ pub const SHOWN_CHARS: usize = 256;
 pub struct Untrusted<'a>(pub &'a str);
 
 impl Untrusted<'_> {
-    fn show(&self, f: &mut fmt::Formatter<'_>, escape: fn(char) -> String) -> fmt::Result {
+    fn show(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        escape: fn(char, &mut fmt::Formatter<'_>) -> fmt::Result,
+    ) -> fmt::Result {
         let mut chars = self.0.char_indices();
         for (_, c) in chars.by_ref().take(SHOWN_CHARS) {
-            f.write_str(&escape(c))?;
+            escape(c, f)?;
         }
         match chars.next() {
             Some((cut_at, _)) => {
@@ -49,7 +53,7 @@ impl Untrusted<'_> {
 /// The prefix with control characters escaped, for a value shown as it is (a message).
 impl fmt::Display for Untrusted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.show(f, |c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        self.show(f, |c, f| if c.is_control() { write!(f, "{}", c.escape_default()) } else { f.write_char(c) })
     }
 }
 
@@ -58,7 +62,7 @@ impl fmt::Display for Untrusted<'_> {
 impl fmt::Debug for Untrusted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("\"")?;
-        self.show(f, |c| if c == '\'' { c.to_string() } else { c.escape_debug().to_string() })?;
+        self.show(f, |c, f| if c == '\'' { f.write_char(c) } else { write!(f, "{}", c.escape_debug()) })?;
         f.write_str("\"")
     }
 }

@@ -576,3 +576,32 @@ async fn idle_connections_are_closed_and_connections_over_the_cap_refused() {
     let reply = https::request(served.addr, client, "GET", "/healthz", b"").await;
     assert_eq!(reply.status, 200, "a slot is free again");
 }
+
+#[tokio::test]
+async fn the_api_servers_burst_of_200_calls_shares_one_http2_connection() {
+    let served = serve_tls(Duration::from_secs(60)).await;
+    let mut config = https::client_config(&[&served.certs.0.join("ca.crt")]).as_ref().clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tls = https::connect(served.addr, Arc::new(config)).await.expect("TLS handshake");
+    let (send, connection) = h2::client::handshake(tls).await.expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    let body = bytes::Bytes::from(review("CREATE", backup(sized()), Value::Null).to_string());
+    let calls = (0..200).map(|_| {
+        let (mut send, body) = (send.clone(), body.clone());
+        async move {
+            let request = http::Request::post(MUTATE_PATH).body(()).expect("request");
+            let (response, mut stream) = send.send_request(request, false)?;
+            stream.send_data(body, true)?;
+            let response = response.await?;
+            let status = response.status();
+            let mut answer = response.into_body();
+            while let Some(chunk) = answer.data().await {
+                let _ = answer.flow_control().release_capacity(chunk?.len());
+            }
+            Ok::<_, h2::Error>(status)
+        }
+    });
+    let statuses = futures::future::join_all(calls).await;
+    assert!(statuses.iter().all(|status| matches!(status, Ok(StatusCode::OK))), "{statuses:?}");
+    assert!(send.current_max_send_streams() >= 200, "{} streams", send.current_max_send_streams());
+}

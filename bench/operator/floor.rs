@@ -1,7 +1,11 @@
 //! The floor: the least a webhook server can do on the same TLS and HTTP stack (rustls, hyper): read
-//! the review, answer a fixed allowed AdmissionReview carrying the request's uid. A review for an
-//! object named `floor-probe` is denied, so the bench can tell when the API server calls it.
+//! the review, answer a fixed allowed AdmissionReview carrying the request's uid. On the defaulting
+//! path, a backup without `apiManagerName` gets the fixed patch naming `example` (the bench
+//! namespace's only APIManager), the answer ours gives, so that the API server applies the same
+//! patch after either. A review for an object named `floor-probe` is denied, so the bench can tell
+//! when the API server calls it.
 
+use apimanager_backup_operator::webhook::handlers::MUTATE_PATH;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -16,6 +20,9 @@ use tokio_rustls::TlsAcceptor;
 /// Marks an object the floor denies.
 pub const PROBE_NAME: &str = "floor-probe";
 
+/// `[{"op":"add","path":"/spec/apiManagerName","value":"example"}]`, base64-encoded.
+const DEFAULTING_PATCH: &str = "W3sib3AiOiJhZGQiLCJwYXRoIjoiL3NwZWMvYXBpTWFuYWdlck5hbWUiLCJ2YWx1ZSI6ImV4YW1wbGUifV0=";
+
 /// The value of `"uid":"…"`, the first in the body (the request's own).
 fn request_uid(body: &[u8]) -> &[u8] {
     const KEY: &[u8] = b"\"uid\":\"";
@@ -26,14 +33,23 @@ fn request_uid(body: &[u8]) -> &[u8] {
     &body[start..start + len]
 }
 
-fn answer(body: &[u8]) -> Bytes {
+fn contains(body: &[u8], needle: &[u8]) -> bool {
+    body.windows(needle.len()).any(|w| w == needle)
+}
+
+fn answer(path: &str, body: &[u8]) -> Bytes {
     let probe = format!("\"name\":\"{PROBE_NAME}\"");
-    let denied = body.windows(probe.len()).any(|w| w == probe.as_bytes());
-    let mut out = Vec::with_capacity(160);
+    let denied = contains(body, probe.as_bytes());
+    let defaults = path == MUTATE_PATH && !contains(body, b"\"apiManagerName\"");
+    let mut out = Vec::with_capacity(256);
     out.extend_from_slice(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":""#);
     out.extend_from_slice(request_uid(body));
     if denied {
         out.extend_from_slice(br#"","allowed":false,"status":{"code":403,"message":"floor probe"}}}"#);
+    } else if defaults {
+        out.extend_from_slice(br#"","allowed":true,"patchType":"JSONPatch","patch":""#);
+        out.extend_from_slice(DEFAULTING_PATCH.as_bytes());
+        out.extend_from_slice(br#""}}"#);
     } else {
         out.extend_from_slice(br#"","allowed":true}}"#);
     }
@@ -58,10 +74,11 @@ pub async fn serve(listener: tokio::net::TcpListener, certs: &Path) -> Result<()
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else { return };
             let service = service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+                let path = request.uri().path().to_owned();
                 let body = request.into_body().collect().await?.to_bytes();
                 let response = http::Response::builder()
                     .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(Full::new(answer(&body)))
+                    .body(Full::new(answer(&path, &body)))
                     .unwrap_or_default();
                 Ok::<_, hyper::Error>(response)
             });
@@ -76,9 +93,24 @@ mod tests {
     fn answers_with_the_request_uid() {
         let body = br#"{"kind":"AdmissionReview","request":{"uid":"abc-1","object":{"metadata":{"uid":"x"}}}}"#;
         assert_eq!(
-            super::answer(body),
+            super::answer(apimanager_backup_operator::webhook::handlers::VALIDATE_PATH, body),
             br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"abc-1","allowed":true}}"#
                 .as_slice()
         );
+    }
+
+    #[test]
+    fn defaults_a_backup_without_a_name_with_the_patch_ours_sends() {
+        let body = br#"{"kind":"AdmissionReview","request":{"uid":"abc-1","object":{"spec":{}}}}"#;
+        use apimanager_backup_operator::webhook::{defaulting, review};
+        let patch = defaulting::set_name_patch("example");
+        let ours = review::AdmissionResponse::allow("abc-1").with_patch(&patch).expect("encodes");
+        let answered: serde_json::Value =
+            serde_json::from_slice(&super::answer(super::MUTATE_PATH, body)).expect("JSON");
+        assert_eq!(answered["response"], serde_json::to_value(&ours).expect("serializes"));
+        let named = br#"{"request":{"uid":"abc-1","object":{"spec":{"apiManagerName":"example"}}}}"#;
+        let answered: serde_json::Value =
+            serde_json::from_slice(&super::answer(super::MUTATE_PATH, named)).expect("JSON");
+        assert_eq!(answered["response"], serde_json::json!({"uid": "abc-1", "allowed": true}));
     }
 }

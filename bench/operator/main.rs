@@ -264,25 +264,28 @@ async fn bench_in(dir: &Path, options: Options) -> Result<(), Error> {
     }
     let rss = (measure::status_kib(cluster.operator.pid(), "VmHWM"), measure::status_kib(floor.child.id(), "VmHWM"));
 
-    // 2. End to end through the API server.
+    // 2. End to end through the API server, the three set-ups taking turns (in a rotating order)
+    // round by round, so that a change in the machine's load falls on all of them alike.
     let floor_url = format!("https://{}", floor.addr);
-    let mut end_to_end = Vec::new();
     let servers = [("none", None), ("floor", Some(floor_url.as_str())), ("ours", Some(cluster.operator.url.as_str()))];
-    for (label, webhooks) in servers.into_iter().filter(|_| options.end_to_end > 0) {
-        eprintln!("end to end: {END_TO_END_CREATES} concurrent dry-run creates, webhooks: {label}");
-        switch_webhooks(&admin, webhooks, &ca, label).await?;
-        let mut samples = Vec::new();
-        for attempt in 0..options.end_to_end {
-            samples.append(&mut dry_run_creates(&admin, &format!("{label}-{attempt}")).await?);
+    let mut end_to_end: Vec<EndToEnd> = servers.iter().map(|(label, _)| EndToEnd::new(label)).collect();
+    for round in 0..options.end_to_end {
+        for turn in 0..servers.len() {
+            let at = (turn + round) % servers.len();
+            let ((label, webhooks), row) = (&servers[at], &mut end_to_end[at]);
+            eprintln!("end to end, round {round}: {END_TO_END_CREATES} concurrent dry-run creates, webhooks: {label}");
+            switch_webhooks(&admin, *webhooks, &ca, label).await?;
+            let before = measure::webhook_calls(&admin).await?;
+            row.latencies.append(&mut dry_run_creates(&admin, &format!("{label}-{round}")).await?);
+            let after = measure::webhook_calls(&admin).await?;
+            row.calls = row.calls + (after - before);
         }
-        samples.sort_unstable();
-        end_to_end.push((label, load::percentile(&samples, 0.5), load::percentile(&samples, 0.99)));
     }
     drop(floor);
 
     print_webhooks(&rows, options.seconds);
-    if !end_to_end.is_empty() {
-        print_end_to_end(&end_to_end, options.end_to_end);
+    if options.end_to_end > 0 {
+        print_end_to_end(&mut end_to_end, options.end_to_end);
     }
     println!("\n| server | peak RSS (MiB) |\n| --- | --- |");
     println!("| ours (operator process, whole run so far) | {:.1} |", measure::mib(rss.0));
@@ -423,19 +426,47 @@ fn print_webhooks(rows: &[(Protocol, usize, Summary, Summary)], seconds: f64) {
     }
 }
 
-fn print_end_to_end(rows: &[(&str, Duration, Duration)], rounds: usize) {
-    println!("\nEnd to end: {END_TO_END_CREATES} concurrent dry-run creates through the API server, {rounds} times\n");
-    println!("| webhooks | p50 ms | p99 ms | p50 overhead over none (ms) |");
-    println!("| --- | --- | --- | --- |");
-    let none = rows.first().map(|(_, p50, _)| ms(*p50)).unwrap_or(0.0);
+/// What the creates of one set-up of webhooks measured over every round.
+struct EndToEnd {
+    label: &'static str,
+    latencies: Vec<Duration>,
+    calls: measure::WebhookCalls,
+}
+
+impl EndToEnd {
+    fn new(label: &'static str) -> Self {
+        Self { label, latencies: Vec::new(), calls: measure::WebhookCalls::default() }
+    }
+}
+
+fn print_end_to_end(rows: &mut [EndToEnd], rounds: usize) {
+    println!(
+        "\nEnd to end: {END_TO_END_CREATES} concurrent dry-run creates through the API server, {rounds} rounds, the set-ups taking turns\n"
+    );
+    println!(
+        "| webhooks | p50 ms | p99 ms | p50 overhead over none (ms) | webhook calls | mean call ms (the API server's apiserver_admission_webhook_admission_duration_seconds) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let mut none = 0.0;
     let mut overheads = Vec::new();
-    for (label, p50, p99) in rows {
-        let overhead = ms(*p50) - none;
-        overheads.push(overhead);
-        println!("| {label} | {:.1} | {:.1} | {overhead:+.1} |", ms(*p50), ms(*p99));
+    for row in rows.iter_mut() {
+        row.latencies.sort_unstable();
+        let p50 = ms(load::percentile(&row.latencies, 0.5));
+        if row.label == "none" {
+            none = p50;
+        }
+        let overhead = p50 - none;
+        overheads.push((overhead, row.calls.mean_ms()));
+        println!(
+            "| {} | {p50:.1} | {:.1} | {overhead:+.1} | {:.0} | {:.2} |",
+            row.label,
+            ms(load::percentile(&row.latencies, 0.99)),
+            row.calls.count,
+            row.calls.mean_ms()
+        );
     }
     if let [_, floor, ours] = overheads.as_slice() {
-        println!("| ours / floor overhead | | | {} |", ratio(*ours, *floor));
+        println!("| ours / floor | | | {} | | {} |", ratio(ours.0, floor.0), ratio(ours.1, floor.1));
     }
 }
 

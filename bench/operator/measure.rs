@@ -52,14 +52,67 @@ pub fn machine_jiffies() -> (u64, u64) {
     (total - idle, total)
 }
 
+/// Webhook calls the API server made and the seconds they took in all, from its
+/// `apiserver_admission_webhook_admission_duration_seconds` histogram (every webhook, operation
+/// and verdict).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WebhookCalls {
+    /// Calls.
+    pub count: f64,
+    /// Seconds, summed over the calls.
+    pub seconds: f64,
+}
+
+impl WebhookCalls {
+    /// Mean milliseconds per call (0 without calls).
+    pub fn mean_ms(&self) -> f64 {
+        if self.count > 0.0 { self.seconds * 1000.0 / self.count } else { 0.0 }
+    }
+}
+
+impl std::ops::Add for WebhookCalls {
+    type Output = Self;
+    fn add(self, other: Self) -> Self {
+        Self { count: self.count + other.count, seconds: self.seconds + other.seconds }
+    }
+}
+
+impl std::ops::Sub for WebhookCalls {
+    type Output = Self;
+    fn sub(self, other: Self) -> Self {
+        Self { count: self.count - other.count, seconds: self.seconds - other.seconds }
+    }
+}
+
+/// The API server's webhook calls so far, through `client` (an administrator's).
+pub async fn webhook_calls(client: &kube::Client) -> Result<WebhookCalls, kube::Error> {
+    Ok(parse_webhook_calls(&metrics_text(client).await?))
+}
+
+fn parse_webhook_calls(text: &str) -> WebhookCalls {
+    const NAME: &str = "apiserver_admission_webhook_admission_duration_seconds";
+    let value = |line: &str| line.rsplit_once(' ').and_then(|(_, v)| v.trim().parse::<f64>().ok()).unwrap_or(0.0);
+    let sum_of = |suffix: &str| {
+        let prefix = format!("{NAME}_{suffix}");
+        text.lines()
+            .filter(|line| line.strip_prefix(&prefix).is_some_and(|rest| rest.starts_with(['{', ' '])))
+            .map(value)
+            .sum::<f64>()
+    };
+    WebhookCalls { count: sum_of("count"), seconds: sum_of("sum") }
+}
+
+async fn metrics_text(client: &kube::Client) -> Result<String, kube::Error> {
+    let request = http::Request::get("/metrics").body(Vec::new()).map_err(kube::Error::HttpError)?;
+    client.request_text(request).await
+}
+
 /// `apiserver_request_total` summed by `resource[/subresource]` and verb, watches left out.
 pub type RequestCounts = BTreeMap<(String, String), f64>;
 
 /// Reads the API server's request counters through `client` (an administrator's).
 pub async fn apiserver_requests(client: &kube::Client) -> Result<RequestCounts, kube::Error> {
-    let request = http::Request::get("/metrics").body(Vec::new()).map_err(kube::Error::HttpError)?;
-    let text = client.request_text(request).await?;
-    Ok(parse_requests(&text))
+    Ok(parse_requests(&metrics_text(client).await?))
 }
 
 fn parse_requests(text: &str) -> RequestCounts {
@@ -102,6 +155,19 @@ pub fn by_resource(counts: &RequestCounts) -> BTreeMap<String, f64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sums_webhook_calls_over_every_label_set() {
+        let text = r#"apiserver_admission_webhook_admission_duration_seconds_bucket{name="a",operation="CREATE",rejected="false",type="admit",le="0.005"} 3
+apiserver_admission_webhook_admission_duration_seconds_sum{name="a",operation="CREATE",rejected="false",type="admit"} 0.5
+apiserver_admission_webhook_admission_duration_seconds_count{name="a",operation="CREATE",rejected="false",type="admit"} 4
+apiserver_admission_webhook_admission_duration_seconds_sum{name="b",operation="CREATE",rejected="true",type="validating"} 0.25
+apiserver_admission_webhook_admission_duration_seconds_count{name="b",operation="CREATE",rejected="true",type="validating"} 1
+apiserver_admission_webhook_request_total{name="a"} 9"#;
+        let calls = super::parse_webhook_calls(text);
+        assert_eq!(calls, super::WebhookCalls { count: 5.0, seconds: 0.75 });
+        assert_eq!(calls.mean_ms(), 150.0);
+    }
+
     #[test]
     fn sums_requests_by_resource_and_verb_without_watches() {
         let text = r#"apiserver_request_total{code="200",component="apiserver",dry_run="",group="apps.3scale.net",resource="apimanagerbackups",scope="resource",subresource="status",verb="PATCH",version="v1alpha1"} 5
