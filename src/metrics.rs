@@ -1,6 +1,7 @@
 //! Prometheus metrics of the operator, served at `/metrics` (the README's metrics table names
 //! them all).
 
+use crate::names::RESTORE_COMPLETED;
 use crate::reconcile::outcome::Failure;
 use std::sync::OnceLock;
 
@@ -89,10 +90,6 @@ pub struct Metrics {
 /// Buckets of the backup and restore duration histograms: 1 s to 6 h.
 const OPERATION_BUCKETS: [f64; 13] =
     [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0];
-
-/// The `reason` label of `apimanager_restores_total` for a restore that succeeded: its `Ready`
-/// reason.
-pub const RESTORE_COMPLETED: &str = "RestoreCompleted";
 
 /// Labels of the per-APIManager gauges.
 const APIMANAGER_LABELS: [&str; 2] = ["namespace", "apimanager"];

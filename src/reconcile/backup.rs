@@ -11,7 +11,9 @@ use crate::api::apimanager::{APIManager, FileStorage};
 use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
 use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT};
 use crate::metrics::Metrics;
-use crate::names::{BACKUP_JOB, BACKUP_UID_LABEL, CLAIM_BACKUP_UID, COPY_FILES, EXPORT_OBJECTS, JOB_SERVICE_ACCOUNT};
+use crate::names::{
+    BACKUP_COMPLETED, BACKUP_JOB, BACKUP_UID_LABEL, CLAIM_BACKUP_UID, COPY_FILES, EXPORT_OBJECTS, JOB_SERVICE_ACCOUNT,
+};
 use crate::reconcile::ReconcileError;
 use crate::rules;
 use crate::trim;
@@ -40,7 +42,7 @@ impl Operation for APIManagerBackup {
     const UID_LABEL: &'static str = BACKUP_UID_LABEL;
     const TIMEOUT_FLAG: &'static str = "--backup-timeout";
     const STARTING: &'static str = "resolving the APIManager";
-    const SUCCEEDED: &'static str = "BackupCompleted";
+    const SUCCEEDED: &'static str = BACKUP_COMPLETED;
     const END_ACTION: &'static str = "Backup";
 
     fn status(&self) -> Option<&APIManagerBackupStatus> {

@@ -13,10 +13,10 @@ use crate::api::apimanager::{APIManager, DEFAULT_SYSTEM_STORAGE_CLAIM};
 use crate::api::restore::{APIManagerRestore, APIManagerRestoreStatus};
 use crate::job::report::{Checked, StepReport};
 use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT, MANIFEST_FILE};
-use crate::metrics::{Metrics, RESTORE_COMPLETED};
+use crate::metrics::Metrics;
 use crate::names::{
-    RESTORE_APIMANAGER, RESTORE_FILES, RESTORE_JOB_CLUSTER_ROLE, RESTORE_OBJECTS, RESTORE_SERVICE_ACCOUNT,
-    RESTORE_UID_LABEL, VERIFY,
+    RESTORE_APIMANAGER, RESTORE_COMPLETED, RESTORE_FILES, RESTORE_JOB_CLUSTER_ROLE, RESTORE_OBJECTS,
+    RESTORE_SERVICE_ACCOUNT, RESTORE_UID_LABEL, VERIFY,
 };
 use crate::plural::counted;
 use crate::reconcile::ReconcileError;
