@@ -100,7 +100,7 @@ pub struct ServeArgs {
     /// copy Pod gets it as a supplemental group to read group-only (0640) files. Unset: none.
     #[arg(long, env = "APIMANAGER_BACKUP_FILE_STORAGE_GROUP", value_parser = clap::value_parser!(i64).range(0..=2_147_483_647))]
     pub file_storage_group: Option<i64>,
-    /// Retries of a failed backup Pod before its Job, and so the backup, fails.
+    /// Retries of a failed backup or restore Pod before its Job, and so the backup or restore, fails.
     #[arg(long, env = "APIMANAGER_BACKUP_JOB_BACKOFF_LIMIT", default_value_t = 2, value_parser = clap::value_parser!(i32).range(0..))]
     pub job_backoff_limit: i32,
     /// A backup not finished this long after it started ends Failed (e.g. 6h, 90m).
