@@ -1,7 +1,8 @@
 //! The bodies of admission requests, read within bounds before a webhook sees them: a declared
 //! length over the cap gets 413 at once, nothing is read until the request fits in the memory
-//! budget of admission bodies (waiting at most [`QUEUE_WAIT`], then 429), and a body must arrive
-//! within [`BODY_TIMEOUT`] (else 408). Every answer, refusals included, is counted in the admission
+//! budget of admission bodies (waiting at most [`QUEUE_WAIT`], then 429), as many requests may wait
+//! as the budget holds (more get 429 at once, so waiting heads are bounded too), and a body must
+//! arrive within [`BODY_TIMEOUT`] (else 408). Every answer, refusals included, is counted in the admission
 //! metrics and timed from the moment the request arrived.
 
 use crate::metrics::Metrics;
@@ -72,6 +73,7 @@ impl IntoResponse for IntakeRefusal {
 #[derive(Clone)]
 pub struct Intake {
     budget: Arc<Semaphore>,
+    waiting_room: Arc<Semaphore>,
     capacity: usize,
     max_body_bytes: usize,
     metrics: Arc<Metrics>,
@@ -79,10 +81,13 @@ pub struct Intake {
 
 impl Intake {
     /// A budget of `budget_bytes` for bodies of at most `max_body_bytes` each (the budget is at
-    /// least one maximum body, so every allowed body can be read).
+    /// least one maximum body, so every allowed body can be read). As many requests may wait for
+    /// room as the budget holds of the smallest ones: with HTTP/2's many streams per connection, the
+    /// waiting requests' heads are then bounded by the budget, not by connections × streams.
     pub fn new(budget_bytes: usize, max_body_bytes: usize, metrics: Arc<Metrics>) -> Self {
         let capacity = budget_bytes.max(max_body_bytes).min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
-        Self { budget: Arc::new(Semaphore::new(capacity)), capacity, max_body_bytes, metrics }
+        let waiting_room = Arc::new(Semaphore::new((capacity / MIN_WEIGHT).max(1)));
+        Self { budget: Arc::new(Semaphore::new(capacity)), waiting_room, capacity, max_body_bytes, metrics }
     }
 
     /// Reads the body of `request` within the bounds; the permit holds its share of the budget
@@ -100,10 +105,12 @@ impl Intake {
         }
         let weight = declared.unwrap_or(limit).max(MIN_WEIGHT).min(self.capacity);
         let weight = u32::try_from(weight).map_err(|_| IntakeRefusal::TooLarge { limit })?;
+        let place = self.waiting_room.try_acquire().map_err(|_| IntakeRefusal::Busy)?;
         let permit = tokio::time::timeout(QUEUE_WAIT, self.budget.clone().acquire_many_owned(weight))
             .await
             .map_err(|_| IntakeRefusal::Busy)?
             .map_err(|_| IntakeRefusal::Busy)?;
+        drop(place);
         let (parts, body) = request.into_parts();
         let bytes = tokio::time::timeout(BODY_TIMEOUT, collect(body, declared.unwrap_or(0), limit))
             .await
@@ -145,4 +152,44 @@ pub async fn admit(State((intake, webhook)): State<(Intake, &'static str)>, requ
     let answered = response.extensions().get::<Answered>().copied().unwrap_or(Answered::UNREAD);
     intake.metrics.observe_admission(webhook, answered.operation, answered.allowed, started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    fn review(length: usize) -> Request {
+        Request::builder().header(header::CONTENT_LENGTH, length).body(Body::from(vec![b'x'; length])).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_past_the_waiting_room_are_refused_at_once_and_the_waiting_one_is_read_when_room_frees() {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        // A budget of two minimum-weight requests: two may wait for room.
+        let intake = Intake::new(2 * MIN_WEIGHT, MIN_WEIGHT, metrics);
+        let held = intake.budget.clone().acquire_many_owned(u32::try_from(2 * MIN_WEIGHT).unwrap()).await.unwrap();
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                let intake = intake.clone();
+                tokio::spawn(async move { intake.read(review(10)).await.map(|(request, _)| request) })
+            })
+            .collect();
+        while intake.waiting_room.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+
+        let started = Instant::now();
+        let refused = intake.read(review(10)).await;
+        assert!(matches!(refused, Err(IntakeRefusal::Busy)), "a third waiter is refused");
+        assert_eq!(started.elapsed(), Duration::ZERO, "at once, not after the queue wait");
+
+        drop(held);
+        for waiter in waiting {
+            let request = waiter.await.unwrap().expect("read once room frees");
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body.len(), 10);
+        }
+        assert_eq!(intake.waiting_room.available_permits(), 2, "the waiting room is empty again");
+    }
 }
