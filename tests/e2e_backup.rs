@@ -179,7 +179,9 @@ async fn failing_job_fails_the_backup_with_the_pod_message_and_keeps_the_job() {
 
     let backups: Api<apimanager_backup_operator::api::backup::APIManagerBackup> = Api::namespaced(admin.clone(), &ns);
     backups.delete("b", &DeleteParams::background()).await.expect("delete backup");
-    eventually(Duration::from_secs(30), "the Job goes with the APIManagerBackup (garbage collection)", || async {
+    // kube-controller-manager's garbage collector rediscovers resources every 30 s: shortly after the
+    // CRDs are installed it may not resolve the backup as an owner yet, so allow it a few periods.
+    eventually(Duration::from_secs(90), "the Job goes with the APIManagerBackup (garbage collection)", || async {
         jobs.get_opt(&job).await.expect("get").is_none()
     })
     .await;
