@@ -6,7 +6,7 @@
 
 use super::ReconcileSettings;
 use super::builders::{self, ClaimMount, JobStep};
-use super::machine::{End, Operation, Run, api_error};
+use super::machine::{End, Operation, Run};
 use super::outcome::{Failure, Stop};
 use super::status::{OperationStatus, READY};
 use crate::api::apimanager::{APIManager, DEFAULT_SYSTEM_STORAGE_CLAIM};
@@ -20,10 +20,11 @@ use crate::names::{
 };
 use crate::plural::counted;
 use crate::reconcile::ReconcileError;
+use crate::webhook::lookup::ApiManagerLookup;
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams};
+use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use std::time::Duration;
@@ -197,13 +198,18 @@ it is restored unchecked"
     }
 
     /// Waits until the restored APIManager reports itself available (3scale-operator deploys it),
-    /// woken by the watch on APIManagers; the timeout still applies.
+    /// woken by the watch on APIManagers, read from that watch's store (one GET when the store has
+    /// not seen it yet, e.g. just after `restore-apimanager` created it); the timeout still applies.
     async fn after_jobs(run: &mut Run<Self>, _: &RestorePlan) -> Result<Option<Action>, Stop> {
         let Some(name) = run.status.api_manager_to_restore_ref.as_ref().map(|r| r.name.clone()) else {
             return Ok(None);
         };
-        let apimanagers: Api<APIManager> = run.api();
-        let found = apimanagers.get_opt(&name).await.map_err(api_error(format!("reading APIManager {name}")))?;
+        let lookup = &run.ctx.apimanagers;
+        let named = |known: Vec<APIManager>| known.into_iter().find(|apimanager| apimanager.name_any() == name);
+        let found = match named(lookup.list(&run.namespace).await.map_err(ReconcileError::from)?) {
+            Some(apimanager) => Some(apimanager),
+            None => named(lookup.confirm(&run.namespace, Some(&name)).await.map_err(ReconcileError::from)?),
+        };
         let Some(apimanager) = found else {
             return Err(Failure::APIManagerDeleted { name }.into());
         };
