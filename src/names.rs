@@ -1,26 +1,27 @@
-//! The names other programs see, each spelled once: the Job steps (subcommand, container name,
-//! manifest key) and the backup Job's name prefix, the reasons of success, the annotations on a
-//! backup claim, the labels on what the operator creates, the accounts the Jobs run as, and where a
-//! Job's Pod leaves its failure reason. Writers and readers
-//! use these constants, so a typo cannot split them.
+//! The names other programs see, each spelled once: the job steps (subcommand, container name,
+//! manifest key) and the backup job's name prefix, the reasons of success, the annotations on a
+//! backup claim, the labels on what the operator creates (among them the step job of a Pod), the
+//! accounts the step Pods run as, and where a step Pod leaves its failure reason. Writers and
+//! readers use these constants, so a typo cannot split them.
 
 /// The `job` subcommand, container name and manifest key of the step exporting Secrets,
 /// ConfigMaps and the APIManager.
 pub const EXPORT_OBJECTS: &str = "export-objects";
 /// The `job` subcommand, container name and manifest key of the step copying System FileStorage.
 pub const COPY_FILES: &str = "copy-files";
-/// The name prefix of a backup's one Job (`backup-<backup uid>`), whose Pod runs
-/// [`EXPORT_OBJECTS`] as an init container, then [`COPY_FILES`] (or only the export).
+/// The name prefix of a backup's one step job (`backup-<backup uid>`, its Pods
+/// `backup-<backup uid>-<attempt>`), whose Pod runs [`EXPORT_OBJECTS`] as an init container, then
+/// [`COPY_FILES`] (or only the export).
 pub const BACKUP_JOB: &str = "backup";
 
-/// The `job` subcommand and Job name prefix of the restore step checking the backup against its
+/// The `job` subcommand and step job name prefix of the restore step checking the backup against its
 /// manifest.
 pub const VERIFY: &str = "verify";
-/// The `job` subcommand and Job name prefix of the restore step creating Secrets and ConfigMaps.
+/// The `job` subcommand and step job name prefix of the restore step creating Secrets and ConfigMaps.
 pub const RESTORE_OBJECTS: &str = "restore-objects";
-/// The `job` subcommand and Job name prefix of the restore step copying System FileStorage back.
+/// The `job` subcommand and step job name prefix of the restore step copying System FileStorage back.
 pub const RESTORE_FILES: &str = "restore-files";
-/// The `job` subcommand and Job name prefix of the restore step creating the APIManager.
+/// The `job` subcommand and step job name prefix of the restore step creating the APIManager.
 pub const RESTORE_APIMANAGER: &str = "restore-apimanager";
 
 /// The `Ready` reason and event reason of a backup that succeeded.
@@ -29,7 +30,7 @@ pub const BACKUP_COMPLETED: &str = "BackupCompleted";
 /// `apimanager_restores_total` for it.
 pub const RESTORE_COMPLETED: &str = "RestoreCompleted";
 
-/// Label on everything the operator creates (and the selector of the Jobs it watches).
+/// Label on everything the operator creates (and the selector of the Pods it watches).
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", CONTROLLER);
 /// The label selector of [`MANAGED_BY`]: everything the operator created.
 pub fn managed_by_selector() -> String {
@@ -41,8 +42,9 @@ pub fn managed_by_selector() -> String {
 pub const BACKUP_UID_LABEL: &str = "apps.3scale.net/apimanagerbackup-uid";
 /// Label holding the UID of the APIManagerRestore an object belongs to.
 pub const RESTORE_UID_LABEL: &str = "apps.3scale.net/apimanagerrestore-uid";
-/// Label the Job controller puts on the Pods of a Job, holding the Job's name.
-pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+/// Label on each attempt's Pod of a step job, holding the step job's name (`<prefix>-<owner uid>`;
+/// its Pods are `<step job>-<attempt>`): `kubectl get pods -l apps.3scale.net/step-job=<name>`.
+pub const STEP_JOB_LABEL: &str = "apps.3scale.net/step-job";
 
 /// Annotation on a backup claim: the backed-up APIManager's name (3scale-operator's key).
 pub const CLAIM_APIMANAGER_NAME: &str = "apiManagerName";
@@ -54,19 +56,19 @@ pub const CLAIM_BACKUP_NAME: &str = "apiManagerBackupName";
 /// the claim: a claim whose value differs holds another backup and is never written to.
 pub const CLAIM_BACKUP_UID: &str = "apiManagerBackupUID";
 
-/// ServiceAccount the backup Jobs run as.
+/// ServiceAccount the backup step Pods run as.
 pub const JOB_SERVICE_ACCOUNT: &str = "apimanager-backup";
 /// ClusterRole (shipped in `manifests/rbac.yaml`) that reads exactly the backed-up Secrets and
 /// ConfigMaps by name; the operator binds it per backup and never reads them itself.
 pub const JOB_DATA_CLUSTER_ROLE: &str = "apimanager-backup-job";
 
-/// ServiceAccount the restore Jobs run as.
+/// ServiceAccount the restore step Pods run as.
 pub const RESTORE_SERVICE_ACCOUNT: &str = "apimanager-restore";
-/// ClusterRole (shipped in `manifests/rbac.yaml`) that lets the restore Jobs create the Secrets,
+/// ClusterRole (shipped in `manifests/rbac.yaml`) that lets the restore step Pods create the Secrets,
 /// ConfigMaps and the APIManager; the operator binds it per restore and never holds it itself.
 pub const RESTORE_JOB_CLUSTER_ROLE: &str = "apimanager-restore-job";
 
-/// Where a Job's container writes why it failed; Kubernetes reports the file's content as the
+/// Where a step Pod's container writes why it failed; Kubernetes reports the file's content as the
 /// container's termination message, which the reconciler quotes in the `Failed` condition.
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
 

@@ -38,7 +38,7 @@ pub trait Watched:
 impl Watched for crate::api::backup::APIManagerBackup {}
 impl Watched for crate::api::restore::APIManagerRestore {}
 impl Watched for crate::api::apimanager::APIManager {}
-impl Watched for k8s_openapi::api::batch::v1::Job {}
+impl Watched for k8s_openapi::api::core::v1::Pod {}
 #[cfg(test)]
 impl Watched for k8s_openapi::api::core::v1::ConfigMap {}
 

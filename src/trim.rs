@@ -1,11 +1,12 @@
 //! What the operator's watch caches keep of an object: everything except the bookkeeping that no
 //! rule or reconcile step reads (`managedFields`, kubectl's last-applied configuration), which is
 //! most of a small object's size in memory; of a backup that has ended, only what the reconciler
-//! (to skip it) and the backup gauges read; of a Job, only its status.
+//! (to skip it) and the backup gauges read; of a step Pod, only what the step machine reads.
 
 use crate::api::backup::{APIManagerBackup, BackupDestination};
 use crate::reconcile::status::{FAILED, OperationStatus};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
 /// The annotation `kubectl apply` stores the whole applied object in.
@@ -20,10 +21,52 @@ pub fn metadata<K: Resource>(object: &mut K) {
     }
 }
 
-/// [`metadata`] of `job`, and its spec (the Pod template): the reconciler reads a Job's status only.
-pub fn job(job: &mut Job) {
-    metadata(job);
-    job.spec = None;
+/// What the step machine reads of a step Pod (README, "Reconcile at scale"): of its metadata the
+/// name, namespace, UID, labels, owners (the controller maps a Pod to its operation by them) and
+/// creation; of its status the phase, reason, message, each condition's type, status and last
+/// change, and each container's name and state (the exit code, termination message and end of a
+/// finished one). No spec: the Pod is never rebuilt from the cache.
+pub fn pod(pod: &mut Pod) {
+    let meta = std::mem::take(&mut pod.metadata);
+    pod.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        labels: meta.labels,
+        owner_references: meta.owner_references,
+        creation_timestamp: meta.creation_timestamp,
+        ..ObjectMeta::default()
+    };
+    pod.spec = None;
+    let Some(status) = pod.status.take() else { return };
+    let containers = |statuses: Option<Vec<ContainerStatus>>| {
+        statuses.map(|statuses| {
+            statuses
+                .into_iter()
+                .map(|s| ContainerStatus { name: s.name, state: s.state, ..ContainerStatus::default() })
+                .collect()
+        })
+    };
+    let conditions = status.conditions.map(|conditions| {
+        conditions
+            .into_iter()
+            .map(|c| PodCondition {
+                type_: c.type_,
+                status: c.status,
+                last_transition_time: c.last_transition_time,
+                ..PodCondition::default()
+            })
+            .collect()
+    });
+    pod.status = Some(PodStatus {
+        phase: status.phase,
+        reason: status.reason,
+        message: status.message,
+        conditions,
+        init_container_statuses: containers(status.init_container_statuses),
+        container_statuses: containers(status.container_statuses),
+        ..PodStatus::default()
+    });
 }
 
 /// [`metadata`] of `backup`; once it has ended (it is never worked on again), also everything but
@@ -70,6 +113,47 @@ mod tests {
             serde_json::to_value(&object).expect("serializes"),
             serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"app": "x"}, "annotations": {"keep": "me"}},
                 "data": {"k": "v"}})
+        );
+    }
+
+    #[test]
+    fn a_pod_keeps_what_the_step_machine_reads() {
+        let terminated = serde_json::json!({"terminated": {"exitCode": 1, "reason": "Error", "message": "boom",
+            "startedAt": "2026-11-26T10:00:00Z", "finishedAt": "2026-11-26T10:00:05Z"}});
+        let container = |name: &str, state: &serde_json::Value| {
+            serde_json::json!({"name": name, "image": "registry/abo:1",
+            "imageID": "sha256:x", "ready": false, "restartCount": 0, "started": false, "state": state})
+        };
+        let owner = serde_json::json!({"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManagerBackup",
+            "name": "b", "uid": "u", "controller": true, "blockOwnerDeletion": true});
+        let labels = serde_json::json!({"app.kubernetes.io/managed-by": "apimanager-backup-operator",
+            "apps.3scale.net/step-job": "backup-u"});
+        let mut full: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "backup-u-0", "namespace": "n", "uid": "p", "resourceVersion": "9",
+                "creationTimestamp": "2026-11-26T09:59:59Z", "labels": labels, "ownerReferences": [owner],
+                "annotations": {"a": "b"}, "managedFields": [{"manager": "m"}]},
+            "spec": {"containers": [{"name": "copy-files", "image": "registry/abo:1"}]},
+            "status": {"phase": "Failed", "reason": "DeadlineExceeded", "message": "too long", "podIP": "10.0.0.1",
+                "startTime": "2026-11-26T10:00:00Z", "qosClass": "BestEffort",
+                "conditions": [{"type": "Ready", "status": "False", "reason": "PodFailed", "message": "m",
+                    "lastTransitionTime": "2026-11-26T10:00:05Z", "lastProbeTime": null}],
+                "initContainerStatuses": [container("export-objects", &serde_json::json!({"terminated": {"exitCode": 0, "message": "ok"}}))],
+                "containerStatuses": [container("copy-files", &terminated)]}}))
+        .expect("pod");
+        pod(&mut full);
+        let kept = |name: &str, state: &serde_json::Value| {
+            serde_json::json!({"name": name, "image": "",
+            "imageID": "", "ready": false, "restartCount": 0, "state": state})
+        };
+        assert_eq!(
+            serde_json::to_value(&full).expect("json"),
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "backup-u-0", "namespace": "n", "uid": "p",
+                    "creationTimestamp": "2026-11-26T09:59:59Z", "labels": labels, "ownerReferences": [owner]},
+                "status": {"phase": "Failed", "reason": "DeadlineExceeded", "message": "too long",
+                    "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-11-26T10:00:05Z"}],
+                    "initContainerStatuses": [kept("export-objects", &serde_json::json!({"terminated": {"exitCode": 0, "message": "ok"}}))],
+                    "containerStatuses": [kept("copy-files", &terminated)]}})
         );
     }
 

@@ -1,5 +1,5 @@
 //! A backup as an [`Operation`] of the step machine (README, "Backups"): resolve the APIManager,
-//! check its scope, create the backup claim, then one Job whose Pod runs the step `export-objects`
+//! check its scope, create the backup claim, then one step job whose Pod runs the step `export-objects`
 //! and, when System FileStorage is a claim, `copy-files` after it, with per-backup RBAC for their
 //! ServiceAccount.
 
@@ -24,7 +24,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use std::time::Duration;
 
-/// What the steps before the Jobs found.
+/// What the steps before the step job found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackupPlan {
     /// The APIManager backed up.
@@ -121,8 +121,8 @@ impl Operation for APIManagerBackup {
         trim::backup(object);
     }
 
-    /// One Job: the export as an init container, then the copy (the steps share the
-    /// ReadWriteOnce backup claim, and one Pod is half the Job controller's work of two Jobs).
+    /// One step job: the export as an init container, then the copy (the steps share the
+    /// ReadWriteOnce backup claim, and one Pod per attempt is half the work of two).
     fn jobs(&self, plan: &BackupPlan) -> Vec<StepJob> {
         let mut init = self.job_steps(plan);
         let Some(main) = init.pop() else { return Vec::new() };
@@ -137,7 +137,7 @@ impl Operation for APIManagerBackup {
         Ok(())
     }
 
-    /// Removes the Jobs' access to the installation.
+    /// Removes the step Pods' access to the installation.
     async fn after_end(run: &Run<Self>) -> Result<(), ReconcileError> {
         let params = DeleteParams::default();
         run.delete::<RoleBinding>(&builders::data_binding_name(&run.object), &params).await?;

@@ -1,22 +1,21 @@
 //! The objects an operation creates, built as plain values (no API calls), so their shape is tested
-//! directly: the Job of a [`StepJob`] (shared by every operation), the backup claim, the restored
-//! System FileStorage claim and the Jobs' RBAC.
+//! directly: the Pod of each attempt of a [`StepJob`] (shared by every operation), the backup claim,
+//! the restored System FileStorage claim and the step Pods' RBAC.
 
 use super::machine::Operation;
+use super::pods::attempt_name;
 use crate::api::GROUP;
 use crate::api::apimanager::{APIManager, DEFAULT_SYSTEM_STORAGE_CLAIM, SystemStorageClaim};
 use crate::api::backup::APIManagerBackup;
 use crate::names::{
     CLAIM_APIMANAGER_NAME, CLAIM_APIMANAGER_UID, CLAIM_BACKUP_NAME, CLAIM_BACKUP_UID, JOB_DATA_CLUSTER_ROLE,
-    JOB_SERVICE_ACCOUNT, MANAGED_BY, TERMINATION_LOG,
+    JOB_SERVICE_ACCOUNT, MANAGED_BY, STEP_JOB_LABEL, TERMINATION_LOG,
 };
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile, KeyToPath,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
-    SecurityContext, ServiceAccount, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
-    VolumeResourceRequirements,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod,
+    PodSecurityContext, PodSpec, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecurityContext,
+    ServiceAccount, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -30,18 +29,18 @@ const API_ACCESS_VOLUME: &str = "api-access";
 /// automount them, and where in-cluster clients look).
 const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-/// User and group the Job Pods run as: the image's numeric `USER` (see `Containerfile`), so the
+/// User and group the step Pods run as: the image's numeric `USER` (see `Containerfile`), so the
 /// Pods pass the `restricted` Pod Security Standard whatever the image says.
 pub const JOB_USER: i64 = 65532;
 
-/// How the Jobs are run.
+/// How the step Pods are run.
 #[derive(Clone, Debug)]
 pub struct JobSettings {
     /// Container image holding this binary.
     pub image: String,
     /// The binary's path (or name on `PATH`) inside the image.
     pub command: String,
-    /// Retries of a failed Pod before the Job fails.
+    /// Retries of a failed attempt (a new Pod each) before its step job fails.
     pub backoff_limit: i32,
     /// Group owning the System FileStorage files (the System app Pods' `fsGroup` or group), added
     /// to the supplemental groups of the Pods mounting that claim, so they read group-only files
@@ -49,13 +48,13 @@ pub struct JobSettings {
     pub file_storage_group: Option<i64>,
 }
 
-/// A step that runs in a Job's Pod: what the step machine and the Job builder need to know of it.
+/// A step that runs in a step job's Pod: what the step machine and the Pod builder need to know of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobStep {
     /// The `job` subcommand and its container's name (one of [`crate::names`]' steps); also the
-    /// name prefix of a Job running it alone.
+    /// name prefix of a step job running it alone.
     pub name: &'static str,
-    /// The action of the `JobCreated` event of a Job running it alone (events of different actions
+    /// The action of the `JobCreated` event of a step job running it alone (events of different actions
     /// are not merged).
     pub action: &'static str,
     /// The `Ready` reason while it runs, e.g. `ExportingObjects`.
@@ -73,22 +72,22 @@ pub struct JobStep {
 }
 
 impl JobStep {
-    /// The name of a Job running this step alone: `<step>-<owner uid>`.
+    /// The name of a step job running this step alone: `<step>-<owner uid>`.
     pub fn job_name<K: Resource>(&self, owner: &K) -> String {
         job_name(self.name, owner)
     }
 }
 
-/// Job `<prefix>-<owner uid>`: stable across operator restarts.
+/// Step job `<prefix>-<owner uid>`: stable across operator restarts.
 fn job_name<K: Resource>(prefix: &str, owner: &K) -> String {
     format!("{prefix}-{}", owner.uid().unwrap_or_default())
 }
 
-/// One Job of an operation: its steps run one after the other in one Pod, those before `main` as
-/// init containers, so the Job controller creates and tracks one Pod for all of them.
+/// One step job of an operation: its steps run one after the other in one Pod per attempt, those
+/// before `main` as init containers, so the operator creates and tracks one Pod for all of them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StepJob {
-    /// The Job's name prefix.
+    /// The step job's name prefix.
     pub name: &'static str,
     /// The action of its `JobCreated` event.
     pub action: &'static str,
@@ -99,12 +98,13 @@ pub struct StepJob {
 }
 
 impl StepJob {
-    /// A Job running `step` alone, named after it.
+    /// A step job running `step` alone, named after it.
     pub fn single(step: JobStep) -> Self {
         Self { name: step.name, action: step.action, init: Vec::new(), main: step }
     }
 
-    /// The Job's name: `<name>-<owner uid>`, stable across operator restarts.
+    /// The step job's name: `<name>-<owner uid>` (its Pods `<name>-<owner uid>-<attempt>`), stable
+    /// across operator restarts.
     pub fn job_name<K: Resource>(&self, owner: &K) -> String {
         job_name(self.name, owner)
     }
@@ -114,14 +114,14 @@ impl StepJob {
         self.init.iter().chain(std::iter::once(&self.main))
     }
 
-    /// The step running while the Job runs: the last one once its Pod is ready (a Pod is ready only
+    /// The step running while the step job runs: the last one once its Pod is ready (a Pod is ready only
     /// after every init container succeeded), else the first.
     pub fn running_step(&self, pod_ready: bool) -> &JobStep {
         if pod_ready { &self.main } else { self.init.first().unwrap_or(&self.main) }
     }
 }
 
-/// A claim mounted into a Job's Pod.
+/// A claim mounted into a step Pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimMount {
     /// The volume's name in the Pod.
@@ -188,13 +188,13 @@ pub fn backup_claim(backup: &APIManagerBackup, apimanager: &APIManager) -> Persi
     }
 }
 
-/// The backup Jobs' ServiceAccount, shared by the backups of a namespace (no owner). It holds no
+/// The backup step Pods' ServiceAccount, shared by the backups of a namespace (no owner). It holds no
 /// permission between backups: the bindings are removed when a backup ends.
 pub fn job_service_account(namespace: &str) -> ServiceAccount {
     service_account(namespace, JOB_SERVICE_ACCOUNT)
 }
 
-/// ServiceAccount `name` of `namespace` for the Jobs of the operations there (no owner: it is
+/// ServiceAccount `name` of `namespace` for the step Pods of the operations there (no owner: it is
 /// shared, and holds no permission between operations).
 pub fn service_account(namespace: &str, name: &str) -> ServiceAccount {
     ServiceAccount {
@@ -241,7 +241,7 @@ fn job_subjects<O: Operation>(owner: &O, service_account: &str) -> Vec<Subject> 
     }]
 }
 
-/// Binds [`apimanager_role`] to the Jobs' ServiceAccount.
+/// Binds [`apimanager_role`] to the step Pods' ServiceAccount.
 pub fn apimanager_role_binding(backup: &APIManagerBackup) -> RoleBinding {
     RoleBinding {
         metadata: owned_meta(backup, rbac_name(backup)),
@@ -254,7 +254,7 @@ pub fn apimanager_role_binding(backup: &APIManagerBackup) -> RoleBinding {
     }
 }
 
-/// Binds the data ClusterRole (the named Secrets and ConfigMaps) to the Jobs' ServiceAccount in
+/// Binds the data ClusterRole (the named Secrets and ConfigMaps) to the step Pods' ServiceAccount in
 /// the backup's namespace only.
 pub fn data_role_binding(backup: &APIManagerBackup) -> RoleBinding {
     cluster_role_binding(backup, data_binding_name(backup), JOB_DATA_CLUSTER_ROLE, JOB_SERVICE_ACCOUNT)
@@ -308,11 +308,12 @@ pub fn system_storage_claim(namespace: &str, wanted: &SystemStorageClaim) -> Per
 /// The size 3scale gives the System FileStorage claim when the APIManager sets none.
 pub const SYSTEM_STORAGE_DEFAULT_SIZE: &str = "100Mi";
 
-/// The Job of `job`, owned by `owner`, stopped by Kubernetes after `deadline_seconds` (what is left
-/// of the operation's timeout): non-root, read-only root filesystem, no capabilities, an API token
-/// only in the containers of steps reading the API, each container's failure reason in
+/// Attempt `attempt` of step job `job`: one Pod (`<job name>-<attempt>`) owned by `owner`, its
+/// steps before the last as init containers, stopped by its node after `deadline_seconds` (what is
+/// left of the operation's timeout): non-root, read-only root filesystem, no capabilities, an API
+/// token only in the containers of steps reading the API, each container's failure reason in
 /// [`TERMINATION_LOG`].
-pub fn job<O: Operation>(owner: &O, job: &StepJob, settings: &JobSettings, deadline_seconds: i64) -> Job {
+pub fn pod<O: Operation>(owner: &O, job: &StepJob, attempt: u32, settings: &JobSettings, deadline_seconds: i64) -> Pod {
     let mut volumes: Vec<Volume> = Vec::new();
     for claim in job.steps().flat_map(|step| &step.claims) {
         if !volumes.iter().any(|v| v.name == claim.volume) {
@@ -323,28 +324,27 @@ pub fn job<O: Operation>(owner: &O, job: &StepJob, settings: &JobSettings, deadl
         volumes.push(api_access_volume());
     }
     let init: Vec<Container> = job.init.iter().map(|step| container(step, settings)).collect();
-    let meta = owned_meta(owner, job.job_name(owner));
-    Job {
-        spec: Some(JobSpec {
-            backoff_limit: Some(settings.backoff_limit),
-            active_deadline_seconds: Some(deadline_seconds.max(1)),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: meta.labels.clone(), ..ObjectMeta::default() }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".to_owned()),
-                    service_account_name: Some(job.main.service_account.to_owned()),
-                    // Only the containers of steps reading the API mount a token (`api_access_volume`).
-                    automount_service_account_token: Some(false),
-                    security_context: Some(pod_security(job, settings)),
-                    init_containers: (!init.is_empty()).then_some(init),
-                    containers: vec![container(&job.main, settings)],
-                    volumes: Some(volumes),
-                    ..PodSpec::default()
-                }),
-            },
-            ..JobSpec::default()
-        }),
+    let job_name = job.job_name(owner);
+    let mut meta = owned_meta(owner, attempt_name(&job_name, attempt));
+    meta.labels.get_or_insert_default().insert(STEP_JOB_LABEL.to_owned(), job_name);
+    // Foreground deletion of the operation waits for its Pods, as it waited for its Jobs.
+    for owner in meta.owner_references.iter_mut().flatten() {
+        owner.block_owner_deletion = Some(true);
+    }
+    Pod {
         metadata: meta,
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".to_owned()),
+            active_deadline_seconds: Some(deadline_seconds.max(1)),
+            service_account_name: Some(job.main.service_account.to_owned()),
+            // Only the containers of steps reading the API mount a token (`api_access_volume`).
+            automount_service_account_token: Some(false),
+            security_context: Some(pod_security(job, settings)),
+            init_containers: (!init.is_empty()).then_some(init),
+            containers: vec![container(&job.main, settings)],
+            volumes: Some(volumes),
+            ..PodSpec::default()
+        }),
         status: None,
     }
 }
@@ -488,8 +488,8 @@ mod tests {
         backup.jobs(&BackupPlan { apimanager: "example".into(), storage })
     }
 
-    fn pod_spec(job: &Job) -> &PodSpec {
-        job.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec")
+    fn pod_spec(pod: &Pod) -> &PodSpec {
+        pod.spec.as_ref().expect("pod spec")
     }
 
     /// Every container of the Pod, init containers first.
@@ -532,12 +532,23 @@ mod tests {
     }
 
     #[test]
-    fn a_backup_is_one_job_exporting_in_an_init_container_then_copying() {
+    fn a_backup_is_one_pod_per_attempt_exporting_in_an_init_container_then_copying() {
         let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
         let [backup_job] = <[StepJob; 1]>::try_from(jobs(FileStorage::Claim("system-storage".into()))).expect("one");
-        let job = job(&owner, &backup_job, &settings(), 120);
-        assert_eq!(job.metadata.name, Some(format!("{}-{BACKUP_UID}", crate::names::BACKUP_JOB)));
-        let pod = pod_spec(&job);
+        let job_name = format!("{}-{BACKUP_UID}", crate::names::BACKUP_JOB);
+        assert_eq!(backup_job.job_name(&owner), job_name);
+        let attempt = pod(&owner, &backup_job, 1, &settings(), 120);
+        assert_eq!(attempt.metadata.name, Some(format!("{job_name}-1")));
+        let labels = attempt.metadata.labels.clone().expect("labels");
+        assert_eq!(
+            labels,
+            BTreeMap::from([
+                (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
+                (crate::names::BACKUP_UID_LABEL.to_owned(), BACKUP_UID.to_owned()),
+                (STEP_JOB_LABEL.to_owned(), job_name),
+            ])
+        );
+        let pod = pod_spec(&attempt);
         let names = |containers: &[Container]| containers.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(pod.init_containers.as_deref().unwrap_or_default()), [crate::names::EXPORT_OBJECTS]);
         assert_eq!(names(&pod.containers), [crate::names::COPY_FILES]);
@@ -546,16 +557,19 @@ mod tests {
     }
 
     #[test]
-    fn jobs_run_unprivileged_with_a_deadline_owned_by_the_backup() {
+    fn step_pods_run_unprivileged_with_a_deadline_owned_by_the_backup() {
         let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
         for storage in [FileStorage::Claim("system-storage".into()), FileStorage::S3] {
-            let [one] = <[StepJob; 1]>::try_from(jobs(storage)).expect("one Job");
-            let job = job(&owner, &one, &settings(), 120);
-            let owners = job.metadata.owner_references.clone().expect("owner");
-            assert_eq!((owners[0].kind.as_str(), owners[0].controller), ("APIManagerBackup", Some(true)));
-            let spec = job.spec.as_ref().expect("job spec");
-            assert_eq!((spec.backoff_limit, spec.active_deadline_seconds), (Some(2), Some(120)));
-            let pod = pod_spec(&job);
+            let [one] = <[StepJob; 1]>::try_from(jobs(storage)).expect("one step job");
+            let attempt = pod(&owner, &one, 0, &settings(), 120);
+            let owners = attempt.metadata.owner_references.clone().expect("owner");
+            let owner_ref = &owners[0];
+            assert_eq!(
+                (owner_ref.kind.as_str(), owner_ref.controller, owner_ref.block_owner_deletion),
+                ("APIManagerBackup", Some(true), Some(true))
+            );
+            let pod = pod_spec(&attempt);
+            assert_eq!(pod.active_deadline_seconds, Some(120));
             assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
             assert_eq!(pod.service_account_name.as_deref(), Some(JOB_SERVICE_ACCOUNT));
             let pod_security = pod.security_context.as_ref().expect("pod security context");
@@ -582,15 +596,15 @@ mod tests {
     #[test]
     fn a_spent_timeout_still_gives_a_valid_deadline() {
         let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
-        let job = job(&owner, &jobs(FileStorage::S3)[0], &settings(), 0);
-        assert_eq!(job.spec.and_then(|s| s.active_deadline_seconds), Some(1));
+        let attempt = pod(&owner, &jobs(FileStorage::S3)[0], 0, &settings(), 0);
+        assert_eq!(attempt.spec.and_then(|s| s.active_deadline_seconds), Some(1));
     }
 
     #[test]
     fn only_the_export_gets_an_api_token_and_the_copy_reads_file_storage_read_only() {
         let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
-        let job = job(&owner, &jobs(FileStorage::Claim("files".into()))[0], &settings(), 60);
-        let pod = pod_spec(&job);
+        let attempt = pod(&owner, &jobs(FileStorage::Claim("files".into()))[0], 0, &settings(), 60);
+        let pod = pod_spec(&attempt);
         assert_eq!(pod.automount_service_account_token, Some(false), "no token for every container");
         let [export, copy] = <[&Container; 2]>::try_from(containers(pod)).expect("two containers");
         let mounts = |c: &Container| -> Vec<(String, String, Option<bool>)> {
@@ -631,10 +645,10 @@ mod tests {
 
     #[test]
     fn s3_file_storage_means_no_copy_step() {
-        let [one] = <[StepJob; 1]>::try_from(jobs(FileStorage::S3)).expect("one Job");
+        let [one] = <[StepJob; 1]>::try_from(jobs(FileStorage::S3)).expect("one step job");
         let names: Vec<&str> = one.steps().map(|s| s.name).collect();
         assert_eq!(names, [crate::names::EXPORT_OBJECTS]);
-        let pod = pod_spec(&job(&backup(json!({}), json!({})), &one, &settings(), 60)).clone();
+        let pod = pod_spec(&pod(&backup(json!({}), json!({})), &one, 0, &settings(), 60)).clone();
         assert_eq!(pod.init_containers, None);
         let groups = pod.security_context.and_then(|c| c.supplemental_groups);
         assert_eq!(groups, None, "no FileStorage group without FileStorage");

@@ -10,7 +10,8 @@ use crate::metrics::Metrics;
 use crate::names::CONTROLLER;
 use crate::webhook::cache::CachedLookup;
 use crate::webhook::lookup::ClusterLookup;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
@@ -21,8 +22,6 @@ use std::time::Duration;
 pub const APIMANAGERS: &str = "/apis/apps.3scale.net/v1alpha1/namespaces/3scale/apimanagers";
 /// Its claims.
 pub const CLAIMS: &str = "/api/v1/namespaces/3scale/persistentvolumeclaims";
-/// Its Jobs.
-pub const JOBS: &str = "/apis/batch/v1/namespaces/3scale/jobs";
 /// Its Pods.
 pub const PODS: &str = "/api/v1/namespaces/3scale/pods";
 /// Its Roles.
@@ -39,13 +38,9 @@ pub const BACKUP_UID: &str = "0b1c2d3e-0000-4000-8000-000000000001";
 /// UID of the fixture restore.
 pub const RESTORE_UID: &str = "0b1c2d3e-0000-4000-8000-000000000002";
 
-/// What a reconciliation shares, talking through `client`: a backup timeout of 1 h, a restore
-/// timeout of 30 min; its APIManager and Job stores stay empty (every pass reads them live).
-pub fn context(client: kube::Client) -> Arc<Context> {
-    watched_context(client).0
-}
-
-/// [`context`], and the writers of its APIManager and Job stores, to feed them as their watches do.
+/// What a reconciliation shares, talking through `client` (a backup timeout of 1 h, a restore
+/// timeout of 30 min, a back-off limit of 2), and the writers of its APIManager and Pod stores
+/// (empty at first), to feed them as their watches do.
 pub fn watched_context(client: kube::Client) -> (Arc<Context>, Watches) {
     let recorder = EventPublisher::new(client.clone(), CONTROLLER, CONTROLLER);
     let settings = ReconcileSettings {
@@ -61,23 +56,38 @@ pub fn watched_context(client: kube::Client) -> (Arc<Context>, Watches) {
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let (store, apimanagers) = reflector::store();
     let lookup = CachedLookup::from_store(store, ClusterLookup::new(client.clone()));
-    let (job_store, jobs) = reflector::store();
+    let (pod_store, pods) = reflector::store();
     let seen = Default::default();
-    let context = Context { client, metrics, recorder, settings, seen, apimanagers: lookup, jobs: job_store };
-    (Arc::new(context), Watches { apimanagers, jobs })
+    let context = Context { client, metrics, recorder, settings, seen, apimanagers: lookup, pods: pod_store };
+    (Arc::new(context), Watches { apimanagers, pods })
 }
 
 /// Feeds a context's stores, as the reconciler's watches do.
 pub struct Watches {
     apimanagers: Writer<APIManager>,
-    jobs: Writer<Job>,
+    pods: Writer<Pod>,
 }
 
 impl Watches {
-    /// The watch delivers Job `name` of the fixtures' namespace as `fake` holds it.
-    pub fn sees_job(&mut self, fake: &FakeApi, name: &str) {
-        let stored: Job = serde_json::from_value(fake.get(&format!("{JOBS}/{name}")).expect("job")).expect("json");
-        self.jobs.apply_watcher_event(&watcher::Event::Apply(stored));
+    /// The watch delivers Pod `name` of the fixtures' namespace as `fake` holds it (trimmed as the
+    /// reconciler's watch trims it).
+    pub fn sees_pod(&mut self, fake: &FakeApi, name: &str) {
+        let mut stored: Pod = serde_json::from_value(fake.get(&format!("{PODS}/{name}")).expect("pod")).expect("json");
+        crate::trim::pod(&mut stored);
+        self.pods.apply_watcher_event(&watcher::Event::Apply(stored));
+    }
+
+    /// The watch delivers the deletion of Pod `name`.
+    pub fn sees_pod_deleted(&mut self, name: &str) {
+        let gone = Pod {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(NAMESPACE.to_owned()),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        };
+        self.pods.apply_watcher_event(&watcher::Event::Delete(gone));
     }
 
     /// The watch delivers APIManager `name` of the fixtures' namespace as `fake` holds it.
@@ -132,11 +142,11 @@ pub fn apimanager(system: Value) -> APIManager {
     .expect("a valid APIManager")
 }
 
-/// Gives Job `name` the status `conditions`, as the Job controller would.
-pub fn finish_job(fake: &FakeApi, name: &str, conditions: Value) {
-    let mut job = fake.get(&format!("{JOBS}/{name}")).unwrap_or_else(|| panic!("Job {name}"));
-    job["status"] = json!({"conditions": conditions});
-    fake.put(JOBS, job);
+/// Gives Pod `name` the status `status`, as its node would.
+pub fn pod_status(fake: &FakeApi, name: &str, status: Value) {
+    let mut pod = fake.get(&format!("{PODS}/{name}")).unwrap_or_else(|| panic!("Pod {name}"));
+    pod["status"] = status;
+    fake.put(PODS, pod);
 }
 
 /// `(type, reason, action, note)` of every event published.

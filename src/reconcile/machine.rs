@@ -2,25 +2,32 @@
 //! idempotent and recorded in status, so a restarted operator continues where it stopped.
 //!
 //! # The seam
-//! An operation is a namespaced custom resource implementing [`Operation`]: steps before the Jobs
-//! ([`Operation::prepare`], e.g. resolve the APIManager, check the scope, create the claim), then a
-//! sequence of Job steps ([`Operation::job_steps`], each a [`JobStep`]; [`Operation::jobs`] groups
-//! them into Jobs, by default one per step, or several steps in one Pod as init containers, which
-//! the shared Job builder turns into Jobs), then the steps after the Jobs ([`Operation::after_jobs`], e.g. create an object and
-//! wait until it is available), RBAC for the Jobs before the first one and removed at the end. A
-//! Job step may leave a [`StepReport`] in its container's termination message: once the Job succeeded,
-//! [`Operation::job_succeeded`] records it in status (once: [`Operation::report_pending`] says
-//! whether it still has to) and may create what the next steps need; the steps are listed again
-//! after it, so the Jobs that follow may depend on what was recorded. Each operation has its own
-//! status type holding the [`Progress`] fields (`operation_status!` in [`super::status`] implements
-//! the accessors), its own [`JobStep`]s and [`Failure`] variants; `machine/tests.rs` drives a test
-//! operation besides the backup and the restore. The machine does the rest the same way for every
-//! operation:
+//! An operation is a namespaced custom resource implementing [`Operation`]: steps before the step
+//! jobs ([`Operation::prepare`], e.g. resolve the APIManager, check the scope, create the claim),
+//! then a sequence of job steps ([`Operation::job_steps`], each a [`JobStep`]; [`Operation::jobs`]
+//! groups them into step jobs, by default one per step, or several steps in one Pod as init
+//! containers), then the steps after them ([`Operation::after_jobs`], e.g. create an object and wait
+//! until it is available), RBAC for the step Pods before the first one and removed at the end. A
+//! job step may leave a [`StepReport`] in its container's termination message: once its Pod
+//! succeeded, [`Operation::job_succeeded`] records it in status (once: [`Operation::report_pending`]
+//! says whether it still has to) and may create what the next steps need; the steps are listed
+//! again after it, so the step jobs that follow may depend on what was recorded. Each operation has
+//! its own status type holding the [`Progress`] fields (`operation_status!` in [`super::status`]
+//! implements the accessors), its own [`JobStep`]s and [`Failure`] variants; `machine/tests.rs`
+//! drives a test operation besides the backup and the restore. The machine does the rest the same
+//! way for every operation:
 //! - records the start first, so the timeout always applies;
-//! - runs the Jobs one after the other, each with `activeDeadlineSeconds` = what is left of the
-//!   timeout, and reads their state from the Jobs (watched, not polled): the step shown as running
-//!   is a Job's first until its Pod is ready (every init container done), then its last; a failure
-//!   names the failed step (when the Job runs several) and its termination message;
+//! - runs the step jobs one after the other, each attempt one Pod it creates itself
+//!   (`<job name>-<attempt>`, see [`super::pods`]) with `activeDeadlineSeconds` = what is left of
+//!   the timeout; after a failed attempt, the next one after a back-off of 10 s × 2^(failures − 1)
+//!   (at most 6 min) from the failed Pod's end, until more than `--job-backoff-limit` failed. It
+//!   reads the Pods from the watch-fed store (never polled): the step shown as running is a Pod's
+//!   first until it is ready (every init container done), then its last; a failure names the
+//!   failed step (when the Pod runs several) and its termination message; a Pod stopped at its
+//!   deadline ends the operation as a timeout; a Pod the API server refuses (Pod Security,
+//!   ResourceQuota, the admission fence) ends it as [`Failure::Refused`] at once;
+//! - deletes the Pods of every attempt on success, after recording `mainStepsCompleted`; on failure
+//!   they stay for `kubectl logs` and go with the operation;
 //! - ends in one place: success ([`Run::succeed`]) or a typed [`Failure`] ([`Run::fail`]), each
 //!   written to status, published as an event and recorded in the metrics once.
 //!
@@ -29,18 +36,17 @@
 //! conflict instead of redoing or double-counting anything.
 
 use super::builders::{self, JobStep, StepJob};
-use super::jobs::{FailedContainer, JobState, failed_container, job_state, pod_ready, success_message};
 use super::outcome::{Failure, Stop};
+use super::pods::{PodFailure, StepState, attempt_name, pod_failure, step_state, success_message};
 use super::status::{FAILED, OperationStatus, Progress, READY, set_condition};
 use super::{Context, ReconcileError, ReconcileSettings};
 use crate::job::report::StepReport;
 use crate::metrics::{Metrics, OperationEnd, Outcome};
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
@@ -67,11 +73,11 @@ impl<K> Namespaced for K where
 }
 
 /// An operation the machine drives: a custom resource whose status holds a [`Progress`], running a
-/// sequence of Job steps on a claim.
+/// sequence of job steps on a claim.
 pub trait Operation: Namespaced + Send + Sync + 'static {
     /// Its status type.
     type Status: OperationStatus;
-    /// What [`Operation::prepare`] resolves for the Job steps.
+    /// What [`Operation::prepare`] resolves for the job steps.
     type Plan: Send + Sync;
     /// Its noun in messages ("backup") and the `controller` label of the reconcile metrics.
     const NOUN: &'static str;
@@ -90,12 +96,12 @@ pub trait Operation: Namespaced + Send + Sync + 'static {
     fn status(&self) -> Option<&Self::Status>;
     /// How long it may run after its start.
     fn timeout(settings: &ReconcileSettings) -> Duration;
-    /// The steps before the Jobs, each idempotent; records what it found in `run.status`.
+    /// The steps before the step jobs, each idempotent; records what it found in `run.status`.
     fn prepare(run: &mut Run<Self>) -> impl Future<Output = Result<Self::Plan, Stop>> + Send;
-    /// The Job steps, in order.
+    /// The job steps, in order.
     fn job_steps(&self, plan: &Self::Plan) -> Vec<JobStep>;
-    /// The Jobs running those steps, in order: one Job per step unless the operation runs several
-    /// steps in one Job (one Pod, the first steps as init containers).
+    /// The step jobs running those steps, in order: one per step unless the operation runs several
+    /// steps in one step job (one Pod per attempt, the first steps as init containers).
     fn jobs(&self, plan: &Self::Plan) -> Vec<StepJob> {
         self.job_steps(plan).into_iter().map(StepJob::single).collect()
     }
@@ -103,34 +109,35 @@ pub trait Operation: Namespaced + Send + Sync + 'static {
     fn cached(object: &mut Self) {
         crate::trim::metadata(object);
     }
-    /// The steps after the Jobs (e.g. create an object, wait for it), each idempotent: `Some(action)`
+    /// The steps after the step jobs (e.g. create an object, wait for it), each idempotent: `Some(action)`
     /// while waiting (the timeout still applies), `None` once done. None by default.
     fn after_jobs(run: &mut Run<Self>, plan: &Self::Plan) -> impl Future<Output = Result<Option<Action>, Stop>> + Send {
         let _ = (run, plan);
         async { Ok(None) }
     }
-    /// Whether the report of Job step `step`, which succeeded, is still to be recorded by
+    /// Whether the report of job step `step`, which succeeded, is still to be recorded by
     /// [`Operation::job_succeeded`] (read from what that records in `status`). No step reports by
     /// default.
     fn report_pending(&self, status: &Self::Status, step: &JobStep) -> bool {
         let _ = (status, step);
         false
     }
-    /// Records the report Job step `step` left in its termination message when it succeeded, in
+    /// Records the report job step `step` left in the termination message of its succeeded Pod `pod`, in
     /// `run.status` (written right after, so it is recorded once), and may create what the next
-    /// steps need (each may already exist). The Job steps are listed again afterwards: they may
+    /// steps need (each may already exist). The job steps are listed again afterwards: they may
     /// depend on what it recorded.
     fn job_succeeded(
         run: &mut Run<Self>,
         step: &JobStep,
+        pod: &str,
         report: StepReport,
     ) -> impl Future<Output = Result<(), Stop>> + Send {
-        let _ = (run, step, report);
+        let _ = (run, step, pod, report);
         async { Ok(()) }
     }
-    /// Creates what the Jobs need before the first one (RBAC); each object may already exist.
+    /// Creates what the step Pods need before the first one (RBAC); each object may already exist.
     fn before_jobs(run: &Run<Self>, plan: &Self::Plan) -> impl Future<Output = Result<(), ReconcileError>> + Send;
-    /// Removes what only the Jobs needed, once the operation has ended; each may already be gone.
+    /// Removes what only the step Pods needed, once the operation has ended; each may already be gone.
     fn after_end(run: &Run<Self>) -> impl Future<Output = Result<(), ReconcileError>> + Send;
     /// A note added to every `Ready` message (e.g. what is not copied).
     fn note(plan: &Self::Plan) -> Option<&'static str>;
@@ -236,42 +243,60 @@ impl<O: Operation> Run<O> {
         if self.progress.main_steps_completed != Some(true) {
             let remaining = self.time_left();
             let mut index = 0;
-            // Listed again at each Job: a recorded report may change the Jobs that follow.
+            // Listed again at each step job: a recorded report may change the step jobs that follow.
             while let Some(step_job) = self.object.jobs(&plan).into_iter().nth(index) {
                 let step_job = &step_job;
                 let name = step_job.job_name(self.object.as_ref());
-                let job = self.job(&name).await?;
-                let mut ready = job.as_ref().is_some_and(pod_ready);
-                match job.as_ref().map(job_state) {
-                    Some(JobState::Succeeded) => {
-                        for step in step_job.steps() {
-                            if self.object.report_pending(&self.status, step) {
-                                self.record_report(step, &name).await?;
+                let mut attempts = self.attempts(&name);
+                let waiting = loop {
+                    let limit = self.ctx.settings.jobs.backoff_limit;
+                    match step_state(&attempts, limit, Timestamp::now()) {
+                        StepState::Succeeded(pod) => {
+                            for step in step_job.steps() {
+                                if self.object.report_pending(&self.status, step) {
+                                    self.record_report(step, &pod).await?;
+                                }
+                            }
+                            break None;
+                        }
+                        // A Pod's deadline is what was left of the timeout: the same event.
+                        StepState::DeadlineExceeded => return Err(self.timeout().into()),
+                        StepState::Failed { pod, attempts } => return Err(job_failed(step_job, &pod, attempts).into()),
+                        _ if remaining.is_zero() => return Err(self.timeout().into()),
+                        StepState::Create { attempt } => {
+                            if index == 0 && attempt == 0 {
+                                O::before_jobs(self, &plan).await?;
+                            }
+                            match self.create_pod(step_job, attempt, remaining).await? {
+                                Some(existing) => attempts.push(Arc::new(existing)),
+                                None => break Some((attempt_name(&name, attempt), false, None)),
                             }
                         }
-                        index += 1;
-                        continue;
-                    }
-                    // A Job's deadline is what was left of the timeout: the same event.
-                    Some(JobState::DeadlineExceeded) => return Err(self.timeout().into()),
-                    Some(JobState::Failed { reason, message }) => {
-                        return Err(self.job_failed(step_job, name, reason, message).await?.into());
-                    }
-                    Some(JobState::Running) | None if remaining.is_zero() => return Err(self.timeout().into()),
-                    None => {
-                        if index == 0 {
-                            O::before_jobs(self, &plan).await?;
+                        StepState::Running { pod, ready } => break Some((pod, ready, None)),
+                        StepState::BackingOff { failed, backoff, wait } => {
+                            break Some((failed, false, Some((backoff, wait))));
                         }
-                        self.create_job(step_job, remaining).await?;
-                        ready = false;
                     }
-                    Some(JobState::Running) => {}
-                }
+                };
+                let Some((pod, ready, backing_off)) = waiting else {
+                    index += 1;
+                    continue;
+                };
                 let step = step_job.running_step(ready);
-                let message = with_note(format!("{} (Job {name})", step.doing), O::note(&plan));
-                self.condition(READY, false, step.reason, &message);
+                let (doing, action) = match backing_off {
+                    None => (format!("{} (Pod {pod})", step.doing), Action::requeue(remaining)),
+                    Some((backoff, wait)) => (
+                        format!(
+                            "{} (Pod {pod} failed; the next attempt starts {} after its end)",
+                            step.doing,
+                            humantime::format_duration(backoff)
+                        ),
+                        Action::requeue(wait.min(remaining)),
+                    ),
+                };
+                self.condition(READY, false, step.reason, &with_note(doing, O::note(&plan)));
                 self.patch_if_changed().await?;
-                return Ok(Action::requeue(remaining));
+                return Ok(action);
             }
             if let Some(action) = O::after_jobs(self, &plan).await? {
                 if remaining.is_zero() {
@@ -283,7 +308,7 @@ impl<O: Operation> Run<O> {
             self.progress.main_steps_completed = Some(true);
             self.patch_status().await?;
         }
-        self.delete_jobs(&self.object.jobs(&plan)).await?;
+        self.delete_pods(&self.object.jobs(&plan)).await?;
         let message = with_note(O::success_message(self), O::note(&plan));
         Ok(self.succeed(message).await?)
     }
@@ -294,17 +319,14 @@ impl<O: Operation> Run<O> {
         O::timeout(&self.ctx.settings).saturating_sub(elapsed_since(&started))
     }
 
-    /// Reads the report `step` left in the succeeded Job `job` and has the operation record it.
-    async fn record_report(&mut self, step: &JobStep, job: &str) -> Result<(), Stop> {
-        let pods: Api<Pod> = self.api();
-        let message = success_message(&pods, job, step.name)
-            .await
-            .map_err(api_error(format!("reading the Pods of Job {job}")))?;
-        let report = message
+    /// Reads the report `step` left in the succeeded Pod `pod` and has the operation record it.
+    async fn record_report(&mut self, step: &JobStep, pod: &Pod) -> Result<(), Stop> {
+        let name = pod.name_any();
+        let report = success_message(pod, step.name)
             .as_deref()
             .and_then(StepReport::from_message)
-            .ok_or_else(|| Failure::Unreported { job: job.to_owned() })?;
-        O::job_succeeded(self, step, report).await?;
+            .ok_or_else(|| Failure::Unreported { pod: name.clone() })?;
+        O::job_succeeded(self, step, &name, report).await?;
         Ok(self.patch_status().await?)
     }
 
@@ -312,46 +334,37 @@ impl<O: Operation> Run<O> {
         Failure::Timeout { operation: O::NOUN, flag: O::TIMEOUT_FLAG, limit: O::timeout(&self.ctx.settings) }
     }
 
-    /// Job `name` from the Jobs' store, else (created a moment ago, or the store not synced yet) as
-    /// the API server holds it; `None` when it does not exist.
-    async fn job(&self, name: &str) -> Result<Option<Job>, ReconcileError> {
-        if let Some(job) = self.ctx.jobs.get(&ObjectRef::new(name).within(&self.namespace)) {
-            return Ok(Some(job.as_ref().clone()));
-        }
-        let jobs: Api<Job> = self.api();
-        jobs.get_opt(name).await.map_err(api_error(format!("reading Job {name}")))
+    /// The attempts of step job `job` the Pod store holds, attempt 0 first (up to the first it does
+    /// not hold).
+    fn attempts(&self, job: &str) -> Vec<Arc<Pod>> {
+        let attempts = u32::try_from(self.ctx.settings.jobs.backoff_limit).unwrap_or(0).saturating_add(1);
+        (0..attempts)
+            .map_while(|attempt| {
+                self.ctx.pods.get(&ObjectRef::new(&attempt_name(job, attempt)).within(&self.namespace))
+            })
+            .collect()
     }
 
-    /// The failure of Job `name` of `step_job`: the step whose container failed (named when the
-    /// Job runs several) and its termination message, else the Job's message.
-    async fn job_failed(
+    /// Creates attempt `attempt` of `step_job`, its deadline what is left of the timeout. `None`
+    /// once created; the Pod as the API server holds it when an earlier pass created it already
+    /// (the store has not seen it yet), read once.
+    async fn create_pod(
         &self,
         step_job: &StepJob,
-        name: String,
-        reason: String,
-        message: String,
-    ) -> Result<Failure, ReconcileError> {
-        let pods: Api<Pod> = self.api();
-        let failed =
-            failed_container(&pods, &name).await.map_err(api_error(format!("reading the Pods of Job {name}")))?;
-        let (step, detail) = match failed {
-            Some(FailedContainer { name: container, message: detail }) => {
-                (Some(container).filter(|_| !step_job.init.is_empty()), detail.unwrap_or(message))
-            }
-            None => (None, message),
-        };
-        Ok(Failure::JobFailed { job: name, step, reason, detail })
-    }
-
-    async fn create_job(&self, step_job: &StepJob, remaining: Duration) -> Result<(), ReconcileError> {
+        attempt: u32,
+        remaining: Duration,
+    ) -> Result<Option<Pod>, ReconcileError> {
         let deadline = i64::try_from(remaining.as_secs()).unwrap_or(i64::MAX);
-        let job = builders::job(self.object.as_ref(), step_job, &self.ctx.settings.jobs, deadline);
-        let name = job.name_any();
-        if self.create(job).await? {
-            tracing::info!(job = %name, "created Job");
-            self.publish(EventType::Normal, "JobCreated", step_job.action, format!("created Job {name}")).await;
+        let pod = builders::pod(self.object.as_ref(), step_job, attempt, &self.ctx.settings.jobs, deadline);
+        let name = pod.name_any();
+        if self.create(pod).await? {
+            tracing::info!(pod = %name, "created Pod");
+            self.publish(EventType::Normal, "JobCreated", step_job.action, format!("created Pod {name}")).await;
+            return Ok(None);
         }
-        Ok(())
+        let pods: Api<Pod> = self.api();
+        // Gone since (deleted by someone): the watch wakes the pass that creates it again.
+        pods.get_opt(&name).await.map_err(api_error(format!("reading Pod {name}")))
     }
 
     /// Creates `object`; returns `false` when it already exists (from an earlier pass).
@@ -376,11 +389,15 @@ impl<O: Operation> Run<O> {
         }
     }
 
-    async fn delete_jobs(&self, jobs: &[StepJob]) -> Result<(), ReconcileError> {
-        let params =
-            DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
+    /// Deletes every attempt's Pod of `jobs` the store holds (attempt 0 when it holds none); one
+    /// already gone is fine.
+    async fn delete_pods(&self, jobs: &[StepJob]) -> Result<(), ReconcileError> {
         for job in jobs {
-            self.delete::<Job>(&job.job_name(self.object.as_ref()), &params).await?;
+            let name = job.job_name(self.object.as_ref());
+            let attempts = u32::try_from(self.attempts(&name).len()).unwrap_or(u32::MAX).max(1);
+            for attempt in 0..attempts {
+                self.delete::<Pod>(&attempt_name(&name, attempt), &DeleteParams::default()).await?;
+            }
         }
         Ok(())
     }
@@ -467,6 +484,13 @@ impl<O: Operation> Run<O> {
             tracing::warn!(%error, reason, "could not publish an event");
         }
     }
+}
+
+/// The failure of step job `step_job` whose last attempt `pod` failed after `attempts` attempts: the
+/// step whose container failed (named when the Pod runs several) and what it said.
+fn job_failed(step_job: &StepJob, pod: &Pod, attempts: u32) -> Failure {
+    let PodFailure { container, detail } = pod_failure(pod);
+    Failure::JobFailed { pod: pod.name_any(), step: container.filter(|_| !step_job.init.is_empty()), attempts, detail }
 }
 
 fn with_note(message: String, note: Option<&str>) -> String {

@@ -1,5 +1,5 @@
 //! The reconcilers: kube-runtime Controllers on APIManagerBackup and APIManagerRestore, each owning
-//! its Jobs, that turn an accepted backup into files on its claim (README, "Backups") and a backup
+//! the step Pods it creates, that turn an accepted backup into files on its claim (README, "Backups") and a backup
 //! claim back into an installation (README, "Restores"). The step machine ([`machine`]) is shared
 //! by every operation; [`backup`] and [`restore`] are what make it a backup or a restore.
 
@@ -10,9 +10,9 @@ pub mod events;
 mod fake_api;
 #[cfg(test)]
 mod fixtures;
-pub mod jobs;
 pub mod machine;
 pub mod outcome;
+pub mod pods;
 pub mod restore;
 pub mod seen;
 pub mod status;
@@ -29,7 +29,7 @@ use crate::webhook::lookup::{ClusterLookup, LookupError};
 use builders::JobSettings;
 use events::EventPublisher;
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -117,7 +117,7 @@ impl ReconcileError {
 /// How backups and restores are run.
 #[derive(Clone, Debug)]
 pub struct ReconcileSettings {
-    /// How the Jobs run.
+    /// How the step Pods run.
     pub jobs: JobSettings,
     /// A backup not finished this long after its start fails.
     pub backup_timeout: Duration,
@@ -140,9 +140,9 @@ pub struct Context {
     /// The APIManagers, from the watch that also triggers passes; what it does not hold is
     /// confirmed live before a pass fails for it.
     pub apimanagers: CachedLookup,
-    /// The operator's Jobs, from the watch that also triggers passes; a Job it does not hold (one
-    /// created a moment ago) is read live.
-    pub jobs: Store<Job>,
+    /// The operation's step Pods (trimmed by [`trim::pod`]), from the watch that also triggers
+    /// passes; an attempt it does not hold yet is confirmed by its create (AlreadyExists) and one GET.
+    pub pods: Store<Pod>,
 }
 
 /// The unfinished backups of `apimanager`, reconciled again when it changes or goes away.
@@ -212,7 +212,7 @@ pub async fn run(
 }
 
 /// The controller of operation `O` in `namespaces`, until `shutdown` resolves: it owns the
-/// operations' Jobs, and an APIManager that changes or goes away wakes the operations `wakes`
+/// operations' step Pods, and an APIManager that changes or goes away wakes the operations `wakes`
 /// finds for it.
 async fn run_operation<O: Operation + Watched>(
     client: kube::Client,
@@ -222,7 +222,8 @@ async fn run_operation<O: Operation + Watched>(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     wakes: fn(&Store<O>, &APIManager) -> Vec<ObjectRef<O>>,
 ) {
-    let owned = watcher::Config::default().labels(&managed_by_selector());
+    // The Pods of this kind of operation only (each carries its operation's UID label).
+    let owned = watcher::Config::default().labels(&format!("{},{}", managed_by_selector(), O::UID_LABEL));
     // The cache keeps of each object what `O::cached` keeps (see `trim`).
     let (store, writer) = reflector::store();
     let events = namespaces
@@ -231,13 +232,13 @@ async fn run_operation<O: Operation + Watched>(
         .reflect(writer)
         .applied_objects();
     let watched = store.clone();
-    // The watches of the Jobs and of the APIManagers each fill the store passes read them from and
+    // The watches of the step Pods and of the APIManagers each fill the store passes read them from and
     // trigger the passes they concern (after the store has the change).
-    let (job_store, job_writer) = reflector::store();
-    let jobs = namespaces
-        .events::<Job>(&client, owned, job_store.clone())
-        .modify(trim::job)
-        .reflect(job_writer)
+    let (pod_store, pod_writer) = reflector::store();
+    let pods = namespaces
+        .events::<Pod>(&client, owned, pod_store.clone())
+        .modify(trim::pod)
+        .reflect(pod_writer)
         .touched_objects();
     let (apimanager_store, apimanager_writer) = reflector::store();
     let apimanagers = namespaces
@@ -247,14 +248,14 @@ async fn run_operation<O: Operation + Watched>(
         .touched_objects();
     let lookup = CachedLookup::from_store(apimanager_store, ClusterLookup::new(client.clone()));
     let controller = Controller::for_stream(events, store)
-        .owns_stream(jobs)
+        .owns_stream(pods)
         .watches_stream(apimanagers, move |apimanager| wakes(&watched, &apimanager))
         .graceful_shutdown_on(shutdown);
     let instance = std::env::var("POD_NAME").unwrap_or_else(|_| CONTROLLER.to_owned());
     let recorder = EventPublisher::new(client.clone(), CONTROLLER, &instance);
     let watch_metrics = metrics.clone();
     let seen = Default::default();
-    let context = Arc::new(Context { client, metrics, recorder, settings, seen, apimanagers: lookup, jobs: job_store });
+    let context = Arc::new(Context { client, metrics, recorder, settings, seen, apimanagers: lookup, pods: pod_store });
     controller
         .run(machine::reconcile::<O>, error_policy, context)
         .for_each(|result| {

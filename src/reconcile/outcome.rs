@@ -28,26 +28,26 @@ is no longer needed, or create this backup under another name"
         /// What it holds.
         holder: ClaimHolder,
     },
-    /// A Job failed for good (its retries used up).
-    #[error("Job {job} failed ({reason}){}: {detail}", in_step(step.as_deref()))]
+    /// A step job failed for good: its last attempt failed and its retries are used up.
+    #[error("Pod {pod} failed{} after {}: {detail}", at_step(step.as_deref()), attempts_made(*attempts))]
     JobFailed {
-        /// The Job's name.
-        job: String,
-        /// The step that failed, named when the Job runs several.
+        /// The last attempt's Pod.
+        pod: String,
+        /// The step that failed, named when the Pod runs several.
         step: Option<String>,
-        /// Kubernetes' reason, e.g. `BackoffLimitExceeded`.
-        reason: String,
-        /// The Pod's termination message, or the Job's message without one.
+        /// How many attempts were made.
+        attempts: u32,
+        /// The failed container's termination message, else the Pod's own reason and message.
         detail: String,
     },
-    /// A Job succeeded without the report its step must leave in its termination message.
+    /// A step's Pod succeeded without the report its step must leave in its termination message.
     #[error(
-        "Job {job} succeeded without a readable report in its termination message (the Job's image may not match \
+        "Pod {pod} succeeded without a readable report in its termination message (the Pod's image may not match \
 this operator's version)"
     )]
     Unreported {
-        /// The Job's name.
-        job: String,
+        /// The Pod's name.
+        pod: String,
     },
     /// The APIManager a restore created went away while the restore waited for it.
     #[error(
@@ -68,7 +68,7 @@ APIManagerRestore to restore it again"
     },
     /// The operation did not finish in time.
     #[error(
-        "the {operation} did not finish within {} ({flag}); its Jobs and Pods are kept for debugging",
+        "the {operation} did not finish within {} ({flag}); its Pods are kept for debugging",
         humantime::format_duration(*limit)
     )]
     Timeout {
@@ -109,8 +109,12 @@ impl Failure {
     }
 }
 
-fn in_step(step: Option<&str>) -> String {
-    step.map(|step| format!(" in step {step}")).unwrap_or_default()
+fn at_step(step: Option<&str>) -> String {
+    step.map(|step| format!(" at step {step}")).unwrap_or_default()
+}
+
+fn attempts_made(attempts: u32) -> String {
+    if attempts == 1 { "1 attempt".to_owned() } else { format!("{attempts} attempts") }
 }
 
 /// What an existing claim holds, read from its ownership annotation
@@ -161,7 +165,7 @@ mod tests {
 
     fn api_error(code: u16, message: &str) -> ReconcileError {
         let status = Status::failure(message, "Reason").with_code(code);
-        ReconcileError::Api { what: "creating Job j".into(), source: kube::Error::Api(Box::new(status)) }
+        ReconcileError::Api { what: "creating Pod j-0".into(), source: kube::Error::Api(Box::new(status)) }
     }
 
     #[test]
@@ -170,7 +174,7 @@ mod tests {
             match Stop::from(api_error(code, "exceeded quota")) {
                 Stop::Failed(failure) => {
                     assert_eq!(failure.reason(), "Refused");
-                    assert_eq!(failure.to_string(), "creating Job j: exceeded quota");
+                    assert_eq!(failure.to_string(), "creating Pod j-0: exceeded quota");
                 }
                 Stop::Retry(error) => panic!("{code} is a refusal, got {error}"),
             }
@@ -196,29 +200,24 @@ delete it if it is no longer needed, or create this backup under another name",
 if it is no longer needed, or create this backup under another name",
             ),
             (
-                Failure::JobFailed {
-                    job: "j".into(),
-                    step: None,
-                    reason: "BackoffLimitExceeded".into(),
-                    detail: "boom".into(),
-                },
+                Failure::JobFailed { pod: "j-0".into(), step: None, attempts: 1, detail: "boom".into() },
                 "JobFailed",
-                "Job j failed (BackoffLimitExceeded): boom",
+                "Pod j-0 failed after 1 attempt: boom",
             ),
             (
                 Failure::JobFailed {
-                    job: "backup-u".into(),
+                    pod: "backup-u-2".into(),
                     step: Some("copy-files".into()),
-                    reason: "BackoffLimitExceeded".into(),
+                    attempts: 3,
                     detail: "cannot read uploads/a".into(),
                 },
                 "JobFailed",
-                "Job backup-u failed (BackoffLimitExceeded) in step copy-files: cannot read uploads/a",
+                "Pod backup-u-2 failed at step copy-files after 3 attempts: cannot read uploads/a",
             ),
             (
                 Failure::Timeout { operation: "backup", flag: "--backup-timeout", limit: Duration::from_secs(5400) },
                 "Timeout",
-                "the backup did not finish within 1h 30m (--backup-timeout); its Jobs and Pods are kept for debugging",
+                "the backup did not finish within 1h 30m (--backup-timeout); its Pods are kept for debugging",
             ),
             (
                 Failure::APIManagerNotFound(rules::NotFound::NoneInNamespace { namespace: "n".into() }),
@@ -238,9 +237,9 @@ system database, system Redis and backend Redis external (spec.externalComponent
         }
         let restore_cases = [
             (
-                Failure::Unreported { job: "verify-u".into() },
+                Failure::Unreported { pod: "verify-u-0".into() },
                 "Unreported",
-                "Job verify-u succeeded without a readable report in its termination message (the Job's image may not \
+                "Pod verify-u-0 succeeded without a readable report in its termination message (the Pod's image may not \
 match this operator's version)",
             ),
             (

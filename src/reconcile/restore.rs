@@ -1,8 +1,8 @@
-//! A restore as an [`Operation`] of the step machine (README, "Restores"): the Jobs `verify`,
+//! A restore as an [`Operation`] of the step machine (README, "Restores"): the step jobs `verify`,
 //! `restore-objects`, `restore-files` (when the backed-up APIManager keeps its files on a claim,
 //! which is created first when missing) and `restore-apimanager`, each reporting what it did, then a
-//! wait until the restored APIManager reports itself available; per-restore RBAC for the Jobs'
-//! ServiceAccount.
+//! wait until the restored APIManager reports itself available; per-restore RBAC for the step
+//! Pods' ServiceAccount.
 
 use super::ReconcileSettings;
 use super::builders::{self, ClaimMount, JobStep};
@@ -36,10 +36,10 @@ pub const VERIFIED: &str = "Verified";
 /// The `Ready` reason while the restored APIManager is not available yet.
 pub const WAITING: &str = "WaitingForAPIManager";
 
-/// What the steps before the Jobs found.
+/// What the steps before the step jobs found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestorePlan {
-    /// The backup claim, mounted read-only by every Job.
+    /// The backup claim, mounted read-only by every step Pod.
     pub claim: String,
 }
 
@@ -50,7 +50,7 @@ pub fn binding_name(restore: &APIManagerRestore) -> String {
     format!("apimanager-restore-{}", restore.uid().unwrap_or_default())
 }
 
-/// Binds the restore Jobs' ClusterRole to their ServiceAccount in the restore's namespace, owned
+/// Binds the restore step Pods' ClusterRole to their ServiceAccount in the restore's namespace, owned
 /// by the restore and deleted when it ends.
 pub fn role_binding(restore: &APIManagerRestore) -> RoleBinding {
     builders::cluster_role_binding(restore, binding_name(restore), RESTORE_JOB_CLUSTER_ROLE, RESTORE_SERVICE_ACCOUNT)
@@ -162,7 +162,7 @@ impl Operation for APIManagerRestore {
         }
     }
 
-    async fn job_succeeded(run: &mut Run<Self>, step: &JobStep, report: StepReport) -> Result<(), Stop> {
+    async fn job_succeeded(run: &mut Run<Self>, step: &JobStep, pod: &str, report: StepReport) -> Result<(), Stop> {
         match report {
             StepReport::Verify { checked, api_manager } if step.name == VERIFY => {
                 if let Some(wanted) = &api_manager.system_storage {
@@ -193,7 +193,7 @@ it is restored unchecked"
                 run.status.kept_objects = Some(kept);
                 Ok(())
             }
-            _ => Err(Failure::Unreported { job: step.job_name(run.object.as_ref()) }.into()),
+            _ => Err(Failure::Unreported { pod: pod.to_owned() }.into()),
         }
     }
 
@@ -227,7 +227,7 @@ it is restored unchecked"
         Ok(())
     }
 
-    /// Removes the Jobs' access to the namespace.
+    /// Removes the step Pods' access to the namespace.
     async fn after_end(run: &Run<Self>) -> Result<(), ReconcileError> {
         run.delete::<RoleBinding>(&binding_name(&run.object), &DeleteParams::default()).await
     }

@@ -5,8 +5,8 @@ use crate::api::apimanager::APIManager;
 use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
 use crate::reconcile::fake_api::{FakeApi, Fault};
 use crate::reconcile::fixtures::{
-    APIMANAGERS, BACKUP_UID, CLAIMS, JOBS, NAMESPACE, PODS, ROLE_BINDINGS, ROLES, Watches, apimanager, backup, events,
-    finish_job, metric, watched_context,
+    APIMANAGERS, BACKUP_UID, CLAIMS, NAMESPACE, PODS, ROLE_BINDINGS, ROLES, Watches, apimanager, backup, events,
+    metric, pod_status, watched_context,
 };
 use crate::reconcile::{ErrorKind, ReconcileSettings, error_policy};
 use serde_json::{Value, json};
@@ -15,6 +15,31 @@ const BACKUPS: &str = "/apis/apps.3scale.net/v1alpha1/namespaces/3scale/apimanag
 
 fn backup_job() -> String {
     format!("backup-{BACKUP_UID}")
+}
+
+/// The Pod of attempt `attempt` of the backup's step job.
+fn backup_pod(attempt: u32) -> String {
+    format!("backup-{BACKUP_UID}-{attempt}")
+}
+
+/// Pod `name` gets `status` from its node, and the Pod watch delivers it.
+fn node(fake: &FakeApi, watches: &mut Watches, name: &str, status: Value) {
+    pod_status(fake, name, status);
+    watches.sees_pod(fake, name);
+}
+
+/// A Pod status of phase `phase` whose containers ended at `finished` (RFC 3339), with
+/// `statuses` (init containers' and containers').
+fn ended(phase: &str, finished: &str, statuses: Value) -> Value {
+    let mut status = json!({"phase": phase, "conditions": [{"type": "Ready", "status": "False",
+        "lastTransitionTime": finished}]});
+    json_patch::merge(&mut status, &statuses);
+    status
+}
+
+/// A time `seconds` ago, RFC 3339.
+fn ago(seconds: i64) -> String {
+    (Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(seconds)).to_string()
 }
 
 /// A fake API server holding backup `b` of 1Gi and APIManager `example` with `system` as its
@@ -66,13 +91,13 @@ fn assert_failed(fake: &FakeApi, ctx: &Context, reason: &str, message: &str) {
     assert_eq!(condition(fake, "Ready"), ("False".to_owned(), reason.to_owned(), message.to_owned()));
     assert!(metric(ctx, r#"apimanager_backups_total{outcome="failed"} 1"#), "counted once");
     assert!(metric(ctx, &format!(r#"apimanager_backup_failures_total{{reason="{reason}"}} 1"#)), "by reason");
-    assert!(fake.names(ROLE_BINDINGS).is_empty() && fake.names(ROLES).is_empty(), "the Jobs' RBAC is removed");
+    assert!(fake.names(ROLE_BINDINGS).is_empty() && fake.names(ROLES).is_empty(), "the step Pods' RBAC is removed");
     let warning = ("Warning".to_owned(), reason.to_owned(), "Backup".to_owned(), message.to_owned());
     assert!(events(fake).contains(&warning), "a Warning event: {:?}", events(fake));
 }
 
 #[tokio::test]
-async fn a_new_backup_records_its_start_and_creates_claim_rbac_and_the_backup_job() {
+async fn a_new_backup_records_its_start_and_creates_claim_rbac_and_the_first_pod() {
     let (fake, ctx, _) = cluster(json!({}));
     let action = pass(&fake, &ctx).await.expect("pass");
     assert_eq!(action, Action::requeue(Duration::from_secs(3600)));
@@ -82,7 +107,7 @@ async fn a_new_backup_records_its_start_and_creates_claim_rbac_and_the_backup_jo
     assert_eq!(status.backup_persistent_volume_claim_name.as_deref(), Some("b"));
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(fake.names(CLAIMS), ["b"]);
-    assert_eq!(fake.names(JOBS), [backup_job()]);
+    assert_eq!(fake.names(PODS), [backup_pod(0)]);
     assert_eq!(fake.names(ROLES), [format!("apimanager-backup-{BACKUP_UID}")]);
     assert_eq!(fake.names(ROLE_BINDINGS).len(), 2);
     assert_eq!(
@@ -90,62 +115,56 @@ async fn a_new_backup_records_its_start_and_creates_claim_rbac_and_the_backup_jo
         (
             "False".to_owned(),
             "ExportingObjects".to_owned(),
-            format!("exporting Secrets, ConfigMaps and the APIManager (Job {})", backup_job())
+            format!("exporting Secrets, ConfigMaps and the APIManager (Pod {})", backup_pod(0))
         )
     );
-    let deadline = fake.get(&format!("{JOBS}/{}", backup_job())).expect("job")["spec"]["activeDeadlineSeconds"].clone();
+    let pod = fake.get(&format!("{PODS}/{}", backup_pod(0))).expect("pod");
+    assert_eq!(pod["metadata"]["labels"]["apps.3scale.net/step-job"], json!(backup_job()));
+    assert_eq!(pod["spec"]["restartPolicy"], json!("Never"));
+    let deadline = pod["spec"]["activeDeadlineSeconds"].clone();
     assert!(deadline.as_i64().is_some_and(|d| (3590..=3600).contains(&d)), "what is left of the timeout: {deadline}");
 }
 
 #[tokio::test]
-async fn a_pass_over_a_running_job_creates_nothing_and_writes_nothing() {
-    let (fake, ctx, _) = cluster(json!({}));
+async fn a_pass_over_a_running_pod_in_the_store_sends_no_request_on_pods_and_writes_nothing() {
+    let (fake, ctx, mut watches) = cluster(json!({}));
     pass(&fake, &ctx).await.expect("first pass");
+    node(&fake, &mut watches, &backup_pod(0), json!({"phase": "Pending"}));
     let before = fake.requests().len();
     pass(&fake, &ctx).await.expect("second pass");
-    let writes: Vec<String> = fake.requests()[before..]
-        .iter()
-        .filter(|r| !r.starts_with("GET ") && !r.contains("/events"))
-        .cloned()
-        .collect();
-    let posts: Vec<&String> = writes.iter().filter(|r| r.starts_with("POST ")).collect();
+    let requests = &fake.requests()[before..];
+    let writes: Vec<&String> = requests.iter().filter(|r| !r.starts_with("GET ") && !r.contains("/events")).collect();
     assert!(writes.iter().all(|w| w.starts_with("POST ")), "no status write: {writes:?}");
-    assert!(posts.iter().all(|p| !p.ends_with("/jobs")), "the Job exists already: {posts:?}");
+    assert!(requests.iter().all(|r| !r.contains("/pods")), "the store answers: {requests:?}");
 }
 
-/// The Job controller counts the Job's Pod ready: every init container is done.
-fn pod_ready(fake: &FakeApi) {
-    let mut job = fake.get(&format!("{JOBS}/{}", backup_job())).expect("the backup Job");
-    job["status"] = json!({"active": 1, "ready": 1});
-    fake.put(JOBS, job);
+/// The Pod is ready: every init container is done, its last container runs.
+fn pod_ready(fake: &FakeApi, watches: &mut Watches) {
+    let ready = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+    node(fake, watches, &backup_pod(0), ready);
 }
 
 #[tokio::test]
-async fn the_copy_follows_the_export_in_one_job_and_success_cleans_up_and_counts_once() {
-    let (fake, ctx, _) = cluster(json!({}));
+async fn the_copy_follows_the_export_in_one_pod_and_success_cleans_up_and_counts_once() {
+    let (fake, ctx, mut watches) = cluster(json!({}));
     pass(&fake, &ctx).await.expect("export");
-    let job = fake.get(&format!("{JOBS}/{}", backup_job())).expect("one Job");
-    let pod = &job["spec"]["template"]["spec"];
-    assert_eq!(pod["initContainers"][0]["name"], json!("export-objects"));
-    assert_eq!(pod["containers"][0]["name"], json!("copy-files"));
-    assert_eq!(pod["automountServiceAccountToken"], json!(false));
-    pod_ready(&fake);
+    let pod = fake.get(&format!("{PODS}/{}", backup_pod(0))).expect("one Pod");
+    let spec = &pod["spec"];
+    assert_eq!(spec["initContainers"][0]["name"], json!("export-objects"));
+    assert_eq!(spec["containers"][0]["name"], json!("copy-files"));
+    assert_eq!(spec["automountServiceAccountToken"], json!(false));
+    pod_ready(&fake, &mut watches);
     pass(&fake, &ctx).await.expect("copy");
-    assert_eq!(fake.names(JOBS), [backup_job()], "still the one Job");
+    assert_eq!(fake.names(PODS), [backup_pod(0)], "still the one Pod");
     assert_eq!(
         condition(&fake, "Ready"),
         (
             "False".to_owned(),
             "CopyingFiles".to_owned(),
-            format!("copying the System FileStorage (Job {})", backup_job())
+            format!("copying the System FileStorage (Pod {})", backup_pod(0))
         )
     );
-    finish_job(&fake, &backup_job(), json!([{"type": "SuccessCriteriaMet", "status": "True"}]));
-    pass(&fake, &ctx).await.expect("the Job controller still releases the Pod");
-    assert_eq!(fake.names(JOBS), [backup_job()], "not deleted before it is Complete");
-    assert_eq!(status(&fake).completed, None);
-    let complete = json!([{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]);
-    finish_job(&fake, &backup_job(), complete);
+    node(&fake, &mut watches, &backup_pod(0), json!({"phase": "Succeeded"}));
     assert_eq!(pass(&fake, &ctx).await.expect("success"), Action::await_change());
     let status = status(&fake);
     assert_eq!((status.completed, status.main_steps_completed), (Some(true), Some(true)));
@@ -154,8 +173,8 @@ async fn the_copy_follows_the_export_in_one_job_and_success_cleans_up_and_counts
         condition(&fake, "Ready"),
         ("True".to_owned(), "BackupCompleted".to_owned(), "backup written to PersistentVolumeClaim b".to_owned())
     );
-    assert!(fake.names(JOBS).is_empty(), "the Job is deleted");
-    assert!(fake.names(ROLES).is_empty() && fake.names(ROLE_BINDINGS).is_empty(), "the Job's RBAC is deleted");
+    assert!(fake.names(PODS).is_empty(), "the Pod is deleted");
+    assert!(fake.names(ROLES).is_empty() && fake.names(ROLE_BINDINGS).is_empty(), "the Pod's RBAC is deleted");
     assert_eq!(fake.names(CLAIMS), ["b"], "the claim stays: it is the backup");
     assert!(metric(&ctx, r#"apimanager_backups_total{outcome="succeeded"} 1"#));
     let published = events(&fake);
@@ -163,10 +182,10 @@ async fn the_copy_follows_the_export_in_one_job_and_success_cleans_up_and_counts
         (type_.to_owned(), reason.to_owned(), action.to_owned(), note)
     };
     let expected = [
-        event("Normal", "JobCreated", "RunBackup", format!("created Job {}", backup_job())),
+        event("Normal", "JobCreated", "RunBackup", format!("created Pod {}", backup_pod(0))),
         event("Normal", "BackupCompleted", "Backup", "backup written to PersistentVolumeClaim b".to_owned()),
     ];
-    assert_eq!(published, expected, "one JobCreated event for the one Job");
+    assert_eq!(published, expected, "one JobCreated event for the one Pod");
     pass(&fake, &ctx).await.expect("a pass over a completed backup");
     assert!(metric(&ctx, r#"apimanager_backups_total{outcome="succeeded"} 1"#), "never counted twice");
 }
@@ -184,9 +203,9 @@ fn fault(
 
 #[tokio::test]
 async fn a_conflict_on_the_final_write_is_retried_and_the_backup_counted_once() {
-    let (fake, ctx, _) = cluster(json!({"fileStorage": {"simpleStorageService": {}}}));
+    let (fake, ctx, mut watches) = cluster(json!({"fileStorage": {"simpleStorageService": {}}}));
     pass(&fake, &ctx).await.expect("export");
-    finish_job(&fake, &backup_job(), json!([{"type": "Complete", "status": "True"}]));
+    node(&fake, &mut watches, &backup_pod(0), json!({"phase": "Succeeded"}));
     // mainStepsCompleted is written; the write of `completed` then meets a concurrent writer.
     fake.fail_once(fault("PATCH", "/apimanagerbackups/b/status", 1, 409, "Conflict", "the object has been modified"));
     let error = pass(&fake, &ctx).await.expect_err("the conflict is returned");
@@ -212,12 +231,16 @@ the bucket separately"
 }
 
 #[tokio::test]
-async fn a_refused_job_fails_the_backup_as_refused() {
+async fn a_refused_pod_fails_the_backup_as_refused() {
     let (fake, ctx, _) = cluster(json!({}));
-    let quota = "jobs.batch is forbidden: exceeded quota: jobs, requested: count/jobs.batch=1";
-    fake.fail_once(fault("POST", "/jobs", 0, 403, "Forbidden", quota));
+    let quota = format!(
+        "pods \"{}\" is forbidden: exceeded quota: no-pods, requested: pods=1, used: pods=0, limited: pods=0",
+        backup_pod(0)
+    );
+    fake.fail_once(fault("POST", "/pods", 0, 403, "Forbidden", &quota));
     assert_eq!(pass(&fake, &ctx).await.expect("a final failure is not an error"), Action::await_change());
-    assert_failed(&fake, &ctx, "Refused", &format!("creating Job {}: {quota}", backup_job()));
+    assert_failed(&fake, &ctx, "Refused", &format!("creating Pod {}: {quota}", backup_pod(0)));
+    assert!(fake.names(PODS).is_empty(), "no Pod");
     pass(&fake, &ctx).await.expect("a pass over a failed backup");
     assert!(metric(&ctx, r#"apimanager_backups_total{outcome="failed"} 1"#), "never counted twice");
 }
@@ -225,12 +248,12 @@ async fn a_refused_job_fails_the_backup_as_refused() {
 #[tokio::test]
 async fn an_unavailable_api_is_retried_not_failed() {
     let (fake, ctx, _) = cluster(json!({}));
-    fake.fail_once(fault("POST", "/jobs", 0, 503, "ServiceUnavailable", "etcd is unavailable"));
+    fake.fail_once(fault("POST", "/pods", 0, 503, "ServiceUnavailable", "etcd is unavailable"));
     let error = pass(&fake, &ctx).await.expect_err("retried");
     assert_eq!(error.kind(), ErrorKind::Api);
     assert!(status(&fake).conditions.iter().all(|c| c.type_ != "Failed"));
     pass(&fake, &ctx).await.expect("the retry");
-    assert_eq!(fake.names(JOBS), [backup_job()]);
+    assert_eq!(fake.names(PODS), [backup_pod(0)]);
 }
 
 #[tokio::test]
@@ -244,18 +267,25 @@ async fn passes_read_the_apimanager_from_the_watch_fed_store() {
 }
 
 #[tokio::test]
-async fn passes_read_the_job_from_the_watch_fed_store_and_a_job_it_lacks_live() {
+async fn passes_read_the_pods_from_the_watch_fed_store_and_confirm_one_it_lacks_by_its_create() {
     let (fake, ctx, mut watches) = cluster(json!({}));
     pass(&fake, &ctx).await.expect("export");
-    let job_path = format!("{JOBS}/{}", backup_job());
-    let read_live = |requests: &[String]| requests.iter().filter(|r| **r == format!("GET {job_path}")).count();
-    assert_eq!(read_live(&fake.requests()), 1, "the first pass asks the API server: the store lacks it");
-    watches.sees_job(&fake, &backup_job());
+    let on_pods =
+        |requests: &[String]| -> Vec<String> { requests.iter().filter(|r| r.contains("/pods")).cloned().collect() };
+    assert_eq!(on_pods(&fake.requests()), [format!("POST {PODS}")], "created without asking first");
+    let before = fake.requests().len();
+    pass(&fake, &ctx).await.expect("a pass before the watch delivered the Pod");
+    assert_eq!(
+        on_pods(&fake.requests()[before..]),
+        [format!("POST {PODS}"), format!("GET {PODS}/{}", backup_pod(0))],
+        "AlreadyExists, then one read"
+    );
+    assert_eq!(events(&fake).len(), 1, "one JobCreated event: the second create found the Pod");
+    watches.sees_pod(&fake, &backup_pod(0));
     let before = fake.requests().len();
     pass(&fake, &ctx).await.expect("a pass from the store");
-    assert_eq!(read_live(&fake.requests()[before..]), 0, "the store answers");
-    finish_job(&fake, &backup_job(), json!([{"type": "Complete", "status": "True"}]));
-    watches.sees_job(&fake, &backup_job());
+    assert_eq!(on_pods(&fake.requests()[before..]), Vec::<String>::new(), "the store answers");
+    node(&fake, &mut watches, &backup_pod(0), json!({"phase": "Succeeded"}));
     pass(&fake, &ctx).await.expect("success from the store's state");
     assert_eq!(status(&fake).completed, Some(true));
 }
@@ -265,7 +295,7 @@ async fn an_apimanager_the_store_has_not_seen_yet_is_read_once() {
     let (fake, ctx, _) = cluster(json!({}));
     pass(&fake, &ctx).await.expect("export");
     assert_eq!(apimanager_requests(&fake.requests()), [format!("GET {APIMANAGERS}/example")]);
-    assert_eq!(fake.names(JOBS), [backup_job()], "not failed: the live read found it");
+    assert_eq!(fake.names(PODS), [backup_pod(0)], "not failed: the live read found it");
 }
 
 #[tokio::test]
@@ -319,7 +349,7 @@ async fn a_claim_holding_another_backup_is_never_written_to() {
         "PersistentVolumeClaim b already exists and holds APIManagerBackup UID earlier-uid; it is never overwritten: \
 delete it if it is no longer needed, or create this backup under another name",
     );
-    assert!(fake.names(JOBS).is_empty(), "no Job writes to it");
+    assert!(fake.names(PODS).is_empty(), "no Pod writes to it");
 }
 
 #[tokio::test]
@@ -336,21 +366,21 @@ async fn a_claim_left_by_an_earlier_pass_of_this_backup_is_used() {
     let (fake, ctx, _) = cluster(json!({}));
     existing_claim(&fake, json!({"apiManagerBackupUID": BACKUP_UID}));
     pass(&fake, &ctx).await.expect("pass");
-    assert_eq!(fake.names(JOBS), [backup_job()]);
+    assert_eq!(fake.names(PODS), [backup_pod(0)]);
     assert_eq!(status(&fake).backup_persistent_volume_claim_name.as_deref(), Some("b"));
 }
 
-/// The backup Job failed for good, its Pod with `statuses` (init containers' and containers').
-fn job_failed_with(fake: &FakeApi, statuses: Value) {
-    finish_job(
-        fake,
-        &backup_job(),
-        json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]),
-    );
-    let mut pod = json!({"metadata": {"name": "p1", "namespace": NAMESPACE,
-        "labels": {"batch.kubernetes.io/job-name": backup_job()}}, "status": {"phase": "Failed"}});
-    json_patch::merge(&mut pod["status"], &statuses);
-    fake.put(PODS, pod);
+/// Every attempt the back-off limit (2) allows failed long ago, each with `statuses` (init
+/// containers' and containers'), and the watch delivered them.
+fn every_attempt_failed(fake: &FakeApi, watches: &mut Watches, statuses: &Value) {
+    for attempt in 0..3 {
+        if fake.get(&format!("{PODS}/{}", backup_pod(attempt))).is_none() {
+            let mut pod = fake.get(&format!("{PODS}/{}", backup_pod(0))).expect("the first Pod");
+            pod["metadata"]["name"] = json!(backup_pod(attempt));
+            fake.put(PODS, pod);
+        }
+        node(fake, watches, &backup_pod(attempt), ended("Failed", &ago(3600), statuses.clone()));
+    }
 }
 
 fn container_status(name: &str, state: Value) -> Value {
@@ -358,56 +388,104 @@ fn container_status(name: &str, state: Value) -> Value {
 }
 
 #[tokio::test]
-async fn a_failed_job_fails_the_backup_naming_the_failed_step_with_its_termination_message() {
-    let (fake, ctx, _) = cluster(json!({}));
+async fn a_failed_attempt_is_retried_after_its_backoff_and_success_deletes_every_attempt() {
+    let (fake, ctx, mut watches) = cluster(json!({}));
+    pass(&fake, &ctx).await.expect("export");
+    let failed = json!({"initContainerStatuses": [container_status("export-objects",
+        json!({"terminated": {"exitCode": 1, "message": "connection refused", "finishedAt": ago(4)}}))]});
+    node(&fake, &mut watches, &backup_pod(0), ended("Failed", &ago(4), failed));
+    let action = pass(&fake, &ctx).await.expect("backing off");
+    assert!(
+        [Action::requeue(Duration::from_secs(6)), Action::requeue(Duration::from_secs(5))].contains(&action),
+        "requeued when 10 s after the failure have passed: {action:?}"
+    );
+    assert_eq!(fake.names(PODS), [backup_pod(0)], "no new attempt before the back-off");
+    assert_eq!(
+        condition(&fake, "Ready").2,
+        format!(
+            "exporting Secrets, ConfigMaps and the APIManager (Pod {} failed; the next attempt starts 10s after its end)",
+            backup_pod(0)
+        )
+    );
+    node(&fake, &mut watches, &backup_pod(0), ended("Failed", &ago(11), json!({})));
+    pass(&fake, &ctx).await.expect("the second attempt");
+    assert_eq!(fake.names(PODS), [backup_pod(0), backup_pod(1)]);
+    assert_eq!(
+        condition(&fake, "Ready").2,
+        format!("exporting Secrets, ConfigMaps and the APIManager (Pod {})", backup_pod(1))
+    );
+    let created: Vec<String> =
+        events(&fake).into_iter().filter(|e| e.1 == "JobCreated").map(|(_, _, _, note)| note).collect();
+    assert_eq!(created, [format!("created Pod {}", backup_pod(0)), format!("created Pod {}", backup_pod(1))]);
+    node(&fake, &mut watches, &backup_pod(1), json!({"phase": "Succeeded"}));
+    assert_eq!(pass(&fake, &ctx).await.expect("success"), Action::await_change());
+    assert_eq!(status(&fake).completed, Some(true));
+    assert!(fake.names(PODS).is_empty(), "every attempt's Pod is deleted");
+}
+
+#[tokio::test]
+async fn the_second_failure_doubles_the_backoff() {
+    let (fake, ctx, mut watches) = cluster(json!({}));
+    pass(&fake, &ctx).await.expect("export");
+    every_attempt_failed(&fake, &mut watches, &json!({}));
+    let third = backup_pod(2);
+    fake.remove(&format!("{PODS}/{third}"));
+    watches.sees_pod_deleted(&third);
+    node(&fake, &mut watches, &backup_pod(1), ended("Failed", &ago(15), json!({})));
+    pass(&fake, &ctx).await.expect("backing off");
+    assert!(condition(&fake, "Ready").2.ends_with("failed; the next attempt starts 20s after its end)"));
+    assert_eq!(fake.names(PODS).len(), 2, "20 s after the second failure, not 10");
+}
+
+#[tokio::test]
+async fn a_pod_failing_every_attempt_fails_the_backup_naming_the_failed_step_with_its_termination_message() {
+    let (fake, ctx, mut watches) = cluster(json!({}));
     pass(&fake, &ctx).await.expect("export");
     let missing = json!({"terminated": {"exitCode": 1, "message": "required objects missing: Secret system-seed"}});
-    job_failed_with(
-        &fake,
-        json!({"initContainerStatuses": [container_status("export-objects", missing)],
-            "containerStatuses": [container_status("copy-files", json!({"waiting": {"reason": "PodInitializing"}}))]}),
-    );
+    let statuses = json!({"initContainerStatuses": [container_status("export-objects", missing)],
+        "containerStatuses": [container_status("copy-files", json!({"waiting": {"reason": "PodInitializing"}}))]});
+    every_attempt_failed(&fake, &mut watches, &statuses);
     pass(&fake, &ctx).await.expect("pass");
     let message = format!(
-        "Job {} failed (BackoffLimitExceeded) in step export-objects: required objects missing: Secret system-seed",
-        backup_job()
+        "Pod {} failed at step export-objects after 3 attempts: required objects missing: Secret system-seed",
+        backup_pod(2)
     );
     assert_failed(&fake, &ctx, "JobFailed", &message);
-    assert_eq!(fake.names(JOBS), [backup_job()], "the Job stays for debugging");
+    assert_eq!(fake.names(PODS), [backup_pod(0), backup_pod(1), backup_pod(2)], "the Pods stay for debugging");
 }
 
 #[tokio::test]
 async fn a_failed_copy_is_named_after_a_successful_export() {
-    let (fake, ctx, _) = cluster(json!({}));
+    let (fake, ctx, mut watches) = cluster(json!({}));
     pass(&fake, &ctx).await.expect("export");
     let done = json!({"terminated": {"exitCode": 0}});
     let unreadable = json!({"terminated": {"exitCode": 1, "message": "cannot read uploads/a: permission denied"}});
-    job_failed_with(
-        &fake,
-        json!({"initContainerStatuses": [container_status("export-objects", done)],
-            "containerStatuses": [container_status("copy-files", unreadable)]}),
-    );
+    let statuses = json!({"initContainerStatuses": [container_status("export-objects", done)],
+        "containerStatuses": [container_status("copy-files", unreadable)]});
+    every_attempt_failed(&fake, &mut watches, &statuses);
     pass(&fake, &ctx).await.expect("pass");
     let message = format!(
-        "Job {} failed (BackoffLimitExceeded) in step copy-files: cannot read uploads/a: permission denied",
-        backup_job()
+        "Pod {} failed at step copy-files after 3 attempts: cannot read uploads/a: permission denied",
+        backup_pod(2)
     );
     assert_failed(&fake, &ctx, "JobFailed", &message);
 }
 
 #[tokio::test]
-async fn a_job_stopped_by_its_deadline_is_a_timeout() {
-    let (fake, ctx, _) = cluster(json!({}));
+async fn a_pod_stopped_by_its_deadline_is_a_timeout() {
+    let (fake, ctx, mut watches) = cluster(json!({}));
     pass(&fake, &ctx).await.expect("export");
-    finish_job(&fake, &backup_job(), json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]));
+    let deadline = json!({"phase": "Failed", "reason": "DeadlineExceeded",
+        "message": "Pod was active on the node longer than the specified deadline"});
+    node(&fake, &mut watches, &backup_pod(0), deadline);
     pass(&fake, &ctx).await.expect("pass");
     assert_failed(
         &fake,
         &ctx,
         "Timeout",
-        "the backup did not finish within 1h (--backup-timeout); its Jobs and Pods are kept for debugging",
+        "the backup did not finish within 1h (--backup-timeout); its Pods are kept for debugging",
     );
-    assert_eq!(fake.names(JOBS), [backup_job()], "the Job stays for debugging");
+    assert_eq!(fake.names(PODS), [backup_pod(0)], "the Pod stays for debugging, not retried");
 }
 
 #[tokio::test]
@@ -517,7 +595,7 @@ mod seam {
             self.spec.reports && step.name == "verify" && !status.progress().is_true(REPORTED)
         }
 
-        async fn job_succeeded(run: &mut Run<Self>, _: &JobStep, report: StepReport) -> Result<(), Stop> {
+        async fn job_succeeded(run: &mut Run<Self>, _: &JobStep, _: &str, report: StepReport) -> Result<(), Stop> {
             run.condition(REPORTED, true, "Recorded", &report.to_message());
             Ok(())
         }
@@ -569,16 +647,19 @@ mod seam {
         (ready.status.clone(), ready.reason.clone())
     }
 
+    const VERIFY_POD: &str = "verify-drill-uid-0";
+
     #[tokio::test]
-    async fn another_operation_runs_its_job_then_waits_in_its_step_after_the_jobs() {
-        let (fake, ctx, _) = cluster(json!({}));
+    async fn another_operation_runs_its_pod_then_waits_in_its_step_after_the_jobs() {
+        let (fake, ctx, mut watches) = cluster(json!({}));
         put_drill(&fake, json!({"ready": false}), Value::Null);
-        reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("the Job");
-        assert_eq!(fake.names(JOBS), ["verify-drill-uid"]);
-        let job = fake.get(&format!("{JOBS}/verify-drill-uid")).expect("job");
-        assert_eq!(job["metadata"]["labels"]["test.example/drill-uid"], json!("drill-uid"));
-        assert_eq!(job["spec"]["template"]["spec"]["serviceAccountName"], json!("drill"));
-        finish_job(&fake, "verify-drill-uid", json!([{"type": "Complete", "status": "True"}]));
+        reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("the Pod");
+        assert_eq!(fake.names(PODS), [VERIFY_POD]);
+        let pod = fake.get(&format!("{PODS}/{VERIFY_POD}")).expect("pod");
+        assert_eq!(pod["metadata"]["labels"]["test.example/drill-uid"], json!("drill-uid"));
+        assert_eq!(pod["metadata"]["labels"]["apps.3scale.net/step-job"], json!("verify-drill-uid"));
+        assert_eq!(pod["spec"]["serviceAccountName"], json!("drill"));
+        node(&fake, &mut watches, VERIFY_POD, json!({"phase": "Succeeded"}));
 
         let waiting = reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("waiting");
         assert_eq!(waiting, Action::requeue(Duration::from_secs(10)));
@@ -590,67 +671,72 @@ mod seam {
         fake.put(DRILLS, ready);
         assert_eq!(reconcile(Arc::new(stored(&fake)), ctx).await.expect("done"), Action::await_change());
         assert_eq!(ready_reason(&fake), ("True".to_owned(), "DrillCompleted".to_owned()));
-        assert!(fake.names(JOBS).is_empty(), "its Job is deleted");
+        assert!(fake.names(PODS).is_empty(), "its Pod is deleted");
     }
 
     #[tokio::test]
     async fn a_report_is_recorded_once_and_the_steps_after_it_follow_from_it() {
-        let (fake, ctx, _) = cluster(json!({}));
+        let (fake, ctx, mut watches) = cluster(json!({}));
         put_drill(&fake, json!({"ready": true, "reports": true}), Value::Null);
-        reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("the first Job");
-        finish_job(&fake, "verify-drill-uid", json!([{"type": "Complete", "status": "True"}]));
+        reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("the first Pod");
         let report = StepReport::RestoreFiles { files: 2, links: 0, verified: true };
-        fake.put(
-            PODS,
-            json!({"metadata": {"name": "verify-pod", "namespace": NAMESPACE,
-                "labels": {"batch.kubernetes.io/job-name": "verify-drill-uid"}},
-            "status": {"phase": "Succeeded", "containerStatuses": [{"name": "verify", "image": "i", "imageID": "",
-                "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 0, "message": report.to_message()}}}]}}),
-        );
-        reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("the report and the second Job");
+        let succeeded = json!({"phase": "Succeeded", "containerStatuses": [{"name": "verify", "image": "i",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "message": report.to_message()}}}]});
+        node(&fake, &mut watches, VERIFY_POD, succeeded);
+        reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("the report and the second Pod");
         let status = stored(&fake).status.unwrap_or_default().progress();
         let reported = status.conditions.iter().find(|c| c.type_ == REPORTED).expect("the report is recorded");
         assert_eq!(reported.message, report.to_message());
-        assert_eq!(fake.names(JOBS), ["apply-drill-uid", "verify-drill-uid"], "a step that follows from the report");
+        assert_eq!(fake.names(PODS), ["apply-drill-uid-0", VERIFY_POD], "a step that follows from the report");
         assert_eq!(ready_reason(&fake), ("False".to_owned(), "Applying".to_owned()));
-        reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("a pass while the second Job runs");
-        let pod_lists = fake.requests().iter().filter(|r| r.starts_with(&format!("GET {PODS}"))).count();
-        assert_eq!(pod_lists, 1, "a recorded report is never read again");
-        finish_job(&fake, "apply-drill-uid", json!([{"type": "Complete", "status": "True"}]));
+        watches.sees_pod(&fake, "apply-drill-uid-0");
+        let before = fake.requests().len();
+        reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("a pass while the second Pod runs");
+        let writes: Vec<String> =
+            fake.requests()[before..].iter().filter(|r| !r.starts_with("GET ")).cloned().collect();
+        assert_eq!(writes, Vec::<String>::new(), "a recorded report is never recorded again");
+        node(&fake, &mut watches, "apply-drill-uid-0", json!({"phase": "Succeeded"}));
         assert_eq!(reconcile(Arc::new(stored(&fake)), ctx).await.expect("done"), Action::await_change());
         assert_eq!(ready_reason(&fake), ("True".to_owned(), "DrillCompleted".to_owned()));
-        assert!(fake.names(JOBS).is_empty(), "both Jobs are deleted");
+        assert!(fake.names(PODS).is_empty(), "both Pods are deleted");
     }
 
     #[tokio::test]
-    async fn a_job_without_its_report_fails_the_operation() {
-        let (fake, ctx, _) = cluster(json!({}));
+    async fn a_pod_without_its_report_fails_the_operation() {
+        let (fake, ctx, mut watches) = cluster(json!({}));
         put_drill(&fake, json!({"ready": true, "reports": true}), Value::Null);
-        reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("the first Job");
-        finish_job(&fake, "verify-drill-uid", json!([{"type": "Complete", "status": "True"}]));
+        reconcile(Arc::new(stored(&fake)), ctx.clone()).await.expect("the first Pod");
+        node(&fake, &mut watches, VERIFY_POD, json!({"phase": "Succeeded"}));
         reconcile(Arc::new(stored(&fake)), ctx).await.expect("a final failure");
         assert_eq!(ready_reason(&fake), ("False".to_owned(), "Unreported".to_owned()));
-        assert_eq!(fake.names(JOBS), ["verify-drill-uid"], "no step after it, the Job kept for debugging");
+        let failed = stored(&fake).status.unwrap_or_default().progress();
+        let failed = failed.conditions.iter().find(|c| c.type_ == FAILED).expect("Failed");
+        assert_eq!(
+            failed.message,
+            format!(
+                "Pod {VERIFY_POD} succeeded without a readable report in its termination message (the Pod's image may \
+not match this operator's version)"
+            )
+        );
+        assert_eq!(fake.names(PODS), [VERIFY_POD], "no step after it, the Pod kept for debugging");
     }
 
     #[tokio::test]
     async fn waiting_after_the_jobs_ends_with_the_timeout() {
-        let (fake, ctx, _) = cluster(json!({}));
+        let (fake, ctx, mut watches) = cluster(json!({}));
         put_drill(&fake, json!({"ready": false}), json!({"startTime": "2020-01-01T00:00:00Z"}));
         fake.put(
-            JOBS,
-            json!({"metadata": {"name": "verify-drill-uid", "namespace": NAMESPACE},
-            "status": {"conditions": [{"type": "Complete", "status": "True"}]}}),
+            PODS,
+            json!({"metadata": {"name": VERIFY_POD, "namespace": NAMESPACE}, "status": {"phase": "Succeeded"}}),
         );
+        watches.sees_pod(&fake, VERIFY_POD);
         reconcile(Arc::new(stored(&fake)), ctx).await.expect("a final failure");
         let status = stored(&fake).status.unwrap_or_default().progress();
         let failed = status.conditions.iter().find(|c| c.type_ == FAILED).expect("Failed");
         assert_eq!(
             (failed.reason.as_str(), failed.message.as_str()),
-            (
-                "Timeout",
-                "the drill did not finish within 1h (--drill-timeout); its Jobs and Pods are kept for debugging"
-            )
+            ("Timeout", "the drill did not finish within 1h (--drill-timeout); its Pods are kept for debugging")
         );
     }
 }

@@ -1,5 +1,5 @@
-//! A restore's steps against the in-memory API server of [`super::super::fake_api`]: each Job in
-//! turn, the reports they leave, the claim, the wait for the APIManager and every way it ends.
+//! A restore's steps against the in-memory API server of [`super::super::fake_api`]: each step Pod
+//! in turn, the reports they leave, the claim, the wait for the APIManager and every way it ends.
 
 use super::*;
 use crate::api::apimanager::SystemStorageClaim;
@@ -7,8 +7,8 @@ use crate::job::report::BackedUpApiManager;
 use crate::reconcile::Context;
 use crate::reconcile::fake_api::FakeApi;
 use crate::reconcile::fixtures::{
-    APIMANAGERS, CLAIMS, JOBS, NAMESPACE, PODS, RESTORE_UID, ROLE_BINDINGS, context, events, finish_job, metric,
-    restore,
+    APIMANAGERS, CLAIMS, NAMESPACE, PODS, RESTORE_UID, ROLE_BINDINGS, Watches, events, metric, pod_status, restore,
+    watched_context,
 };
 use crate::reconcile::machine::reconcile;
 use serde_json::{Value, json};
@@ -17,15 +17,17 @@ use std::sync::Arc;
 const RESTORES: &str = "/apis/apps.3scale.net/v1alpha1/namespaces/3scale/apimanagerrestores";
 const SERVICE_ACCOUNTS: &str = "/api/v1/namespaces/3scale/serviceaccounts";
 
+/// The Pod of the first attempt of step `step`.
 fn job(step: &str) -> String {
-    format!("{step}-{RESTORE_UID}")
+    format!("{step}-{RESTORE_UID}-0")
 }
 
-/// A fake API server holding restore `r` of claim `nightly`, and a context talking to it.
-fn cluster() -> (FakeApi, Arc<Context>) {
+/// A fake API server holding restore `r` of claim `nightly`, a context talking to it and its watches.
+fn cluster() -> (FakeApi, Arc<Context>, Watches) {
     let (client, fake) = FakeApi::start();
     fake.put(RESTORES, serde_json::to_value(restore(json!({}))).expect("json"));
-    (fake, context(client))
+    let (context, watches) = watched_context(client);
+    (fake, context, watches)
 }
 
 fn stored(fake: &FakeApi) -> APIManagerRestore {
@@ -53,22 +55,20 @@ fn ready(fake: &FakeApi) -> (String, String) {
     (status, reason)
 }
 
-/// Job `step` succeeded, its Pod leaving `report` (if any) in its termination message.
-fn succeed(fake: &FakeApi, step: &str, report: Option<&StepReport>) {
-    finish_job(fake, &job(step), json!([{"type": "Complete", "status": "True"}]));
-    if let Some(report) = report {
-        pod(fake, step, "Succeeded", &report.to_message());
-    }
+/// Step `step`'s Pod succeeded, leaving `report` (if any) in its termination message, and the watch
+/// delivered it.
+fn succeed(fake: &FakeApi, watches: &mut Watches, step: &str, report: Option<&StepReport>) {
+    let message = report.map(StepReport::to_message).unwrap_or_default();
+    pod(fake, watches, step, "Succeeded", 0, &message);
 }
 
-fn pod(fake: &FakeApi, step: &str, phase: &str, message: &str) {
-    fake.put(
-        PODS,
-        json!({"metadata": {"name": format!("{step}-pod"), "namespace": NAMESPACE,
-            "labels": {"batch.kubernetes.io/job-name": job(step)}},
-            "status": {"phase": phase, "containerStatuses": [{"name": step, "image": "i", "imageID": "", "ready": false,
-                "restartCount": 0, "state": {"terminated": {"exitCode": 0, "message": message}}}]}}),
-    );
+/// Step `step`'s Pod ended in `phase`, its container with `code` and `message`, and the watch
+/// delivered it.
+fn pod(fake: &FakeApi, watches: &mut Watches, step: &str, phase: &str, code: i32, message: &str) {
+    let status = json!({"phase": phase, "containerStatuses": [{"name": step, "image": "i", "imageID": "",
+        "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": code, "message": message}}}]});
+    pod_status(fake, &job(step), status);
+    watches.sees_pod(fake, &job(step));
 }
 
 fn verified(system_storage: Option<SystemStorageClaim>) -> StepReport {
@@ -83,10 +83,10 @@ fn nfs_2gi() -> SystemStorageClaim {
 }
 
 /// The claims `(volume, claim, read-only)` and whether its container mounts a token (the Pod
-/// automounts none), of Job `step`.
+/// automounts none), of step `step`'s Pod.
 fn mounts(fake: &FakeApi, step: &str) -> (Vec<(String, String, bool)>, bool) {
-    let job = fake.get(&format!("{JOBS}/{}", job(step))).unwrap_or_else(|| panic!("Job {step}"));
-    let pod = &job["spec"]["template"]["spec"];
+    let stored = fake.get(&format!("{PODS}/{}", job(step))).unwrap_or_else(|| panic!("Pod {step}"));
+    let pod = &stored["spec"];
     assert_eq!(pod["automountServiceAccountToken"], json!(false));
     let volumes = pod["volumes"].as_array().expect("volumes");
     let claims = volumes
@@ -117,10 +117,10 @@ fn apimanager_available(fake: &FakeApi, available: &str) {
 }
 
 #[tokio::test]
-async fn a_restore_runs_its_four_jobs_in_turn_then_waits_for_the_apimanager() {
-    let (fake, ctx) = cluster();
+async fn a_restore_runs_its_four_step_pods_in_turn_then_waits_for_the_apimanager() {
+    let (fake, ctx, mut watches) = cluster();
     pass(&fake, &ctx).await;
-    assert_eq!(fake.names(JOBS), [job(VERIFY)], "verify first, alone");
+    assert_eq!(fake.names(PODS), [job(VERIFY)], "verify first, alone");
     assert_eq!(ready(&fake), ("False".to_owned(), "Verifying".to_owned()));
     assert_eq!(mounts(&fake, VERIFY), (vec![("backup".into(), "nightly".into(), true)], false));
     assert_eq!(fake.names(SERVICE_ACCOUNTS), [RESTORE_SERVICE_ACCOUNT]);
@@ -128,7 +128,7 @@ async fn a_restore_runs_its_four_jobs_in_turn_then_waits_for_the_apimanager() {
     assert_eq!(binding["roleRef"]["name"], json!(RESTORE_JOB_CLUSTER_ROLE));
     assert_eq!(binding["subjects"][0]["name"], json!(RESTORE_SERVICE_ACCOUNT));
 
-    succeed(&fake, VERIFY, Some(&verified(Some(nfs_2gi()))));
+    succeed(&fake, &mut watches, VERIFY, Some(&verified(Some(nfs_2gi()))));
     pass(&fake, &ctx).await;
     let recorded = status(&fake);
     assert_eq!(recorded.api_manager_to_restore_ref.map(|r| r.name).as_deref(), Some("example"));
@@ -147,7 +147,7 @@ async fn a_restore_runs_its_four_jobs_in_turn_then_waits_for_the_apimanager() {
 
     let objects =
         StepReport::RestoreObjects { created: vec!["Secret system-seed".into()], kept: vec!["Secret zync".into()] };
-    succeed(&fake, RESTORE_OBJECTS, Some(&objects));
+    succeed(&fake, &mut watches, RESTORE_OBJECTS, Some(&objects));
     pass(&fake, &ctx).await;
     assert_eq!(status(&fake).kept_objects, Some(vec!["Secret zync".to_owned()]));
     assert_eq!(ready(&fake), ("False".to_owned(), "RestoringFiles".to_owned()));
@@ -155,12 +155,12 @@ async fn a_restore_runs_its_four_jobs_in_turn_then_waits_for_the_apimanager() {
         vec![("backup".into(), "nightly".into(), true), ("system-storage".into(), "system-storage".into(), false)];
     assert_eq!(mounts(&fake, RESTORE_FILES), (files_mounts, false), "the files step gets no token");
 
-    succeed(&fake, RESTORE_FILES, None);
+    succeed(&fake, &mut watches, RESTORE_FILES, None);
     pass(&fake, &ctx).await;
     assert_eq!(ready(&fake), ("False".to_owned(), "RestoringAPIManager".to_owned()));
     assert!(mounts(&fake, RESTORE_APIMANAGER).1, "the APIManager step gets a token");
 
-    succeed(&fake, RESTORE_APIMANAGER, None);
+    succeed(&fake, &mut watches, RESTORE_APIMANAGER, None);
     apimanager_available(&fake, "False");
     let waiting = pass(&fake, &ctx).await;
     assert!(waiting != Action::await_change(), "the timeout still applies while waiting");
@@ -173,7 +173,7 @@ async fn a_restore_runs_its_four_jobs_in_turn_then_waits_for_the_apimanager() {
         )
     );
     assert_eq!(status(&fake).main_steps_completed, None);
-    assert_eq!(fake.names(JOBS).len(), 4, "the Jobs stay until the end");
+    assert_eq!(fake.names(PODS).len(), 4, "the Pods stay until the end");
 
     apimanager_available(&fake, "True");
     assert_eq!(pass(&fake, &ctx).await, Action::await_change());
@@ -182,8 +182,8 @@ async fn a_restore_runs_its_four_jobs_in_turn_then_waits_for_the_apimanager() {
     let message = "APIManager example restored from PersistentVolumeClaim nightly and available; these existed \
 already and were left as they were: Secret zync";
     assert_eq!(condition(&fake, READY), ("True".to_owned(), "RestoreCompleted".to_owned(), message.to_owned()));
-    assert!(fake.names(JOBS).is_empty(), "the Jobs are deleted");
-    assert!(fake.names(ROLE_BINDINGS).is_empty(), "the Jobs' access is removed");
+    assert!(fake.names(PODS).is_empty(), "the Pods are deleted");
+    assert!(fake.names(ROLE_BINDINGS).is_empty(), "the Pods' access is removed");
     assert_eq!(fake.names(CLAIMS), ["system-storage"], "the claim stays");
     assert!(metric(&ctx, r#"apimanager_restores_total{outcome="succeeded",reason="RestoreCompleted"} 1"#));
     assert!(metric(&ctx, r#"apimanager_restore_duration_seconds_count{outcome="succeeded"} 1"#));
@@ -198,31 +198,35 @@ already and were left as they were: Secret zync";
 
 #[tokio::test]
 async fn each_report_is_read_once_and_a_restart_continues_from_status() {
-    let (fake, ctx) = cluster();
+    let (fake, ctx, mut watches) = cluster();
     pass(&fake, &ctx).await;
-    succeed(&fake, VERIFY, Some(&verified(None)));
+    succeed(&fake, &mut watches, VERIFY, Some(&verified(None)));
     pass(&fake, &ctx).await;
-    let pod_lists = |fake: &FakeApi| fake.requests().iter().filter(|r| r.starts_with(&format!("GET {PODS}"))).count();
-    assert_eq!(pod_lists(&fake), 1, "the verify report is read once");
-    // A new operator (another context, nothing remembered) goes on from status alone.
-    let restarted = context(ctx.client.clone());
+    assert_eq!(status(&fake).api_manager_to_restore_ref.map(|r| r.name).as_deref(), Some("example"));
+    // A new operator (another context, nothing remembered) goes on from status and its watches.
+    let (restarted, mut rewatched) = watched_context(ctx.client.clone());
+    for pod in fake.names(PODS) {
+        rewatched.sees_pod(&fake, &pod);
+    }
+    let before = fake.requests().len();
     pass(&fake, &restarted).await;
     pass(&fake, &restarted).await;
-    assert_eq!(pod_lists(&fake), 1, "recorded reports are never read again");
-    assert_eq!(fake.names(JOBS), [job(RESTORE_OBJECTS), job(VERIFY)]);
-    let creates = fake.requests().iter().filter(|r| *r == &format!("POST {JOBS}")).count();
-    assert_eq!(creates, 2, "each Job created once");
+    let writes: Vec<String> = fake.requests()[before..].iter().filter(|r| !r.starts_with("GET ")).cloned().collect();
+    assert_eq!(writes, Vec::<String>::new(), "recorded reports are never recorded again, nothing created twice");
+    assert_eq!(fake.names(PODS), [job(RESTORE_OBJECTS), job(VERIFY)]);
+    let creates = fake.requests().iter().filter(|r| *r == &format!("POST {PODS}")).count();
+    assert_eq!(creates, 2, "each Pod created once");
 }
 
 #[tokio::test]
 async fn a_backup_without_manifest_in_s3_is_restored_unchecked_and_without_a_files_step() {
-    let (fake, ctx) = cluster();
+    let (fake, ctx, mut watches) = cluster();
     pass(&fake, &ctx).await;
     let report = StepReport::Verify {
         checked: Checked::NoManifest,
         api_manager: BackedUpApiManager { name: "example".into(), system_storage: None },
     };
-    succeed(&fake, VERIFY, Some(&report));
+    succeed(&fake, &mut watches, VERIFY, Some(&report));
     pass(&fake, &ctx).await;
     assert_eq!(
         condition(&fake, VERIFIED),
@@ -235,10 +239,10 @@ unchecked"
         )
     );
     assert!(fake.names(CLAIMS).is_empty(), "no claim for files in S3");
-    succeed(&fake, RESTORE_OBJECTS, Some(&StepReport::RestoreObjects { created: vec![], kept: vec![] }));
+    succeed(&fake, &mut watches, RESTORE_OBJECTS, Some(&StepReport::RestoreObjects { created: vec![], kept: vec![] }));
     pass(&fake, &ctx).await;
-    assert_eq!(fake.names(JOBS), [job(RESTORE_APIMANAGER), job(RESTORE_OBJECTS), job(VERIFY)], "no files step");
-    succeed(&fake, RESTORE_APIMANAGER, None);
+    assert_eq!(fake.names(PODS), [job(RESTORE_APIMANAGER), job(RESTORE_OBJECTS), job(VERIFY)], "no files step");
+    succeed(&fake, &mut watches, RESTORE_APIMANAGER, None);
     apimanager_available(&fake, "True");
     pass(&fake, &ctx).await;
     assert_eq!(
@@ -249,14 +253,14 @@ unchecked"
 
 #[tokio::test]
 async fn an_existing_system_storage_claim_is_used_as_it_is() {
-    let (fake, ctx) = cluster();
+    let (fake, ctx, mut watches) = cluster();
     fake.put(
         CLAIMS,
         json!({"metadata": {"name": "system-storage", "namespace": NAMESPACE},
         "spec": {"resources": {"requests": {"storage": "5Gi"}}}}),
     );
     pass(&fake, &ctx).await;
-    succeed(&fake, VERIFY, Some(&verified(Some(nfs_2gi()))));
+    succeed(&fake, &mut watches, VERIFY, Some(&verified(Some(nfs_2gi()))));
     pass(&fake, &ctx).await;
     let claim = fake.get(&format!("{CLAIMS}/system-storage")).expect("claim");
     assert_eq!(claim["spec"]["resources"]["requests"]["storage"], json!("5Gi"), "never changed");
@@ -267,57 +271,65 @@ fn assert_failed(fake: &FakeApi, ctx: &Context, reason: &str, message: &str) {
     assert_eq!(condition(fake, "Failed"), ("True".to_owned(), reason.to_owned(), message.to_owned()));
     assert_eq!(condition(fake, READY), ("False".to_owned(), reason.to_owned(), message.to_owned()));
     assert!(metric(ctx, &format!(r#"apimanager_restores_total{{outcome="failed",reason="{reason}"}} 1"#)));
-    assert!(fake.names(ROLE_BINDINGS).is_empty(), "the Jobs' access is removed");
+    assert!(fake.names(ROLE_BINDINGS).is_empty(), "the Pods' access is removed");
     let warning = ("Warning".to_owned(), reason.to_owned(), "Restore".to_owned(), message.to_owned());
     assert!(events(fake).contains(&warning), "{:?}", events(fake));
 }
 
 #[tokio::test]
 async fn a_backup_failing_verification_fails_the_restore_before_anything_is_written() {
-    let (fake, ctx) = cluster();
+    let (fake, ctx, mut watches) = cluster();
     pass(&fake, &ctx).await;
-    finish_job(
-        &fake,
-        &job(VERIFY),
-        json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]),
-    );
     let detail = "the backup does not match manifest.json; nothing was restored: system-filestorage-pvc/a.txt: sha256 \
 1f…, manifest.json says 9a…";
-    pod(&fake, VERIFY, "Failed", detail);
+    let limit = ctx.settings.jobs.backoff_limit;
+    let mut attempts = Vec::new();
+    for attempt in 0..=limit {
+        let name = format!("{VERIFY}-{RESTORE_UID}-{attempt}");
+        let mut failed = fake.get(&format!("{PODS}/{}", job(VERIFY))).expect("the first attempt");
+        failed["metadata"]["name"] = json!(name);
+        failed["status"] = json!({"phase": "Failed", "conditions": [{"type": "Ready", "status": "False",
+            "lastTransitionTime": "2020-01-01T00:00:00Z"}], "containerStatuses": [{"name": VERIFY, "image": "i",
+            "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 1, "message": detail}}}]});
+        fake.put(PODS, failed);
+        watches.sees_pod(&fake, &name);
+        attempts.push(name);
+    }
     pass(&fake, &ctx).await;
-    assert_failed(&fake, &ctx, "JobFailed", &format!("Job {} failed (BackoffLimitExceeded): {detail}", job(VERIFY)));
-    assert_eq!(fake.names(JOBS), [job(VERIFY)], "no other step, the Job kept for debugging");
+    let last = attempts.last().expect("attempts");
+    let tries = attempts.len();
+    assert_failed(&fake, &ctx, "JobFailed", &format!("Pod {last} failed after {tries} attempts: {detail}"));
+    assert_eq!(fake.names(PODS), attempts, "no other step, the Pods kept for debugging");
     assert!(fake.names(CLAIMS).is_empty());
     assert_eq!(status(&fake).api_manager_to_restore_ref, None);
 }
 
 #[tokio::test]
 async fn a_step_succeeding_without_its_report_fails_the_restore() {
-    let (fake, ctx) = cluster();
+    let (fake, ctx, mut watches) = cluster();
     pass(&fake, &ctx).await;
-    succeed(&fake, VERIFY, None);
-    pod(&fake, VERIFY, "Succeeded", "");
+    succeed(&fake, &mut watches, VERIFY, None);
     pass(&fake, &ctx).await;
     assert_failed(
         &fake,
         &ctx,
         "Unreported",
         &format!(
-            "Job {} succeeded without a readable report in its termination message (the Job's image may not match \
+            "Pod {} succeeded without a readable report in its termination message (the Pod's image may not match \
 this operator's version)",
             job(VERIFY)
         ),
     );
 }
 
-/// Restore `r` whose Jobs all succeeded, waiting for APIManager `example`.
-async fn waiting(fake: &FakeApi, ctx: &Arc<Context>) {
+/// Restore `r` whose step Pods all succeeded, waiting for APIManager `example`.
+async fn waiting(fake: &FakeApi, ctx: &Arc<Context>, watches: &mut Watches) {
     pass(fake, ctx).await;
-    succeed(fake, VERIFY, Some(&verified(None)));
+    succeed(fake, watches, VERIFY, Some(&verified(None)));
     pass(fake, ctx).await;
-    succeed(fake, RESTORE_OBJECTS, Some(&StepReport::RestoreObjects { created: vec![], kept: vec![] }));
+    succeed(fake, watches, RESTORE_OBJECTS, Some(&StepReport::RestoreObjects { created: vec![], kept: vec![] }));
     pass(fake, ctx).await;
-    succeed(fake, RESTORE_APIMANAGER, None);
+    succeed(fake, watches, RESTORE_APIMANAGER, None);
     apimanager_available(fake, "False");
     pass(fake, ctx).await;
     assert_eq!(ready(fake).1, WAITING);
@@ -325,8 +337,8 @@ async fn waiting(fake: &FakeApi, ctx: &Arc<Context>) {
 
 #[tokio::test]
 async fn the_apimanager_deleted_while_waiting_fails_the_restore() {
-    let (fake, ctx) = cluster();
-    waiting(&fake, &ctx).await;
+    let (fake, ctx, mut watches) = cluster();
+    waiting(&fake, &ctx, &mut watches).await;
     fake.remove(&format!("{APIMANAGERS}/example"));
     pass(&fake, &ctx).await;
     assert_failed(
@@ -340,8 +352,8 @@ APIManagerRestore to restore it again",
 
 #[tokio::test]
 async fn an_apimanager_never_available_ends_with_the_restore_timeout() {
-    let (fake, ctx) = cluster();
-    waiting(&fake, &ctx).await;
+    let (fake, ctx, mut watches) = cluster();
+    waiting(&fake, &ctx, &mut watches).await;
     let mut late = fake.get(&format!("{RESTORES}/r")).expect("restore");
     late["status"]["startTime"] = json!("2020-01-01T00:00:00Z");
     fake.put(RESTORES, late);
@@ -350,6 +362,6 @@ async fn an_apimanager_never_available_ends_with_the_restore_timeout() {
         &fake,
         &ctx,
         "Timeout",
-        "the restore did not finish within 30m (--restore-timeout); its Jobs and Pods are kept for debugging",
+        "the restore did not finish within 30m (--restore-timeout); its Pods are kept for debugging",
     );
 }
