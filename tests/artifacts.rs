@@ -135,7 +135,7 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
     assert!(container["resources"]["limits"]["memory"].is_string());
     let job_image =
         container["env"].as_array().expect("env").iter().find(|e| e["name"] == "APIMANAGER_BACKUP_JOB_IMAGE");
-    assert_eq!(job_image.map(|e| &e["value"]), Some(&container["image"]), "the Jobs run the operator's own image");
+    assert_eq!(job_image.map(|e| &e["value"]), Some(&container["image"]), "the step Pods run the operator's own image");
     let policy = docs.iter().find(|d| d["kind"] == "ValidatingAdmissionPolicy").expect("admission policy");
     let variable = |name: &str| {
         policy["spec"]["variables"].as_array().expect("variables").iter().find(|v| v["name"] == name).cloned()
@@ -144,7 +144,7 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
     assert_eq!(
         variable("jobImage").map(|v| v["expression"].clone()),
         Some(Value::String(format!("'{image}'"))),
-        "the policy allows the operator's Jobs exactly the operator's image"
+        "the policy allows the operator's step Pods exactly the operator's image"
     );
     assert_eq!(
         policy["spec"]["matchConditions"][0]["expression"],
@@ -166,7 +166,7 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
             let jobs = ["apimanager-backup-job", "apimanager-restore-job"];
             assert!(
                 !touches_secrets || jobs.iter().any(|name| role["metadata"]["name"] == *name),
-                "only the Jobs touch Secrets"
+                "only the step Pods touch Secrets"
             );
         }
     }
@@ -182,7 +182,7 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
     assert_eq!(
         names("secrets"),
         apimanager_backup_operator::layout::SECRETS,
-        "the Jobs may read exactly the backed-up Secrets"
+        "the step Pods may read exactly the backed-up Secrets"
     );
     assert_eq!(names("configmaps"), apimanager_backup_operator::layout::CONFIG_MAPS);
     let restore_role = docs
@@ -195,7 +195,22 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
             {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["create"]},
             {"apiGroups": ["apps.3scale.net"], "resources": ["apimanagers"], "verbs": ["create"]}
         ]),
-        "the restore Jobs only create, and only what a restore creates"
+        "the restore step Pods only create, and only what a restore creates"
+    );
+    let operator_role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "apimanager-backup-operator")
+        .expect("operator role");
+    let rules = operator_role["rules"].as_array().expect("rules");
+    assert!(!rules.iter().any(|r| r["apiGroups"][0] == "batch"), "no verb on Jobs: {rules:?}");
+    let pods: Vec<&Value> =
+        rules.iter().filter(|r| r["resources"].as_array().is_some_and(|r| r.contains(&"pods".into()))).collect();
+    assert_eq!(
+        pods,
+        [
+            &serde_json::json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete", "get", "list", "watch"]})
+        ],
+        "the operator creates, watches and deletes its step Pods, nothing more"
     );
 }
 

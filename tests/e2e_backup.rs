@@ -1,13 +1,12 @@
-//! Backups end to end: the operator (as its ServiceAccount) reconciles, the real Job controller
-//! runs the Jobs, the node stand-in runs their Pods (as the Jobs' ServiceAccount), and the files
-//! land in the folder standing in for the backup claim.
+//! Backups end to end: the operator (as its ServiceAccount) reconciles and creates the step Pods,
+//! the node stand-in runs them (as their ServiceAccount), and the files land in the folder standing
+//! in for the backup claim.
 
 mod support;
 
 use apimanager_backup_operator::job::export::SERVER_METADATA;
 use apimanager_backup_operator::job::manifest::{Manifest, hash_file};
 use apimanager_backup_operator::layout::{CONFIG_MAPS, SECRETS};
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::Value;
@@ -105,9 +104,10 @@ async fn full_backup_writes_every_object_and_file() {
     assert_eq!(annotations["apiManagerName"], "example-apimanager");
     assert_eq!(Some(&annotations["apiManagerBackupUID"]), backup.metadata.uid.as_ref());
     assert_eq!(annotations["apiManagerBackupName"], "nightly");
-    let jobs: Api<Job> = Api::namespaced(admin, &ns);
-    eventually(Duration::from_secs(30), "Jobs of a successful backup are deleted", || async {
-        jobs.list(&ListParams::default()).await.expect("list jobs").items.is_empty()
+    let pods: Api<Pod> = Api::namespaced(admin, &ns);
+    let step_pods = ListParams::default().labels("app.kubernetes.io/managed-by=apimanager-backup-operator");
+    eventually(Duration::from_secs(30), "the Pods of a successful backup are deleted", || async {
+        pods.list(&step_pods).await.expect("list pods").items.is_empty()
     })
     .await;
     let events = kubectl_ok(
@@ -122,7 +122,7 @@ async fn full_backup_writes_every_object_and_file() {
         &["-n", &ns, "get", "events", "--field-selector", "reason=JobCreated", "-o", "jsonpath={.items[*].message}"],
         "",
     );
-    assert_eq!(created.trim(), format!("created Job backup-{uid}"), "one Job runs both steps");
+    assert_eq!(created.trim(), format!("created Pod backup-{uid}-0"), "one Pod runs both steps");
 }
 
 #[tokio::test]
@@ -145,7 +145,7 @@ async fn missing_optional_secret_is_recorded_absent() {
 }
 
 #[tokio::test]
-async fn failing_job_fails_the_backup_with_the_pod_message_and_keeps_the_job() {
+async fn a_failing_step_fails_the_backup_with_the_pod_message_and_keeps_the_pods() {
     let cluster = shared();
     let ns = namespace_with_installation(cluster, "failing-job").await;
     kubectl_ok(cluster, &["-n", &ns, "delete", "secret", "system-seed", "zync"], "");
@@ -159,16 +159,17 @@ async fn failing_job_fails_the_backup_with_the_pod_message_and_keeps_the_job() {
     assert_eq!(
         failed.message,
         format!(
-            "Job backup-{uid} failed (BackoffLimitExceeded) in step export-objects: required objects missing in namespace failing-job: Secret system-seed, Secret zync; create them or fix the APIManager, then create a new APIManagerBackup"
+            "Pod backup-{uid}-0 failed at step export-objects after 1 attempt: required objects missing in namespace failing-job: Secret system-seed, Secret zync; create them or fix the APIManager, then create a new APIManagerBackup"
         )
     );
     let admin = cluster.admin_client().await.expect("client");
-    let jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
-    let job = format!("backup-{uid}");
-    assert!(jobs.get_opt(&job).await.expect("get").is_some(), "the failed Job stays for debugging");
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
-    let pod = pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"))).await;
-    let pod = pod.expect("pods").items.pop().expect("the Job's Pod");
+    let job = format!("backup-{uid}");
+    let attempts = pods.list(&ListParams::default().labels(&format!("apps.3scale.net/step-job={job}"))).await;
+    let mut attempts = attempts.expect("pods").items;
+    assert_eq!(attempts.len(), 1, "--job-backoff-limit=0: one attempt, kept for debugging");
+    let pod = attempts.pop().expect("the Pod");
+    assert_eq!(pod.metadata.name, Some(format!("{job}-0")));
     let copy = pod.status.and_then(|s| s.container_statuses).expect("container statuses");
     let waiting = copy[0].state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref());
     assert_eq!((copy[0].name.as_str(), waiting), ("copy-files", Some("PodInitializing")), "no step after a failure");
@@ -181,10 +182,82 @@ async fn failing_job_fails_the_backup_with_the_pod_message_and_keeps_the_job() {
     backups.delete("b", &DeleteParams::background()).await.expect("delete backup");
     // kube-controller-manager's garbage collector rediscovers resources every 30 s: shortly after the
     // CRDs are installed it may not resolve the backup as an owner yet, so allow it a few periods.
-    eventually(Duration::from_secs(90), "the Job goes with the APIManagerBackup (garbage collection)", || async {
-        jobs.get_opt(&job).await.expect("get").is_none()
+    eventually(Duration::from_secs(90), "the Pod goes with the APIManagerBackup (garbage collection)", || async {
+        pods.get_opt(&format!("{job}-0")).await.expect("get").is_none()
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_pod_the_api_server_refuses_fails_the_backup_at_once_with_its_message() {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    let cluster = shared();
+    let ns = namespace_with_installation(cluster, "no-pods").await;
+    let admin = cluster.admin_client().await.expect("client");
+    let quotas: Api<ResourceQuota> = Api::namespaced(admin.clone(), &ns);
+    let quota: ResourceQuota =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}))
+            .expect("quota");
+    quotas.create(&Default::default(), &quota).await.expect("quota");
+    // The quota is enforced once kube-controller-manager has computed its status.
+    eventually(Duration::from_secs(30), "the quota is in force", || async {
+        let quota = quotas.get("no-pods").await.expect("quota");
+        quota.status.and_then(|s| s.hard).is_some_and(|hard| hard.contains_key("pods"))
+    })
+    .await;
+    create_backup(cluster, &ns, "b");
+    let backup = finished_backup(cluster, &ns, "b").await;
+    let uid = backup.metadata.uid.clone().expect("uid");
+    let status = backup.status.expect("status");
+    let failed = status.conditions.iter().find(|c| c.type_ == "Failed").expect("Failed condition");
+    let message = format!(
+        "creating Pod backup-{uid}-0: pods \"backup-{uid}-0\" is forbidden: exceeded quota: no-pods, requested: \
+pods=1, used: pods=0, limited: pods=0"
+    );
+    assert_eq!(
+        (failed.status.as_str(), failed.reason.as_str(), failed.message.as_str()),
+        ("True", "Refused", &*message)
+    );
+    let started = status.start_time.expect("startTime").0;
+    let ended = failed.last_transition_time.0;
+    assert!((ended - started).get_seconds() < 30, "at once, not after retries until the timeout");
+    let events = kubectl_ok(
+        cluster,
+        &["-n", &ns, "get", "events", "--field-selector", "reason=Refused", "-o", "jsonpath={.items[*].message}"],
+        "",
+    );
+    assert_eq!(events.trim(), message, "a Refused event");
+    let pods: Api<Pod> = Api::namespaced(admin, &ns);
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=apimanager-backup-operator");
+    assert!(pods.list(&managed).await.expect("pods").items.is_empty(), "no Pod");
+}
+
+#[tokio::test]
+async fn the_node_stops_a_pod_at_its_active_deadline_as_a_kubelet_does() {
+    let cluster = shared();
+    let ns = namespace_with_installation(cluster, "pod-deadline").await;
+    let admin = cluster.admin_client().await.expect("client");
+    let pods: Api<Pod> = Api::namespaced(admin, &ns);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "sleeper", "labels": {"app.kubernetes.io/managed-by": "apimanager-backup-operator"}},
+        "spec": {"restartPolicy": "Never", "activeDeadlineSeconds": 2, "automountServiceAccountToken": false,
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "sleep", "image": "busybox:1.36", "command": ["sleep", "120"],
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}}))
+    .expect("pod");
+    pods.create(&Default::default(), &pod).await.expect("pod");
+    // Its command would run for 2 minutes.
+    eventually(Duration::from_secs(30), "the Pod fails at its deadline", || async {
+        let status = pods.get("sleeper").await.expect("pod").status.unwrap_or_default();
+        status.phase.as_deref() == Some("Failed")
+    })
+    .await;
+    let status = pods.get("sleeper").await.expect("pod").status.expect("status");
+    assert_eq!(
+        (status.reason.as_deref(), status.message.as_deref()),
+        (Some("DeadlineExceeded"), Some("Pod was active on the node longer than the specified deadline"))
+    );
 }
 
 #[tokio::test]
@@ -248,7 +321,12 @@ fn operator_service_account_cannot_read_secrets() {
     let sa = "system:serviceaccount:apimanager-backup-operator:apimanager-backup-operator";
     let cases = [
         ("get", "secrets/system-seed", "no"),
-        ("create", "jobs.batch", "yes"),
+        ("create", "pods", "yes"),
+        ("delete", "pods", "yes"),
+        ("watch", "pods", "yes"),
+        ("create", "jobs.batch", "no"),
+        ("get", "jobs.batch", "no"),
+        ("update", "pods", "no"),
         ("bind", "clusterroles.rbac.authorization.k8s.io/apimanager-backup-job", "yes"),
         ("bind", "clusterroles.rbac.authorization.k8s.io/apimanager-restore-job", "yes"),
         ("bind", "clusterroles.rbac.authorization.k8s.io/admin", "no"),
@@ -338,7 +416,18 @@ async fn the_admission_policy_fences_the_operator_service_account() {
     let operator = support::cluster::client_as(cluster, OPERATOR_USER).await;
     let dry_run = PostParams { dry_run: true, ..PostParams::default() };
     let delete_dry_run = DeleteParams { dry_run: true, ..DeleteParams::default() };
-    let (jobs, roles, bindings): (Api<Job>, Api<Role>, Api<RoleBinding>) = (
+    // Pod Security is not enforced here, so the fence alone refuses what it refuses.
+    kubectl_ok(
+        cluster,
+        &["label", "namespace", &ns, "--overwrite", "pod-security.kubernetes.io/enforce=privileged"],
+        "",
+    );
+    // Pods are admitted only with their ServiceAccount in place (the operator creates it first).
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(admin.clone(), &ns);
+    for account in [builders::job_service_account(&ns), builders::service_account(&ns, "apimanager-restore")] {
+        accounts.create(&PostParams::default(), &account).await.expect("ServiceAccount");
+    }
+    let (pods, roles, bindings): (Api<Pod>, Api<Role>, Api<RoleBinding>) = (
         Api::namespaced(operator.clone(), &ns),
         Api::namespaced(operator.clone(), &ns),
         Api::namespaced(operator, &ns),
@@ -361,21 +450,22 @@ async fn the_admission_policy_fences_the_operator_service_account() {
     };
     let backup_jobs = backup.jobs(&plan);
     assert_eq!(backup_jobs.len(), 1);
-    assert_eq!(backup_jobs[0].steps().count(), 2, "export and copy in one Job");
-    let export_job = builders::job(&backup, &backup_jobs[0], &settings, 60);
+    assert_eq!(backup_jobs[0].steps().count(), 2, "export and copy in one Pod");
+    let export_pod = builders::pod(&backup, &backup_jobs[0], 0, &settings, 60);
     // The policy takes effect once the API server has loaded it.
-    let mut foreign = serde_json::to_value(&export_job).expect("json");
-    foreign["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.36");
-    let foreign: Job = serde_json::from_value(foreign).expect("job");
+    let mut foreign = serde_json::to_value(&export_pod).expect("json");
+    foreign["spec"]["containers"][0]["image"] = json!("busybox:1.36");
+    let foreign: Pod = serde_json::from_value(foreign).expect("pod");
     eventually(Duration::from_secs(30), "the admission policy is in force", || async {
-        jobs.create(&dry_run, &foreign).await.is_err()
+        pods.create(&dry_run, &foreign).await.is_err()
     })
     .await;
     let s3 = BackupPlan { storage: FileStorage::S3, ..plan.clone() };
-    for job in backup_jobs.iter().chain(&backup.jobs(&s3)) {
-        jobs.create(&dry_run, &builders::job(&backup, job, &settings, 60))
+    for (attempt, job) in backup_jobs.iter().chain(&backup.jobs(&s3)).enumerate() {
+        let attempt = u32::try_from(attempt).expect("attempt");
+        pods.create(&dry_run, &builders::pod(&backup, job, attempt, &settings, 60))
             .await
-            .expect("the operator's Jobs are admitted");
+            .expect("the operator's Pods are admitted");
     }
     // The Role is created for real, as binding it is checked against what it allows; without its
     // owner (this backup does not exist), so the garbage collector leaves it.
@@ -387,53 +477,49 @@ async fn the_admission_policy_fences_the_operator_service_account() {
     }
     roles.delete(&role.name_any(), &DeleteParams::default()).await.expect("deleting its Role is admitted");
 
-    // Jobs that do anything else are refused, one rule at a time.
+    // Pods that do anything else are refused, one rule at a time.
     let image = apimanager_backup_operator::local::job_image();
-    let job_with = |change: &dyn Fn(&mut Value)| -> Job {
-        let mut job = serde_json::to_value(&export_job).expect("json");
-        change(&mut job);
-        serde_json::from_value(job).expect("job")
+    let pod_with = |change: &dyn Fn(&mut Value)| -> Pod {
+        let mut pod = serde_json::to_value(&export_pod).expect("json");
+        change(&mut pod);
+        serde_json::from_value(pod).expect("pod")
     };
     let only_image = format!(
-        "the apimanager-backup-operator ServiceAccount may create only Jobs of one container (and at most one init container) running image {image} with command [apimanager-backup-operator] and arguments job <step>"
+        "the apimanager-backup-operator ServiceAccount may create only Pods of one container (and at most one init container) running image {image} with command [apimanager-backup-operator] and arguments job <step>"
     );
-    let only_accounts = "the apimanager-backup-operator ServiceAccount may create only Jobs running a backup step as ServiceAccount apimanager-backup or a restore step as ServiceAccount apimanager-restore";
-    let sources = "the apimanager-backup-operator ServiceAccount may create only Jobs whose volumes are PersistentVolumeClaims or the ServiceAccount's token (with the cluster's CA and the namespace, as Kubernetes mounts it), and whose environment comes from no Secret or ConfigMap";
-    let cases: Vec<(&str, Job, String)> = vec![
+    let only_accounts = "the apimanager-backup-operator ServiceAccount may create only Pods running a backup step as ServiceAccount apimanager-backup or a restore step as ServiceAccount apimanager-restore";
+    let sources = "the apimanager-backup-operator ServiceAccount may create only Pods whose volumes are PersistentVolumeClaims or the ServiceAccount's token (with the cluster's CA and the namespace, as Kubernetes mounts it), and whose environment comes from no Secret or ConfigMap";
+    let cases: Vec<(&str, Pod, String)> = vec![
         ("another image", foreign, only_image.clone()),
         (
             "another command",
-            job_with(&|j| j["spec"]["template"]["spec"]["containers"][0]["command"] = json!(["/bin/sh", "-c"])),
+            pod_with(&|j| j["spec"]["containers"][0]["command"] = json!(["/bin/sh", "-c"])),
             only_image.clone(),
         ),
         (
             "a second container",
-            job_with(&|j| {
-                let first = j["spec"]["template"]["spec"]["containers"][0].clone();
+            pod_with(&|j| {
+                let first = j["spec"]["containers"][0].clone();
                 let mut second = first.clone();
                 second["name"] = json!("second");
-                j["spec"]["template"]["spec"]["containers"] = json!([first, second]);
+                j["spec"]["containers"] = json!([first, second]);
             }),
             only_image.clone(),
         ),
         (
             "another ServiceAccount",
-            job_with(&|j| j["spec"]["template"]["spec"]["serviceAccountName"] = json!("default")),
+            pod_with(&|j| j["spec"]["serviceAccountName"] = json!("default")),
             only_accounts.into(),
         ),
         (
             "no managed-by label",
-            job_with(&|j| {
-                // A Job without labels takes its Pods' labels: both change.
-                j["metadata"]["labels"] = json!({"team": "other"});
-                j["spec"]["template"]["metadata"]["labels"] = json!({"team": "other"});
-            }),
+            pod_with(&|j| j["metadata"]["labels"] = json!({"team": "other"})),
             "the apimanager-backup-operator ServiceAccount may create only objects labelled app.kubernetes.io/managed-by=apimanager-backup-operator".into(),
         ),
         (
             "a Secret volume",
-            job_with(&|j| {
-                j["spec"]["template"]["spec"]["volumes"]
+            pod_with(&|j| {
+                j["spec"]["volumes"]
                     .as_array_mut()
                     .expect("volumes")
                     .push(json!({"name": "seed", "secret": {"secretName": "system-seed"}}))
@@ -442,8 +528,8 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         ),
         (
             "a Secret in the token's volume",
-            job_with(&|j| {
-                let volumes = j["spec"]["template"]["spec"]["volumes"].as_array_mut().expect("volumes");
+            pod_with(&|j| {
+                let volumes = j["spec"]["volumes"].as_array_mut().expect("volumes");
                 let token = volumes.iter_mut().find(|v| v.get("projected").is_some()).expect("the token volume");
                 token["projected"]["sources"][1] = json!({"secret": {"name": "system-seed"}});
             }),
@@ -451,8 +537,8 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         ),
         (
             "a token for another audience",
-            job_with(&|j| {
-                let volumes = j["spec"]["template"]["spec"]["volumes"].as_array_mut().expect("volumes");
+            pod_with(&|j| {
+                let volumes = j["spec"]["volumes"].as_array_mut().expect("volumes");
                 let token = volumes.iter_mut().find(|v| v.get("projected").is_some()).expect("the token volume");
                 token["projected"]["sources"][0]["serviceAccountToken"]["audience"] = json!("vault");
             }),
@@ -460,39 +546,44 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         ),
         (
             "an init container of another image",
-            job_with(&|j| j["spec"]["template"]["spec"]["initContainers"][0]["image"] = json!("busybox:1.36")),
+            pod_with(&|j| j["spec"]["initContainers"][0]["image"] = json!("busybox:1.36")),
             only_image.clone(),
         ),
         (
             "an environment variable from a Secret",
-            job_with(&|j| {
-                j["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "SEED",
+            pod_with(&|j| {
+                j["spec"]["containers"][0]["env"] = json!([{"name": "SEED",
                     "valueFrom": {"secretKeyRef": {"name": "system-seed", "key": "ADMIN_PASSWORD"}}}])
             }),
             sources.into(),
         ),
         (
             "the node's process namespace",
-            job_with(&|j| j["spec"]["template"]["spec"]["hostPID"] = json!(true)),
-            "the apimanager-backup-operator ServiceAccount may create only Jobs without host namespaces, privileged containers or added capabilities".into(),
+            pod_with(&|j| j["spec"]["hostPID"] = json!(true)),
+            "the apimanager-backup-operator ServiceAccount may create only Pods without host namespaces, privileged containers or added capabilities".into(),
+        ),
+        (
+            "a Pod restarting its containers",
+            pod_with(&|j| j["spec"]["restartPolicy"] = json!("OnFailure")),
+            "the apimanager-backup-operator ServiceAccount may create only Pods with restartPolicy Never".into(),
         ),
     ];
-    for (what, job, message) in cases {
-        assert_fenced(jobs.create(&dry_run, &job).await, &message, what);
+    for (what, pod, message) in cases {
+        assert_fenced(pods.create(&dry_run, &pod).await, &message, what);
     }
 
-    // RoleBindings of anything but the Jobs' roles, or for anyone but the Jobs' ServiceAccount.
-    // The operator holds `get` on Jobs cluster-wide, so RBAC itself would let it bind this role.
-    let job_reader: ClusterRole = serde_json::from_value(json!({"metadata": {"name": "fence-job-reader"},
-        "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]}]}))
+    // RoleBindings of anything but the step Pods' roles, or for anyone but their ServiceAccount.
+    // The operator holds `get` on Pods cluster-wide, so RBAC itself would let it bind this role.
+    let pod_reader: ClusterRole = serde_json::from_value(json!({"metadata": {"name": "fence-pod-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}))
     .expect("role");
-    Api::<ClusterRole>::all(admin.clone()).create(&PostParams::default(), &job_reader).await.expect("cluster role");
+    Api::<ClusterRole>::all(admin.clone()).create(&PostParams::default(), &pod_reader).await.expect("cluster role");
     let binding_with = |change: &dyn Fn(&mut Value)| -> RoleBinding {
         let mut binding = serde_json::to_value(builders::data_role_binding(&backup)).expect("json");
         change(&mut binding);
         serde_json::from_value(binding).expect("binding")
     };
-    let other_role = binding_with(&|b| b["roleRef"]["name"] = json!("fence-job-reader"));
+    let other_role = binding_with(&|b| b["roleRef"]["name"] = json!("fence-pod-reader"));
     let only_roles = "the apimanager-backup-operator ServiceAccount may bind only the ClusterRole apimanager-backup-job, a per-backup Role apimanager-backup-<uid> or the ClusterRole apimanager-restore-job";
     assert_fenced(bindings.create(&dry_run, &other_role).await, only_roles, "a binding of another ClusterRole");
     let other_subject = binding_with(&|b| b["subjects"][0]["name"] = json!("default"));
@@ -505,14 +596,14 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         "a binding for another namespace",
     );
     let mut wide_role = serde_json::to_value(builders::apimanager_role(&backup, &plan.apimanager)).expect("json");
-    wide_role["rules"] = json!([{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]}]);
+    wide_role["rules"] = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]);
     assert_fenced(
         roles.create(&dry_run, &serde_json::from_value(wide_role).expect("role")).await,
         "the apimanager-backup-operator ServiceAccount may create only Roles allowing get on APIManagers",
         "a Role allowing more",
     );
 
-    // What the operator really sends for a restore: its four Jobs and its RoleBinding are admitted.
+    // What the operator really sends for a restore: its four step Pods and its RoleBinding are admitted.
     let restore: apimanager_backup_operator::api::restore::APIManagerRestore = serde_json::from_value(json!({
         "apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManagerRestore",
         "metadata": {"name": "fenced", "namespace": ns, "uid": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f"},
@@ -522,34 +613,34 @@ async fn the_admission_policy_fences_the_operator_service_account() {
     let restore_plan = RestorePlan { claim: "nightly".into() };
     let restore_jobs = restore.jobs(&restore_plan);
     let step_names: Vec<&str> = restore_jobs.iter().map(|job| job.name).collect();
-    assert_eq!(step_names, ["verify", "restore-objects", "restore-files", "restore-apimanager"], "a Job per step");
+    assert_eq!(step_names, ["verify", "restore-objects", "restore-files", "restore-apimanager"], "a Pod per step");
     for job in &restore_jobs {
-        jobs.create(&dry_run, &builders::job(&restore, job, &settings, 60))
+        pods.create(&dry_run, &builders::pod(&restore, job, 0, &settings, 60))
             .await
-            .unwrap_or_else(|e| panic!("the restore Job {} is admitted: {e}", job.name));
+            .unwrap_or_else(|e| panic!("the restore Pod {} is admitted: {e}", job.name));
     }
     let restore_binding = restore::role_binding(&restore);
     bindings.create(&dry_run, &restore_binding).await.expect("the restore RoleBinding is admitted");
 
     // A backup step as the restore account, a restore step as the backup account, and bindings
     // that cross the two accounts are refused.
-    let as_account = |job: &Job, account: &str| -> Job {
-        let mut job = serde_json::to_value(job).expect("json");
-        job["spec"]["template"]["spec"]["serviceAccountName"] = json!(account);
-        serde_json::from_value(job).expect("job")
+    let as_account = |pod: &Pod, account: &str| -> Pod {
+        let mut pod = serde_json::to_value(pod).expect("json");
+        pod["spec"]["serviceAccountName"] = json!(account);
+        serde_json::from_value(pod).expect("pod")
     };
-    let restore_objects = builders::job(&restore, &restore_jobs[1], &settings, 60);
-    for (what, job) in [
+    let restore_objects = builders::pod(&restore, &restore_jobs[1], 0, &settings, 60);
+    for (what, pod) in [
         ("a restore step as the backup account", as_account(&restore_objects, "apimanager-backup")),
-        ("a backup step as the restore account", as_account(&export_job, "apimanager-restore")),
+        ("a backup step as the restore account", as_account(&export_pod, "apimanager-restore")),
         ("a restore step as another account", as_account(&restore_objects, "default")),
     ] {
-        assert_fenced(jobs.create(&dry_run, &job).await, only_accounts, what);
+        assert_fenced(pods.create(&dry_run, &pod).await, only_accounts, what);
     }
     let mut other_step = serde_json::to_value(&restore_objects).expect("json");
-    other_step["spec"]["template"]["spec"]["containers"][0]["args"][1] = json!("shell");
+    other_step["spec"]["containers"][0]["args"][1] = json!("shell");
     assert_fenced(
-        jobs.create(&dry_run, &serde_json::from_value(other_step).expect("job")).await,
+        pods.create(&dry_run, &serde_json::from_value(other_step).expect("pod")).await,
         only_accounts,
         "a step the operator does not have",
     );
@@ -586,13 +677,13 @@ async fn the_admission_policy_fences_the_operator_service_account() {
     );
     roles.delete("the-operators", &delete_dry_run).await.expect("deleting its own Role is admitted");
 
-    // Nobody else is fenced: the administrator may create the foreign Job.
-    let mut anyones = serde_json::to_value(&export_job).expect("json");
-    anyones["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.36");
-    let admin_jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
-    admin_jobs
-        .create(&dry_run, &serde_json::from_value(anyones).expect("job"))
+    // Nobody else is fenced: the administrator may create the foreign Pod.
+    let mut anyones = serde_json::to_value(&export_pod).expect("json");
+    anyones["spec"]["containers"][0]["image"] = json!("busybox:1.36");
+    let admin_pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    admin_pods
+        .create(&dry_run, &serde_json::from_value(anyones).expect("pod"))
         .await
         .expect("the administrator is not fenced");
-    Api::<ClusterRole>::all(admin).delete("fence-job-reader", &DeleteParams::default()).await.expect("cleanup");
+    Api::<ClusterRole>::all(admin).delete("fence-pod-reader", &DeleteParams::default()).await.expect("cleanup");
 }

@@ -10,7 +10,7 @@ use apimanager_backup_operator::local::LocalCluster;
 use apimanager_backup_operator::local::install::{FIELD_MANAGER, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
 use apimanager_backup_operator::scope::Namespaces;
 use apimanager_backup_operator::webhook::handlers::{VALIDATE_PATH, VALIDATE_RESTORE_PATH};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -63,14 +63,15 @@ async fn a_scoped_operator_backs_up_its_namespace_and_leaves_others_untouched() 
     let other_restores: Api<APIManagerRestore> = Api::namespaced(admin.clone(), OTHER);
     let untouched = other_restores.get("untouched").await.expect("the other restore");
     assert!(untouched.status.is_none(), "the other namespace's restore got a status: {:?}", untouched.status);
-    let jobs: Api<Job> = Api::namespaced(admin.clone(), OTHER);
-    assert!(jobs.list(&ListParams::default()).await.expect("jobs").items.is_empty(), "no Jobs in {OTHER}");
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), OTHER);
+    assert!(pods.list(&ListParams::default()).await.expect("pods").items.is_empty(), "no Pods in {OTHER}");
 
     let operator = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}");
     let inside = [
         ("list", "apimanagerbackups.apps.3scale.net", "yes"),
         ("watch", "apimanagers.apps.3scale.net", "yes"),
-        ("create", "jobs.batch", "yes"),
+        ("create", "pods", "yes"),
+        ("watch", "pods", "yes"),
         ("bind", "clusterroles.rbac.authorization.k8s.io/apimanager-backup-job", "yes"),
         ("bind", "clusterroles.rbac.authorization.k8s.io/apimanager-restore-job", "yes"),
         ("list", "apimanagerrestores.apps.3scale.net", "yes"),

@@ -13,8 +13,8 @@ use apimanager_backup_operator::api::backup::{
 use apimanager_backup_operator::local::forwarder::Forwarder;
 use apimanager_backup_operator::local::install::OPERATOR_NAMESPACE;
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -102,15 +102,15 @@ fn keep_creating(backups: Api<APIManagerBackup>, stop: Arc<AtomicBool>) -> tokio
     })
 }
 
-/// Records every Job of `namespace` by uid (name kept), from a watch, until aborted.
-fn record_jobs(jobs: Api<Job>) -> (Arc<Mutex<BTreeMap<String, String>>>, tokio::task::JoinHandle<()>) {
+/// Records every Pod of `namespace` by uid (name kept), from a watch, until aborted.
+fn record_pods(pods: Api<Pod>) -> (Arc<Mutex<BTreeMap<String, String>>>, tokio::task::JoinHandle<()>) {
     let seen = Arc::new(Mutex::new(BTreeMap::new()));
     let record = seen.clone();
     let task = tokio::spawn(async move {
-        let mut events = watcher::watcher(jobs, watcher::Config::default()).boxed();
+        let mut events = watcher::watcher(pods, watcher::Config::default()).boxed();
         while let Some(event) = events.next().await {
-            if let Ok(watcher::Event::Apply(job) | watcher::Event::InitApply(job)) = event {
-                let (Some(uid), Some(name)) = (job.metadata.uid, job.metadata.name) else { continue };
+            if let Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) = event {
+                let (Some(uid), Some(name)) = (pod.metadata.uid, pod.metadata.name) else { continue };
                 record.lock().expect("lock").insert(uid, name);
             }
         }
@@ -155,16 +155,16 @@ async fn the_standby_finishes_a_killed_leaders_backup_exactly_once_and_admission
     let standby_log = if first_leads { second.log() } else { cluster.operator.log() }.to_owned();
 
     let ns = namespace_with_installation(&cluster, "takeover").await;
-    let (jobs_seen, jobs_watch) = record_jobs(Api::namespaced(admin.clone(), &ns));
+    let (pods_seen, pods_watch) = record_pods(Api::namespaced(admin.clone(), &ns));
     let backups: Api<APIManagerBackup> = Api::namespaced(admin.clone(), &ns);
     let paused = cluster.node.pause();
     create_backup(&cluster, &ns, "b");
     let uid = backups.get("b").await.expect("backup").metadata.uid.expect("uid");
-    let backup_job = format!("backup-{uid}");
-    eventually(Duration::from_secs(30), "the leader creates the backup Job", || {
-        let seen = jobs_seen.clone();
-        let backup_job = backup_job.clone();
-        async move { seen.lock().expect("lock").values().any(|name| *name == backup_job) }
+    let backup_pod = format!("backup-{uid}-0");
+    eventually(Duration::from_secs(30), "the leader creates the backup Pod", || {
+        let seen = pods_seen.clone();
+        let backup_pod = backup_pod.clone();
+        async move { seen.lock().expect("lock").values().any(|name| *name == backup_pod) }
     })
     .await;
 
@@ -203,7 +203,7 @@ async fn the_standby_finishes_a_killed_leaders_backup_exactly_once_and_admission
     let backup = finished_backup(&cluster, &ns, "b").await;
     stop.store(true, Ordering::SeqCst);
     let attempts = creating.await.expect("admission loop");
-    jobs_watch.abort();
+    pods_watch.abort();
     assert_eq!(backup.status.as_ref().and_then(|s| s.completed), Some(true), "{:?}", backup.status);
 
     // Admission never stopped: every create was admitted, except the ones that met the killed
@@ -234,7 +234,7 @@ async fn the_standby_finishes_a_killed_leaders_backup_exactly_once_and_admission
         attempts.len()
     );
 
-    // Exactly once: one BackupCompleted event, one success counted over both replicas, one Job.
+    // Exactly once: one BackupCompleted event, one success counted over both replicas, one Pod.
     let events: Api<Event> = Api::namespaced(admin.clone(), &ns);
     let completed: Vec<Event> = events
         .list(&ListParams::default())
@@ -252,8 +252,8 @@ async fn the_standby_finishes_a_killed_leaders_backup_exactly_once_and_admission
     assert_eq!(counted_by_killed_leader.unwrap_or_default() + succeeded, 1.0, "{after}");
     assert_eq!(sample(&after, r#"apimanager_backups_total{outcome="failed"}"#), Some(0.0));
     assert_eq!(sample(&after, "apimanager_backups_in_progress"), Some(0.0));
-    let jobs: Vec<String> = jobs_seen.lock().expect("lock").values().cloned().collect();
-    assert_eq!(jobs, [backup_job], "one Job, not created twice");
+    let pods: Vec<String> = pods_seen.lock().expect("lock").values().cloned().collect();
+    assert_eq!(pods, [backup_pod], "one Pod, not created twice");
 
     // Losing the Lease stops the controller at once: another holder takes it (as after a network
     // partition); the leader sees it at its next renewal and drops its controller.

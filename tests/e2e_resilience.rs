@@ -8,8 +8,7 @@ use apimanager_backup_operator::api::backup::APIManagerBackup;
 use apimanager_backup_operator::api::restore::APIManagerRestore;
 use apimanager_backup_operator::local::node::PauseGuard;
 use apimanager_backup_operator::local::{LocalCluster, process};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -33,18 +32,18 @@ async fn cluster() -> MutexGuard<'static, LocalCluster> {
     cluster.lock().await
 }
 
-/// Waits for the Job of backup `name` and returns it.
-async fn export_job(cluster: &LocalCluster, namespace: &str, name: &str) -> Job {
+/// Waits for the first attempt's Pod of backup `name` and returns it.
+async fn backup_pod(cluster: &LocalCluster, namespace: &str, name: &str) -> Pod {
     let admin = cluster.admin_client().await.expect("client");
     let backups: Api<APIManagerBackup> = Api::namespaced(admin.clone(), namespace);
-    let jobs: Api<Job> = Api::namespaced(admin, namespace);
+    let pods: Api<Pod> = Api::namespaced(admin, namespace);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let uid = backups.get(name).await.expect("backup").metadata.uid.expect("uid");
-        if let Some(job) = jobs.get_opt(&format!("backup-{uid}")).await.expect("get job") {
-            return job;
+        if let Some(pod) = pods.get_opt(&format!("backup-{uid}-0")).await.expect("get pod") {
+            return pod;
         }
-        assert!(Instant::now() < deadline, "the backup Job is created");
+        assert!(Instant::now() < deadline, "the backup Pod is created");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -55,6 +54,11 @@ fn failed_condition(backup: &APIManagerBackup) -> (String, String) {
     let failed =
         status.conditions.iter().find(|c| c.type_ == "Failed" && c.status == "True").expect("Failed condition");
     (failed.reason.clone(), failed.message.clone())
+}
+
+/// The step Pods of `namespace`.
+fn step_pods() -> ListParams {
+    ListParams::default().labels("app.kubernetes.io/managed-by=apimanager-backup-operator")
 }
 
 /// The restarted operator's own count of finished reconcile passes of `controller` (`backup`,
@@ -85,26 +89,26 @@ where
 }
 
 #[tokio::test]
-async fn operator_restarted_mid_backup_finishes_it_without_duplicate_jobs() {
+async fn operator_restarted_mid_backup_finishes_it_without_duplicate_pods() {
     let mut cluster = cluster().await;
     let ns = namespace_with_installation(&cluster, "restart").await;
-    let job_before = {
+    let pod_before = {
         let _paused = cluster.node.pause();
         create_backup(&cluster, &ns, "b");
-        let job = export_job(&cluster, &ns, "b").await;
+        let pod = backup_pod(&cluster, &ns, "b").await;
         let admin = cluster.admin_client().await.expect("client");
         let backups: Api<APIManagerBackup> = Api::namespaced(admin.clone(), &ns);
         let started = backups.get("b").await.expect("backup").status.and_then(|s| s.start_time).expect("startTime");
 
         restart_and_wait_for_a_pass_over_each::<APIManagerBackup>(&mut cluster, "backup").await;
-        let jobs: Api<Job> = Api::namespaced(admin, &ns);
-        let listed = jobs.list(&ListParams::default()).await.expect("jobs").items;
-        let names: Vec<Option<String>> = listed.iter().map(|j| j.metadata.name.clone()).collect();
-        assert_eq!(names, std::slice::from_ref(&job.metadata.name), "still the one backup Job");
-        assert_eq!(listed[0].metadata.uid, job.metadata.uid, "the same Job, not a new one");
+        let pods: Api<Pod> = Api::namespaced(admin, &ns);
+        let listed = pods.list(&step_pods()).await.expect("pods").items;
+        let names: Vec<Option<String>> = listed.iter().map(|p| p.metadata.name.clone()).collect();
+        assert_eq!(names, std::slice::from_ref(&pod.metadata.name), "still the one backup Pod");
+        assert_eq!(listed[0].metadata.uid, pod.metadata.uid, "the same Pod uid, not a new one");
         let after = backups.get("b").await.expect("backup").status.and_then(|s| s.start_time).expect("startTime");
         assert_eq!(after, started, "the backup is continued, not restarted");
-        job
+        pod
     };
     let backup = finished_backup(&cluster, &ns, "b").await;
     assert_eq!(backup.status.and_then(|s| s.completed), Some(true));
@@ -112,17 +116,17 @@ async fn operator_restarted_mid_backup_finishes_it_without_duplicate_jobs() {
         apimanager_backup_operator::job::manifest::Manifest::load(&cluster.volume(&ns, "b")).expect("manifest");
     assert_eq!(manifest.files.len(), 18);
     let backup_uid = backup.metadata.uid.expect("uid");
-    assert_eq!(job_before.metadata.name, Some(format!("backup-{backup_uid}")));
+    assert_eq!(pod_before.metadata.name, Some(format!("backup-{backup_uid}-0")));
     assert_eq!(manifest.backup.uid, backup_uid, "the files are this backup's");
 }
 
-/// A backup `b` in a new namespace `name`, held in progress (its Job created, not run)
+/// A backup `b` in a new namespace `name`, held in progress (its Pod created, not run)
 /// while the returned guard lives.
 async fn backup_in_progress(cluster: &LocalCluster, name: &str) -> (String, PauseGuard) {
     let ns = namespace_with_installation(cluster, name).await;
     let paused = cluster.node.pause();
     create_backup(cluster, &ns, "b");
-    export_job(cluster, &ns, "b").await;
+    backup_pod(cluster, &ns, "b").await;
     (ns, paused)
 }
 
@@ -160,29 +164,26 @@ the system database, system Redis and backend Redis external (spec.externalCompo
 }
 
 #[tokio::test]
-async fn a_backup_past_its_timeout_fails_and_keeps_its_job() {
+async fn a_backup_past_its_timeout_fails_and_keeps_its_pod_with_its_deadline() {
     let mut cluster = cluster().await;
     cluster.restart_operator(&["--backup-timeout=3s".to_owned()]).await.expect("operator with a short timeout");
     let ns = namespace_with_installation(&cluster, "timeout").await;
     let outcome = {
         let _paused = cluster.node.pause();
         create_backup(&cluster, &ns, "b");
-        let job = export_job(&cluster, &ns, "b").await;
+        let pod = backup_pod(&cluster, &ns, "b").await;
         let backup = finished_backup(&cluster, &ns, "b").await;
         let admin = cluster.admin_client().await.expect("client");
-        let jobs: Api<Job> = Api::namespaced(admin, &ns);
-        let kept = jobs.get_opt(&job.metadata.name.clone().expect("name")).await.expect("get").is_some();
-        (failed_condition(&backup), kept, job.spec.and_then(|s| s.active_deadline_seconds))
+        let pods: Api<Pod> = Api::namespaced(admin, &ns);
+        let kept = pods.get_opt(&pod.metadata.name.clone().expect("name")).await.expect("get").is_some();
+        (failed_condition(&backup), kept, pod.spec.and_then(|s| s.active_deadline_seconds))
     };
     cluster.restart_operator(&[]).await.expect("operator with the default timeout");
     let ((reason, message), kept, deadline) = outcome;
     assert_eq!(reason, "Timeout");
-    assert_eq!(
-        message,
-        "the backup did not finish within 3s (--backup-timeout); its Jobs and Pods are kept for debugging"
-    );
-    assert!(kept, "the Job stays for debugging");
-    assert!(deadline.is_some_and(|d| (1..=3).contains(&d)), "Jobs end with the backup's timeout: {deadline:?}");
+    assert_eq!(message, "the backup did not finish within 3s (--backup-timeout); its Pods are kept for debugging");
+    assert!(kept, "the Pod stays for debugging");
+    assert!(deadline.is_some_and(|d| (1..=3).contains(&d)), "Pods end with the backup's timeout: {deadline:?}");
 }
 
 #[tokio::test]
@@ -240,32 +241,32 @@ async fn operator_killed_mid_restore_resumes_it_and_completes_it_once() {
     kubectl_ok(&cluster, &["-n", &ns, "delete", "secret", "zync"], "");
     let admin = cluster.admin_client().await.expect("client");
     let restores: Api<APIManagerRestore> = Api::namespaced(admin.clone(), &ns);
-    let jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
     {
         let _paused = cluster.node.pause();
         create_restore(&cluster, &ns, "back", "nightly");
         let started = restore_when(&cluster, &ns, "back", |status| status.start_time.is_some()).await;
-        let verify = format!("verify-{}", started.metadata.uid.clone().expect("uid"));
-        eventually(Duration::from_secs(30), "the verify Job is created", || async {
-            jobs.get_opt(&verify).await.expect("get job").is_some()
+        let verify = format!("verify-{}-0", started.metadata.uid.clone().expect("uid"));
+        eventually(Duration::from_secs(30), "the verify Pod is created", || async {
+            pods.get_opt(&verify).await.expect("get pod").is_some()
         })
         .await;
-        let job = jobs.get(&verify).await.expect("verify Job");
+        let pod = pods.get(&verify).await.expect("verify Pod");
 
         cluster.operator.kill();
         restart_and_wait_for_a_pass_over_each::<APIManagerRestore>(&mut cluster, "restore").await;
-        let listed = jobs.list(&ListParams::default()).await.expect("jobs").items;
-        let restore_jobs: Vec<_> =
-            listed.iter().filter(|j| j.metadata.name.as_deref() == Some(verify.as_str())).collect();
-        assert_eq!(restore_jobs.len(), 1, "still the one verify Job");
-        assert_eq!(restore_jobs[0].metadata.uid, job.metadata.uid, "the same Job, not a new one");
+        let listed = pods.list(&step_pods()).await.expect("pods").items;
+        let restore_pods: Vec<_> =
+            listed.iter().filter(|p| p.metadata.name.as_deref() == Some(verify.as_str())).collect();
+        assert_eq!(listed.len(), 1, "still the one verify Pod: {listed:?}");
+        assert_eq!(restore_pods[0].metadata.uid, pod.metadata.uid, "the same Pod uid, not a new one");
         let after = restores.get("back").await.expect("restore").status.and_then(|s| s.start_time);
         assert_eq!(after, started.status.and_then(|s| s.start_time), "the restore is continued, not restarted");
     }
     let restore = finished_restore(&cluster, &ns, "back").await;
     assert_eq!(restore.status.clone().and_then(|s| s.completed), Some(true), "{:?}", restore.status);
     let reasons = event_reasons(&cluster, &ns, "back");
-    assert_eq!(reasons.iter().filter(|r| *r == "JobCreated").count(), 4, "each Job created once: {reasons:?}");
+    assert_eq!(reasons.iter().filter(|r| *r == "JobCreated").count(), 4, "each Pod created once: {reasons:?}");
     assert_eq!(reasons.iter().filter(|r| *r == "RestoreCompleted").count(), 1, "{reasons:?}");
     let series = r#"apimanager_restores_total{outcome="succeeded",reason="RestoreCompleted"}"#;
     assert_eq!(sample(&cluster, series).await, 1.0, "the restarted operator counts it once");
@@ -292,12 +293,13 @@ async fn a_restore_whose_apimanager_never_becomes_available_fails_at_its_timeout
     let failed = failed.conditions.iter().find(|c| c.type_ == "Failed").expect("Failed condition");
     assert_eq!(
         (failed.reason.as_str(), failed.message.as_str()),
-        (
-            "Timeout",
-            "the restore did not finish within 20s (--restore-timeout); its Jobs and Pods are kept for debugging"
-        )
+        ("Timeout", "the restore did not finish within 20s (--restore-timeout); its Pods are kept for debugging")
     );
     let uid = restore.metadata.uid.clone().expect("uid");
-    let jobs = kubectl_ok(&cluster, &["-n", &ns, "get", "jobs", "-o", "name"], "");
-    assert!(jobs.contains(&format!("job.batch/verify-{uid}")), "the Jobs stay for debugging: {jobs}");
+    let pods = kubectl_ok(
+        &cluster,
+        &["-n", &ns, "get", "pods", "-l", &format!("apps.3scale.net/step-job=verify-{uid}"), "-o", "name"],
+        "",
+    );
+    assert_eq!(pods.trim(), format!("pod/verify-{uid}-0"), "the Pods stay for debugging");
 }

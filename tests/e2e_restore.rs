@@ -1,6 +1,6 @@
 //! Restores end to end on the real control plane: admission of APIManagerRestores through the
 //! operator's webhooks and the CRD's CEL rules, driven by `kubectl` as users type it; the restore
-//! Job steps run as the binary on a backup a real backup wrote; whole restores run by the
+//! job steps run as the binary on a backup a real backup wrote; whole restores run by the
 //! operator's reconciler, from an emptied namespace back to the installation.
 
 mod support;
@@ -260,7 +260,7 @@ fn condition(restore: &APIManagerRestore, type_: &str) -> (String, String, Strin
     (found.status.clone(), found.reason.clone(), found.message.clone())
 }
 
-/// Asserts the restore's RoleBinding is gone and its Jobs' account may create nothing.
+/// Asserts the restore's RoleBinding is gone and its step Pods' account may create nothing.
 fn assert_restore_rbac_removed(cluster: &LocalCluster, ns: &str, restore: &APIManagerRestore) {
     let uid = restore.metadata.uid.clone().expect("uid");
     let bindings = kubectl_ok(cluster, &["-n", ns, "get", "rolebindings", "-o", "name"], "");
@@ -395,7 +395,7 @@ async fn one_changed_byte_fails_the_restore_at_verify_naming_the_file_and_nothin
     let (status, reason, message) = condition(&restore, "Failed");
     assert_eq!((status.as_str(), reason.as_str()), ("True", "JobFailed"));
     let expected = format!(
-        "Job verify-{uid} failed (BackoffLimitExceeded): the backup does not match manifest.json; nothing was \
+        "Pod verify-{uid}-0 failed after 1 attempt: the backup does not match manifest.json; nothing was \
 restored: system-filestorage-pvc/uploads/attachments.txt: sha256 "
     );
     assert!(message.starts_with(&expected), "{message}");
@@ -410,8 +410,8 @@ restored: system-filestorage-pvc/uploads/attachments.txt: sha256 "
         let found = kubectl_ok(cluster, &["-n", &ns, "get", kind, "--ignore-not-found", "-o", "name"], "");
         assert!(!found.lines().any(|line| line.ends_with(&format!("/{name}"))), "{kind} {name} was written: {found}");
     }
-    let jobs = kubectl_ok(cluster, &["-n", &ns, "get", "jobs", "-o", "name"], "");
-    assert!(!jobs.contains("restore-"), "no step after verify: {jobs}");
+    let pods = kubectl_ok(cluster, &["-n", &ns, "get", "pods", "-o", "name"], "");
+    assert_eq!(pods.trim(), format!("pod/verify-{uid}-0"), "no step after verify, its Pod kept for debugging");
     assert!(event_reasons(cluster, &ns, "back").iter().any(|r| r == "JobFailed"));
     assert_restore_rbac_removed(cluster, &ns, &restore);
     // Other tests' restores of claims holding no real backup fail at verify too: at least this one.

@@ -7,9 +7,8 @@ mod support;
 
 use apimanager_backup_operator::api::backup::APIManagerBackup;
 use apimanager_backup_operator::local::install::OPERATOR_NAMESPACE;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -110,7 +109,7 @@ async fn metrics_observe_the_backups_another_controller_runs_and_the_operator_ne
     assert_eq!(sample(&metrics, &last_success), Some(completion.as_second() as f64));
     assert!(!metrics.contains("apimanager_backup_operator_leader"), "no leader election in this mode");
 
-    // The operator wrote nothing: status only as 3scale-operator left it, no claim, no Job, no Lease.
+    // The operator wrote nothing: status only as 3scale-operator left it, no claim, no Pod, no Lease.
     let b = backups.get("b").await.expect("backup");
     let managers: Vec<String> =
         b.metadata.managed_fields.unwrap_or_default().into_iter().filter_map(|m| m.manager).collect();
@@ -129,8 +128,8 @@ async fn metrics_observe_the_backups_another_controller_runs_and_the_operator_ne
     );
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(admin.clone(), &ns);
     assert!(claims.get_opt("b").await.expect("claim").is_none(), "no claim created");
-    let jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
-    assert!(jobs.list(&ListParams::default()).await.expect("jobs").items.is_empty(), "no Job created");
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    assert!(pods.list(&ListParams::default()).await.expect("pods").items.is_empty(), "no Pod created");
     let leases: Api<Lease> = Api::namespaced(admin, OPERATOR_NAMESPACE);
     assert!(leases.list(&ListParams::default()).await.expect("leases").items.is_empty(), "no Lease taken");
 

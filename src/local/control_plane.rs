@@ -1,6 +1,6 @@
 //! A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC, the admission plugins
-//! of a real cluster, service-account tokens) and kube-controller-manager (Job and garbage
-//! collection controllers among the defaults), built from source by `tests/control-plane/build.sh`.
+//! of a real cluster, service-account tokens) and kube-controller-manager (the garbage collector,
+//! which removes a deleted operation's step Pods, among the defaults), built from source by `tests/control-plane/build.sh`.
 
 use super::LocalError;
 use super::process::Supervised;
@@ -15,7 +15,7 @@ const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 const ADMISSION_PLUGINS: &str = "NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,\
 DefaultTolerationSeconds,StorageObjectInUseProtection,PersistentVolumeClaimResize,RuntimeClass,Priority,\
 PodSecurity,ResourceQuota,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,\
-NodeRestriction";
+NodeRestriction,OwnerReferencesPermissionEnforcement";
 
 /// A running control plane; dropping it stops the three processes (controller manager first).
 pub struct ControlPlane {

@@ -142,7 +142,7 @@ pub async fn scope_operator_identity(client: &Client, namespaces: &BTreeSet<Stri
     Ok(())
 }
 
-/// Installs the admission policy of `manifests/` (and its binding) allowing the operator's Jobs
+/// Installs the admission policy of `manifests/` (and its binding) allowing the operator's step Pods
 /// only `job_image`, as kustomize's replacement does for an install.
 pub async fn install_admission_policy(client: &Client, job_image: &str) -> Result<(), LocalError> {
     for mut object in parse_documents(ADMISSION_POLICY_MANIFEST)? {

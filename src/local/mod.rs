@@ -84,7 +84,7 @@ pub const DIR_MARKER: &str = ".apimanager-backup-operator-local";
 /// operator under test; CI sets it to the binary taken out of the container image.
 pub const JOB_BINARY_ENV: &str = "APIMANAGER_BACKUP_JOB_BINARY";
 
-/// The image the operator under test gives its Jobs: what `--job-image` resolves to in the
+/// The image the operator under test gives its step Pods: what `--job-image` resolves to in the
 /// environment the operator inherits.
 pub fn job_image() -> String {
     std::env::var(crate::cli::JOB_IMAGE_ENV).unwrap_or_else(|_| crate::cli::DEFAULT_JOB_IMAGE.to_owned())

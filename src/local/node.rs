@@ -4,12 +4,15 @@
 //! Pod's claims mapped to folders, as the Pod's user, group and supplemental groups, with a token
 //! of the Pod's ServiceAccount when the container gets one, and writes the Pod's phase, conditions
 //! and each container's state, exit code and termination message back through the API as a
-//! kubelet does, so the real Job controller completes or fails the Job.
+//! kubelet does. As a kubelet, it enforces the Pod's `activeDeadlineSeconds`: at the deadline it
+//! kills the running container's process and reports the Pod `Failed` with reason
+//! `DeadlineExceeded`.
 
 use super::background::Background;
 use super::control_plane::kubeconfig;
 use super::pod_security::{self, ConfigError, Identity};
 use crate::names::managed_by_selector;
+use crate::reconcile::pods::DEADLINE_EXCEEDED;
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ServiceAccount};
@@ -86,7 +89,22 @@ async fn watch_pods(client: kube::Client, settings: NodeSettings, paused: Arc<At
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 let name = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
-                if let Err(error) = run_pod(&client, &settings, &pod).await {
+                let deadline = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+                let ran = match deadline.and_then(|seconds| u64::try_from(seconds).ok()) {
+                    // Dropping the run at the deadline kills its process (`kill_on_drop`).
+                    Some(seconds) => {
+                        tokio::time::timeout(Duration::from_secs(seconds), run_pod(&client, &settings, &pod)).await
+                    }
+                    None => Ok(run_pod(&client, &settings, &pod).await),
+                };
+                let Ok(ran) = ran else {
+                    tracing::info!(pod = %name, "node stand-in: the Pod's activeDeadlineSeconds passed; stopped it");
+                    if let Err(error) = report_deadline_exceeded(&client, &pod).await {
+                        tracing::warn!(pod = %name, %error, "node stand-in could not mark the Pod Failed");
+                    }
+                    return;
+                };
+                if let Err(error) = ran {
                     tracing::warn!(pod = %name, %error, "node stand-in could not run the Pod; marking it Failed");
                     if let Err(error) = report_failure(&client, &pod, &error).await {
                         tracing::warn!(pod = %name, %error, "node stand-in could not mark the Pod Failed");
@@ -358,6 +376,21 @@ async fn report_failure(client: &kube::Client, pod: &Pod, error: &NodeError) -> 
     let failed = serde_json::json!({"status": {"phase": "Failed", "reason": reason, "message": message,
         "initContainerStatuses": waiting(spec.init_containers.as_deref().unwrap_or_default()),
         "containerStatuses": waiting(&spec.containers)}});
+    pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&failed)).await.map(drop)
+}
+
+/// The message a kubelet gives a Pod it stopped at its `activeDeadlineSeconds` (with reason
+/// [`DEADLINE_EXCEEDED`]).
+pub const DEADLINE_EXCEEDED_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
+
+/// Marks a Pod stopped at its deadline `Failed` as a kubelet does: reason `DeadlineExceeded`, its
+/// containers no longer ready.
+async fn report_deadline_exceeded(client: &kube::Client, pod: &Pod) -> Result<(), kube::Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    let (reason, message) = (DEADLINE_EXCEEDED, DEADLINE_EXCEEDED_MESSAGE);
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let failed = serde_json::json!({"status": {"phase": "Failed", "reason": reason, "message": message,
+        "conditions": pod_conditions(true, false, &now)}});
     pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&failed)).await.map(drop)
 }
 
