@@ -32,7 +32,7 @@ pub enum Command {
     /// Development: start a local control plane with the operator, its webhooks and a sample
     /// backup, and run until Ctrl-C. Needs Go, openssl and this source tree.
     Local(LocalArgs),
-    /// What the backup Jobs run (not for direct use).
+    /// What the backup and restore step Pods run (not for direct use).
     #[command(subcommand)]
     Job(crate::job::JobCommand),
 }
@@ -55,7 +55,7 @@ pub struct LocalArgs {
 
 /// Environment variable of `--job-image`.
 pub const JOB_IMAGE_ENV: &str = "APIMANAGER_BACKUP_JOB_IMAGE";
-/// The Jobs' image unless `--job-image` says otherwise.
+/// The step Pods' image unless `--job-image` says otherwise.
 pub const DEFAULT_JOB_IMAGE: &str = concat!("apimanager-backup-operator:", env!("CARGO_PKG_VERSION"));
 
 /// Settings of `serve`; each flag falls back to the environment variable named in its help.
@@ -90,17 +90,18 @@ pub struct ServeArgs {
     /// How long in-flight requests may run after SIGTERM before the server closes them.
     #[arg(long, env = "APIMANAGER_BACKUP_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
-    /// Container image of the backup Jobs (this binary's image).
+    /// Container image of the step Pods (this binary's image).
     #[arg(long, env = JOB_IMAGE_ENV, default_value = DEFAULT_JOB_IMAGE, value_parser = NonEmptyStringValueParser::new())]
     pub job_image: String,
-    /// Path (or name on PATH) of this binary inside the Job image.
+    /// Path (or name on PATH) of this binary inside the step Pods' image.
     #[arg(long, env = "APIMANAGER_BACKUP_JOB_COMMAND", default_value = "apimanager-backup-operator", value_parser = NonEmptyStringValueParser::new())]
     pub job_command: String,
     /// Group (numeric) owning the System FileStorage files, e.g. the System app Pods' fsGroup; the
     /// copy Pod gets it as a supplemental group to read group-only (0640) files. Unset: none.
     #[arg(long, env = "APIMANAGER_BACKUP_FILE_STORAGE_GROUP", value_parser = clap::value_parser!(i64).range(0..=2_147_483_647))]
     pub file_storage_group: Option<i64>,
-    /// Retries of a failed backup or restore Pod before its Job, and so the backup or restore, fails.
+    /// Retries of a failed backup or restore step Pod (each a new Pod, after a back-off) before the
+    /// backup or restore fails.
     #[arg(long, env = "APIMANAGER_BACKUP_JOB_BACKOFF_LIMIT", default_value_t = 2, value_parser = clap::value_parser!(i32).range(0..))]
     pub job_backoff_limit: i32,
     /// A backup not finished this long after it started ends Failed (e.g. 6h, 90m).

@@ -39,7 +39,7 @@ pub const FILE_STORAGE_DIR: &str = "system-filestorage-pvc";
 /// The manifest of the backup (ours, not 3scale-operator's).
 pub const MANIFEST_FILE: &str = "manifest.json";
 
-/// Where the backup claim is mounted in the Jobs.
+/// Where the backup claim is mounted in the step Pods.
 pub const BACKUP_MOUNT: &str = "/backup";
-/// Where the System FileStorage claim is mounted in the copy Job (read-only) and the restore Job.
+/// Where the System FileStorage claim is mounted in the copy step's Pod (read-only) and the restore step's Pod.
 pub const FILE_STORAGE_MOUNT: &str = "/system-storage";

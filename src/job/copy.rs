@@ -2,7 +2,7 @@
 //! what is kept) and records each file's size and SHA-256 in the manifest as it is copied.
 //!
 //! Each attempt copies into a fresh staging folder that replaces the final one only when complete,
-//! so a retried Job never writes through what an earlier attempt left (read-only files, links).
+//! so a retried attempt never writes through what an earlier attempt left (read-only files, links).
 
 use super::manifest::{Manifest, StepTimes, now};
 use super::tree::{copy_tree, remove_tree};

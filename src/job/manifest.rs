@@ -1,5 +1,5 @@
 //! `manifest.json`: every file of the backup with size and sha256, what is absent and why, the
-//! source APIManager, the step times and the operator version. Each Job step adds to it.
+//! source APIManager, the step times and the operator version. Each job step adds to it.
 
 use super::JobError;
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! What the backup and restore Jobs run (`apimanager-backup-operator job …`): export the Secrets,
+//! What the backup and restore step Pods run (`apimanager-backup-operator job …`): export the Secrets,
 //! ConfigMaps and APIManager, copy the System FileStorage, verify a backup and restore it. A
 //! failure is written to the Pod's termination message, which the reconciler puts into the
 //! `Failed` condition; a restore step's success carries its [`report::StepReport`] there.
@@ -16,7 +16,7 @@ pub mod verify;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 
-/// Errors of a backup Job.
+/// Errors of a backup job step.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     /// A file operation failed. The reason comes first, so a message cut to fit loses only the
@@ -111,7 +111,7 @@ impl JobError {
     }
 }
 
-/// The Job steps.
+/// The job steps.
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
     /// Export the Secrets, ConfigMaps and the APIManager into the backup folder.

@@ -1,10 +1,10 @@
-//! What a restore Job step tells the reconciler when it succeeds: JSON in the Pod's termination
+//! What a restore job step tells the reconciler when it succeeds: JSON in the Pod's termination
 //! message (the reconciler never mounts the claims itself).
 
 use crate::api::apimanager::SystemStorageClaim;
 use serde::{Deserialize, Serialize};
 
-/// The result of a successful restore Job step.
+/// The result of a successful restore job step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "camelCase")]
 pub enum StepReport {

@@ -1,7 +1,7 @@
 //! Checking a backup folder against its `manifest.json`: every listed file is there with its size
 //! and SHA-256, every listed link with its target, and nothing else is (an unlisted file would be
 //! restored unchecked). Used offline (`apimanager-backup-operator verify DIR`), by the restore's
-//! verify Job (`job verify`), and on the System FileStorage claim after a restore copied it back.
+//! verify step Pod (`job verify`), and on the System FileStorage claim after a restore copied it back.
 
 use super::JobError;
 use super::manifest::{FileEntry, Manifest, encode_path, hash_stream};

@@ -188,8 +188,8 @@ fn initializing() -> serde_json::Value {
 }
 
 /// The Pod conditions a kubelet reports: `Initialized` once every init container succeeded,
-/// `ContainersReady` and `Ready` while the main container runs (the Job controller counts Ready
-/// Pods in the Job's `status.ready`).
+/// `ContainersReady` and `Ready` while the main container runs (the step machine shows the Pod's
+/// last step once it is Ready).
 fn pod_conditions(initialized: bool, ready: bool, at: &str) -> serde_json::Value {
     let condition = |type_: &str, value: bool| serde_json::json!({"type": type_, "status": if value { "True" } else { "False" }, "lastTransitionTime": at});
     serde_json::json!([
@@ -364,7 +364,7 @@ impl PodRun<'_> {
 }
 
 /// Marks a Pod the stand-in could not run as Failed with the reason a kubelet would give, so its
-/// Job fails at once instead of waiting out its deadline.
+/// operation fails at once instead of waiting out its deadline.
 async fn report_failure(client: &kube::Client, pod: &Pod, error: &NodeError) -> Result<(), kube::Error> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     let (reason, message) = (error.reason(), error.to_string());

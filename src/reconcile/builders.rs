@@ -327,7 +327,7 @@ pub fn pod<O: Operation>(owner: &O, job: &StepJob, attempt: u32, settings: &JobS
     let job_name = job.job_name(owner);
     let mut meta = owned_meta(owner, attempt_name(&job_name, attempt));
     meta.labels.get_or_insert_default().insert(STEP_JOB_LABEL.to_owned(), job_name);
-    // Foreground deletion of the operation waits for its Pods, as it waited for its Jobs.
+    // Foreground deletion of the operation waits for its Pods.
     for owner in meta.owner_references.iter_mut().flatten() {
         owner.block_owner_deletion = Some(true);
     }

@@ -13,8 +13,8 @@ use std::time::Duration;
 /// The reason a kubelet gives a Pod it stopped at its `activeDeadlineSeconds`.
 pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 
-/// The wait before the second attempt; it doubles with each further failure (as the Job
-/// controller's back-off did).
+/// The wait before the second attempt; it doubles with each further failure (as Kubernetes' Job
+/// controller backs off).
 const FIRST_BACKOFF: Duration = Duration::from_secs(10);
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(360);

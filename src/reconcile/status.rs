@@ -50,7 +50,7 @@ pub struct Progress {
     pub start_time: Option<Time>,
     /// When it completed.
     pub completion_time: Option<Time>,
-    /// `true` once every Job step finished.
+    /// `true` once every job step finished.
     pub main_steps_completed: Option<bool>,
     /// `Ready` and `Failed`.
     pub conditions: Vec<Condition>,

@@ -513,7 +513,7 @@ async fn a_final_backup_in_the_cache_costs_no_request() {
 }
 
 /// The seam: an operation other than a backup, driven by the same machine, with a step after its
-/// Job that waits (as a restore waits for its APIManager).
+/// step jobs that waits (as a restore waits for its APIManager).
 mod seam {
     use super::*;
     use crate::reconcile::status::{OperationStatus, operation_status};
@@ -524,14 +524,14 @@ mod seam {
 
     const DRILLS: &str = "/apis/test.example/v1/namespaces/3scale/drills";
 
-    /// A test operation: one Job, then it waits until `spec.ready`. With `spec.reports`, its Job
-    /// reports, and once the report is recorded (condition `Reported`) a second Job follows.
+    /// A test operation: one step Pod, then it waits until `spec.ready`. With `spec.reports`, its
+    /// Pod reports, and once the report is recorded (condition `Reported`) a second step follows.
     #[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
     #[kube(group = "test.example", version = "v1", kind = "Drill", namespaced, status = "DrillStatus")]
     pub struct DrillSpec {
-        /// What the step after the Job waits for.
+        /// What the step after the step Pods waits for.
         pub ready: bool,
-        /// Whether its first Job reports.
+        /// Whether its first step reports.
         #[serde(default)]
         pub reports: bool,
     }
