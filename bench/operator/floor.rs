@@ -26,15 +26,15 @@ const DEFAULTING_PATCH: &str = "W3sib3AiOiJhZGQiLCJwYXRoIjoiL3NwZWMvYXBpTWFuYWdl
 /// The value of `"uid":"…"`, the first in the body (the request's own).
 fn request_uid(body: &[u8]) -> &[u8] {
     const KEY: &[u8] = b"\"uid\":\"";
-    let Some(start) = body.windows(KEY.len()).position(|w| w == KEY).map(|i| i + KEY.len()) else {
+    let Some(start) = memchr::memmem::find(body, KEY).map(|i| i + KEY.len()) else {
         return b"";
     };
-    let len = body[start..].iter().position(|b| *b == b'"').unwrap_or(0);
+    let len = memchr::memchr(b'"', &body[start..]).unwrap_or(0);
     &body[start..start + len]
 }
 
 fn contains(body: &[u8], needle: &[u8]) -> bool {
-    body.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(body, needle).is_some()
 }
 
 fn answer(path: &str, body: &[u8]) -> Bytes {

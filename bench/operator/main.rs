@@ -473,21 +473,36 @@ fn print_end_to_end(rows: &mut [EndToEnd], rounds: usize) {
 fn print_rounds(rounds: &[scale::Round]) {
     println!("\nReconcile at scale: N backups created at once over {} namespaces\n", scale::NAMESPACES);
     println!(
-        "| N | wall s | backups/s | failed | machine busy | operator CPU s | operator peak RSS MiB | operator requests on APIManagerBackups per backup |"
+        "| N | wall s | backups/s | failed | machine busy | run's own share | operator CPU s | operator peak RSS MiB | operator requests on APIManagerBackups per backup |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for round in rounds {
         println!(
-            "| {} | {:.1} | {:.2} | {} | {:.0} % | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.2} | {} | {:.0} % | {:.0} % | {:.1} | {:.1} | {:.1} |",
             round.n,
             round.wall,
             round.n as f64 / round.wall,
             round.failed,
             round.machine_busy * 100.0,
-            round.operator_cpu,
+            round.run_share() * 100.0,
+            round.operator_cpu(),
             measure::mib(round.operator_peak_kib),
             scale::operator_backup_requests_per_backup(round)
         );
+    }
+    println!("\nCPU seconds per backup by process (its share of the round's CPU)\n");
+    let header: Vec<String> = rounds.iter().map(|r| format!("N = {}", r.n)).collect();
+    println!("| process | {} |", header.join(" | "));
+    println!("|---{}|", " | ---".repeat(rounds.len()));
+    for (i, consumer) in scale::CPU_CONSUMERS.iter().enumerate() {
+        let cells: Vec<String> = rounds
+            .iter()
+            .map(|r| {
+                let share = r.cpu[i] / r.cpu.iter().sum::<f64>().max(f64::EPSILON);
+                format!("{:.3} ({:.0} %)", r.cpu[i] / r.n as f64, share * 100.0)
+            })
+            .collect();
+        println!("| {consumer} | {} |", cells.join(" | "));
     }
     let mut resources = std::collections::BTreeSet::new();
     for round in rounds {
@@ -505,5 +520,23 @@ fn print_rounds(rounds: &[scale::Round]) {
             })
             .collect();
         println!("| {resource} | {} |", cells.join(" | "));
+    }
+    println!(
+        "\nRequests on APIManagerBackups per backup by verb and response code (every client, the bench's creates included)\n"
+    );
+    let mut keys = std::collections::BTreeSet::new();
+    for round in rounds {
+        keys.extend(
+            round.requests.keys().filter(|(resource, _, _)| resource.starts_with("apimanagerbackups")).cloned(),
+        );
+    }
+    println!("| resource | verb | code | {} |", header.join(" | "));
+    println!("|---{}|", " | ---".repeat(rounds.len() + 2));
+    for key in keys {
+        let cells: Vec<String> = rounds
+            .iter()
+            .map(|r| format!("{:.2}", r.requests.get(&key).copied().unwrap_or(0.0) / r.n as f64))
+            .collect();
+        println!("| {} | {} | {} | {} |", key.0, key.1, key.2, cells.join(" | "));
     }
 }

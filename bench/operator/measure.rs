@@ -39,6 +39,24 @@ fn clock_ticks() -> f64 {
     if ticks > 0 { ticks as f64 } else { 100.0 }
 }
 
+/// User + system CPU seconds of this process's children that have ended and been waited for
+/// (here: the processes the node stand-in ran as the step Pods' containers).
+pub fn ended_children_cpu_seconds() -> f64 {
+    // SAFETY: getrusage(2) writes only into the zeroed struct passed to it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_CHILDREN is a valid `who`.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// The number of cores (online CPUs).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
+}
+
 /// Busy and total jiffies of all cores (`/proc/stat`), to get the machine's busy share of a span.
 pub fn machine_jiffies() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -107,8 +125,9 @@ async fn metrics_text(client: &kube::Client) -> Result<String, kube::Error> {
     client.request_text(request).await
 }
 
-/// `apiserver_request_total` summed by `resource[/subresource]` and verb, watches left out.
-pub type RequestCounts = BTreeMap<(String, String), f64>;
+/// `apiserver_request_total` summed by `resource[/subresource]`, verb and response code, watches
+/// left out.
+pub type RequestCounts = BTreeMap<(String, String, String), f64>;
 
 /// Reads the API server's request counters through `client` (an administrator's).
 pub async fn apiserver_requests(client: &kube::Client) -> Result<RequestCounts, kube::Error> {
@@ -130,7 +149,7 @@ fn parse_requests(text: &str) -> RequestCounts {
         let subresource = label("subresource");
         let resource =
             if subresource.is_empty() { label("resource") } else { format!("{}/{subresource}", label("resource")) };
-        *counts.entry((resource, verb)).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
+        *counts.entry((resource, verb, label("code"))).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
     }
     counts
 }
@@ -147,7 +166,7 @@ pub fn difference(before: &RequestCounts, after: &RequestCounts) -> RequestCount
 /// Per-resource totals (all verbs) of `counts`.
 pub fn by_resource(counts: &RequestCounts) -> BTreeMap<String, f64> {
     let mut totals = BTreeMap::new();
-    for ((resource, _), value) in counts {
+    for ((resource, _, _), value) in counts {
         *totals.entry(resource.clone()).or_default() += value;
     }
     totals
@@ -174,7 +193,9 @@ apiserver_admission_webhook_request_total{name="a"} 9"#;
 apiserver_request_total{code="409",component="apiserver",dry_run="",group="apps.3scale.net",resource="apimanagerbackups",scope="resource",subresource="status",verb="PATCH",version="v1alpha1"} 1
 apiserver_request_total{code="200",component="apiserver",dry_run="",group="batch",resource="jobs",scope="cluster",subresource="",verb="WATCH",version="v1"} 3"#;
         let counts = super::parse_requests(text);
-        assert_eq!(counts.len(), 1);
-        assert_eq!(counts[&("apimanagerbackups/status".to_owned(), "PATCH".to_owned())], 6.0);
+        assert_eq!(counts.len(), 2);
+        let key = |code: &str| ("apimanagerbackups/status".to_owned(), "PATCH".to_owned(), code.to_owned());
+        assert_eq!((counts[&key("200")], counts[&key("409")]), (5.0, 1.0));
+        assert_eq!(super::by_resource(&counts)["apimanagerbackups/status"], 6.0);
     }
 }

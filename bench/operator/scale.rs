@@ -18,6 +18,29 @@ pub const NAMESPACES: usize = 10;
 /// How long a round may take before the bench gives up.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(900);
 
+/// The processes whose CPU time a round reports, in [`Round::cpu`]'s order.
+pub const CPU_CONSUMERS: [&str; 6] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "operator",
+    "bench (node stand-in, 3scale-operator stand-in, watch)",
+    "step Pods' processes (run by the node stand-in)",
+];
+
+/// CPU seconds so far of each of [`CPU_CONSUMERS`].
+fn cpu_seconds(cluster: &LocalCluster) -> [f64; CPU_CONSUMERS.len()] {
+    let [etcd, apiserver, controller_manager] = cluster.plane.pids();
+    [
+        measure::cpu_seconds(etcd),
+        measure::cpu_seconds(apiserver),
+        measure::cpu_seconds(controller_manager),
+        measure::cpu_seconds(cluster.operator.pid()),
+        measure::cpu_seconds(std::process::id()),
+        measure::ended_children_cpu_seconds(),
+    ]
+}
+
 /// What one round measured.
 pub struct Round {
     /// Backups created.
@@ -32,8 +55,8 @@ pub struct Round {
     pub bench_backup_requests: f64,
     /// Share of the machine's cores busy over the round.
     pub machine_busy: f64,
-    /// Operator CPU seconds over the round.
-    pub operator_cpu: f64,
+    /// CPU seconds over the round of each of [`CPU_CONSUMERS`].
+    pub cpu: [f64; CPU_CONSUMERS.len()],
     /// Operator peak RSS during the round, KiB.
     pub operator_peak_kib: u64,
 }
@@ -69,7 +92,7 @@ pub async fn round(
     let operator = cluster.operator.pid();
     let before = measure::apiserver_requests(admin).await?;
     let (busy_before, total_before) = measure::machine_jiffies();
-    let cpu_before = measure::cpu_seconds(operator);
+    let cpu_before = cpu_seconds(cluster);
     measure::reset_peak(operator);
 
     let all: Api<APIManagerBackup> = Api::all(admin.clone());
@@ -106,6 +129,7 @@ pub async fn round(
     let wall = started.elapsed().as_secs_f64();
     let after = measure::apiserver_requests(admin).await?;
     let (busy_after, total_after) = measure::machine_jiffies();
+    let cpu_after = cpu_seconds(cluster);
     Ok(Round {
         n,
         wall,
@@ -114,9 +138,22 @@ pub async fn round(
         // n creates and the bench's own list before its watch.
         bench_backup_requests: n as f64 + 1.0,
         machine_busy: (busy_after - busy_before) as f64 / (total_after - total_before).max(1) as f64,
-        operator_cpu: measure::cpu_seconds(operator) - cpu_before,
+        cpu: std::array::from_fn(|i| cpu_after[i] - cpu_before[i]),
         operator_peak_kib: measure::status_kib(operator, "VmHWM"),
     })
+}
+
+impl Round {
+    /// The operator's CPU seconds over the round.
+    pub fn operator_cpu(&self) -> f64 {
+        self.cpu[3]
+    }
+
+    /// The share of the machine's cores the run's own processes kept busy over the round: near the
+    /// machine's busy share when nothing else ran; far below it when other work shared the cores.
+    pub fn run_share(&self) -> f64 {
+        self.cpu.iter().sum::<f64>() / (self.wall * measure::cores() as f64)
+    }
 }
 
 /// Requests on APIManagerBackups (and their status) in `round`, less the bench's own, per backup.
