@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use apimanager_backup_operator::cli::{Cli, Command, LocalArgs, Mode, ServeArgs};
+use apimanager_backup_operator::client;
 use apimanager_backup_operator::health::Readiness;
 use apimanager_backup_operator::job::verify::{Verification, verify_backup};
 use apimanager_backup_operator::leader::{self, Elector, lease::ApiLease};
@@ -74,7 +75,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let files = TlsFiles { cert: args.tls_cert.clone(), key: args.tls_key.clone() };
     let tls = files.load().context("loading the serving certificate (--tls-cert, --tls-key)")?;
     let client =
-        kube::Client::try_default().await.context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
+        client::connect("operator").await.context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
     let readiness = Readiness::default();
     let namespaces = args.scope();
     let (lookup, fill_cache) =

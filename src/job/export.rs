@@ -92,7 +92,7 @@ impl Export<'_> {
 pub async fn run(args: &ExportArgs) -> Result<(), JobError> {
     let started_at = now();
     let root = &args.common.backup_dir;
-    let client = kube::Client::try_default().await.map_err(|e| JobError::Config(e.to_string()))?;
+    let client = crate::client::connect(STEP).await.map_err(|e| JobError::Config(e.to_string()))?;
     let mut manifest = Manifest::load(root)?;
     let mut missing = Vec::new();
 

@@ -76,7 +76,7 @@ async fn create(api: &Api<DynamicObject>, object: Value, what: String) -> Result
     }
 }
 
-fn client_error(error: kube::Error) -> JobError {
+fn client_error(error: crate::client::ClientError) -> JobError {
     JobError::Config(error.to_string())
 }
 
@@ -105,7 +105,7 @@ pub async fn restore_objects(args: &RestoreArgs) -> Result<StepReport, JobError>
     if !missing.is_empty() {
         return Err(JobError::Missing(format!("the backup lacks {}; nothing was restored", missing.join(", "))));
     }
-    let client = kube::Client::try_default().await.map_err(client_error)?;
+    let client = crate::client::connect(crate::names::RESTORE_OBJECTS).await.map_err(client_error)?;
     let secrets = Api::namespaced_with(client.clone(), &args.namespace, &ApiResource::erase::<Secret>(&()));
     let config_maps = Api::namespaced_with(client, &args.namespace, &ApiResource::erase::<ConfigMap>(&()));
     let (mut created, mut kept) = (Vec::new(), Vec::new());
@@ -126,7 +126,7 @@ pub async fn restore_apimanager(args: &RestoreArgs) -> Result<StepReport, JobErr
     let root = &args.common.backup_dir;
     let object = read_object(root, APIMANAGER_FILE, &APIManager::kind(&()), None)?;
     let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let client = kube::Client::try_default().await.map_err(client_error)?;
+    let client = crate::client::connect(crate::names::RESTORE_APIMANAGER).await.map_err(client_error)?;
     let api = Api::namespaced_with(client, &args.namespace, &ApiResource::erase::<APIManager>(&()));
     let created = create(&api, object, format!("APIManager {name}")).await?;
     Ok(StepReport::RestoreApiManager { name, created })
