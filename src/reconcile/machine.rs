@@ -31,13 +31,15 @@
 //! - ends in one place: success ([`Run::succeed`]) or a typed [`Failure`] ([`Run::fail`]), each
 //!   written to status, published as an event and recorded in the metrics once.
 //!
-//! Each pass works from the object as stored (not the controller's cache, which may not show this
-//! operator's last write yet) and patches status with its `resourceVersion`, so a stale pass gets a
-//! conflict instead of redoing or double-counting anything.
+//! Each pass works from the object as stored: from the controller's cache when it holds this
+//! reconciler's last read or write, put off while the cache holds a version this reconciler's own
+//! write replaced (the write's watch event starts the next pass), else read live ([`super::seen`]). It patches status with the object's
+//! `resourceVersion`, so a stale pass gets a conflict instead of redoing or double-counting anything.
 
 use super::builders::{self, JobStep, StepJob};
 use super::outcome::{Failure, Stop};
 use super::pods::{PodFailure, StepState, attempt_name, pod_failure, step_state, success_message};
+use super::seen::Freshness;
 use super::status::{FAILED, OperationStatus, Progress, READY, set_condition};
 use super::{Context, ReconcileError, ReconcileSettings};
 use crate::job::report::StepReport;
@@ -60,6 +62,9 @@ use std::time::Duration;
 
 /// The API server rejects event notes longer than this.
 const EVENT_NOTE_MAX_BYTES: usize = 1024;
+/// How long a pass put off for a cache lagging this reconciler's own write waits at most for the
+/// write's watch event before it looks again.
+const CATCH_UP: Duration = Duration::from_secs(5);
 
 /// A namespaced object the API serves, which the machine reads, creates and deletes.
 pub trait Namespaced:
@@ -177,20 +182,25 @@ impl End<'_> {
 pub async fn reconcile<O: Operation>(cached: Arc<O>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let _timer = ctx.metrics.time_reconcile(O::NOUN);
     if cached.status().is_some_and(|s| s.progress().is_final()) {
+        ctx.seen.forget(cached.as_ref());
         return Ok(Action::await_change());
     }
     let namespace = cached.namespace().ok_or(ReconcileError::NotNamespaced)?;
-    let object = if ctx.seen.is_current(cached.as_ref()) {
-        cached.as_ref().clone()
-    } else {
-        let api: Api<O> = Api::namespaced(ctx.client.clone(), &namespace);
-        let name = cached.name_any();
-        let what = format!("reading {} {name}", O::kind(&()));
-        let Some(object) = api.get_opt(&name).await.map_err(api_error(what))? else {
-            return Ok(Action::await_change());
-        };
-        ctx.seen.record(&object);
-        object
+    let object = match ctx.seen.freshness(cached.as_ref()) {
+        Freshness::Current => cached.as_ref().clone(),
+        // The watch event of this reconciler's own write starts the next pass once the cache has
+        // it; the requeue only bounds the wait should that event be lost.
+        Freshness::Behind => return Ok(Action::requeue(CATCH_UP)),
+        Freshness::Unknown => {
+            let api: Api<O> = Api::namespaced(ctx.client.clone(), &namespace);
+            let name = cached.name_any();
+            let what = format!("reading {} {name}", O::kind(&()));
+            let Some(object) = api.get_opt(&name).await.map_err(api_error(what))? else {
+                return Ok(Action::await_change());
+            };
+            ctx.seen.read(&object);
+            object
+        }
     };
     let status = object.status().cloned().unwrap_or_default();
     let progress = status.progress();
@@ -463,11 +473,7 @@ impl<O: Operation> Run<O> {
             .patch_status(&self.object.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(api_error("updating the status"))?;
-        if self.progress.is_final() {
-            self.ctx.seen.forget(&written);
-        } else {
-            self.ctx.seen.record(&written);
-        }
+        self.ctx.seen.wrote(self.object.resource_version(), &written);
         self.object = Arc::new(written);
         self.original = self.status.clone();
         Ok(())

@@ -740,3 +740,18 @@ not match this operator's version)"
         );
     }
 }
+
+#[tokio::test]
+async fn a_pass_on_a_cache_lagging_this_reconcilers_write_waits_for_it_without_a_request() {
+    let (fake, ctx, _) = cluster(json!({}));
+    let created: APIManagerBackup =
+        serde_json::from_value(fake.get(&format!("{BACKUPS}/b")).expect("backup")).expect("a backup");
+    pass(&fake, &ctx).await.expect("first pass: reads the backup live, then writes its status");
+    let before = fake.requests().len();
+    let action = reconcile(Arc::new(created), ctx.clone()).await.expect("a pass on the cache as it was");
+    assert_eq!(fake.requests()[before..], [] as [String; 0], "neither read live nor redone");
+    assert_eq!(action, Action::requeue(CATCH_UP), "comes back soon should the write's event be lost");
+    let reads = |requests: &[String]| requests.iter().filter(|r| **r == format!("GET {BACKUPS}/b")).count();
+    pass(&fake, &ctx).await.expect("a pass on the cache holding the write");
+    assert_eq!(reads(&fake.requests()[before..]), 0, "the cache is current: no read");
+}
