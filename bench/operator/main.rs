@@ -1,7 +1,8 @@
 //! The operator's benchmark, one command: `cargo bench --bench operator` (options after `--`:
 //! `--seconds S` per load cell, default 3; `--protocols http1,http2`; `--concurrency 1,16,64`;
 //! `--repeat 1` times each load cell; `--end-to-end 3` rounds of creates, 0 skips them; `--scale
-//! 10,50,200` backups per round, empty skips them; `--finished 1000`, 0 skips it). Everything runs on loopback against a real control plane started for the run, and every
+//! 10,50,200` backups per round, empty skips them; `--finished 1000`, 0 skips it). Everything runs
+//! on loopback against a real control plane started for the run, and every
 //! figure is printed next to a baseline measured in the same run, because the machines are shared.
 //!
 //! 1. Webhooks: the load generator against the operator and against the floor (a bare rustls +
@@ -292,14 +293,17 @@ async fn bench_in(dir: &Path, options: Options) -> Result<(), Error> {
     println!("| floor | {:.1} |", measure::mib(rss.1));
     println!("| ours / floor | {} |", ratio(rss.0 as f64, rss.1 as f64));
 
-    // 4. Reconcile at scale.
-    if !options.scale.is_empty() {
-        let namespaces = scale::prepare(&cluster, &admin).await?;
-        let mut rounds = Vec::new();
-        for n in &options.scale {
-            eprintln!("reconcile: {n} backups at once");
-            rounds.push(scale::round(&cluster, &admin, &namespaces, *n).await?);
-        }
+    // 4. Reconcile at scale, and the memory of a restart holding many finished backups.
+    if options.scale.is_empty() && options.finished == 0 {
+        return Ok(());
+    }
+    let namespaces = scale::prepare(&cluster, &admin).await?;
+    let mut rounds = Vec::new();
+    for n in &options.scale {
+        eprintln!("reconcile: {n} backups at once");
+        rounds.push(scale::round(&cluster, &admin, &namespaces, *n).await?);
+    }
+    if !rounds.is_empty() {
         print_rounds(&rounds);
         let (count, longest, first) = scale::throttling(&cluster);
         println!(
@@ -308,15 +312,21 @@ async fn bench_in(dir: &Path, options: Options) -> Result<(), Error> {
         if !first.is_empty() {
             println!("first: {first}");
         }
-        if options.finished > 0 {
-            eprintln!("memory: the operator holding {} finished backups", options.finished);
-            let kib = scale::rss_with_finished(&mut cluster, &admin, options.finished).await?;
-            println!(
-                "\noperator RSS after a restart with {} finished backups cached: {:.1} MiB",
-                options.finished,
-                measure::mib(kib)
-            );
+    }
+    if options.finished > 0 {
+        if rounds.is_empty() {
+            eprintln!("memory: one backup, whose status the finished ones copy");
+            scale::round(&cluster, &admin, &namespaces, 1).await?;
         }
+        eprintln!("memory: the operator holding {} finished backups", options.finished);
+        let rss = scale::rss_with_finished(&mut cluster, &admin, options.finished).await?;
+        println!(
+            "\noperator RSS after a restart with {} finished backups cached: {:.1} MiB (anonymous {:.1}, file-backed {:.1})",
+            options.finished,
+            measure::mib(rss.total),
+            measure::mib(rss.anon),
+            measure::mib(rss.file)
+        );
     }
     Ok(())
 }

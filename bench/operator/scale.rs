@@ -166,14 +166,25 @@ pub fn operator_backup_requests_per_backup(round: &Round) -> f64 {
     (backups - round.bench_backup_requests) / round.n as f64
 }
 
+/// The operator's resident memory, KiB: in all, and of it the anonymous (heap, stacks) and the
+/// file-backed (the mapped binary's touched pages) share.
+pub struct Resident {
+    /// `VmRSS`.
+    pub total: u64,
+    /// `RssAnon`.
+    pub anon: u64,
+    /// `RssFile`.
+    pub file: u64,
+}
+
 /// Makes the operator hold `total` finished backups: adds completed ones (copies of a real
 /// finished backup's status) while the operator is stopped, starts it again and returns its RSS
-/// once it has settled, in KiB.
+/// once it has settled.
 pub async fn rss_with_finished(
     cluster: &mut LocalCluster,
     admin: &kube::Client,
     total: usize,
-) -> Result<u64, Box<dyn std::error::Error>> {
+) -> Result<Resident, Box<dyn std::error::Error>> {
     let all: Api<APIManagerBackup> = Api::all(admin.clone());
     let existing = all.list(&ListParams::default()).await?.items;
     let template = existing
@@ -228,7 +239,9 @@ pub async fn rss_with_finished(
         let steady = last.len() == 3
             && last.iter().max().copied().unwrap_or(0) as f64 <= last.iter().min().copied().unwrap_or(0) as f64 * 1.01;
         if steady || Instant::now() > deadline {
-            return Ok(last[0]);
+            let anon = measure::status_kib(pid, "RssAnon");
+            let file = measure::status_kib(pid, "RssFile");
+            return Ok(Resident { total: last[0], anon, file });
         }
     }
 }

@@ -178,13 +178,21 @@ impl End<'_> {
     }
 }
 
-/// Reconciles one operation object.
+/// Reconciles one operation object. The controller runs each pass as a task of its own, and after
+/// a start it triggers one for every object at once, most of them ended ones that are skipped here:
+/// the state of a pass that does work (several KiB) is therefore boxed, so that the task of a
+/// skipped object stays small (README, "Reconcile at scale").
 pub async fn reconcile<O: Operation>(cached: Arc<O>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let _timer = ctx.metrics.time_reconcile(O::NOUN);
     if cached.status().is_some_and(|s| s.progress().is_final()) {
         ctx.seen.forget(cached.as_ref());
         return Ok(Action::await_change());
     }
+    Box::pin(work_on(cached, ctx)).await
+}
+
+/// Reconciles one operation object that has not ended by the cache.
+async fn work_on<O: Operation>(cached: Arc<O>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let namespace = cached.namespace().ok_or(ReconcileError::NotNamespaced)?;
     let object = match ctx.seen.freshness(cached.as_ref()) {
         Freshness::Current => cached.as_ref().clone(),
