@@ -263,54 +263,24 @@ impl<O: Operation> Run<O> {
             let mut index = 0;
             // Listed again at each step job: a recorded report may change the step jobs that follow.
             while let Some(step_job) = self.object.jobs(&plan).into_iter().nth(index) {
-                let step_job = &step_job;
-                let name = step_job.job_name(self.object.as_ref());
-                let mut attempts = self.attempts(&name);
-                let waiting = loop {
-                    let limit = self.ctx.settings.jobs.backoff_limit;
-                    match step_state(&attempts, limit, Timestamp::now()) {
-                        StepState::Succeeded(pod) => {
-                            for step in step_job.steps() {
-                                if self.object.report_pending(&self.status, step) {
-                                    self.record_report(step, &pod).await?;
-                                }
-                            }
-                            break None;
-                        }
-                        // A Pod's deadline is what was left of the timeout: the same event.
-                        StepState::DeadlineExceeded => return Err(self.timeout().into()),
-                        StepState::Failed { pod, attempts } => return Err(job_failed(step_job, &pod, attempts).into()),
-                        _ if remaining.is_zero() => return Err(self.timeout().into()),
-                        StepState::Create { attempt } => {
-                            if index == 0 && attempt == 0 {
-                                O::before_jobs(self, &plan).await?;
-                            }
-                            match self.create_pod(step_job, attempt, remaining).await? {
-                                Some(existing) => attempts.push(Arc::new(existing)),
-                                None => break Some((attempt_name(&name, attempt), false, None)),
-                            }
-                        }
-                        StepState::Running { pod, ready } => break Some((pod, ready, None)),
-                        StepState::BackingOff { failed, backoff, wait } => {
-                            break Some((failed, false, Some((backoff, wait))));
-                        }
-                    }
-                };
-                let Some((pod, ready, backing_off)) = waiting else {
+                let Some(waiting) = self.step_job(&step_job, index == 0, &plan, remaining).await? else {
                     index += 1;
                     continue;
                 };
-                let step = step_job.running_step(ready);
-                let (doing, action) = match backing_off {
-                    None => (format!("{} (Pod {pod})", step.doing), Action::requeue(remaining)),
-                    Some((backoff, wait)) => (
-                        format!(
-                            "{} (Pod {pod} failed; the next attempt starts {} after its end)",
-                            step.doing,
-                            humantime::format_duration(backoff)
-                        ),
-                        Action::requeue(wait.min(remaining)),
-                    ),
+                let (step, doing, action) = match waiting {
+                    Waiting::Running { pod, ready } => {
+                        let step = step_job.running_step(ready);
+                        (step, format!("{} (Pod {pod})", step.doing), Action::requeue(remaining))
+                    }
+                    Waiting::BackingOff { failed, backoff, wait } => {
+                        let step = step_job.running_step(false);
+                        let backoff = humantime::format_duration(backoff);
+                        let doing = format!(
+                            "{} (Pod {failed} failed; the next attempt starts {backoff} after its end)",
+                            step.doing
+                        );
+                        (step, doing, Action::requeue(wait.min(remaining)))
+                    }
                 };
                 self.condition(READY, false, step.reason, &with_note(doing, O::note(&plan)));
                 self.patch_if_changed().await?;
@@ -335,6 +305,50 @@ impl<O: Operation> Run<O> {
     pub fn time_left(&self) -> Duration {
         let started = self.progress.start_time.clone().unwrap_or_else(|| Time(Timestamp::now()));
         O::timeout(&self.ctx.settings).saturating_sub(elapsed_since(&started))
+    }
+
+    /// Advances step job `step_job` (`first`: the operation's first) from its attempts' Pods:
+    /// `None` once it succeeded (its reports recorded), else what it waits for, having created the
+    /// attempt that was due; a final failure when it failed for good, ran into its deadline or the
+    /// timeout is spent.
+    async fn step_job(
+        &mut self,
+        step_job: &StepJob,
+        first: bool,
+        plan: &O::Plan,
+        remaining: Duration,
+    ) -> Result<Option<Waiting>, Stop> {
+        let name = step_job.job_name(self.object.as_ref());
+        let mut attempts = self.attempts(&name);
+        loop {
+            match step_state(&attempts, self.ctx.settings.jobs.backoff_limit, Timestamp::now()) {
+                StepState::Succeeded(pod) => {
+                    for step in step_job.steps() {
+                        if self.object.report_pending(&self.status, step) {
+                            self.record_report(step, &pod).await?;
+                        }
+                    }
+                    return Ok(None);
+                }
+                // A Pod's deadline is what was left of the timeout: the same event.
+                StepState::DeadlineExceeded => return Err(self.timeout().into()),
+                StepState::Failed { pod, attempts } => return Err(job_failed(step_job, &pod, attempts).into()),
+                _ if remaining.is_zero() => return Err(self.timeout().into()),
+                StepState::Create { attempt } => {
+                    if first && attempt == 0 {
+                        O::before_jobs(self, plan).await?;
+                    }
+                    match self.create_pod(step_job, attempt, remaining).await? {
+                        Some(existing) => attempts.push(Arc::new(existing)),
+                        None => return Ok(Some(Waiting::Running { pod: attempt_name(&name, attempt), ready: false })),
+                    }
+                }
+                StepState::Running { pod, ready } => return Ok(Some(Waiting::Running { pod, ready })),
+                StepState::BackingOff { failed, backoff, wait } => {
+                    return Ok(Some(Waiting::BackingOff { failed, backoff, wait }));
+                }
+            }
+        }
     }
 
     /// Reads the report `step` left in the succeeded Pod `pod` and has the operation record it.
@@ -498,6 +512,15 @@ impl<O: Operation> Run<O> {
             tracing::warn!(%error, reason, "could not publish an event");
         }
     }
+}
+
+/// What an unfinished step job waits for.
+enum Waiting {
+    /// Its attempt `pod` runs; `ready`: its last container runs.
+    Running { pod: String, ready: bool },
+    /// Its attempt `failed` failed; the next one starts `backoff` after that failure's end, in
+    /// `wait`.
+    BackingOff { failed: String, backoff: Duration, wait: Duration },
 }
 
 /// The failure of step job `step_job` whose last attempt `pod` failed after `attempts` attempts: the
