@@ -303,3 +303,48 @@ async fn a_restore_whose_apimanager_never_becomes_available_fails_at_its_timeout
     );
     assert_eq!(pods.trim(), format!("pod/verify-{uid}-0"), "the Pods stay for debugging");
 }
+
+#[tokio::test]
+async fn a_failed_attempt_is_retried_after_its_backoff_and_the_second_attempt_completes_the_backup() {
+    let mut cluster = cluster().await;
+    cluster.restart_operator(&["--job-backoff-limit=1".to_owned()]).await.expect("operator allowing one retry");
+    let ns = namespace_with_installation(&cluster, "retry").await;
+    let admin = cluster.admin_client().await.expect("client");
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
+    let seed = secrets.get("system-seed").await.expect("system-seed");
+    secrets.delete("system-seed", &Default::default()).await.expect("delete system-seed");
+    create_backup(&cluster, &ns, "b");
+    let first = backup_pod(&cluster, &ns, "b").await;
+    let first_name = first.metadata.name.clone().expect("name");
+    let backups: Api<APIManagerBackup> = Api::namespaced(admin.clone(), &ns);
+    let ready_message = || async {
+        let status = backups.get("b").await.expect("backup").status.unwrap_or_default();
+        status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.message.clone()).unwrap_or_default()
+    };
+    let backing_off = format!(
+        "exporting Secrets, ConfigMaps and the APIManager (Pod {first_name} failed; the next attempt starts 10s after its end)"
+    );
+    eventually(Duration::from_secs(30), "the backup waits out the back-off after the failed attempt", || async {
+        ready_message().await == backing_off
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(admin, &ns);
+    let failed = pods.get(&first_name).await.expect("the failed attempt's Pod");
+    assert_eq!(failed.status.and_then(|s| s.phase).as_deref(), Some("Failed"));
+    let mut restored = Secret { data: seed.data, type_: seed.type_, ..Default::default() };
+    restored.metadata.name = Some("system-seed".to_owned());
+    secrets.create(&Default::default(), &restored).await.expect("system-seed again");
+
+    let backup = finished_backup(&cluster, &ns, "b").await;
+    let outcome = (backup.status.clone().and_then(|s| s.completed), event_reasons(&cluster, &ns, "b"));
+    let remaining = pods.list(&step_pods()).await.expect("pods").items.len();
+    cluster.restart_operator(&[]).await.expect("operator with the default back-off limit");
+    let (completed, reasons) = outcome;
+    assert_eq!(completed, Some(true), "{:?}", backup.status);
+    let created = reasons.iter().filter(|r| *r == "JobCreated").count();
+    assert_eq!(created, 2, "attempt 0, then attempt 1: {reasons:?}");
+    assert_eq!(remaining, 0, "both attempts' Pods are deleted once the backup has completed");
+    let manifest =
+        apimanager_backup_operator::job::manifest::Manifest::load(&cluster.volume(&ns, "b")).expect("manifest");
+    assert!(manifest.files.iter().any(|f| f.path == "secrets/system-seed.json"), "the second attempt exported it");
+}

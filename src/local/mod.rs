@@ -146,10 +146,11 @@ impl OperatorProcess {
             .arg(format!("--tls-cert={}", certs.join("tls.crt").display()))
             .arg(format!("--tls-key={}", certs.join("tls.key").display()))
             .arg("--tls-reload-interval=1s")
-            .arg("--job-backoff-limit=0")
             .arg(format!("--file-storage-group={}", session::FILE_STORAGE_GROUP))
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
+            // No retries unless a test asks for them with the flag, which takes precedence.
+            .env("APIMANAGER_BACKUP_JOB_BACKOFF_LIMIT", "0")
             .env("POD_NAME", Self::identity(port))
             .env("POD_NAMESPACE", install::OPERATOR_NAMESPACE)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
