@@ -58,7 +58,16 @@ pub fn watched_context(client: kube::Client) -> (Arc<Context>, Watches) {
     let lookup = CachedLookup::from_store(store, ClusterLookup::new(client.clone()));
     let (pod_store, pods) = reflector::store();
     let seen = Default::default();
-    let context = Context { client, metrics, recorder, settings, seen, apimanagers: lookup, pods: pod_store };
+    let context = Context {
+        client,
+        metrics,
+        recorder,
+        settings,
+        seen,
+        created_pods: Default::default(),
+        apimanagers: lookup,
+        pods: pod_store,
+    };
     (Arc::new(context), Watches { apimanagers, pods })
 }
 

@@ -39,7 +39,7 @@
 use super::builders::{self, JobStep, StepJob};
 use super::outcome::{Failure, Stop};
 use super::pods::{PodFailure, StepState, attempt_name, pod_failure, step_state, success_message};
-use super::seen::Freshness;
+use super::seen::{CATCH_UP, Freshness};
 use super::status::{FAILED, OperationStatus, Progress, READY, set_condition};
 use super::{Context, ReconcileError, ReconcileSettings};
 use crate::job::report::StepReport;
@@ -62,9 +62,6 @@ use std::time::Duration;
 
 /// The API server rejects event notes longer than this.
 const EVENT_NOTE_MAX_BYTES: usize = 1024;
-/// How long a pass put off for a cache lagging this reconciler's own write waits at most for the
-/// write's watch event before it looks again.
-const CATCH_UP: Duration = Duration::from_secs(5);
 
 /// A namespaced object the API serves, which the machine reads, creates and deletes.
 pub trait Namespaced:
@@ -366,13 +363,20 @@ impl<O: Operation> Run<O> {
         Failure::Timeout { operation: O::NOUN, flag: O::TIMEOUT_FLAG, limit: O::timeout(&self.ctx.settings) }
     }
 
-    /// The attempts of step job `job` the Pod store holds, attempt 0 first (up to the first it does
-    /// not hold).
+    /// The attempts of step job `job` the Pod store holds, or this reconciler created a moment ago
+    /// (see [`super::seen`]), attempt 0 first (up to the first of neither).
     fn attempts(&self, job: &str) -> Vec<Arc<Pod>> {
         let attempts = u32::try_from(self.ctx.settings.jobs.backoff_limit).unwrap_or(0).saturating_add(1);
         (0..attempts)
             .map_while(|attempt| {
-                self.ctx.pods.get(&ObjectRef::new(&attempt_name(job, attempt)).within(&self.namespace))
+                let name = attempt_name(job, attempt);
+                match self.ctx.pods.get(&ObjectRef::new(&name).within(&self.namespace)) {
+                    Some(pod) => {
+                        self.ctx.created_pods.observed(&self.namespace, &name);
+                        Some(pod)
+                    }
+                    None => self.ctx.created_pods.get(&self.namespace, &name),
+                }
             })
             .collect()
     }
@@ -388,8 +392,9 @@ impl<O: Operation> Run<O> {
     ) -> Result<Option<Pod>, ReconcileError> {
         let deadline = i64::try_from(remaining.as_secs()).unwrap_or(i64::MAX);
         let pod = builders::pod(self.object.as_ref(), step_job, attempt, &self.ctx.settings.jobs, deadline);
-        let name = pod.name_any();
+        let (name, metadata) = (pod.name_any(), pod.metadata.clone());
         if self.create(pod).await? {
+            self.ctx.created_pods.created(&self.namespace, metadata);
             tracing::info!(pod = %name, "created Pod");
             self.publish(EventType::Normal, "JobCreated", step_job.action, format!("created Pod {name}")).await;
             return Ok(None);

@@ -137,11 +137,14 @@ pub struct Context {
     pub settings: ReconcileSettings,
     /// The versions this reconciler last read or wrote, to start passes from the cache.
     pub seen: seen::SeenVersions,
+    /// The step Pods this reconciler created a moment ago, which the Pod store may not show yet.
+    pub created_pods: seen::CreatedPods,
     /// The APIManagers, from the watch that also triggers passes; what it does not hold is
     /// confirmed live before a pass fails for it.
     pub apimanagers: CachedLookup,
     /// The operation's step Pods (trimmed by [`trim::pod`]), from the watch that also triggers
-    /// passes; an attempt it does not hold yet is confirmed by its create (AlreadyExists) and one GET.
+    /// passes; an attempt it does not hold yet (and this reconciler did not just create) is
+    /// confirmed by its create (AlreadyExists) and one GET.
     pub pods: Store<Pod>,
 }
 
@@ -255,7 +258,16 @@ async fn run_operation<O: Operation + Watched>(
     let recorder = EventPublisher::new(client.clone(), CONTROLLER, &instance);
     let watch_metrics = metrics.clone();
     let seen = Default::default();
-    let context = Arc::new(Context { client, metrics, recorder, settings, seen, apimanagers: lookup, pods: pod_store });
+    let context = Arc::new(Context {
+        client,
+        metrics,
+        recorder,
+        settings,
+        seen,
+        created_pods: Default::default(),
+        apimanagers: lookup,
+        pods: pod_store,
+    });
     controller
         .run(machine::reconcile::<O>, error_policy, context)
         .for_each(|result| {

@@ -5,10 +5,22 @@
 //! this reconciler's own write replaced is the cache lagging that write: the pass is put off, since
 //! the write's watch event starts the next pass once the cache holds it. Any other version (never
 //! read, or changed by another writer) is read live.
+//!
+//! Likewise for the step Pods this reconciler created ([`CreatedPods`]): until the Pod store shows
+//! one (for [`CATCH_UP`] at most), a pass counts it as created instead of creating it, and its
+//! RBAC, again.
 
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long this reconciler waits at most for its own write or create to reach its caches (a
+/// watch event); past it, it reads the API server instead.
+pub const CATCH_UP: Duration = Duration::from_secs(5);
 
 /// How many replaced versions are remembered per object (a pass writes status a few times at most).
 const REPLACED_KEPT: usize = 8;
@@ -76,6 +88,39 @@ impl SeenVersions {
     }
 }
 
+/// The step Pods this reconciler created in the last [`CATCH_UP`], by namespace and name, as
+/// created (no status yet: pending).
+#[derive(Debug, Default)]
+pub struct CreatedPods(Mutex<HashMap<PodKey, (Arc<Pod>, Instant)>>);
+
+/// A Pod's namespace and name.
+type PodKey = (String, String);
+
+impl CreatedPods {
+    /// Remembers the Pod of `metadata`, just created in `namespace` (and forgets those created too
+    /// long ago).
+    pub fn created(&self, namespace: &str, metadata: ObjectMeta) {
+        let mut created = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        created.retain(|_, (_, at)| at.elapsed() < CATCH_UP);
+        let name = metadata.name.clone().unwrap_or_default();
+        let pending = Pod { metadata, ..Pod::default() };
+        created.insert((namespace.to_owned(), name), (Arc::new(pending), Instant::now()));
+    }
+
+    /// Pod `name` of `namespace` as created, when this reconciler created it less than
+    /// [`CATCH_UP`] ago.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+        let created = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (pod, at) = created.get(&(namespace.to_owned(), name.to_owned()))?;
+        (at.elapsed() < CATCH_UP).then(|| pod.clone())
+    }
+
+    /// Forgets Pod `name` of `namespace`: the Pod store shows it now.
+    pub fn observed(&self, namespace: &str, name: &str) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&(namespace.to_owned(), name.to_owned()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +154,26 @@ mod tests {
         assert_eq!(seen.freshness(&at("13")), Freshness::Unknown, "only the last few replaced versions are kept");
         seen.forget(&at("29"));
         assert_eq!(seen.freshness(&at("29")), Freshness::Unknown);
+    }
+
+    fn pod(name: &str) -> ObjectMeta {
+        ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_created_pod_counts_until_the_store_shows_it_or_for_catch_up_at_most() {
+        let created = CreatedPods::default();
+        assert!(created.get("ns", "p-0").is_none());
+        created.created("ns", pod("p-0"));
+        let pending = created.get("ns", "p-0").expect("counted as created");
+        assert_eq!((pending.metadata.name.as_deref(), pending.status.is_none()), (Some("p-0"), true), "pending");
+        assert!(created.get("other", "p-0").is_none(), "per namespace");
+        created.observed("ns", "p-0");
+        assert!(created.get("ns", "p-0").is_none(), "the store answers from now on");
+        created.created("ns", pod("p-1"));
+        tokio::time::advance(CATCH_UP).await;
+        assert!(created.get("ns", "p-1").is_none(), "too long ago: the API server is asked");
+        created.created("ns", pod("p-2"));
+        assert_eq!(created.0.lock().expect("lock").len(), 1, "expired ones are dropped on the next create");
     }
 }

@@ -275,6 +275,14 @@ async fn passes_read_the_pods_from_the_watch_fed_store_and_confirm_one_it_lacks_
     assert_eq!(on_pods(&fake.requests()), [format!("POST {PODS}")], "created without asking first");
     let before = fake.requests().len();
     pass(&fake, &ctx).await.expect("a pass before the watch delivered the Pod");
+    let writes: Vec<String> =
+        fake.requests()[before..].iter().filter(|r| !r.starts_with("GET ")).cloned().collect::<Vec<_>>();
+    assert_eq!(on_pods(&fake.requests()[before..]), Vec::<String>::new(), "this reconciler created it a moment ago");
+    assert_eq!(writes, Vec::<String>::new(), "nor are its RBAC objects created again");
+
+    let (restarted, _) = watched_context(ctx.client.clone());
+    let before = fake.requests().len();
+    pass(&fake, &restarted).await.expect("a restarted operator's pass before its watch delivered the Pod");
     assert_eq!(
         on_pods(&fake.requests()[before..]),
         [format!("POST {PODS}"), format!("GET {PODS}/{}", backup_pod(0))],
