@@ -57,17 +57,7 @@ pub fn watched_context(client: kube::Client) -> (Arc<Context>, Watches) {
     let (store, apimanagers) = reflector::store();
     let lookup = CachedLookup::from_store(store, ClusterLookup::new(client.clone()));
     let (pod_store, pods) = reflector::store();
-    let seen = Default::default();
-    let context = Context {
-        client,
-        metrics,
-        recorder,
-        settings,
-        seen,
-        created_pods: Default::default(),
-        apimanagers: lookup,
-        pods: pod_store,
-    };
+    let context = Context::new(client, metrics, recorder, settings, lookup, pod_store);
     (Arc::new(context), Watches { apimanagers, pods })
 }
 

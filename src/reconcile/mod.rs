@@ -148,6 +148,21 @@ pub struct Context {
     pub pods: Store<Pod>,
 }
 
+impl Context {
+    /// What the passes share, with nothing read, written or created yet.
+    pub fn new(
+        client: kube::Client,
+        metrics: Arc<Metrics>,
+        recorder: EventPublisher,
+        settings: ReconcileSettings,
+        apimanagers: CachedLookup,
+        pods: Store<Pod>,
+    ) -> Self {
+        let (seen, created_pods) = Default::default();
+        Self { client, metrics, recorder, settings, seen, created_pods, apimanagers, pods }
+    }
+}
+
 /// The unfinished backups of `apimanager`, reconciled again when it changes or goes away.
 fn backups_of(store: &Store<APIManagerBackup>, apimanager: &APIManager) -> Vec<ObjectRef<APIManagerBackup>> {
     let name = apimanager.name_any();
@@ -257,17 +272,7 @@ async fn run_operation<O: Operation + Watched>(
     let instance = std::env::var("POD_NAME").unwrap_or_else(|_| CONTROLLER.to_owned());
     let recorder = EventPublisher::new(client.clone(), CONTROLLER, &instance);
     let watch_metrics = metrics.clone();
-    let seen = Default::default();
-    let context = Arc::new(Context {
-        client,
-        metrics,
-        recorder,
-        settings,
-        seen,
-        created_pods: Default::default(),
-        apimanagers: lookup,
-        pods: pod_store,
-    });
+    let context = Arc::new(Context::new(client, metrics, recorder, settings, lookup, pod_store));
     controller
         .run(machine::reconcile::<O>, error_policy, context)
         .for_each(|result| {
