@@ -10,6 +10,7 @@ pub mod job;
 pub mod layout;
 pub mod leader;
 pub mod local;
+pub mod malloc;
 pub mod metrics;
 pub mod names;
 pub mod observer;

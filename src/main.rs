@@ -19,9 +19,12 @@ use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
+fn main() -> ExitCode {
+    apimanager_backup_operator::malloc::single_arena();
+    let outcome = tokio::runtime::Runtime::new()
+        .context("starting the async runtime")
+        .and_then(|runtime| runtime.block_on(run(Cli::parse())));
+    match outcome {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {}", one_line(&error));
