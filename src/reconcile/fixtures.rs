@@ -3,6 +3,7 @@
 use super::builders::JobSettings;
 use super::events::EventPublisher;
 use super::fake_api::FakeApi;
+use super::seen::CreatedPods;
 use super::{Context, ReconcileSettings};
 use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
@@ -57,14 +58,16 @@ pub fn watched_context(client: kube::Client) -> (Arc<Context>, Watches) {
     let (store, apimanagers) = reflector::store();
     let lookup = CachedLookup::from_store(store, ClusterLookup::new(client.clone()));
     let (pod_store, pods) = reflector::store();
-    let context = Context::new(client, metrics, recorder, settings, lookup, pod_store);
-    (Arc::new(context), Watches { apimanagers, pods })
+    let created_pods = Arc::new(CreatedPods::default());
+    let context = Context::new(client, metrics, recorder, settings, lookup, pod_store, created_pods.clone());
+    (Arc::new(context), Watches { apimanagers, pods, created_pods })
 }
 
 /// Feeds a context's stores, as the reconciler's watches do.
 pub struct Watches {
     apimanagers: Writer<APIManager>,
     pods: Writer<Pod>,
+    created_pods: Arc<CreatedPods>,
 }
 
 impl Watches {
@@ -73,7 +76,8 @@ impl Watches {
     pub fn sees_pod(&mut self, fake: &FakeApi, name: &str) {
         let mut stored: Pod = serde_json::from_value(fake.get(&format!("{PODS}/{name}")).expect("pod")).expect("json");
         crate::trim::pod(&mut stored);
-        self.pods.apply_watcher_event(&watcher::Event::Apply(stored));
+        self.pods.apply_watcher_event(&watcher::Event::Apply(stored.clone()));
+        self.created_pods.observed(&stored);
     }
 
     /// The watch delivers the deletion of Pod `name`.
@@ -86,7 +90,8 @@ impl Watches {
             },
             ..Pod::default()
         };
-        self.pods.apply_watcher_event(&watcher::Event::Delete(gone));
+        self.pods.apply_watcher_event(&watcher::Event::Delete(gone.clone()));
+        self.created_pods.observed(&gone);
     }
 
     /// The watch delivers APIManager `name` of the fixtures' namespace as `fake` holds it.

@@ -370,13 +370,8 @@ impl<O: Operation> Run<O> {
         (0..attempts)
             .map_while(|attempt| {
                 let name = attempt_name(job, attempt);
-                match self.ctx.pods.get(&ObjectRef::new(&name).within(&self.namespace)) {
-                    Some(pod) => {
-                        self.ctx.created_pods.observed(&self.namespace, &name);
-                        Some(pod)
-                    }
-                    None => self.ctx.created_pods.get(&self.namespace, &name),
-                }
+                let stored = self.ctx.pods.get(&ObjectRef::new(&name).within(&self.namespace));
+                stored.or_else(|| self.ctx.created_pods.get(&self.namespace, &name))
             })
             .collect()
     }

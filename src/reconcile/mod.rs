@@ -137,8 +137,9 @@ pub struct Context {
     pub settings: ReconcileSettings,
     /// The versions this reconciler last read or wrote, to start passes from the cache.
     pub seen: seen::SeenVersions,
-    /// The step Pods this reconciler created a moment ago, which the Pod store may not show yet.
-    pub created_pods: seen::CreatedPods,
+    /// The step Pods this reconciler created a moment ago, which the Pod watch may not have
+    /// delivered yet (it forgets each it delivers).
+    pub created_pods: Arc<seen::CreatedPods>,
     /// The APIManagers, from the watch that also triggers passes; what it does not hold is
     /// confirmed live before a pass fails for it.
     pub apimanagers: CachedLookup,
@@ -149,7 +150,8 @@ pub struct Context {
 }
 
 impl Context {
-    /// What the passes share, with nothing read, written or created yet.
+    /// What the passes share, with nothing read or written yet; `created_pods` is forgotten by the
+    /// Pod watch as it delivers them.
     pub fn new(
         client: kube::Client,
         metrics: Arc<Metrics>,
@@ -157,8 +159,9 @@ impl Context {
         settings: ReconcileSettings,
         apimanagers: CachedLookup,
         pods: Store<Pod>,
+        created_pods: Arc<seen::CreatedPods>,
     ) -> Self {
-        let (seen, created_pods) = Default::default();
+        let seen = Default::default();
         Self { client, metrics, recorder, settings, seen, created_pods, apimanagers, pods }
     }
 }
@@ -253,11 +256,18 @@ async fn run_operation<O: Operation + Watched>(
     // The watches of the step Pods and of the APIManagers each fill the store passes read them from and
     // trigger the passes they concern (after the store has the change).
     let (pod_store, pod_writer) = reflector::store();
+    let created_pods = Arc::new(seen::CreatedPods::default());
+    let delivered = created_pods.clone();
     let pods = namespaces
         .events::<Pod>(&client, owned, pod_store.clone())
         .modify(trim::pod)
         .reflect(pod_writer)
-        .touched_objects();
+        .touched_objects()
+        .inspect(move |pod| {
+            if let Ok(pod) = pod {
+                delivered.observed(pod);
+            }
+        });
     let (apimanager_store, apimanager_writer) = reflector::store();
     let apimanagers = namespaces
         .events::<APIManager>(&client, watcher::Config::default(), apimanager_store.clone())
@@ -272,7 +282,7 @@ async fn run_operation<O: Operation + Watched>(
     let instance = std::env::var("POD_NAME").unwrap_or_else(|_| CONTROLLER.to_owned());
     let recorder = EventPublisher::new(client.clone(), CONTROLLER, &instance);
     let watch_metrics = metrics.clone();
-    let context = Arc::new(Context::new(client, metrics, recorder, settings, lookup, pod_store));
+    let context = Arc::new(Context::new(client, metrics, recorder, settings, lookup, pod_store, created_pods));
     controller
         .run(machine::reconcile::<O>, error_policy, context)
         .for_each(|result| {

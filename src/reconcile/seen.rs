@@ -6,9 +6,9 @@
 //! the write's watch event starts the next pass once the cache holds it. Any other version (never
 //! read, or changed by another writer) is read live.
 //!
-//! Likewise for the step Pods this reconciler created ([`CreatedPods`]): until the Pod store shows
-//! one (for [`CATCH_UP`] at most), a pass counts it as created instead of creating it, and its
-//! RBAC, again.
+//! Likewise for the step Pods this reconciler created ([`CreatedPods`]): until the Pod watch
+//! delivers one (for [`CATCH_UP`] at most), a pass counts it as created instead of creating it, and
+//! its RBAC, again.
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -115,9 +115,13 @@ impl CreatedPods {
         (at.elapsed() < CATCH_UP).then(|| pod.clone())
     }
 
-    /// Forgets Pod `name` of `namespace`: the Pod store shows it now.
-    pub fn observed(&self, namespace: &str, name: &str) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&(namespace.to_owned(), name.to_owned()));
+    /// Forgets `pod`: its watch delivered it (created, changed or deleted), so the Pod store
+    /// answers for it from now on.
+    pub fn observed(&self, pod: &Pod) {
+        let mut created = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !created.is_empty() {
+            created.remove(&(pod.namespace().unwrap_or_default(), pod.name_any()));
+        }
     }
 }
 
@@ -168,7 +172,9 @@ mod tests {
         let pending = created.get("ns", "p-0").expect("counted as created");
         assert_eq!((pending.metadata.name.as_deref(), pending.status.is_none()), (Some("p-0"), true), "pending");
         assert!(created.get("other", "p-0").is_none(), "per namespace");
-        created.observed("ns", "p-0");
+        let mut delivered = Pod { metadata: pod("p-0"), ..Pod::default() };
+        delivered.metadata.namespace = Some("ns".into());
+        created.observed(&delivered);
         assert!(created.get("ns", "p-0").is_none(), "the store answers from now on");
         created.created("ns", pod("p-1"));
         tokio::time::advance(CATCH_UP).await;
