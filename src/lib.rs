@@ -6,6 +6,7 @@ pub mod cli;
 pub mod client;
 pub mod crd;
 pub mod health;
+pub mod informer;
 pub mod job;
 pub mod layout;
 pub mod leader;

@@ -1,20 +1,24 @@
 //! Entry point: parses the command line and wires the parts together.
 
 use anyhow::Context;
+use apimanager_backup_operator::api::apimanager::APIManager;
+use apimanager_backup_operator::api::backup::APIManagerBackup;
 use apimanager_backup_operator::cli::{Cli, Command, LocalArgs, Mode, ServeArgs};
 use apimanager_backup_operator::client;
 use apimanager_backup_operator::health::Readiness;
+use apimanager_backup_operator::informer::Informer;
 use apimanager_backup_operator::job::verify::{Verification, verify_backup};
 use apimanager_backup_operator::leader::{self, Elector, lease::ApiLease};
 use apimanager_backup_operator::metrics::Metrics;
 use apimanager_backup_operator::observer::{self, EndRecording};
 use apimanager_backup_operator::reconcile::builders::JobSettings;
-use apimanager_backup_operator::reconcile::{self, ReconcileSettings};
+use apimanager_backup_operator::reconcile::machine::Operation;
+use apimanager_backup_operator::reconcile::{self, ReconcileSettings, SharedWatches};
 use apimanager_backup_operator::tls::TlsFiles;
 use apimanager_backup_operator::webhook::cache::CachedLookup;
 use apimanager_backup_operator::webhook::handlers::AdmissionState;
 use apimanager_backup_operator::webhook::lookup::ClusterLookup;
-use apimanager_backup_operator::{crd, server, telemetry};
+use apimanager_backup_operator::{crd, server, telemetry, trim};
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -81,8 +85,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         client::connect("operator").await.context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
     let readiness = Readiness::default();
     let namespaces = args.scope();
+    // One watch per kind for the process's life, shared by whatever reads it (README "Watches and
+    // caches"): the webhooks' cache and the controllers read the APIManagers, the observer and the
+    // backup controller the backups.
+    let (apimanagers, apimanager_events) = Informer::watch(&client, &namespaces, trim::metadata::<APIManager>);
+    let (backups, backup_events) = Informer::watch(&client, &namespaces, APIManagerBackup::cached);
+    let live = ClusterLookup::new(client.clone());
     let (lookup, fill_cache) =
-        CachedLookup::watch(&client, namespaces.clone(), ClusterLookup::new(client.clone()), &readiness);
+        CachedLookup::watch(&apimanagers, apimanager_events, namespaces.clone(), live, &readiness, metrics.clone());
     tokio::spawn(fill_cache);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -93,13 +103,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Mode::Full => EndRecording::ByController,
         Mode::WebhooksOnly => EndRecording::Observed,
     };
-    let observing = tokio::spawn(observer::run(
-        client.clone(),
-        namespaces.clone(),
-        metrics.clone(),
-        recording,
-        stopped_signal(stopped.clone()),
-    ));
+    let shared = SharedWatches { apimanagers, lookup: lookup.clone(), backups: backups.clone() };
+    let observing = {
+        let (metrics, stopped) = (metrics.clone(), stopped_signal(stopped.clone()));
+        tokio::spawn(async move { observer::run(&backups, backup_events, metrics, recording, stopped).await })
+    };
     let controller = match args.mode {
         Mode::Full => {
             let election = args.leader_election.settings();
@@ -125,7 +133,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 let namespaces = namespaces.clone();
                 move || {
                     let shutdown = stopped_signal(stopped.clone());
-                    reconcile::run(client.clone(), namespaces.clone(), metrics.clone(), settings.clone(), shutdown)
+                    let (client, namespaces, metrics) = (client.clone(), namespaces.clone(), metrics.clone());
+                    reconcile::run(client, namespaces, metrics, settings.clone(), shared.clone(), shutdown)
                 }
             };
             Some(tokio::spawn(leader::lead(Elector::new(lease, election), gauge, stopped.clone(), start)))

@@ -1,18 +1,16 @@
-//! Watches APIManagerBackups on every replica, whatever it does otherwise: the backup gauges of
-//! `/metrics` are computed from this cache at scrape time, so each replica reports them whether
-//! or not it leads. In webhooks-only mode it also records the end of each backup that another
-//! controller (3scale-operator) runs, from the status that controller writes; it never writes.
+//! Runs the process's one watch of APIManagerBackups on every replica, whatever it does otherwise:
+//! the backup gauges of `/metrics` are computed from its cache (shared with the backup controller
+//! while this replica leads) at scrape time, so each replica reports them whether or not it leads.
+//! In webhooks-only mode it also records the end of each backup that another controller
+//! (3scale-operator) runs, from the status that controller writes; it never writes.
 
 use crate::api::backup::APIManagerBackup;
+use crate::informer::Informer;
 use crate::metrics::{BackupGauges, Metrics, OTHER_FAILURE, OperationEnd, Outcome};
 use crate::reconcile::outcome::Failure;
 use crate::reconcile::status::{OperationStatus, Progress};
-use crate::scope::Namespaces;
-use crate::trim;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use kube::ResourceExt;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -126,21 +124,19 @@ impl EndCounter {
     }
 }
 
-/// Watches the backups until `shutdown` resolves: feeds the scrape-time gauges and, with
-/// [`EndRecording::Observed`], the outcome counter and duration histogram.
+/// Runs `events`, the watch of the backups' [`Informer`], until `shutdown` resolves: its store
+/// feeds the scrape-time gauges and, with [`EndRecording::Observed`], its events the outcome
+/// counter and duration histogram.
 pub async fn run(
-    client: kube::Client,
-    namespaces: Namespaces,
+    backups: &Informer<APIManagerBackup>,
+    events: impl Stream<Item = Result<Event<APIManagerBackup>, watcher::Error>>,
     metrics: Arc<Metrics>,
     recording: EndRecording,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (store, writer): (Store<APIManagerBackup>, _) = reflector::store();
-    let cache = store.clone();
+    let cache = backups.store();
     metrics.compute_backup_gauges_with(Box::new(move || gauges(cache.state().iter().map(Arc::as_ref))));
     let mut counter = EndCounter::default();
-    let watch = namespaces.events(&client, watcher::Config::default(), store.clone()).modify(trim::backup);
-    let events = reflector::reflector(writer, watch);
     let watch = events.for_each(|event| {
         match event {
             Ok(event) if recording == EndRecording::Observed => {

@@ -6,12 +6,13 @@ mod support;
 use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::api::backup::APIManagerBackup;
 use apimanager_backup_operator::health::Readiness;
+use apimanager_backup_operator::informer::Informer;
 use apimanager_backup_operator::metrics::Metrics;
 use apimanager_backup_operator::scope::Namespaces;
-use apimanager_backup_operator::server;
 use apimanager_backup_operator::webhook::cache::{CACHE_CHECK, CachedLookup};
 use apimanager_backup_operator::webhook::handlers::{AdmissionState, MUTATE_PATH, VALIDATE_PATH};
 use apimanager_backup_operator::webhook::lookup::{ApiManagerLookup, ClusterLookup};
+use apimanager_backup_operator::{server, trim};
 use kube::api::{Api, PostParams};
 use std::time::Duration;
 use support::cluster::{
@@ -270,7 +271,10 @@ async fn a_warm_cache_answers_admission_without_api_requests() {
     let ns = namespace_with_apimanager("warm-cache");
     let (client, requests) = counting_client(&cluster.operator.kubeconfig).await;
     let readiness = Readiness::default();
-    let (lookup, fill) = CachedLookup::watch(&client, Namespaces::All, ClusterLookup::new(client.clone()), &readiness);
+    let (apimanagers, events) = Informer::watch(&client, &Namespaces::All, trim::metadata::<APIManager>);
+    let live = ClusterLookup::new(client.clone());
+    let metrics = std::sync::Arc::new(Metrics::new().expect("metrics"));
+    let (lookup, fill) = CachedLookup::watch(&apimanagers, events, Namespaces::All, live, &readiness, metrics);
     assert_eq!(readiness.failing(), [CACHE_CHECK], "not ready before the first list");
     let filling = tokio::spawn(fill);
     eventually(Duration::from_secs(20), "the APIManager cache syncs", || async { readiness.failing().is_empty() })

@@ -13,12 +13,15 @@ use apimanager_backup_operator::webhook::handlers::{VALIDATE_PATH, VALIDATE_REST
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use support::apiserver::open_watches;
 use support::cluster::{
     assert_can_i, create_backup, finished_backup, kubectl_ok, kubectl_run, namespace_with_installation,
     start_scoped_cluster,
 };
-use support::https::{client_config, request};
+use support::https::{client_config, request, sample, scrape};
 use support::restore::{create_restore, finished_restore};
 
 const WATCHED: &str = "3scale";
@@ -47,6 +50,7 @@ async fn a_scoped_operator_backs_up_its_namespace_and_leaves_others_untouched() 
     let done = finished_backup(cluster, WATCHED, "scoped").await;
     let status = done.status.expect("status");
     assert_eq!(status.completed, Some(true), "{status:?}");
+    assert_one_watch_per_kind(cluster).await;
     let admin = cluster.admin_client().await.expect("admin client");
     let other: Api<APIManagerBackup> = Api::namespaced(admin.clone(), OTHER);
     let untouched = other.get("untouched").await.expect("the other backup");
@@ -91,6 +95,38 @@ async fn a_scoped_operator_backs_up_its_namespace_and_leaves_others_untouched() 
     let backup = serde_json::json!({"spec": {"apiManagerName": "example-apimanager",
         "backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "1Gi"}}}}});
     assert_refused_as_unmanaged(cluster, VALIDATE_PATH, "APIManagerBackup", backup).await;
+}
+
+/// While the operator leads (its controllers run: a backup just completed), it holds one watch per
+/// kind, as the API server counts the watches it serves: the webhooks' cache and both controllers
+/// share the APIManagers', the observer and the backup controller the backups'; the restores' and
+/// the two controllers' step Pods' have one reader each. Only the operator watches these kinds
+/// within one namespace here (the stand-ins and kube-controller-manager watch every namespace).
+async fn assert_one_watch_per_kind(cluster: &LocalCluster) {
+    let ca = cluster.plane.certs.join("ca.crt");
+    let metrics = scrape(cluster.operator.address(), &ca).await;
+    assert_eq!(sample(&metrics, "apimanager_backup_operator_leader"), Some(1.0), "the operator leads");
+    let expected: BTreeMap<String, f64> =
+        [("apimanagerbackups", 1.0), ("apimanagerrestores", 1.0), ("apimanagers", 1.0), ("pods", 2.0)]
+            .into_iter()
+            .map(|(resource, count)| (resource.to_owned(), count))
+            .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let open = open_watches(cluster).await;
+        let in_namespace: BTreeMap<String, f64> = open
+            .into_iter()
+            .filter(|((resource, scope), count)| {
+                scope == "namespace" && *count > 0.0 && expected.contains_key(resource)
+            })
+            .map(|((resource, _), count)| (resource, count))
+            .collect();
+        if in_namespace == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "watches within a namespace: {in_namespace:?}, expected {expected:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]

@@ -20,12 +20,13 @@ pub mod status;
 use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
 use crate::api::restore::APIManagerRestore;
+use crate::informer::Informer;
 use crate::metrics::Metrics;
 use crate::names::{CONTROLLER, managed_by_selector};
 use crate::scope::{Namespaces, Watched};
 use crate::trim;
 use crate::webhook::cache::CachedLookup;
-use crate::webhook::lookup::{ClusterLookup, LookupError};
+use crate::webhook::lookup::LookupError;
 use builders::JobSettings;
 use events::EventPublisher;
 use futures::StreamExt;
@@ -208,87 +209,105 @@ fn report_controller_error<Q: std::fmt::Display>(
     }
 }
 
+/// The caches of the process's one watch per kind (README "Watches and caches") that the
+/// controllers share with the webhooks and the observer: they read them and subscribe to their
+/// changes while they run.
+#[derive(Clone)]
+pub struct SharedWatches {
+    /// The APIManagers (the webhooks' cache).
+    pub apimanagers: Informer<APIManager>,
+    /// The same store, as the passes read it (what it does not hold is confirmed live).
+    pub lookup: CachedLookup,
+    /// The backups (the observer's cache).
+    pub backups: Informer<APIManagerBackup>,
+}
+
 /// Runs the controllers of backups and restores in `namespaces` until `shutdown` resolves (or the
 /// task running them is dropped, when this replica stops leading). Readiness does not wait for
-/// them: standbys run no controller.
+/// them: standbys run no controller. The restores' watch is theirs alone and runs as long as they do.
 pub async fn run(
     client: kube::Client,
     namespaces: Namespaces,
     metrics: Arc<Metrics>,
     settings: ReconcileSettings,
+    shared: SharedWatches,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-    let backups = run_operation::<APIManagerBackup>(
-        client.clone(),
-        &namespaces,
-        metrics.clone(),
-        settings.clone(),
-        shutdown.clone(),
-        backups_of,
+    let (restores, restore_events) = Informer::watch(&client, &namespaces, APIManagerRestore::cached);
+    let restore_watch = restore_events.for_each(|event| {
+        if let Err(error) = event {
+            metrics.watch_error();
+            tracing::warn!(%error, "watching APIManagerRestores failed; retrying with backoff");
+        }
+        std::future::ready(())
+    });
+    let parts = Parts { client, namespaces, metrics: metrics.clone(), settings, shared };
+    let controllers = futures::future::join(
+        parts.run_operation(&parts.shared.backups, shutdown.clone(), backups_of),
+        parts.run_operation(&restores, shutdown, restore::restores_of),
     );
-    let restores =
-        run_operation::<APIManagerRestore>(client, &namespaces, metrics, settings, shutdown, restore::restores_of);
-    futures::join!(backups, restores);
+    tokio::select! {
+        _ = controllers => {}
+        () = restore_watch => {}
+    }
 }
 
-/// The controller of operation `O` in `namespaces`, until `shutdown` resolves: it owns the
-/// operations' step Pods, and an APIManager that changes or goes away wakes the operations `wakes`
-/// finds for it.
-async fn run_operation<O: Operation + Watched>(
+/// What the controllers are made of.
+struct Parts {
     client: kube::Client,
-    namespaces: &Namespaces,
+    namespaces: Namespaces,
     metrics: Arc<Metrics>,
     settings: ReconcileSettings,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-    wakes: fn(&Store<O>, &APIManager) -> Vec<ObjectRef<O>>,
-) {
-    // The Pods of this kind of operation only (each carries its operation's UID label).
-    let owned = watcher::Config::default().labels(&format!("{},{}", managed_by_selector(), O::UID_LABEL));
-    // The cache keeps of each object what `O::cached` keeps (see `trim`).
-    let (store, writer) = reflector::store();
-    let events = namespaces
-        .events::<O>(&client, watcher::Config::default(), store.clone())
-        .modify(O::cached)
-        .reflect(writer)
-        .applied_objects();
-    let watched = store.clone();
-    // The watches of the step Pods and of the APIManagers each fill the store passes read them from and
-    // trigger the passes they concern (after the store has the change).
-    let (pod_store, pod_writer) = reflector::store();
-    let created_pods = Arc::new(seen::CreatedPods::default());
-    let delivered = created_pods.clone();
-    let pods = namespaces
-        .events::<Pod>(&client, owned, pod_store.clone())
-        .modify(trim::pod)
-        .reflect(pod_writer)
-        .touched_objects()
-        .inspect(move |pod| {
-            if let Ok(pod) = pod {
-                delivered.observed(pod);
-            }
-        });
-    let (apimanager_store, apimanager_writer) = reflector::store();
-    let apimanagers = namespaces
-        .events::<APIManager>(&client, watcher::Config::default(), apimanager_store.clone())
-        .modify(trim::metadata::<APIManager>)
-        .reflect(apimanager_writer)
-        .touched_objects();
-    let lookup = CachedLookup::from_store(apimanager_store, ClusterLookup::new(client.clone()));
-    let controller = Controller::for_stream(events, store)
-        .owns_stream(pods)
-        .watches_stream(apimanagers, move |apimanager| wakes(&watched, &apimanager))
-        .graceful_shutdown_on(shutdown);
-    let instance = std::env::var("POD_NAME").unwrap_or_else(|_| CONTROLLER.to_owned());
-    let recorder = EventPublisher::new(client.clone(), CONTROLLER, &instance);
-    let watch_metrics = metrics.clone();
-    let context = Arc::new(Context::new(client, metrics, recorder, settings, lookup, pod_store, created_pods));
-    controller
-        .run(machine::reconcile::<O>, error_policy, context)
-        .for_each(|result| {
-            report_controller_error(result.err(), &watch_metrics);
-            std::future::ready(())
-        })
-        .await;
-    tracing::info!("{} controller stopped", O::NOUN);
+    shared: SharedWatches,
+}
+
+impl Parts {
+    /// The controller of operation `O`, triggered by `operations` (its cache), until `shutdown`
+    /// resolves: it owns the operations' step Pods, and an APIManager that changes or goes away
+    /// wakes the operations `wakes` finds for it.
+    async fn run_operation<O: Operation + Watched>(
+        &self,
+        operations: &Informer<O>,
+        shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+        wakes: fn(&Store<O>, &APIManager) -> Vec<ObjectRef<O>>,
+    ) {
+        let (client, namespaces) = (&self.client, &self.namespaces);
+        // The Pods of this kind of operation only (each carries its operation's UID label).
+        let owned = watcher::Config::default().labels(&format!("{},{}", managed_by_selector(), O::UID_LABEL));
+        let store = operations.store();
+        let watched = store.clone();
+        // The watch of the step Pods fills the store passes read them from and triggers the passes
+        // they concern (after the store has the change); so do the shared watches.
+        let (pod_store, pod_writer) = reflector::store();
+        let created_pods = Arc::new(seen::CreatedPods::default());
+        let delivered = created_pods.clone();
+        let pods = namespaces
+            .events::<Pod>(client, owned, pod_store.clone())
+            .modify(trim::pod)
+            .reflect(pod_writer)
+            .touched_objects()
+            .inspect(move |pod| {
+                if let Ok(pod) = pod {
+                    delivered.observed(pod);
+                }
+            });
+        let controller = Controller::for_shared_stream(operations.subscribe(), store)
+            .owns_stream(pods)
+            .watches_shared_stream(self.shared.apimanagers.subscribe(), move |apimanager| wakes(&watched, &apimanager))
+            .graceful_shutdown_on(shutdown);
+        let instance = std::env::var("POD_NAME").unwrap_or_else(|_| CONTROLLER.to_owned());
+        let recorder = EventPublisher::new(client.clone(), CONTROLLER, &instance);
+        let (metrics, settings, lookup) = (self.metrics.clone(), self.settings.clone(), self.shared.lookup.clone());
+        let context =
+            Arc::new(Context::new(client.clone(), metrics, recorder, settings, lookup, pod_store, created_pods));
+        controller
+            .run(machine::reconcile::<O>, error_policy, context)
+            .for_each(|result| {
+                report_controller_error(result.err(), &self.metrics);
+                std::future::ready(())
+            })
+            .await;
+        tracing::info!("{} controller stopped", O::NOUN);
+    }
 }

@@ -1,18 +1,21 @@
-//! The APIManagers the webhooks read: a cache filled by one watch, so a warm webhook answers
-//! without a single API request. It lags the API server by the watch's delivery delay; what it
-//! does not know is confirmed live before anything is refused (README "Admission from memory").
-//! It runs on every replica, independent of the backup controller.
+//! The APIManagers the webhooks and the controllers read: the store of the process's one
+//! APIManager watch ([`Informer`]), so a warm webhook answers without a single API request. It lags
+//! the API server by the watch's delivery delay; what it does not know is confirmed live before
+//! anything is refused (README "Admission from memory"). The watch runs on every replica for the
+//! process's life, whether or not this replica leads.
 
 use super::lookup::{ApiManagerLookup, ClusterLookup, LookupError, with_confirmed};
 use crate::api::apimanager::APIManager;
 use crate::health::Readiness;
+use crate::informer::Informer;
+use crate::metrics::Metrics;
 use crate::scope::Namespaces;
-use crate::trim;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::ResourceExt;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher::{self, Event};
+use std::sync::Arc;
 
 /// Readiness check: the APIManager cache holds a complete list.
 pub const CACHE_CHECK: &str = "apimanager-cache";
@@ -27,30 +30,28 @@ pub struct CachedLookup {
 }
 
 impl CachedLookup {
-    /// A cache of the APIManagers of `namespaces`, confirming through `live`. The returned future
-    /// fills the cache and runs until dropped; `readiness` check [`CACHE_CHECK`] fails until its
-    /// first complete list is in.
+    /// A cache of the APIManagers of `namespaces`: `apimanagers`' store, confirming through
+    /// `live`. The returned future runs `events`, the informer's watch, until dropped;
+    /// `readiness` check [`CACHE_CHECK`] fails until its first complete list is in the store.
     pub fn watch(
-        client: &kube::Client,
+        apimanagers: &Informer<APIManager>,
+        events: impl Stream<Item = Result<Event<APIManager>, watcher::Error>> + Send + 'static,
         namespaces: Namespaces,
         live: ClusterLookup,
         readiness: &Readiness,
+        metrics: Arc<Metrics>,
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
-        let (store, writer) = reflector::store();
-        let events = namespaces
-            .events(client, watcher::Config::default(), store.clone())
-            .modify(trim::metadata::<APIManager>)
-            .reflect(writer);
         let events = readiness.mark_synced(CACHE_CHECK, events);
         let fill = async move {
             let mut events = std::pin::pin!(events);
             while let Some(event) = events.next().await {
                 if let Err(error) = event {
+                    metrics.watch_error();
                     tracing::warn!(%error, "APIManager watch failed; the cache keeps its last state until it resumes");
                 }
             }
         };
-        (Self { store, live, namespaces }, fill)
+        (Self { store: apimanagers.store(), live, namespaces }, fill)
     }
 
     /// A cache over `store` (filled elsewhere) of every namespace, confirming through `live`.
