@@ -102,8 +102,8 @@ impl<K> Default for Subscribers<K> {
 
 /// What one subscriber has not taken yet.
 struct Backlog<K> {
-    /// Changed objects, oldest first; each with whether it was deleted.
-    changes: VecDeque<(Arc<K>, bool)>,
+    /// Changed objects, oldest first.
+    changes: VecDeque<Change<K>>,
     /// Whether the whole cache is to be sent first (on joining, after falling behind, after a
     /// re-list).
     resend: bool,
@@ -112,13 +112,38 @@ struct Backlog<K> {
     waker: Option<Waker>,
 }
 
+/// A change of one object.
+enum Change<K> {
+    /// Added or changed: the object as the cache now holds it.
+    Applied(Arc<K>),
+    /// Deleted: the object as last seen (the cache no longer holds it).
+    Deleted(Arc<K>),
+}
+
+impl<K> Clone for Change<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Applied(object) => Self::Applied(object.clone()),
+            Self::Deleted(object) => Self::Deleted(object.clone()),
+        }
+    }
+}
+
+impl<K> Change<K> {
+    fn into_object(self) -> Arc<K> {
+        match self {
+            Self::Applied(object) | Self::Deleted(object) => object,
+        }
+    }
+}
+
 impl<K> Backlog<K> {
-    /// Queues `object`; past `limit`, the changes the cache holds give way to one resend of it.
-    fn push(&mut self, object: Arc<K>, deleted: bool, limit: usize) {
-        self.changes.push_back((object, deleted));
+    /// Queues `change`; past `limit`, the changes the cache holds give way to one resend of it.
+    fn push(&mut self, change: Change<K>, limit: usize) {
+        self.changes.push_back(change);
         if self.changes.len() > limit {
             self.resend = true;
-            self.changes.retain(|(_, deleted)| *deleted);
+            self.changes.retain(|change| matches!(change, Change::Deleted(_)));
             if self.changes.len() > limit {
                 let lost = self.changes.len() - limit;
                 self.changes.drain(..lost);
@@ -145,25 +170,27 @@ impl<K: Watched> Publisher<K> {
     fn publish(&self, event: &Event<K>) {
         match event {
             // The cache's own copy, so a change costs a subscriber a pointer, not an object.
-            Event::Apply(object) => self.send(false, || {
-                self.store.get(&ObjectRef::from_obj(object)).unwrap_or_else(|| Arc::new(object.clone()))
+            Event::Apply(object) => self.send(|| {
+                Change::Applied(
+                    self.store.get(&ObjectRef::from_obj(object)).unwrap_or_else(|| Arc::new(object.clone())),
+                )
             }),
-            Event::Delete(object) => self.send(true, || Arc::new(object.clone())),
+            Event::Delete(object) => self.send(|| Change::Deleted(Arc::new(object.clone()))),
             // A (re-)listing replaced the cache at once: each subscriber is sent all of it.
             Event::InitDone => self.each(|backlog| backlog.resend = true),
             Event::Init | Event::InitApply(_) => {}
         }
     }
 
-    /// Queues the object `make` makes for every subscriber; made only when there is one. One that
-    /// subscribes meanwhile finds the object in the cache, which has it already.
-    fn send(&self, deleted: bool, make: impl FnOnce() -> Arc<K>) {
+    /// Queues the change `make` makes for every subscriber; made only when there is one. One that
+    /// subscribes meanwhile finds the change in the cache, which has it already.
+    fn send(&self, make: impl FnOnce() -> Change<K>) {
         if self.live() == 0 {
             return;
         }
-        let object = make();
+        let change = make();
         let limit = self.fanout.backlog;
-        self.each(|backlog| backlog.push(object.clone(), deleted, limit));
+        self.each(|backlog| backlog.push(change.clone(), limit));
     }
 
     /// How many subscribers there are, forgetting the dropped ones.
@@ -215,7 +242,7 @@ impl<K: Watched> Stream for Subscription<K> {
                 this.ready.extend(this.store.state());
             }
             let mut backlog = lock(&this.backlog);
-            this.ready.extend(backlog.changes.drain(..).map(|(object, _)| object));
+            this.ready.extend(backlog.changes.drain(..).map(Change::into_object));
             if !this.ready.is_empty() || backlog.resend {
                 continue;
             }
