@@ -180,7 +180,7 @@ impl Metrics {
         )?;
         let watch_errors = IntCounter::new(
             format!("{OPERATOR_PREFIX}watch_errors_total"),
-            "Errors of the controller's watches (each is retried with backoff).",
+            "Errors of the operator's watches: APIManagers, backups, restores, step Pods (each is retried with backoff).",
         )?;
         registry.register(Box::new(watch_errors.clone()))?;
         registry.register(Box::new(admission_requests.clone()))?;
@@ -271,7 +271,7 @@ impl Metrics {
         self.reconcile_errors.with_label_values(&[controller, reason]).inc();
     }
 
-    /// Counts a failed watch of the controller.
+    /// Counts a failed watch (of any kind the operator watches).
     pub fn watch_error(&self) {
         self.watch_errors.inc();
     }
