@@ -156,8 +156,10 @@ impl Round {
     }
 }
 
-/// Requests on APIManagerBackups (and their status) in `round`, less the bench's own, per backup.
-pub fn operator_backup_requests_per_backup(round: &Round) -> f64 {
+/// Requests on APIManagerBackups (and their status) in `round`, less the bench's own, per backup:
+/// the operator's, and those of any other client that reads them (the API server's counters name
+/// no client).
+pub fn backup_requests_per_backup(round: &Round) -> f64 {
     let backups: f64 = measure::by_resource(&round.requests)
         .iter()
         .filter(|(resource, _)| resource.starts_with("apimanagerbackups"))
