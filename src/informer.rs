@@ -9,6 +9,7 @@
 //! whole cache, then every change after it joined: it is registered before the cache is read, so
 //! nothing falls between the two.
 
+use crate::metrics::Metrics;
 use crate::scope::{Namespaces, Watched};
 use futures::{Stream, StreamExt};
 use kube::runtime::WatchStreamExt;
@@ -33,14 +34,24 @@ impl<K: Watched> Informer<K> {
     /// An informer of the `K` in `namespaces`, its cache keeping of each object what `keep`
     /// leaves of it. The returned stream runs the watch: each event has reached the cache and the
     /// subscribers when it comes out (for the part that needs every event: readiness, the
-    /// observer's counter). Dropping it stops the watch and ends every subscription.
+    /// observer's counter). A failed watch is counted in `metrics` and logged here, once for every
+    /// reader; it is retried with backoff while the cache keeps its last state. Dropping the stream
+    /// stops the watch and ends every subscription.
     pub fn watch(
         client: &kube::Client,
         namespaces: &Namespaces,
         keep: fn(&mut K),
+        metrics: Arc<Metrics>,
     ) -> (Self, impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + use<K>) {
         let (store, writer) = reflector::store();
-        let events = namespaces.events(client, watcher::Config::default(), store.clone()).modify(keep);
+        let events = namespaces.events(client, watcher::Config::default(), store.clone()).modify(keep).inspect(
+            move |event| {
+                if let Err(error) = event {
+                    metrics.watch_error();
+                    tracing::warn!(%error, kind = %K::kind(&()), "a watch failed; the cache keeps its last state and the watch is retried with backoff");
+                }
+            },
+        );
         Self::fed_by(store, writer, events, BACKLOG)
     }
 

@@ -88,11 +88,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // One watch per kind for the process's life, shared by whatever reads it (README "Watches and
     // caches"): the webhooks' cache and the controllers read the APIManagers, the observer and the
     // backup controller the backups.
-    let (apimanagers, apimanager_events) = Informer::watch(&client, &namespaces, trim::metadata::<APIManager>);
-    let (backups, backup_events) = Informer::watch(&client, &namespaces, APIManagerBackup::cached);
+    let (apimanagers, apimanager_events) =
+        Informer::watch(&client, &namespaces, trim::metadata::<APIManager>, metrics.clone());
+    let (backups, backup_events) = Informer::watch(&client, &namespaces, APIManagerBackup::cached, metrics.clone());
     let live = ClusterLookup::new(client.clone());
     let (lookup, fill_cache) =
-        CachedLookup::watch(&apimanagers, apimanager_events, namespaces.clone(), live, &readiness, metrics.clone());
+        CachedLookup::watch(&apimanagers, apimanager_events, namespaces.clone(), live, &readiness);
     tokio::spawn(fill_cache);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

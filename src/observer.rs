@@ -144,11 +144,8 @@ pub async fn run(
                     metrics.observe_backup(ended);
                 }
             }
-            Ok(_) => {}
-            Err(error) => {
-                metrics.watch_error();
-                tracing::warn!(%error, "watching APIManagerBackups failed; retrying with backoff");
-            }
+            // A failed watch is reported by the informer.
+            Ok(_) | Err(_) => {}
         }
         std::future::ready(())
     });

@@ -271,10 +271,10 @@ async fn a_warm_cache_answers_admission_without_api_requests() {
     let ns = namespace_with_apimanager("warm-cache");
     let (client, requests) = counting_client(&cluster.operator.kubeconfig).await;
     let readiness = Readiness::default();
-    let (apimanagers, events) = Informer::watch(&client, &Namespaces::All, trim::metadata::<APIManager>);
-    let live = ClusterLookup::new(client.clone());
     let metrics = std::sync::Arc::new(Metrics::new().expect("metrics"));
-    let (lookup, fill) = CachedLookup::watch(&apimanagers, events, Namespaces::All, live, &readiness, metrics);
+    let (apimanagers, events) = Informer::watch(&client, &Namespaces::All, trim::metadata::<APIManager>, metrics);
+    let live = ClusterLookup::new(client.clone());
+    let (lookup, fill) = CachedLookup::watch(&apimanagers, events, Namespaces::All, live, &readiness);
     assert_eq!(readiness.failing(), [CACHE_CHECK], "not ready before the first list");
     let filling = tokio::spawn(fill);
     eventually(Duration::from_secs(20), "the APIManager cache syncs", || async { readiness.failing().is_empty() })

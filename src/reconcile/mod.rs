@@ -234,15 +234,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-    let (restores, restore_events) = Informer::watch(&client, &namespaces, APIManagerRestore::cached);
-    let restore_watch = restore_events.for_each(|event| {
-        if let Err(error) = event {
-            metrics.watch_error();
-            tracing::warn!(%error, "watching APIManagerRestores failed; retrying with backoff");
-        }
-        std::future::ready(())
-    });
-    let parts = Parts { client, namespaces, metrics: metrics.clone(), settings, shared };
+    let (restores, restore_events) = Informer::watch(&client, &namespaces, APIManagerRestore::cached, metrics.clone());
+    let restore_watch = restore_events.for_each(|_| std::future::ready(()));
+    let parts = Parts { client, namespaces, metrics, settings, shared };
     let controllers = futures::future::join(
         parts.run_operation(&parts.shared.backups, shutdown.clone(), backups_of),
         parts.run_operation(&restores, shutdown, restore::restores_of),

@@ -8,14 +8,12 @@ use super::lookup::{ApiManagerLookup, ClusterLookup, LookupError, with_confirmed
 use crate::api::apimanager::APIManager;
 use crate::health::Readiness;
 use crate::informer::Informer;
-use crate::metrics::Metrics;
 use crate::scope::Namespaces;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher::{self, Event};
-use std::sync::Arc;
 
 /// Readiness check: the APIManager cache holds a complete list.
 pub const CACHE_CHECK: &str = "apimanager-cache";
@@ -31,26 +29,17 @@ pub struct CachedLookup {
 
 impl CachedLookup {
     /// A cache of the APIManagers of `namespaces`: `apimanagers`' store, confirming through
-    /// `live`. The returned future runs `events`, the informer's watch, until dropped;
-    /// `readiness` check [`CACHE_CHECK`] fails until its first complete list is in the store.
+    /// `live`. The returned future runs `events`, the informer's watch (which reports its own
+    /// failures), until dropped; `readiness` check [`CACHE_CHECK`] fails until its first complete
+    /// list is in the store.
     pub fn watch(
         apimanagers: &Informer<APIManager>,
         events: impl Stream<Item = Result<Event<APIManager>, watcher::Error>> + Send + 'static,
         namespaces: Namespaces,
         live: ClusterLookup,
         readiness: &Readiness,
-        metrics: Arc<Metrics>,
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
-        let events = readiness.mark_synced(CACHE_CHECK, events);
-        let fill = async move {
-            let mut events = std::pin::pin!(events);
-            while let Some(event) = events.next().await {
-                if let Err(error) = event {
-                    metrics.watch_error();
-                    tracing::warn!(%error, "APIManager watch failed; the cache keeps its last state until it resumes");
-                }
-            }
-        };
+        let fill = readiness.mark_synced(CACHE_CHECK, events).for_each(|_| std::future::ready(()));
         (Self { store: apimanagers.store(), live, namespaces }, fill)
     }
 
