@@ -18,6 +18,7 @@ pub mod observer;
 pub mod plural;
 pub mod reconcile;
 pub mod rules;
+pub mod schedule;
 pub mod scope;
 pub mod server;
 pub mod signals;
