@@ -15,6 +15,7 @@ pub mod malloc;
 pub mod metrics;
 pub mod names;
 pub mod observer;
+pub mod platform;
 pub mod plural;
 pub mod reconcile;
 pub mod rules;

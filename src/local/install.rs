@@ -53,7 +53,8 @@ pub async fn apply_yaml(client: &Client, yaml: &str, namespace: &str) -> Result<
     Ok(())
 }
 
-async fn apply_object(client: &Client, object: DynamicObject, namespace: &str) -> Result<(), LocalError> {
+/// Server-side applies `object`; a namespaced one without a namespace goes to `namespace`.
+pub(super) async fn apply_object(client: &Client, object: DynamicObject, namespace: &str) -> Result<(), LocalError> {
     let types = object
         .types
         .clone()
@@ -80,32 +81,30 @@ pub async fn install_crds(client: &Client) -> Result<(), LocalError> {
     for yaml in [OPERATOR_CRDS, APIMANAGER_CRD] {
         apply_yaml(client, yaml, "default").await?;
     }
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for name in
         ["apimanagerbackups.apps.3scale.net", "apimanagerrestores.apps.3scale.net", "apimanagers.apps.3scale.net"]
     {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let crd = crds
-                .get(name)
-                .await
-                .map_err(|source| LocalError::Api { what: format!("reading CRD {name}"), source })?;
-            let established = crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            if established {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(LocalError::NotReady(format!("CRD {name} not established")));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_established(client, name).await?;
     }
     Ok(())
+}
+
+/// Waits up to 30 s until the API server serves CRD `name` (condition `Established`).
+pub(super) async fn wait_established(client: &Client, name: &str) -> Result<(), LocalError> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let crd =
+            crds.get(name).await.map_err(|source| LocalError::Api { what: format!("reading CRD {name}"), source })?;
+        let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+        if conditions.iter().any(|c| c.type_ == "Established" && c.status == "True") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(LocalError::NotReady(format!("CRD {name} not established")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Creates the operator's namespace, ServiceAccount and RBAC from `manifests/` and returns a

@@ -7,8 +7,10 @@ pub mod control_plane;
 pub mod forwarder;
 pub mod install;
 pub mod node;
+pub mod openshift;
 pub mod pod_security;
 pub mod process;
+pub mod scc;
 pub mod session;
 pub mod threescale_operator;
 
@@ -22,6 +24,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use threescale_operator::ThreescaleOperatorStandIn;
 
+use crate::platform::Platform;
 use crate::scope::Namespaces;
 
 use crate::api::backup::{
@@ -259,6 +262,8 @@ const OPERATOR_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// A control plane with CRDs, the operator, its webhooks and the stand-ins of the node and of
 /// 3scale-operator. Dropping it stops the stand-ins, the operator, then the control plane.
 pub struct LocalCluster {
+    /// OpenShift's SCC admission and namespace allocation, on a cluster playing OpenShift.
+    pub openshift: Option<openshift::OpenShiftStandIn>,
     /// Marks APIManagers available, as 3scale-operator would.
     pub threescale_operator: ThreescaleOperatorStandIn,
     /// Runs backup Pods.
@@ -289,6 +294,19 @@ impl LocalCluster {
         operator_args: &[String],
         namespaces: &Namespaces,
     ) -> Result<Self, LocalError> {
+        Self::start_on(operator_binary, dir, operator_args, namespaces, Platform::Kubernetes).await
+    }
+
+    /// [`start_scoped`](Self::start_scoped) on a cluster playing `platform`: for
+    /// [`Platform::OpenShift`], OpenShift's discovery, namespace allocation and `restricted-v2`
+    /// admission (see [`openshift`]) are in place before the operator starts.
+    pub async fn start_on(
+        operator_binary: &Path,
+        dir: &Path,
+        operator_args: &[String],
+        namespaces: &Namespaces,
+        platform: Platform,
+    ) -> Result<Self, LocalError> {
         let repo = repo_dir();
         let bin = control_plane::build_binaries(&repo)?;
         let plane = start_control_plane(&repo, &bin, dir).await?;
@@ -300,6 +318,12 @@ impl LocalCluster {
             install::scope_operator_identity(&admin, names).await?;
             operator_args.extend(names.iter().map(|name| format!("--namespace={name}")));
         }
+        let openshift = match platform {
+            Platform::OpenShift => {
+                Some(openshift::OpenShiftStandIn::start(&admin, &plane.admin_kubeconfig, &plane.certs).await?)
+            }
+            Platform::Kubernetes => None,
+        };
         install::install_admission_policy(&admin, &job_image()).await?;
         let operator_kubeconfig = dir.join(control_plane::CREDENTIALS_DIR).join("operator.kubeconfig");
         let contents =
@@ -335,7 +359,7 @@ impl LocalCluster {
             Namespaces::Only(names) => names.first().cloned().unwrap_or_default(),
             Namespaces::All => "default".to_owned(),
         };
-        let mut cluster = Self { threescale_operator, node, operator, plane, probe_namespace };
+        let mut cluster = Self { openshift, threescale_operator, node, operator, plane, probe_namespace };
         cluster.operator.wait_until_ready(OPERATOR_READY_TIMEOUT).await?;
         let ca = std::fs::read(cluster.plane.certs.join("ca.crt"))
             .map_err(|source| LocalError::Io { what: "reading ca.crt".into(), source })?;

@@ -48,7 +48,9 @@ fn id(field: &'static str, value: i64) -> Result<u32, ConfigError> {
 }
 
 /// The identity `container` of `spec` runs as (container settings override the Pod's). Without
-/// `runAsUser` it would run as root, the stand-in's user, which `runAsNonRoot` refuses.
+/// `runAsUser` it would run as root, the stand-in's user, which `runAsNonRoot` refuses. Without
+/// `runAsGroup` the primary group is 0, as on OpenShift, where the user the platform assigns has no
+/// entry in the image's `/etc/passwd` and the runtime gives it group 0.
 pub fn identity(spec: &PodSpec, container: &Container) -> Result<Identity, ConfigError> {
     let pod = spec.security_context.clone().unwrap_or_default();
     let own = container.security_context.clone().unwrap_or_default();
@@ -133,6 +135,15 @@ mod tests {
             json!({}),
         );
         assert_eq!(identity(&spec, &container), Ok(Identity { uid: 65532, gid: 65532, groups: vec![65532, 1001] }));
+    }
+
+    #[test]
+    fn without_run_as_group_the_primary_group_is_0_as_on_openshift() {
+        // What restricted-v2 leaves of a Pod naming no ids: the user on the container, fsGroup on the Pod.
+        let (spec, container) =
+            pod(json!({"runAsNonRoot": true, "fsGroup": 1_000_660_000}), json!({"runAsUser": 1_000_660_000}));
+        let expected = Identity { uid: 1_000_660_000, gid: 0, groups: vec![1_000_660_000] };
+        assert_eq!(identity(&spec, &container), Ok(expected));
     }
 
     #[test]

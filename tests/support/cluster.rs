@@ -2,6 +2,7 @@
 //! when the binary exits; each test works in its own namespace.
 
 use apimanager_backup_operator::local::{LocalCluster, process};
+use apimanager_backup_operator::platform::Platform;
 use apimanager_backup_operator::scope::Namespaces;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -24,6 +25,16 @@ pub fn start_cluster_with(label: &str, operator_args: &[&str]) -> (LocalCluster,
 /// [`start_cluster_with`] with the operator managing `namespaces` only (see
 /// [`LocalCluster::start_scoped`]).
 pub fn start_scoped_cluster(label: &str, operator_args: &[&str], namespaces: Namespaces) -> (LocalCluster, PathBuf) {
+    start_cluster_on(label, operator_args, namespaces, Platform::Kubernetes)
+}
+
+/// [`start_scoped_cluster`] on a cluster playing `platform` (see [`LocalCluster::start_on`]).
+pub fn start_cluster_on(
+    label: &str,
+    operator_args: &[&str],
+    namespaces: Namespaces,
+    platform: Platform,
+) -> (LocalCluster, PathBuf) {
     let operator_args: Vec<String> = operator_args.iter().map(|a| (*a).to_owned()).collect();
     let dir = std::env::temp_dir().join(format!("abo-e2e-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -31,7 +42,7 @@ pub fn start_scoped_cluster(label: &str, operator_args: &[&str], namespaces: Nam
     let work = dir.clone();
     let cluster = std::thread::spawn(move || {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        runtime.block_on(LocalCluster::start_scoped(Path::new(OPERATOR), &work, &operator_args, &namespaces))
+        runtime.block_on(LocalCluster::start_on(Path::new(OPERATOR), &work, &operator_args, &namespaces, platform))
     })
     .join()
     .expect("cluster start thread");
@@ -46,6 +57,16 @@ pub fn shared() -> &'static LocalCluster {
     static SHARED: OnceLock<LocalCluster> = OnceLock::new();
     SHARED.get_or_init(|| {
         let (cluster, dir) = start_cluster("shared");
+        process::remove_at_exit(&dir);
+        cluster
+    })
+}
+
+/// The cluster playing OpenShift shared by the tests of this binary.
+pub fn shared_openshift() -> &'static LocalCluster {
+    static SHARED: OnceLock<LocalCluster> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let (cluster, dir) = start_cluster_on("openshift", &[], Namespaces::All, Platform::OpenShift);
         process::remove_at_exit(&dir);
         cluster
     })
