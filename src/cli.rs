@@ -1,4 +1,4 @@
-//! Command line of the one binary: `serve`, `crd`, `verify`, `local`, `job`.
+//! Command line of the one binary: `serve`, `crd`, `verify`, `decrypt`, `local`, `job`.
 
 use crate::scope::Namespaces;
 use crate::server;
@@ -29,6 +29,11 @@ pub enum Command {
     /// size and sha256, every link, nothing missing or unlisted. Exit status 0 verified, 1
     /// problems (one line each), 2 no manifest.json (3scale-operator's layout, not verifiable).
     Verify(VerifyArgs),
+    /// Decrypt sealed backup objects with the key alone (docs/encryption.md): one object (IN a
+    /// file, OUT a file) or every object of a downloaded folder (IN a folder, the same paths under
+    /// OUT). Nothing is overwritten; an object that fails to open leaves nothing behind. Exit
+    /// status 0 all decrypted, 1 problems (one line each).
+    Decrypt(DecryptArgs),
     /// Development: start a local control plane with the operator, its webhooks and a sample
     /// backup, and run until Ctrl-C. Needs Go, openssl and this source tree.
     Local(LocalArgs),
@@ -42,6 +47,39 @@ pub enum Command {
 pub struct VerifyArgs {
     /// The backup folder: the root of a backup claim, holding manifest.json.
     pub folder: PathBuf,
+}
+
+/// Settings of `decrypt`.
+#[derive(Debug, Args)]
+pub struct DecryptArgs {
+    /// A key file, named by its key id, or a folder of them (the key Secret's entries); repeatable.
+    #[arg(long = "key", value_name = "PATH", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// The objects belong to the backup of this UID (the end of its folder's name).
+    #[arg(long, value_name = "UID", required_unless_present = "content", conflicts_with = "content")]
+    pub backup_uid: Option<String>,
+    /// With a single object of a backup: its path under the backup's folder.
+    #[arg(long, requires = "backup_uid")]
+    pub path: Option<String>,
+    /// The objects are content objects, each file named by its content name.
+    #[arg(long)]
+    pub content: bool,
+    /// A sealed object, or a folder of them.
+    pub input: PathBuf,
+    /// Where the plaintext goes: a file, or a folder for a folder.
+    pub output: PathBuf,
+}
+
+impl DecryptArgs {
+    /// What the objects are bound to.
+    pub fn objects(&self) -> crate::seal::offline::Objects {
+        match &self.backup_uid {
+            Some(backup_uid) => {
+                crate::seal::offline::Objects::Backup { backup_uid: backup_uid.clone(), path: self.path.clone() }
+            }
+            None => crate::seal::offline::Objects::Content,
+        }
+    }
 }
 
 /// Settings of `local`.

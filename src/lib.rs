@@ -21,6 +21,7 @@ pub mod reconcile;
 pub mod rules;
 pub mod schedule;
 pub mod scope;
+pub mod seal;
 pub mod server;
 pub mod signals;
 pub mod telemetry;

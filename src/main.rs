@@ -3,7 +3,7 @@
 use anyhow::Context;
 use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::api::backup::APIManagerBackup;
-use apimanager_backup_operator::cli::{Cli, Command, LocalArgs, Mode, ServeArgs};
+use apimanager_backup_operator::cli::{Cli, Command, DecryptArgs, LocalArgs, Mode, ServeArgs};
 use apimanager_backup_operator::client;
 use apimanager_backup_operator::health::Readiness;
 use apimanager_backup_operator::informer::Informer;
@@ -14,6 +14,7 @@ use apimanager_backup_operator::observer::{self, EndRecording};
 use apimanager_backup_operator::reconcile::builders::JobSettings;
 use apimanager_backup_operator::reconcile::machine::Operation;
 use apimanager_backup_operator::reconcile::{self, ReconcileSettings, SharedWatches};
+use apimanager_backup_operator::seal::{self, KeyRing};
 use apimanager_backup_operator::tls::TlsFiles;
 use apimanager_backup_operator::webhook::cache::CachedLookup;
 use apimanager_backup_operator::webhook::handlers::AdmissionState;
@@ -54,6 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Crd => print!("{}", crd::crd_yaml()?),
         Command::Verify(args) => return verify(&args.folder),
+        Command::Decrypt(args) => return decrypt(args).await,
         Command::Serve(args) => serve(*args).await?,
         Command::Local(args) => local(args).await?,
         Command::Job(step) => {
@@ -74,6 +76,16 @@ fn verify(folder: &std::path::Path) -> anyhow::Result<ExitCode> {
         Verification::Failed(_) => ExitCode::from(1),
         Verification::NoManifest => ExitCode::from(2),
     })
+}
+
+/// `decrypt IN OUT`: one line per object that failed, then a count; exit 0 all decrypted, 1 problems.
+async fn decrypt(args: DecryptArgs) -> anyhow::Result<ExitCode> {
+    let ring = KeyRing::load(&args.keys).context("loading the keys")?;
+    let report = seal::offline::decrypt(&ring, &args.objects(), &args.input, &args.output)
+        .await
+        .with_context(|| format!("decrypting {}", args.input.display()))?;
+    println!("{report}");
+    Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
