@@ -11,6 +11,7 @@ pub mod job;
 pub mod layout;
 pub mod leader;
 pub mod local;
+pub mod lookup;
 pub mod malloc;
 pub mod metrics;
 pub mod names;

@@ -1,8 +1,7 @@
 //! Prometheus metrics of the operator, served at `/metrics` (the README's metrics table names
 //! them all).
 
-use crate::names::RESTORE_COMPLETED;
-use crate::reconcile::outcome::Failure;
+use crate::api::status::{OperationKind, Reason};
 use std::sync::OnceLock;
 
 use prometheus::{
@@ -23,12 +22,12 @@ pub struct MetricsError(#[from] prometheus::Error);
 pub enum Outcome {
     /// Every step finished.
     Succeeded,
-    /// It failed for good, with this reason (one of [`Failure::REASONS`], or [`OTHER_FAILURE`]
+    /// It failed for good, with this reason (the label of one of the [`Reason`]s it can fail with, or [`OTHER_FAILURE`]
     /// for a reason another controller reported).
     Failed(&'static str),
 }
 
-/// The failure reason counted for a failed backup whose reason is none of [`Failure::REASONS`]
+/// The failure reason counted for a failed backup whose reason is none of the backup failure [`Reason`]s
 /// (reported by another controller in webhooks-only mode).
 pub const OTHER_FAILURE: &str = "Other";
 
@@ -132,8 +131,8 @@ impl Metrics {
             Opts::new("apimanager_backup_failures_total", "Backups failed, by the reason of their Failed condition."),
             &["reason"],
         )?;
-        for reason in Failure::REASONS {
-            backup_failures.with_label_values(&[reason]);
+        for reason in Reason::failures(OperationKind::Backup) {
+            backup_failures.with_label_values(&[reason.label()]);
         }
         let restore_duration = operation_duration("restore")?;
         let restores = IntCounterVec::new(
@@ -144,9 +143,9 @@ impl Metrics {
             &["outcome", "reason"],
         )?;
         let [succeeded, failed] = Outcome::LABELS;
-        restores.with_label_values(&[succeeded, RESTORE_COMPLETED]);
-        for reason in Failure::RESTORE_REASONS {
-            restores.with_label_values(&[failed, reason]);
+        restores.with_label_values(&[succeeded, Reason::RestoreCompleted.label()]);
+        for reason in Reason::failures(OperationKind::Restore) {
+            restores.with_label_values(&[failed, reason.label()]);
         }
         let backups_in_progress = IntGauge::new("apimanager_backups_in_progress", "Backups started and not ended.")?;
         let last_success = GaugeVec::new(
@@ -244,10 +243,10 @@ impl Metrics {
     }
 
     /// Records the end of one restore (once per restore: the caller makes sure of it), with the
-    /// reason of its `Ready` condition ([`RESTORE_COMPLETED`] or the failure's).
+    /// reason of its `Ready` condition ([`Reason::RestoreCompleted`] or the failure's).
     pub fn observe_restore(&self, end: OperationEnd) {
         let reason = match end.outcome {
-            Outcome::Succeeded => RESTORE_COMPLETED,
+            Outcome::Succeeded => Reason::RestoreCompleted.label(),
             Outcome::Failed(reason) => reason,
         };
         self.restore_duration.with_label_values(&[end.outcome.label()]).observe(end.seconds);

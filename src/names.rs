@@ -1,8 +1,9 @@
 //! The names other programs see, each spelled once: the job steps (subcommand, container name,
-//! manifest key) and the backup job's name prefix, the reasons of success, the annotations on a
+//! manifest key) and the backup job's name prefix, the annotations on a
 //! backup claim, the labels on what the operator creates (among them the step job of a Pod), the
 //! accounts the step Pods run as, and where a step Pod leaves its failure reason. Writers and
-//! readers use these constants, so a typo cannot split them.
+//! readers use these constants, so a typo cannot split them. (The reasons an operation ends with
+//! are [`crate::api::status::Reason`].)
 
 /// The `job` subcommand, container name and manifest key of the step exporting Secrets,
 /// ConfigMaps and the APIManager.
@@ -23,12 +24,6 @@ pub const RESTORE_OBJECTS: &str = "restore-objects";
 pub const RESTORE_FILES: &str = "restore-files";
 /// The `job` subcommand and step job name prefix of the restore step creating the APIManager.
 pub const RESTORE_APIMANAGER: &str = "restore-apimanager";
-
-/// The `Ready` reason and event reason of a backup that succeeded.
-pub const BACKUP_COMPLETED: &str = "BackupCompleted";
-/// The `Ready` reason and event reason of a restore that succeeded, also the `reason` label of
-/// `apimanager_restores_total` for it.
-pub const RESTORE_COMPLETED: &str = "RestoreCompleted";
 
 /// Label on everything the operator creates (and the selector of the Pods it watches).
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", CONTROLLER);

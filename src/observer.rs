@@ -5,10 +5,9 @@
 //! (3scale-operator) runs, from the status that controller writes; it never writes.
 
 use crate::api::backup::APIManagerBackup;
+use crate::api::status::{OperationKind, OperationStatus, Progress, Reason};
 use crate::informer::Informer;
 use crate::metrics::{BackupGauges, Metrics, OTHER_FAILURE, OperationEnd, Outcome};
-use crate::reconcile::outcome::Failure;
-use crate::reconcile::status::{OperationStatus, Progress};
 use futures::{Stream, StreamExt};
 use kube::ResourceExt;
 use kube::runtime::watcher::{self, Event};
@@ -37,7 +36,10 @@ pub fn end(progress: &Progress) -> Option<OperationEnd> {
     let (_, seconds) = progress.ended()?;
     let outcome = match progress.failure_reason() {
         _ if progress.completed == Some(true) => Outcome::Succeeded,
-        Some(reason) => Outcome::Failed(Failure::REASONS.into_iter().find(|r| *r == reason).unwrap_or(OTHER_FAILURE)),
+        Some(reason) => {
+            let known = Reason::failures(OperationKind::Backup).find(|known| known.label() == reason);
+            Outcome::Failed(known.map_or(OTHER_FAILURE, Reason::label))
+        }
         None => Outcome::Failed(OTHER_FAILURE),
     };
     Some(OperationEnd { outcome, seconds })
@@ -207,25 +209,9 @@ mod tests {
     fn failures_keep_a_known_reason_and_fold_others() {
         let mut failed = running(100).progress();
         let at = |s| Time(Timestamp::from_second(s).expect("timestamp"));
-        crate::reconcile::status::set_condition(
-            &mut failed.conditions,
-            "Failed",
-            true,
-            "JobFailed",
-            "x",
-            None,
-            &at(110),
-        );
+        crate::api::status::set_condition(&mut failed.conditions, "Failed", true, "JobFailed", "x", None, &at(110));
         assert_eq!(end(&failed), Some(OperationEnd { outcome: Outcome::Failed("JobFailed"), seconds: 10.0 }));
-        crate::reconcile::status::set_condition(
-            &mut failed.conditions,
-            "Failed",
-            true,
-            "Exploded",
-            "x",
-            None,
-            &at(110),
-        );
+        crate::api::status::set_condition(&mut failed.conditions, "Failed", true, "Exploded", "x", None, &at(110));
         assert_eq!(end(&failed), Some(OperationEnd { outcome: Outcome::Failed(OTHER_FAILURE), seconds: 10.0 }));
         assert_eq!(end(&running(100).progress()), None);
     }

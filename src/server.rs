@@ -8,12 +8,12 @@ pub mod connections;
 pub mod intake;
 
 use crate::health::Readiness;
+use crate::lookup::ApiManagerLookup;
 use crate::metrics::Metrics;
 use crate::webhook::handlers::{
     AdmissionState, MUTATE_PATH, MUTATE_RESTORE_PATH, VALIDATE_PATH, VALIDATE_RESTORE_PATH, mutate, mutate_restore,
     validate, validate_restore,
 };
-use crate::webhook::lookup::ApiManagerLookup;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};

@@ -4,7 +4,7 @@
 //! (to skip it) and the backup gauges read; of a step Pod, only what the step machine reads.
 
 use crate::api::backup::{APIManagerBackup, BackupDestination};
-use crate::reconcile::status::{FAILED, OperationStatus};
+use crate::api::status::{FAILED, OperationStatus};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -97,7 +97,7 @@ pub fn backup(backup: &mut APIManagerBackup) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::status::Progress;
+    use crate::api::status::Progress;
     use k8s_openapi::api::core::v1::ConfigMap;
 
     #[test]

@@ -120,7 +120,7 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
     let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("Deployment");
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    let user = apimanager_backup_operator::reconcile::builders::JOB_USER;
+    let user = apimanager_backup_operator::reconcile::step::JOB_USER;
     for field in ["runAsUser", "runAsGroup", "fsGroup"] {
         assert_eq!(pod["securityContext"][field], user, "the Deployment runs as the image's user: {field}");
     }

@@ -402,9 +402,10 @@ fn assert_fenced<T: std::fmt::Debug>(result: Result<T, kube::Error>, message: &s
 async fn the_admission_policy_fences_the_operator_service_account() {
     use apimanager_backup_operator::api::apimanager::FileStorage;
     use apimanager_backup_operator::reconcile::backup::BackupPlan;
-    use apimanager_backup_operator::reconcile::builders::{self, JobSettings};
+    use apimanager_backup_operator::reconcile::builders;
     use apimanager_backup_operator::reconcile::machine::Operation;
     use apimanager_backup_operator::reconcile::restore::{self, RestorePlan};
+    use apimanager_backup_operator::reconcile::step::{self, JobSettings};
     use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
     use kube::ResourceExt;
     use kube::api::PostParams;
@@ -424,7 +425,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
     );
     // Pods are admitted only with their ServiceAccount in place (the operator creates it first).
     let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(admin.clone(), &ns);
-    for account in [builders::job_service_account(&ns), builders::service_account(&ns, "apimanager-restore")] {
+    for account in [builders::job_service_account(&ns), step::service_account(&ns, "apimanager-restore")] {
         accounts.create(&PostParams::default(), &account).await.expect("ServiceAccount");
     }
     let (pods, roles, bindings): (Api<Pod>, Api<Role>, Api<RoleBinding>) = (
@@ -451,7 +452,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
     let backup_jobs = backup.jobs(&plan);
     assert_eq!(backup_jobs.len(), 1);
     assert_eq!(backup_jobs[0].steps().count(), 2, "export and copy in one Pod");
-    let export_pod = builders::pod(&backup, &backup_jobs[0], 0, &settings, 60);
+    let export_pod = step::pod(&backup, &backup_jobs[0], 0, &settings, 60);
     // The policy takes effect once the API server has loaded it.
     let mut foreign = serde_json::to_value(&export_pod).expect("json");
     foreign["spec"]["containers"][0]["image"] = json!("busybox:1.36");
@@ -463,7 +464,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
     let s3 = BackupPlan { storage: FileStorage::S3, ..plan.clone() };
     for (attempt, job) in backup_jobs.iter().chain(&backup.jobs(&s3)).enumerate() {
         let attempt = u32::try_from(attempt).expect("attempt");
-        pods.create(&dry_run, &builders::pod(&backup, job, attempt, &settings, 60))
+        pods.create(&dry_run, &step::pod(&backup, job, attempt, &settings, 60))
             .await
             .expect("the operator's Pods are admitted");
     }
@@ -615,7 +616,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
     let step_names: Vec<&str> = restore_jobs.iter().map(|job| job.name).collect();
     assert_eq!(step_names, ["verify", "restore-objects", "restore-files", "restore-apimanager"], "a Pod per step");
     for job in &restore_jobs {
-        pods.create(&dry_run, &builders::pod(&restore, job, 0, &settings, 60))
+        pods.create(&dry_run, &step::pod(&restore, job, 0, &settings, 60))
             .await
             .unwrap_or_else(|e| panic!("the restore Pod {} is admitted: {e}", job.name));
     }
@@ -629,7 +630,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         pod["spec"]["serviceAccountName"] = json!(account);
         serde_json::from_value(pod).expect("pod")
     };
-    let restore_objects = builders::pod(&restore, &restore_jobs[1], 0, &settings, 60);
+    let restore_objects = step::pod(&restore, &restore_jobs[1], 0, &settings, 60);
     for (what, pod) in [
         ("a restore step as the backup account", as_account(&restore_objects, "apimanager-backup")),
         ("a backup step as the restore account", as_account(&export_pod, "apimanager-restore")),

@@ -7,10 +7,11 @@
 mod support;
 
 use apimanager_backup_operator::api::apimanager::APIManager;
-use apimanager_backup_operator::local::session::{FILE_STORAGE_GROUP, RESTRICTED, SYSTEM_APP_USER};
+use apimanager_backup_operator::local::install::RESTRICTED;
+use apimanager_backup_operator::local::session::{FILE_STORAGE_GROUP, SYSTEM_APP_USER};
 use apimanager_backup_operator::local::threescale_operator::{REASON, report_available};
 use apimanager_backup_operator::names::MANAGED_BY;
-use apimanager_backup_operator::reconcile::builders::JOB_USER;
+use apimanager_backup_operator::reconcile::step::JOB_USER;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, PostParams};
 use serde_json::json;

@@ -19,7 +19,7 @@ mod measure;
 mod scale;
 
 use apimanager_backup_operator::api::backup::APIManagerBackup;
-use apimanager_backup_operator::local::{LocalCluster, control_plane, install, session};
+use apimanager_backup_operator::local::{LocalCluster, control_plane, install};
 use apimanager_backup_operator::webhook::handlers::{MUTATE_PATH, VALIDATE_PATH};
 use bytes::Bytes;
 use kube::api::{Api, PostParams};
@@ -239,7 +239,7 @@ async fn bench_in(dir: &Path, options: Options) -> Result<(), Error> {
     let certs: PathBuf = cluster.plane.certs.clone();
     let ca = std::fs::read(certs.join("ca.crt"))?;
     let floor = Floor::start(&certs).await?;
-    session::ensure_namespace(&admin, ADMISSION_NAMESPACE).await?;
+    install::ensure_namespace(&admin, ADMISSION_NAMESPACE).await?;
     install::apply_yaml(&admin, &apimanager_yaml("example"), ADMISSION_NAMESPACE).await?;
     wait_until_defaulted(&admin).await?;
 

@@ -3,8 +3,8 @@
 
 use crate::measure::{self, RequestCounts};
 use apimanager_backup_operator::api::backup::APIManagerBackup;
+use apimanager_backup_operator::api::status::OperationStatus;
 use apimanager_backup_operator::local::{LocalCluster, install, session};
-use apimanager_backup_operator::reconcile::status::OperationStatus;
 use futures::StreamExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -66,7 +66,7 @@ pub async fn prepare(cluster: &LocalCluster, admin: &kube::Client) -> Result<Vec
     let mut names = Vec::new();
     for i in 0..NAMESPACES {
         let name = format!("bench-scale-{i}");
-        session::ensure_namespace(admin, &name).await?;
+        install::ensure_namespace(admin, &name).await?;
         session::seed_file_storage(&cluster.volume(&name, "system-storage"))?;
         install::apply_yaml(admin, session::SAMPLE_INSTALLATION, &name).await?;
         names.push(name);
@@ -196,7 +196,7 @@ pub async fn rss_with_finished(
         .ok_or("no completed backup to copy the status of")?;
     let missing = total.saturating_sub(existing.len());
     let namespace = "bench-finished";
-    session::ensure_namespace(admin, namespace).await?;
+    install::ensure_namespace(admin, namespace).await?;
     cluster.operator.terminate(Duration::from_secs(10));
     install::unregister_webhooks(admin).await?;
     let api: Api<APIManagerBackup> = Api::namespaced(admin.clone(), namespace);

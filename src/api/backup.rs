@@ -117,3 +117,5 @@ pub struct APIManagerBackupStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
+
+super::status::operation_status!(APIManagerBackupStatus);

@@ -105,3 +105,5 @@ pub struct APIManagerRestoreStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
+
+super::status::operation_status!(APIManagerRestoreStatus);

@@ -6,7 +6,7 @@ use super::LocalError;
 use crate::scope::Namespaces;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
@@ -16,6 +16,24 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+
+/// The Pod Security Standard label of every namespace the harness makes: the API server's
+/// PodSecurity admission then refuses any backup Pod the strictest cluster would refuse.
+pub const RESTRICTED: (&str, &str) = ("pod-security.kubernetes.io/enforce", "restricted");
+
+/// Creates namespace `name` enforcing the `restricted` Pod Security Standard (an existing one is
+/// fine).
+pub async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), LocalError> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some(name.to_owned());
+    namespace.metadata.labels = Some([(RESTRICTED.0.to_owned(), RESTRICTED.1.to_owned())].into());
+    match namespaces.create(&PostParams::default(), &namespace).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
+        Err(source) => Err(LocalError::Api { what: format!("creating namespace {name}"), source }),
+    }
+}
 
 /// Field manager of everything the local setup applies.
 pub const FIELD_MANAGER: &str = "apimanager-backup-operator-local";
@@ -132,7 +150,7 @@ pub async fn scope_operator_identity(client: &Client, namespaces: &BTreeSet<Stri
         }
     }
     for namespace in namespaces {
-        super::session::ensure_namespace(client, namespace).await?;
+        ensure_namespace(client, namespace).await?;
         for mut binding in parse_documents(NAMESPACED_ROLE_BINDING)? {
             binding.metadata.namespace = Some(namespace.clone());
             apply_object(client, binding, namespace).await?;

@@ -1,11 +1,10 @@
 //! `apimanager-backup-operator local`: the embedded default, run until Ctrl-C.
 
-use super::install::apply_yaml;
+use super::install::{apply_yaml, ensure_namespace};
 use super::{LocalCluster, LocalError};
 use crate::api::backup::APIManagerBackup;
-use crate::reconcile::status::OperationStatus;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PostParams};
+use crate::api::status::OperationStatus;
+use kube::api::Api;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -17,24 +16,6 @@ pub const SAMPLE_INSTALLATION: &str = include_str!("../../manifests/dev/sample-3
 pub const SAMPLE_BACKUP: &str = include_str!("../../manifests/dev/sample-backup.yaml");
 /// Name of the sample APIManagerBackup.
 const SAMPLE_BACKUP_NAME: &str = "example-apimanagerbackup";
-
-/// The Pod Security Standard label of every namespace the harness makes: the API server's
-/// PodSecurity admission then refuses any backup Pod the strictest cluster would refuse.
-pub const RESTRICTED: (&str, &str) = ("pod-security.kubernetes.io/enforce", "restricted");
-
-/// Creates namespace `name` enforcing the `restricted` Pod Security Standard (an existing one is
-/// fine).
-pub async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), LocalError> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let mut namespace = Namespace::default();
-    namespace.metadata.name = Some(name.to_owned());
-    namespace.metadata.labels = Some([(RESTRICTED.0.to_owned(), RESTRICTED.1.to_owned())].into());
-    match namespaces.create(&PostParams::default(), &namespace).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
-        Err(source) => Err(LocalError::Api { what: format!("creating namespace {name}"), source }),
-    }
-}
 
 /// User the sample's System app writes its uploads as.
 pub const SYSTEM_APP_USER: u32 = 1001;

@@ -4,20 +4,20 @@
 //! ServiceAccount.
 
 use super::ReconcileSettings;
-use super::builders::{self, ClaimMount, JobStep, StepJob};
+use super::builders;
 use super::machine::{End, Operation, Run, api_error};
 use super::outcome::{ClaimHolder, Failure, Stop};
+use super::step::{ClaimMount, JobStep, StepJob, StepOwner};
 use crate::api::apimanager::{APIManager, FileStorage};
 use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
+use crate::api::status::Reason;
 use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT};
+use crate::lookup;
 use crate::metrics::Metrics;
-use crate::names::{
-    BACKUP_COMPLETED, BACKUP_JOB, BACKUP_UID_LABEL, CLAIM_BACKUP_UID, COPY_FILES, EXPORT_OBJECTS, JOB_SERVICE_ACCOUNT,
-};
+use crate::names::{BACKUP_JOB, BACKUP_UID_LABEL, CLAIM_BACKUP_UID, COPY_FILES, EXPORT_OBJECTS, JOB_SERVICE_ACCOUNT};
 use crate::reconcile::ReconcileError;
 use crate::rules;
 use crate::trim;
-use crate::webhook::lookup::ApiManagerLookup;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::ResourceExt;
@@ -33,16 +33,17 @@ pub struct BackupPlan {
     pub storage: FileStorage,
 }
 
-super::status::operation_status!(APIManagerBackupStatus);
+impl StepOwner for APIManagerBackup {
+    const UID_LABEL: &'static str = BACKUP_UID_LABEL;
+}
 
 impl Operation for APIManagerBackup {
     type Status = APIManagerBackupStatus;
     type Plan = BackupPlan;
     const NOUN: &'static str = "backup";
-    const UID_LABEL: &'static str = BACKUP_UID_LABEL;
     const TIMEOUT_FLAG: &'static str = "--backup-timeout";
     const STARTING: &'static str = "resolving the APIManager";
-    const SUCCEEDED: &'static str = BACKUP_COMPLETED;
+    const SUCCEEDED: &'static str = Reason::BackupCompleted.label();
     const END_ACTION: &'static str = "Backup";
 
     fn status(&self) -> Option<&APIManagerBackupStatus> {
@@ -163,14 +164,9 @@ impl Operation for APIManagerBackup {
 /// store; when the store's answer would fail the backup (an APIManager created a moment ago, not
 /// yet seen), from the API server: one GET of the named one, or a LIST without a name.
 async fn resolve_apimanager(run: &Run<APIManagerBackup>, named: Option<&str>) -> Result<APIManager, Stop> {
-    let lookup = &run.ctx.apimanagers;
-    let known = lookup.list(&run.namespace).await.map_err(ReconcileError::from)?;
-    if let Ok(apimanager) = rules::apimanager_meant(named, &run.namespace, &known) {
-        return Ok(apimanager.clone());
-    }
-    let confirmed = lookup.confirm(&run.namespace, named).await.map_err(ReconcileError::from)?;
-    let apimanager = rules::apimanager_meant(named, &run.namespace, &confirmed).map_err(Failure::from)?;
-    Ok(apimanager.clone())
+    let meant = |known: &[APIManager]| rules::apimanager_meant(named, &run.namespace, known).cloned();
+    let decided = lookup::cache_first(&run.ctx.apimanagers, &run.namespace, named, meant).await;
+    Ok(decided.map_err(ReconcileError::from)?.map_err(Failure::from)?)
 }
 
 /// Creates the backup claim; one left by an earlier pass of this backup is fine, one holding

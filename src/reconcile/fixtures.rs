@@ -1,16 +1,16 @@
 //! Objects for the reconciler's unit tests.
 
-use super::builders::JobSettings;
 use super::events::EventPublisher;
 use super::fake_api::FakeApi;
 use super::seen::CreatedPods;
+use super::step::JobSettings;
 use super::{Context, ReconcileSettings};
 use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
+use crate::lookup::ClusterLookup;
+use crate::lookup::cache::CachedLookup;
 use crate::metrics::Metrics;
 use crate::names::CONTROLLER;
-use crate::webhook::cache::CachedLookup;
-use crate::webhook::lookup::ClusterLookup;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::{self, store::Writer};

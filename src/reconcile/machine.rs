@@ -12,7 +12,7 @@
 //! succeeded, [`Operation::job_succeeded`] records it in status (once: [`Operation::report_pending`]
 //! says whether it still has to) and may create what the next steps need; the steps are listed
 //! again after it, so the step jobs that follow may depend on what was recorded. Each operation has
-//! its own status type holding the [`Progress`] fields (`operation_status!` in [`super::status`]
+//! its own status type holding the [`Progress`] fields (`operation_status!` in [`crate::api::status`]
 //! implements the accessors), its own [`JobStep`]s and [`Failure`] variants; `machine/tests.rs`
 //! drives a test operation besides the backup and the restore. The machine does the rest the same
 //! way for every operation:
@@ -36,12 +36,12 @@
 //! write replaced (the write's watch event starts the next pass), else read live ([`super::seen`]). It patches status with the object's
 //! `resourceVersion`, so a stale pass gets a conflict instead of redoing or double-counting anything.
 
-use super::builders::{self, JobStep, StepJob};
 use super::outcome::{Failure, Stop};
 use super::pods::{PodFailure, StepState, attempt_name, pod_failure, step_state, success_message};
 use super::seen::{CATCH_UP, Freshness};
-use super::status::{FAILED, OperationStatus, Progress, READY, set_condition};
+use super::step::{self, JobStep, StepJob, StepOwner};
 use super::{Context, ReconcileError, ReconcileSettings};
+use crate::api::status::{FAILED, OperationStatus, Progress, READY, set_condition};
 use crate::job::report::StepReport;
 use crate::metrics::{Metrics, OperationEnd, Outcome};
 use k8s_openapi::NamespaceResourceScope;
@@ -76,20 +76,18 @@ impl<K> Namespaced for K where
 
 /// An operation the machine drives: a custom resource whose status holds a [`Progress`], running a
 /// sequence of job steps on a claim.
-pub trait Operation: Namespaced + Send + Sync + 'static {
+pub trait Operation: Namespaced + StepOwner + Send + Sync + 'static {
     /// Its status type.
     type Status: OperationStatus;
     /// What [`Operation::prepare`] resolves for the job steps.
     type Plan: Send + Sync;
     /// Its noun in messages ("backup") and the `controller` label of the reconcile metrics.
     const NOUN: &'static str;
-    /// The label holding its UID on every object it creates.
-    const UID_LABEL: &'static str;
     /// The flag setting its timeout, named in the `Timeout` message.
     const TIMEOUT_FLAG: &'static str;
     /// The `Ready` message while the first steps run.
     const STARTING: &'static str;
-    /// The `Ready` reason and event reason of success.
+    /// The `Ready` reason and event reason of success (a [`crate::api::status::Reason`]'s label).
     const SUCCEEDED: &'static str;
     /// The action of the event published when it ends.
     const END_ACTION: &'static str;
@@ -169,7 +167,7 @@ impl End<'_> {
     pub fn metric(&self) -> OperationEnd {
         let outcome = match self.outcome {
             Ok(()) => Outcome::Succeeded,
-            Err(failure) => Outcome::Failed(failure.reason()),
+            Err(failure) => Outcome::Failed(failure.reason().label()),
         };
         OperationEnd { outcome, seconds: self.seconds }
     }
@@ -386,7 +384,7 @@ impl<O: Operation> Run<O> {
         remaining: Duration,
     ) -> Result<Option<Pod>, ReconcileError> {
         let deadline = i64::try_from(remaining.as_secs()).unwrap_or(i64::MAX);
-        let pod = builders::pod(self.object.as_ref(), step_job, attempt, &self.ctx.settings.jobs, deadline);
+        let pod = step::pod(self.object.as_ref(), step_job, attempt, &self.ctx.settings.jobs, deadline);
         let (name, metadata) = (pod.name_any(), pod.metadata.clone());
         if self.create(pod).await? {
             self.ctx.created_pods.created(&self.namespace, metadata);
@@ -450,7 +448,7 @@ impl<O: Operation> Run<O> {
     /// Ends the operation with `failure`: status, metrics, event.
     async fn fail(&mut self, failure: Failure) -> Result<Action, ReconcileError> {
         O::after_end(self).await?;
-        let (reason, message) = (failure.reason(), failure.to_string());
+        let (reason, message) = (failure.reason().label(), failure.to_string());
         self.condition(FAILED, true, reason, &message);
         self.condition(READY, false, reason, &message);
         self.patch_status().await?;

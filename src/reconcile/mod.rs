@@ -15,19 +15,19 @@ pub mod outcome;
 pub mod pods;
 pub mod restore;
 pub mod seen;
-pub mod status;
+pub mod step;
 
 use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
 use crate::api::restore::APIManagerRestore;
+use crate::api::status::OperationStatus;
 use crate::informer::Informer;
+use crate::lookup::LookupError;
+use crate::lookup::cache::CachedLookup;
 use crate::metrics::Metrics;
 use crate::names::{CONTROLLER, managed_by_selector};
 use crate::scope::{Namespaces, Watched};
 use crate::trim;
-use crate::webhook::cache::CachedLookup;
-use crate::webhook::lookup::LookupError;
-use builders::JobSettings;
 use events::EventPublisher;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -36,9 +36,9 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use machine::Operation;
-use status::OperationStatus;
 use std::sync::Arc;
 use std::time::Duration;
+use step::JobSettings;
 
 /// Errors of a reconciliation; it is retried.
 #[derive(Debug, thiserror::Error)]

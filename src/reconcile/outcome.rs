@@ -4,6 +4,7 @@
 //! a [`Failure`] into status, an event and metrics in one place ([`super::machine`]).
 
 use super::ReconcileError;
+use crate::api::status::Reason;
 use crate::rules;
 use std::fmt;
 use std::time::Duration;
@@ -82,29 +83,18 @@ APIManagerRestore to restore it again"
 }
 
 impl Failure {
-    /// Every reason a backup can fail with, in the order of the README (the metric's label values,
-    /// all present from the start).
-    pub const REASONS: [&'static str; 6] =
-        ["APIManagerNotFound", "OutOfScope", "ClaimInUse", "JobFailed", "Refused", "Timeout"];
-
-    /// Every reason a restore can fail with, in the order of the README.
-    pub const RESTORE_REASONS: [&'static str; 5] =
-        ["JobFailed", "Unreported", "APIManagerDeleted", "Refused", "Timeout"];
-
     /// The reason of the `Failed` condition and of the Warning event, and the `reason` label of the
-    /// failure counters: one of [`Failure::REASONS`] or [`Failure::RESTORE_REASONS`].
-    pub fn reason(&self) -> &'static str {
-        let [not_found, out_of_scope, claim_in_use, job_failed, refused, timeout] = Self::REASONS;
-        let [_, unreported, deleted, _, _] = Self::RESTORE_REASONS;
+    /// failure counters.
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::APIManagerNotFound(_) => not_found,
-            Self::OutOfScope(_) => out_of_scope,
-            Self::ClaimInUse { .. } => claim_in_use,
-            Self::JobFailed { .. } => job_failed,
-            Self::Unreported { .. } => unreported,
-            Self::APIManagerDeleted { .. } => deleted,
-            Self::Refused { .. } => refused,
-            Self::Timeout { .. } => timeout,
+            Self::APIManagerNotFound(_) => Reason::APIManagerNotFound,
+            Self::OutOfScope(_) => Reason::OutOfScope,
+            Self::ClaimInUse { .. } => Reason::ClaimInUse,
+            Self::JobFailed { .. } => Reason::JobFailed,
+            Self::Unreported { .. } => Reason::Unreported,
+            Self::APIManagerDeleted { .. } => Reason::APIManagerDeleted,
+            Self::Refused { .. } => Reason::Refused,
+            Self::Timeout { .. } => Reason::Timeout,
         }
     }
 }
@@ -161,6 +151,7 @@ impl From<ReconcileError> for Stop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::status::OperationKind;
     use kube::core::Status;
 
     fn api_error(code: u16, message: &str) -> ReconcileError {
@@ -173,7 +164,7 @@ mod tests {
         for code in [400, 403, 422] {
             match Stop::from(api_error(code, "exceeded quota")) {
                 Stop::Failed(failure) => {
-                    assert_eq!(failure.reason(), "Refused");
+                    assert_eq!(failure.reason().label(), "Refused");
                     assert_eq!(failure.to_string(), "creating Pod j-0: exceeded quota");
                 }
                 Stop::Retry(error) => panic!("{code} is a refusal, got {error}"),
@@ -232,8 +223,8 @@ system database, system Redis and backend Redis external (spec.externalComponent
             ),
         ];
         for (failure, reason, message) in cases {
-            assert_eq!((failure.reason(), failure.to_string().as_str()), (reason, message));
-            assert!(Failure::REASONS.contains(&reason));
+            assert_eq!((failure.reason().label(), failure.to_string().as_str()), (reason, message));
+            assert!(Reason::failures(OperationKind::Backup).any(|r| r.label() == reason));
         }
         let restore_cases = [
             (
@@ -250,8 +241,8 @@ APIManagerRestore to restore it again",
             ),
         ];
         for (failure, reason, message) in restore_cases {
-            assert_eq!((failure.reason(), failure.to_string().as_str()), (reason, message));
-            assert!(Failure::RESTORE_REASONS.contains(&reason));
+            assert_eq!((failure.reason().label(), failure.to_string().as_str()), (reason, message));
+            assert!(Reason::failures(OperationKind::Restore).any(|r| r.label() == reason));
         }
     }
 }

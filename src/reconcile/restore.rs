@@ -5,22 +5,23 @@
 //! Pods' ServiceAccount.
 
 use super::ReconcileSettings;
-use super::builders::{self, ClaimMount, JobStep};
+use super::builders;
 use super::machine::{End, Operation, Run};
 use super::outcome::{Failure, Stop};
-use super::status::{OperationStatus, READY};
+use super::step::{self, ClaimMount, JobStep, StepOwner};
 use crate::api::apimanager::{APIManager, DEFAULT_SYSTEM_STORAGE_CLAIM};
 use crate::api::restore::{APIManagerRestore, APIManagerRestoreStatus};
+use crate::api::status::{OperationStatus, READY, Reason};
 use crate::job::report::{Checked, StepReport};
 use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT, MANIFEST_FILE};
+use crate::lookup;
 use crate::metrics::Metrics;
 use crate::names::{
-    RESTORE_APIMANAGER, RESTORE_COMPLETED, RESTORE_FILES, RESTORE_JOB_CLUSTER_ROLE, RESTORE_OBJECTS,
-    RESTORE_SERVICE_ACCOUNT, RESTORE_UID_LABEL, VERIFY,
+    RESTORE_APIMANAGER, RESTORE_FILES, RESTORE_JOB_CLUSTER_ROLE, RESTORE_OBJECTS, RESTORE_SERVICE_ACCOUNT,
+    RESTORE_UID_LABEL, VERIFY,
 };
 use crate::plural::counted;
 use crate::reconcile::ReconcileError;
-use crate::webhook::lookup::ApiManagerLookup;
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
@@ -43,8 +44,6 @@ pub struct RestorePlan {
     pub claim: String,
 }
 
-super::status::operation_status!(APIManagerRestoreStatus);
-
 /// Name of the per-restore RoleBinding (by UID: names cannot collide across restores).
 pub fn binding_name(restore: &APIManagerRestore) -> String {
     format!("apimanager-restore-{}", restore.uid().unwrap_or_default())
@@ -53,7 +52,7 @@ pub fn binding_name(restore: &APIManagerRestore) -> String {
 /// Binds the restore step Pods' ClusterRole to their ServiceAccount in the restore's namespace, owned
 /// by the restore and deleted when it ends.
 pub fn role_binding(restore: &APIManagerRestore) -> RoleBinding {
-    builders::cluster_role_binding(restore, binding_name(restore), RESTORE_JOB_CLUSTER_ROLE, RESTORE_SERVICE_ACCOUNT)
+    step::cluster_role_binding(restore, binding_name(restore), RESTORE_JOB_CLUSTER_ROLE, RESTORE_SERVICE_ACCOUNT)
 }
 
 /// The unfinished restores of `apimanager` (the one each restored), reconciled again when it
@@ -71,14 +70,17 @@ pub fn restores_of(store: &Store<APIManagerRestore>, apimanager: &APIManager) ->
         .collect()
 }
 
+impl StepOwner for APIManagerRestore {
+    const UID_LABEL: &'static str = RESTORE_UID_LABEL;
+}
+
 impl Operation for APIManagerRestore {
     type Status = APIManagerRestoreStatus;
     type Plan = RestorePlan;
     const NOUN: &'static str = "restore";
-    const UID_LABEL: &'static str = RESTORE_UID_LABEL;
     const TIMEOUT_FLAG: &'static str = "--restore-timeout";
     const STARTING: &'static str = "starting the restore";
-    const SUCCEEDED: &'static str = RESTORE_COMPLETED;
+    const SUCCEEDED: &'static str = Reason::RestoreCompleted.label();
     const END_ACTION: &'static str = "Restore";
 
     fn status(&self) -> Option<&APIManagerRestoreStatus> {
@@ -204,13 +206,10 @@ it is restored unchecked"
         let Some(name) = run.status.api_manager_to_restore_ref.as_ref().map(|r| r.name.clone()) else {
             return Ok(None);
         };
-        let lookup = &run.ctx.apimanagers;
-        let named = |known: Vec<APIManager>| known.into_iter().find(|apimanager| apimanager.name_any() == name);
-        let found = match named(lookup.list(&run.namespace).await.map_err(ReconcileError::from)?) {
-            Some(apimanager) => Some(apimanager),
-            None => named(lookup.confirm(&run.namespace, Some(&name)).await.map_err(ReconcileError::from)?),
-        };
-        let Some(apimanager) = found else {
+        let named =
+            |known: &[APIManager]| known.iter().find(|apimanager| apimanager.name_any() == name).cloned().ok_or(());
+        let found = lookup::cache_first(&run.ctx.apimanagers, &run.namespace, Some(&name), named).await;
+        let Ok(apimanager) = found.map_err(ReconcileError::from)? else {
             return Err(Failure::APIManagerDeleted { name }.into());
         };
         if apimanager.is_available() {
@@ -222,7 +221,7 @@ it is restored unchecked"
     }
 
     async fn before_jobs(run: &Run<Self>, _: &RestorePlan) -> Result<(), ReconcileError> {
-        run.create(builders::service_account(&run.namespace, RESTORE_SERVICE_ACCOUNT)).await?;
+        run.create(step::service_account(&run.namespace, RESTORE_SERVICE_ACCOUNT)).await?;
         run.create(role_binding(&run.object)).await?;
         Ok(())
     }

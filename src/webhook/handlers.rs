@@ -3,7 +3,6 @@
 
 use super::defaulting::{choose_name, needs_default, read_only_patch, set_name_patch};
 use super::field_error::{FieldError, aggregate};
-use super::lookup::{ApiManagerLookup, LookupError};
 use super::restore_validation;
 use super::review::{AdmissionRequest, AdmissionResponse, Admitted, BadRequest, Operation, Refusal, read_request};
 use super::validation::{Verdict, check_apimanager, check_create, check_update};
@@ -11,6 +10,7 @@ use crate::api::GROUP;
 use crate::api::apimanager::APIManager;
 use crate::api::backup::{APIManagerBackup, APIManagerBackupSpec};
 use crate::api::restore::{APIManagerRestore, APIManagerRestoreSpec};
+use crate::lookup::{self, ApiManagerLookup, LookupError};
 use crate::metrics::Metrics;
 use crate::telemetry::Untrusted;
 use axum::body::Bytes;
@@ -159,16 +159,20 @@ async fn default_request<L: ApiManagerLookup>(lookup: &L, request: &AdmissionReq
     if !needs_default(&backup.spec) {
         return allow;
     }
-    let old = request.old_object::<Backup>();
-    let apimanagers = match old {
-            Some(_) => Vec::new(),
-            None => namespace_apimanagers(lookup, &request.namespace).await.unwrap_or_else(|error| {
-                tracing::warn!(error = %Untrusted(&error.to_string()), "cannot default spec.apiManagerName; validation will explain");
-                Vec::new()
-            }),
-        };
-    let old = old.and_then(Result::ok).map(|old| old.spec);
-    let Some(name) = choose_name(old.as_ref(), &apimanagers) else {
+    let chosen = match request.old_object::<Backup>() {
+        Some(old) => choose_name(old.ok().map(|old| old.spec).as_ref(), &[]),
+        None => {
+            let only = |known: &[APIManager]| choose_name(None, known).ok_or(());
+            match lookup::cache_first(lookup, &request.namespace, None, only).await {
+                Ok(chosen) => chosen.ok(),
+                Err(error) => {
+                    tracing::warn!(error = %Untrusted(&error.to_string()), "cannot default spec.apiManagerName; validation will explain");
+                    None
+                }
+            }
+        }
+    };
+    let Some(name) = chosen else {
         return allow;
     };
     patched(request, &set_name_patch(&name))
@@ -252,16 +256,6 @@ where
     respond(uid, kind, &name, verdict)
 }
 
-/// The APIManagers to default from: the lookup's answer when it names exactly one, otherwise
-/// (none or several, maybe not yet seen by a cache) the namespace as the API server lists it now.
-async fn namespace_apimanagers<L: ApiManagerLookup>(
-    lookup: &L,
-    namespace: &str,
-) -> Result<Vec<APIManager>, LookupError> {
-    let known = lookup.list(namespace).await?;
-    if known.len() == 1 { Ok(known) } else { lookup.confirm(namespace, None).await }
-}
-
 /// The CREATE rules against the lookup's APIManagers; when they refuse the APIManager, again
 /// against what the API server holds now (a cache may not have seen it created or changed yet).
 async fn checked_create<L: ApiManagerLookup>(
@@ -269,13 +263,13 @@ async fn checked_create<L: ApiManagerLookup>(
     spec: &APIManagerBackupSpec,
     namespace: &str,
 ) -> Result<Verdict, LookupError> {
-    let known = lookup.list(namespace).await?;
-    if check_apimanager(spec.api_manager_name.as_deref(), namespace, &known).errors.is_empty() {
-        return Ok(check_create(spec, namespace, &known));
-    }
     let name = spec.api_manager_name.as_deref().filter(|name| !name.is_empty());
-    let confirmed = lookup.confirm(namespace, name).await?;
-    Ok(check_create(spec, namespace, &confirmed))
+    let rules = |known: &[APIManager]| {
+        let refused = !check_apimanager(name, namespace, known).errors.is_empty();
+        let verdict = check_create(spec, namespace, known);
+        if refused { Err(verdict) } else { Ok(verdict) }
+    };
+    Ok(lookup::cache_first(lookup, namespace, name, rules).await?.unwrap_or_else(|refused| refused))
 }
 
 /// The CREATE rules of a restore: the claim read live, the APIManagers from the lookup; when a
@@ -290,15 +284,13 @@ async fn checked_restore<L: ApiManagerLookup>(
         Some(name) => lookup.claim(namespace, name).await?,
         None => None,
     };
-    let known = lookup.list(namespace).await?;
-    let verdict = restore_validation::check_create(spec, namespace, claim.as_ref(), &known);
-    match claim.as_ref().and_then(restore_validation::backed_up_apimanager) {
-        Some(apimanager) if !verdict.errors.is_empty() => {
-            let confirmed = lookup.confirm(namespace, Some(&apimanager)).await?;
-            Ok(restore_validation::check_create(spec, namespace, claim.as_ref(), &confirmed))
-        }
-        _ => Ok(verdict),
-    }
+    let backed_up = claim.as_ref().and_then(restore_validation::backed_up_apimanager);
+    let rules = |known: &[APIManager]| {
+        let verdict = restore_validation::check_create(spec, namespace, claim.as_ref(), known);
+        // Only a live APIManager of the backed-up name is worth confirming.
+        if verdict.errors.is_empty() || backed_up.is_none() { Ok(verdict) } else { Err(verdict) }
+    };
+    Ok(lookup::cache_first(lookup, namespace, backed_up.as_deref(), rules).await?.unwrap_or_else(|refused| refused))
 }
 
 /// Turns a verdict into the response: allowed with warnings, or denied as `Invalid` (HTTP 422)

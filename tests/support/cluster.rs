@@ -122,7 +122,7 @@ pub fn namespace_never_available(cluster: &LocalCluster, name: &str) -> String {
 }
 
 fn namespace_labelled(cluster: &LocalCluster, name: &str, labels: &[(&str, &str)]) -> String {
-    use apimanager_backup_operator::local::session::RESTRICTED;
+    use apimanager_backup_operator::local::install::RESTRICTED;
     let labels: String =
         [RESTRICTED].iter().chain(labels).map(|(key, value)| format!("    {key}: {value:?}\n")).collect();
     let yaml = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n{labels}");
@@ -142,7 +142,7 @@ pub fn apimanager_yaml(name: &str, external: bool) -> String {
 pub async fn namespace_with_installation(cluster: &LocalCluster, name: &str) -> String {
     use apimanager_backup_operator::local::{install, session};
     let admin = cluster.admin_client().await.expect("admin client");
-    session::ensure_namespace(&admin, name).await.expect("namespace");
+    install::ensure_namespace(&admin, name).await.expect("namespace");
     session::seed_file_storage(&cluster.volume(name, "system-storage")).expect("file storage");
     install::apply_yaml(&admin, session::SAMPLE_INSTALLATION, name).await.expect("installation");
     name.to_owned()

@@ -1,7 +1,7 @@
 //! A fixed APIManager lookup, standing in for the API server in HTTP-level tests.
 
 use apimanager_backup_operator::api::apimanager::{APIManager, APIManagerSpec};
-use apimanager_backup_operator::webhook::lookup::{ApiManagerLookup, LookupError};
+use apimanager_backup_operator::lookup::{ApiManagerLookup, LookupError};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use std::sync::Arc;
 

@@ -4,8 +4,8 @@
 use super::cluster::kubectl_ok;
 use super::https;
 use apimanager_backup_operator::api::restore::{APIManagerRestore, APIManagerRestoreStatus};
+use apimanager_backup_operator::api::status::OperationStatus;
 use apimanager_backup_operator::local::LocalCluster;
-use apimanager_backup_operator::reconcile::status::OperationStatus;
 use kube::api::Api;
 use kube::runtime::wait::await_condition;
 use std::collections::BTreeMap;

@@ -529,7 +529,7 @@ async fn a_final_backup_in_the_cache_costs_no_request() {
 /// step jobs that waits (as a restore waits for its APIManager).
 mod seam {
     use super::*;
-    use crate::reconcile::status::{OperationStatus, operation_status};
+    use crate::api::status::{OperationStatus, operation_status};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
     use kube::CustomResource;
     use schemars::JsonSchema;
@@ -566,11 +566,14 @@ mod seam {
 
     operation_status!(DrillStatus);
 
+    impl StepOwner for Drill {
+        const UID_LABEL: &'static str = "test.example/drill-uid";
+    }
+
     impl Operation for Drill {
         type Status = DrillStatus;
         type Plan = ();
         const NOUN: &'static str = "drill";
-        const UID_LABEL: &'static str = "test.example/drill-uid";
         const TIMEOUT_FLAG: &'static str = "--drill-timeout";
         const STARTING: &'static str = "starting";
         const SUCCEEDED: &'static str = "DrillCompleted";

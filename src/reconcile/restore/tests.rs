@@ -4,6 +4,7 @@
 use super::*;
 use crate::api::apimanager::SystemStorageClaim;
 use crate::job::report::BackedUpApiManager;
+use crate::names::{RESTORE_APIMANAGER, RESTORE_FILES};
 use crate::reconcile::Context;
 use crate::reconcile::fake_api::FakeApi;
 use crate::reconcile::fixtures::{

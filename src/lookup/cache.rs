@@ -4,7 +4,7 @@
 //! anything is refused (README "Admission from memory"). The watch runs on every replica for the
 //! process's life, whether or not this replica leads.
 
-use super::lookup::{ApiManagerLookup, ClusterLookup, LookupError, with_confirmed};
+use super::{ApiManagerLookup, ClusterLookup, LookupError, with_confirmed};
 use crate::api::apimanager::APIManager;
 use crate::health::Readiness;
 use crate::informer::Informer;

@@ -1,6 +1,10 @@
-//! How the webhooks find the APIManagers of a namespace and a restore's backup claim: a small
-//! interface, so the rules are tested with fixed answers and served from the watch-fed cache
-//! ([`super::cache`]), which confirms through [`ClusterLookup`] what it does not know.
+//! How admission and the reconcilers find the APIManagers of a namespace (and a restore's backup
+//! claim): a small interface ([`ApiManagerLookup`]), so the rules are tested with fixed answers and
+//! served from the watch-fed cache ([`cache`]), which confirms through [`ClusterLookup`] what it
+//! does not know; and the one way every reader decides over them, [`cache_first`]: from what the
+//! lookup knows, and when that would refuse, again from what the API server holds now.
+
+pub mod cache;
 
 use crate::api::apimanager::APIManager;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -142,6 +146,23 @@ impl ApiManagerLookup for ClusterLookup {
     }
 }
 
+/// Decides `rule` over the APIManagers of `namespace`, cache first: over what `lookup` knows, and
+/// when that answer refuses (`Err`), once more over what the API server holds now
+/// ([`ApiManagerLookup::confirm`] of `name`, or of the whole namespace without one), whose answer
+/// stands. A cache may not have seen an APIManager created, changed or deleted a moment ago; nothing
+/// is refused for what it alone says.
+pub async fn cache_first<L: ApiManagerLookup, T, R>(
+    lookup: &L,
+    namespace: &str,
+    name: Option<&str>,
+    rule: impl Fn(&[APIManager]) -> Result<T, R>,
+) -> Result<Result<T, R>, LookupError> {
+    if let Ok(decided) = rule(&lookup.list(namespace).await?) {
+        return Ok(Ok(decided));
+    }
+    Ok(rule(&lookup.confirm(namespace, name).await?))
+}
+
 /// `known` with APIManager `name` replaced by what a live read `found` (or removed when gone).
 pub fn with_confirmed(mut known: Vec<APIManager>, name: &str, found: Option<APIManager>) -> Vec<APIManager> {
     known.retain(|apimanager| apimanager.name_any() != name);
@@ -180,6 +201,48 @@ mod tests {
             error.to_string(),
             r#"the API server did not answer for APIManager "example" of namespace "3scale" within 3s"#
         );
+    }
+
+    /// A lookup that knows `known`, while the API server holds `live`; it counts the confirmations.
+    #[derive(Clone)]
+    struct Lagging {
+        known: Vec<APIManager>,
+        live: Vec<APIManager>,
+        confirmed: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    }
+
+    impl ApiManagerLookup for Lagging {
+        async fn list(&self, _: &str) -> Result<Vec<APIManager>, LookupError> {
+            Ok(self.known.clone())
+        }
+
+        async fn confirm(&self, _: &str, name: Option<&str>) -> Result<Vec<APIManager>, LookupError> {
+            self.confirmed.lock().expect("lock").push(name.map(str::to_owned));
+            Ok(self.live.clone())
+        }
+
+        async fn claim(&self, _: &str, _: &str) -> Result<Option<PersistentVolumeClaim>, LookupError> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn what_the_cache_alone_refuses_is_confirmed_live_once() {
+        let am = |name: &str| APIManager::new(name, APIManagerSpec::default());
+        let lookup = Lagging { known: vec![am("a")], live: vec![am("a"), am("b")], confirmed: Default::default() };
+        let named = |wanted: &'static str| {
+            move |known: &[APIManager]| {
+                known.iter().find(|a| a.name_any() == wanted).map(ResourceExt::name_any).ok_or(())
+            }
+        };
+        let found = cache_first(&lookup, "ns", Some("a"), named("a")).await.expect("answered");
+        assert_eq!(found, Ok("a".to_owned()));
+        assert!(lookup.confirmed.lock().expect("lock").is_empty(), "what the cache allows is not confirmed");
+        let found = cache_first(&lookup, "ns", Some("b"), named("b")).await.expect("answered");
+        assert_eq!(found, Ok("b".to_owned()), "created a moment ago: the live answer stands");
+        let found = cache_first(&lookup, "ns", None, named("c")).await.expect("answered");
+        assert_eq!(found, Err(()), "refused live too");
+        assert_eq!(*lookup.confirmed.lock().expect("lock"), [Some("b".to_owned()), None]);
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Status bookkeeping shared by every operation: the fields the step machine keeps
-//! ([`Progress`]), the standard `Ready` and `Failed` conditions and what makes an operation final.
+//! The status vocabulary shared by every operation (a backup, a restore): the fields the step
+//! machine keeps ([`Progress`]), the standard `Ready` and `Failed` conditions, what makes an
+//! operation final, and every reason an operation ends with ([`Reason`]). It sits with the API types,
+//! so whatever reads a status (metrics, the observer, the caches' trimming) needs no reconciler.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -107,9 +109,9 @@ pub trait OperationStatus: Clone + Debug + Default + PartialEq + Serialize + Des
 /// `observed_generation`), as the 3scale-operator's status types do.
 macro_rules! operation_status {
     ($status:ty) => {
-        impl $crate::reconcile::status::OperationStatus for $status {
-            fn progress(&self) -> $crate::reconcile::status::Progress {
-                $crate::reconcile::status::Progress {
+        impl $crate::api::status::OperationStatus for $status {
+            fn progress(&self) -> $crate::api::status::Progress {
+                $crate::api::status::Progress {
                     completed: self.completed,
                     start_time: self.start_time.clone(),
                     completion_time: self.completion_time.clone(),
@@ -119,7 +121,7 @@ macro_rules! operation_status {
                 }
             }
 
-            fn set_progress(&mut self, progress: $crate::reconcile::status::Progress) {
+            fn set_progress(&mut self, progress: $crate::api::status::Progress) {
                 self.completed = progress.completed;
                 self.start_time = progress.start_time;
                 self.completion_time = progress.completion_time;
@@ -132,10 +134,133 @@ macro_rules! operation_status {
 }
 pub(crate) use operation_status;
 
+/// Which kind of operation a [`Reason`] ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperationKind {
+    /// An `APIManagerBackup`.
+    Backup,
+    /// An `APIManagerRestore`.
+    Restore,
+}
+
+/// Declares [`Reason`] from one list of variants: its [`Reason::ALL`] and [`Reason::label`] (the
+/// variant's name, as Kubernetes reasons are spelled) are derived from that list, never kept beside it.
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $variant:ident,)*) => {
+        /// Every reason an operation ends with: the reason of its `Ready` condition (and on failure
+        /// of its `Failed` condition), of the event published at its end and the `reason` label of
+        /// the end metrics.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Reason {
+            /// Every reason, in the order of the README.
+            pub const ALL: &[Self] = &[$(Self::$variant,)*];
+
+            /// The reason as Kubernetes objects and metrics spell it.
+            pub const fn label(self) -> &'static str {
+                match self {
+                    $(Self::$variant => stringify!($variant),)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// A backup succeeded.
+    BackupCompleted,
+    /// A restore succeeded.
+    RestoreCompleted,
+    /// The backup means no APIManager of its namespace.
+    APIManagerNotFound,
+    /// The APIManager is outside the backup scope.
+    OutOfScope,
+    /// The claim to write holds something else.
+    ClaimInUse,
+    /// A step job failed for good.
+    JobFailed,
+    /// A step's Pod succeeded without the report its step must leave.
+    Unreported,
+    /// The APIManager a restore created went away while the restore waited for it.
+    APIManagerDeleted,
+    /// The API server refused an object for good.
+    Refused,
+    /// The operation did not finish in time.
+    Timeout,
+}
+
+impl Reason {
+    /// Whether the operation ended successfully with this reason.
+    pub const fn succeeded(self) -> bool {
+        matches!(self, Self::BackupCompleted | Self::RestoreCompleted)
+    }
+
+    /// The kinds of operation that can end with this reason.
+    pub const fn kinds(self) -> &'static [OperationKind] {
+        use OperationKind::{Backup, Restore};
+        match self {
+            Self::BackupCompleted | Self::APIManagerNotFound | Self::OutOfScope | Self::ClaimInUse => &[Backup],
+            Self::RestoreCompleted | Self::Unreported | Self::APIManagerDeleted => &[Restore],
+            Self::JobFailed | Self::Refused | Self::Timeout => &[Backup, Restore],
+        }
+    }
+
+    /// Every reason an operation of `kind` can fail with, in the order of the README (the label
+    /// values of its failure metrics, all present from the start).
+    pub fn failures(kind: OperationKind) -> impl Iterator<Item = Self> {
+        Self::ALL.iter().copied().filter(move |reason| !reason.succeeded() && reason.kinds().contains(&kind))
+    }
+
+    /// The reason spelled `label`, if it is one.
+    pub fn from_label(label: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|reason| reason.label() == label)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::backup::APIManagerBackupStatus;
+
+    #[test]
+    fn every_reason_is_listed_once_and_spelled_as_its_variant() {
+        // Adding a variant without listing it fails to compile here (the match is exhaustive).
+        let listed = |reason: Reason| match reason {
+            Reason::BackupCompleted
+            | Reason::RestoreCompleted
+            | Reason::APIManagerNotFound
+            | Reason::OutOfScope
+            | Reason::ClaimInUse
+            | Reason::JobFailed
+            | Reason::Unreported
+            | Reason::APIManagerDeleted
+            | Reason::Refused
+            | Reason::Timeout => Reason::ALL.iter().filter(|r| **r == reason).count(),
+        };
+        for reason in Reason::ALL {
+            assert_eq!(listed(*reason), 1, "{reason:?}");
+            assert_eq!(format!("{reason:?}"), reason.label());
+            assert_eq!(Reason::from_label(reason.label()), Some(*reason));
+        }
+        assert_eq!(Reason::from_label("Other"), None);
+    }
+
+    #[test]
+    fn each_kind_fails_with_the_reasons_of_the_readme() {
+        let labels = |kind| Reason::failures(kind).map(Reason::label).collect::<Vec<_>>();
+        assert_eq!(
+            labels(OperationKind::Backup),
+            ["APIManagerNotFound", "OutOfScope", "ClaimInUse", "JobFailed", "Refused", "Timeout"]
+        );
+        assert_eq!(
+            labels(OperationKind::Restore),
+            ["JobFailed", "Unreported", "APIManagerDeleted", "Refused", "Timeout"]
+        );
+        assert!(Reason::BackupCompleted.succeeded() && Reason::RestoreCompleted.succeeded());
+    }
 
     fn at(seconds: i64) -> Time {
         Time(Timestamp::from_second(seconds).expect("timestamp"))
