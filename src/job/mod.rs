@@ -14,6 +14,7 @@ pub mod tree;
 pub mod verify;
 
 use clap::{Args, Subcommand};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// Errors of a backup job step.
@@ -111,8 +112,10 @@ impl JobError {
     }
 }
 
-/// The job steps.
-#[derive(Debug, Subcommand)]
+/// The job steps, each with its typed arguments: the operator builds a step Pod's command line
+/// from this type ([`JobCommand::argv`]) and the step parses it back into this type, so the two
+/// cannot drift apart.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
 pub enum JobCommand {
     /// Export the Secrets, ConfigMaps and the APIManager into the backup folder.
     #[command(name = crate::names::EXPORT_OBJECTS)]
@@ -134,19 +137,84 @@ pub enum JobCommand {
     RestoreApimanager(RestoreArgs),
 }
 
+impl JobCommand {
+    /// The step's name: its `job` subcommand, container name and manifest key.
+    pub fn name(&self) -> &'static str {
+        use crate::names::{COPY_FILES, EXPORT_OBJECTS, RESTORE_APIMANAGER, RESTORE_FILES, RESTORE_OBJECTS, VERIFY};
+        match self {
+            Self::ExportObjects(_) => EXPORT_OBJECTS,
+            Self::CopyFiles(_) => COPY_FILES,
+            Self::Verify(_) => VERIFY,
+            Self::RestoreObjects(_) => RESTORE_OBJECTS,
+            Self::RestoreFiles(_) => RESTORE_FILES,
+            Self::RestoreApimanager(_) => RESTORE_APIMANAGER,
+        }
+    }
+
+    /// The arguments running this step: `job <name>`, then `--<flag>=<value>` for every flag of
+    /// its arguments, in the order clap declares them.
+    pub fn argv(&self) -> Vec<String> {
+        let flags = match self {
+            Self::ExportObjects(args) => flags(args),
+            Self::CopyFiles(args) => flags(args),
+            Self::Verify(args) => flags(args),
+            Self::RestoreObjects(args) | Self::RestoreApimanager(args) => flags(args),
+            Self::RestoreFiles(args) => flags(args),
+        };
+        ["job", self.name()].into_iter().map(str::to_owned).chain(flags).collect()
+    }
+}
+
+/// `--<flag>=<value>` for every flag clap declares for `A`, its value read from `args`' fields
+/// (named as clap names its arguments: by field); an unset optional value is left out.
+fn flags<A: Args + Serialize>(args: &A) -> Vec<String> {
+    // Every field is text (paths too, see `path_text`), so serializing cannot fail.
+    let values = match serde_json::to_value(args) {
+        Ok(serde_json::Value::Object(values)) => values,
+        _ => serde_json::Map::new(),
+    };
+    let declared = A::augment_args(clap::Command::new(crate::names::CONTROLLER));
+    declared
+        .get_arguments()
+        .filter_map(|arg| {
+            let long = arg.get_long()?;
+            match values.get(arg.get_id().as_str())? {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(value) => Some(format!("--{long}={value}")),
+                value => Some(format!("--{long}={value}")),
+            }
+        })
+        .collect()
+}
+
+/// A path as text (a path the operator builds is always UTF-8).
+fn path_text<S: serde::Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.to_string_lossy())
+}
+
 /// Settings shared by every step.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Args, Serialize)]
 pub struct CommonArgs {
     /// Root of the backup claim.
     #[arg(long, default_value = crate::layout::BACKUP_MOUNT)]
+    #[serde(serialize_with = "path_text")]
     pub backup_dir: PathBuf,
     /// Where the failure reason is written for Kubernetes to report.
     #[arg(long, default_value = crate::names::TERMINATION_LOG)]
+    #[serde(serialize_with = "path_text")]
     pub termination_log: PathBuf,
 }
 
+impl CommonArgs {
+    /// The settings of a step Pod: the backup claim mounted at `backup_dir`, the failure reason
+    /// written where Kubernetes reads it ([`crate::names::TERMINATION_LOG`]).
+    pub fn at(backup_dir: &str) -> Self {
+        Self { backup_dir: backup_dir.into(), termination_log: crate::names::TERMINATION_LOG.into() }
+    }
+}
+
 /// Settings of `job export-objects`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Args, Serialize)]
 pub struct ExportArgs {
     /// Namespace of the 3scale installation.
     #[arg(long)]
@@ -162,39 +230,45 @@ pub struct ExportArgs {
     pub backup_uid: String,
     /// Shared settings.
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: CommonArgs,
 }
 
 /// Settings of `job copy-files`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Args, Serialize)]
 pub struct CopyArgs {
     /// Root of the System FileStorage claim (mounted read-only).
     #[arg(long, default_value = crate::layout::FILE_STORAGE_MOUNT)]
+    #[serde(serialize_with = "path_text")]
     pub source: PathBuf,
     /// Shared settings.
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: CommonArgs,
 }
 
 /// Settings of `job restore-objects` and `job restore-apimanager`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Args, Serialize)]
 pub struct RestoreArgs {
     /// Namespace restored into.
     #[arg(long)]
     pub namespace: String,
     /// Shared settings.
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: CommonArgs,
 }
 
 /// Settings of `job restore-files`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, PartialEq, Eq, Args, Serialize)]
 pub struct RestoreFilesArgs {
     /// Root of the System FileStorage claim restored into.
     #[arg(long, default_value = crate::layout::FILE_STORAGE_MOUNT)]
+    #[serde(serialize_with = "path_text")]
     pub target: PathBuf,
     /// Shared settings.
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: CommonArgs,
 }
 
@@ -293,5 +367,41 @@ mod tests {
         assert_eq!(short.termination_message(4096), "No such file or directory (os error 2) while reading /data/x");
         let missing = JobError::Missing("m".repeat(5000));
         assert_eq!(missing.termination_message(4096), "m".repeat(4096));
+    }
+
+    /// Each step's arguments, none at its default, render to a command line that parses back into
+    /// the same arguments: every flag clap declares is rendered.
+    #[test]
+    fn arguments_render_to_a_command_line_that_parses_back() {
+        #[derive(clap::Parser)]
+        struct Step {
+            #[command(subcommand)]
+            command: JobCommand,
+        }
+        let common = CommonArgs { backup_dir: "/b".into(), termination_log: "/t/log".into() };
+        let restore = RestoreArgs { namespace: "n".into(), common: common.clone() };
+        let commands = [
+            JobCommand::ExportObjects(ExportArgs {
+                namespace: "n".into(),
+                apimanager: "a b".into(),
+                backup_name: "b".into(),
+                backup_uid: "u".into(),
+                common: common.clone(),
+            }),
+            JobCommand::CopyFiles(CopyArgs { source: "/s".into(), common: common.clone() }),
+            JobCommand::Verify(common.clone()),
+            JobCommand::RestoreObjects(restore.clone()),
+            JobCommand::RestoreFiles(RestoreFilesArgs { target: "/t".into(), common }),
+            JobCommand::RestoreApimanager(restore),
+        ];
+        for command in commands {
+            let argv = command.argv();
+            assert_eq!(argv[..2], ["job".to_owned(), command.name().to_owned()]);
+            assert_eq!(argv.last().map(String::as_str), Some("--termination-log=/t/log"));
+            let parsed = <Step as clap::Parser>::try_parse_from(
+                std::iter::once("step").chain(argv.iter().skip(1).map(String::as_str)),
+            );
+            assert_eq!(parsed.map(|step| step.command).ok(), Some(command), "{argv:?}");
+        }
     }
 }

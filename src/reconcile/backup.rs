@@ -11,10 +11,11 @@ use super::step::{ClaimMount, JobStep, StepJob, StepOwner};
 use crate::api::apimanager::{APIManager, FileStorage};
 use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
 use crate::api::status::Reason;
+use crate::job::{CommonArgs, CopyArgs, ExportArgs, JobCommand};
 use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT};
 use crate::lookup;
 use crate::metrics::Metrics;
-use crate::names::{BACKUP_JOB, BACKUP_UID_LABEL, CLAIM_BACKUP_UID, COPY_FILES, EXPORT_OBJECTS, JOB_SERVICE_ACCOUNT};
+use crate::names::{BACKUP_JOB, BACKUP_UID_LABEL, CLAIM_BACKUP_UID, JOB_SERVICE_ACCOUNT};
 use crate::reconcile::ReconcileError;
 use crate::rules;
 use crate::trim;
@@ -75,19 +76,17 @@ impl Operation for APIManagerBackup {
     fn job_steps(&self, plan: &BackupPlan) -> Vec<JobStep> {
         let backup_mount =
             ClaimMount { volume: "backup", claim: self.name_any(), path: BACKUP_MOUNT, read_only: false };
-        let backup_dir = format!("--backup-dir={BACKUP_MOUNT}");
         let export = JobStep {
-            name: EXPORT_OBJECTS,
+            command: JobCommand::ExportObjects(ExportArgs {
+                namespace: self.namespace().unwrap_or_default(),
+                apimanager: plan.apimanager.clone(),
+                backup_name: self.name_any(),
+                backup_uid: self.uid().unwrap_or_default(),
+                common: CommonArgs::at(BACKUP_MOUNT),
+            }),
             action: "ExportObjects",
             reason: "ExportingObjects",
             doing: "exporting Secrets, ConfigMaps and the APIManager",
-            args: vec![
-                format!("--namespace={}", self.namespace().unwrap_or_default()),
-                format!("--apimanager={}", plan.apimanager),
-                format!("--backup-name={}", self.name_any()),
-                format!("--backup-uid={}", self.uid().unwrap_or_default()),
-                backup_dir.clone(),
-            ],
             claims: vec![backup_mount.clone()],
             service_account: JOB_SERVICE_ACCOUNT,
             api_access: true,
@@ -95,11 +94,13 @@ impl Operation for APIManagerBackup {
         let mut steps = vec![export];
         if let FileStorage::Claim(claim) = &plan.storage {
             steps.push(JobStep {
-                name: COPY_FILES,
+                command: JobCommand::CopyFiles(CopyArgs {
+                    source: FILE_STORAGE_MOUNT.into(),
+                    common: CommonArgs::at(BACKUP_MOUNT),
+                }),
                 action: "CopyFiles",
                 reason: "CopyingFiles",
                 doing: "copying the System FileStorage",
-                args: vec![format!("--source={FILE_STORAGE_MOUNT}"), backup_dir],
                 claims: vec![
                     backup_mount,
                     ClaimMount {

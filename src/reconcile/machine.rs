@@ -349,7 +349,7 @@ impl<O: Operation> Run<O> {
     /// Reads the report `step` left in the succeeded Pod `pod` and has the operation record it.
     async fn record_report(&mut self, step: &JobStep, pod: &Pod) -> Result<(), Stop> {
         let name = pod.name_any();
-        let report = success_message(pod, step.name)
+        let report = success_message(pod, step.name())
             .as_deref()
             .and_then(StepReport::from_message)
             .ok_or_else(|| Failure::Unreported { pod: name.clone() })?;

@@ -13,13 +13,11 @@ use crate::api::apimanager::{APIManager, DEFAULT_SYSTEM_STORAGE_CLAIM};
 use crate::api::restore::{APIManagerRestore, APIManagerRestoreStatus};
 use crate::api::status::{OperationStatus, READY, Reason};
 use crate::job::report::{Checked, StepReport};
+use crate::job::{CommonArgs, JobCommand, RestoreArgs, RestoreFilesArgs};
 use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT, MANIFEST_FILE};
 use crate::lookup;
 use crate::metrics::Metrics;
-use crate::names::{
-    RESTORE_APIMANAGER, RESTORE_FILES, RESTORE_JOB_CLUSTER_ROLE, RESTORE_OBJECTS, RESTORE_SERVICE_ACCOUNT,
-    RESTORE_UID_LABEL, VERIFY,
-};
+use crate::names::{RESTORE_JOB_CLUSTER_ROLE, RESTORE_OBJECTS, RESTORE_SERVICE_ACCOUNT, RESTORE_UID_LABEL, VERIFY};
 use crate::plural::counted;
 use crate::reconcile::ReconcileError;
 use k8s_openapi::api::core::v1::LocalObjectReference;
@@ -100,14 +98,13 @@ impl Operation for APIManagerRestore {
     /// backed-up APIManager keeps its files on a claim).
     fn job_steps(&self, plan: &RestorePlan) -> Vec<JobStep> {
         let backup = ClaimMount { volume: "backup", claim: plan.claim.clone(), path: BACKUP_MOUNT, read_only: true };
-        let backup_dir = format!("--backup-dir={BACKUP_MOUNT}");
-        let namespace = format!("--namespace={}", self.namespace().unwrap_or_default());
+        let common = CommonArgs::at(BACKUP_MOUNT);
+        let namespace = self.namespace().unwrap_or_default();
         let verify = JobStep {
-            name: VERIFY,
+            command: JobCommand::Verify(common.clone()),
             action: "Verify",
             reason: "Verifying",
             doing: "verifying the backup against its manifest",
-            args: vec![backup_dir.clone()],
             claims: vec![backup.clone()],
             service_account: RESTORE_SERVICE_ACCOUNT,
             // It reads files only: no API token in its Pod.
@@ -116,22 +113,23 @@ impl Operation for APIManagerRestore {
         let status = self.status.as_ref().filter(|s| s.api_manager_to_restore_ref.is_some());
         let Some(status) = status else { return vec![verify] };
         let objects = JobStep {
-            name: RESTORE_OBJECTS,
+            command: JobCommand::RestoreObjects(RestoreArgs { namespace: namespace.clone(), common: common.clone() }),
             action: "RestoreObjects",
             reason: "RestoringObjects",
             doing: "creating the backed-up Secrets and ConfigMaps",
-            args: vec![namespace.clone(), backup_dir.clone()],
             api_access: true,
             ..verify.clone()
         };
         let mut steps = vec![verify.clone(), objects];
         if let Some(claim) = &status.system_storage_claim_name {
             steps.push(JobStep {
-                name: RESTORE_FILES,
+                command: JobCommand::RestoreFiles(RestoreFilesArgs {
+                    target: FILE_STORAGE_MOUNT.into(),
+                    common: common.clone(),
+                }),
                 action: "RestoreFiles",
                 reason: "RestoringFiles",
                 doing: "copying the System FileStorage back",
-                args: vec![format!("--target={FILE_STORAGE_MOUNT}"), backup_dir.clone()],
                 claims: vec![
                     backup.clone(),
                     ClaimMount {
@@ -145,11 +143,10 @@ impl Operation for APIManagerRestore {
             });
         }
         steps.push(JobStep {
-            name: RESTORE_APIMANAGER,
+            command: JobCommand::RestoreApimanager(RestoreArgs { namespace, common }),
             action: "RestoreAPIManager",
             reason: "RestoringAPIManager",
             doing: "creating the backed-up APIManager",
-            args: vec![namespace, backup_dir],
             api_access: true,
             ..verify
         });
@@ -157,7 +154,7 @@ impl Operation for APIManagerRestore {
     }
 
     fn report_pending(&self, status: &APIManagerRestoreStatus, step: &JobStep) -> bool {
-        match step.name {
+        match step.name() {
             VERIFY => status.api_manager_to_restore_ref.is_none(),
             RESTORE_OBJECTS => status.kept_objects.is_none(),
             _ => false,
@@ -166,7 +163,7 @@ impl Operation for APIManagerRestore {
 
     async fn job_succeeded(run: &mut Run<Self>, step: &JobStep, pod: &str, report: StepReport) -> Result<(), Stop> {
         match report {
-            StepReport::Verify { checked, api_manager } if step.name == VERIFY => {
+            StepReport::Verify { checked, api_manager } if step.name() == VERIFY => {
                 if let Some(wanted) = &api_manager.system_storage {
                     // An existing claim is used as it is: it belongs to the installation.
                     run.create(builders::system_storage_claim(&run.namespace, wanted)).await?;
@@ -191,7 +188,7 @@ it is restored unchecked"
                 run.status.api_manager_to_restore_ref = Some(LocalObjectReference { name: api_manager.name });
                 Ok(())
             }
-            StepReport::RestoreObjects { kept, .. } if step.name == RESTORE_OBJECTS => {
+            StepReport::RestoreObjects { kept, .. } if step.name() == RESTORE_OBJECTS => {
                 run.status.kept_objects = Some(kept);
                 Ok(())
             }

@@ -4,6 +4,7 @@
 //! way whatever its kind ([`StepOwner`]).
 
 use super::pods::attempt_name;
+use crate::job::JobCommand;
 use crate::names::{MANAGED_BY, STEP_JOB_LABEL, TERMINATION_LOG};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile, KeyToPath,
@@ -52,9 +53,9 @@ pub struct JobSettings {
 /// A step that runs in a step job's Pod: what the step machine and the Pod builder need to know of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobStep {
-    /// The `job` subcommand and its container's name (one of [`crate::names`]' steps); also the
-    /// name prefix of a step job running it alone.
-    pub name: &'static str,
+    /// What its container runs: `job <name>` and its typed arguments; the name is also the
+    /// container's and the name prefix of a step job running it alone.
+    pub command: JobCommand,
     /// The action of the `JobCreated` event of a step job running it alone (events of different actions
     /// are not merged).
     pub action: &'static str,
@@ -62,8 +63,6 @@ pub struct JobStep {
     pub reason: &'static str,
     /// What it does, for the `Ready` message.
     pub doing: &'static str,
-    /// The arguments after `job <name>`.
-    pub args: Vec<String>,
     /// The claims its container mounts.
     pub claims: Vec<ClaimMount>,
     /// The ServiceAccount its Pod runs as.
@@ -73,9 +72,14 @@ pub struct JobStep {
 }
 
 impl JobStep {
+    /// The step's name: its `job` subcommand and its container's name (one of [`crate::names`]' steps).
+    pub fn name(&self) -> &'static str {
+        self.command.name()
+    }
+
     /// The name of a step job running this step alone: `<step>-<owner uid>`.
     pub fn job_name<K: Resource>(&self, owner: &K) -> String {
-        job_name(self.name, owner)
+        job_name(self.name(), owner)
     }
 }
 
@@ -101,7 +105,7 @@ pub struct StepJob {
 impl StepJob {
     /// A step job running `step` alone, named after it.
     pub fn single(step: JobStep) -> Self {
-        Self { name: step.name, action: step.action, init: Vec::new(), main: step }
+        Self { name: step.name(), action: step.action, init: Vec::new(), main: step }
     }
 
     /// The step job's name: `<name>-<owner uid>` (its Pods `<name>-<owner uid>-<attempt>`), stable
@@ -241,9 +245,7 @@ pub fn pod<O: StepOwner>(owner: &O, job: &StepJob, attempt: u32, settings: &JobS
 /// The container of `step`: `job <step> <args>`, its claims mounted, the API token mounted when it
 /// reads the API.
 fn container(step: &JobStep, settings: &JobSettings) -> Container {
-    let mut args = vec!["job".to_owned(), step.name.to_owned()];
-    args.extend(step.args.iter().cloned());
-    args.push(format!("--termination-log={TERMINATION_LOG}"));
+    let args = step.command.argv();
     let mut mounts: Vec<VolumeMount> = step
         .claims
         .iter()
@@ -263,7 +265,7 @@ fn container(step: &JobStep, settings: &JobSettings) -> Container {
         });
     }
     Container {
-        name: step.name.to_owned(),
+        name: step.name().to_owned(),
         image: Some(settings.image.clone()),
         command: Some(vec![settings.command.clone()]),
         args: Some(args),
@@ -444,7 +446,7 @@ mod tests {
                 assert_eq!(container.command, Some(vec!["/abo".to_owned()]));
                 assert_eq!(container.termination_message_path.as_deref(), Some(TERMINATION_LOG));
                 let args = container.args.clone().expect("args");
-                assert_eq!(args[..2], ["job".to_owned(), step.name.to_owned()]);
+                assert_eq!(args[..2], ["job".to_owned(), step.name().to_owned()]);
                 assert_eq!(args.last().map(String::as_str), Some("--termination-log=/dev/termination-log"));
             }
         }
@@ -503,11 +505,51 @@ mod tests {
     #[test]
     fn s3_file_storage_means_no_copy_step() {
         let [one] = <[StepJob; 1]>::try_from(jobs(FileStorage::S3)).expect("one step job");
-        let names: Vec<&str> = one.steps().map(|s| s.name).collect();
+        let names: Vec<&str> = one.steps().map(JobStep::name).collect();
         assert_eq!(names, [crate::names::EXPORT_OBJECTS]);
         let pod = pod_spec(&pod(&backup(json!({}), json!({})), &one, 0, &settings(), 60)).clone();
         assert_eq!(pod.init_containers, None);
         let groups = pod.security_context.and_then(|c| c.supplemental_groups);
         assert_eq!(groups, None, "no FileStorage group without FileStorage");
+    }
+
+    /// Every step's command line, as its container runs it, parses back (by the binary's own
+    /// command line) into the very command it was built from.
+    #[test]
+    fn every_step_command_line_parses_back_into_its_command() {
+        use crate::cli::{Cli, Command};
+        use crate::reconcile::fixtures::restore;
+        use crate::reconcile::restore::RestorePlan;
+        use clap::Parser;
+        let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
+        let backups = [FileStorage::Claim("files".into()), FileStorage::S3].map(|storage| {
+            owner
+                .jobs(&BackupPlan { apimanager: "example".into(), storage })
+                .into_iter()
+                .flat_map(|job| job.steps().cloned().collect::<Vec<_>>())
+        });
+        let restored =
+            restore(json!({"apiManagerToRestoreRef": {"name": "example"}, "systemStorageClaimName": "system-storage"}));
+        let restores = [restore(json!({})), restored].map(|r| r.job_steps(&RestorePlan { claim: "nightly".into() }));
+        let steps: Vec<JobStep> = backups.into_iter().flatten().chain(restores.into_iter().flatten()).collect();
+        let mut names: Vec<&str> = steps.iter().map(JobStep::name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names,
+            ["copy-files", "export-objects", "restore-apimanager", "restore-files", "restore-objects", "verify"],
+            "every step is built"
+        );
+        for step in steps {
+            let job = StepJob::single(step.clone());
+            let attempt = pod(&owner, &job, 0, &settings(), 60);
+            let container = &pod_spec(&attempt).containers[0];
+            let command_line = std::iter::once("/abo".to_owned()).chain(container.args.clone().expect("args"));
+            match Cli::try_parse_from(command_line) {
+                Ok(Cli { command: Command::Job(parsed), .. }) => assert_eq!(parsed, step.command),
+                Ok(_) => panic!("{} parses as another command", step.name()),
+                Err(error) => panic!("{} does not parse: {error}", step.name()),
+            }
+        }
     }
 }

@@ -530,6 +530,7 @@ async fn a_final_backup_in_the_cache_costs_no_request() {
 mod seam {
     use super::*;
     use crate::api::status::{OperationStatus, operation_status};
+    use crate::job::{CommonArgs, JobCommand, RestoreArgs};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
     use kube::CustomResource;
     use schemars::JsonSchema;
@@ -593,22 +594,38 @@ mod seam {
 
         fn job_steps(&self, _: &()) -> Vec<JobStep> {
             let verify = JobStep {
-                name: "verify",
+                command: JobCommand::Verify(CommonArgs::at("/backup")),
                 action: "Verify",
                 reason: "Verifying",
                 doing: "verifying",
-                args: Vec::new(),
                 claims: Vec::new(),
                 service_account: "drill",
                 api_access: false,
             };
             let reported = self.status.as_ref().is_some_and(|s| s.progress().is_true(REPORTED));
-            let apply = JobStep { name: "apply", action: "Apply", reason: "Applying", ..verify.clone() };
+            let apply = JobStep {
+                command: JobCommand::RestoreApimanager(RestoreArgs {
+                    namespace: "3scale".to_owned(),
+                    common: CommonArgs::at("/backup"),
+                }),
+                action: "Apply",
+                reason: "Applying",
+                ..verify.clone()
+            };
             if reported { vec![verify, apply] } else { vec![verify] }
         }
 
+        /// Each step a step job of its own, the one after the report named `apply`.
+        fn jobs(&self, plan: &()) -> Vec<StepJob> {
+            let job = |step: JobStep| match step.name() {
+                "verify" => StepJob::single(step),
+                _ => StepJob { name: "apply", action: step.action, init: Vec::new(), main: step },
+            };
+            self.job_steps(plan).into_iter().map(job).collect()
+        }
+
         fn report_pending(&self, status: &DrillStatus, step: &JobStep) -> bool {
-            self.spec.reports && step.name == "verify" && !status.progress().is_true(REPORTED)
+            self.spec.reports && step.name() == "verify" && !status.progress().is_true(REPORTED)
         }
 
         async fn job_succeeded(run: &mut Run<Self>, _: &JobStep, _: &str, report: StepReport) -> Result<(), Stop> {
