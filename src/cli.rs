@@ -29,10 +29,10 @@ pub enum Command {
     /// size and sha256, every link, nothing missing or unlisted. Exit status 0 verified, 1
     /// problems (one line each), 2 no manifest.json (3scale-operator's layout, not verifiable).
     Verify(VerifyArgs),
-    /// Decrypt sealed backup objects with the key alone (docs/encryption.md): one object (IN a
-    /// file, OUT a file) or every object of a downloaded folder (IN a folder, the same paths under
-    /// OUT). Nothing is overwritten; an object that fails to open leaves nothing behind. Exit
-    /// status 0 all decrypted, 1 problems (one line each).
+    /// Decrypt sealed backup objects with the key alone (docs/encryption.md): one object (INPUT a
+    /// file, OUTPUT a file) or every object of a downloaded folder (INPUT a folder, the same paths
+    /// under OUTPUT). Nothing is overwritten; an object that fails to open leaves nothing behind.
+    /// Exit status 0 all decrypted, 1 problems (one line each).
     Decrypt(DecryptArgs),
     /// Development: start a local control plane with the operator, its webhooks and a sample
     /// backup, and run until Ctrl-C. Needs Go, openssl and this source tree.

@@ -108,7 +108,7 @@ fn derive(key: &[u8; KEY_BYTES], info: &[u8]) -> SecretBytes {
 }
 
 /// What one key-encryption key is used as.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct DerivedKeys {
     /// Wraps and unwraps data keys.
     wrap: SecretBytes,
@@ -121,6 +121,7 @@ struct DerivedKeys {
 pub struct KeyRing {
     keys: BTreeMap<KeyId, DerivedKeys>,
     current: KeyId,
+    current_keys: DerivedKeys,
 }
 
 impl KeyRing {
@@ -145,14 +146,16 @@ impl KeyRing {
                 return Err(SealError::DuplicateKey { key_id });
             }
         }
-        let current = match current {
+        let (current, current_keys) = match current {
             Some(named) => KeyId::new(&named)
                 .ok()
-                .filter(|id| keys.contains_key(id))
+                .and_then(|id| keys.get(&id).map(|derived| (id, derived.clone())))
                 .ok_or(SealError::UnknownCurrent { key_id: quoted(&named) })?,
-            None => keys.keys().next_back().cloned().ok_or(SealError::NoKeys)?,
+            None => {
+                keys.iter().next_back().map(|(id, derived)| (id.clone(), derived.clone())).ok_or(SealError::NoKeys)?
+            }
         };
-        Ok(Self { keys, current })
+        Ok(Self { keys, current, current_keys })
     }
 
     /// A key ring from files: each path is a key file (its name is the key id) or a folder of
@@ -191,19 +194,14 @@ impl KeyRing {
 
     /// The current key's content-naming key.
     pub(super) fn naming_key(&self) -> &SecretBytes {
-        &self.derived(&self.current).naming
-    }
-
-    /// The derived keys of `key_id`, which the ring holds.
-    fn derived(&self, key_id: &KeyId) -> &DerivedKeys {
-        self.keys.get(key_id).expect("the ring's own key ids name its keys")
+        &self.current_keys.naming
     }
 
     /// Wraps `data_key` with the current key under a fresh random nonce.
     pub fn wrap(&self, data_key: &SecretBytes) -> Result<WrappedKey, SealError> {
         let mut nonce = [0u8; WRAP_NONCE_BYTES];
         getrandom::fill(&mut nonce).map_err(|e| SealError::Random(e.to_string()))?;
-        let cipher = XChaCha20Poly1305::new(self.derived(&self.current).wrap.expose().into());
+        let cipher = XChaCha20Poly1305::new(self.current_keys.wrap.expose().into());
         let mut ciphertext = *data_key.expose();
         let tag = cipher
             .encrypt_inout_detached(&XNonce::from(nonce), &wrap_aad(&self.current), ciphertext.as_mut_slice().into())
@@ -351,6 +349,34 @@ not \"current\"",
         );
         assert!(
             matches!(impostor.unwrap(&wrapped), Err(SealError::WrongKey { key_id }) if key_id.as_str() == "2026-01")
+        );
+    }
+
+    #[test]
+    fn a_secret_mounted_as_a_volume_loads_through_its_links_and_a_key_file_is_named_by_its_file() {
+        let folder = std::env::temp_dir().join(format!("seal-keys-{}", std::process::id()));
+        let snapshot = folder.join("..2026_12_06_05_00_00.000000001");
+        std::fs::create_dir_all(&snapshot).expect("folder");
+        std::fs::write(snapshot.join("2026-01"), BASE64).expect("key");
+        std::fs::write(snapshot.join("2026-12"), [9; 32]).expect("key");
+        std::fs::write(snapshot.join("current"), "2026-01").expect("current");
+        std::os::unix::fs::symlink("..2026_12_06_05_00_00.000000001", folder.join("..data")).expect("link");
+        for name in ["2026-01", "2026-12", "current"] {
+            std::os::unix::fs::symlink(format!("..data/{name}"), folder.join(name)).expect("link");
+        }
+        let ring = KeyRing::load(std::slice::from_ref(&folder)).expect("mounted Secret");
+        let one_file = KeyRing::load(&[snapshot.join("2026-12")]).expect("key file");
+        let missing = folder.join("absent");
+        let error = KeyRing::load(std::slice::from_ref(&missing)).expect_err("missing");
+        std::fs::remove_dir_all(&folder).expect("clean up");
+        assert_eq!(ring.current().as_str(), "2026-01");
+        assert_eq!(ring.ids().iter().map(KeyId::as_str).collect::<Vec<_>>(), ["2026-01", "2026-12"]);
+        assert_eq!(one_file.ids().iter().map(KeyId::as_str).collect::<Vec<_>>(), ["2026-12"]);
+        let wrapped = one_file.wrap(&SecretBytes::random().expect("random")).expect("wrap");
+        assert!(ring.unwrap(&wrapped).is_ok());
+        assert_eq!(
+            error.to_string(),
+            format!("No such file or directory (os error 2) while reading the key {}", missing.display())
         );
     }
 
