@@ -7,3 +7,5 @@
 mod floor;
 #[path = "../bench/operator/measure.rs"]
 mod measure;
+#[path = "../bench/operator/rounds.rs"]
+mod rounds;

@@ -8,7 +8,7 @@
 //! 1. Webhooks: the load generator against the operator and against the floor (a bare rustls +
 //!    hyper server answering a fixed AdmissionReview), HTTP/1.1 and HTTP/2, concurrency 1, 16, 64.
 //! 2. End to end: 200 concurrent server-side dry-run creates through the API server with no
-//!    webhooks, the floor's, and ours.
+//!    webhooks, the floor's, and ours, taking turns (`rounds.rs`); ours is in place afterwards.
 //! 3. Peak RSS of both servers.
 //! 4. Reconcile at scale: N backups at once; wall time, backups/s, API requests per backup by
 //!    resource, machine busy share, operator CPU and peak RSS; RSS with 1,000 finished backups.
@@ -16,6 +16,7 @@
 mod floor;
 mod load;
 mod measure;
+mod rounds;
 mod scale;
 
 use apimanager_backup_operator::api::backup::APIManagerBackup;
@@ -24,6 +25,7 @@ use apimanager_backup_operator::webhook::handlers::{MUTATE_PATH, VALIDATE_PATH};
 use bytes::Bytes;
 use kube::api::{Api, PostParams};
 use load::{Protocol, Request, Summary};
+use rounds::Setup;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::net::SocketAddr;
@@ -266,21 +268,30 @@ async fn bench_in(dir: &Path, options: Options) -> Result<(), Error> {
     let rss = (measure::status_kib(cluster.operator.pid(), "VmHWM"), measure::status_kib(floor.child.id(), "VmHWM"));
 
     // 2. End to end through the API server, the three set-ups taking turns (in a rotating order)
-    // round by round, so that a change in the machine's load falls on all of them alike.
+    // round by round, so that a change in the machine's load falls on all of them alike; the last
+    // turn leaves ours in place for the reconcile rounds.
     let floor_url = format!("https://{}", floor.addr);
-    let servers = [("none", None), ("floor", Some(floor_url.as_str())), ("ours", Some(cluster.operator.url.as_str()))];
-    let mut end_to_end: Vec<EndToEnd> = servers.iter().map(|(label, _)| EndToEnd::new(label)).collect();
-    for round in 0..options.end_to_end {
-        for turn in 0..servers.len() {
-            let at = (turn + round) % servers.len();
-            let ((label, webhooks), row) = (&servers[at], &mut end_to_end[at]);
-            eprintln!("end to end, round {round}: {END_TO_END_CREATES} concurrent dry-run creates, webhooks: {label}");
-            switch_webhooks(&admin, *webhooks, &ca, label).await?;
-            let before = measure::webhook_calls(&admin).await?;
-            row.latencies.append(&mut dry_run_creates(&admin, &format!("{label}-{round}")).await?);
-            let after = measure::webhook_calls(&admin).await?;
-            row.calls = row.calls + (after - before);
+    let mut end_to_end: Vec<EndToEnd> = Setup::ALL.into_iter().map(EndToEnd::new).collect();
+    for turn in rounds::turns(options.end_to_end) {
+        let webhooks = match turn.setup {
+            Setup::NoWebhooks => None,
+            Setup::Floor => Some(floor_url.as_str()),
+            Setup::Ours => Some(cluster.operator.url.as_str()),
+        };
+        let label = turn.setup.label();
+        match turn.round {
+            Some(round) => eprintln!(
+                "end to end, round {round}: {END_TO_END_CREATES} concurrent dry-run creates, webhooks: {label}"
+            ),
+            None => eprintln!("end to end: webhooks back to {label} for what follows"),
         }
+        switch_webhooks(&admin, webhooks, &ca, turn.setup).await?;
+        let Some(round) = turn.round else { continue };
+        let row = &mut end_to_end[turn.setup.index()];
+        let before = measure::webhook_calls(&admin).await?;
+        row.latencies.append(&mut dry_run_creates(&admin, &format!("{label}-{round}")).await?);
+        let after = measure::webhook_calls(&admin).await?;
+        row.calls = row.calls + (after - before);
     }
     drop(floor);
 
@@ -362,7 +373,7 @@ async fn wait_until_defaulted(admin: &kube::Client) -> Result<(), Error> {
 }
 
 /// Registers `webhooks` (or none) and waits until the API server calls them.
-async fn switch_webhooks(admin: &kube::Client, webhooks: Option<&str>, ca: &[u8], label: &str) -> Result<(), Error> {
+async fn switch_webhooks(admin: &kube::Client, webhooks: Option<&str>, ca: &[u8], setup: Setup) -> Result<(), Error> {
     match webhooks {
         Some(url) => install::register_webhooks(admin, url, ca).await?,
         None => install::unregister_webhooks(admin).await?,
@@ -376,16 +387,16 @@ async fn switch_webhooks(admin: &kube::Client, webhooks: Option<&str>, ca: &[u8]
             api.create(&params, &probe("size-probe", "0")?).await,
             api.create(&params, &probe(floor::PROBE_NAME, "1Gi")?).await,
         );
-        let switched = match label {
-            "none" => ours.is_ok() && floor.is_ok(),
-            "floor" => ours.is_ok() && floor.is_err(),
-            _ => ours.is_err() && floor.is_ok(),
+        let switched = match setup {
+            Setup::NoWebhooks => ours.is_ok() && floor.is_ok(),
+            Setup::Floor => ours.is_ok() && floor.is_err(),
+            Setup::Ours => ours.is_err() && floor.is_ok(),
         };
         if switched {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!("the API server did not switch to webhooks {label}").into());
+            return Err(format!("the API server did not switch to webhooks {}", setup.label()).into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -438,14 +449,14 @@ fn print_webhooks(rows: &[(Protocol, usize, Summary, Summary)], seconds: f64) {
 
 /// What the creates of one set-up of webhooks measured over every round.
 struct EndToEnd {
-    label: &'static str,
+    setup: Setup,
     latencies: Vec<Duration>,
     calls: measure::WebhookCalls,
 }
 
 impl EndToEnd {
-    fn new(label: &'static str) -> Self {
-        Self { label, latencies: Vec::new(), calls: measure::WebhookCalls::default() }
+    fn new(setup: Setup) -> Self {
+        Self { setup, latencies: Vec::new(), calls: measure::WebhookCalls::default() }
     }
 }
 
@@ -462,14 +473,14 @@ fn print_end_to_end(rows: &mut [EndToEnd], rounds: usize) {
     for row in rows.iter_mut() {
         row.latencies.sort_unstable();
         let p50 = ms(load::percentile(&row.latencies, 0.5));
-        if row.label == "none" {
+        if row.setup == Setup::NoWebhooks {
             none = p50;
         }
         let overhead = p50 - none;
         overheads.push((overhead, row.calls.mean_ms()));
         println!(
             "| {} | {p50:.1} | {:.1} | {overhead:+.1} | {:.0} | {:.2} |",
-            row.label,
+            row.setup.label(),
             ms(load::percentile(&row.latencies, 0.99)),
             row.calls.count,
             row.calls.mean_ms()
