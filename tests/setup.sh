@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes a fresh machine ready for the tests: installs the Debian packages they need when missing
 # (openssl, util-linux for flock and setpriv, prometheus for the scrape test and promtool for the
-# alert rules), checks the toolchains, and builds the control plane once (cached; progress on
-# stderr).
+# alert rules), checks the toolchains, and builds the control plane and the S3 server (SeaweedFS)
+# once (cached; progress on stderr).
 # Extra `command:package` arguments add packages, e.g. `tests/setup.sh buildah:buildah`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,3 +23,4 @@ for tool in go cargo kubectl; do
   command -v "$tool" >/dev/null || { echo "tests/setup.sh: $tool is required on this machine" >&2; exit 1; }
 done
 echo "tests/setup.sh: control plane in $(tests/control-plane/build.sh)" >&2
+echo "tests/setup.sh: S3 server in $(tests/s3-server/build.sh)" >&2
