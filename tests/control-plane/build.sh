@@ -43,75 +43,21 @@ if [[ -z $(missing_binaries) ]]; then
   exit 0
 fi
 
-# From here on stdout is reserved for the final line; everything else
-# (including go's own output) goes to stderr.
-exec 3>&1 1>&2
-
-log() { printf '[control-plane/build] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# The official Go tarball's default location, in case it is not on PATH.
-if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
-  PATH=/usr/local/go/bin:$PATH
-fi
-command -v go >/dev/null || die "go is not on PATH (needed to build the control plane)"
-command -v flock >/dev/null || die "flock is not on PATH (util-linux)"
-
+# shellcheck source=tests/real-part.sh
+. "$script_dir/../real-part.sh"
+real_part_start control-plane/build "the control plane"
+real_part_lock "$out_dir"
 mkdir -p "$bin_dir"
-exec 9>"$out_dir/.lock"
-if ! flock -n 9; then
-  log "another build holds $out_dir/.lock; waiting for it"
-  flock 9
-fi
 # Another invocation may have finished the job while we waited.
 if [[ -z $(missing_binaries) ]]; then
   printf '%s\n' "$bin_dir" >&3
   exit 0
 fi
 
-# Leftovers of a build that was killed hard (SIGKILL); safe to remove under the lock.
-rm -f -- "$bin_dir"/.*.tmp.*
-
-tmp_files=()
-cleanup() {
-  local f
-  for f in "${tmp_files[@]+"${tmp_files[@]}"}"; do rm -f -- "$f"; done
-}
-trap cleanup EXIT
-
-export GO111MODULE=on GOWORK=off CGO_ENABLED=0
 work_root=$out_dir/work
 
-# json_field FIELD: value of a top-level string field of `go ... -json` output on stdin.
-json_field() { sed -n "s/^[[:space:]]*\"$1\": \"\\(.*\\)\",\\{0,1\\}\$/\\1/p" | head -n 1; }
-
-# wait_for PID SECONDS: true once process PID has ended, false if it still runs after SECONDS.
-wait_for() {
-  local i
-  for ((i = 0; i < $2 * 10; i++)); do
-    kill -0 "$1" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  ! kill -0 "$1" 2>/dev/null
-}
-
 # go_build NAME PKG LDFLAGS: build PKG (in the current module) into $bin_dir/NAME atomically.
-go_build() {
-  local name=$1 pkg=$2 ldflags=$3 tmp start
-  tmp=$bin_dir/.$name.tmp.$$
-  tmp_files+=("$tmp")
-  start=$SECONDS
-  log "building $name from $pkg (a cold build takes several minutes)"
-  go build -mod=mod -trimpath -ldflags="$ldflags" -o "$tmp" "$pkg" &
-  local build=$!
-  # A line every 30 s, so a long build never looks like a hang.
-  while ! wait_for "$build" 30; do
-    log "still building $name ($((SECONDS - start))s so far)"
-  done
-  wait "$build" || die "go build of $name failed"
-  mv -f -- "$tmp" "$bin_dir/$name"
-  log "built $name in $((SECONDS - start))s ($(du -h -- "$bin_dir/$name" | cut -f1))"
-}
+go_build() { go_build_into "$bin_dir" "$@"; }
 
 build_kubernetes() {
   local dir=$work_root/kubernetes

@@ -37,52 +37,15 @@ if [[ -x $binary ]]; then
   exit 0
 fi
 
-# From here on stdout is reserved for the final line; everything else
-# (including go's own output) goes to stderr.
-exec 3>&1 1>&2
-
-log() { printf '[s3-server/build] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# The official Go tarball's default location, in case it is not on PATH.
-if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
-  PATH=/usr/local/go/bin:$PATH
-fi
-command -v go >/dev/null || die "go is not on PATH (needed to build the S3 server)"
-command -v flock >/dev/null || die "flock is not on PATH (util-linux)"
-
-mkdir -p "$bin_dir"
-exec 9>"$out_dir/.lock"
-if ! flock -n 9; then
-  log "another build holds $out_dir/.lock; waiting for it"
-  flock 9
-fi
+# shellcheck source=tests/real-part.sh
+. "$script_dir/../real-part.sh"
+real_part_start s3-server/build "the S3 server"
+real_part_lock "$out_dir"
 # Another invocation may have finished the job while we waited.
 if [[ -x $binary ]]; then
   printf '%s\n' "$binary" >&3
   exit 0
 fi
-
-# Leftovers of a build that was killed hard (SIGKILL); safe to remove under the lock.
-rm -f -- "$bin_dir"/.*.tmp.*
-
-tmp=$bin_dir/.weed.tmp.$$
-trap 'rm -f -- "$tmp"' EXIT
-
-export GO111MODULE=on GOWORK=off CGO_ENABLED=0
-
-# json_field FIELD: value of a top-level string field of `go ... -json` output on stdin.
-json_field() { sed -n "s/^[[:space:]]*\"$1\": \"\\(.*\\)\",\\{0,1\\}\$/\\1/p" | head -n 1; }
-
-# wait_for PID SECONDS: true once process PID has ended, false if it still runs after SECONDS.
-wait_for() {
-  local i
-  for ((i = 0; i < $2 * 10; i++)); do
-    kill -0 "$1" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  ! kill -0 "$1" 2>/dev/null
-}
 
 total_start=$SECONDS
 log "first run: building SeaweedFS $SEAWEEDFS_VERSION (weed) from source into $bin_dir"
@@ -101,16 +64,8 @@ cp -R -- "$module_dir/." "$src/"
 chmod -R u+w -- "$src"
 cd "$src"
 
-start=$SECONDS
-log "building weed (a cold build takes about 3 minutes)"
-go build -mod=mod -trimpath -ldflags='-s -w' -o "$tmp" ./weed &
-build=$!
-# A line every 30 s, so a long build never looks like a hang.
-while ! wait_for "$build" 30; do
-  log "still building weed ($((SECONDS - start))s so far)"
-done
-wait "$build" || die "go build of weed failed"
-mv -f -- "$tmp" "$binary"
+mkdir -p "$bin_dir"
+go_build_into "$bin_dir" weed ./weed '-s -w'
 rm -rf -- "$out_dir/work"
-log "built weed in $((SECONDS - start))s ($(du -h -- "$binary" | cut -f1)); done in $((SECONDS - total_start))s"
+log "done in $((SECONDS - total_start))s"
 printf '%s\n' "$binary" >&3
