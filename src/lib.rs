@@ -20,6 +20,7 @@ pub mod platform;
 pub mod plural;
 pub mod reconcile;
 pub mod rules;
+pub mod s3;
 pub mod schedule;
 pub mod scope;
 pub mod seal;

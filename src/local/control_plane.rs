@@ -58,15 +58,20 @@ fn run(what: &str, command: &mut Command) -> Result<String, LocalError> {
 /// script's progress lines (what it builds, how long that takes, a line every 30 s) go straight
 /// to this process's standard error, so a first run never looks like a hang.
 pub fn build_binaries(repo: &Path) -> Result<PathBuf, LocalError> {
-    let what = "building the control plane (tests/control-plane/build.sh)";
-    let script = repo.join("tests/control-plane/build.sh");
+    run_build_script(repo, "tests/control-plane/build.sh", "building the control plane")
+}
+
+/// Runs the build script `script` (relative to `repo`) of a cached real part, its progress on
+/// this process's standard error; returns the path it prints last on its standard output.
+pub fn run_build_script(repo: &Path, script: &str, what: &str) -> Result<PathBuf, LocalError> {
+    let what = format!("{what} ({script})");
     let output = Command::new("bash")
-        .arg(script)
+        .arg(repo.join(script))
         .stderr(std::process::Stdio::inherit())
         .output()
-        .map_err(|source| LocalError::Io { what: what.to_owned(), source })?;
+        .map_err(|source| LocalError::Io { what: what.clone(), source })?;
     if !output.status.success() {
-        return Err(LocalError::Command { what: what.to_owned(), stderr: "see its output above".to_owned() });
+        return Err(LocalError::Command { what, stderr: "see its output above".to_owned() });
     }
     let out = String::from_utf8_lossy(&output.stdout);
     Ok(PathBuf::from(out.trim().lines().last().unwrap_or_default()))
@@ -111,7 +116,8 @@ current-context: local\n",
     )
 }
 
-fn random_token() -> Result<String, LocalError> {
+/// 32 random hex digits from the kernel's generator, for tokens and keys of the local servers.
+pub fn random_token() -> Result<String, LocalError> {
     let mut buf = [0u8; 16];
     let mut file = std::fs::File::open("/dev/urandom")
         .map_err(|source| LocalError::Io { what: "opening /dev/urandom".into(), source })?;

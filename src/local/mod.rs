@@ -10,6 +10,7 @@ pub mod node;
 pub mod openshift;
 pub mod pod_security;
 pub mod process;
+pub mod s3_server;
 pub mod scc;
 pub mod session;
 pub mod threescale_operator;
@@ -78,6 +79,12 @@ pub enum LocalError {
     /// A manifest could not be read.
     #[error("manifest: {0}")]
     Yaml(String),
+    /// A request to the local S3 server failed.
+    #[error("S3 server: {0}")]
+    S3(#[from] crate::s3::S3Error),
+    /// The local S3 server's connection settings were refused.
+    #[error("S3 server settings: {0}")]
+    S3Config(#[from] crate::s3::ConfigError),
 }
 
 /// File marking a folder made by `local`, the only kind of non-empty folder it clears.

@@ -9,22 +9,23 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, Once, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Pids of children still running, killed by the exit hook.
-static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
-/// Directories removed by the exit hook, after the children are gone.
+/// Children still running, killed by the exit hook: pid, and whether it leads a process group of
+/// its own (then the whole group is killed).
+static LIVE: Mutex<BTreeSet<(i32, bool)>> = Mutex::new(BTreeSet::new());
+/// Directories and files removed by the exit hook, after the children are gone.
 static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static EXIT_HOOK: Once = Once::new();
 
 extern "C" fn kill_live_children() {
     let live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
-    for pid in live.iter() {
-        // SAFETY: kill(2) with a pid this process spawned and has not reaped.
-        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    for &(pid, group) in live.iter() {
+        // SAFETY: kill(2) with a pid (or the group it leads) this process spawned and has not reaped.
+        unsafe { libc::kill(if group { -pid } else { pid }, libc::SIGKILL) };
         // SAFETY: waitpid(2) on that same child, so its files are closed before they are removed.
-        unsafe { libc::waitpid(*pid, std::ptr::null_mut(), 0) };
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
     }
-    for dir in SCRATCH.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-        let _ = std::fs::remove_dir_all(dir);
+    for path in SCRATCH.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+        let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
     }
 }
 
@@ -35,8 +36,8 @@ fn install_exit_hook() {
     });
 }
 
-/// Removes `dir` when this process exits, after its children are killed: for fixtures that
-/// live in a `static` and are never dropped.
+/// Removes `dir` (a folder, or a file) when this process exits, after its children are killed:
+/// for fixtures that live in a `static` and are never dropped.
 pub fn remove_at_exit(dir: &Path) {
     install_exit_hook();
     SCRATCH.lock().unwrap_or_else(PoisonError::into_inner).push(dir.to_owned());
@@ -47,11 +48,24 @@ pub struct Supervised {
     name: String,
     child: Child,
     log: PathBuf,
+    /// Whether the child leads a process group of its own, signalled as a whole.
+    group: bool,
 }
 
 impl Supervised {
     /// Starts `command` with its output appended to `<log_dir>/<name>.log`.
-    pub fn spawn(name: &str, mut command: Command, log_dir: &Path) -> Result<Self, LocalError> {
+    pub fn spawn(name: &str, command: Command, log_dir: &Path) -> Result<Self, LocalError> {
+        Self::start(name, command, log_dir, false)
+    }
+
+    /// [`spawn`](Self::spawn) in a new process group, which stopping or killing signals as a
+    /// whole, so nothing the child starts outlives it.
+    pub fn spawn_group(name: &str, mut command: Command, log_dir: &Path) -> Result<Self, LocalError> {
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        Self::start(name, command, log_dir, true)
+    }
+
+    fn start(name: &str, mut command: Command, log_dir: &Path, group: bool) -> Result<Self, LocalError> {
         install_exit_hook();
         let log = log_dir.join(format!("{name}.log"));
         let file = File::create(&log)
@@ -61,9 +75,9 @@ impl Supervised {
         command.stdin(Stdio::null()).stdout(file).stderr(err);
         let child = command.spawn().map_err(|source| LocalError::Io { what: format!("starting {name}"), source })?;
         if let Ok(pid) = i32::try_from(child.id()) {
-            LIVE.lock().unwrap_or_else(PoisonError::into_inner).insert(pid);
+            LIVE.lock().unwrap_or_else(PoisonError::into_inner).insert((pid, group));
         }
-        Ok(Self { name: name.to_owned(), child, log })
+        Ok(Self { name: name.to_owned(), child, log, group })
     }
 
     /// The child's process id.
@@ -89,30 +103,39 @@ impl Supervised {
         }
     }
 
-    /// SIGKILL at once; reaps the child.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            LIVE.lock().unwrap_or_else(PoisonError::into_inner).remove(&pid);
+    /// Sends `signal` to the child, or to its whole group, unless it was reaped already.
+    fn signal(&mut self, signal: i32) {
+        if let (Ok(None), Ok(pid)) = (self.child.try_wait(), i32::try_from(self.child.id())) {
+            // SAFETY: kill(2) on our own unreaped child, or the process group it leads.
+            unsafe { libc::kill(if self.group { -pid } else { pid }, signal) };
         }
     }
 
-    /// SIGTERM, then SIGKILL after `grace`; reaps the child and returns how it ended.
+    /// SIGKILL at once (to the whole group for [`spawn_group`](Self::spawn_group)); reaps the
+    /// child.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            LIVE.lock().unwrap_or_else(PoisonError::into_inner).remove(&(pid, self.group));
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace` (each to the whole group for
+    /// [`spawn_group`](Self::spawn_group)); reaps the child and returns how it ended.
     pub fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
-        let pid = i32::try_from(self.child.id()).ok();
-        if let (Ok(None), Some(pid)) = (self.child.try_wait(), pid) {
-            // SAFETY: kill(2) on our own unreaped child.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal(libc::SIGTERM);
             let deadline = Instant::now() + grace;
             while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = self.child.kill();
+            self.signal(libc::SIGKILL);
         }
         let status = self.child.wait().ok();
-        if let Some(pid) = pid {
-            LIVE.lock().unwrap_or_else(PoisonError::into_inner).remove(&pid);
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            LIVE.lock().unwrap_or_else(PoisonError::into_inner).remove(&(pid, self.group));
         }
         status
     }

@@ -10,4 +10,5 @@ pub mod jobs;
 pub mod kustomize;
 pub mod lookup;
 pub mod restore;
+pub mod s3;
 pub mod threescale_backup;

@@ -1,0 +1,45 @@
+//! A real S3 server (SeaweedFS, verifying SigV4) for the tests: one shared per test binary,
+//! started on first use and killed when the binary exits, or a fresh one for a test that
+//! stops it. Each test works in buckets of its own.
+
+use apimanager_backup_operator::local::s3_server::S3Server;
+use apimanager_backup_operator::local::{process, repo_dir};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Starts a fresh server in a new scratch directory (on a runtime of its own, so it outlives
+/// none of the test's); returns it with the directory, which the caller removes.
+pub fn start_s3(label: &str) -> (S3Server, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("abo-s3-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let work = dir.clone();
+    let server = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(S3Server::start(&repo_dir(), &work))
+    })
+    .join()
+    .expect("S3 server start thread");
+    match server {
+        Ok(server) => (server, dir),
+        Err(error) => panic!("the S3 server did not start: {error}"),
+    }
+}
+
+/// The server shared by the tests of this binary.
+pub fn shared_s3() -> &'static S3Server {
+    static SHARED: OnceLock<S3Server> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let (server, dir) = start_s3("shared");
+        process::remove_at_exit(&dir);
+        server
+    })
+}
+
+/// A bucket name of its own for each call in this binary: `<label>-<n>` (lowercase, as S3
+/// wants).
+pub fn bucket_name(label: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("{label}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
