@@ -1,6 +1,7 @@
 //! `apimanager-backup-operator local`: the embedded default, run until Ctrl-C.
 
 use super::install::{apply_yaml, ensure_namespace};
+use super::s3_server::S3Server;
 use super::{LocalCluster, LocalError};
 use crate::api::backup::APIManagerBackup;
 use crate::api::status::OperationStatus;
@@ -14,6 +15,8 @@ pub const SAMPLE_NAMESPACE: &str = "3scale";
 pub const SAMPLE_INSTALLATION: &str = include_str!("../../manifests/dev/sample-3scale.yaml");
 /// The sample APIManagerBackup.
 pub const SAMPLE_BACKUP: &str = include_str!("../../manifests/dev/sample-backup.yaml");
+/// Bucket `local` creates on its S3 server.
+pub const SAMPLE_BUCKET: &str = "backups";
 /// Name of the sample APIManagerBackup.
 const SAMPLE_BACKUP_NAME: &str = "example-apimanagerbackup";
 
@@ -72,11 +75,33 @@ pub async fn wait_for_backup(
     }
 }
 
+/// Prints where the local S3 server is and how to reach it (it holds test data only).
+fn print_s3(s3: &S3Server) {
+    println!(
+        "S3 server (SeaweedFS): endpoint {}, region {}, path-style, bucket {SAMPLE_BUCKET} (log: {})",
+        s3.endpoint,
+        super::s3_server::REGION,
+        s3.log().display()
+    );
+    println!("  access key id {}, secret access key {}", s3.access_key_id, s3.secret_access_key);
+    println!("  as 3scale's S3 Secret keys: {}", s3.env_file.display());
+    println!(
+        "try:  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url {} --region {} s3 ls s3://{SAMPLE_BUCKET}",
+        s3.access_key_id,
+        s3.secret_access_key,
+        s3.endpoint,
+        super::s3_server::REGION
+    );
+}
+
 /// Starts the local cluster under `dir`, applies the sample, waits for its backup, prints where
 /// the files are and how to look around, then waits for Ctrl-C or SIGTERM.
 pub async fn run(operator_binary: &Path, dir: &Path) -> Result<(), LocalError> {
     eprintln!("starting etcd, kube-apiserver, kube-controller-manager and the operator under {} …", dir.display());
     let cluster = LocalCluster::start(operator_binary, dir, &[]).await?;
+    eprintln!("starting the S3 server (SeaweedFS) …");
+    let s3 = S3Server::start(&super::repo_dir(), &dir.join("s3")).await?;
+    s3.create_bucket(SAMPLE_BUCKET).await?;
     let admin = cluster.admin_client().await?;
     ensure_namespace(&admin, SAMPLE_NAMESPACE).await?;
     seed_file_storage(&cluster.volume(SAMPLE_NAMESPACE, "system-storage"))?;
@@ -99,10 +124,12 @@ pub async fn run(operator_binary: &Path, dir: &Path) -> Result<(), LocalError> {
     let claim = status.backup_persistent_volume_claim_name.unwrap_or_default();
     println!("backup files (claim {claim}): {}", cluster.volume(SAMPLE_NAMESPACE, &claim).display());
     println!("kubeconfig: {kubeconfig}");
+    print_s3(&s3);
     println!("try:  kubectl --kubeconfig {kubeconfig} -n {SAMPLE_NAMESPACE} get apimanagerbackups");
     println!("Ctrl-C stops everything and removes {}", dir.display());
     crate::signals::stop_requested().await;
     eprintln!("stopping …");
+    drop(s3);
     drop(cluster);
     Ok(())
 }
