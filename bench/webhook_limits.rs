@@ -19,11 +19,12 @@ mod https;
 #[path = "../tests/support/lookup.rs"]
 mod lookup;
 
+use apimanager_backup_operator::admission::AdmissionState;
+use apimanager_backup_operator::backup::admission::VALIDATE_PATH;
 use apimanager_backup_operator::health::Readiness;
 use apimanager_backup_operator::metrics::Metrics;
 use apimanager_backup_operator::server::{self, Limits};
 use apimanager_backup_operator::tls::TlsFiles;
-use apimanager_backup_operator::webhook::handlers::{AdmissionState, VALIDATE_PATH};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::io::BufRead;

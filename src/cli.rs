@@ -182,8 +182,8 @@ pub struct LeaderElectionArgs {
     /// Name of the leader Lease.
     #[arg(long, env = "APIMANAGER_BACKUP_LEADER_ELECTION_LEASE_NAME", default_value = "apimanager-backup-operator")]
     pub leader_election_lease_name: String,
-    /// This replica's identity in the Lease (the Deployment sets POD_NAME); default: host name and
-    /// process id.
+    /// This replica's identity: its name in the leader Lease and the reporting instance of its
+    /// events (the Deployment sets POD_NAME); default: host name and process id.
     #[arg(long, env = "POD_NAME")]
     pub leader_election_identity: Option<String>,
     /// How long the Lease holds after its last renewal before a standby may take it.
@@ -198,12 +198,17 @@ pub struct LeaderElectionArgs {
 }
 
 impl LeaderElectionArgs {
-    /// The election settings; the identity defaults to `<host name>-<process id>`.
-    pub fn settings(&self) -> crate::leader::ElectionSettings {
-        let identity = self.leader_election_identity.clone().unwrap_or_else(|| {
+    /// This replica's identity: `--leader-election-identity` (POD_NAME), else
+    /// `<host name>-<process id>`.
+    pub fn identity(&self) -> String {
+        self.leader_election_identity.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             format!("{}-{}", host.trim(), std::process::id())
-        });
+        })
+    }
+
+    /// The election settings of this replica, known as `identity` ([`Self::identity`]).
+    pub fn settings(&self, identity: String) -> crate::leader::ElectionSettings {
         crate::leader::ElectionSettings {
             identity,
             lease_duration: self.leader_election_lease_duration,

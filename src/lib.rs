@@ -1,9 +1,12 @@
 //! apimanager-backup-operator: backs up 3scale installations described by `APIManager` resources,
 //! driven by `APIManagerBackup` resources.
 
+pub mod admission;
 pub mod api;
+pub mod backup;
 pub mod cli;
 pub mod client;
+pub mod controllers;
 pub mod crd;
 pub mod health;
 pub mod informer;
@@ -19,7 +22,9 @@ pub mod observer;
 pub mod platform;
 pub mod plural;
 pub mod reconcile;
+pub mod restore;
 pub mod rules;
+pub mod runtime;
 pub mod s3;
 pub mod schedule;
 pub mod scope;
@@ -29,4 +34,3 @@ pub mod signals;
 pub mod telemetry;
 pub mod tls;
 pub mod trim;
-pub mod webhook;

@@ -1,10 +1,12 @@
 //! Entry point: parses the command line and wires the parts together.
 
 use anyhow::Context;
+use apimanager_backup_operator::admission::AdmissionState;
 use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::api::backup::APIManagerBackup;
 use apimanager_backup_operator::cli::{Cli, Command, DecryptArgs, LocalArgs, Mode, ServeArgs};
 use apimanager_backup_operator::client;
+use apimanager_backup_operator::controllers::{Controllers, SharedWatches};
 use apimanager_backup_operator::health::Readiness;
 use apimanager_backup_operator::informer::Informer;
 use apimanager_backup_operator::job::verify::{Verification, verify_backup};
@@ -13,12 +15,12 @@ use apimanager_backup_operator::lookup::ClusterLookup;
 use apimanager_backup_operator::lookup::cache::CachedLookup;
 use apimanager_backup_operator::metrics::Metrics;
 use apimanager_backup_operator::observer::{self, EndRecording};
+use apimanager_backup_operator::reconcile::ReconcileSettings;
 use apimanager_backup_operator::reconcile::machine::Operation;
 use apimanager_backup_operator::reconcile::step::JobSettings;
-use apimanager_backup_operator::reconcile::{self, ReconcileSettings, SharedWatches};
+use apimanager_backup_operator::runtime::{Runtime, stopped_signal};
 use apimanager_backup_operator::seal::{self, KeyRing};
 use apimanager_backup_operator::tls::TlsFiles;
-use apimanager_backup_operator::webhook::handlers::AdmissionState;
 use apimanager_backup_operator::{crd, server, telemetry, trim};
 use clap::Parser;
 use std::process::ExitCode;
@@ -88,92 +90,100 @@ async fn decrypt(args: DecryptArgs) -> anyhow::Result<ExitCode> {
     Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// `serve`: every setting comes from `args` (read once, from the command line and the
+/// environment); the [`Runtime`] owns the client, the metrics, the scope and the shutdown, starts
+/// every task and joins them all before the process ends.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
     let metrics = Arc::new(Metrics::new()?);
     let files = TlsFiles { cert: args.tls_cert.clone(), key: args.tls_key.clone() };
     let tls = files.load().context("loading the serving certificate (--tls-cert, --tls-key)")?;
+    let identity = args.leader_election.identity();
+    let election = match args.mode {
+        Mode::Full => {
+            let election = args.leader_election.settings(identity.clone());
+            election.check()?;
+            Some(election)
+        }
+        Mode::WebhooksOnly => None,
+    };
+    let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
     let client =
         client::connect("operator").await.context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
+    let mut runtime = Runtime::new(client, metrics, args.scope());
+    let stop = runtime.stopper();
+    runtime.until_shutdown("signals", async move {
+        apimanager_backup_operator::signals::stop_requested().await;
+        stop();
+    });
     let readiness = Readiness::default();
-    let namespaces = args.scope();
     // One watch per kind for the process's life, shared by whatever reads it (README "Watches and
     // caches"): the webhooks' cache and the controllers read the APIManagers, the observer and the
     // backup controller the backups.
+    let (client, namespaces, metrics) =
+        (runtime.client().clone(), runtime.namespaces().clone(), runtime.metrics().clone());
     let (apimanagers, apimanager_events) =
         Informer::watch(&client, &namespaces, trim::metadata::<APIManager>, metrics.clone());
     let (backups, backup_events) = Informer::watch(&client, &namespaces, APIManagerBackup::cached, metrics.clone());
     let live = ClusterLookup::new(client.clone());
     let (lookup, fill_cache) =
         CachedLookup::watch(&apimanagers, apimanager_events, namespaces.clone(), live, &readiness);
-    tokio::spawn(fill_cache);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        apimanager_backup_operator::signals::stop_requested().await;
-        let _ = stop.send(true);
-    });
+    runtime.until_shutdown("apimanager-cache", fill_cache);
     let recording = match args.mode {
         Mode::Full => EndRecording::ByController,
         Mode::WebhooksOnly => EndRecording::Observed,
     };
     let shared = SharedWatches { apimanagers, lookup: lookup.clone(), backups: backups.clone() };
-    let observing = {
-        let (metrics, stopped) = (metrics.clone(), stopped_signal(stopped.clone()));
-        tokio::spawn(async move { observer::run(&backups, backup_events, metrics, recording, stopped).await })
-    };
-    let controller = match args.mode {
-        Mode::Full => {
-            let election = args.leader_election.settings();
-            election.check()?;
-            let lease = ApiLease::new(
-                client.clone(),
-                &args.leader_election.leader_election_namespace,
-                &args.leader_election.leader_election_lease_name,
-            );
-            let settings = ReconcileSettings {
-                jobs: JobSettings {
-                    image: args.job_image.clone(),
-                    command: args.job_command.clone(),
-                    backoff_limit: args.job_backoff_limit,
-                    file_storage_group: args.file_storage_group,
-                },
-                backup_timeout: args.backup_timeout,
-                restore_timeout: args.restore_timeout,
-            };
-            let gauge = metrics.leader_gauge()?;
-            let start = {
-                let (client, metrics, stopped) = (client.clone(), metrics.clone(), stopped.clone());
-                let namespaces = namespaces.clone();
-                move || {
-                    let shutdown = stopped_signal(stopped.clone());
-                    let (client, namespaces, metrics) = (client.clone(), namespaces.clone(), metrics.clone());
-                    reconcile::run(client, namespaces, metrics, settings.clone(), shared.clone(), shutdown)
-                }
-            };
-            Some(tokio::spawn(leader::lead(Elector::new(lease, election), gauge, stopped.clone(), start)))
-        }
-        Mode::WebhooksOnly => None,
-    };
-    tokio::spawn(files.reload_on_change(tls.clone(), args.tls_reload_interval));
+    let observed = runtime.shutdown();
+    let observer_metrics = metrics.clone();
+    runtime.spawn("backup-observer", async move {
+        observer::run(&backups, backup_events, observer_metrics, recording, observed).await;
+    });
+    if let Some(election) = election {
+        let lease = ApiLease::new(
+            client.clone(),
+            &args.leader_election.leader_election_namespace,
+            &args.leader_election.leader_election_lease_name,
+        );
+        let settings = ReconcileSettings {
+            jobs: JobSettings {
+                image: args.job_image.clone(),
+                command: args.job_command.clone(),
+                backoff_limit: args.job_backoff_limit,
+                file_storage_group: args.file_storage_group,
+            },
+            backup_timeout: args.backup_timeout,
+            restore_timeout: args.restore_timeout,
+        };
+        let controllers = Controllers {
+            client,
+            namespaces: namespaces.clone(),
+            metrics: metrics.clone(),
+            settings,
+            shared,
+            instance: identity,
+        };
+        let gauge = metrics.leader_gauge()?;
+        let stopped = runtime.stopped();
+        let start = {
+            let stopped = stopped.clone();
+            move || controllers.clone().run(stopped_signal(stopped.clone()))
+        };
+        runtime.spawn("leader-election", leader::lead(Elector::new(lease, election), gauge, stopped, start));
+    }
+    runtime.until_shutdown("tls-reload", files.reload_on_change(tls.clone(), args.tls_reload_interval));
     let admission = AdmissionState { lookup, metrics };
     let limits = args.limits();
     let app = server::router(admission, readiness, &limits);
-    let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %args.listen, version = env!("CARGO_PKG_VERSION"), mode = ?args.mode, namespaces = %namespaces, "serving webhooks, /metrics and probes over HTTPS");
-    server::serve(listener, tls, app, &limits, stopped_signal(stopped), args.shutdown_grace)
-        .await
-        .context("HTTPS server")?;
-    if let Some(controller) = controller {
-        controller.await.context("controller task")?;
-    }
-    observing.await.context("backup observer task")?;
+    let served = server::serve(listener, tls, app, &limits, runtime.shutdown(), args.shutdown_grace).await;
+    // The server ends at shutdown, or failing: either way every task stops and is waited for.
+    runtime.stop();
+    let joined = runtime.join().await;
+    served.context("HTTPS server")?;
+    joined?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Resolves once the shutdown flag is raised.
-async fn stopped_signal(mut stopped: tokio::sync::watch::Receiver<bool>) {
-    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 async fn local(args: LocalArgs) -> anyhow::Result<()> {

@@ -7,19 +7,18 @@
 pub mod connections;
 pub mod intake;
 
+use crate::admission::{self, AdmissionState, Route};
+use crate::api::backup::APIManagerBackup;
+use crate::api::restore::APIManagerRestore;
 use crate::health::Readiness;
 use crate::lookup::ApiManagerLookup;
 use crate::metrics::Metrics;
-use crate::webhook::handlers::{
-    AdmissionState, MUTATE_PATH, MUTATE_RESTORE_PATH, VALIDATE_PATH, VALIDATE_RESTORE_PATH, mutate, mutate_restore,
-    validate, validate_restore,
-};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use connections::ConnectionGuard;
@@ -89,24 +88,25 @@ impl Default for Limits {
     }
 }
 
+/// The admission webhooks this server serves, each kind's defaulting and validating ones: the one
+/// route table, a line per resource kind.
+pub fn webhooks<L: ApiManagerLookup>() -> Vec<Route<L>> {
+    [admission::routes::<APIManagerBackup, L>(), admission::routes::<APIManagerRestore, L>()]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// The routes of the server, with the admission bounds of `limits`.
 pub fn router<L: ApiManagerLookup>(admission: AdmissionState<L>, readiness: Readiness, limits: &Limits) -> Router {
     let metrics = admission.metrics.clone();
     let intake = Intake::new(limits.admission_buffer_bytes, limits.max_body_bytes, metrics.clone());
-    let webhooks = Router::new()
-        .route(MUTATE_PATH, post(mutate::<L>).layer(from_fn_with_state((intake.clone(), "defaulting"), intake::admit)))
-        .route(
-            VALIDATE_PATH,
-            post(validate::<L>).layer(from_fn_with_state((intake.clone(), "validating"), intake::admit)),
-        )
-        .route(
-            MUTATE_RESTORE_PATH,
-            post(mutate_restore::<L>).layer(from_fn_with_state((intake.clone(), "restore-defaulting"), intake::admit)),
-        )
-        .route(
-            VALIDATE_RESTORE_PATH,
-            post(validate_restore::<L>).layer(from_fn_with_state((intake, "restore-validating"), intake::admit)),
-        )
+    let webhooks = webhooks::<L>()
+        .into_iter()
+        .fold(Router::new(), |router, Route { webhook, handler, .. }| {
+            let admit = from_fn_with_state((intake.clone(), webhook.label), intake::admit);
+            router.route(webhook.path, handler.layer(admit))
+        })
         .with_state(admission)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     let probes = Router::new()
@@ -202,4 +202,63 @@ pub async fn serve(
         .max_header_list_size(MAX_HTTP2_HEADER_LIST_BYTES)
         .max_send_buf_size(MAX_HEADER_BYTES);
     server.serve(app.into_make_service()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::apimanager::APIManager;
+    use crate::lookup::LookupError;
+    use axum::body::Body;
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use tower::ServiceExt;
+
+    /// A namespace without APIManagers or claims.
+    #[derive(Clone)]
+    struct Empty;
+
+    impl ApiManagerLookup for Empty {
+        async fn list(&self, _: &str) -> Result<Vec<APIManager>, LookupError> {
+            Ok(Vec::new())
+        }
+
+        async fn claim(&self, _: &str, _: &str) -> Result<Option<PersistentVolumeClaim>, LookupError> {
+            Ok(None)
+        }
+    }
+
+    /// The table, as other programs see it: the paths the webhook configurations name, the
+    /// `webhook` label of the metrics, the kind each admits.
+    #[test]
+    fn every_webhook_of_the_table_admits_its_kind_at_the_path_the_api_server_calls() {
+        let table: Vec<(&str, &str, String)> =
+            webhooks::<Empty>().iter().map(|r| (r.webhook.path, r.webhook.label, r.kind.to_string())).collect();
+        let line = |path, label, kind: &str| (path, label, kind.to_owned());
+        assert_eq!(
+            table,
+            [
+                line("/mutate-apps-3scale-net-v1alpha1-apimanagerbackup", "defaulting", "APIManagerBackup"),
+                line("/validate-apps-3scale-net-v1alpha1-apimanagerbackup", "validating", "APIManagerBackup"),
+                line("/mutate-apps-3scale-net-v1alpha1-apimanagerrestore", "restore-defaulting", "APIManagerRestore"),
+                line("/validate-apps-3scale-net-v1alpha1-apimanagerrestore", "restore-validating", "APIManagerRestore"),
+            ]
+        );
+    }
+
+    /// The server answers a review at every path of the table (a body that is no AdmissionReview
+    /// gets the front door's 400), and at no other webhook path.
+    #[tokio::test]
+    async fn the_server_serves_exactly_the_webhooks_of_the_table() {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let app = router(AdmissionState { lookup: Empty, metrics }, Readiness::default(), &Limits::default());
+        let post = |path: &str| Request::post(path).body(Body::from("{}")).expect("request");
+        for route in webhooks::<Empty>() {
+            let answer = app.clone().oneshot(post(route.webhook.path)).await.expect("answered");
+            assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{}", route.webhook.path);
+        }
+        for path in ["/mutate-apps-3scale-net-v1alpha1-apimanagerbackupschedule", "/validate", "/"] {
+            let answer = app.clone().oneshot(post(path)).await.expect("answered");
+            assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{path}");
+        }
+    }
 }

@@ -4,7 +4,7 @@
 mod support;
 
 use apimanager_backup_operator::api::backup::APIManagerBackup;
-use apimanager_backup_operator::webhook::validation::check_spec;
+use apimanager_backup_operator::backup::validation::check_spec;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;

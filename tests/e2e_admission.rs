@@ -3,15 +3,16 @@
 
 mod support;
 
+use apimanager_backup_operator::admission::AdmissionState;
 use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::api::backup::APIManagerBackup;
+use apimanager_backup_operator::backup::admission::{MUTATE_PATH, VALIDATE_PATH};
 use apimanager_backup_operator::health::Readiness;
 use apimanager_backup_operator::informer::Informer;
 use apimanager_backup_operator::lookup::cache::{CACHE_CHECK, CachedLookup};
 use apimanager_backup_operator::lookup::{ApiManagerLookup, ClusterLookup};
 use apimanager_backup_operator::metrics::Metrics;
 use apimanager_backup_operator::scope::Namespaces;
-use apimanager_backup_operator::webhook::handlers::{AdmissionState, MUTATE_PATH, VALIDATE_PATH};
 use apimanager_backup_operator::{server, trim};
 use kube::api::{Api, PostParams};
 use std::time::Duration;

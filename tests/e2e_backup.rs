@@ -401,11 +401,12 @@ fn assert_fenced<T: std::fmt::Debug>(result: Result<T, kube::Error>, message: &s
 #[tokio::test]
 async fn the_admission_policy_fences_the_operator_service_account() {
     use apimanager_backup_operator::api::apimanager::FileStorage;
-    use apimanager_backup_operator::reconcile::backup::BackupPlan;
-    use apimanager_backup_operator::reconcile::builders;
+    use apimanager_backup_operator::backup::objects as builders;
+    use apimanager_backup_operator::backup::operation::BackupPlan;
     use apimanager_backup_operator::reconcile::machine::Operation;
-    use apimanager_backup_operator::reconcile::restore::{self, RestorePlan};
     use apimanager_backup_operator::reconcile::step::{self, JobSettings};
+    use apimanager_backup_operator::restore::objects as restore;
+    use apimanager_backup_operator::restore::operation::RestorePlan;
     use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
     use kube::ResourceExt;
     use kube::api::PostParams;

@@ -6,10 +6,11 @@ mod support;
 
 use apimanager_backup_operator::api::backup::APIManagerBackup;
 use apimanager_backup_operator::api::restore::APIManagerRestore;
+use apimanager_backup_operator::backup::admission::VALIDATE_PATH;
 use apimanager_backup_operator::local::LocalCluster;
 use apimanager_backup_operator::local::install::{FIELD_MANAGER, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
+use apimanager_backup_operator::restore::admission::VALIDATE_PATH as VALIDATE_RESTORE_PATH;
 use apimanager_backup_operator::scope::Namespaces;
-use apimanager_backup_operator::webhook::handlers::{VALIDATE_PATH, VALIDATE_RESTORE_PATH};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::Value;

@@ -3,13 +3,14 @@
 
 mod support;
 
+use apimanager_backup_operator::admission::AdmissionState;
 use apimanager_backup_operator::api::apimanager::APIManager;
+use apimanager_backup_operator::backup::admission::{MUTATE_PATH, VALIDATE_PATH};
 use apimanager_backup_operator::health::Readiness;
 use apimanager_backup_operator::lookup::{ApiManagerLookup, LookupError};
 use apimanager_backup_operator::metrics::Metrics;
 use apimanager_backup_operator::server;
 use apimanager_backup_operator::tls::TlsFiles;
-use apimanager_backup_operator::webhook::handlers::{AdmissionState, MUTATE_PATH, VALIDATE_PATH};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;

@@ -4,14 +4,15 @@
 
 mod support;
 
+use apimanager_backup_operator::admission::AdmissionState;
 use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::api::backup::APIManagerBackupSpec;
+use apimanager_backup_operator::backup::admission::{MUTATE_PATH, VALIDATE_PATH};
+use apimanager_backup_operator::backup::validation::{check_create, check_update};
 use apimanager_backup_operator::health::Readiness;
 use apimanager_backup_operator::lookup::ApiManagerLookup;
 use apimanager_backup_operator::metrics::Metrics;
 use apimanager_backup_operator::server;
-use apimanager_backup_operator::webhook::handlers::{AdmissionState, MUTATE_PATH, VALIDATE_PATH};
-use apimanager_backup_operator::webhook::validation::{check_create, check_update};
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;

@@ -5,7 +5,7 @@
 //! patch after either. A review for an object named `floor-probe` is denied, so the bench can tell
 //! when the API server calls it.
 
-use apimanager_backup_operator::webhook::handlers::MUTATE_PATH;
+use apimanager_backup_operator::backup::admission::MUTATE_PATH;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -93,7 +93,7 @@ mod tests {
     fn answers_with_the_request_uid() {
         let body = br#"{"kind":"AdmissionReview","request":{"uid":"abc-1","object":{"metadata":{"uid":"x"}}}}"#;
         assert_eq!(
-            super::answer(apimanager_backup_operator::webhook::handlers::VALIDATE_PATH, body),
+            super::answer(apimanager_backup_operator::backup::admission::VALIDATE_PATH, body),
             br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"abc-1","allowed":true}}"#
                 .as_slice()
         );
@@ -102,7 +102,7 @@ mod tests {
     #[test]
     fn defaults_a_backup_without_a_name_with_the_patch_ours_sends() {
         let body = br#"{"kind":"AdmissionReview","request":{"uid":"abc-1","object":{"spec":{}}}}"#;
-        use apimanager_backup_operator::webhook::{defaulting, review};
+        use apimanager_backup_operator::{admission::review, backup::defaulting};
         let patch = defaulting::set_name_patch("example");
         let ours = review::AdmissionResponse::allow("abc-1").with_patch(&patch).expect("encodes");
         let answered: serde_json::Value =

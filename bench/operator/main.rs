@@ -20,8 +20,8 @@ mod rounds;
 mod scale;
 
 use apimanager_backup_operator::api::backup::APIManagerBackup;
+use apimanager_backup_operator::backup::admission::{MUTATE_PATH, VALIDATE_PATH};
 use apimanager_backup_operator::local::{LocalCluster, control_plane, install};
-use apimanager_backup_operator::webhook::handlers::{MUTATE_PATH, VALIDATE_PATH};
 use bytes::Bytes;
 use kube::api::{Api, PostParams};
 use load::{Protocol, Request, Summary};

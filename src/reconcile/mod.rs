@@ -1,40 +1,27 @@
-//! The reconcilers: kube-runtime Controllers on APIManagerBackup and APIManagerRestore, each owning
-//! the step Pods it creates, that turn an accepted backup into files on its claim (README, "Backups") and a backup
-//! claim back into an installation (README, "Restores"). The step machine ([`machine`]) is shared
-//! by every operation; [`backup`] and [`restore`] are what make it a backup or a restore.
+//! The step machine every operation runs on (README, "Backups" and "Restores"): an operation is a
+//! custom resource implementing [`machine::Operation`], whose step jobs ([`step`]) run as Pods this
+//! reconciler creates and reads back ([`pods`]), from the caches it keeps current ([`seen`]), ending
+//! in one place with a typed [`outcome`] and an event ([`events`]). What makes an operation a backup
+//! or a restore lives in [`crate::backup`] and [`crate::restore`]; [`crate::controllers`] runs them.
 
-pub mod backup;
-pub mod builders;
 pub mod events;
 #[cfg(test)]
-mod fake_api;
+pub(crate) mod fake_api;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod machine;
 pub mod outcome;
 pub mod pods;
-pub mod restore;
 pub mod seen;
 pub mod step;
 
-use crate::api::apimanager::APIManager;
-use crate::api::backup::APIManagerBackup;
-use crate::api::restore::APIManagerRestore;
-use crate::api::status::OperationStatus;
-use crate::informer::Informer;
 use crate::lookup::LookupError;
 use crate::lookup::cache::CachedLookup;
 use crate::metrics::Metrics;
-use crate::names::{CONTROLLER, managed_by_selector};
-use crate::scope::{Namespaces, Watched};
-use crate::trim;
 use events::EventPublisher;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::ResourceExt;
-use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use machine::Operation;
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,7 +131,7 @@ pub struct Context {
     /// The APIManagers, from the watch that also triggers passes; what it does not hold is
     /// confirmed live before a pass fails for it.
     pub apimanagers: CachedLookup,
-    /// The operation's step Pods (trimmed by [`trim::pod`]), from the watch that also triggers
+    /// The operation's step Pods (trimmed by [`crate::trim::pod`]), from the watch that also triggers
     /// passes; an attempt it does not hold yet (and this reconciler did not just create) is
     /// confirmed by its create (AlreadyExists) and one GET.
     pub pods: Store<Pod>,
@@ -167,22 +154,6 @@ impl Context {
     }
 }
 
-/// The unfinished backups of `apimanager`, reconciled again when it changes or goes away.
-fn backups_of(store: &Store<APIManagerBackup>, apimanager: &APIManager) -> Vec<ObjectRef<APIManagerBackup>> {
-    let name = apimanager.name_any();
-    store
-        .state()
-        .iter()
-        .filter(|b| b.namespace() == apimanager.namespace())
-        .filter(|b| b.status.as_ref().is_none_or(|s| !s.progress().is_final()))
-        .filter(|b| {
-            let source = b.status.as_ref().and_then(|s| s.api_manager_source_name.as_deref());
-            b.spec.api_manager_name.as_deref() == Some(name.as_str()) || source == Some(name.as_str())
-        })
-        .map(|b| ObjectRef::from_obj(b.as_ref()))
-        .collect()
-}
-
 /// Counts a failed pass and schedules the next one after its kind's delay.
 pub fn error_policy<O: Operation>(object: Arc<O>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let kind = error.kind();
@@ -190,118 +161,4 @@ pub fn error_policy<O: Operation>(object: Arc<O>, error: &ReconcileError, ctx: A
     let retry = kind.retry_after();
     tracing::warn!(object = %ObjectRef::from_obj(object.as_ref()), %error, retry_seconds = retry.as_secs(), "reconcile failed; retrying");
     Action::requeue(retry)
-}
-
-/// Logs what the controller stream reports: a failed watch (the cache goes stale until it recovers)
-/// at warn and counted; failed reconciliations are already reported by `error_policy`.
-fn report_controller_error<Q: std::fmt::Display>(
-    error: Option<controller::Error<ReconcileError, Q>>,
-    metrics: &Metrics,
-) {
-    match error {
-        None => {}
-        Some(controller::Error::QueueError(error)) => {
-            metrics.watch_error();
-            tracing::warn!(%error, "a watch of the controller failed; retrying with backoff");
-        }
-        Some(controller::Error::RunnerError(error)) => tracing::warn!(%error, "the controller's runner failed"),
-        Some(error) => tracing::debug!(%error, "controller event"),
-    }
-}
-
-/// The caches of the process's one watch per kind (README "Watches and caches") that the
-/// controllers share with the webhooks and the observer: they read them and subscribe to their
-/// changes while they run.
-#[derive(Clone)]
-pub struct SharedWatches {
-    /// The APIManagers (the webhooks' cache).
-    pub apimanagers: Informer<APIManager>,
-    /// The same store, as the passes read it (what it does not hold is confirmed live).
-    pub lookup: CachedLookup,
-    /// The backups (the observer's cache).
-    pub backups: Informer<APIManagerBackup>,
-}
-
-/// Runs the controllers of backups and restores in `namespaces` until `shutdown` resolves (or the
-/// task running them is dropped, when this replica stops leading). Readiness does not wait for
-/// them: standbys run no controller. The restores' watch is theirs alone and runs as long as they do.
-pub async fn run(
-    client: kube::Client,
-    namespaces: Namespaces,
-    metrics: Arc<Metrics>,
-    settings: ReconcileSettings,
-    shared: SharedWatches,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-    let (restores, restore_events) = Informer::watch(&client, &namespaces, APIManagerRestore::cached, metrics.clone());
-    let restore_watch = restore_events.for_each(|_| std::future::ready(()));
-    let parts = Parts { client, namespaces, metrics, settings, shared };
-    let controllers = futures::future::join(
-        parts.run_operation(&parts.shared.backups, shutdown.clone(), backups_of),
-        parts.run_operation(&restores, shutdown, restore::restores_of),
-    );
-    tokio::select! {
-        _ = controllers => {}
-        () = restore_watch => {}
-    }
-}
-
-/// What the controllers are made of.
-struct Parts {
-    client: kube::Client,
-    namespaces: Namespaces,
-    metrics: Arc<Metrics>,
-    settings: ReconcileSettings,
-    shared: SharedWatches,
-}
-
-impl Parts {
-    /// The controller of operation `O`, triggered by `operations` (its cache), until `shutdown`
-    /// resolves: it owns the operations' step Pods, and an APIManager that changes or goes away
-    /// wakes the operations `wakes` finds for it.
-    async fn run_operation<O: Operation + Watched>(
-        &self,
-        operations: &Informer<O>,
-        shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-        wakes: fn(&Store<O>, &APIManager) -> Vec<ObjectRef<O>>,
-    ) {
-        let (client, namespaces) = (&self.client, &self.namespaces);
-        // The Pods of this kind of operation only (each carries its operation's UID label).
-        let owned = watcher::Config::default().labels(&format!("{},{}", managed_by_selector(), O::UID_LABEL));
-        let store = operations.store();
-        let watched = store.clone();
-        // The watch of the step Pods fills the store passes read them from and triggers the passes
-        // they concern (after the store has the change); so do the shared watches.
-        let (pod_store, pod_writer) = reflector::store();
-        let created_pods = Arc::new(seen::CreatedPods::default());
-        let delivered = created_pods.clone();
-        let pods = namespaces
-            .events::<Pod>(client, owned, pod_store.clone())
-            .modify(trim::pod)
-            .reflect(pod_writer)
-            .touched_objects()
-            .inspect(move |pod| {
-                if let Ok(pod) = pod {
-                    delivered.observed(pod);
-                }
-            });
-        let controller = Controller::for_shared_stream(operations.subscribe(), store)
-            .owns_stream(pods)
-            .watches_shared_stream(self.shared.apimanagers.subscribe(), move |apimanager| wakes(&watched, &apimanager))
-            .graceful_shutdown_on(shutdown);
-        let instance = std::env::var("POD_NAME").unwrap_or_else(|_| CONTROLLER.to_owned());
-        let recorder = EventPublisher::new(client.clone(), CONTROLLER, &instance);
-        let (metrics, settings, lookup) = (self.metrics.clone(), self.settings.clone(), self.shared.lookup.clone());
-        let context =
-            Arc::new(Context::new(client.clone(), metrics, recorder, settings, lookup, pod_store, created_pods));
-        controller
-            .run(machine::reconcile::<O>, error_policy, context)
-            .for_each(|result| {
-                report_controller_error(result.err(), &self.metrics);
-                std::future::ready(())
-            })
-            .await;
-        tracing::info!("{} controller stopped", O::NOUN);
-    }
 }

@@ -361,8 +361,8 @@ fn claim_volume(name: &str, claim: &str, read_only: bool) -> Volume {
 mod tests {
     use super::*;
     use crate::api::apimanager::FileStorage;
+    use crate::backup::operation::BackupPlan;
     use crate::names::JOB_SERVICE_ACCOUNT;
-    use crate::reconcile::backup::BackupPlan;
     use crate::reconcile::fixtures::{BACKUP_UID, backup};
     use crate::reconcile::machine::Operation;
     use serde_json::json;
@@ -519,7 +519,7 @@ mod tests {
     fn every_step_command_line_parses_back_into_its_command() {
         use crate::cli::{Cli, Command};
         use crate::reconcile::fixtures::restore;
-        use crate::reconcile::restore::RestorePlan;
+        use crate::restore::operation::RestorePlan;
         use clap::Parser;
         let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
         let backups = [FileStorage::Claim("files".into()), FileStorage::S3].map(|storage| {

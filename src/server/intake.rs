@@ -5,8 +5,8 @@
 //! arrive within [`BODY_TIMEOUT`] (else 408). Every answer, refusals included, is counted in the admission
 //! metrics and timed from the moment the request arrived.
 
+use crate::admission::Answered;
 use crate::metrics::Metrics;
-use crate::webhook::handlers::Answered;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};

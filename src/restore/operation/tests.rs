@@ -1,10 +1,10 @@
-//! A restore's steps against the in-memory API server of [`super::super::fake_api`]: each step Pod
+//! A restore's steps against the in-memory API server of [`crate::reconcile::fake_api`]: each step Pod
 //! in turn, the reports they leave, the claim, the wait for the APIManager and every way it ends.
 
 use super::*;
 use crate::api::apimanager::SystemStorageClaim;
 use crate::job::report::BackedUpApiManager;
-use crate::names::{RESTORE_APIMANAGER, RESTORE_FILES};
+use crate::names::{RESTORE_APIMANAGER, RESTORE_FILES, RESTORE_JOB_CLUSTER_ROLE};
 use crate::reconcile::Context;
 use crate::reconcile::fake_api::FakeApi;
 use crate::reconcile::fixtures::{

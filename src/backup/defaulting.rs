@@ -1,4 +1,4 @@
-//! The defaulting rule (README, "Admission rules"): fill in `spec.apiManagerName` when the backup
+//! The defaulting rule of a backup (README, "Admission rules"): fill in `spec.apiManagerName` when the backup
 //! means exactly one APIManager ([`crate::rules::unnamed_choice`]).
 
 use crate::api::apimanager::APIManager;
@@ -33,14 +33,6 @@ pub fn set_name_patch(name: &str) -> Patch {
     Patch(vec![PatchOperation::Add(AddOperation {
         path: PointerBuf::from_tokens(["spec", "apiManagerName"]),
         value: Value::String(name.to_owned()),
-    })])
-}
-
-/// The JSONPatch that sets a restore's `claimSource.readOnly` to `true`.
-pub fn read_only_patch() -> Patch {
-    Patch(vec![PatchOperation::Add(AddOperation {
-        path: PointerBuf::from_tokens(["spec", "restoreSource", "persistentVolumeClaim", "claimSource", "readOnly"]),
-        value: Value::Bool(true),
     })])
 }
 

@@ -107,16 +107,17 @@ pub enum Refusal {
     },
 }
 
-/// The operations the webhooks admit.
+/// The operations the webhooks admit (the AdmissionReview's `request.operation`; not the step
+/// machine's `Operation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Operation {
+pub enum AdmissionOperation {
     /// A new object.
     Create,
     /// A changed object.
     Update,
 }
 
-impl Operation {
+impl AdmissionOperation {
     /// The name Kubernetes uses, also the `operation` label of the admission metrics.
     pub fn label(self) -> &'static str {
         match self {
@@ -202,7 +203,7 @@ pub struct AdmissionRequest<'a> {
     /// The request's uid, echoed in the answer.
     pub uid: String,
     /// CREATE or UPDATE.
-    pub operation: Operation,
+    pub operation: AdmissionOperation,
     /// The object's namespace (never empty).
     pub namespace: Cow<'a, str>,
     /// The object's name as the request states it (empty for `generateName` before it is set).
@@ -277,8 +278,8 @@ pub fn read_request<K: Resource<DynamicType = ()>>(body: &[u8]) -> Result<Admiss
         });
     }
     let operation = match request.operation.as_ref() {
-        "CREATE" => Operation::Create,
-        "UPDATE" => Operation::Update,
+        "CREATE" => AdmissionOperation::Create,
+        "UPDATE" => AdmissionOperation::Update,
         other => return refuse(BadRequest::Operation(format!("{:?}", Untrusted(other)))),
     };
     let Some(namespace) = request.namespace.filter(|namespace| !namespace.is_empty()) else {
@@ -287,10 +288,10 @@ pub fn read_request<K: Resource<DynamicType = ()>>(body: &[u8]) -> Result<Admiss
     let Some(object) = request.object else {
         return refuse(BadRequest::MissingObject(operation.label()));
     };
-    if operation == Operation::Update && request.old_object.is_none() {
+    if operation == AdmissionOperation::Update && request.old_object.is_none() {
         return refuse(BadRequest::MissingOldObject);
     }
-    let old_object = if operation == Operation::Update { request.old_object } else { None };
+    let old_object = if operation == AdmissionOperation::Update { request.old_object } else { None };
     for (which, raw) in [("object", Some(object)), ("oldObject", old_object)] {
         if raw.is_some_and(|raw| !raw.get().starts_with('{')) {
             return refuse(BadRequest::NotAnObject(which));
@@ -464,7 +465,7 @@ mod tests {
         let admitted = read_request::<APIManagerBackup>(&body).expect("admitted");
         assert_eq!(
             (admitted.uid.as_str(), admitted.operation, admitted.namespace.as_ref()),
-            ("u-1", Operation::Update, "ns")
+            ("u-1", AdmissionOperation::Update, "ns")
         );
         let old: Result<Admitted<serde::de::IgnoredAny>, _> = admitted.old_object().expect("an old object");
         assert!(old.is_ok());

@@ -1,15 +1,14 @@
-//! The objects particular to a backup or a restore, built as plain values (no API calls), so their
-//! shape is tested directly: the backup claim, the restored System FileStorage claim and the step
-//! Pods' RBAC.
+//! The objects particular to a backup, built as plain values (no API calls), so their shape is
+//! tested directly: the backup claim and the step Pods' RBAC.
 
-use super::step::{cluster_role_binding, job_subjects, labels, owned_meta, service_account};
 use crate::api::GROUP;
-use crate::api::apimanager::{APIManager, DEFAULT_SYSTEM_STORAGE_CLAIM, SystemStorageClaim};
+use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
 use crate::names::{
     CLAIM_APIMANAGER_NAME, CLAIM_APIMANAGER_UID, CLAIM_BACKUP_NAME, CLAIM_BACKUP_UID, JOB_DATA_CLUSTER_ROLE,
     JOB_SERVICE_ACCOUNT,
 };
+use crate::reconcile::step::{cluster_role_binding, job_subjects, labels, owned_meta, service_account};
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimSpec, ServiceAccount, VolumeResourceRequirements,
 };
@@ -104,35 +103,6 @@ pub fn apimanager_role_binding(backup: &APIManagerBackup) -> RoleBinding {
 pub fn data_role_binding(backup: &APIManagerBackup) -> RoleBinding {
     cluster_role_binding(backup, data_binding_name(backup), JOB_DATA_CLUSTER_ROLE, JOB_SERVICE_ACCOUNT)
 }
-
-/// The System FileStorage claim a restore creates when the namespace has none, as the backed-up
-/// APIManager asks for it: `ReadWriteMany` as 3scale makes it, its size (3scale's default of
-/// [`SYSTEM_STORAGE_DEFAULT_SIZE`] when unset), class and volume. It has no owner and no label of
-/// this operator: it belongs to the installation.
-pub fn system_storage_claim(namespace: &str, wanted: &SystemStorageClaim) -> PersistentVolumeClaim {
-    let size = wanted.requests.clone().unwrap_or_else(|| SYSTEM_STORAGE_DEFAULT_SIZE.to_owned());
-    PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some(DEFAULT_SYSTEM_STORAGE_CLAIM.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteMany".to_owned()]),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".to_owned(), Quantity(size))])),
-                ..VolumeResourceRequirements::default()
-            }),
-            storage_class_name: wanted.storage_class_name.clone(),
-            volume_name: wanted.volume_name.clone(),
-            ..PersistentVolumeClaimSpec::default()
-        }),
-        status: None,
-    }
-}
-
-/// The size 3scale gives the System FileStorage claim when the APIManager sets none.
-pub const SYSTEM_STORAGE_DEFAULT_SIZE: &str = "100Mi";
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,8 @@
 //! The admission rules of an `APIManagerBackup` (README, "Admission rules") as plain functions over the typed
 //! object and the APIManagers of its namespace, so they are tested without a cluster.
 
-use super::field_error::FieldError;
+use crate::admission::field_error::FieldError;
+use crate::admission::verdict::Verdict;
 use crate::api::apimanager::APIManager;
 use crate::api::backup::{
     APIManagerBackupSpec, BackupDestination, DESTINATION_REQUIRED, PersistentVolumeClaimDestination, REQUESTS_REQUIRED,
@@ -18,15 +19,6 @@ const API_MANAGER_NAME: &str = "spec.apiManagerName";
 const DNS1123_SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
 characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')";
 const DNS1123_SUBDOMAIN_MAX_LEN: usize = 253;
-
-/// The outcome of the rules: errors deny the request, warnings are shown to the user either way.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Verdict {
-    /// Every violated rule; empty means allowed.
-    pub errors: Vec<FieldError>,
-    /// Things the user should know that do not deny the request.
-    pub warnings: Vec<String>,
-}
 
 /// Rules 1–4: the destination, the claim's size and names, and the ignored `storageClass`.
 pub fn check_spec(spec: &APIManagerBackupSpec) -> Verdict {

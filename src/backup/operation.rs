@@ -3,26 +3,26 @@
 //! and, when System FileStorage is a claim, `copy-files` after it, with per-backup RBAC for their
 //! ServiceAccount.
 
-use super::ReconcileSettings;
-use super::builders;
-use super::machine::{End, Operation, Run, api_error};
-use super::outcome::{ClaimHolder, Failure, Stop};
-use super::step::{ClaimMount, JobStep, StepJob, StepOwner};
+use super::objects;
 use crate::api::apimanager::{APIManager, FileStorage};
 use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
-use crate::api::status::Reason;
+use crate::api::status::{OperationStatus, Reason};
 use crate::job::{CommonArgs, CopyArgs, ExportArgs, JobCommand};
 use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT};
 use crate::lookup;
 use crate::metrics::Metrics;
 use crate::names::{BACKUP_JOB, BACKUP_UID_LABEL, CLAIM_BACKUP_UID, JOB_SERVICE_ACCOUNT};
-use crate::reconcile::ReconcileError;
+use crate::reconcile::machine::{End, Operation, Run, api_error};
+use crate::reconcile::outcome::{ClaimHolder, Failure, Stop};
+use crate::reconcile::step::{ClaimMount, JobStep, StepJob, StepOwner};
+use crate::reconcile::{ReconcileError, ReconcileSettings};
 use crate::rules;
 use crate::trim;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
+use kube::runtime::reflector::{ObjectRef, Store};
 use std::time::Duration;
 
 /// What the steps before the step job found.
@@ -132,19 +132,19 @@ impl Operation for APIManagerBackup {
     }
 
     async fn before_jobs(run: &Run<Self>, plan: &BackupPlan) -> Result<(), ReconcileError> {
-        run.create(builders::job_service_account(&run.namespace)).await?;
-        run.create(builders::apimanager_role(&run.object, &plan.apimanager)).await?;
-        run.create(builders::apimanager_role_binding(&run.object)).await?;
-        run.create(builders::data_role_binding(&run.object)).await?;
+        run.create(objects::job_service_account(&run.namespace)).await?;
+        run.create(objects::apimanager_role(&run.object, &plan.apimanager)).await?;
+        run.create(objects::apimanager_role_binding(&run.object)).await?;
+        run.create(objects::data_role_binding(&run.object)).await?;
         Ok(())
     }
 
     /// Removes the step Pods' access to the installation.
     async fn after_end(run: &Run<Self>) -> Result<(), ReconcileError> {
         let params = DeleteParams::default();
-        run.delete::<RoleBinding>(&builders::data_binding_name(&run.object), &params).await?;
-        run.delete::<RoleBinding>(&builders::rbac_name(&run.object), &params).await?;
-        run.delete::<Role>(&builders::rbac_name(&run.object), &params).await
+        run.delete::<RoleBinding>(&objects::data_binding_name(&run.object), &params).await?;
+        run.delete::<RoleBinding>(&objects::rbac_name(&run.object), &params).await?;
+        run.delete::<Role>(&objects::rbac_name(&run.object), &params).await
     }
 
     fn note(plan: &BackupPlan) -> Option<&'static str> {
@@ -161,6 +161,22 @@ impl Operation for APIManagerBackup {
     }
 }
 
+/// The unfinished backups of `apimanager`, reconciled again when it changes or goes away.
+pub fn backups_of(store: &Store<APIManagerBackup>, apimanager: &APIManager) -> Vec<ObjectRef<APIManagerBackup>> {
+    let name = apimanager.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|b| b.namespace() == apimanager.namespace())
+        .filter(|b| b.status.as_ref().is_none_or(|s| !s.progress().is_final()))
+        .filter(|b| {
+            let source = b.status.as_ref().and_then(|s| s.api_manager_source_name.as_deref());
+            b.spec.api_manager_name.as_deref() == Some(name.as_str()) || source == Some(name.as_str())
+        })
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
 /// The APIManager `named` (or the only one of the namespace), from the reconciler's watch-fed
 /// store; when the store's answer would fail the backup (an APIManager created a moment ago, not
 /// yet seen), from the API server: one GET of the named one, or a LIST without a name.
@@ -173,7 +189,7 @@ async fn resolve_apimanager(run: &Run<APIManagerBackup>, named: Option<&str>) ->
 /// Creates the backup claim; one left by an earlier pass of this backup is fine, one holding
 /// another backup is never written to ([`Failure::ClaimInUse`]).
 async fn ensure_claim(run: &Run<APIManagerBackup>, apimanager: &APIManager) -> Result<(), Stop> {
-    if run.create(builders::backup_claim(&run.object, apimanager)).await? {
+    if run.create(objects::backup_claim(&run.object, apimanager)).await? {
         return Ok(());
     }
     let name = run.object.name_any();

@@ -1,8 +1,8 @@
 //! The admission rules of an `APIManagerRestore` as plain functions over the typed object, the
 //! claim it names and the APIManagers of its namespace, so they are tested without a cluster.
 
-use super::field_error::FieldError;
-use super::validation::Verdict;
+use crate::admission::field_error::FieldError;
+use crate::admission::verdict::Verdict;
 use crate::api::apimanager::APIManager;
 use crate::api::restore::{APIManagerRestoreSpec, SOURCE_REQUIRED, SPEC_IMMUTABLE};
 use crate::names::{CLAIM_APIMANAGER_NAME, CLAIM_BACKUP_UID};

@@ -4,11 +4,7 @@
 //! wait until the restored APIManager reports itself available; per-restore RBAC for the step
 //! Pods' ServiceAccount.
 
-use super::ReconcileSettings;
-use super::builders;
-use super::machine::{End, Operation, Run};
-use super::outcome::{Failure, Stop};
-use super::step::{self, ClaimMount, JobStep, StepOwner};
+use super::objects::{binding_name, role_binding, system_storage_claim};
 use crate::api::apimanager::{APIManager, DEFAULT_SYSTEM_STORAGE_CLAIM};
 use crate::api::restore::{APIManagerRestore, APIManagerRestoreStatus};
 use crate::api::status::{OperationStatus, READY, Reason};
@@ -17,9 +13,12 @@ use crate::job::{CommonArgs, JobCommand, RestoreArgs, RestoreFilesArgs};
 use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT, MANIFEST_FILE};
 use crate::lookup;
 use crate::metrics::Metrics;
-use crate::names::{RESTORE_JOB_CLUSTER_ROLE, RESTORE_OBJECTS, RESTORE_SERVICE_ACCOUNT, RESTORE_UID_LABEL, VERIFY};
+use crate::names::{RESTORE_OBJECTS, RESTORE_SERVICE_ACCOUNT, RESTORE_UID_LABEL, VERIFY};
 use crate::plural::counted;
-use crate::reconcile::ReconcileError;
+use crate::reconcile::machine::{End, Operation, Run};
+use crate::reconcile::outcome::{Failure, Stop};
+use crate::reconcile::step::{self, ClaimMount, JobStep, StepOwner};
+use crate::reconcile::{ReconcileError, ReconcileSettings};
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
@@ -40,17 +39,6 @@ pub const WAITING: &str = "WaitingForAPIManager";
 pub struct RestorePlan {
     /// The backup claim, mounted read-only by every step Pod.
     pub claim: String,
-}
-
-/// Name of the per-restore RoleBinding (by UID: names cannot collide across restores).
-pub fn binding_name(restore: &APIManagerRestore) -> String {
-    format!("apimanager-restore-{}", restore.uid().unwrap_or_default())
-}
-
-/// Binds the restore step Pods' ClusterRole to their ServiceAccount in the restore's namespace, owned
-/// by the restore and deleted when it ends.
-pub fn role_binding(restore: &APIManagerRestore) -> RoleBinding {
-    step::cluster_role_binding(restore, binding_name(restore), RESTORE_JOB_CLUSTER_ROLE, RESTORE_SERVICE_ACCOUNT)
 }
 
 /// The unfinished restores of `apimanager` (the one each restored), reconciled again when it
@@ -166,7 +154,7 @@ impl Operation for APIManagerRestore {
             StepReport::Verify { checked, api_manager } if step.name() == VERIFY => {
                 if let Some(wanted) = &api_manager.system_storage {
                     // An existing claim is used as it is: it belongs to the installation.
-                    run.create(builders::system_storage_claim(&run.namespace, wanted)).await?;
+                    run.create(system_storage_claim(&run.namespace, wanted)).await?;
                     run.status.system_storage_claim_name = Some(DEFAULT_SYSTEM_STORAGE_CLAIM.to_owned());
                 }
                 let (verified, reason, message) = match checked {

@@ -1,0 +1,70 @@
+//! Admission of an `APIManagerBackup` (README, "Admission rules"): `spec.apiManagerName` defaulted
+//! to the namespace's only APIManager ([`super::defaulting`]), then every rule of
+//! [`super::validation`], the APIManagers read cache first and confirmed live before a refusal.
+
+use super::defaulting::{choose_name, needs_default, set_name_patch};
+use super::validation::{check_apimanager, check_create, check_update};
+use crate::admission::{Admit, Defaulting, Verdict, Webhook};
+use crate::api::apimanager::APIManager;
+use crate::api::backup::{APIManagerBackup, APIManagerBackupSpec};
+use crate::lookup::{self, ApiManagerLookup, LookupError};
+use crate::telemetry::Untrusted;
+
+/// Path of the defaulting (mutating) webhook.
+pub const MUTATE_PATH: &str = "/mutate-apps-3scale-net-v1alpha1-apimanagerbackup";
+/// Path of the validating webhook.
+pub const VALIDATE_PATH: &str = "/validate-apps-3scale-net-v1alpha1-apimanagerbackup";
+
+impl Admit for APIManagerBackup {
+    type Spec = APIManagerBackupSpec;
+    const DEFAULTING: Webhook = Webhook { path: MUTATE_PATH, label: "defaulting" };
+    const VALIDATING: Webhook = Webhook { path: VALIDATE_PATH, label: "validating" };
+
+    /// On CREATE, the APIManager a backup naming none means, from the lookup's answer when it
+    /// names exactly one, else (none or several, maybe not yet seen by a cache) from the namespace
+    /// as the API server lists it now; on UPDATE, the old spec's name (so a replace keeps it).
+    async fn default<L: ApiManagerLookup>(
+        lookup: &L,
+        namespace: &str,
+        spec: &APIManagerBackupSpec,
+        request: Defaulting<'_, APIManagerBackupSpec>,
+    ) -> Option<json_patch::Patch> {
+        if !needs_default(spec) {
+            return None;
+        }
+        let chosen = match request {
+            Defaulting::Update { old } => choose_name(old, &[]),
+            Defaulting::Create => {
+                let only = |known: &[APIManager]| choose_name(None, known).ok_or(());
+                match lookup::cache_first(lookup, namespace, None, only).await {
+                    Ok(chosen) => chosen.ok(),
+                    Err(error) => {
+                        tracing::warn!(error = %Untrusted(&error.to_string()), "cannot default spec.apiManagerName; validation will explain");
+                        None
+                    }
+                }
+            }
+        };
+        chosen.map(|name| set_name_patch(&name))
+    }
+
+    /// The CREATE rules against the lookup's APIManagers; when they refuse the APIManager, again
+    /// against what the API server holds now (a cache may not have seen it created or changed yet).
+    async fn validate_create<L: ApiManagerLookup>(
+        lookup: &L,
+        namespace: &str,
+        spec: &APIManagerBackupSpec,
+    ) -> Result<Verdict, LookupError> {
+        let name = spec.api_manager_name.as_deref().filter(|name| !name.is_empty());
+        let rules = |known: &[APIManager]| {
+            let refused = !check_apimanager(name, namespace, known).errors.is_empty();
+            let verdict = check_create(spec, namespace, known);
+            if refused { Err(verdict) } else { Ok(verdict) }
+        };
+        Ok(lookup::cache_first(lookup, namespace, name, rules).await?.unwrap_or_else(|refused| refused))
+    }
+
+    fn validate_update(old: &APIManagerBackupSpec, new: &APIManagerBackupSpec) -> Verdict {
+        check_update(old, new)
+    }
+}
