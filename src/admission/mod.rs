@@ -38,9 +38,20 @@ pub struct Webhook {
     pub label: &'static str,
 }
 
-/// What a defaulting webhook is asked about.
+/// What a defaulting webhook is asked about: the object's namespace and spec, and whether it is new.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Defaulting<'a, S> {
+pub struct ToDefault<'a, S> {
+    /// The object's namespace.
+    pub namespace: &'a str,
+    /// Its spec.
+    pub spec: &'a S,
+    /// CREATE or UPDATE.
+    pub change: Change<'a, S>,
+}
+
+/// Whether an object is new or changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change<'a, S> {
     /// A new object.
     Create,
     /// A changed object; its old spec when that has the kind's shape.
@@ -59,13 +70,11 @@ pub trait Admit: Resource<DynamicType = ()> + Send + Sync + 'static {
     /// Its validating webhook.
     const VALIDATING: Webhook;
 
-    /// The JSONPatch that fills in what `spec` leaves to a default, if any (the object is allowed
+    /// The JSONPatch that fills in what the spec leaves to a default, if any (the object is allowed
     /// either way; validation explains what is wrong).
     fn default<L: ApiManagerLookup>(
         lookup: &L,
-        namespace: &str,
-        spec: &Self::Spec,
-        request: Defaulting<'_, Self::Spec>,
+        asked: ToDefault<'_, Self::Spec>,
     ) -> impl Future<Output = Option<json_patch::Patch>> + Send;
 
     /// Every CREATE rule at once; an `Err` is a failed lookup (the creation is refused with 500,
@@ -197,11 +206,12 @@ async fn default_request<A: Admit, L: ApiManagerLookup>(
         return allow;
     };
     let old = request.old_object::<Admitted<A::Spec>>().map(|old| old.ok().map(|old| old.spec));
-    let asked = match &old {
-        None => Defaulting::Create,
-        Some(old) => Defaulting::Update { old: old.as_ref() },
+    let change = match &old {
+        None => Change::Create,
+        Some(old) => Change::Update { old: old.as_ref() },
     };
-    let Some(patch) = A::default(lookup, &request.namespace, &object.spec, asked).await else {
+    let asked = ToDefault { namespace: &request.namespace, spec: &object.spec, change };
+    let Some(patch) = A::default(lookup, asked).await else {
         return allow;
     };
     allow.with_patch(&patch).unwrap_or_else(|error| {

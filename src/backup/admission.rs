@@ -4,7 +4,7 @@
 
 use super::defaulting::{choose_name, needs_default, set_name_patch};
 use super::validation::{check_apimanager, check_create, check_update};
-use crate::admission::{Admit, Defaulting, Verdict, Webhook};
+use crate::admission::{Admit, Change, ToDefault, Verdict, Webhook};
 use crate::api::apimanager::APIManager;
 use crate::api::backup::{APIManagerBackup, APIManagerBackupSpec};
 use crate::lookup::{self, ApiManagerLookup, LookupError};
@@ -23,20 +23,15 @@ impl Admit for APIManagerBackup {
     /// On CREATE, the APIManager a backup naming none means, from the lookup's answer when it
     /// names exactly one, else (none or several, maybe not yet seen by a cache) from the namespace
     /// as the API server lists it now; on UPDATE, the old spec's name (so a replace keeps it).
-    async fn default<L: ApiManagerLookup>(
-        lookup: &L,
-        namespace: &str,
-        spec: &APIManagerBackupSpec,
-        request: Defaulting<'_, APIManagerBackupSpec>,
-    ) -> Option<json_patch::Patch> {
-        if !needs_default(spec) {
+    async fn default<L: ApiManagerLookup>(lookup: &L, asked: ToDefault<'_, Self::Spec>) -> Option<json_patch::Patch> {
+        if !needs_default(asked.spec) {
             return None;
         }
-        let chosen = match request {
-            Defaulting::Update { old } => choose_name(old, &[]),
-            Defaulting::Create => {
+        let chosen = match asked.change {
+            Change::Update { old } => choose_name(old, &[]),
+            Change::Create => {
                 let only = |known: &[APIManager]| choose_name(None, known).ok_or(());
-                match lookup::cache_first(lookup, namespace, None, only).await {
+                match lookup::cache_first(lookup, asked.namespace, None, only).await {
                     Ok(chosen) => chosen.ok(),
                     Err(error) => {
                         tracing::warn!(error = %Untrusted(&error.to_string()), "cannot default spec.apiManagerName; validation will explain");

@@ -3,7 +3,7 @@
 //! before a refusal.
 
 use super::validation::{backed_up_apimanager, check_create, check_update};
-use crate::admission::{Admit, Defaulting, Verdict, Webhook};
+use crate::admission::{Admit, ToDefault, Verdict, Webhook};
 use crate::api::apimanager::APIManager;
 use crate::api::restore::{APIManagerRestore, APIManagerRestoreSpec};
 use crate::lookup::{self, ApiManagerLookup, LookupError};
@@ -31,13 +31,8 @@ impl Admit for APIManagerRestore {
 
     /// `claimSource.readOnly` defaults to `true`, which is how the restore mounts the claim in any
     /// case (a restore never writes to its backup).
-    async fn default<L: ApiManagerLookup>(
-        _: &L,
-        _: &str,
-        spec: &APIManagerRestoreSpec,
-        _: Defaulting<'_, APIManagerRestoreSpec>,
-    ) -> Option<Patch> {
-        let claim = spec.restore_source.persistent_volume_claim.as_ref()?;
+    async fn default<L: ApiManagerLookup>(_: &L, asked: ToDefault<'_, Self::Spec>) -> Option<Patch> {
+        let claim = asked.spec.restore_source.persistent_volume_claim.as_ref()?;
         claim.claim_source.read_only.is_none().then(read_only_patch)
     }
 
