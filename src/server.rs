@@ -181,11 +181,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let handle = Handle::new();
     let trigger = handle.clone();
-    tokio::spawn(async move {
+    // Runs beside the server (no task of its own): at shutdown it starts the graceful stop, then
+    // waits for the server to end.
+    let stop = async move {
         shutdown.await;
         tracing::info!(grace_seconds = grace.as_secs(), "shutting down the HTTPS server");
         trigger.graceful_shutdown(Some(grace));
-    });
+        std::future::pending::<()>().await;
+    };
     listener.set_nonblocking(true)?;
     map_large_buffers_apart();
     let guard = ConnectionGuard::new(limits.max_connections, limits.idle_timeout);
@@ -201,7 +204,10 @@ pub async fn serve(
         .initial_connection_window_size(HTTP2_WINDOW_BYTES)
         .max_header_list_size(MAX_HTTP2_HEADER_LIST_BYTES)
         .max_send_buf_size(MAX_HEADER_BYTES);
-    server.serve(app.into_make_service()).await
+    tokio::select! {
+        served = server.serve(app.into_make_service()) => served,
+        () = stop => Ok(()),
+    }
 }
 
 #[cfg(test)]
