@@ -139,3 +139,61 @@ impl Controllers {
         tracing::info!("{} controller stopped", O::NOUN);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::api::apimanager::FileStorage;
+    use crate::backup::operation::BackupPlan;
+    use crate::cli::{Cli, Command};
+    use crate::reconcile::fixtures::{backup, restore};
+    use crate::reconcile::machine::Operation;
+    use crate::reconcile::step::{JobSettings, JobStep, StepJob, pod};
+    use crate::restore::operation::RestorePlan;
+    use clap::Parser;
+    use serde_json::json;
+
+    fn settings() -> JobSettings {
+        JobSettings {
+            image: "registry/abo:1".into(),
+            command: "/abo".into(),
+            backoff_limit: 2,
+            file_storage_group: None,
+        }
+    }
+
+    /// Every step of every kind: its command line, as its container runs it, parses back (by the binary's own
+    /// command line) into the very command it was built from.
+    #[test]
+    fn every_step_command_line_parses_back_into_its_command() {
+        let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
+        let backups = [FileStorage::Claim("files".into()), FileStorage::S3].map(|storage| {
+            owner
+                .jobs(&BackupPlan { apimanager: "example".into(), storage })
+                .into_iter()
+                .flat_map(|job| job.steps().cloned().collect::<Vec<_>>())
+        });
+        let restored =
+            restore(json!({"apiManagerToRestoreRef": {"name": "example"}, "systemStorageClaimName": "system-storage"}));
+        let restores = [restore(json!({})), restored].map(|r| r.job_steps(&RestorePlan { claim: "nightly".into() }));
+        let steps: Vec<JobStep> = backups.into_iter().flatten().chain(restores.into_iter().flatten()).collect();
+        let mut names: Vec<&str> = steps.iter().map(JobStep::name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names,
+            ["copy-files", "export-objects", "restore-apimanager", "restore-files", "restore-objects", "verify"],
+            "every step is built"
+        );
+        for step in steps {
+            let job = StepJob::single(step.clone());
+            let attempt = pod(&owner, &job, 0, &settings(), 60);
+            let container = &attempt.spec.as_ref().expect("pod spec").containers[0];
+            let command_line = std::iter::once("/abo".to_owned()).chain(container.args.clone().expect("args"));
+            match Cli::try_parse_from(command_line) {
+                Ok(Cli { command: Command::Job(parsed), .. }) => assert_eq!(parsed, step.command),
+                Ok(_) => panic!("{} parses as another command", step.name()),
+                Err(error) => panic!("{} does not parse: {error}", step.name()),
+            }
+        }
+    }
+}

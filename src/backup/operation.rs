@@ -202,3 +202,6 @@ async fn ensure_claim(run: &Run<APIManagerBackup>, apimanager: &APIManager) -> R
     };
     Err(Failure::ClaimInUse { claim: name, holder }.into())
 }
+
+#[cfg(test)]
+mod tests;
