@@ -42,7 +42,7 @@ fn report_controller_error<Q: std::fmt::Display>(
     }
 }
 
-/// The caches of the process's one watch per kind (README "Watches and caches") that the
+/// The caches of the process's one watch per kind (docs/design.md, "Watches and caches") that the
 /// controllers share with the webhooks and the observer: they read them and subscribe to their
 /// changes while they run.
 #[derive(Clone)]

@@ -1,6 +1,6 @@
 //! A shared informer: one watch of one object type for the whole process, filling the one cache
 //! (a reflector store) that every part reading that type shares, and telling any number of
-//! subscribers (the controllers) which objects changed (README "Watches and caches").
+//! subscribers (the controllers) which objects changed (docs/design.md, "Watches and caches").
 //!
 //! A subscriber never holds the watch up: each has a bounded backlog, and one that falls behind
 //! is sent the whole cache again instead of the changes it missed (a reconcile is idempotent and a

@@ -117,7 +117,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stop();
     });
     let readiness = Readiness::default();
-    // One watch per kind for the process's life, shared by whatever reads it (README "Watches and
+    // One watch per kind for the process's life, shared by whatever reads it (docs/design.md, "Watches and
     // caches"): the webhooks' cache and the controllers read the APIManagers, the observer and the
     // backup controller the backups.
     let (client, namespaces, metrics) =

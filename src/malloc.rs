@@ -1,7 +1,7 @@
 //! The process's C allocator (glibc's malloc): one arena for every thread. By default glibc gives
 //! each thread that allocates an arena of its own, and what is freed in one arena serves no other:
 //! after a restart with 1,000 finished backups each of the two runtime workers' arenas kept about
-//! 5 MiB, twice the live heap (README, "Reconcile at scale"). Small allocations still go through
+//! 5 MiB, twice the live heap (docs/design.md, "Memory"). Small allocations still go through
 //! each thread's own cache (glibc's tcache), without the arena's lock.
 
 /// Limits glibc's malloc to one arena; returns whether it took the setting (never off glibc).

@@ -1,5 +1,5 @@
 //! Which namespaces the operator manages: every namespace, or only those named by `--namespace`
-//! (README "Namespace scoping"). The one place that turns that choice into Apis and watches, so
+//! (docs/operations.md, "Namespace scoping"). The one place that turns that choice into Apis and watches, so
 //! each watch and list of the operator reaches only those namespaces.
 
 use futures::stream::{self, BoxStream, Stream, StreamExt};

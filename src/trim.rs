@@ -21,7 +21,7 @@ pub fn metadata<K: Resource>(object: &mut K) {
     }
 }
 
-/// What the step machine reads of a step Pod (README, "Reconcile at scale"): of its metadata the
+/// What the step machine reads of a step Pod (docs/design.md, "Memory"): of its metadata the
 /// name, namespace, UID, labels, owners (the controller maps a Pod to its operation by them) and
 /// creation; of its status the phase, reason, message, each condition's type, status and last
 /// change, and each container's name and state (the exit code, termination message and end of a

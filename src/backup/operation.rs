@@ -1,4 +1,4 @@
-//! A backup as an [`Operation`] of the step machine (README, "Backups"): resolve the APIManager,
+//! A backup as an [`Operation`] of the step machine (README, "Backups: APIManagerBackup"): resolve the APIManager,
 //! check its scope, create the backup claim, then one step job whose Pod runs the step `export-objects`
 //! and, when System FileStorage is a claim, `copy-files` after it, with per-backup RBAC for their
 //! ServiceAccount.

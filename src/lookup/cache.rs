@@ -1,7 +1,7 @@
 //! The APIManagers the webhooks and the controllers read: the store of the process's one
 //! APIManager watch ([`Informer`]), so a warm webhook answers without a single API request. It lags
 //! the API server by the watch's delivery delay; what it does not know is confirmed live before
-//! anything is refused (README "Admission from memory"). The watch runs on every replica for the
+//! anything is refused (docs/design.md, "Admission from memory"). The watch runs on every replica for the
 //! process's life, whether or not this replica leads.
 
 use super::{ApiManagerLookup, ClusterLookup, LookupError, with_confirmed};

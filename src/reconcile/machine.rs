@@ -176,7 +176,7 @@ impl End<'_> {
 /// Reconciles one operation object. The controller runs each pass as a task of its own, and after
 /// a start it triggers one for every object at once, most of them ended ones that are skipped here:
 /// the state of a pass that does work (several KiB) is therefore boxed, so that the task of a
-/// skipped object stays small (README, "Reconcile at scale").
+/// skipped object stays small (docs/design.md, "Memory").
 pub async fn reconcile<O: Operation>(cached: Arc<O>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let _timer = ctx.metrics.time_reconcile(O::NOUN);
     if cached.status().is_some_and(|s| s.progress().is_final()) {

@@ -1,4 +1,4 @@
-//! A restore as an [`Operation`] of the step machine (README, "Restores"): the step jobs `verify`,
+//! A restore as an [`Operation`] of the step machine (README, "Restores: APIManagerRestore"): the step jobs `verify`,
 //! `restore-objects`, `restore-files` (when the backed-up APIManager keeps its files on a claim,
 //! which is created first when missing) and `restore-apimanager`, each reporting what it did, then a
 //! wait until the restored APIManager reports itself available; per-restore RBAC for the step
