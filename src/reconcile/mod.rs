@@ -1,8 +1,9 @@
 //! The step machine every operation runs on (README, "Backups: APIManagerBackup" and "Restores:
-//! APIManagerRestore"): an operation is a custom resource implementing [`machine::Operation`], whose
-//! step jobs ([`step`]) run as Pods this reconciler creates and reads back ([`pods`]), from the
-//! caches it keeps current ([`seen`]), ending in one place with a typed [`outcome`] and an event ([`events`]). What makes an operation a backup
-//! or a restore lives in [`crate::backup`] and [`crate::restore`]; [`crate::controllers`] runs them.
+//! APIManagerRestore"): an operation is a custom resource implementing [`machine::Operation`],
+//! whose step jobs ([`step`]) run as Pods this reconciler creates and reads back ([`pods`]), from
+//! the caches it keeps current ([`seen`]), ending in one place with a typed [`outcome`] and an
+//! event ([`events`]). What makes an operation a backup or a restore lives in [`crate::backup`]
+//! and [`crate::restore`]; [`crate::controllers`] runs them.
 
 pub mod events;
 #[cfg(test)]
