@@ -429,3 +429,28 @@ async fn the_keys_of_a_3scale_s3_secret_reach_the_server() {
     client.put_object(&bucket, "from-secret", "ok".into(), &ObjectMetadata::default()).await.unwrap();
     assert_eq!(client.list_all(&bucket, "").await.unwrap()[0].key, "from-secret");
 }
+
+#[tokio::test]
+async fn a_private_endpoint_is_trusted_through_its_ca_bundle_only() {
+    use apimanager_backup_operator::s3::{Addressing, Endpoint};
+    let _gate = GATE.read().await;
+    let server = shared_s3();
+    let bucket = new_bucket("tls").await;
+    let client =
+        S3Client::new(server.https_connection().unwrap(), &server.credentials(), ClientOptions::default()).unwrap();
+    client.put_object(&bucket, "over-tls", "sealed".into(), &ObjectMetadata::default()).await.unwrap();
+    let mut read = Vec::new();
+    client.download(&bucket, "over-tls", &mut read).await.unwrap();
+    assert_eq!(read, b"sealed");
+
+    // Without the bundle the certificate is refused, once: retrying cannot help.
+    let untrusted = Endpoint::new(&server.https_endpoint, "us-east-1", Addressing::Path, false).unwrap();
+    let client = S3Client::new(untrusted, &server.credentials(), slow_retries()).unwrap();
+    let started = Instant::now();
+    let error = client.head_object(&bucket, "over-tls").await.unwrap_err();
+    match &error.kind {
+        ErrorKind::Connection { reason, attempts: 1 } => assert!(reason.contains("UnknownIssuer"), "{reason}"),
+        other => panic!("not a TLS refusal: {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(15));
+}

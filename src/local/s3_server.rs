@@ -1,10 +1,13 @@
 //! A real S3 server on loopback: SeaweedFS (`weed server`: master, volume, filer and S3 gateway
 //! in one process), built from source by `tests/s3-server/build.sh`, verifying SigV4 signatures
-//! against one generated access key. Ready once a signed write and read go through; stopped
-//! (its whole process group) when dropped.
+//! against one generated access key, over http and over https (a certificate of a development
+//! CA). Ready once a signed write and read go through; stopped (its whole process group) when
+//! dropped.
 
 use super::LocalError;
-use super::control_plane::{create_private_dir, free_port, random_token, run_build_script, write_credential};
+use super::control_plane::{
+    create_private_dir, free_port, generate_certs, random_token, run_build_script, write_credential,
+};
 use super::process::Supervised;
 use crate::s3::{Addressing, ClientOptions, Credentials, Endpoint, ObjectMetadata, RetryPolicy, S3Client};
 use std::path::{Path, PathBuf};
@@ -33,6 +36,7 @@ struct Ports {
     filer: u16,
     filer_grpc: u16,
     s3: u16,
+    s3_https: u16,
     s3_grpc: u16,
 }
 
@@ -46,6 +50,7 @@ impl Ports {
             filer: free_port()?,
             filer_grpc: free_port()?,
             s3: free_port()?,
+            s3_https: free_port()?,
             s3_grpc: free_port()?,
         })
     }
@@ -66,6 +71,11 @@ pub struct S3Server {
     pub env_file: PathBuf,
     /// `http://127.0.0.1:<port>` of the S3 API.
     pub endpoint: String,
+    /// `https://127.0.0.1:<port>` of the same API, serving a certificate of the development CA
+    /// [`ca_cert`](Self::ca_cert) made by `certs/generate.sh` (for 127.0.0.1 and localhost).
+    pub https_endpoint: String,
+    /// The CA certificate (PEM) the HTTPS endpoint's certificate chains to.
+    pub ca_cert: PathBuf,
     /// The access key id the server knows.
     pub access_key_id: String,
     /// Its secret access key.
@@ -80,7 +90,7 @@ impl S3Server {
         let weed = build_binary(repo)?;
         let mut attempt = 1;
         loop {
-            match Self::start_once(&weed, dir).await {
+            match Self::start_once(repo, &weed, dir).await {
                 Err(error @ LocalError::Exited { .. }) if attempt < 3 => {
                     eprintln!("S3 server attempt {attempt} failed, retrying: {error}");
                     attempt += 1;
@@ -90,7 +100,7 @@ impl S3Server {
         }
     }
 
-    async fn start_once(weed: &Path, dir: &Path) -> Result<Self, LocalError> {
+    async fn start_once(repo: &Path, weed: &Path, dir: &Path) -> Result<Self, LocalError> {
         let io = |what: String| move |source| LocalError::Io { what, source };
         let data = dir.join("data");
         let logs = dir.join("logs");
@@ -99,6 +109,9 @@ impl S3Server {
         std::fs::create_dir_all(&data).map_err(io(format!("creating {}", data.display())))?;
         std::fs::create_dir_all(&logs).map_err(io(format!("creating {}", logs.display())))?;
         create_private_dir(&credentials)?;
+        let certs = dir.join("certs");
+        create_private_dir(&certs)?;
+        generate_certs(repo, &certs)?;
         let (access_key_id, secret_access_key) = (format!("AK{}", &random_token()?[..18]), random_token()?);
         let identities = credentials.join("identities.json");
         write_credential(
@@ -136,6 +149,9 @@ impl S3Server {
             .arg(format!("-filer.localSocket={}", dir.join("filer.sock").display()))
             .arg("-s3")
             .arg(format!("-s3.port={}", ports.s3))
+            .arg(format!("-s3.port.https={}", ports.s3_https))
+            .arg(format!("-s3.cert.file={}", certs.join("tls.crt").display()))
+            .arg(format!("-s3.key.file={}", certs.join("tls.key").display()))
             .arg(format!("-s3.port.grpc={}", ports.s3_grpc))
             .arg(format!("-s3.localSocket={}", dir.join("s3.sock").display()))
             .arg(format!("-s3.config={}", identities.display()))
@@ -152,6 +168,8 @@ impl S3Server {
             ports,
             env_file: credentials.join("s3.env"),
             endpoint: format!("http://127.0.0.1:{}", ports.s3),
+            https_endpoint: format!("https://127.0.0.1:{}", ports.s3_https),
+            ca_cert: certs.join("ca.crt"),
             access_key_id,
             secret_access_key,
         };
@@ -196,6 +214,13 @@ impl S3Server {
     /// The endpoint's connection settings (plain http on loopback, path-style addressing).
     pub fn connection(&self) -> Result<Endpoint, LocalError> {
         Ok(Endpoint::new(&self.endpoint, REGION, Addressing::Path, true)?)
+    }
+
+    /// The HTTPS endpoint's connection settings (path-style), trusting [`ca_cert`](Self::ca_cert).
+    pub fn https_connection(&self) -> Result<Endpoint, LocalError> {
+        let ca = std::fs::read(&self.ca_cert)
+            .map_err(|source| LocalError::Io { what: format!("reading {}", self.ca_cert.display()), source })?;
+        Ok(Endpoint::new(&self.https_endpoint, REGION, Addressing::Path, false)?.with_ca_bundle(&ca)?)
     }
 
     /// The keys of 3scale's S3 Secret (System FileStorage's `configurationSecretRef`) that

@@ -559,8 +559,20 @@ mod tests {
             for answer in answers {
                 let (mut stream, _) = listener.accept().await.unwrap();
                 let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let mut buf = vec![0u8; 64 << 10];
+                let head_end = loop {
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end + 4;
+                    }
+                    let n = stream.read(&mut buf).await.unwrap();
+                    request.extend_from_slice(&buf[..n]);
+                };
+                let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                while request.len() < head_end + length {
                     let n = stream.read(&mut buf).await.unwrap();
                     request.extend_from_slice(&buf[..n]);
                 }
@@ -621,6 +633,24 @@ mod tests {
             "ListObjectsV2 of s3://bkt: the server kept failing, last with HTTP 503 SlowDown (3 attempts)"
         );
         assert_eq!(server.await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_multipart_upload_whose_completion_fails_late_is_completed_on_retry() {
+        const CREATED: &str = "HTTP/1.1 200 OK\r\nContent-Length: 86\r\nConnection: close\r\n\r\n\
+            <InitiateMultipartUploadResult><UploadId>u1</UploadId></InitiateMultipartUploadResult>";
+        const LATE: &str = "HTTP/1.1 200 OK\r\nContent-Length: 69\r\nConnection: close\r\n\r\n\
+            <Error><Code>InternalError</Code><Message>try again</Message></Error>";
+        const COMPLETED: &str = "HTTP/1.1 200 OK\r\nContent-Length: 81\r\nConnection: close\r\n\r\n\
+            <CompleteMultipartUploadResult><ETag>\"m-2\"</ETag></CompleteMultipartUploadResult>";
+        let answers = vec![Some(CREATED), Some(STORED), Some(STORED), Some(LATE), Some(COMPLETED)];
+        let (endpoint, server) = scripted(answers).await;
+        let options = ClientOptions { part_size: MIN_PART_SIZE, ..quick() };
+        let client = S3Client::new(endpoint, &Credentials::new("a", "b", None), options).unwrap();
+        let data = vec![7u8; MIN_PART_SIZE + 1];
+        let stored = client.upload("bkt", "k", &data[..], &ObjectMetadata::default()).await.unwrap();
+        assert_eq!(stored, Uploaded { etag: "m-2".into(), size: data.len() as u64, parts: 2 });
+        assert_eq!(server.await.unwrap(), 5);
     }
 
     #[test]

@@ -116,26 +116,31 @@ pub(crate) async fn read_limited(mut body: Incoming, limit: usize, idle: Duratio
 /// The error chain of `error` as one line; a TLS failure (a certificate the roots do not
 /// vouch for, a protocol mismatch) is not transient.
 fn describe(error: &(dyn std::error::Error + 'static)) -> TransportError {
-    let mut reasons = vec![error.to_string()];
-    let mut transient = true;
+    let mut reasons: Vec<String> = Vec::new();
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = current {
-        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| inner.downcast_ref())
-        });
-        if let Some(tls) = tls {
-            transient = false;
-            reasons.push(format!("TLS: {tls}"));
+        let text = e.to_string();
+        if !reasons.iter().any(|r| r.contains(&text)) {
+            reasons.push(text);
         }
         current = e.source();
-        if let Some(next) = current {
-            let text = next.to_string();
-            if !reasons.contains(&text) {
-                reasons.push(text);
-            }
-        }
     }
-    TransportError { reason: reasons.join(": "), transient }
+    TransportError { reason: reasons.join(": "), transient: tls_cause(error).is_none() }
+}
+
+/// The rustls error under `error`, looking through `source()` and through I/O errors that wrap
+/// another (as tokio-rustls and hyper-rustls wrap the handshake's failure).
+fn tls_cause<'a>(mut error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    loop {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        let wrapped = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        error = match wrapped {
+            Some(inner) => inner,
+            None => error.source()?,
+        };
+    }
 }
 
 #[cfg(test)]
@@ -148,10 +153,11 @@ mod tests {
         let described = describe(&refused);
         assert!(described.transient);
         assert_eq!(described.reason, "connection refused");
-        let tls = std::io::Error::new(
+        // tokio-rustls wraps the handshake's error in an I/O error, hyper-rustls wraps that again.
+        let tls = std::io::Error::other(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-        );
+        ));
         let described = describe(&tls);
         assert!(!described.transient);
         assert!(described.reason.contains("UnknownIssuer"), "{}", described.reason);

@@ -4,7 +4,7 @@
 //! multipart upload, and so does dropping the upload's future before it finished.
 
 use super::client::{Call, MAX_PARTS, ObjectMetadata, S3Client, Uploaded, check_key};
-use super::error::{ErrorKind, Operation, S3Error};
+use super::error::{ErrorKind, Operation, Retry, S3Error, classify};
 use super::xml;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -199,10 +199,24 @@ impl S3Client {
         call.query.insert("uploadId", pending.upload_id.clone());
         call.headers.insert("content-type".into(), "application/xml".into());
         call.body = Bytes::from(xml::complete_body(parts));
-        let body = self.execute_read(&call).await?;
-        match xml::parse_complete(&body).map_err(|e| call.error(e.into()))? {
-            Ok(etag) => Ok(etag),
-            Err(late) => Err(call.error(ErrorKind::Rejected { status: 200, code: late.code, message: late.message })),
+        // S3 may answer 200 and report a failure in the body (the completion failed late); a
+        // transient one is retried like any other.
+        let retry = self.options().retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let body = self.execute_read(&call).await?;
+            let late = match xml::parse_complete(&body).map_err(|e| call.error(e.into()))? {
+                Ok(etag) => return Ok(etag),
+                Err(late) => late,
+            };
+            if classify(200, &late.code) == Retry::No {
+                return Err(call.error(ErrorKind::Rejected { status: 200, code: late.code, message: late.message }));
+            }
+            if !retry.again(attempt) {
+                return Err(call.error(ErrorKind::Unavailable { status: 200, code: late.code, attempts: attempt }));
+            }
+            retry.wait(attempt).await;
         }
     }
 }
