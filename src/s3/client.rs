@@ -549,13 +549,14 @@ mod tests {
     }
 
     /// A scripted HTTP server on loopback: answers the n-th connection's request with the n-th
-    /// answer (`None` closes the connection without one), then closes; counts the requests.
-    async fn scripted(answers: Vec<Option<&'static str>>) -> (Endpoint, tokio::task::JoinHandle<usize>) {
+    /// answer (`None` closes the connection without one), then closes; returns the requests'
+    /// heads (lowercase).
+    async fn scripted(answers: Vec<Option<&'static str>>) -> (Endpoint, tokio::task::JoinHandle<Vec<String>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
-            let mut served = 0;
+            let mut served = Vec::new();
             for answer in answers {
                 let (mut stream, _) = listener.accept().await.unwrap();
                 let mut request = Vec::new();
@@ -576,7 +577,7 @@ mod tests {
                     let n = stream.read(&mut buf).await.unwrap();
                     request.extend_from_slice(&buf[..n]);
                 }
-                served += 1;
+                served.push(head);
                 if let Some(answer) = answer {
                     stream.write_all(answer.as_bytes()).await.unwrap();
                 }
@@ -610,7 +611,7 @@ mod tests {
         let client = S3Client::new(endpoint, &Credentials::new("a", "b", None), quick()).unwrap();
         let stored = client.put_object("bkt", "k", Bytes::from_static(b"v"), &ObjectMetadata::default()).await.unwrap();
         assert_eq!(stored.etag, "e1");
-        assert_eq!(server.await.unwrap(), 3);
+        assert_eq!(server.await.unwrap().len(), 3);
     }
 
     #[tokio::test]
@@ -619,7 +620,7 @@ mod tests {
         let client = S3Client::new(endpoint, &Credentials::new("a", "b", None), quick()).unwrap();
         let error = client.put_object("bkt", "k", Bytes::new(), &ObjectMetadata::default()).await.unwrap_err();
         assert!(matches!(error.kind, ErrorKind::AccessDenied), "{error}");
-        assert_eq!(server.await.unwrap(), 1);
+        assert_eq!(server.await.unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -632,7 +633,7 @@ mod tests {
             error.to_string(),
             "ListObjectsV2 of s3://bkt: the server kept failing, last with HTTP 503 SlowDown (3 attempts)"
         );
-        assert_eq!(server.await.unwrap(), 3);
+        assert_eq!(server.await.unwrap().len(), 3);
     }
 
     #[tokio::test]
@@ -650,7 +651,25 @@ mod tests {
         let data = vec![7u8; MIN_PART_SIZE + 1];
         let stored = client.upload("bkt", "k", &data[..], &ObjectMetadata::default()).await.unwrap();
         assert_eq!(stored, Uploaded { etag: "m-2".into(), size: data.len() as u64, parts: 2 });
-        assert_eq!(server.await.unwrap(), 5);
+        assert_eq!(server.await.unwrap().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_download_cut_off_mid_body_resumes_where_it_stopped_on_the_same_version() {
+        const CUT: &str = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nETag: \"v1\"\r\n\
+            x-amz-meta-mode: 0640\r\nConnection: close\r\n\r\n0123";
+        const REST: &str = "HTTP/1.1 206 Partial Content\r\nContent-Length: 6\r\nETag: \"v1\"\r\n\
+            Connection: close\r\n\r\n456789";
+        let (endpoint, server) = scripted(vec![Some(CUT), Some(REST)]).await;
+        let client = S3Client::new(endpoint, &Credentials::new("a", "b", None), quick()).unwrap();
+        let mut read = Vec::new();
+        let info = client.download("bkt", "k", &mut read).await.unwrap();
+        assert_eq!(read, b"0123456789");
+        assert_eq!((info.size, info.etag.as_str()), (10, "v1"));
+        assert_eq!(info.metadata.user["mode"], "0640");
+        let heads = server.await.unwrap();
+        assert!(!heads[0].contains("range:"), "{}", heads[0]);
+        assert!(heads[1].contains("range: bytes=4-") && heads[1].contains("if-match: \"v1\""), "{}", heads[1]);
     }
 
     #[test]
