@@ -192,7 +192,7 @@ async fn objects_round_trip_with_their_metadata() {
 }
 
 #[tokio::test]
-async fn listings_page_through_more_than_a_thousand_keys_and_batch_deletes_them() {
+async fn listings_page_through_more_than_a_thousand_keys_and_batch_and_prefix_deletes_remove_them() {
     use futures::StreamExt;
     let _gate = GATE.read().await;
     let client = client();
@@ -229,9 +229,13 @@ async fn listings_page_through_more_than_a_thousand_keys_and_batch_deletes_them(
     }
     assert_eq!((pages, seen), (3, keys.clone()));
 
-    client.delete_objects(&bucket, &keys).await.unwrap();
+    let (first, rest) = keys.split_at(1020);
+    client.delete_objects(&bucket, first).await.unwrap();
+    assert_eq!(client.list_all(&bucket, "prefix/").await.unwrap().len(), rest.len());
+    assert_eq!(client.delete_prefix(&bucket, "prefix/").await.unwrap(), rest.len() as u64);
     assert_eq!(client.list_all(&bucket, "prefix/").await.unwrap(), vec![]);
-    assert_eq!(client.list_all(&bucket, "").await.unwrap().len(), 1);
+    assert_eq!(client.list_all(&bucket, "").await.unwrap().len(), 1, "only what is outside the prefix is left");
+    assert!(client.delete_prefix(&bucket, "").await.is_err());
 }
 
 #[tokio::test]

@@ -401,6 +401,25 @@ impl S3Client {
         }
     }
 
+    /// Deletes every object under `prefix` (which must not be empty), a page of up to 1000 at a
+    /// time; returns how many were deleted.
+    pub async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<u64, S3Error> {
+        if prefix.is_empty() {
+            let call = Call::new(Operation::DeleteObjects, bucket, None, rusty_s3::Method::Post);
+            return Err(call.error(ErrorKind::Invalid("refusing to delete a whole bucket's objects".into())));
+        }
+        let mut deleted = 0;
+        loop {
+            let page = self.list_page(bucket, prefix, None, 1000).await?;
+            if page.objects.is_empty() {
+                return Ok(deleted);
+            }
+            let keys: Vec<String> = page.objects.into_iter().map(|o| o.key).collect();
+            self.delete_objects(bucket, &keys).await?;
+            deleted += keys.len() as u64;
+        }
+    }
+
     /// One page of the keys under `prefix`: at most `max_keys` (S3 caps it at 1000), after
     /// `continuation` (the previous page's token).
     pub async fn list_page(
