@@ -2,7 +2,7 @@
 //! them all).
 
 use crate::api::status::{OperationKind, Reason};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
@@ -67,8 +67,47 @@ pub struct BackupGauges {
 /// Computes [`BackupGauges`] when `/metrics` is scraped.
 pub type BackupGaugesSource = Box<dyn Fn() -> BackupGauges + Send + Sync>;
 
+/// How a schedule's due run went: the `outcome` label of `apimanager_backup_schedule_runs_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// A backup was created.
+    Started,
+    /// Skipped: the previous backup still ran (`Forbid`).
+    Skipped,
+    /// Not started: the operator did not run at the time, or only after `startingDeadlineSeconds`.
+    Missed,
+}
+
+impl RunOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::Skipped => "skipped",
+            Self::Missed => "missed",
+        }
+    }
+}
+
+/// One schedule's gauges, read when `/metrics` is scraped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleGauge {
+    /// `(namespace, schedule)`.
+    pub schedule: (String, String),
+    /// Unix time of its latest successful backup (its creation while it has none).
+    pub last_success: f64,
+    /// Seconds of the longest gap between its next firings.
+    pub interval: f64,
+}
+
+/// Computes the [`ScheduleGauge`]s (of the schedules not suspended) when `/metrics` is scraped.
+pub type ScheduleGaugesSource = Box<dyn Fn() -> Vec<ScheduleGauge> + Send + Sync>;
+
 /// Every metric the operator exports, in its own registry.
 pub struct Metrics {
+    schedule_runs: IntCounterVec,
+    schedule_last_success: GaugeVec,
+    schedule_interval: GaugeVec,
+    schedule_source: Mutex<Option<ScheduleGaugesSource>>,
     registry: Registry,
     admission_requests: IntCounterVec,
     admission_duration: HistogramVec,
@@ -89,6 +128,9 @@ pub struct Metrics {
 /// Buckets of the backup and restore duration histograms: 1 s to 6 h.
 const OPERATION_BUCKETS: [f64; 13] =
     [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0];
+
+/// Labels of the per-schedule gauges.
+const SCHEDULE_LABELS: [&str; 2] = ["namespace", "schedule"];
 
 /// Labels of the per-APIManager gauges.
 const APIMANAGER_LABELS: [&str; 2] = ["namespace", "apimanager"];
@@ -181,6 +223,30 @@ impl Metrics {
             format!("{OPERATOR_PREFIX}watch_errors_total"),
             "Errors of the operator's watches: APIManagers, backups, restores, step Pods (each is retried with backoff).",
         )?;
+        let schedule_runs = IntCounterVec::new(
+            Opts::new(
+                "apimanager_backup_schedule_runs_total",
+                "Due runs of backup schedules, by namespace, schedule and outcome (started, skipped, missed).",
+            ),
+            &["namespace", "schedule", "outcome"],
+        )?;
+        let schedule_last_success = GaugeVec::new(
+            Opts::new(
+                "apimanager_backup_schedule_last_success_timestamp_seconds",
+                "Unix time of the latest successful backup of each schedule not suspended (its creation while it has none).",
+            ),
+            &SCHEDULE_LABELS,
+        )?;
+        let schedule_interval = GaugeVec::new(
+            Opts::new(
+                "apimanager_backup_schedule_interval_seconds",
+                "Longest time between two of the next firings of each schedule not suspended.",
+            ),
+            &SCHEDULE_LABELS,
+        )?;
+        registry.register(Box::new(schedule_runs.clone()))?;
+        registry.register(Box::new(schedule_last_success.clone()))?;
+        registry.register(Box::new(schedule_interval.clone()))?;
         registry.register(Box::new(watch_errors.clone()))?;
         registry.register(Box::new(admission_requests.clone()))?;
         registry.register(Box::new(admission_duration.clone()))?;
@@ -211,6 +277,10 @@ impl Metrics {
             reconcile_duration,
             watch_errors,
             gauges_source: OnceLock::new(),
+            schedule_runs,
+            schedule_last_success,
+            schedule_interval,
+            schedule_source: Mutex::new(None),
         })
     }
 
@@ -259,6 +329,17 @@ impl Metrics {
         let _ = self.gauges_source.set(source);
     }
 
+    /// Counts `count` due runs of schedule `schedule` in `namespace` that went `outcome`.
+    pub fn schedule_runs(&self, namespace: &str, schedule: &str, outcome: RunOutcome, count: u64) {
+        self.schedule_runs.with_label_values(&[namespace, schedule, outcome.label()]).inc_by(count);
+    }
+
+    /// Where the schedule gauges are read from at each scrape (the schedules controller's cache,
+    /// while this replica leads); `None` while it does not.
+    pub fn compute_schedule_gauges_with(&self, source: Option<ScheduleGaugesSource>) {
+        *self.schedule_source.lock().unwrap_or_else(PoisonError::into_inner) = source;
+    }
+
     /// Times one reconciliation pass of `controller` until the returned guard is dropped (also when
     /// the pass ends early or fails), so every pass is counted.
     pub fn time_reconcile(&self, controller: &str) -> prometheus::HistogramTimer {
@@ -287,6 +368,15 @@ impl Metrics {
                 for ((namespace, apimanager), value) in values {
                     vec.with_label_values(&[namespace.as_str(), apimanager.as_str()]).set(*value);
                 }
+            }
+        }
+        self.schedule_last_success.reset();
+        self.schedule_interval.reset();
+        if let Some(source) = self.schedule_source.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            for gauge in source() {
+                let labels = [gauge.schedule.0.as_str(), gauge.schedule.1.as_str()];
+                self.schedule_last_success.with_label_values(&labels).set(gauge.last_success);
+                self.schedule_interval.with_label_values(&labels).set(gauge.interval);
             }
         }
         let mut buffer = Vec::new();
@@ -366,6 +456,32 @@ mod tests {
         metrics.watch_error();
         let text = metrics.render().expect("render");
         assert!(text.contains("apimanager_backup_operator_watch_errors_total 1"), "{text}");
+    }
+
+    #[test]
+    fn schedule_metrics_render_while_a_source_is_set() {
+        let metrics = Metrics::new().expect("metrics register");
+        metrics.schedule_runs("3scale", "nightly", RunOutcome::Started, 1);
+        metrics.schedule_runs("3scale", "nightly", RunOutcome::Missed, 3);
+        metrics.compute_schedule_gauges_with(Some(Box::new(|| {
+            vec![ScheduleGauge {
+                schedule: ("3scale".into(), "nightly".into()),
+                last_success: 1_700_000_000.0,
+                interval: 86_400.0,
+            }]
+        })));
+        let text = metrics.render().expect("render");
+        for line in [
+            r#"apimanager_backup_schedule_runs_total{namespace="3scale",outcome="started",schedule="nightly"} 1"#,
+            r#"apimanager_backup_schedule_runs_total{namespace="3scale",outcome="missed",schedule="nightly"} 3"#,
+            r#"apimanager_backup_schedule_last_success_timestamp_seconds{namespace="3scale",schedule="nightly"} 1700000000"#,
+            r#"apimanager_backup_schedule_interval_seconds{namespace="3scale",schedule="nightly"} 86400"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        metrics.compute_schedule_gauges_with(None);
+        let text = metrics.render().expect("render");
+        assert!(!text.contains("apimanager_backup_schedule_last_success_timestamp_seconds{"), "{text}");
     }
 
     #[test]

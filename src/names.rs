@@ -69,3 +69,29 @@ pub const TERMINATION_LOG: &str = "/dev/termination-log";
 
 /// The operator's name: the `managed-by` label value and the reporter of its events.
 pub const CONTROLLER: &str = "apimanager-backup-operator";
+
+/// Label on each APIManagerBackup a schedule creates: the APIManagerBackupSchedule's name
+/// (`kubectl get apimanagerbackups -l apps.3scale.net/apimanagerbackupschedule=<name>`); names of
+/// schedules are limited to 63 characters so that they fit.
+pub const SCHEDULE_LABEL: &str = "apps.3scale.net/apimanagerbackupschedule";
+/// Annotation on each APIManagerBackup a schedule creates: the run's scheduled time (RFC 3339, UTC).
+pub const SCHEDULED_TIME: &str = "apps.3scale.net/scheduled-time";
+
+/// Event reason on a schedule: a run started a backup.
+pub const RUN_STARTED: &str = "RunStarted";
+/// Event reason on a schedule: a run was skipped, the previous backup still running (`Forbid`).
+pub const RUN_SKIPPED: &str = "RunSkipped";
+/// Event reason on a schedule: runs were missed (operator not running, or past the deadline).
+pub const RUN_MISSED: &str = "RunMissed";
+/// Event reason on a schedule: a running backup was stopped for a new run (`Replace`).
+pub const BACKUP_REPLACED: &str = "BackupReplaced";
+/// Event reason on a schedule: retention deleted a backup and its data.
+pub const BACKUP_PRUNED: &str = "BackupPruned";
+/// `Ready` reason of a schedule waiting for its next run.
+pub const SCHEDULED: &str = "Scheduled";
+/// `Ready` reason of a suspended schedule.
+pub const SUSPENDED: &str = "Suspended";
+/// `Ready` reason (False) of a schedule whose spec does not read (admission normally refuses it).
+pub const INVALID_SCHEDULE: &str = "InvalidSchedule";
+/// `Ready` reason (False) of a schedule with no firing left (past the year 9999).
+pub const NO_NEXT_RUN: &str = "NoNextRun";

@@ -37,6 +37,7 @@ pub trait Watched:
 
 impl Watched for crate::api::backup::APIManagerBackup {}
 impl Watched for crate::api::restore::APIManagerRestore {}
+impl Watched for crate::api::schedule::APIManagerBackupSchedule {}
 impl Watched for crate::api::apimanager::APIManager {}
 impl Watched for k8s_openapi::api::core::v1::Pod {}
 #[cfg(test)]

@@ -4,9 +4,11 @@
 //! (to skip it) and the backup gauges read; of a step Pod, only what the step machine reads.
 
 use crate::api::backup::{APIManagerBackup, BackupDestination};
+use crate::api::schedule::APIManagerBackupSchedule;
 use crate::api::status::{FAILED, OperationStatus};
+use crate::names::SCHEDULE_LABEL;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition, PodStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 
 /// The annotation `kubectl apply` stores the whole applied object in.
@@ -70,7 +72,8 @@ pub fn pod(pod: &mut Pod) {
 }
 
 /// [`metadata`] of `backup`; once it has ended (it is never worked on again), also everything but
-/// its name, namespace, UID, version, `spec.apiManagerName`, and of its status the times,
+/// its name, namespace, UID, version, `spec.apiManagerName`, the schedule's label and owner
+/// reference (of a backup a schedule made: its retention reads them), and of its status the times,
 /// `completed`, `apiManagerSourceName` and the `Failed` condition without its message: a cache of
 /// many finished backups holds little more than their names.
 pub fn backup(backup: &mut APIManagerBackup) {
@@ -87,9 +90,12 @@ pub fn backup(backup: &mut APIManagerBackup) {
     status.conditions.shrink_to_fit();
     backup.spec.backup_destination = BackupDestination::default();
     let meta = &mut backup.metadata;
-    meta.labels = None;
+    meta.labels = meta.labels.take().map(|labels| labels.into_iter().filter(|(k, _)| k == SCHEDULE_LABEL).collect());
+    meta.labels = meta.labels.take().filter(|labels| !labels.is_empty());
     meta.annotations = None;
-    meta.owner_references = None;
+    let by_schedule = |owner: &OwnerReference| owner.kind == APIManagerBackupSchedule::kind(&());
+    meta.owner_references = meta.owner_references.take().map(|owners| owners.into_iter().filter(by_schedule).collect());
+    meta.owner_references = meta.owner_references.take().filter(|owners| !owners.is_empty());
     meta.finalizers = None;
     meta.generate_name = None;
 }
@@ -177,6 +183,22 @@ mod tests {
         let mut expected = backup_with(status);
         expected.metadata.managed_fields = None;
         assert_eq!(serde_json::to_value(running).expect("json"), serde_json::to_value(expected).expect("json"));
+    }
+
+    #[test]
+    fn an_ended_backup_of_a_schedule_keeps_what_retention_reads() {
+        let mut ended = backup_with(serde_json::json!({"completed": true, "completionTime": "2026-11-26T10:01:00Z"}));
+        ended.metadata.labels = Some([("team".into(), "x".into()), (SCHEDULE_LABEL.into(), "nightly".into())].into());
+        let owner = |kind: &str| OwnerReference {
+            kind: kind.into(),
+            name: "o".into(),
+            uid: "ou".into(),
+            ..OwnerReference::default()
+        };
+        ended.metadata.owner_references = Some(vec![owner("Other"), owner("APIManagerBackupSchedule")]);
+        backup(&mut ended);
+        assert_eq!(ended.metadata.labels, Some([(SCHEDULE_LABEL.into(), "nightly".into())].into()));
+        assert_eq!(ended.metadata.owner_references, Some(vec![owner("APIManagerBackupSchedule")]));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod apimanager;
 pub mod backup;
 pub mod quantity;
 pub mod restore;
+pub mod schedule;
 pub mod status;
 
 /// API group shared by `APIManagerBackup`, `APIManagerRestore` and `APIManager`.

@@ -3,6 +3,8 @@
 //! its own), so each rule is a unit test on a given clock.
 
 pub mod calendar;
+pub mod controller;
 pub mod cron;
 pub mod plan;
 pub mod retention;
+pub mod spec;
