@@ -44,16 +44,22 @@ pub struct NodeSettings {
 pub struct NodeStandIn {
     paused: Arc<AtomicBool>,
     _task: Background,
+    _reclaim: Background,
 }
 
 impl NodeStandIn {
-    /// Starts watching backup Pods with `admin` credentials, on a thread and runtime of its own.
+    /// Starts watching backup Pods with `admin` credentials, on a thread and runtime of its own,
+    /// and removing the folders of deleted claims.
     pub fn start(admin_kubeconfig: PathBuf, settings: NodeSettings) -> Self {
         let paused = Arc::new(AtomicBool::new(false));
         let flag = paused.clone();
+        let volumes = settings.volumes.clone();
+        let reclaim = Background::spawn("volume-reclaim", admin_kubeconfig.clone(), move |client| {
+            super::reclaim::reclaim_deleted_claims(client, volumes)
+        });
         let task =
             Background::spawn("node-stand-in", admin_kubeconfig, move |client| watch_pods(client, settings, flag));
-        Self { paused, _task: task }
+        Self { paused, _task: task, _reclaim: reclaim }
     }
 
     /// Holds Pods (Pending) instead of running them until the guard drops, so a backup stays in
