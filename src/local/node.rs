@@ -21,8 +21,8 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the stand-in needs to run Pods.
@@ -43,6 +43,7 @@ pub struct NodeSettings {
 /// The running stand-in; dropping it stops it (Pods already started finish on their own).
 pub struct NodeStandIn {
     paused: Arc<AtomicBool>,
+    paused_namespaces: PausedNamespaces,
     _task: Background,
     _reclaim: Background,
 }
@@ -52,34 +53,73 @@ impl NodeStandIn {
     /// and removing the folders of deleted claims.
     pub fn start(admin_kubeconfig: PathBuf, settings: NodeSettings) -> Self {
         let paused = Arc::new(AtomicBool::new(false));
-        let flag = paused.clone();
+        let paused_namespaces = PausedNamespaces::default();
+        let flag = Paused { all: paused.clone(), namespaces: paused_namespaces.clone() };
         let volumes = settings.volumes.clone();
         let reclaim = Background::spawn("volume-reclaim", admin_kubeconfig.clone(), move |client| {
             super::reclaim::reclaim_deleted_claims(client, volumes)
         });
         let task =
             Background::spawn("node-stand-in", admin_kubeconfig, move |client| watch_pods(client, settings, flag));
-        Self { paused, _task: task, _reclaim: reclaim }
+        Self { paused, paused_namespaces, _task: task, _reclaim: reclaim }
     }
 
     /// Holds Pods (Pending) instead of running them until the guard drops, so a backup stays in
     /// progress.
     pub fn pause(&self) -> PauseGuard {
         self.paused.store(true, Ordering::SeqCst);
-        PauseGuard(self.paused.clone())
+        PauseGuard(Resume::All(self.paused.clone()))
     }
+
+    /// [`pause`](Self::pause) for the Pods of `namespace` only (tests sharing a cluster each
+    /// work in a namespace of their own).
+    pub fn pause_in(&self, namespace: &str) -> PauseGuard {
+        lock(&self.paused_namespaces).insert(namespace.to_owned());
+        PauseGuard(Resume::Namespace(self.paused_namespaces.clone(), namespace.to_owned()))
+    }
+}
+
+/// The namespaces whose Pods are held.
+type PausedNamespaces = Arc<Mutex<HashSet<String>>>;
+
+fn lock(namespaces: &PausedNamespaces) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    namespaces.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What holds Pods: every Pod, or those of some namespaces.
+#[derive(Clone)]
+struct Paused {
+    all: Arc<AtomicBool>,
+    namespaces: PausedNamespaces,
+}
+
+impl Paused {
+    fn holds(&self, namespace: &str) -> bool {
+        self.all.load(Ordering::SeqCst) || lock(&self.namespaces).contains(namespace)
+    }
+}
+
+/// What a [`PauseGuard`] resumes.
+enum Resume {
+    All(Arc<AtomicBool>),
+    Namespace(PausedNamespaces, String),
 }
 
 /// Keeps the node stand-in paused while alive.
-pub struct PauseGuard(Arc<AtomicBool>);
+pub struct PauseGuard(Resume);
 
 impl Drop for PauseGuard {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
+        match &self.0 {
+            Resume::All(paused) => paused.store(false, Ordering::SeqCst),
+            Resume::Namespace(namespaces, namespace) => {
+                lock(namespaces).remove(namespace);
+            }
+        }
     }
 }
 
-async fn watch_pods(client: kube::Client, settings: NodeSettings, paused: Arc<AtomicBool>) {
+async fn watch_pods(client: kube::Client, settings: NodeSettings, paused: Paused) {
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().labels(&managed_by_selector());
     let mut seen = HashSet::new();
@@ -91,7 +131,7 @@ async fn watch_pods(client: kube::Client, settings: NodeSettings, paused: Arc<At
         if pending && pod.metadata.deletion_timestamp.is_none() && seen.insert(uid) {
             let (client, settings, paused) = (client.clone(), settings.clone(), paused.clone());
             tokio::spawn(async move {
-                while paused.load(Ordering::SeqCst) {
+                while paused.holds(&pod.namespace().unwrap_or_default()) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 let name = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
