@@ -99,9 +99,12 @@ pub async fn install_crds(client: &Client) -> Result<(), LocalError> {
     for yaml in [OPERATOR_CRDS, APIMANAGER_CRD] {
         apply_yaml(client, yaml, "default").await?;
     }
-    for name in
-        ["apimanagerbackups.apps.3scale.net", "apimanagerrestores.apps.3scale.net", "apimanagers.apps.3scale.net"]
-    {
+    for name in [
+        "apimanagerbackups.apps.3scale.net",
+        "apimanagerrestores.apps.3scale.net",
+        "apimanagerbackupschedules.apps.3scale.net",
+        "apimanagers.apps.3scale.net",
+    ] {
         wait_established(client, name).await?;
     }
     Ok(())
