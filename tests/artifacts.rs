@@ -43,7 +43,7 @@ fn printer_columns(version: &Value) -> Vec<&str> {
 #[test]
 fn crd_carries_the_cel_rules_and_printer_columns() {
     let crds: Vec<Value> = serde_saphyr::from_multiple(&run(Command::new(BIN).arg("crd"))).expect("CRD YAML");
-    assert_eq!(crds.len(), 2);
+    assert_eq!(crds.len(), 3);
     let version = crd_version(&crds, "APIManagerBackup");
     assert_eq!(printer_columns(&version), ["Completed", "PVC", "Age"]);
     let destination = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["backupDestination"];
@@ -71,6 +71,28 @@ fn crd_carries_the_cel_rules_and_printer_columns() {
         "observedGeneration",
     ] {
         assert!(status.get(field).is_some(), "status.{field} missing");
+    }
+
+    // The schedule: its columns, every default written in the schema, the template a backup's
+    // spec with the backup's CEL rules.
+    let version = crd_version(&crds, "APIManagerBackupSchedule");
+    assert_eq!(printer_columns(&version), ["Schedule", "Suspended", "Last Success", "Next", "Age"]);
+    let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    assert_eq!(spec["required"], serde_json::json!(["schedule", "template"]));
+    let fields = &spec["properties"];
+    assert_eq!(fields["timeZone"]["default"], "UTC");
+    assert_eq!(fields["suspend"]["default"], false);
+    assert_eq!(fields["concurrencyPolicy"]["default"], "Forbid");
+    assert_eq!(fields["concurrencyPolicy"]["enum"], serde_json::json!(["Forbid", "Replace"]));
+    assert_eq!(fields["retention"]["default"], serde_json::json!({"keepFailed": 1}));
+    assert_eq!(fields["retention"]["properties"]["keepFailed"]["default"], 1);
+    let template = &fields["template"]["properties"]["backupDestination"];
+    assert_eq!(template["x-kubernetes-validations"][0]["reason"], "FieldValueRequired");
+    let status = &version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
+    for field in
+        ["lastScheduleTime", "lastSuccessfulTime", "nextScheduleTime", "active", "conditions", "observedGeneration"]
+    {
+        assert!(status.get(field).is_some(), "schedule status.{field} missing");
     }
 }
 
