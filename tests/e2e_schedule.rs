@@ -271,6 +271,10 @@ async fn admission_refuses_a_bad_schedule_with_every_violation_at_once() {
     ] {
         assert!(refused.contains(part), "{part} in {refused}");
     }
+    // The sample `local` applies is admitted.
+    let sample = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/dev/sample-schedule.yaml"))
+        .expect("sample schedule");
+    kubectl_ok(cluster, &["-n", &ns, "create", "--dry-run=server", "-f", "-"], &sample);
 }
 
 async fn lease_holder(admin: &kube::Client) -> Option<String> {

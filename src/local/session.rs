@@ -17,6 +17,10 @@ pub const SAMPLE_INSTALLATION: &str = include_str!("../../manifests/dev/sample-3
 pub const SAMPLE_BACKUP: &str = include_str!("../../manifests/dev/sample-backup.yaml");
 /// Bucket `local` creates on its S3 server.
 pub const SAMPLE_BUCKET: &str = "backups";
+/// The sample APIManagerBackupSchedule.
+pub const SAMPLE_SCHEDULE: &str = include_str!("../../manifests/dev/sample-schedule.yaml");
+/// Name of the sample APIManagerBackupSchedule.
+const SAMPLE_SCHEDULE_NAME: &str = "example-hourly";
 /// Name of the sample APIManagerBackup.
 const SAMPLE_BACKUP_NAME: &str = "example-apimanagerbackup";
 
@@ -107,6 +111,7 @@ pub async fn run(operator_binary: &Path, dir: &Path) -> Result<(), LocalError> {
     seed_file_storage(&cluster.volume(SAMPLE_NAMESPACE, "system-storage"))?;
     apply_yaml(&admin, SAMPLE_INSTALLATION, SAMPLE_NAMESPACE).await?;
     apply_yaml(&admin, SAMPLE_BACKUP, SAMPLE_NAMESPACE).await?;
+    apply_yaml(&admin, SAMPLE_SCHEDULE, SAMPLE_NAMESPACE).await?;
     let backups: Api<APIManagerBackup> = Api::namespaced(admin, SAMPLE_NAMESPACE);
     let backup = wait_for_backup(&backups, SAMPLE_BACKUP_NAME, Duration::from_secs(120)).await?;
     let status = backup.status.clone().unwrap_or_default();
@@ -124,8 +129,10 @@ pub async fn run(operator_binary: &Path, dir: &Path) -> Result<(), LocalError> {
     let claim = status.backup_persistent_volume_claim_name.unwrap_or_default();
     println!("backup files (claim {claim}): {}", cluster.volume(SAMPLE_NAMESPACE, &claim).display());
     println!("kubeconfig: {kubeconfig}");
+    println!("sample APIManagerBackupSchedule {SAMPLE_NAMESPACE}/{SAMPLE_SCHEDULE_NAME}: a backup every hour, on the hour");
     print_s3(&s3);
     println!("try:  kubectl --kubeconfig {kubeconfig} -n {SAMPLE_NAMESPACE} get apimanagerbackups");
+    println!("      kubectl --kubeconfig {kubeconfig} -n {SAMPLE_NAMESPACE} get apimanagerbackupschedules");
     println!("Ctrl-C stops everything and removes {}", dir.display());
     crate::signals::stop_requested().await;
     eprintln!("stopping …");
