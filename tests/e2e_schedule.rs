@@ -261,7 +261,7 @@ async fn forbid_skips_and_reports_a_run_while_the_previous_backup_runs() {
 #[tokio::test]
 async fn admission_refuses_a_bad_schedule_with_every_violation_at_once() {
     let cluster = shared();
-    let ns = support::cluster::namespace(cluster, "schedule-admission");
+    let ns = namespace_with_installation(cluster, "schedule-admission").await;
     let yaml = "apiVersion: apps.3scale.net/v1alpha1\nkind: APIManagerBackupSchedule\nmetadata:\n  name: bad\nspec:\n  schedule: \"61 * * * *\"\n  timeZone: Mars/Olympus\n  template:\n    backupDestination:\n      persistentVolumeClaim:\n        resources:\n          requests: 1Gi\n  retention:\n    maxAge: soon\n";
     let refused = create_rejected(&ns, yaml);
     for part in [
