@@ -129,7 +129,9 @@ pub async fn run(operator_binary: &Path, dir: &Path) -> Result<(), LocalError> {
     let claim = status.backup_persistent_volume_claim_name.unwrap_or_default();
     println!("backup files (claim {claim}): {}", cluster.volume(SAMPLE_NAMESPACE, &claim).display());
     println!("kubeconfig: {kubeconfig}");
-    println!("sample APIManagerBackupSchedule {SAMPLE_NAMESPACE}/{SAMPLE_SCHEDULE_NAME}: a backup every hour, on the hour");
+    println!(
+        "sample APIManagerBackupSchedule {SAMPLE_NAMESPACE}/{SAMPLE_SCHEDULE_NAME}: a backup every hour, on the hour"
+    );
     print_s3(&s3);
     println!("try:  kubectl --kubeconfig {kubeconfig} -n {SAMPLE_NAMESPACE} get apimanagerbackups");
     println!("      kubectl --kubeconfig {kubeconfig} -n {SAMPLE_NAMESPACE} get apimanagerbackupschedules");

@@ -2,6 +2,7 @@
 //! does now from its status, and retention. Everything here is pure (no API types, no clock of
 //! its own), so each rule is a unit test on a given clock.
 
+pub mod admission;
 pub mod calendar;
 pub mod controller;
 pub mod cron;
