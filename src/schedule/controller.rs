@@ -128,18 +128,19 @@ impl Pass {
     }
 
     /// Deletes backup `name` (of UID `uid`) and its data: its claim first, then the backup.
-    async fn delete_backup(&self, name: &str, uid: &str) -> Result<(), ReconcileError> {
+    /// Returns whether the backup was still there (a pass after a conflict finds it gone).
+    async fn delete_backup(&self, name: &str, uid: &str) -> Result<bool, ReconcileError> {
         let claims: Api<PersistentVolumeClaim> = self.api();
         let claim = claims.get_opt(name).await.map_err(api_error(format!("reading PersistentVolumeClaim {name}")))?;
         if let Some(claim) = claim.filter(|c| c.annotations().get(CLAIM_BACKUP_UID).map(String::as_str) == Some(uid)) {
             let params = DeleteParams { preconditions: Some(uid_precondition(claim.uid())), ..DeleteParams::default() };
-            ignore_gone(claims.delete(name, &params).await.map(drop))
+            deleted(claims.delete(name, &params).await.map(drop))
                 .map_err(api_error(format!("deleting PersistentVolumeClaim {name}")))?;
         }
         let backups: Api<APIManagerBackup> = self.api();
         let params =
             DeleteParams { preconditions: Some(uid_precondition(Some(uid.to_owned()))), ..DeleteParams::default() };
-        ignore_gone(backups.delete(name, &params).await.map(drop))
+        deleted(backups.delete(name, &params).await.map(drop))
             .map_err(api_error(format!("deleting APIManagerBackup {name}")))
     }
 
@@ -214,11 +215,12 @@ fn uid_precondition(uid: Option<String>) -> Preconditions {
     Preconditions { uid, resource_version: None }
 }
 
-/// A delete of something already gone (404) succeeded.
-fn ignore_gone(result: Result<(), kube::Error>) -> Result<(), kube::Error> {
+/// Whether a delete deleted something (`false`: already gone, 404).
+fn deleted(result: Result<(), kube::Error>) -> Result<bool, kube::Error> {
     match result {
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        other => other,
+        Ok(()) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(error) => Err(error),
     }
 }
 
@@ -324,7 +326,9 @@ async fn prune(
     status.last_successful_time = later(status.last_successful_time.take(), newest_success);
     for pruned in retention::prune(&settings.policy, settings.calendar.zone(), now, &candidates) {
         let uid = backups.iter().find(|b| b.name_any() == pruned.name).and_then(|b| b.uid()).unwrap_or_default();
-        pass.delete_backup(&pruned.name, &uid).await?;
+        if !pass.delete_backup(&pruned.name, &uid).await? {
+            continue;
+        }
         let note = format!("deleted APIManagerBackup {} and its data: {}", pruned.name, pruned.reason.describe());
         pass.publish(EventType::Normal, BACKUP_PRUNED, note).await;
     }
@@ -359,7 +363,9 @@ async fn act(
             if replace {
                 for name in std::mem::take(&mut status.active) {
                     let uid = pass.backups().iter().find(|b| b.name_any() == name).and_then(|b| b.uid());
-                    pass.delete_backup(&name, &uid.unwrap_or_default()).await?;
+                    if !pass.delete_backup(&name, &uid.unwrap_or_default()).await? {
+                        continue;
+                    }
                     let note = format!(
                         "stopped APIManagerBackup {name} and deleted its data for the run scheduled at {scheduled} (concurrencyPolicy Replace)"
                     );
