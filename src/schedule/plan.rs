@@ -282,6 +282,51 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// A controller that looks at random moments (never a minute apart) and crashes at random
+        /// between creating a run's backup and writing the status: every firing gets its backup
+        /// (creates are idempotent by name), and no run starts again once the status recorded it.
+        #[test]
+        fn no_run_lost_or_started_again_across_crashes(
+            passes in proptest::collection::vec((1i64..59_000, proptest::bool::ANY), 1..200),
+        ) {
+            let calendar = minutely();
+            let created = at("2026-12-06T05:42:10Z");
+            let mut now = created;
+            let mut state = State { observed_generation: None, next_schedule_time: None, ..armed("2026-12-06T05:42:00Z") };
+            let mut recorded: Option<Timestamp> = None;
+            let mut backups = std::collections::BTreeSet::new();
+            let mut first_armed = None;
+            for (gap, crash) in passes {
+                now = now.checked_add(SignedDuration::from_millis(gap)).unwrap();
+                match decide(&calendar, &state, now) {
+                    Decision::Arm { next } => {
+                        first_armed.get_or_insert(next);
+                        state.next_schedule_time = Some(next);
+                        state.observed_generation = Some(state.generation);
+                    }
+                    Decision::Start { scheduled, next, .. } => {
+                        proptest::prop_assert!(scheduled <= now);
+                        proptest::prop_assert!(recorded.is_none_or(|r| scheduled > r), "{scheduled} started again");
+                        backups.insert(scheduled);
+                        if !crash {
+                            recorded = Some(scheduled);
+                            state.next_schedule_time = Some(next);
+                        }
+                    }
+                    Decision::Wait { .. } => {}
+                    other => proptest::prop_assert!(false, "{other:?}"),
+                }
+            }
+            let Some(mut firing) = first_armed else { return Ok(()) };
+            proptest::prop_assert!(firing > created, "nothing at creation");
+            while firing <= now.checked_sub(SignedDuration::from_mins(1)).unwrap() {
+                proptest::prop_assert!(backups.contains(&firing), "the run at {firing} was lost");
+                firing = calendar.next_after(firing).unwrap();
+            }
+        }
+    }
+
     #[test]
     fn a_long_downtime_counts_missed_runs_up_to_the_cap_and_takes_the_latest() {
         let state = State { starting_deadline: Some(SignedDuration::from_secs(10)), ..armed("2026-11-01T00:00:00Z") };
