@@ -27,6 +27,7 @@ use super::retention::{self, Candidate, Outcome};
 use super::spec::{self, Settings};
 use crate::api::backup::APIManagerBackup;
 use crate::api::schedule::{APIManagerBackupSchedule, APIManagerBackupScheduleStatus};
+use crate::api::status::{FAILED, READY, set_condition};
 use crate::informer::Informer;
 use crate::metrics::{Metrics, RunOutcome, ScheduleGauge};
 use crate::names::{
@@ -35,7 +36,6 @@ use crate::names::{
 };
 use crate::reconcile::ReconcileError;
 use crate::reconcile::events::EventPublisher;
-use crate::reconcile::status::{FAILED, READY, set_condition};
 use crate::scope::Namespaces;
 use crate::trim;
 
