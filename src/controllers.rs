@@ -1,6 +1,7 @@
 //! The controllers' runner: one kube-runtime Controller per kind of operation (backups, restores),
 //! each owning the step Pods it creates and woken by the APIManagers it concerns, all on the shared
-//! step machine ([`crate::reconcile`]). It sits above the resource kinds: its table lists them.
+//! step machine ([`crate::reconcile`]), and the schedules' ([`crate::schedule::controller`]),
+//! which creates backups. It sits above the resource kinds: its table lists them.
 
 use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
@@ -15,6 +16,7 @@ use crate::reconcile::machine::{self, Operation};
 use crate::reconcile::seen::CreatedPods;
 use crate::reconcile::{Context, ReconcileError, ReconcileSettings, error_policy};
 use crate::restore::operation::restores_of;
+use crate::schedule;
 use crate::scope::{Namespaces, Watched};
 use crate::trim;
 use futures::future::BoxFuture;
@@ -73,7 +75,7 @@ pub struct Controllers {
 }
 
 impl Controllers {
-    /// Runs the controllers of backups and restores until `shutdown` resolves (or the task running
+    /// Runs the controllers of backups, restores and schedules until `shutdown` resolves (or the task running
     /// them is dropped, when this replica stops leading). Readiness does not wait for them:
     /// standbys run no controller. The restores' watch is theirs alone and runs as long as they do.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
@@ -82,9 +84,19 @@ impl Controllers {
             Informer::watch(&self.client, &self.namespaces, APIManagerRestore::cached, self.metrics.clone());
         let restore_watch = restore_events.for_each(|_| std::future::ready(()));
         // The table of controllers: one line per kind of operation.
+        let (client, namespaces, metrics) = (self.client.clone(), self.namespaces.clone(), self.metrics.clone());
         let controllers: Vec<BoxFuture<'_, ()>> = vec![
             self.run_operation(&self.shared.backups, shutdown.clone(), backups_of).boxed(),
             self.run_operation(&restores, shutdown.clone(), restores_of).boxed(),
+            schedule::controller::run(
+                client,
+                namespaces,
+                metrics,
+                self.shared.backups.clone(),
+                &self.instance,
+                shutdown,
+            )
+            .boxed(),
         ];
         tokio::select! {
             _ = futures::future::join_all(controllers) => {}

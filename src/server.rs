@@ -10,6 +10,7 @@ pub mod intake;
 use crate::admission::{self, AdmissionState, Route};
 use crate::api::backup::APIManagerBackup;
 use crate::api::restore::APIManagerRestore;
+use crate::api::schedule::APIManagerBackupSchedule;
 use crate::health::Readiness;
 use crate::lookup::ApiManagerLookup;
 use crate::metrics::Metrics;
@@ -91,10 +92,14 @@ impl Default for Limits {
 /// The admission webhooks this server serves, each kind's defaulting and validating ones: the one
 /// route table, a line per resource kind.
 pub fn webhooks<L: ApiManagerLookup>() -> Vec<Route<L>> {
-    [admission::routes::<APIManagerBackup, L>(), admission::routes::<APIManagerRestore, L>()]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        admission::routes::<APIManagerBackup, L>(),
+        admission::routes::<APIManagerRestore, L>(),
+        admission::routes::<APIManagerBackupSchedule, L>(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The routes of the server, with the admission bounds of `limits`.
@@ -247,6 +252,16 @@ mod tests {
                 line("/validate-apps-3scale-net-v1alpha1-apimanagerbackup", "validating", "APIManagerBackup"),
                 line("/mutate-apps-3scale-net-v1alpha1-apimanagerrestore", "restore-defaulting", "APIManagerRestore"),
                 line("/validate-apps-3scale-net-v1alpha1-apimanagerrestore", "restore-validating", "APIManagerRestore"),
+                line(
+                    "/mutate-apps-3scale-net-v1alpha1-apimanagerbackupschedule",
+                    "schedule-defaulting",
+                    "APIManagerBackupSchedule"
+                ),
+                line(
+                    "/validate-apps-3scale-net-v1alpha1-apimanagerbackupschedule",
+                    "schedule-validating",
+                    "APIManagerBackupSchedule"
+                ),
             ]
         );
     }
@@ -262,7 +277,7 @@ mod tests {
             let answer = app.clone().oneshot(post(route.webhook.path)).await.expect("answered");
             assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{}", route.webhook.path);
         }
-        for path in ["/mutate-apps-3scale-net-v1alpha1-apimanagerbackupschedule", "/validate", "/"] {
+        for path in ["/mutate-apps-3scale-net-v1alpha1-apimanagerbackups", "/validate", "/"] {
             let answer = app.clone().oneshot(post(path)).await.expect("answered");
             assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{path}");
         }

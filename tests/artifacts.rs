@@ -133,7 +133,10 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
             assert!(hook["timeoutSeconds"].as_u64().is_some_and(|t| t <= 5));
             assert_eq!(hook["admissionReviewVersions"], serde_json::json!(["v1"]));
             let resource = hook["rules"][0]["resources"][0].as_str().expect("resource");
-            assert!(["apimanagerbackups", "apimanagerrestores"].contains(&resource), "{resource}");
+            assert!(
+                ["apimanagerbackups", "apimanagerrestores", "apimanagerbackupschedules"].contains(&resource),
+                "{resource}"
+            );
             let path = hook["clientConfig"]["service"]["path"].as_str().expect("path");
             assert!(path.ends_with(&format!("-{}", resource.trim_end_matches('s'))), "{path} serves {resource}");
             assert!(doc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].is_string());

@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use super::backup::APIManagerBackupSpec;
 
+/// Message of the CRD's CEL rule on a schedule's name: it is the value of a label on each backup the
+/// schedule creates, and label values have at most 63 characters.
+pub const NAME_TOO_LONG: &str =
+    "metadata.name must be no more than 63 characters: it labels each backup the schedule creates";
+
 /// Desired state of an `APIManagerBackupSchedule`: when to back up, how, and what to keep.
 // Clippy reads two printer columns of the same type as a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
@@ -23,7 +28,8 @@ use super::backup::APIManagerBackupSpec;
     printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(name = "Last Success", type_ = "date", json_path = ".status.lastSuccessfulTime"),
     printcolumn(name = "Next", type_ = "string", json_path = ".status.nextScheduleTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 63").message(NAME_TOO_LONG).reason(Reason::FieldValueInvalid)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct APIManagerBackupScheduleSpec {

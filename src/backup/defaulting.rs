@@ -30,8 +30,14 @@ pub fn choose_name(old: Option<&APIManagerBackupSpec>, apimanagers: &[APIManager
 
 /// The JSONPatch that sets `spec.apiManagerName`.
 pub fn set_name_patch(name: &str) -> Patch {
+    set_name_patch_at(&["spec"], name)
+}
+
+/// The JSONPatch that sets `apiManagerName` in the backup spec at `at` (a schedule's template is
+/// at `spec`, `template`).
+pub fn set_name_patch_at(at: &[&str], name: &str) -> Patch {
     Patch(vec![PatchOperation::Add(AddOperation {
-        path: PointerBuf::from_tokens(["spec", "apiManagerName"]),
+        path: PointerBuf::from_tokens(at.iter().copied().chain(["apiManagerName"])),
         value: Value::String(name.to_owned()),
     })])
 }

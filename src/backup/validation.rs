@@ -13,50 +13,54 @@ use crate::telemetry::Untrusted;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
-const DESTINATION: &str = "spec.backupDestination";
-const CLAIM: &str = "spec.backupDestination.persistentVolumeClaim";
-const API_MANAGER_NAME: &str = "spec.apiManagerName";
+/// Where a backup's spec is; a schedule's template is at `spec.template`.
+pub const SPEC: &str = "spec";
 const DNS1123_SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
 characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')";
 const DNS1123_SUBDOMAIN_MAX_LEN: usize = 253;
 
 /// Rules 1–4: the destination, the claim's size and names, and the ignored `storageClass`.
 pub fn check_spec(spec: &APIManagerBackupSpec) -> Verdict {
+    check_spec_at(spec, SPEC)
+}
+
+/// [`check_spec`] of a backup spec at field path `at` (a schedule's template), its errors named there.
+pub fn check_spec_at(spec: &APIManagerBackupSpec, at: &str) -> Verdict {
     let mut verdict = Verdict::default();
-    check_destination(&spec.backup_destination, &mut verdict);
+    check_destination(&spec.backup_destination, &format!("{at}.backupDestination"), &mut verdict);
     verdict
 }
 
-fn check_destination(destination: &BackupDestination, verdict: &mut Verdict) {
+fn check_destination(destination: &BackupDestination, at: &str, verdict: &mut Verdict) {
     if destination.configured().is_empty() {
-        verdict.errors.push(FieldError::required(DESTINATION, DESTINATION_REQUIRED));
+        verdict.errors.push(FieldError::required(at, DESTINATION_REQUIRED));
     }
     if let Some(claim) = &destination.persistent_volume_claim {
-        check_claim(claim, verdict);
+        check_claim(claim, &format!("{at}.persistentVolumeClaim"), verdict);
     }
 }
 
-fn check_claim(claim: &PersistentVolumeClaimDestination, verdict: &mut Verdict) {
+fn check_claim(claim: &PersistentVolumeClaimDestination, at: &str, verdict: &mut Verdict) {
     let requests = claim.resources.as_ref().and_then(|r| r.requests.as_ref());
     match requests {
-        None => verdict.errors.push(FieldError::required(format!("{CLAIM}.resources.requests"), REQUESTS_REQUIRED)),
-        Some(quantity) => verdict.errors.extend(check_size(quantity)),
+        None => verdict.errors.push(FieldError::required(format!("{at}.resources.requests"), REQUESTS_REQUIRED)),
+        Some(quantity) => verdict.errors.extend(check_size(quantity, at)),
     }
     for (field, value) in [("volumeName", &claim.volume_name), ("storageClass", &claim.storage_class)] {
         if let Some(value) = value {
-            verdict.errors.extend(check_dns1123_subdomain(&format!("{CLAIM}.{field}"), value));
+            verdict.errors.extend(check_dns1123_subdomain(&format!("{at}.{field}"), value));
         }
     }
     if let (Some(volume), Some(_)) = (&claim.volume_name, &claim.storage_class) {
         verdict.warnings.push(format!(
-            "{CLAIM}.storageClass is ignored because volumeName is set: the claim binds to PersistentVolume {:?}",
+            "{at}.storageClass is ignored because volumeName is set: the claim binds to PersistentVolume {:?}",
             Untrusted(volume)
         ));
     }
 }
 
-fn check_size(quantity: &Quantity) -> Option<FieldError> {
-    let field = format!("{CLAIM}.resources.requests");
+fn check_size(quantity: &Quantity, at: &str) -> Option<FieldError> {
+    let field = format!("{at}.resources.requests");
     // The claim is created with this exact string, so it must be what the API server accepts there.
     match parse_json_quantity(&quantity.0) {
         Err(_) => Some(FieldError::invalid(field, &quantity.0, "must be a Kubernetes quantity such as 10Gi or 500Mi")),
@@ -86,6 +90,12 @@ fn check_dns1123_subdomain(field: &str, value: &str) -> Option<FieldError> {
 /// decided and worded by [`crate::rules`]). Returns the error, if any, and warnings about data the
 /// backup will not contain.
 pub fn check_apimanager(name: Option<&str>, namespace: &str, apimanagers: &[APIManager]) -> Verdict {
+    check_apimanager_at(name, namespace, apimanagers, SPEC)
+}
+
+/// [`check_apimanager`] of a backup spec at field path `at` (a schedule's template).
+pub fn check_apimanager_at(name: Option<&str>, namespace: &str, apimanagers: &[APIManager], at: &str) -> Verdict {
+    let field = format!("{at}.apiManagerName");
     let mut verdict = Verdict::default();
     let Some(name) = name.filter(|n| !n.is_empty()) else {
         // After defaulting, a backup names its APIManager; say which one it would mean.
@@ -93,14 +103,14 @@ pub fn check_apimanager(name: Option<&str>, namespace: &str, apimanagers: &[APIM
             Ok(only) => format!("set it to {:?}, the APIManager of namespace {namespace:?}", only.name_any()),
             Err(not_found) => not_found.to_string(),
         };
-        verdict.errors.push(FieldError::required(API_MANAGER_NAME, detail));
+        verdict.errors.push(FieldError::required(field, detail));
         return verdict;
     };
     let scope = rules::apimanager_meant(Some(name), namespace, apimanagers)
         .map_err(|not_found| not_found.to_string())
         .and_then(|apimanager| rules::in_scope(apimanager).map_err(|out| out.to_string()));
     match scope {
-        Err(detail) => verdict.errors.push(FieldError::invalid(API_MANAGER_NAME, name, detail)),
+        Err(detail) => verdict.errors.push(FieldError::invalid(field, name, detail)),
         Ok(storage) => {
             if let Some(note) = rules::file_storage_note(&storage) {
                 verdict.warnings.push(format!("APIManager {:?}: {note}", Untrusted(name)));

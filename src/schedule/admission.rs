@@ -1,53 +1,94 @@
-//! The admission rules of an `APIManagerBackupSchedule`, every violation at once: its name fits
-//! the label its backups carry; the expression, the time zone and `maxAge` read ([`super::spec`]);
-//! the template passes the rules of an `APIManagerBackup` (the backup's own checks, under
-//! `spec.template`), its APIManager being the one defaulting would give a backup when unnamed.
+//! Admission of an `APIManagerBackupSchedule`: `spec.template.apiManagerName` defaulted as a
+//! backup's `spec.apiManagerName` is; every rule at once: the expression, the time zone and
+//! `maxAge` read ([`super::spec`]), and the template passes the rules of an `APIManagerBackup` (the
+//! backup's own checks, named under `spec.template`). A schedule's spec may change; an UPDATE is
+//! checked by the same rules, without lookups. (The name's length, which a label on each backup
+//! holds, is the CRD's CEL rule.)
 
-use super::spec::{self, NAME_MAX};
+use super::spec;
+use crate::admission::field_error::FieldError;
+use crate::admission::{Admit, Change, ToDefault, Verdict, Webhook};
 use crate::api::apimanager::APIManager;
-use crate::api::schedule::APIManagerBackupScheduleSpec;
-use crate::rules;
-use crate::webhook::field_error::FieldError;
-use crate::webhook::validation::{Verdict, check_apimanager, check_spec};
-use kube::ResourceExt;
+use crate::api::schedule::{APIManagerBackupSchedule, APIManagerBackupScheduleSpec};
+use crate::backup::defaulting::{choose_name, needs_default, set_name_patch_at};
+use crate::backup::validation::{check_apimanager_at, check_spec_at};
+use crate::lookup::{self, ApiManagerLookup, LookupError};
+use crate::telemetry::Untrusted;
 
-/// Where the backup's rules name their fields, and where the template's fields are.
-const BACKUP_SPEC: &str = "spec.";
-const TEMPLATE: &str = "spec.template.";
+/// Path of the defaulting (mutating) webhook.
+pub const MUTATE_PATH: &str = "/mutate-apps-3scale-net-v1alpha1-apimanagerbackupschedule";
+/// Path of the validating webhook.
+pub const VALIDATE_PATH: &str = "/validate-apps-3scale-net-v1alpha1-apimanagerbackupschedule";
+/// Where the template is.
+const TEMPLATE: &str = "spec.template";
 
-/// Every rule of a schedule named `name` in `namespace`, beside `apimanagers` (that namespace's).
-pub fn check(name: &str, spec: &APIManagerBackupScheduleSpec, namespace: &str, apimanagers: &[APIManager]) -> Verdict {
-    let mut verdict = Verdict::default();
-    if name.len() > NAME_MAX {
-        verdict.errors.push(FieldError::invalid(
-            "metadata.name",
-            name,
-            format!("must be no more than {NAME_MAX} characters (it labels each backup of the schedule)"),
-        ));
+impl Admit for APIManagerBackupSchedule {
+    type Spec = APIManagerBackupScheduleSpec;
+    const DEFAULTING: Webhook = Webhook { path: MUTATE_PATH, label: "schedule-defaulting" };
+    const VALIDATING: Webhook = Webhook { path: VALIDATE_PATH, label: "schedule-validating" };
+
+    /// The APIManager a template naming none means, as for a backup; on UPDATE the old template's.
+    async fn default<L: ApiManagerLookup>(lookup: &L, asked: ToDefault<'_, Self::Spec>) -> Option<json_patch::Patch> {
+        if !needs_default(&asked.spec.template) {
+            return None;
+        }
+        let chosen = match asked.change {
+            Change::Update { old } => choose_name(old.map(|old| &old.template), &[]),
+            Change::Create => {
+                let only = |known: &[APIManager]| choose_name(None, known).ok_or(());
+                match lookup::cache_first(lookup, asked.namespace, None, only).await {
+                    Ok(chosen) => chosen.ok(),
+                    Err(error) => {
+                        tracing::warn!(error = %Untrusted(&error.to_string()), "cannot default spec.template.apiManagerName; validation will explain");
+                        None
+                    }
+                }
+            }
+        };
+        chosen.map(|name| set_name_patch_at(&["spec", "template"], &name))
     }
+
+    /// Every rule against the lookup's APIManagers; when they refuse the template's APIManager,
+    /// again against what the API server holds now.
+    async fn validate_create<L: ApiManagerLookup>(
+        lookup: &L,
+        namespace: &str,
+        spec: &APIManagerBackupScheduleSpec,
+    ) -> Result<Verdict, LookupError> {
+        let name = spec.template.api_manager_name.as_deref().filter(|name| !name.is_empty());
+        let rules = |known: &[APIManager]| {
+            let refused = !check_apimanager_at(name, namespace, known, TEMPLATE).errors.is_empty();
+            let verdict = check_create(spec, namespace, known);
+            if refused { Err(verdict) } else { Ok(verdict) }
+        };
+        Ok(lookup::cache_first(lookup, namespace, name, rules).await?.unwrap_or_else(|refused| refused))
+    }
+
+    fn validate_update(_old: &APIManagerBackupScheduleSpec, new: &APIManagerBackupScheduleSpec) -> Verdict {
+        check_spec(new)
+    }
+}
+
+/// The rules that need no lookup: the schedule's own fields and the template's backup rules 1–4.
+pub fn check_spec(spec: &APIManagerBackupScheduleSpec) -> Verdict {
+    let mut verdict = Verdict::default();
     if let Err(errors) = spec::settings(spec) {
         verdict.errors.extend(errors.iter().map(|e| FieldError::invalid(e.field(), e.value(spec), e.to_string())));
     }
-    let template = &spec.template;
-    // A backup of the schedule names the APIManager defaulting gives it when the template does not.
-    let meant = rules::apimanager_meant(None, namespace, apimanagers).ok().map(|only| only.name_any());
-    let named = template.api_manager_name.clone().filter(|n| !n.is_empty()).or(meant);
-    for backup in [check_spec(template), check_apimanager(named.as_deref(), namespace, apimanagers)] {
-        verdict.errors.extend(backup.errors.into_iter().map(|mut error| {
-            error.field = under_template(&error.field);
-            error
-        }));
-        verdict.warnings.extend(backup.warnings.into_iter().map(|warning| under_template(&warning)));
-    }
+    let template = check_spec_at(&spec.template, TEMPLATE);
+    verdict.errors.extend(template.errors);
+    verdict.warnings.extend(template.warnings);
     verdict
 }
 
-/// A backup rule's field path (or a message starting with one) moved under `spec.template`.
-fn under_template(text: &str) -> String {
-    match text.strip_prefix(BACKUP_SPEC) {
-        Some(rest) => format!("{TEMPLATE}{rest}"),
-        None => text.to_owned(),
-    }
+/// Every CREATE rule at once: [`check_spec`] and the template's APIManager (backup rules 5–6).
+pub fn check_create(spec: &APIManagerBackupScheduleSpec, namespace: &str, apimanagers: &[APIManager]) -> Verdict {
+    let mut verdict = check_spec(spec);
+    let name = spec.template.api_manager_name.as_deref();
+    let scope = check_apimanager_at(name, namespace, apimanagers, TEMPLATE);
+    verdict.errors.extend(scope.errors);
+    verdict.warnings.extend(scope.warnings);
+    verdict
 }
 
 #[cfg(test)]
@@ -72,14 +113,14 @@ mod tests {
     }
 
     #[test]
-    fn a_good_schedule_is_allowed_and_its_template_defaults_to_the_only_apimanager() {
+    fn a_good_schedule_is_allowed() {
         let good = spec(serde_json::json!({
             "schedule": "30 2 * * *", "timeZone": "Europe/Madrid",
-            "template": {"backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "1Gi"}}}},
+            "template": {"apiManagerName": "example",
+                "backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "1Gi"}}}},
             "retention": {"keepDaily": 7, "maxAge": "720h"}
         }));
-        let verdict = check("nightly", &good, "3scale", &[apimanager("example", true)]);
-        assert_eq!(verdict, Verdict::default());
+        assert_eq!(check_create(&good, "3scale", &[apimanager("example", true)]), Verdict::default());
     }
 
     #[test]
@@ -90,51 +131,32 @@ mod tests {
                 "backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "0"}, "storageClass": "Fast_SSD"}}},
             "retention": {"maxAge": "0s"}
         }));
-        let verdict = check(&"n".repeat(64), &bad, "3scale", &[apimanager("example", false)]);
+        let verdict = check_create(&bad, "3scale", &[apimanager("example", false)]);
+        let errors = rendered(&verdict);
         assert_eq!(
-            rendered(&verdict),
+            errors[..5],
             [
-                format!("metadata.name: Invalid value: \"{}\": must be no more than 63 characters (it labels each backup of the schedule)", "n".repeat(64)),
-                "spec.schedule: Invalid value: \"0 0 * * MONDAY\": day-of-week field: a value is neither a number nor a name this field accepts (0-7 or SUN-SAT)".to_owned(),
-                "spec.timeZone: Invalid value: \"Europe/Atlantis\": unknown time zone: use an IANA name such as Europe/Madrid or UTC".to_owned(),
-                "spec.retention.maxAge: Invalid value: \"0s\": must be a positive duration such as 720h, 30d or 2w".to_owned(),
+                "spec.schedule: Invalid value: \"0 0 * * MONDAY\": day-of-week field: a value is neither a number nor a name this field accepts (0-7 or SUN-SAT)",
+                "spec.timeZone: Invalid value: \"Europe/Atlantis\": unknown time zone: use an IANA name such as Europe/Madrid or UTC",
+                "spec.retention.maxAge: Invalid value: \"0s\": must be a positive duration such as 720h, 30d or 2w",
+                "spec.template.backupDestination.persistentVolumeClaim.resources.requests: Invalid value: \"0\": must be greater than zero, for example 10Gi",
+                "spec.template.backupDestination.persistentVolumeClaim.storageClass: Invalid value: \"Fast_SSD\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')",
             ]
-            .into_iter()
-            .chain(check_spec(&bad.template).errors.iter().map(|e| under_template(&e.to_string())))
-            .chain(
-                check_apimanager(Some("example"), "3scale", &[apimanager("example", false)])
-                    .errors
-                    .iter()
-                    .map(|e| under_template(&e.to_string()))
-            )
-            .collect::<Vec<_>>()
         );
-        assert!(
-            verdict
-                .errors
-                .iter()
-                .any(|e| e.field == "spec.template.backupDestination.persistentVolumeClaim.resources.requests")
-        );
-        assert!(
-            verdict
-                .errors
-                .iter()
-                .any(|e| e.field == "spec.template.backupDestination.persistentVolumeClaim.storageClass")
-        );
-        assert!(verdict.errors.iter().any(|e| e.field == "spec.template.apiManagerName"));
-        assert_eq!(verdict.errors.len(), 7, "{:#?}", rendered(&verdict));
+        assert_eq!(errors.len(), 6, "{errors:#?}");
+        assert!(errors[5].starts_with("spec.template.apiManagerName: Invalid value: \"example\": "), "{}", errors[5]);
+        // An UPDATE checks the same fields, without the lookup.
+        assert_eq!(rendered(&check_spec(&bad)), errors[..5]);
     }
 
     #[test]
-    fn an_unnamed_template_with_no_or_several_apimanagers_says_so() {
+    fn an_unnamed_template_with_no_apimanager_says_so_under_spec_template() {
         let unnamed = spec(serde_json::json!({
             "schedule": "@daily",
             "template": {"backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "1Gi"}}}}
         }));
-        for apimanagers in [vec![], vec![apimanager("a", true), apimanager("b", true)]] {
-            let verdict = check("nightly", &unnamed, "3scale", &apimanagers);
-            assert_eq!(verdict.errors.len(), 1, "{:?}", rendered(&verdict));
-            assert_eq!(verdict.errors[0].field, "spec.template.apiManagerName");
-        }
+        let verdict = check_create(&unnamed, "3scale", &[]);
+        assert_eq!(verdict.errors.len(), 1, "{:?}", rendered(&verdict));
+        assert_eq!(verdict.errors[0].field, "spec.template.apiManagerName");
     }
 }

@@ -451,13 +451,14 @@ impl Drop for GaugesGuard {
 }
 
 /// Runs the schedules' controller in `namespaces` until `shutdown` resolves (or the task running
-/// it is dropped, when this replica stops leading). The schedules' watch is its own; the backups
-/// come from the process's shared watch.
+/// it is dropped, when this replica stops leading), its events reported by replica `instance`. The
+/// schedules' watch is its own; the backups come from the process's shared watch.
 pub async fn run(
     client: kube::Client,
     namespaces: Namespaces,
     metrics: Arc<Metrics>,
     backups: Informer<APIManagerBackup>,
+    instance: &str,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (schedules, watch) = Informer::watch(&client, &namespaces, trim::metadata, metrics.clone());
@@ -465,8 +466,7 @@ pub async fn run(
     let gauge_store = store.clone();
     metrics.compute_schedule_gauges_with(Some(Box::new(move || gauges(&gauge_store))));
     let _guard = GaugesGuard(metrics.clone());
-    let instance = std::env::var("POD_NAME").unwrap_or_else(|_| CONTROLLER.to_owned());
-    let recorder = EventPublisher::new(client.clone(), CONTROLLER, &instance);
+    let recorder = EventPublisher::new(client.clone(), CONTROLLER, instance);
     let context = Arc::new(Context { client, backups: backups.store(), metrics: metrics.clone(), recorder });
     let controller = Controller::for_shared_stream(schedules.subscribe(), store)
         .watches_shared_stream(backups.subscribe(), |backup| schedule_of(&backup))

@@ -10,9 +10,6 @@ use super::plan::Concurrency;
 use super::retention::Policy;
 use crate::api::schedule::{APIManagerBackupScheduleSpec, ConcurrencyPolicy, Retention};
 
-/// Longest schedule name: it is the value of a label on each backup it creates.
-pub const NAME_MAX: usize = 63;
-
 /// One problem with a schedule's spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
