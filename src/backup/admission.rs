@@ -15,6 +15,32 @@ pub const MUTATE_PATH: &str = "/mutate-apps-3scale-net-v1alpha1-apimanagerbackup
 /// Path of the validating webhook.
 pub const VALIDATE_PATH: &str = "/validate-apps-3scale-net-v1alpha1-apimanagerbackup";
 
+/// The APIManager a backup spec naming none defaults to (`None`: it names one, or there is none
+/// to choose): on CREATE, the one the lookup's answer names when it names exactly one, else (none
+/// or several, maybe not yet seen by a cache) the one of the namespace as the API server lists it
+/// now; on UPDATE, the old spec's name (so a replace keeps it). Shared with a schedule's template.
+pub async fn default_name<L: ApiManagerLookup>(
+    lookup: &L,
+    asked: ToDefault<'_, APIManagerBackupSpec>,
+) -> Option<String> {
+    if !needs_default(asked.spec) {
+        return None;
+    }
+    match asked.change {
+        Change::Update { old } => choose_name(old, &[]),
+        Change::Create => {
+            let only = |known: &[APIManager]| choose_name(None, known).ok_or(());
+            match lookup::cache_first(lookup, asked.namespace, None, only).await {
+                Ok(chosen) => chosen.ok(),
+                Err(error) => {
+                    tracing::warn!(error = %Untrusted(&error.to_string()), "cannot default the APIManager's name; validation will explain");
+                    None
+                }
+            }
+        }
+    }
+}
+
 impl Admit for APIManagerBackup {
     type Spec = APIManagerBackupSpec;
     const DEFAULTING: Webhook = Webhook { path: MUTATE_PATH, label: "defaulting" };
@@ -24,23 +50,8 @@ impl Admit for APIManagerBackup {
     /// names exactly one, else (none or several, maybe not yet seen by a cache) from the namespace
     /// as the API server lists it now; on UPDATE, the old spec's name (so a replace keeps it).
     async fn default<L: ApiManagerLookup>(lookup: &L, asked: ToDefault<'_, Self::Spec>) -> Option<json_patch::Patch> {
-        if !needs_default(asked.spec) {
-            return None;
-        }
-        let chosen = match asked.change {
-            Change::Update { old } => choose_name(old, &[]),
-            Change::Create => {
-                let only = |known: &[APIManager]| choose_name(None, known).ok_or(());
-                match lookup::cache_first(lookup, asked.namespace, None, only).await {
-                    Ok(chosen) => chosen.ok(),
-                    Err(error) => {
-                        tracing::warn!(error = %Untrusted(&error.to_string()), "cannot default spec.apiManagerName; validation will explain");
-                        None
-                    }
-                }
-            }
-        };
-        chosen.map(|name| set_name_patch(&name))
+        let name = default_name(lookup, asked).await?;
+        Some(set_name_patch(&name))
     }
 
     /// The CREATE rules against the lookup's APIManagers; when they refuse the APIManager, again

@@ -10,10 +10,10 @@ use crate::admission::field_error::FieldError;
 use crate::admission::{Admit, Change, ToDefault, Verdict, Webhook};
 use crate::api::apimanager::APIManager;
 use crate::api::schedule::{APIManagerBackupSchedule, APIManagerBackupScheduleSpec};
-use crate::backup::defaulting::{choose_name, needs_default, set_name_patch_at};
+use crate::backup::admission::default_name;
+use crate::backup::defaulting::set_name_patch_at;
 use crate::backup::validation::{check_apimanager_at, check_spec_at};
 use crate::lookup::{self, ApiManagerLookup, LookupError};
-use crate::telemetry::Untrusted;
 
 /// Path of the defaulting (mutating) webhook.
 pub const MUTATE_PATH: &str = "/mutate-apps-3scale-net-v1alpha1-apimanagerbackupschedule";
@@ -29,23 +29,13 @@ impl Admit for APIManagerBackupSchedule {
 
     /// The APIManager a template naming none means, as for a backup; on UPDATE the old template's.
     async fn default<L: ApiManagerLookup>(lookup: &L, asked: ToDefault<'_, Self::Spec>) -> Option<json_patch::Patch> {
-        if !needs_default(&asked.spec.template) {
-            return None;
-        }
-        let chosen = match asked.change {
-            Change::Update { old } => choose_name(old.map(|old| &old.template), &[]),
-            Change::Create => {
-                let only = |known: &[APIManager]| choose_name(None, known).ok_or(());
-                match lookup::cache_first(lookup, asked.namespace, None, only).await {
-                    Ok(chosen) => chosen.ok(),
-                    Err(error) => {
-                        tracing::warn!(error = %Untrusted(&error.to_string()), "cannot default spec.template.apiManagerName; validation will explain");
-                        None
-                    }
-                }
-            }
+        let change = match asked.change {
+            Change::Create => Change::Create,
+            Change::Update { old } => Change::Update { old: old.map(|old| &old.template) },
         };
-        chosen.map(|name| set_name_patch_at(&["spec", "template"], &name))
+        let template = ToDefault { namespace: asked.namespace, spec: &asked.spec.template, change };
+        let name = default_name(lookup, template).await?;
+        Some(set_name_patch_at(&["spec", "template"], &name))
     }
 
     /// Every rule against the lookup's APIManagers; when they refuse the template's APIManager,

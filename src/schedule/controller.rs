@@ -107,6 +107,13 @@ struct Report {
     runs: Vec<(RunOutcome, u64)>,
 }
 
+impl Report {
+    /// An event that also counts `count` runs as `outcome`.
+    fn runs(type_: EventType, reason: &'static str, note: String, outcome: RunOutcome, count: u64) -> Self {
+        Report { type_, reason, note, runs: vec![(outcome, count)] }
+    }
+}
+
 /// One pass over one schedule.
 struct Pass {
     ctx: Arc<Context>,
@@ -350,11 +357,9 @@ async fn act(
     status: &mut APIManagerBackupScheduleStatus,
     reports: &mut Vec<Report>,
 ) -> Result<(), ReconcileError> {
-    let missed_report = |missed: u32| Report {
-        type_: EventType::Warning,
-        reason: RUN_MISSED,
-        note: format!("{missed} run(s) missed while the operator was not running"),
-        runs: vec![(RunOutcome::Missed, u64::from(missed))],
+    let missed_report = |missed: u32| {
+        let note = format!("{missed} run(s) missed while the operator was not running");
+        Report::runs(EventType::Warning, RUN_MISSED, note, RunOutcome::Missed, u64::from(missed))
     };
     match decision {
         Decision::Suspended | Decision::Exhausted => status.next_schedule_time = None,
@@ -382,12 +387,7 @@ async fn act(
                 reports.push(missed_report(missed));
             }
             let note = format!("created APIManagerBackup {name} for the run scheduled at {scheduled}");
-            reports.push(Report {
-                type_: EventType::Normal,
-                reason: RUN_STARTED,
-                note,
-                runs: vec![(RunOutcome::Started, 1)],
-            });
+            reports.push(Report::runs(EventType::Normal, RUN_STARTED, note, RunOutcome::Started, 1));
         }
         Decision::Skip { scheduled, missed, next } => {
             status.next_schedule_time = Some(Time(next));
@@ -398,12 +398,7 @@ async fn act(
                 "skipped the run scheduled at {scheduled}: APIManagerBackup {} is still running (concurrencyPolicy Forbid)",
                 status.active.join(", ")
             );
-            reports.push(Report {
-                type_: EventType::Warning,
-                reason: RUN_SKIPPED,
-                note,
-                runs: vec![(RunOutcome::Skipped, 1)],
-            });
+            reports.push(Report::runs(EventType::Warning, RUN_SKIPPED, note, RunOutcome::Skipped, 1));
         }
         Decision::Missed { scheduled, missed, next } => {
             status.next_schedule_time = Some(Time(next));

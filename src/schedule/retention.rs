@@ -14,9 +14,9 @@
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
-/// A schedule's retention rules (absent counts are unused rules). The default keeps every
-/// completed backup and the newest failed one, as the CRD's defaults do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A schedule's retention rules (absent counts are unused rules; the default keeps every completed
+/// backup and no failed one, where the CRD's default `keepFailed` is 1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     /// Keep the newest n completed backups.
     pub keep_last: Option<u32>,
@@ -34,21 +34,6 @@ pub struct Policy {
     pub max_age: Option<SignedDuration>,
     /// Keep the newest n failed backups.
     pub keep_failed: u32,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            keep_last: None,
-            keep_hourly: None,
-            keep_daily: None,
-            keep_weekly: None,
-            keep_monthly: None,
-            keep_yearly: None,
-            max_age: None,
-            keep_failed: 1,
-        }
-    }
 }
 
 impl Policy {

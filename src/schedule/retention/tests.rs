@@ -44,7 +44,7 @@ fn keep_last_keeps_the_newest_n_completed() {
 
 #[test]
 fn only_completed_backups_count_as_keepers() {
-    let policy = Policy { keep_last: Some(2), ..Policy::default() };
+    let policy = Policy { keep_last: Some(2), keep_failed: 1, ..Policy::default() };
     let backups = [
         completed("old", "2026-12-01T02:00:00Z"),
         completed("good1", "2026-12-02T02:00:00Z"),
@@ -61,7 +61,7 @@ fn only_completed_backups_count_as_keepers() {
 
 #[test]
 fn keep_failed_zero_prunes_every_failed_backup_and_no_rule_keeps_every_completed_one() {
-    let policy = Policy { keep_failed: 0, ..Policy::default() };
+    let policy = Policy::default();
     let backups = [
         completed("c1", "2020-01-01T00:00:00Z"),
         completed("c2", "2026-12-01T00:00:00Z"),
@@ -175,7 +175,12 @@ fn rules_combine_and_a_backup_kept_by_any_rule_is_kept() {
 
 #[test]
 fn max_age_prunes_what_rules_keep_but_never_the_newest_completed() {
-    let policy = Policy { keep_last: Some(10), max_age: Some(SignedDuration::from_hours(24 * 7)), ..Policy::default() };
+    let policy = Policy {
+        keep_last: Some(10),
+        max_age: Some(SignedDuration::from_hours(24 * 7)),
+        keep_failed: 1,
+        ..Policy::default()
+    };
     let backups = [
         completed("old", "2026-11-20T00:00:00Z"),
         completed("recent", "2026-12-01T00:00:00Z"),
@@ -185,7 +190,7 @@ fn max_age_prunes_what_rules_keep_but_never_the_newest_completed() {
     // Everything completed is too old: the newest stays, the only good backup there is.
     assert_eq!(pruned(&policy, "UTC", "2027-06-01T00:00:00Z", &backups), names(&[("old", Reason::TooOld)]));
     // maxAge alone (no keep rule) prunes only by age.
-    let policy = Policy { max_age: Some(SignedDuration::from_hours(24 * 7)), ..Policy::default() };
+    let policy = Policy { max_age: Some(SignedDuration::from_hours(24 * 7)), keep_failed: 1, ..Policy::default() };
     assert_eq!(pruned(&policy, "UTC", NOW, &backups), names(&[("old", Reason::TooOld)]));
 }
 
