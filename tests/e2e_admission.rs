@@ -218,7 +218,10 @@ fn operator_service_account_has_only_what_admission_needs() {
         ("watch", "apimanagerbackups.apps.3scale.net", "yes"),
         ("delete", "apimanagers.apps.3scale.net", "no"),
         ("list", "secrets", "no"),
-        ("create", "apimanagerbackups.apps.3scale.net", "no"),
+        // A schedule's runs; the fence admits only backups a schedule controls (tests/e2e_schedule.rs).
+        ("create", "apimanagerbackups.apps.3scale.net", "yes"),
+        ("update", "apimanagerbackups.apps.3scale.net", "no"),
+        ("update", "apimanagerbackupschedules.apps.3scale.net", "no"),
     ];
     assert_can_i(shared(), "default", sa, &cases);
 }

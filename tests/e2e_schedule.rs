@@ -22,7 +22,9 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use std::time::Duration;
-use support::cluster::{create_rejected, eventually, kubectl_ok, namespace_with_installation, shared, start_cluster};
+use support::cluster::{
+    client_as, create_rejected, eventually, kubectl_ok, namespace_with_installation, shared, start_cluster,
+};
 
 /// Longest a run may start after its minute (the controller's timer, a pass, the create).
 const ON_THE_MINUTE: SignedDuration = SignedDuration::from_secs(10);
@@ -275,6 +277,27 @@ async fn admission_refuses_a_bad_schedule_with_every_violation_at_once() {
     let sample = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/dev/sample-schedule.yaml"))
         .expect("sample schedule");
     kubectl_ok(cluster, &["-n", &ns, "create", "--dry-run=server", "-f", "-"], &sample);
+}
+
+#[tokio::test]
+async fn the_fence_lets_the_operator_create_only_backups_a_schedule_controls() {
+    let cluster = shared();
+    let ns = namespace_with_installation(cluster, "schedule-fence").await;
+    let operator =
+        client_as(cluster, "system:serviceaccount:apimanager-backup-operator:apimanager-backup-operator").await;
+    let backups: Api<APIManagerBackup> = Api::namespaced(operator, &ns);
+    let yaml = "apiVersion: apps.3scale.net/v1alpha1\nkind: APIManagerBackup\nmetadata:\n  name: own\n  labels:\n    app.kubernetes.io/managed-by: apimanager-backup-operator\nspec:\n  backupDestination:\n    persistentVolumeClaim:\n      resources:\n        requests: 1Gi\n";
+    let backup: APIManagerBackup = serde_saphyr::from_str(yaml).expect("backup");
+    let refused = backups.create(&kube::api::PostParams::default(), &backup).await.expect_err("refused");
+    let kube::Error::Api(status) = refused else { panic!("{refused}") };
+    assert_eq!(status.code, 403, "{status:?}");
+    assert!(
+        status.message.contains(
+            "the apimanager-backup-operator ServiceAccount may create only APIManagerBackups controlled by an APIManagerBackupSchedule"
+        ),
+        "{}",
+        status.message
+    );
 }
 
 async fn lease_holder(admin: &kube::Client) -> Option<String> {
