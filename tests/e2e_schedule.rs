@@ -25,6 +25,7 @@ use std::time::Duration;
 use support::cluster::{
     client_as, create_rejected, eventually, kubectl_ok, namespace_with_installation, shared, start_cluster,
 };
+use support::https::{sample, scrape};
 
 /// Longest a run may start after its minute (the controller's timer, a pass, the create).
 const ON_THE_MINUTE: SignedDuration = SignedDuration::from_secs(10);
@@ -163,6 +164,23 @@ async fn fires_on_the_minute_not_at_creation_and_prunes_to_keep_last_with_the_da
     .await;
     let notes = events(cluster, &ns, "every-minute", "RunStarted").await;
     assert_eq!(notes, [format!("created APIManagerBackup {first_name} for the run scheduled at {first}")]);
+    // The leader's metrics: the run counted, the last success and the interval the alert compares
+    // (the next run may have started and ended meanwhile on a slow machine).
+    let last_success = |schedule: APIManagerBackupSchedule| {
+        let time = schedule.status.and_then(|s| s.last_successful_time).expect("lastSuccessfulTime");
+        time.0.as_second() as f64
+    };
+    let before = last_success(schedules.get("every-minute").await.expect("schedule"));
+    let metrics = scrape(cluster.operator.address(), &cluster.plane.certs.join("ca.crt")).await;
+    let after = last_success(schedules.get("every-minute").await.expect("schedule"));
+    let series = |name: &str| format!("{name}{{namespace=\"{ns}\",schedule=\"every-minute\"}}");
+    let started = format!(
+        "apimanager_backup_schedule_runs_total{{namespace=\"{ns}\",outcome=\"started\",schedule=\"every-minute\"}}"
+    );
+    assert!(sample(&metrics, &started).is_some_and(|runs| runs >= 1.0), "{metrics}");
+    let gauge = sample(&metrics, &series("apimanager_backup_schedule_last_success_timestamp_seconds"));
+    assert!(gauge.is_some_and(|at| at >= before && at <= after), "{gauge:?} in [{before}, {after}]");
+    assert_eq!(sample(&metrics, &series("apimanager_backup_schedule_interval_seconds")), Some(60.0));
 
     // The next run completes; keepLast 1 prunes the first backup, its claim and its data.
     let second = first + SignedDuration::from_mins(1);
