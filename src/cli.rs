@@ -108,7 +108,29 @@ pub struct ServeArgs {
     /// PEM private key of the certificate; reloaded when it changes.
     #[arg(long, env = "APIMANAGER_BACKUP_TLS_KEY", default_value = "/etc/apimanager-backup-operator/tls/tls.key")]
     pub tls_key: PathBuf,
-    /// How often the certificate files are checked for a change (e.g. 10s, 1m).
+    /// Provision the webhook certificate in this Secret of the operator's namespace (POD_NAMESPACE)
+    /// instead of reading --tls-cert and --tls-key: a CA and a serving certificate for the
+    /// Service's names, renewed when a third of --certificate-validity is left, the CA set as
+    /// the caBundle of both webhook configurations (--webhook-configuration). Unset: the files.
+    #[arg(long, env = "APIMANAGER_BACKUP_CERTIFICATE_SECRET", value_parser = NonEmptyStringValueParser::new())]
+    pub certificate_secret: Option<String>,
+    /// How long each provisioned certificate (CA and serving) is valid (e.g. 8760h, 90d).
+    #[arg(long, env = "APIMANAGER_BACKUP_CERTIFICATE_VALIDITY", default_value = "8760h", value_parser = positive_duration)]
+    pub certificate_validity: Duration,
+    /// Name of the Mutating- and the ValidatingWebhookConfiguration whose caBundle a provisioned
+    /// certificate sets.
+    #[arg(long, env = "APIMANAGER_BACKUP_WEBHOOK_CONFIGURATION", default_value = "apimanager-backup-operator", value_parser = NonEmptyStringValueParser::new())]
+    pub webhook_configuration: String,
+    /// The operator's Service: a provisioned certificate is for <service>.<namespace>.svc (and
+    /// its shorter and .cluster.local forms).
+    #[arg(long, env = "APIMANAGER_BACKUP_SERVICE_NAME", default_value = "apimanager-backup-operator", value_parser = NonEmptyStringValueParser::new())]
+    pub service_name: String,
+    /// A further DNS name or IP address of a provisioned certificate (repeatable; comma-separated
+    /// in the environment variable).
+    #[arg(long = "certificate-name", env = "APIMANAGER_BACKUP_CERTIFICATE_NAMES", value_delimiter = ',', value_parser = NonEmptyStringValueParser::new())]
+    pub certificate_names: Vec<String>,
+    /// How often the certificate files (or the certificate Secret) are checked for a change (e.g.
+    /// 10s, 1m).
     #[arg(long, env = "APIMANAGER_BACKUP_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = positive_duration)]
     pub tls_reload_interval: Duration,
     /// Largest admission request body accepted, in bytes; larger ones get HTTP 413. The default is

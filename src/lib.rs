@@ -29,6 +29,7 @@ pub mod s3;
 pub mod schedule;
 pub mod scope;
 pub mod seal;
+pub mod selfcert;
 pub mod server;
 pub mod signals;
 pub mod telemetry;

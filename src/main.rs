@@ -20,6 +20,7 @@ use apimanager_backup_operator::reconcile::machine::Operation;
 use apimanager_backup_operator::reconcile::step::JobSettings;
 use apimanager_backup_operator::runtime::{Runtime, stopped_signal};
 use apimanager_backup_operator::seal::{self, KeyRing};
+use apimanager_backup_operator::selfcert::{self, SelfCertificate};
 use apimanager_backup_operator::tls::TlsFiles;
 use apimanager_backup_operator::{crd, server, telemetry, trim};
 use clap::Parser;
@@ -97,7 +98,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
     let metrics = Arc::new(Metrics::new()?);
     let files = TlsFiles { cert: args.tls_cert.clone(), key: args.tls_key.clone() };
-    let tls = files.load().context("loading the serving certificate (--tls-cert, --tls-key)")?;
+    let tls = match args.certificate_secret {
+        Some(_) => selfcert::placeholder_config().context("making the placeholder certificate")?,
+        None => files.load().context("loading the serving certificate (--tls-cert, --tls-key)")?,
+    };
     let identity = args.leader_election.identity();
     let election = match args.mode {
         Mode::Full => {
@@ -171,7 +175,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         runtime.spawn("leader-election", leader::lead(Elector::new(lease, election), gauge, stopped, start));
     }
-    runtime.until_shutdown("tls-reload", files.reload_on_change(tls.clone(), args.tls_reload_interval));
+    match &args.certificate_secret {
+        Some(secret) => {
+            let namespace = args.leader_election.leader_election_namespace.clone();
+            let names = SelfCertificate::service_names(&args.service_name, &namespace, &args.certificate_names);
+            let provision = SelfCertificate {
+                client: runtime.client().clone(),
+                namespace,
+                secret: secret.clone(),
+                webhook_configuration: args.webhook_configuration.clone(),
+                names,
+                validity: args.certificate_validity,
+                interval: args.tls_reload_interval,
+            };
+            runtime.until_shutdown("certificate", provision.run(tls.clone(), readiness.clone()));
+        }
+        None => runtime.until_shutdown("tls-reload", files.reload_on_change(tls.clone(), args.tls_reload_interval)),
+    }
     let admission = AdmissionState { lookup, metrics };
     let limits = args.limits();
     let app = server::router(admission, readiness, &limits);

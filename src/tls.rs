@@ -1,5 +1,6 @@
-//! TLS for the HTTPS server: certificate and key from PEM files, TLS 1.2 and 1.3 only, reloaded
-//! when the files change (cert-manager and kubelet rotate them in place).
+//! TLS for the HTTPS server: certificate and key from PEM (files, reloaded when they change, as
+//! cert-manager and the kubelet rotate them in place; or bytes, see [`crate::selfcert`]), TLS 1.2
+//! and 1.3 only.
 
 use axum_server::tls_rustls::RustlsConfig;
 use rustls::ServerConfig;
@@ -20,21 +21,21 @@ pub enum TlsError {
         /// Why.
         source: std::io::Error,
     },
-    /// A file is not PEM of the expected kind.
-    #[error("{path} holds no usable PEM {what}: {source}")]
+    /// A file (or Secret) is not PEM of the expected kind.
+    #[error("{origin} holds no usable PEM {what}: {source}")]
     Pem {
-        /// The file.
-        path: PathBuf,
+        /// The file or Secret.
+        origin: String,
         /// "certificate" or "private key".
         what: &'static str,
         /// Why.
         source: rustls::pki_types::pem::Error,
     },
-    /// The certificate file holds no certificate.
-    #[error("{path} holds no certificate")]
+    /// The certificate file (or Secret) holds no certificate.
+    #[error("{origin} holds no certificate")]
     NoCertificate {
-        /// The file.
-        path: PathBuf,
+        /// The file or Secret.
+        origin: String,
     },
     /// rustls refused the pair (for example a key that does not match the certificate).
     #[error("the certificate and key cannot be used: {0}")]
@@ -48,6 +49,30 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// PEM private key (`tls.key`).
     pub key: PathBuf,
+}
+
+/// A server configuration serving the PEM certificate chain `cert` (leaf first) with the PEM
+/// private key `key`; `origins` name where each came from, for errors.
+pub fn server_config(cert: &[u8], key: &[u8], origins: (String, String)) -> Result<ServerConfig, TlsError> {
+    let (cert_origin, key_origin) = origins;
+    let certs = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem { origin: cert_origin.clone(), what: "certificate", source })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate { origin: cert_origin });
+    }
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|source| TlsError::Pem {
+        origin: key_origin,
+        what: "private key",
+        source,
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// The raw bytes of both files, compared to notice a change.
@@ -64,24 +89,8 @@ impl TlsFiles {
     }
 
     fn server_config(&self, snapshot: &Snapshot) -> Result<ServerConfig, TlsError> {
-        fn pem_error(path: &Path, what: &'static str) -> impl FnOnce(rustls::pki_types::pem::Error) -> TlsError {
-            let path = path.to_owned();
-            move |source| TlsError::Pem { path, what, source }
-        }
-        let certs = CertificateDer::pem_slice_iter(&snapshot.cert)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(pem_error(&self.cert, "certificate"))?;
-        if certs.is_empty() {
-            return Err(TlsError::NoCertificate { path: self.cert.clone() });
-        }
-        let key = PrivateKeyDer::from_pem_slice(&snapshot.key).map_err(pem_error(&self.key, "private key"))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(config)
+        let origins = (self.cert.display().to_string(), self.key.display().to_string());
+        server_config(&snapshot.cert, &snapshot.key, origins)
     }
 
     /// Loads the files into a server configuration the HTTPS server can swap at run time.

@@ -139,7 +139,7 @@ fn kustomize_renders_least_privilege_install_with_strict_webhooks() {
             );
             let path = hook["clientConfig"]["service"]["path"].as_str().expect("path");
             assert!(path.ends_with(&format!("-{}", resource.trim_end_matches('s'))), "{path} serves {resource}");
-            assert!(doc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].is_string());
+            assert!(hook["clientConfig"]["caBundle"].is_null(), "the operator sets the caBundle");
         }
     }
     let deployment = docs.iter().find(|d| d["kind"] == "Deployment").expect("Deployment");
@@ -245,6 +245,84 @@ fn render_with_components(name: &str, components: &[&str]) -> Vec<Value> {
 
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
     docs.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+}
+
+fn env_value<'a>(deployment: &'a Value, name: &str) -> Option<&'a Value> {
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().expect("env");
+    env.iter().find(|e| e["name"] == name).map(|e| &e["value"])
+}
+
+/// The install provisions its own webhook certificate, and may touch only that Secret (create
+/// admitted by the fence for that name only: RBAC cannot name what does not exist yet) and its
+/// two webhook configurations.
+#[test]
+fn the_operator_provisions_its_certificate_with_access_to_its_secret_and_webhook_configurations_only() {
+    let docs = render_with_components("self-signed", &[]);
+    let deployment = find(&docs, "Deployment", "apimanager-backup-operator").expect("Deployment");
+    let secret = "apimanager-backup-operator-tls";
+    assert_eq!(env_value(deployment, "APIMANAGER_BACKUP_CERTIFICATE_SECRET"), Some(&Value::from(secret)));
+    assert!(deployment["spec"]["template"]["spec"]["volumes"].is_null(), "no Secret is mounted");
+    let role = find(&docs, "Role", "apimanager-backup-operator-certificate").expect("Role");
+    assert_eq!(role["metadata"]["namespace"], "apimanager-backup-operator");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [secret], "verbs": ["get", "update"]}
+        ])
+    );
+    let webhooks = find(&docs, "ClusterRole", "apimanager-backup-operator-webhook-ca").expect("ClusterRole");
+    assert_eq!(
+        webhooks["rules"],
+        serde_json::json!([{"apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+            "resourceNames": ["apimanager-backup-operator"], "verbs": ["get", "patch"]}])
+    );
+    for (kind, name) in [
+        ("RoleBinding", "apimanager-backup-operator-certificate"),
+        ("ClusterRoleBinding", "apimanager-backup-operator-webhook-ca"),
+    ] {
+        let binding = find(&docs, kind, name).expect(kind);
+        assert_eq!(binding["subjects"][0]["name"], "apimanager-backup-operator", "{kind}");
+    }
+    let policy = find(&docs, "ValidatingAdmissionPolicy", "apimanager-backup-operator-fence").expect("policy");
+    let variables = policy["spec"]["variables"].as_array().expect("variables");
+    let fenced = variables.iter().find(|v| v["name"] == "certificateSecret").expect("certificateSecret");
+    assert_eq!(fenced["expression"], format!("'{secret}'"), "the fence admits exactly the Deployment's Secret");
+}
+
+/// With the cert-manager component, cert-manager makes the certificate and injects the CA: the
+/// replicas mount its Secret, and hold no access to Secrets or webhook configurations.
+#[test]
+fn the_cert_manager_component_mounts_cert_managers_secret_and_drops_the_certificate_rights() {
+    let docs = render_with_components("cert-manager", &["cert-manager"]);
+    let deployment = find(&docs, "Deployment", "apimanager-backup-operator").expect("Deployment");
+    assert_eq!(env_value(deployment, "APIMANAGER_BACKUP_CERTIFICATE_SECRET"), None);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "apimanager-backup-operator-tls");
+    let mount = pod["containers"][0]["volumeMounts"][0]["mountPath"].as_str().expect("mount");
+    assert_eq!(env_value(deployment, "APIMANAGER_BACKUP_TLS_CERT"), Some(&Value::from(format!("{mount}/tls.crt"))));
+    assert_eq!(env_value(deployment, "APIMANAGER_BACKUP_TLS_KEY"), Some(&Value::from(format!("{mount}/tls.key"))));
+    let certificate = find(&docs, "Certificate", "apimanager-backup-operator-serving-cert").expect("Certificate");
+    assert_eq!(certificate["spec"]["secretName"], "apimanager-backup-operator-tls");
+    let service = find(&docs, "Service", "apimanager-backup-operator").expect("Service");
+    let host = format!("apimanager-backup-operator.{}.svc", service["metadata"]["namespace"].as_str().expect("ns"));
+    assert!(certificate["spec"]["dnsNames"].as_array().expect("dnsNames").contains(&Value::from(host)));
+    for kind in ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"] {
+        let configuration = find(&docs, kind, "apimanager-backup-operator").expect(kind);
+        assert_eq!(
+            configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "apimanager-backup-operator/apimanager-backup-operator-serving-cert"
+        );
+    }
+    for (kind, name) in [
+        ("Role", "apimanager-backup-operator-certificate"),
+        ("RoleBinding", "apimanager-backup-operator-certificate"),
+        ("ClusterRole", "apimanager-backup-operator-webhook-ca"),
+        ("ClusterRoleBinding", "apimanager-backup-operator-webhook-ca"),
+    ] {
+        assert!(find(&docs, kind, name).is_none(), "{kind} {name} is not needed with cert-manager");
+    }
 }
 
 #[test]
@@ -378,6 +456,11 @@ fn serve_help_documents_every_flag_and_its_environment_variable() {
         ("--leader-election-lease-duration", "APIMANAGER_BACKUP_LEADER_ELECTION_LEASE_DURATION"),
         ("--leader-election-renew-deadline", "APIMANAGER_BACKUP_LEADER_ELECTION_RENEW_DEADLINE"),
         ("--leader-election-retry-period", "APIMANAGER_BACKUP_LEADER_ELECTION_RETRY_PERIOD"),
+        ("--certificate-secret", "APIMANAGER_BACKUP_CERTIFICATE_SECRET"),
+        ("--certificate-validity", "APIMANAGER_BACKUP_CERTIFICATE_VALIDITY"),
+        ("--certificate-name", "APIMANAGER_BACKUP_CERTIFICATE_NAMES"),
+        ("--webhook-configuration", "APIMANAGER_BACKUP_WEBHOOK_CONFIGURATION"),
+        ("--service-name", "APIMANAGER_BACKUP_SERVICE_NAME"),
     ] {
         assert!(help.contains(flag), "{flag} undocumented:\n{help}");
         assert!(help.contains(&format!("[env: {env}=")), "{env} undocumented:\n{help}");
