@@ -279,6 +279,62 @@ async fn forbid_skips_and_reports_a_run_while_the_previous_backup_runs() {
 }
 
 #[tokio::test]
+async fn replace_stops_the_running_backup_and_deletes_its_claim_for_the_new_run() {
+    let cluster = shared();
+    let ns = namespace_with_installation(cluster, "schedule-replace").await;
+    let (schedules, backups) = (schedules(cluster, &ns).await, backups(cluster, &ns).await);
+    let paused = cluster.node.pause_in(&ns);
+    kubectl_ok(
+        cluster,
+        &["-n", &ns, "create", "-f", "-"],
+        &schedule_yaml("replacing", "  concurrencyPolicy: Replace\n"),
+    );
+    let first = armed(&schedules, "replacing").await;
+    let first_name = backup_name("replacing", first);
+    created(&backups, &first_name, until(first) + Duration::from_secs(30)).await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(cluster.admin_client().await.expect("client"), &ns);
+    wait_for(Duration::from_secs(30), "the first backup's claim", || {
+        let (claims, name) = (&claims, &first_name);
+        async move { claims.get_opt(name).await.expect("claim") }
+    })
+    .await;
+    let second = first + SignedDuration::from_mins(1);
+    let second_name = backup_name("replacing", second);
+    created(&backups, &second_name, until(second) + Duration::from_secs(30)).await;
+    eventually(Duration::from_secs(30), "the replaced backup and its claim are gone", || {
+        let (backups, claims, name) = (&backups, &claims, &first_name);
+        async move {
+            backups.get_opt(name).await.expect("backup").is_none()
+                && claims.get_opt(name).await.expect("claim").is_none()
+        }
+    })
+    .await;
+    let replaced = events(cluster, &ns, "replacing", "BackupReplaced").await;
+    assert_eq!(
+        replaced,
+        [format!(
+            "stopped APIManagerBackup {first_name} and deleted its data for the run scheduled at {second} (concurrencyPolicy Replace)"
+        )]
+    );
+    kubectl_ok(
+        cluster,
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "apimanagerbackupschedule",
+            "replacing",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspend":true}}"#,
+        ],
+        "",
+    );
+    drop(paused);
+    completed(&backups, &second_name).await;
+}
+
+#[tokio::test]
 async fn admission_refuses_a_bad_schedule_with_every_violation_at_once() {
     let cluster = shared();
     let ns = namespace_with_installation(cluster, "schedule-admission").await;
