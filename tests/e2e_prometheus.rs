@@ -1,12 +1,15 @@
 //! A real Prometheus (Debian's `prometheus`) scrapes the operator's `/metrics` over HTTPS with
 //! the CA of `certs/generate.sh` and reports the backup outcome through its HTTP query API.
-//! Own control plane, so exactly one backup is counted.
+//! Every query of the Grafana dashboard (`dashboards/`) runs against it. Own control plane, so
+//! exactly one backup is counted.
 
 mod support;
 
 use apimanager_backup_operator::local::control_plane::free_port;
 use apimanager_backup_operator::local::process::Supervised;
+use apimanager_backup_operator::metrics::{Metrics, OperationEnd, Outcome};
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -34,6 +37,90 @@ fn query(port: u16, query: &str) -> Option<String> {
     let body = http_get(port, &format!("/api/v1/query?query={}", percent_encode(query)))?;
     let answer: Value = serde_json::from_str(&body).ok()?;
     answer["data"]["result"][0]["value"][1].as_str().map(str::to_owned)
+}
+
+/// The Grafana dashboard shipped for the operator's metrics.
+const DASHBOARD: &str = include_str!("../dashboards/apimanager-backup-operator.json");
+
+/// The answer to instant query `query`: its status and its result, or Prometheus' error.
+fn query_result(port: u16, query: &str) -> Result<Vec<Value>, String> {
+    let body = http_get(port, &format!("/api/v1/query?query={}", percent_encode(query))).ok_or("no answer")?;
+    let answer: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+    match answer["status"].as_str() {
+        Some("success") => Ok(answer["data"]["result"].as_array().cloned().unwrap_or_default()),
+        _ => Err(body),
+    }
+}
+
+/// Every metric the operator can export: each of its families once it has a sample.
+fn operator_metric_names() -> BTreeSet<String> {
+    let metrics = Metrics::new().expect("metrics");
+    metrics.observe_backup(OperationEnd { outcome: Outcome::Failed("BackupFailed"), seconds: 1.0 });
+    metrics.observe_restore(OperationEnd { outcome: Outcome::Succeeded, seconds: 1.0 });
+    metrics.observe_admission("validating", "CREATE", true, 0.01);
+    metrics.reconcile_error("backup", "Api");
+    drop(metrics.time_reconcile("backup"));
+    metrics.leader_gauge().expect("leader gauge");
+    let text = metrics.render().expect("render");
+    text.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.split(' ').next().map(str::to_owned)).collect()
+}
+
+/// The metric names `expr` reads (`apimanager_…`, a histogram's `_bucket` series by its family).
+fn metric_names(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|token| token.starts_with("apimanager_"))
+        .map(|token| token.trim_end_matches("_bucket").to_owned())
+        .collect()
+}
+
+/// Each panel's query of the dashboard (Grafana's `$__rate_interval` as 1m) is valid PromQL,
+/// reads only metrics the operator exports (a renamed metric fails here), and returns data
+/// wherever Prometheus holds the series it reads.
+async fn check_dashboard(port: u16) {
+    let dashboard: Value = serde_json::from_str(DASHBOARD).expect("dashboard JSON");
+    let exported = operator_metric_names();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let exprs: Vec<String> = panels
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().expect("targets").iter())
+        .map(|target| target["expr"].as_str().expect("expr").replace("$__rate_interval", "1m"))
+        .collect();
+    let read: BTreeSet<String> = exprs.iter().flat_map(|expr| metric_names(expr)).collect();
+    for family in [
+        "apimanager_backups_total",
+        "apimanager_restores_total",
+        "apimanager_backup_duration_seconds",
+        "apimanager_restore_duration_seconds",
+        "apimanager_backup_last_success_timestamp_seconds",
+        "apimanager_backup_operator_admission_requests_total",
+        "apimanager_backup_operator_admission_request_duration_seconds",
+        "apimanager_backup_operator_leader",
+        "apimanager_backup_operator_watch_errors_total",
+    ] {
+        assert!(read.contains(family), "the dashboard shows {family}");
+    }
+    let names: Value =
+        serde_json::from_str(&http_get(port, "/api/v1/label/__name__/values").expect("names")).expect("names JSON");
+    let stored: BTreeSet<String> =
+        names["data"].as_array().expect("names").iter().filter_map(|n| n.as_str().map(str::to_owned)).collect();
+    for expr in &exprs {
+        for name in metric_names(expr) {
+            assert!(
+                exported.contains(&name) || stored.contains(&name),
+                "{expr}: the operator exports no metric {name}"
+            );
+        }
+        let held = metric_names(expr).iter().all(|name| stored.iter().any(|s| s.starts_with(name.as_str())));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let result = query_result(port, expr).unwrap_or_else(|error| panic!("{expr}: {error}"));
+            if !held || !result.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{expr}: no data though Prometheus holds its series");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
 }
 
 #[tokio::test]
@@ -90,6 +177,7 @@ async fn prometheus_scrapes_the_backup_outcome_over_https() {
     let admissions =
         query(port, r#"sum(apimanager_backup_operator_admission_requests_total{webhook="validating",allowed="true"})"#);
     assert!(admissions.and_then(|v| v.parse::<f64>().ok()).is_some_and(|n| n >= 1.0), "admission counters scraped");
+    check_dashboard(port).await;
     drop(server);
     drop(cluster);
     let _ = std::fs::remove_dir_all(dir);
