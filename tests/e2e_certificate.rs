@@ -3,9 +3,10 @@
 //! the fence of `manifests/`), each certificate valid 30 s so a renewal comes within the test.
 //! The Secret is created once; the caBundle of both webhook configurations is set to its CA;
 //! the API server's admission goes through a replica with it; both replicas serve the Secret's
-//! certificate, and after a renewal the new one, trusted before it is served. A replica whose
-//! Secret the fence refuses never becomes ready. Own control plane: the webhook configurations
-//! are this test's.
+//! certificate, and after a renewal the new one, trusted before it is served. A replica told to
+//! use a Secret RBAC does not grant serves only its placeholder and its `/readyz` answers `not
+//! ready: certificate`; the fence refuses the operator any other Secret. Own control plane: the
+//! webhook configurations are this test's.
 
 mod support;
 
@@ -112,6 +113,58 @@ async fn readyz(address: SocketAddr, bundle: &[u8], dir: &std::path::Path) -> (u
     (reply.status, reply.body)
 }
 
+/// Accepts any server certificate, as the kubelet's HTTPS probes do.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `GET /readyz` of `address` without verifying its certificate, as the kubelet probes.
+async fn unverified_readyz(address: SocketAddr) -> (u16, String) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let reply = request(address, Arc::new(config), "GET", "/readyz", b"").await;
+    (reply.status, reply.body)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_provision_one_certificate_set_the_ca_bundle_and_renew_it_before_it_expires() {
     let (cluster, dir) = start_cluster("certificate");
@@ -195,6 +248,8 @@ async fn two_replicas_provision_one_certificate_set_the_ca_bundle_and_renew_it_b
     })
     .await;
     assert!(served(fenced.address(), &renewed_bundle, &dir).await.is_none(), "its placeholder is trusted by nothing");
+    let readyz = unverified_readyz(fenced.address()).await;
+    assert_eq!(readyz, (503, "not ready: certificate\n".to_owned()), "as the kubelet probes it (no verification)");
     // RBAC cannot name a Secret not made yet, so `create` covers any Secret of the namespace: the
     // fence admits the operator's ServiceAccount no other.
     let user = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}");
