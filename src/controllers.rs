@@ -178,12 +178,13 @@ mod tests {
     #[test]
     fn every_step_command_line_parses_back_into_its_command() {
         let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
-        let backups = [FileStorage::Claim("files".into()), FileStorage::S3].map(|storage| {
-            owner
-                .jobs(&BackupPlan { apimanager: "example".into(), storage })
-                .into_iter()
-                .flat_map(|job| job.steps().cloned().collect::<Vec<_>>())
-        });
+        let backups =
+            [FileStorage::Claim("files".into()), FileStorage::S3 { secret: Some("fs-s3".into()) }].map(|storage| {
+                owner
+                    .jobs(&BackupPlan { apimanager: "example".into(), storage })
+                    .into_iter()
+                    .flat_map(|job| job.steps().cloned().collect::<Vec<_>>())
+            });
         let restored =
             restore(json!({"apiManagerToRestoreRef": {"name": "example"}, "systemStorageClaimName": "system-storage"}));
         let restores = [restore(json!({})), restored].map(|r| r.job_steps(&RestorePlan { claim: "nightly".into() }));

@@ -10,6 +10,12 @@
 pub const EXPORT_OBJECTS: &str = "export-objects";
 /// The `job` subcommand, container name and manifest key of the step copying System FileStorage.
 pub const COPY_FILES: &str = "copy-files";
+/// The `job` subcommand, container name and manifest key of the step copying an S3 System
+/// FileStorage bucket into the backup.
+pub const BACKUP_S3_FILES: &str = "backup-s3-files";
+/// The `job` subcommand and step job name prefix of the restore step writing the backed-up S3
+/// System FileStorage objects into the restored installation's bucket.
+pub const RESTORE_S3_FILES: &str = "restore-s3-files";
 /// The name prefix of a backup's one step job (`backup-<backup uid>`, its Pods
 /// `backup-<backup uid>-<attempt>`), whose Pod runs [`EXPORT_OBJECTS`] as an init container, then
 /// [`COPY_FILES`] (or only the export).

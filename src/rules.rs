@@ -1,14 +1,10 @@
 //! The rules about the APIManager a backup works on, each decided and worded once for the
 //! defaulting webhook, the validating webhook and the reconciler: which APIManager a backup means,
-//! whether it is in the backup scope, and the note that an S3 System FileStorage is not copied.
+//! and whether it is in the backup scope.
 
 use crate::api::apimanager::{APIManager, FileStorage};
 use kube::ResourceExt;
 use std::borrow::Borrow;
-
-/// What a backup in scope says about an S3 System FileStorage (a warning at admission, a note in
-/// the `Ready` condition while it runs and when it ends).
-pub const S3_NOTE: &str = "System FileStorage is in S3, which backups do not copy; back up the bucket separately";
 
 /// Why a backup means no APIManager of its namespace.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -102,14 +98,6 @@ pub fn in_scope(apimanager: &APIManager) -> Result<FileStorage, OutOfScope> {
     }
 }
 
-/// The note to add about `storage`, if any: [`S3_NOTE`] for S3.
-pub fn file_storage_note(storage: &FileStorage) -> Option<&'static str> {
-    match storage {
-        FileStorage::S3 => Some(S3_NOTE),
-        FileStorage::Claim(_) => None,
-    }
-}
-
 /// "its a is" / "its a and b are" / "its a, b and c are".
 fn list_with_verb(items: &[&str]) -> String {
     match items {
@@ -182,8 +170,6 @@ backups need the system database, system Redis and backend Redis external (spec.
         let external = json!({"externalComponents": {"system": {"database": true, "redis": true},
             "backend": {"redis": true}}, "system": {"fileStorage": {"simpleStorageService": {}}}});
         let storage = in_scope(&apimanager(external)).expect("in scope");
-        assert_eq!(storage, FileStorage::S3);
-        assert_eq!(file_storage_note(&storage), Some(S3_NOTE));
-        assert_eq!(file_storage_note(&FileStorage::Claim("system-storage".into())), None);
+        assert_eq!(storage, FileStorage::S3 { secret: None });
     }
 }

@@ -462,7 +462,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         pods.create(&dry_run, &foreign).await.is_err()
     })
     .await;
-    let s3 = BackupPlan { storage: FileStorage::S3, ..plan.clone() };
+    let s3 = BackupPlan { storage: FileStorage::S3 { secret: Some("fs-s3".into()) }, ..plan.clone() };
     for (attempt, job) in backup_jobs.iter().chain(&backup.jobs(&s3)).enumerate() {
         let attempt = u32::try_from(attempt).expect("attempt");
         pods.create(&dry_run, &step::pod(&backup, job, attempt, &settings, 60))
@@ -490,7 +490,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         "the apimanager-backup-operator ServiceAccount may create only Pods of one container (and at most one init container) running image {image} with command [apimanager-backup-operator] and arguments job <step>"
     );
     let only_accounts = "the apimanager-backup-operator ServiceAccount may create only Pods running a backup step as ServiceAccount apimanager-backup or a restore step as ServiceAccount apimanager-restore";
-    let sources = "the apimanager-backup-operator ServiceAccount may create only Pods whose volumes are PersistentVolumeClaims or the ServiceAccount's token (with the cluster's CA and the namespace, as Kubernetes mounts it), and whose environment comes from no Secret or ConfigMap";
+    let sources = "the apimanager-backup-operator ServiceAccount may create only Pods whose volumes are PersistentVolumeClaims or the ServiceAccount's token (with the cluster's CA and the namespace, as Kubernetes mounts it), and whose environment comes from no Secret or ConfigMap but, for the S3 System FileStorage steps, 3scale's S3 keys of the Secret their --secret argument names";
     let cases: Vec<(&str, Pod, String)> = vec![
         ("another image", foreign, only_image.clone()),
         (

@@ -106,8 +106,13 @@ pub struct FileStorageSpec {
 pub enum FileStorage {
     /// On the named PersistentVolumeClaim, which the backup copies.
     Claim(String),
-    /// In S3, which the backup does not copy.
-    S3,
+    /// In an S3 bucket, which the backup copies; the Secret holding its location and credentials
+    /// (`simpleStorageService.configurationSecretRef`, or the deprecated
+    /// `amazonSimpleStorageService.awsCredentialsSecret`), `None` when the spec names none.
+    S3 {
+        /// The Secret's name.
+        secret: Option<String>,
+    },
 }
 
 /// What an APIManager asks of its System FileStorage claim
@@ -177,7 +182,13 @@ impl APIManager {
         let storage = self.spec.system.as_ref().and_then(|s| s.file_storage.as_ref());
         match storage {
             Some(fs) if fs.simple_storage_service.is_some() || fs.amazon_simple_storage_service.is_some() => {
-                FileStorage::S3
+                let name = |spec: &Option<serde_json::Value>, field: &str| {
+                    let name = spec.as_ref()?.get(field)?.get("name")?.as_str()?;
+                    (!name.is_empty()).then(|| name.to_owned())
+                };
+                let secret = name(&fs.simple_storage_service, "configurationSecretRef")
+                    .or_else(|| name(&fs.amazon_simple_storage_service, "awsCredentialsSecret"));
+                FileStorage::S3 { secret }
             }
             _ => FileStorage::Claim(DEFAULT_SYSTEM_STORAGE_CLAIM.to_owned()),
         }
@@ -250,10 +261,20 @@ mod tests {
     }
 
     #[test]
-    fn both_s3_spellings_are_s3() {
-        for key in ["simpleStorageService", "amazonSimpleStorageService"] {
-            let am = apimanager(json!({"system": {"fileStorage": {key: {"configurationSecretRef": {"name": "s3"}}}}}));
-            assert_eq!(am.file_storage(), FileStorage::S3, "{key}");
+    fn both_s3_spellings_are_s3_with_the_secret_they_name() {
+        let spelled = [
+            ("simpleStorageService", "configurationSecretRef"),
+            ("amazonSimpleStorageService", "awsCredentialsSecret"),
+        ];
+        for (key, field) in spelled {
+            let am = apimanager(json!({"system": {"fileStorage": {key: {field: {"name": "s3"}}}}}));
+            assert_eq!(am.file_storage(), FileStorage::S3 { secret: Some("s3".into()) }, "{key}");
+            let unnamed = apimanager(json!({"system": {"fileStorage": {key: {field: {"name": ""}}}}}));
+            assert_eq!(unnamed.file_storage(), FileStorage::S3 { secret: None }, "{key}");
         }
+        let elsewhere = apimanager(
+            json!({"system": {"fileStorage": {"simpleStorageService": {"awsCredentialsSecret": {"name": "s3"}}}}}),
+        );
+        assert_eq!(elsewhere.file_storage(), FileStorage::S3 { secret: None }, "each spelling reads its own field");
     }
 }

@@ -1,13 +1,13 @@
 //! A backup as an [`Operation`] of the step machine (README, "Backups: APIManagerBackup"): resolve the APIManager,
 //! check its scope, create the backup claim, then one step job whose Pod runs the step `export-objects`
-//! and, when System FileStorage is a claim, `copy-files` after it, with per-backup RBAC for their
-//! ServiceAccount.
+//! and after it `copy-files` when System FileStorage is a claim, or `backup-s3-files` when it is an
+//! S3 bucket, with per-backup RBAC for their ServiceAccount.
 
 use super::objects;
 use crate::api::apimanager::{APIManager, FileStorage};
 use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
 use crate::api::status::{OperationStatus, Reason};
-use crate::job::{CommonArgs, CopyArgs, ExportArgs, JobCommand};
+use crate::job::{CommonArgs, CopyArgs, ExportArgs, JobCommand, S3FilesArgs};
 use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT};
 use crate::lookup;
 use crate::metrics::Metrics;
@@ -92,6 +92,21 @@ impl Operation for APIManagerBackup {
             api_access: true,
         };
         let mut steps = vec![export];
+        if let FileStorage::S3 { secret } = &plan.storage {
+            steps.push(JobStep {
+                command: JobCommand::BackupS3Files(S3FilesArgs {
+                    secret: secret.clone().unwrap_or_default(),
+                    common: CommonArgs::at(BACKUP_MOUNT),
+                }),
+                action: "BackupS3Files",
+                reason: "CopyingS3Files",
+                doing: "copying the System FileStorage bucket",
+                claims: vec![backup_mount.clone()],
+                service_account: JOB_SERVICE_ACCOUNT,
+                // The bucket's Secret comes through the Pod's environment: no API token.
+                api_access: false,
+            });
+        }
         if let FileStorage::Claim(claim) = &plan.storage {
             steps.push(JobStep {
                 command: JobCommand::CopyFiles(CopyArgs {
@@ -147,8 +162,8 @@ impl Operation for APIManagerBackup {
         run.delete::<Role>(&objects::rbac_name(&run.object), &params).await
     }
 
-    fn note(plan: &BackupPlan) -> Option<&'static str> {
-        rules::file_storage_note(&plan.storage)
+    fn note(_: &BackupPlan) -> Option<&'static str> {
+        None
     }
 
     fn success_message(run: &Run<Self>) -> String {

@@ -87,8 +87,7 @@ fn check_dns1123_subdomain(field: &str, value: &str) -> Option<FieldError> {
 }
 
 /// Rules 5 and 6: the named APIManager exists in the namespace and is in the backup scope (both
-/// decided and worded by [`crate::rules`]). Returns the error, if any, and warnings about data the
-/// backup will not contain.
+/// decided and worded by [`crate::rules`]). Returns the error, if any.
 pub fn check_apimanager(name: Option<&str>, namespace: &str, apimanagers: &[APIManager]) -> Verdict {
     check_apimanager_at(name, namespace, apimanagers, SPEC)
 }
@@ -109,13 +108,8 @@ pub fn check_apimanager_at(name: Option<&str>, namespace: &str, apimanagers: &[A
     let scope = rules::apimanager_meant(Some(name), namespace, apimanagers)
         .map_err(|not_found| not_found.to_string())
         .and_then(|apimanager| rules::in_scope(apimanager).map_err(|out| out.to_string()));
-    match scope {
-        Err(detail) => verdict.errors.push(FieldError::invalid(field, name, detail)),
-        Ok(storage) => {
-            if let Some(note) = rules::file_storage_note(&storage) {
-                verdict.warnings.push(format!("APIManager {:?}: {note}", Untrusted(name)));
-            }
-        }
+    if let Err(detail) = scope {
+        verdict.errors.push(FieldError::invalid(field, name, detail));
     }
     verdict
 }

@@ -100,6 +100,9 @@ pub struct Manifest {
     pub hard_links: Vec<LinkEntry>,
     /// What is not in the backup, sorted by path.
     pub absent: Vec<AbsentEntry>,
+    /// The objects of an S3 System FileStorage bucket, when the backup copied one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_file_storage_s3: Option<super::filestorage_s3::S3Section>,
 }
 
 impl Manifest {

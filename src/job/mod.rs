@@ -5,6 +5,7 @@
 
 pub mod copy;
 pub mod export;
+pub mod filestorage_s3;
 pub mod manifest;
 pub mod report;
 pub mod restore;
@@ -31,6 +32,9 @@ pub enum JobError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// An S3 System FileStorage step failed.
+    #[error(transparent)]
+    FileStorageS3(#[from] filestorage_s3::S3FilesError),
     /// A file or folder was replaced by another while it was copied.
     #[error("replaced by another file while it was copied: {path}")]
     Changed {
@@ -123,6 +127,9 @@ pub enum JobCommand {
     /// Copy the System FileStorage tree into the backup folder, with sizes and checksums.
     #[command(name = crate::names::COPY_FILES)]
     CopyFiles(CopyArgs),
+    /// Copy the objects of the S3 System FileStorage bucket into the backup folder.
+    #[command(name = crate::names::BACKUP_S3_FILES)]
+    BackupS3Files(S3FilesArgs),
     /// Check the backup folder against its manifest.json before a restore.
     #[command(name = crate::names::VERIFY)]
     Verify(CommonArgs),
@@ -132,6 +139,9 @@ pub enum JobCommand {
     /// Copy the backed-up System FileStorage onto its claim and check it.
     #[command(name = crate::names::RESTORE_FILES)]
     RestoreFiles(RestoreFilesArgs),
+    /// Write the backed-up S3 System FileStorage objects into the restored installation's bucket.
+    #[command(name = crate::names::RESTORE_S3_FILES)]
+    RestoreS3Files(RestoreS3FilesArgs),
     /// Create the backed-up APIManager.
     #[command(name = crate::names::RESTORE_APIMANAGER)]
     RestoreApimanager(RestoreArgs),
@@ -140,10 +150,15 @@ pub enum JobCommand {
 impl JobCommand {
     /// The step's name: its `job` subcommand, container name and manifest key.
     pub fn name(&self) -> &'static str {
-        use crate::names::{COPY_FILES, EXPORT_OBJECTS, RESTORE_APIMANAGER, RESTORE_FILES, RESTORE_OBJECTS, VERIFY};
+        use crate::names::{
+            BACKUP_S3_FILES, COPY_FILES, EXPORT_OBJECTS, RESTORE_APIMANAGER, RESTORE_FILES, RESTORE_OBJECTS,
+            RESTORE_S3_FILES, VERIFY,
+        };
         match self {
             Self::ExportObjects(_) => EXPORT_OBJECTS,
             Self::CopyFiles(_) => COPY_FILES,
+            Self::BackupS3Files(_) => BACKUP_S3_FILES,
+            Self::RestoreS3Files(_) => RESTORE_S3_FILES,
             Self::Verify(_) => VERIFY,
             Self::RestoreObjects(_) => RESTORE_OBJECTS,
             Self::RestoreFiles(_) => RESTORE_FILES,
@@ -157,11 +172,24 @@ impl JobCommand {
         let flags = match self {
             Self::ExportObjects(args) => flags(args),
             Self::CopyFiles(args) => flags(args),
+            Self::BackupS3Files(args) => flags(args),
+            Self::RestoreS3Files(args) => flags(args),
             Self::Verify(args) => flags(args),
             Self::RestoreObjects(args) | Self::RestoreApimanager(args) => flags(args),
             Self::RestoreFiles(args) => flags(args),
         };
         ["job", self.name()].into_iter().map(str::to_owned).chain(flags).collect()
+    }
+
+    /// The Secret whose keys the step's Pod receives as environment variables
+    /// ([`filestorage_s3::secret_env`]), for the steps that use an S3 System FileStorage bucket.
+    pub fn secret_env(&self) -> Option<&str> {
+        let secret = match self {
+            Self::BackupS3Files(args) => &args.secret,
+            Self::RestoreS3Files(args) => &args.secret,
+            _ => return None,
+        };
+        Some(secret.as_str()).filter(|name| !name.is_empty())
     }
 }
 
@@ -247,6 +275,34 @@ pub struct CopyArgs {
     pub common: CommonArgs,
 }
 
+/// Settings of `job backup-s3-files`.
+#[derive(Clone, Debug, PartialEq, Eq, Args, Serialize)]
+pub struct S3FilesArgs {
+    /// Name of the Secret holding the bucket's location and credentials, whose keys the Pod
+    /// receives as environment variables (empty when the APIManager names none).
+    #[arg(long, default_value = "")]
+    pub secret: String,
+    /// Shared settings.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Settings of `job restore-s3-files`.
+#[derive(Clone, Debug, PartialEq, Eq, Args, Serialize)]
+pub struct RestoreS3FilesArgs {
+    /// Name of the restored installation's Secret naming the bucket, as for `backup-s3-files`.
+    #[arg(long, default_value = "")]
+    pub secret: String,
+    /// Write the backed-up objects into a bucket that already holds objects.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub overwrite: bool,
+    /// Shared settings.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonArgs,
+}
+
 /// Settings of `job restore-objects` and `job restore-apimanager`.
 #[derive(Clone, Debug, PartialEq, Eq, Args, Serialize)]
 pub struct RestoreArgs {
@@ -278,6 +334,14 @@ pub async fn run(command: JobCommand) -> Result<(), JobError> {
     let (outcome, termination_log) = match command {
         JobCommand::ExportObjects(args) => (export::run(&args).await.map(|()| None), args.common.termination_log),
         JobCommand::CopyFiles(args) => (copy::run(&args).map(|()| None), args.common.termination_log),
+        JobCommand::BackupS3Files(args) => (
+            filestorage_s3::backup(&args.secret, &args.common.backup_dir).await.map(|()| None),
+            args.common.termination_log,
+        ),
+        JobCommand::RestoreS3Files(args) => {
+            let restored = filestorage_s3::restore(&args.secret, args.overwrite, &args.common.backup_dir).await;
+            (restored.map(Some), args.common.termination_log)
+        }
         JobCommand::Verify(args) => (verify_step(&args.backup_dir).map(Some), args.termination_log),
         JobCommand::RestoreObjects(args) => {
             (restore::restore_objects(&args).await.map(Some), args.common.termination_log)
@@ -389,6 +453,12 @@ mod tests {
                 common: common.clone(),
             }),
             JobCommand::CopyFiles(CopyArgs { source: "/s".into(), common: common.clone() }),
+            JobCommand::BackupS3Files(S3FilesArgs { secret: "fs s3".into(), common: common.clone() }),
+            JobCommand::RestoreS3Files(RestoreS3FilesArgs {
+                secret: "fs".into(),
+                overwrite: true,
+                common: common.clone(),
+            }),
             JobCommand::Verify(common.clone()),
             JobCommand::RestoreObjects(restore.clone()),
             JobCommand::RestoreFiles(RestoreFilesArgs { target: "/t".into(), common }),

@@ -34,6 +34,16 @@ pub enum StepReport {
         /// Whether the copy was checked against a manifest.
         verified: bool,
     },
+    /// `job restore-s3-files`: the S3 System FileStorage objects written back.
+    #[serde(rename_all = "camelCase")]
+    RestoreS3Files {
+        /// The bucket written to.
+        bucket: String,
+        /// Objects written.
+        objects: usize,
+        /// Their bytes.
+        bytes: u64,
+    },
     /// `job restore-apimanager`: the APIManager created, or found already there.
     #[serde(rename_all = "camelCase")]
     RestoreApiManager {

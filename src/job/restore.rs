@@ -49,7 +49,7 @@ pub fn backed_up_apimanager(root: &Path) -> Result<BackedUpApiManager, JobError>
     })?;
     let system_storage = match apimanager.file_storage() {
         FileStorage::Claim(_) => Some(apimanager.system_storage_claim()),
-        FileStorage::S3 => None,
+        FileStorage::S3 { .. } => None,
     };
     Ok(BackedUpApiManager { name: apimanager.name_any(), system_storage })
 }

@@ -186,6 +186,7 @@ pub fn verify_backup(root: &Path) -> Result<Verification, JobError> {
         return Ok(Verification::Failed(missing.into()));
     };
     let mut problems = compare(root, "", &manifest, Unlisted::Reported)?;
+    problems.extend(super::filestorage_s3::section_problems(&manifest));
     if !manifest.files.iter().any(|f| f.path == APIMANAGER_FILE) {
         problems.push(Problem::Incomplete);
     }

@@ -15,7 +15,7 @@ use crate::names::managed_by_selector;
 use crate::reconcile::pods::DEADLINE_EXCEEDED;
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ServiceAccount};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -177,13 +177,17 @@ pub enum NodeError {
     /// `CreateContainerConfigError`).
     #[error("{0}")]
     Config(#[from] ConfigError),
+    /// A required environment variable's Secret or key is missing (a kubelet's
+    /// `CreateContainerConfigError`).
+    #[error("{0}")]
+    Env(String),
 }
 
 impl NodeError {
     /// The Pod's status reason, as a kubelet would give it.
     fn reason(&self) -> &'static str {
         match self {
-            Self::Config(_) => "CreateContainerConfigError",
+            Self::Config(_) | Self::Env(_) => "CreateContainerConfigError",
             _ => "NodeStandInError",
         }
     }
@@ -389,6 +393,12 @@ impl PodRun<'_> {
             tokio::process::Command::new(&program)
         };
         process.args(&args).env_remove("KUBECONFIG");
+        for (name, value) in container_env(self.client, &namespace, container).await? {
+            process.env_remove(&name);
+            if let Some(value) = value {
+                process.env(name, value);
+            }
+        }
         if let Some(path) = &kubeconfig_path {
             process.env("KUBECONFIG", path);
         }
@@ -407,6 +417,39 @@ impl PodRun<'_> {
         let finished = k8s_openapi::jiff::Timestamp::now().to_string();
         Ok(Terminated { code, message, started, finished })
     }
+}
+
+/// The environment of `container` as a kubelet gives it: each variable's value, or the key of a
+/// Secret (`valueFrom.secretKeyRef`) read from the Pod's namespace; `None` for an optional one that
+/// is absent. Other sources are not supported.
+async fn container_env(
+    client: &kube::Client,
+    namespace: &str,
+    container: &Container,
+) -> Result<Vec<(String, Option<String>)>, NodeError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut env = Vec::new();
+    for var in container.env.iter().flatten() {
+        let Some(source) = &var.value_from else {
+            env.push((var.name.clone(), Some(var.value.clone().unwrap_or_default())));
+            continue;
+        };
+        let Some(selector) = &source.secret_key_ref else {
+            return Err(NodeError::Unsupported(format!("environment variable {} from other than a Secret", var.name)));
+        };
+        let secret = secrets.get_opt(&selector.name).await?;
+        let value = secret.as_ref().and_then(|s| s.data.as_ref()).and_then(|d| d.get(&selector.key));
+        let value = value.map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned());
+        if value.is_none() && selector.optional != Some(true) {
+            let missing = if secret.is_none() { "secret not found" } else { "key not found in secret" };
+            return Err(NodeError::Env(format!(
+                "couldn't find key {} in Secret {namespace}/{}: {missing}",
+                selector.key, selector.name
+            )));
+        }
+        env.push((var.name.clone(), value));
+    }
+    Ok(env)
 }
 
 /// Marks a Pod the stand-in could not run as Failed with the reason a kubelet would give, so its

@@ -270,6 +270,8 @@ fn container(step: &JobStep, settings: &JobSettings) -> Container {
         command: Some(vec![settings.command.clone()]),
         args: Some(args),
         volume_mounts: Some(mounts),
+        // The S3 FileStorage steps' bucket Secret, by reference only (see `JobCommand::secret_env`).
+        env: step.command.secret_env().map(crate::job::filestorage_s3::secret_env),
         termination_message_path: Some(TERMINATION_LOG.to_owned()),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         resources: Some(ResourceRequirements {

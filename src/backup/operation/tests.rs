@@ -61,7 +61,7 @@ fn a_backup_is_one_pod_per_attempt_exporting_in_an_init_container_then_copying()
 #[test]
 fn step_pods_run_unprivileged_with_a_deadline_owned_by_the_backup() {
     let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
-    for storage in [FileStorage::Claim("system-storage".into()), FileStorage::S3] {
+    for storage in [FileStorage::Claim("system-storage".into()), FileStorage::S3 { secret: Some("fs-s3".into()) }] {
         let [one] = <[StepJob; 1]>::try_from(jobs(storage)).expect("one step job");
         let attempt = pod(&owner, &one, 0, &settings(), 120);
         let owners = attempt.metadata.owner_references.clone().expect("owner");
@@ -98,7 +98,7 @@ fn step_pods_run_unprivileged_with_a_deadline_owned_by_the_backup() {
 #[test]
 fn a_spent_timeout_still_gives_a_valid_deadline() {
     let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
-    let attempt = pod(&owner, &jobs(FileStorage::S3)[0], 0, &settings(), 0);
+    let attempt = pod(&owner, &jobs(FileStorage::S3 { secret: Some("fs-s3".into()) })[0], 0, &settings(), 0);
     assert_eq!(attempt.spec.and_then(|s| s.active_deadline_seconds), Some(1));
 }
 
@@ -146,7 +146,7 @@ fn only_the_export_gets_an_api_token_and_the_copy_reads_file_storage_read_only()
 
 #[test]
 fn s3_file_storage_means_no_copy_step() {
-    let [one] = <[StepJob; 1]>::try_from(jobs(FileStorage::S3)).expect("one step job");
+    let [one] = <[StepJob; 1]>::try_from(jobs(FileStorage::S3 { secret: Some("fs-s3".into()) })).expect("one step job");
     let names: Vec<&str> = one.steps().map(JobStep::name).collect();
     assert_eq!(names, [crate::names::EXPORT_OBJECTS]);
     let pod = pod_spec(&pod(&backup(json!({}), json!({})), &one, 0, &settings(), 60)).clone();
