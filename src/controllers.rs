@@ -194,7 +194,15 @@ mod tests {
         names.dedup();
         assert_eq!(
             names,
-            ["copy-files", "export-objects", "restore-apimanager", "restore-files", "restore-objects", "verify"],
+            [
+                "backup-s3-files",
+                "copy-files",
+                "export-objects",
+                "restore-apimanager",
+                "restore-files",
+                "restore-objects",
+                "verify"
+            ],
             "every step is built"
         );
         for step in steps {

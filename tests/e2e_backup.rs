@@ -261,7 +261,7 @@ async fn the_node_stops_a_pod_at_its_active_deadline_as_a_kubelet_does() {
 }
 
 #[tokio::test]
-async fn s3_file_storage_is_reported_and_not_copied() {
+async fn s3_file_storage_is_admitted_silently_and_a_missing_s3_secret_fails_the_backup_naming_it() {
     let cluster = shared();
     let ns = namespace_with_installation(cluster, "s3-storage").await;
     let patch = r#"{"spec":{"system":{"fileStorage":{"simpleStorageService":{"configurationSecretRef":{"name":"aws-auth"}}}}}}"#;
@@ -272,22 +272,24 @@ async fn s3_file_storage_is_reported_and_not_copied() {
         "apiVersion: apps.3scale.net/v1alpha1\nkind: APIManagerBackup\nmetadata:\n  name: b\nspec:\n  backupDestination:\n    persistentVolumeClaim:\n      resources:\n        requests: 1Gi\n",
     );
     assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&output.stderr).trim_end(),
-        r#"Warning: APIManager "example-apimanager": System FileStorage is in S3, which backups do not copy; back up the bucket separately"#
-    );
+    assert_eq!(String::from_utf8_lossy(&output.stderr).trim_end(), "", "no warning: the backup copies the bucket");
     let backup = finished_backup(cluster, &ns, "b").await;
     let status = backup.status.expect("status");
-    assert_eq!(status.completed, Some(true));
-    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready");
+    assert_ne!(status.completed, Some(true));
+    let failed = status.conditions.iter().find(|c| c.type_ == "Failed").expect("Failed condition");
+    let uid = backup.metadata.uid.expect("uid");
     assert_eq!(
-        ready.message,
-        "backup written to PersistentVolumeClaim b; System FileStorage is in S3, which backups do not copy; back up the bucket separately"
+        failed.message,
+        format!(
+            "Pod backup-{uid}-0 failed at step backup-s3-files after 1 attempt: System FileStorage S3 Secret aws-auth: AWS_ACCESS_KEY_ID is missing"
+        )
     );
     let root = cluster.volume(&ns, "b");
     assert!(!root.join("system-filestorage-pvc").exists());
+    assert!(!root.join("system-filestorage-s3").exists());
     let manifest = Manifest::load(&root).expect("manifest");
     assert_eq!(manifest.steps.keys().collect::<Vec<_>>(), ["export-objects"]);
+    assert_eq!(manifest.system_file_storage_s3, None);
 }
 
 #[tokio::test]
@@ -570,7 +572,49 @@ async fn the_admission_policy_fences_the_operator_service_account() {
             "the apimanager-backup-operator ServiceAccount may create only Pods with restartPolicy Never".into(),
         ),
     ];
-    for (what, pod, message) in cases {
+    // The S3 FileStorage step gets 3scale's S3 keys of the Secret its --secret argument names, and
+    // nothing else from a Secret.
+    let s3_pod = step::pod(&backup, &backup.jobs(&s3)[0], 0, &settings, 60);
+    let s3_pod_with = |change: &dyn Fn(&mut Value)| -> Pod {
+        let mut pod = serde_json::to_value(&s3_pod).expect("json");
+        change(&mut pod);
+        serde_json::from_value(pod).expect("pod")
+    };
+    let s3_cases: Vec<(&str, Pod, String)> = vec![
+        (
+            "an S3 key from another Secret than the step names",
+            s3_pod_with(&|j| {
+                j["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"] = json!("system-seed")
+            }),
+            sources.into(),
+        ),
+        (
+            "another key of the S3 Secret",
+            s3_pod_with(&|j| {
+                j["spec"]["containers"][0]["env"][0] = json!({"name": "MASTER_PASSWORD",
+                    "valueFrom": {"secretKeyRef": {"name": "fs-s3", "key": "MASTER_PASSWORD"}}})
+            }),
+            sources.into(),
+        ),
+        (
+            "an S3 key under another name",
+            s3_pod_with(&|j| j["spec"]["containers"][0]["env"][0]["name"] = json!("LD_PRELOAD")),
+            sources.into(),
+        ),
+        (
+            "the S3 Secret in the export's container",
+            s3_pod_with(&|j| {
+                j["spec"]["initContainers"][0]["env"] = j["spec"]["containers"][0]["env"].clone();
+            }),
+            sources.into(),
+        ),
+        (
+            "the whole S3 Secret as environment",
+            s3_pod_with(&|j| j["spec"]["containers"][0]["envFrom"] = json!([{"secretRef": {"name": "fs-s3"}}])),
+            sources.into(),
+        ),
+    ];
+    for (what, pod, message) in cases.into_iter().chain(s3_cases) {
         assert_fenced(pods.create(&dry_run, &pod).await, &message, what);
     }
 

@@ -145,12 +145,24 @@ fn only_the_export_gets_an_api_token_and_the_copy_reads_file_storage_read_only()
 }
 
 #[test]
-fn s3_file_storage_means_no_copy_step() {
+fn s3_file_storage_copies_the_bucket_with_its_secret_by_reference_and_no_token() {
     let [one] = <[StepJob; 1]>::try_from(jobs(FileStorage::S3 { secret: Some("fs-s3".into()) })).expect("one step job");
     let names: Vec<&str> = one.steps().map(JobStep::name).collect();
-    assert_eq!(names, [crate::names::EXPORT_OBJECTS]);
-    let pod = pod_spec(&pod(&backup(json!({}), json!({})), &one, 0, &settings(), 60)).clone();
-    assert_eq!(pod.init_containers, None);
-    let groups = pod.security_context.and_then(|c| c.supplemental_groups);
-    assert_eq!(groups, None, "no FileStorage group without FileStorage");
+    assert_eq!(names, [crate::names::EXPORT_OBJECTS, crate::names::BACKUP_S3_FILES]);
+    let attempt = pod(&backup(json!({}), json!({})), &one, 0, &settings(), 60);
+    let spec = pod_spec(&attempt);
+    let [export, s3] = <[&Container; 2]>::try_from(containers(spec)).expect("two containers");
+    assert_eq!(export.env, None, "the export gets no Secret");
+    let args = s3.args.clone().expect("args");
+    assert!(args.contains(&"--secret=fs-s3".to_owned()), "{args:?}");
+    let env = s3.env.clone().expect("the bucket's Secret keys");
+    assert_eq!(env, crate::job::filestorage_s3::secret_env("fs-s3"));
+    let mounts: Vec<&str> = s3.volume_mounts.iter().flatten().map(|m| m.name.as_str()).collect();
+    assert_eq!(mounts, ["backup"], "the backup claim only: no API token, no FileStorage claim");
+    let groups = spec.security_context.as_ref().and_then(|c| c.supplemental_groups.clone());
+    assert_eq!(groups, None, "no FileStorage group without a FileStorage claim");
+
+    let [unnamed] = <[StepJob; 1]>::try_from(jobs(FileStorage::S3 { secret: None })).expect("one step job");
+    let attempt = pod(&backup(json!({}), json!({})), &unnamed, 0, &settings(), 60);
+    assert_eq!(pod_spec(&attempt).containers[0].env, None, "no Secret named: the step reports it, no environment");
 }
