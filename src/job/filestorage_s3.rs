@@ -14,14 +14,13 @@ use super::JobError;
 use super::copy::sync_filesystem;
 use super::manifest::{FileEntry, Manifest, StepTimes, TreeEntries, hex, now};
 use super::report::StepReport;
+pub use super::s3_section::{S3Object, S3Section};
 use super::tree::remove_tree;
 use crate::s3::config::{self, keys};
 use crate::s3::{ClientOptions, ConfigError, ObjectMetadata, S3Client, S3Error};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -45,38 +44,6 @@ pub const SECRET_KEYS: [&str; 8] = [
 ];
 /// Objects downloaded or uploaded at once (each streams; none is held whole in memory).
 const CONCURRENCY: usize = 4;
-
-/// The manifest's record of a copied S3 System FileStorage bucket.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct S3Section {
-    /// The bucket copied, as its Secret named it.
-    pub bucket: String,
-    /// The Secret that named it (`configurationSecretRef`).
-    pub secret: String,
-    /// Every object, sorted by key.
-    pub objects: Vec<S3Object>,
-}
-
-/// One object of the bucket and where its bytes are in the backup.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct S3Object {
-    /// The object's key.
-    pub key: String,
-    /// The file holding its bytes, relative to the backup root (also listed under `files`).
-    pub path: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Lowercase hex SHA-256 of its bytes.
-    pub sha256: String,
-    /// `Content-Type`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
-    /// User metadata (`x-amz-meta-<name>`), by name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub metadata: BTreeMap<String, String>,
-}
 
 /// Why an S3 FileStorage step failed. Never holds a Secret value.
 #[derive(Debug, thiserror::Error)]
@@ -290,30 +257,6 @@ async fn upload(client: &S3Client, bucket: &str, object: &S3Object, root: &Path)
     Ok(())
 }
 
-/// How the manifest's S3 section disagrees with its `files` list: each object's file must be
-/// listed there with the same size and SHA-256 (which verify then checks against the bytes).
-pub fn section_problems(manifest: &Manifest) -> Vec<super::verify::Problem> {
-    use super::verify::Problem;
-    let Some(section) = &manifest.system_file_storage_s3 else { return Vec::new() };
-    let files: BTreeMap<&str, &FileEntry> = manifest.files.iter().map(|f| (f.path.as_str(), f)).collect();
-    section
-        .objects
-        .iter()
-        .filter_map(|object| match files.get(object.path.as_str()) {
-            None => Some(Problem::Missing { path: object.path.clone() }),
-            Some(file) if file.size != object.size => {
-                Some(Problem::Size { path: object.path.clone(), expected: object.size, found: file.size })
-            }
-            Some(file) if file.sha256 != object.sha256 => Some(Problem::Checksum {
-                path: object.path.clone(),
-                expected: object.sha256.clone(),
-                found: file.sha256.clone(),
-            }),
-            Some(_) => None,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,38 +302,6 @@ mod tests {
                 ("fs-s3", var.name.as_str(), Some(true))
             );
         }
-    }
-
-    #[test]
-    fn the_section_must_agree_with_the_files_list() {
-        let object = |key: &str, size: u64, sha: &str| S3Object {
-            key: key.into(),
-            path: object_path(key),
-            size,
-            sha256: sha.into(),
-            content_type: None,
-            metadata: BTreeMap::new(),
-        };
-        let mut manifest = Manifest {
-            files: vec![
-                FileEntry { path: object_path("a"), size: 1, sha256: "aa".into() },
-                FileEntry { path: object_path("b"), size: 2, sha256: "bb".into() },
-            ],
-            ..Manifest::default()
-        };
-        assert!(section_problems(&manifest).is_empty(), "no section, nothing to check");
-        manifest.system_file_storage_s3 = Some(S3Section {
-            bucket: "files".into(),
-            secret: "s".into(),
-            objects: vec![object("a", 1, "aa"), object("b", 3, "bb"), object("c", 1, "cc")],
-        });
-        assert_eq!(
-            section_problems(&manifest),
-            [
-                super::super::verify::Problem::Size { path: object_path("b"), expected: 3, found: 2 },
-                super::super::verify::Problem::Missing { path: object_path("c") },
-            ]
-        );
     }
 
     #[test]

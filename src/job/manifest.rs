@@ -102,7 +102,7 @@ pub struct Manifest {
     pub absent: Vec<AbsentEntry>,
     /// The objects of an S3 System FileStorage bucket, when the backup copied one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system_file_storage_s3: Option<super::filestorage_s3::S3Section>,
+    pub system_file_storage_s3: Option<super::s3_section::S3Section>,
 }
 
 impl Manifest {

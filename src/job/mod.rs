@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod report;
 pub mod restore;
 pub mod restore_files;
+pub mod s3_section;
 pub mod sparse;
 pub mod tree;
 pub mod verify;

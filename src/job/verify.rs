@@ -186,7 +186,7 @@ pub fn verify_backup(root: &Path) -> Result<Verification, JobError> {
         return Ok(Verification::Failed(missing.into()));
     };
     let mut problems = compare(root, "", &manifest, Unlisted::Reported)?;
-    problems.extend(super::filestorage_s3::section_problems(&manifest));
+    problems.extend(s3_section_problems(&manifest));
     if !manifest.files.iter().any(|f| f.path == APIMANAGER_FILE) {
         problems.push(Problem::Incomplete);
     }
@@ -196,6 +196,29 @@ pub fn verify_backup(root: &Path) -> Result<Verification, JobError> {
     }
     problems.sort_by(|a, b| a.path().cmp(b.path()));
     Ok(Verification::Failed(problems))
+}
+
+/// How the manifest's S3 FileStorage section disagrees with its `files` list: each object's file
+/// must be listed there with the same size and SHA-256 (which [`compare`] checks against the bytes).
+fn s3_section_problems(manifest: &Manifest) -> Vec<Problem> {
+    let Some(section) = &manifest.system_file_storage_s3 else { return Vec::new() };
+    let files: BTreeMap<&str, &FileEntry> = manifest.files.iter().map(|f| (f.path.as_str(), f)).collect();
+    section
+        .objects
+        .iter()
+        .filter_map(|object| match files.get(object.path.as_str()) {
+            None => Some(Problem::Missing { path: object.path.clone() }),
+            Some(file) if file.size != object.size => {
+                Some(Problem::Size { path: object.path.clone(), expected: object.size, found: file.size })
+            }
+            Some(file) if file.sha256 != object.sha256 => Some(Problem::Checksum {
+                path: object.path.clone(),
+                expected: object.sha256.clone(),
+                found: file.sha256.clone(),
+            }),
+            Some(_) => None,
+        })
+        .collect()
 }
 
 /// Whether [`compare`] reports what the manifest does not list.
@@ -359,5 +382,40 @@ mod tests {
         let problems = compare(&root, "system-filestorage-pvc", &manifest, Unlisted::Ignored).expect("walk");
         assert!(matches!(&problems[..], [Problem::Checksum { path, .. }] if path == "system-filestorage-pvc/a.txt"));
         let _ = fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn each_s3_object_of_the_manifest_must_be_listed_under_files_alike() {
+        use crate::job::s3_section::{S3Object, S3Section};
+        let object = |key: &str, size: u64, sha: &str| S3Object {
+            key: key.into(),
+            path: format!("system-filestorage-s3/objects/{key}"),
+            size,
+            sha256: sha.into(),
+            content_type: None,
+            metadata: BTreeMap::new(),
+        };
+        let file = |key: &str, size: u64, sha: &str| FileEntry {
+            path: format!("system-filestorage-s3/objects/{key}"),
+            size,
+            sha256: sha.into(),
+        };
+        let mut manifest =
+            Manifest { files: vec![file("a", 1, "aa"), file("b", 2, "bb"), file("d", 1, "dd")], ..Manifest::default() };
+        assert!(s3_section_problems(&manifest).is_empty(), "no section, nothing to check");
+        manifest.system_file_storage_s3 = Some(S3Section {
+            bucket: "files".into(),
+            secret: "s".into(),
+            objects: vec![object("a", 1, "aa"), object("b", 3, "bb"), object("c", 1, "cc"), object("d", 1, "ee")],
+        });
+        let path = |key: &str| format!("system-filestorage-s3/objects/{key}");
+        assert_eq!(
+            s3_section_problems(&manifest),
+            [
+                Problem::Size { path: path("b"), expected: 3, found: 2 },
+                Problem::Missing { path: path("c") },
+                Problem::Checksum { path: path("d"), expected: "ee".into(), found: "dd".into() },
+            ]
+        );
     }
 }
