@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes a fresh machine ready for the tests: installs the Debian packages they need when missing
 # (openssl, util-linux for flock and setpriv, prometheus for the scrape test and promtool for the
-# alert rules), checks the toolchains, and builds the control plane and the S3 server (SeaweedFS)
-# once (cached; progress on stderr).
+# alert rules), checks the toolchains, and builds the control plane, the S3 server (SeaweedFS)
+# and Helm once (cached; progress on stderr).
 # Extra `command:package` arguments add packages, e.g. `tests/setup.sh buildah:buildah`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,3 +24,4 @@ for tool in go cargo kubectl; do
 done
 echo "tests/setup.sh: control plane in $(tests/control-plane/build.sh)" >&2
 echo "tests/setup.sh: S3 server in $(tests/s3-server/build.sh)" >&2
+echo "tests/setup.sh: helm in $(tests/helm/build.sh)" >&2
