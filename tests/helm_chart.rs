@@ -1,7 +1,7 @@
 //! The Helm chart (`charts/apimanager-backup-operator`) renders exactly the objects of the
 //! kustomize install (`manifests/`), for its defaults and for each value that stands for a
-//! kustomize component; `helm lint` passes. Helm is built from its Go module, pinned and cached
-//! (`tests/helm/build.sh`).
+//! kustomize component; `helm lint` passes; `helm install` puts them on a real API server. Helm
+//! is built from its Go module, pinned and cached (`tests/helm/build.sh`).
 
 mod support;
 
@@ -124,4 +124,50 @@ fn image_replicas_and_resources_reach_the_deployment_and_the_fence() {
     let variables = policy["spec"]["variables"].as_array().expect("variables");
     let fenced = variables.iter().find(|v| v["name"] == "jobImage").expect("jobImage");
     assert_eq!(fenced["expression"], "'registry.example.com/abo:1.2.3'");
+}
+
+/// `helm install` of the defaults onto a real API server (no node: the operator's Pods stay
+/// pending): the release is deployed and every object the chart renders is on the server.
+#[tokio::test]
+async fn helm_install_puts_every_object_of_the_chart_on_the_api_server() {
+    use apimanager_backup_operator::local::control_plane::{ControlPlane, build_binaries};
+    let dir = std::env::temp_dir().join(format!("abo-helm-install-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let repo = apimanager_backup_operator::local::repo_dir();
+    let bin = build_binaries(&repo).expect("control plane binaries");
+    let plane = ControlPlane::start(&repo, &bin, &dir).await.expect("control plane");
+    let kubeconfig = plane.admin_kubeconfig.display().to_string();
+    let chart = repo.join("charts/apimanager-backup-operator");
+    run(Command::new(helm()).args(["install", "apimanager-backup-operator"]).arg(&chart).args([
+        "--namespace",
+        NAMESPACE,
+        "--create-namespace",
+        "--kubeconfig",
+        &kubeconfig,
+    ]));
+    let status: Value = serde_json::from_str(&run(Command::new(helm()).args([
+        "status",
+        "apimanager-backup-operator",
+        "--namespace",
+        NAMESPACE,
+        "--kubeconfig",
+        &kubeconfig,
+        "-o",
+        "json",
+    ])))
+    .expect("status JSON");
+    assert_eq!(status["info"]["status"], "deployed");
+    let rendered = objects(&helm_template(&[]));
+    for (kind, namespace, name) in rendered.keys() {
+        let mut get = Command::new("kubectl");
+        get.args(["--kubeconfig", &kubeconfig, "get", kind, name, "-o", "name"]);
+        if !namespace.is_empty() && kind != "ValidatingAdmissionPolicy" && kind != "ValidatingAdmissionPolicyBinding" {
+            get.args(["--namespace", namespace]);
+        }
+        let found = run(&mut get);
+        assert_eq!(found.trim().rsplit('/').next(), Some(name.as_str()), "{kind} {name} installed");
+    }
+    drop(plane);
+    let _ = std::fs::remove_dir_all(dir);
 }
