@@ -23,20 +23,9 @@ out_dir=$cache_root/helm/helm-${HELM_VERSION}
 bin_dir=$out_dir/bin
 binary=$bin_dir/helm
 
-# Fast path: the binary is there already.
-if [[ -x $binary ]]; then
-  printf '%s\n' "$binary"
-  exit 0
-fi
-
 # shellcheck source=tests/real-part.sh
 . "$script_dir/../real-part.sh"
-real_part_start helm/build "Helm"
-real_part_lock "$out_dir"
-if [[ -x $binary ]]; then
-  printf '%s\n' "$binary" >&3
-  exit 0
-fi
+real_part_cached "$binary" helm/build "Helm" "$out_dir"
 
 start=$SECONDS
 log "first run: building Helm $HELM_VERSION with go install into $bin_dir (a few minutes on 2 cores)"
