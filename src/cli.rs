@@ -1,5 +1,6 @@
 //! Command line of the one binary: `serve`, `crd`, `verify`, `decrypt`, `local`, `job`.
 
+use crate::platform::PlatformChoice;
 use crate::scope::Namespaces;
 use crate::server;
 use crate::telemetry::LogFormat;
@@ -157,9 +158,14 @@ pub struct ServeArgs {
     #[arg(long, env = "APIMANAGER_BACKUP_JOB_COMMAND", default_value = "apimanager-backup-operator", value_parser = NonEmptyStringValueParser::new())]
     pub job_command: String,
     /// Group (numeric) owning the System FileStorage files, e.g. the System app Pods' fsGroup; the
-    /// copy Pod gets it as a supplemental group to read group-only (0640) files. Unset: none.
+    /// copy and restore Pods get it as a supplemental group. Unset: each backup finds it (the group
+    /// owning the claim's root) and each restore takes the backup's.
     #[arg(long, env = "APIMANAGER_BACKUP_FILE_STORAGE_GROUP", value_parser = clap::value_parser!(i64).range(0..=2_147_483_647))]
     pub file_storage_group: Option<i64>,
+    /// Where the step Pods run: `openshift` (the platform assigns their user and groups), `kubernetes`
+    /// (they run as 65532), or `auto`: OpenShift when the API serves security.openshift.io.
+    #[arg(long, env = "APIMANAGER_BACKUP_PLATFORM", value_enum, default_value_t = PlatformChoice::Auto)]
+    pub platform: PlatformChoice,
     /// Retries of a failed backup or restore step Pod (each a new Pod, after a back-off) before the
     /// backup or restore fails.
     #[arg(long, env = "APIMANAGER_BACKUP_JOB_BACKOFF_LIMIT", default_value_t = 2, value_parser = clap::value_parser!(i32).range(0..))]

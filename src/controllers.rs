@@ -170,6 +170,7 @@ mod tests {
             command: "/abo".into(),
             backoff_limit: 2,
             file_storage_group: None,
+            platform: crate::platform::Platform::Kubernetes,
         }
     }
 
@@ -181,13 +182,14 @@ mod tests {
         let backups =
             [FileStorage::Claim("files".into()), FileStorage::S3 { secret: Some("fs-s3".into()) }].map(|storage| {
                 owner
-                    .jobs(&BackupPlan { apimanager: "example".into(), storage })
+                    .jobs(&BackupPlan::new("example", storage))
                     .into_iter()
                     .flat_map(|job| job.steps().cloned().collect::<Vec<_>>())
             });
         let restored =
             restore(json!({"apiManagerToRestoreRef": {"name": "example"}, "systemStorageClaimName": "system-storage"}));
-        let restores = [restore(json!({})), restored].map(|r| r.job_steps(&RestorePlan { claim: "nightly".into() }));
+        let restores = [restore(json!({})), restored]
+            .map(|r| r.job_steps(&RestorePlan { claim: "nightly".into(), file_storage_group: None }));
         let steps: Vec<JobStep> = backups.into_iter().flatten().chain(restores.into_iter().flatten()).collect();
         let mut names: Vec<&str> = steps.iter().map(JobStep::name).collect();
         names.sort_unstable();
@@ -198,6 +200,7 @@ mod tests {
                 "backup-s3-files",
                 "copy-files",
                 "export-objects",
+                "inspect-files",
                 "restore-apimanager",
                 "restore-files",
                 "restore-objects",

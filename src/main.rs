@@ -149,12 +149,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             &args.leader_election.leader_election_namespace,
             &args.leader_election.leader_election_lease_name,
         );
+        let platform = args.platform.resolve(&client).await.context("asking the API's discovery for the platform")?;
         let settings = ReconcileSettings {
             jobs: JobSettings {
                 image: args.job_image.clone(),
                 command: args.job_command.clone(),
                 backoff_limit: args.job_backoff_limit,
                 file_storage_group: args.file_storage_group,
+                platform,
             },
             backup_timeout: args.backup_timeout,
             restore_timeout: args.restore_timeout,

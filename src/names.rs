@@ -16,6 +16,9 @@ pub const BACKUP_S3_FILES: &str = "backup-s3-files";
 /// The `job` subcommand and step job name prefix of the restore step writing the backed-up S3
 /// System FileStorage objects into the restored installation's bucket.
 pub const RESTORE_S3_FILES: &str = "restore-s3-files";
+/// The `job` subcommand and step job name prefix of the read-only backup step telling who owns the
+/// System FileStorage claim's root (so the copy can join its group).
+pub const INSPECT_FILES: &str = "inspect-files";
 /// The name prefix of a backup's one step job (`backup-<backup uid>`, its Pods
 /// `backup-<backup uid>-<attempt>`), whose Pod runs [`EXPORT_OBJECTS`] as an init container, then
 /// [`COPY_FILES`] (or only the export).

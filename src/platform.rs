@@ -50,13 +50,19 @@ pub enum PlatformChoice {
 }
 
 impl PlatformChoice {
-    /// The platform chosen, asking the API's discovery only for [`PlatformChoice::Auto`].
+    /// The platform chosen, asking the API's discovery only for [`PlatformChoice::Auto`]; logs
+    /// which and how.
     pub async fn resolve(self, client: &kube::Client) -> Result<Platform, kube::Error> {
+        let platform = match self {
+            Self::Auto => Platform::discover(client).await?,
+            Self::Openshift => Platform::OpenShift,
+            Self::Kubernetes => Platform::Kubernetes,
+        };
         match self {
-            Self::Auto => Platform::discover(client).await,
-            Self::Openshift => Ok(Platform::OpenShift),
-            Self::Kubernetes => Ok(Platform::Kubernetes),
+            Self::Auto => tracing::info!(platform = platform.name(), "platform found from the API's discovery"),
+            _ => tracing::info!(platform = platform.name(), "platform set by --platform"),
         }
+        Ok(platform)
     }
 }
 

@@ -122,7 +122,14 @@ async fn full_backup_writes_every_object_and_file() {
         &["-n", &ns, "get", "events", "--field-selector", "reason=JobCreated", "-o", "jsonpath={.items[*].message}"],
         "",
     );
-    assert_eq!(created.trim(), format!("created Pod backup-{uid}-0"), "one Pod runs both steps");
+    let mut created: Vec<&str> = created.split("created Pod ").map(str::trim).filter(|p| !p.is_empty()).collect();
+    created.sort_unstable();
+    assert_eq!(
+        created,
+        [format!("backup-{uid}-0"), format!("inspect-files-{uid}-0")],
+        "the read-only inspection, then one Pod running both steps"
+    );
+    assert_eq!(backup.status.and_then(|s| s.file_storage_group), Some(1001), "the group owning the claim's root");
 }
 
 #[tokio::test]
@@ -211,8 +218,8 @@ async fn a_pod_the_api_server_refuses_fails_the_backup_at_once_with_its_message(
     let status = backup.status.expect("status");
     let failed = status.conditions.iter().find(|c| c.type_ == "Failed").expect("Failed condition");
     let message = format!(
-        "creating Pod backup-{uid}-0: pods \"backup-{uid}-0\" is forbidden: exceeded quota: no-pods, requested: \
-pods=1, used: pods=0, limited: pods=0"
+        "creating Pod inspect-files-{uid}-0: pods \"inspect-files-{uid}-0\" is forbidden: exceeded quota: no-pods, \
+requested: pods=1, used: pods=0, limited: pods=0"
     );
     assert_eq!(
         (failed.status.as_str(), failed.reason.as_str(), failed.message.as_str()),
@@ -359,7 +366,7 @@ async fn a_backup_with_the_longest_valid_name_completes_and_shows_its_events() {
     };
     eventually(Duration::from_secs(30), "the backup's events are published", || async {
         let reasons = reasons();
-        reasons.contains("BackupCompleted") && reasons.matches("JobCreated").count() == 1
+        reasons.contains("BackupCompleted") && reasons.matches("JobCreated").count() == 2
     })
     .await;
 }
@@ -444,18 +451,19 @@ async fn the_admission_policy_fences_the_operator_service_account() {
             "spec": {"backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "1Gi"}}}}}))
         .expect("backup");
     backup.metadata.namespace = Some(ns.clone());
-    let plan =
-        BackupPlan { apimanager: "example-apimanager".into(), storage: FileStorage::Claim("system-storage".into()) };
+    let plan = BackupPlan::new("example-apimanager", FileStorage::Claim("system-storage".into()));
     let settings = JobSettings {
         image: apimanager_backup_operator::local::job_image(),
         command: "apimanager-backup-operator".into(),
         backoff_limit: 0,
-        file_storage_group: Some(i64::from(apimanager_backup_operator::local::session::FILE_STORAGE_GROUP)),
+        file_storage_group: None,
+        platform: apimanager_backup_operator::platform::Platform::Kubernetes,
     };
     let backup_jobs = backup.jobs(&plan);
-    assert_eq!(backup_jobs.len(), 1);
-    assert_eq!(backup_jobs[0].steps().count(), 2, "export and copy in one Pod");
-    let export_pod = step::pod(&backup, &backup_jobs[0], 0, &settings, 60);
+    let names: Vec<&str> = backup_jobs.iter().map(|job| job.name).collect();
+    assert_eq!(names, ["inspect-files", "backup"], "the inspection, then export and copy in one Pod");
+    assert_eq!(backup_jobs[1].steps().count(), 2, "export and copy in one Pod");
+    let export_pod = step::pod(&backup, &backup_jobs[1], 0, &settings, 60);
     // The policy takes effect once the API server has loaded it.
     let mut foreign = serde_json::to_value(&export_pod).expect("json");
     foreign["spec"]["containers"][0]["image"] = json!("busybox:1.36");
@@ -656,7 +664,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         "spec": {"restoreSource": {"persistentVolumeClaim": {"claimSource": {"claimName": "nightly"}}}},
         "status": {"apiManagerToRestoreRef": {"name": "example-apimanager"}, "systemStorageClaimName": "system-storage"}}))
     .expect("restore");
-    let restore_plan = RestorePlan { claim: "nightly".into() };
+    let restore_plan = RestorePlan { claim: "nightly".into(), file_storage_group: None };
     let restore_jobs = restore.jobs(&restore_plan);
     let step_names: Vec<&str> = restore_jobs.iter().map(|job| job.name).collect();
     assert_eq!(step_names, ["verify", "restore-objects", "restore-files", "restore-apimanager"], "a Pod per step");

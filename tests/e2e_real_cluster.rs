@@ -51,6 +51,7 @@ async fn restricted_pods_back_up_group_only_files_of_another_user_without_touchi
     let backup = finished_backup(cluster, &ns, "b").await;
     let status = backup.status.expect("status");
     assert_eq!(status.completed, Some(true), "{:?}", status.conditions);
+    assert_eq!(status.file_storage_group, Some(i64::from(group)), "found from the claim's root, no flag set");
 
     for (path, expected) in &before {
         assert_eq!(owner_and_mode(path), *expected, "{} unchanged by the backup", path.display());

@@ -160,11 +160,12 @@ async fn the_standby_finishes_a_killed_leaders_backup_exactly_once_and_admission
     let paused = cluster.node.pause();
     create_backup(&cluster, &ns, "b");
     let uid = backups.get("b").await.expect("backup").metadata.uid.expect("uid");
-    let backup_pod = format!("backup-{uid}-0");
-    eventually(Duration::from_secs(30), "the leader creates the backup Pod", || {
+    // The backup's first Pod: the inspection of its System FileStorage (held by the paused node).
+    let first_pod = format!("inspect-files-{uid}-0");
+    eventually(Duration::from_secs(30), "the leader creates the backup's first Pod", || {
         let seen = pods_seen.clone();
-        let backup_pod = backup_pod.clone();
-        async move { seen.lock().expect("lock").values().any(|name| *name == backup_pod) }
+        let first_pod = first_pod.clone();
+        async move { seen.lock().expect("lock").values().any(|name| *name == first_pod) }
     })
     .await;
 
@@ -252,8 +253,9 @@ async fn the_standby_finishes_a_killed_leaders_backup_exactly_once_and_admission
     assert_eq!(counted_by_killed_leader.unwrap_or_default() + succeeded, 1.0, "{after}");
     assert_eq!(sample(&after, r#"apimanager_backups_total{outcome="failed"}"#), Some(0.0));
     assert_eq!(sample(&after, "apimanager_backups_in_progress"), Some(0.0));
-    let pods: Vec<String> = pods_seen.lock().expect("lock").values().cloned().collect();
-    assert_eq!(pods, [backup_pod], "one Pod, not created twice");
+    let mut pods: Vec<String> = pods_seen.lock().expect("lock").values().cloned().collect();
+    pods.sort_unstable();
+    assert_eq!(pods, [format!("backup-{uid}-0"), first_pod], "each Pod once, none created twice");
 
     // Losing the Lease stops the controller at once: another holder takes it (as after a network
     // partition); the leader sees it at its next renewal and drops its controller.

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::cluster::{
     assert_can_i, create_backup, eventually, finished_backup, kubectl_ok, namespace_never_available,
-    namespace_with_installation, start_cluster,
+    namespace_with_installation, start_cluster_with,
 };
 use support::https;
 use support::restore::{create_restore, event_reasons, finished_restore, restore_when, sample};
@@ -25,11 +25,20 @@ use tokio::sync::{Mutex, MutexGuard};
 async fn cluster() -> MutexGuard<'static, LocalCluster> {
     static CLUSTER: OnceLock<Mutex<LocalCluster>> = OnceLock::new();
     let cluster = CLUSTER.get_or_init(|| {
-        let (cluster, dir) = start_cluster("resilience");
+        let (cluster, dir) = start_cluster_with("resilience", &[FILE_STORAGE_GROUP_FLAG]);
         process::remove_at_exit(&dir);
         Mutex::new(cluster)
     });
     cluster.lock().await
+}
+
+/// The operator of these tests is given the System FileStorage group (the override), so a backup is
+/// one Pod from its start, as these tests of a Pod in progress take it.
+const FILE_STORAGE_GROUP_FLAG: &str = "--file-storage-group=1001";
+
+/// The operator's arguments: [`FILE_STORAGE_GROUP_FLAG`] and `extra`.
+fn operator_args(extra: &[&str]) -> Vec<String> {
+    std::iter::once(FILE_STORAGE_GROUP_FLAG).chain(extra.iter().copied()).map(str::to_owned).collect()
 }
 
 /// Waits for the first attempt's Pod of backup `name` and returns it.
@@ -80,7 +89,7 @@ async fn restart_and_wait_for_a_pass_over_each<K>(cluster: &mut LocalCluster, co
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    cluster.restart_operator(&[]).await.expect("operator restarts");
+    cluster.restart_operator(&operator_args(&[])).await.expect("operator restarts");
     let cluster: &LocalCluster = cluster;
     let all: Api<K> = Api::all(cluster.admin_client().await.expect("client"));
     let count = all.list(&ListParams::default()).await.expect("list").items.len() as u64;
@@ -166,7 +175,7 @@ the system database, system Redis and backend Redis external (spec.externalCompo
 #[tokio::test]
 async fn a_backup_past_its_timeout_fails_and_keeps_its_pod_with_its_deadline() {
     let mut cluster = cluster().await;
-    cluster.restart_operator(&["--backup-timeout=3s".to_owned()]).await.expect("operator with a short timeout");
+    cluster.restart_operator(&operator_args(&["--backup-timeout=3s"])).await.expect("operator with a short timeout");
     let ns = namespace_with_installation(&cluster, "timeout").await;
     let outcome = {
         let _paused = cluster.node.pause();
@@ -178,7 +187,7 @@ async fn a_backup_past_its_timeout_fails_and_keeps_its_pod_with_its_deadline() {
         let kept = pods.get_opt(&pod.metadata.name.clone().expect("name")).await.expect("get").is_some();
         (failed_condition(&backup), kept, pod.spec.and_then(|s| s.active_deadline_seconds))
     };
-    cluster.restart_operator(&[]).await.expect("operator with the default timeout");
+    cluster.restart_operator(&operator_args(&[])).await.expect("operator with the default timeout");
     let ((reason, message), kept, deadline) = outcome;
     assert_eq!(reason, "Timeout");
     assert_eq!(message, "the backup did not finish within 3s (--backup-timeout); its Pods are kept for debugging");
@@ -219,7 +228,7 @@ async fn a_started_operator_becomes_ready_within_10s_and_stays_ready() {
     let mut cluster = cluster().await;
     let (ns, paused) = backup_in_progress(&cluster, "ready").await;
     // The API server answers already: only the operator's own start counts.
-    cluster.operator.respawn(&[]).expect("operator starts");
+    cluster.operator.respawn(&operator_args(&[])).expect("operator starts");
     cluster.operator.wait_until_ready(Duration::from_secs(10)).await.expect("ready within 10 s of starting");
     let probe = cluster.operator.readyz_probe().expect("probe");
     for poll in 0..10 {
@@ -277,7 +286,7 @@ async fn operator_killed_mid_restore_resumes_it_and_completes_it_once() {
 #[tokio::test]
 async fn a_restore_whose_apimanager_never_becomes_available_fails_at_its_timeout() {
     let mut cluster = cluster().await;
-    cluster.restart_operator(&["--restore-timeout=20s".to_owned()]).await.expect("operator with a short timeout");
+    cluster.restart_operator(&operator_args(&["--restore-timeout=20s"])).await.expect("operator with a short timeout");
     let ns = namespace_never_available(&cluster, "restore-timeout");
     threescale_operator_backup_claim(&cluster, &ns, "threescale-nightly").await;
     create_restore(&cluster, &ns, "back", "threescale-nightly");
@@ -288,7 +297,7 @@ async fn a_restore_whose_apimanager_never_becomes_available_fails_at_its_timeout
     assert_eq!(waiting.status.and_then(|s| s.main_steps_completed), None);
     // Nothing changes from here on: only the requeue at the deadline ends the wait.
     let restore = finished_restore(&cluster, &ns, "back").await;
-    cluster.restart_operator(&[]).await.expect("operator with the default timeout");
+    cluster.restart_operator(&operator_args(&[])).await.expect("operator with the default timeout");
     let failed = restore.status.clone().expect("status");
     let failed = failed.conditions.iter().find(|c| c.type_ == "Failed").expect("Failed condition");
     assert_eq!(
@@ -307,7 +316,7 @@ async fn a_restore_whose_apimanager_never_becomes_available_fails_at_its_timeout
 #[tokio::test]
 async fn a_failed_attempt_is_retried_after_its_backoff_and_the_second_attempt_completes_the_backup() {
     let mut cluster = cluster().await;
-    cluster.restart_operator(&["--job-backoff-limit=1".to_owned()]).await.expect("operator allowing one retry");
+    cluster.restart_operator(&operator_args(&["--job-backoff-limit=1"])).await.expect("operator allowing one retry");
     let ns = namespace_with_installation(&cluster, "retry").await;
     let admin = cluster.admin_client().await.expect("client");
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
@@ -338,7 +347,7 @@ async fn a_failed_attempt_is_retried_after_its_backoff_and_the_second_attempt_co
     let backup = finished_backup(&cluster, &ns, "b").await;
     let outcome = (backup.status.clone().and_then(|s| s.completed), event_reasons(&cluster, &ns, "b"));
     let remaining = pods.list(&step_pods()).await.expect("pods").items.len();
-    cluster.restart_operator(&[]).await.expect("operator with the default back-off limit");
+    cluster.restart_operator(&operator_args(&[])).await.expect("operator with the default back-off limit");
     let (completed, reasons) = outcome;
     assert_eq!(completed, Some(true), "{:?}", backup.status);
     let created = reasons.iter().filter(|r| *r == "JobCreated").count();

@@ -9,6 +9,7 @@ use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::api::restore::APIManagerRestore;
 use apimanager_backup_operator::layout::{CONFIG_MAPS, NEVER_RESTORED, SECRETS};
 use apimanager_backup_operator::local::LocalCluster;
+use apimanager_backup_operator::local::session::FILE_STORAGE_GROUP;
 use apimanager_backup_operator::local::threescale_operator::report_available;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DynamicObject};
@@ -343,8 +344,11 @@ async fn a_backup_restores_an_emptied_namespace_with_every_object_and_file_as_it
     assert_eq!(apimanagers.get("example-apimanager").await.expect("restored").data["spec"], original_apimanager);
     let restored_files = tree(&storage);
     for (path, entry) in &original_files {
-        assert_eq!(restored_files.get(path), Some(entry), "{}", path.display());
+        assert_eq!(restored_files.get(path), Some(&entry.shared_with_group()), "{}", path.display());
+        let group = std::os::unix::fs::MetadataExt::gid(&std::fs::symlink_metadata(storage.join(path)).expect("meta"));
+        assert_eq!(group, FILE_STORAGE_GROUP, "{} is the System FileStorage group's", path.display());
     }
+    assert_eq!(status.file_storage_group, Some(i64::from(FILE_STORAGE_GROUP)), "the backed-up files' group");
     assert_eq!(restored_files.len(), original_files.len(), "{restored_files:?}");
     let claim = kubectl_ok(
         cluster,

@@ -29,7 +29,7 @@ fn running_as_root() -> bool {
 }
 
 #[test]
-fn an_unreadable_file_fails_the_copy_naming_it() {
+fn an_unreadable_file_fails_the_copy_naming_it_its_owner_group_and_the_fix() {
     let scratch = TempDir::new("unreadable");
     let source = scratch.0.join("system-storage");
     let backup = scratch.0.join("backup");
@@ -46,9 +46,23 @@ fn an_unreadable_file_fails_the_copy_naming_it() {
     let output = copy_files_as_nobody(&source, &backup, &log);
     assert!(!output.status.success(), "the copy must fail");
     let message = std::fs::read_to_string(&log).expect("termination message written");
+    let file = std::fs::metadata(source.join("uploads/secret.bin")).expect("metadata");
+    let root_group = std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&source).expect("root"));
+    let (owner, group) = (std::os::unix::fs::MetadataExt::uid(&file), std::os::unix::fs::MetadataExt::gid(&file));
+    let id = |flag: &str| {
+        let output = Command::new("id").arg(flag).output().expect("id");
+        String::from_utf8_lossy(&output.stdout).trim().replace(' ', ",")
+    };
+    let (uid, groups) = if running_as_root() { ("65534".to_owned(), "65534".to_owned()) } else { (id("-u"), id("-G")) };
     assert_eq!(
         message,
-        format!("Permission denied (os error 13) while reading {}", source.join("uploads/secret.bin").display())
+        format!(
+            "cannot read {}: owned by uid {owner} and gid {group} with mode 0000, while this step runs as uid {uid} with \
+groups {groups}; fix: make it readable by the group owning the System FileStorage claim's root (gid {root_group}): \
+chgrp {root_group} and chmod g+r (g+rx for a folder), as System writes its files, or run the operator with \
+--file-storage-group={group}",
+            source.join("uploads/secret.bin").display()
+        )
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("uploads/secret.bin"), "also on stderr");
 }

@@ -110,6 +110,11 @@ pub struct APIManagerBackupStatus {
     /// `true` once every backup step has finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub main_steps_completed: Option<bool>,
+    /// The group the System FileStorage files are shared through: the group owning the claim's
+    /// root (found by the inspect-files step) or the operator's `--file-storage-group`. The copy's
+    /// Pod runs with it as a supplemental group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_storage_group: Option<i64>,
     /// Standard conditions: `Ready` and `Failed`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

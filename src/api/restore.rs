@@ -82,6 +82,11 @@ pub struct APIManagerRestoreStatus {
     /// verify step; absent when the backed-up APIManager keeps its files in S3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_storage_claim_name: Option<String>,
+    /// The group the restored System FileStorage files and folders are given, with group read and
+    /// write: the group of the backed-up files (recorded by the verify step) or the operator's
+    /// `--file-storage-group`. The restore-files Pod runs with it as a supplemental group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_storage_group: Option<i64>,
     /// Secrets and ConfigMaps (as `Kind name`) that already existed and were left as they were,
     /// recorded by the step restoring them (empty: none existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]

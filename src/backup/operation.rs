@@ -2,16 +2,22 @@
 //! check its scope, create the backup claim, then one step job whose Pod runs the step `export-objects`
 //! and after it `copy-files` when System FileStorage is a claim, or `backup-s3-files` when it is an
 //! S3 bucket, with per-backup RBAC for their ServiceAccount.
+//! When System FileStorage is a claim and no `--file-storage-group` is given, a read-only step
+//! `inspect-files` runs first and finds the group owning the claim's root, which the copy's Pod then
+//! joins.
 
 use super::objects;
 use crate::api::apimanager::{APIManager, FileStorage};
 use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
 use crate::api::status::{OperationStatus, Reason};
-use crate::job::{CommonArgs, CopyArgs, ExportArgs, JobCommand, S3FilesArgs};
+use crate::job::report::StepReport;
+use crate::job::{CommonArgs, CopyArgs, ExportArgs, InspectArgs, JobCommand, S3FilesArgs};
 use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT};
 use crate::lookup;
 use crate::metrics::Metrics;
-use crate::names::{BACKUP_JOB, BACKUP_UID_LABEL, CLAIM_BACKUP_UID, JOB_SERVICE_ACCOUNT};
+use crate::names::{
+    BACKUP_JOB, BACKUP_UID_LABEL, CLAIM_BACKUP_UID, INSPECT_FILES, JOB_SERVICE_ACCOUNT, TERMINATION_LOG,
+};
 use crate::reconcile::machine::{End, Operation, Run, api_error};
 use crate::reconcile::outcome::{ClaimHolder, Failure, Stop};
 use crate::reconcile::step::{ClaimMount, JobStep, StepJob, StepOwner};
@@ -32,6 +38,15 @@ pub struct BackupPlan {
     pub apimanager: String,
     /// Where its System FileStorage lives.
     pub storage: FileStorage,
+    /// `--file-storage-group`, when given: the System FileStorage group, not looked for.
+    pub file_storage_group: Option<i64>,
+}
+
+impl BackupPlan {
+    /// The plan for `apimanager` with its files in `storage`, their group looked for.
+    pub fn new(apimanager: impl Into<String>, storage: FileStorage) -> Self {
+        Self { apimanager: apimanager.into(), storage, file_storage_group: None }
+    }
 }
 
 impl StepOwner for APIManagerBackup {
@@ -70,12 +85,15 @@ impl Operation for APIManagerBackup {
             ensure_claim(run, &apimanager).await?;
             run.status.backup_persistent_volume_claim_name = Some(run.object.name_any());
         }
-        Ok(BackupPlan { apimanager: apimanager.name_any(), storage })
+        let file_storage_group = run.ctx.settings.jobs.file_storage_group;
+        if file_storage_group.is_some() {
+            run.status.file_storage_group = file_storage_group;
+        }
+        Ok(BackupPlan { apimanager: apimanager.name_any(), storage, file_storage_group })
     }
 
     fn job_steps(&self, plan: &BackupPlan) -> Vec<JobStep> {
-        let backup_mount =
-            ClaimMount { volume: "backup", claim: self.name_any(), path: BACKUP_MOUNT, read_only: false };
+        let backup_mount = ClaimMount::new("backup", self.name_any(), BACKUP_MOUNT, false);
         let export = JobStep {
             command: JobCommand::ExportObjects(ExportArgs {
                 namespace: self.namespace().unwrap_or_default(),
@@ -119,10 +137,8 @@ impl Operation for APIManagerBackup {
                 claims: vec![
                     backup_mount,
                     ClaimMount {
-                        volume: "system-storage",
-                        claim: claim.clone(),
-                        path: FILE_STORAGE_MOUNT,
-                        read_only: true,
+                        group: plan.file_storage_group.or_else(|| self.status.as_ref()?.file_storage_group),
+                        ..ClaimMount::new("system-storage", claim.clone(), FILE_STORAGE_MOUNT, true)
                     },
                 ],
                 service_account: JOB_SERVICE_ACCOUNT,
@@ -139,11 +155,32 @@ impl Operation for APIManagerBackup {
     }
 
     /// One step job: the export as an init container, then the copy (the steps share the
-    /// ReadWriteOnce backup claim, and one Pod per attempt is half the work of two).
+    /// ReadWriteOnce backup claim, and one Pod per attempt is half the work of two); before it,
+    /// when the copy's group is to be found, the inspection of the System FileStorage claim (a Pod
+    /// of its own: a Pod's groups are set when it is made).
     fn jobs(&self, plan: &BackupPlan) -> Vec<StepJob> {
         let mut init = self.job_steps(plan);
         let Some(main) = init.pop() else { return Vec::new() };
-        vec![StepJob { name: BACKUP_JOB, action: "RunBackup", init, main }]
+        let backup = StepJob { name: BACKUP_JOB, action: "RunBackup", init, main };
+        match (&plan.storage, plan.file_storage_group) {
+            (FileStorage::Claim(claim), None) => vec![StepJob::single(inspect_step(claim)), backup],
+            _ => vec![backup],
+        }
+    }
+
+    fn report_pending(&self, status: &APIManagerBackupStatus, step: &JobStep) -> bool {
+        step.name() == INSPECT_FILES && status.file_storage_group.is_none()
+    }
+
+    /// Records the group owning the System FileStorage claim's root, which the copy's Pod joins.
+    async fn job_succeeded(run: &mut Run<Self>, step: &JobStep, pod: &str, report: StepReport) -> Result<(), Stop> {
+        match report {
+            StepReport::InspectFiles(owner) if step.name() == INSPECT_FILES => {
+                run.status.file_storage_group = Some(i64::from(owner.gid));
+                Ok(())
+            }
+            _ => Err(Failure::Unreported { pod: pod.to_owned() }.into()),
+        }
     }
 
     async fn before_jobs(run: &Run<Self>, plan: &BackupPlan) -> Result<(), ReconcileError> {
@@ -173,6 +210,23 @@ impl Operation for APIManagerBackup {
 
     fn record_end(metrics: &Metrics, end: &End<'_>) {
         metrics.observe_backup(end.metric());
+    }
+}
+
+/// The read-only step telling who owns the root of System FileStorage claim `claim`: no API token,
+/// nothing written.
+fn inspect_step(claim: &str) -> JobStep {
+    JobStep {
+        command: JobCommand::InspectFiles(InspectArgs {
+            source: FILE_STORAGE_MOUNT.into(),
+            termination_log: TERMINATION_LOG.into(),
+        }),
+        action: "InspectFiles",
+        reason: "InspectingFiles",
+        doing: "finding the group that owns the System FileStorage",
+        claims: vec![ClaimMount::new("system-storage", claim, FILE_STORAGE_MOUNT, true)],
+        service_account: JOB_SERVICE_ACCOUNT,
+        api_access: false,
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod copy;
 pub mod export;
 pub mod filestorage_s3;
+pub mod inspect;
 pub mod manifest;
 pub mod report;
 pub mod restore;
@@ -74,6 +75,29 @@ pub enum JobError {
     /// The restore would overwrite something, or did not land as backed up.
     #[error("{0}")]
     Conflict(String),
+    /// A file or folder of the System FileStorage this step may not read.
+    #[error(
+        "cannot read {path}: owned by uid {owner} and gid {group} with mode {mode:04o}, while this step runs as uid {uid} \
+with groups {groups}; fix: make it readable by the group owning the System FileStorage claim's root (gid {root_group}): \
+chgrp {root_group} and chmod g+r (g+rx for a folder), as System writes its files, or run the operator with \
+--file-storage-group={group}"
+    )]
+    Unreadable {
+        /// The file or folder.
+        path: PathBuf,
+        /// Its owner's user id.
+        owner: u32,
+        /// Its group id.
+        group: u32,
+        /// Its permission bits.
+        mode: u32,
+        /// The user this step runs as.
+        uid: u32,
+        /// The groups this step runs with, primary first, comma-separated.
+        groups: String,
+        /// The group owning the claim's root, the one the step was given.
+        root_group: u32,
+    },
 }
 
 /// Kubernetes keeps at most this many bytes of a termination message.
@@ -125,6 +149,9 @@ pub enum JobCommand {
     /// Export the Secrets, ConfigMaps and the APIManager into the backup folder.
     #[command(name = crate::names::EXPORT_OBJECTS)]
     ExportObjects(ExportArgs),
+    /// Tell who owns the root of the System FileStorage claim (read-only).
+    #[command(name = crate::names::INSPECT_FILES)]
+    InspectFiles(InspectArgs),
     /// Copy the System FileStorage tree into the backup folder, with sizes and checksums.
     #[command(name = crate::names::COPY_FILES)]
     CopyFiles(CopyArgs),
@@ -152,10 +179,11 @@ impl JobCommand {
     /// The step's name: its `job` subcommand, container name and manifest key.
     pub fn name(&self) -> &'static str {
         use crate::names::{
-            BACKUP_S3_FILES, COPY_FILES, EXPORT_OBJECTS, RESTORE_APIMANAGER, RESTORE_FILES, RESTORE_OBJECTS,
-            RESTORE_S3_FILES, VERIFY,
+            BACKUP_S3_FILES, COPY_FILES, EXPORT_OBJECTS, INSPECT_FILES, RESTORE_APIMANAGER, RESTORE_FILES,
+            RESTORE_OBJECTS, RESTORE_S3_FILES, VERIFY,
         };
         match self {
+            Self::InspectFiles(_) => INSPECT_FILES,
             Self::ExportObjects(_) => EXPORT_OBJECTS,
             Self::CopyFiles(_) => COPY_FILES,
             Self::BackupS3Files(_) => BACKUP_S3_FILES,
@@ -171,6 +199,7 @@ impl JobCommand {
     /// its arguments, in the order clap declares them.
     pub fn argv(&self) -> Vec<String> {
         let flags = match self {
+            Self::InspectFiles(args) => flags(args),
             Self::ExportObjects(args) => flags(args),
             Self::CopyFiles(args) => flags(args),
             Self::BackupS3Files(args) => flags(args),
@@ -263,6 +292,19 @@ pub struct ExportArgs {
     pub common: CommonArgs,
 }
 
+/// Settings of `job inspect-files` (no backup claim).
+#[derive(Clone, Debug, PartialEq, Eq, Args, Serialize)]
+pub struct InspectArgs {
+    /// Root of the System FileStorage claim (mounted read-only).
+    #[arg(long, default_value = crate::layout::FILE_STORAGE_MOUNT)]
+    #[serde(serialize_with = "path_text")]
+    pub source: PathBuf,
+    /// Where the report or the failure reason is written for Kubernetes to report.
+    #[arg(long, default_value = crate::names::TERMINATION_LOG)]
+    #[serde(serialize_with = "path_text")]
+    pub termination_log: PathBuf,
+}
+
 /// Settings of `job copy-files`.
 #[derive(Clone, Debug, PartialEq, Eq, Args, Serialize)]
 pub struct CopyArgs {
@@ -323,6 +365,10 @@ pub struct RestoreFilesArgs {
     #[arg(long, default_value = crate::layout::FILE_STORAGE_MOUNT)]
     #[serde(serialize_with = "path_text")]
     pub target: PathBuf,
+    /// Group the restored files and folders are given, with group read and write (folders also
+    /// setgid), so the System app sharing that group can change them; unset: as copied.
+    #[arg(long)]
+    pub group: Option<u32>,
     /// Shared settings.
     #[command(flatten)]
     #[serde(flatten)]
@@ -334,6 +380,7 @@ pub struct RestoreFilesArgs {
 pub async fn run(command: JobCommand) -> Result<(), JobError> {
     let (outcome, termination_log) = match command {
         JobCommand::ExportObjects(args) => (export::run(&args).await.map(|()| None), args.common.termination_log),
+        JobCommand::InspectFiles(args) => (inspect::run(&args).map(Some), args.termination_log),
         JobCommand::CopyFiles(args) => (copy::run(&args).map(|()| None), args.common.termination_log),
         JobCommand::BackupS3Files(args) => (
             filestorage_s3::backup(&args.secret, &args.common.backup_dir).await.map(|()| None),
@@ -462,7 +509,9 @@ mod tests {
             }),
             JobCommand::Verify(common.clone()),
             JobCommand::RestoreObjects(restore.clone()),
-            JobCommand::RestoreFiles(RestoreFilesArgs { target: "/t".into(), common }),
+            JobCommand::InspectFiles(InspectArgs { source: "/s".into(), termination_log: "/t/log".into() }),
+            JobCommand::RestoreFiles(RestoreFilesArgs { target: "/t".into(), group: Some(0), common: common.clone() }),
+            JobCommand::RestoreFiles(RestoreFilesArgs { target: "/t".into(), group: None, common }),
             JobCommand::RestoreApimanager(restore),
         ];
         for command in commands {

@@ -4,10 +4,12 @@
 use crate::api::apimanager::SystemStorageClaim;
 use serde::{Deserialize, Serialize};
 
-/// The result of a successful restore job step.
+/// The result of a successful step that tells the reconciler something.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "camelCase")]
 pub enum StepReport {
+    /// `job inspect-files`: who owns the System FileStorage claim's root.
+    InspectFiles(FileStorageOwner),
     /// `job verify`: the backup was checked, and what it holds.
     #[serde(rename_all = "camelCase")]
     Verify {
@@ -54,6 +56,18 @@ pub enum StepReport {
     },
 }
 
+/// The owner of a folder, numerically, as `ls -ln` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileStorageOwner {
+    /// Owning user id.
+    pub uid: u32,
+    /// Owning group id: the group System's files are shared through.
+    pub gid: u32,
+    /// Permission bits (with setgid).
+    pub mode: u32,
+}
+
 /// How far a backup could be checked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "camelCase")]
@@ -78,6 +92,10 @@ pub struct BackedUpApiManager {
     /// Its System FileStorage claim as it asks for it; `None` when the files are in S3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_storage: Option<SystemStorageClaim>,
+    /// The group owning the backed-up System FileStorage folder: the installation's FileStorage
+    /// group, which the restored files get; `None` when the backup holds no files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_storage_group: Option<u32>,
 }
 
 impl StepReport {
@@ -101,15 +119,21 @@ mod tests {
         let reports = [
             StepReport::Verify {
                 checked: Checked::Verified { files: 3, links: 1 },
-                api_manager: BackedUpApiManager { name: "example".into(), system_storage: None },
+                api_manager: BackedUpApiManager {
+                    name: "example".into(),
+                    system_storage: None,
+                    file_storage_group: None,
+                },
             },
             StepReport::Verify {
                 checked: Checked::NoManifest,
                 api_manager: BackedUpApiManager {
                     name: "example".into(),
                     system_storage: Some(SystemStorageClaim::default()),
+                    file_storage_group: Some(0),
                 },
             },
+            StepReport::InspectFiles(FileStorageOwner { uid: 1001, gid: 0, mode: 0o750 }),
             StepReport::RestoreObjects { created: vec!["Secret zync".into()], kept: vec![] },
             StepReport::RestoreFiles { files: 2, links: 1, verified: true },
             StepReport::RestoreApiManager { name: "example".into(), created: true },
@@ -120,6 +144,10 @@ mod tests {
         assert_eq!(
             StepReport::RestoreFiles { files: 2, links: 1, verified: true }.to_message(),
             r#"{"step":"restoreFiles","files":2,"links":1,"verified":true}"#
+        );
+        assert_eq!(
+            StepReport::InspectFiles(FileStorageOwner { uid: 1001, gid: 0, mode: 0o750 }).to_message(),
+            r#"{"step":"inspectFiles","uid":1001,"gid":0,"mode":488}"#
         );
         assert_eq!(StepReport::from_message("required objects missing"), None);
     }

@@ -40,7 +40,8 @@ fn read_object(root: &Path, relative: &str, kind: &str, name: Option<&str>) -> R
     Ok(object)
 }
 
-/// The APIManager the backup holds, and where its System FileStorage lives.
+/// The APIManager the backup holds, where its System FileStorage lives, and the group owning the
+/// backed-up files' folder (the installation's FileStorage group, which the copy keeps there).
 pub fn backed_up_apimanager(root: &Path) -> Result<BackedUpApiManager, JobError> {
     let object = read_object(root, APIMANAGER_FILE, &APIManager::kind(&()), None)?;
     let apimanager: APIManager = serde_json::from_value(object).map_err(|e| JobError::Corrupt {
@@ -51,7 +52,9 @@ pub fn backed_up_apimanager(root: &Path) -> Result<BackedUpApiManager, JobError>
         FileStorage::Claim(_) => Some(apimanager.system_storage_claim()),
         FileStorage::S3 { .. } => None,
     };
-    Ok(BackedUpApiManager { name: apimanager.name_any(), system_storage })
+    let files = std::fs::metadata(root.join(crate::layout::FILE_STORAGE_DIR));
+    let file_storage_group = files.ok().filter(|m| m.is_dir()).map(|m| std::os::unix::fs::MetadataExt::gid(&m));
+    Ok(BackedUpApiManager { name: apimanager.name_any(), system_storage, file_storage_group })
 }
 
 /// `object` as an API object. The error names the kind of problem only: serde's message quotes

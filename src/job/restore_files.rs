@@ -10,7 +10,7 @@
 use super::copy::sync_filesystem;
 use super::manifest::Manifest;
 use super::report::StepReport;
-use super::tree::{copy_tree, remove_tree};
+use super::tree::{Next, Visit, copy_tree, remove_tree, walk};
 use super::verify::{Reference, Unlisted, compare, one_line};
 use super::{JobError, RestoreFilesArgs};
 use crate::layout::FILE_STORAGE_DIR;
@@ -27,6 +27,9 @@ pub fn run(args: &RestoreFilesArgs) -> Result<StepReport, JobError> {
     remove_tree(&staging)?;
     fs::create_dir(&staging).map_err(|error| JobError::io("creating", &staging, error))?;
     let copied = copy_tree(&source, &staging, FILE_STORAGE_DIR)?;
+    if let Some(group) = args.group {
+        share_with_group(&staging, group)?;
+    }
     let listing = |error| JobError::io("listing", &staging, error);
     for entry in fs::read_dir(&staging).map_err(listing)? {
         let placed = target.join(entry.map_err(listing)?.file_name());
@@ -60,6 +63,33 @@ empty the claim or restore into another namespace): {}",
     })
 }
 
+/// Gives every file, folder and link below `root` group `group`, files group read and write,
+/// folders also group search and setgid (what the System app creates there keeps the group). This
+/// step owns what it copied, so it may, being a member of `group`.
+fn share_with_group(root: &std::path::Path, group: u32) -> Result<(), JobError> {
+    use rustix::fs::{AtFlags, FileType, Gid, Mode};
+    let gid = Gid::from_raw(group);
+    walk(root, &mut |visit| {
+        let (entry, bits) = match visit {
+            Visit::Enter(entry) => (entry, 0o2070),
+            Visit::Other(entry) if FileType::from_raw_mode(entry.stat.st_mode) == FileType::RegularFile => {
+                (entry, 0o060)
+            }
+            Visit::Other(entry) => (entry, 0),
+            Visit::Leave(_) => return Ok(Next::Continue),
+        };
+        rustix::fs::chownat(entry.dir, entry.name, None, Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(JobError::errno("giving to the System FileStorage group", entry.path))?;
+        if bits != 0 {
+            let mode = Mode::from_raw_mode((entry.stat.st_mode & 0o7777) | bits);
+            rustix::fs::chmodat(entry.dir, entry.name, mode, AtFlags::empty())
+                .map_err(JobError::errno("making group-writable", entry.path))?;
+        }
+        Ok(Next::Continue)
+    })
+    .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +116,7 @@ mod tests {
         backup_with_files(&backup);
         let args = RestoreFilesArgs {
             target: target.clone(),
+            group: None,
             common: CommonArgs { backup_dir: backup.clone(), termination_log: backup.join("term") },
         };
         let report = run(&args).expect("restore");
@@ -118,6 +149,34 @@ mod tests {
             error.to_string().ends_with("system-filestorage-pvc/uploads/a.txt: size 7 bytes, manifest.json says 5"),
             "{error}"
         );
+        let _ = remove_tree(&backup);
+        let _ = remove_tree(&target);
+    }
+
+    #[test]
+    fn with_a_group_every_restored_file_and_folder_is_the_groups_to_change() {
+        use std::os::unix::fs::MetadataExt;
+        let backup = scratch("group-backup");
+        let target = scratch("group-target");
+        backup_with_files(&backup);
+        fs::set_permissions(backup.join("system-filestorage-pvc/uploads"), fs::Permissions::from_mode(0o750))
+            .expect("mode");
+        // A group this process is in, so the change works without root too.
+        let group = fs::metadata(&target).expect("target").gid();
+        let args = RestoreFilesArgs {
+            target: target.clone(),
+            group: Some(group),
+            common: CommonArgs { backup_dir: backup.clone(), termination_log: backup.join("term") },
+        };
+        run(&args).expect("restore");
+        let metadata = |path: &str| fs::symlink_metadata(target.join(path)).expect("metadata");
+        assert_eq!(metadata("uploads/a.txt").mode() & 0o7777, 0o660, "0640 as backed up, plus group write");
+        assert_eq!(metadata("uploads").mode() & 0o7777, 0o2770, "0750 plus group write and setgid");
+        for path in ["uploads", "uploads/a.txt"] {
+            assert_eq!(metadata(path).gid(), group, "{path}");
+        }
+        assert!(metadata("current").file_type().is_symlink());
+        assert_eq!(metadata("current").gid(), group, "links too");
         let _ = remove_tree(&backup);
         let _ = remove_tree(&target);
     }

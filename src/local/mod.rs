@@ -157,7 +157,6 @@ impl OperatorProcess {
             .arg(format!("--tls-cert={}", certs.join("tls.crt").display()))
             .arg(format!("--tls-key={}", certs.join("tls.key").display()))
             .arg("--tls-reload-interval=1s")
-            .arg(format!("--file-storage-group={}", session::FILE_STORAGE_GROUP))
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             // No retries unless a test asks for them with the flag, which takes precedence.

@@ -27,13 +27,19 @@ const SAMPLE_BACKUP_NAME: &str = "example-apimanagerbackup";
 /// User the sample's System app writes its uploads as.
 pub const SYSTEM_APP_USER: u32 = 1001;
 /// Group of the sample's uploads (the System app Pods' `fsGroup`); the operator of the local
-/// cluster runs with `--file-storage-group` set to it.
+/// cluster finds it from the claim's root (no `--file-storage-group`).
 pub const FILE_STORAGE_GROUP: u32 = 1001;
 
 /// Puts a few uploaded files into the folder standing in for the `system-storage` claim, as the
 /// System app leaves them: owned by its user and group, readable by the group only (folders
 /// 0750, files 0640). Ownership is set only when this process may (as root).
 pub fn seed_file_storage(folder: &Path) -> Result<(), LocalError> {
+    seed_file_storage_as(folder, SYSTEM_APP_USER, FILE_STORAGE_GROUP)
+}
+
+/// [`seed_file_storage`] with the files owned by user `uid` and group `gid` (OpenShift's images:
+/// 1001 and group 0).
+pub fn seed_file_storage_as(folder: &Path, uid: u32, gid: u32) -> Result<(), LocalError> {
     use std::os::unix::fs::PermissionsExt;
     let io = |source| LocalError::Io { what: format!("seeding {}", folder.display()), source };
     let files = [
@@ -51,7 +57,7 @@ pub fn seed_file_storage(folder: &Path) -> Result<(), LocalError> {
     for (path, mode) in entries {
         let path = folder.join(path);
         if as_root {
-            std::os::unix::fs::chown(&path, Some(SYSTEM_APP_USER), Some(FILE_STORAGE_GROUP)).map_err(io)?;
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(io)?;
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
     }

@@ -39,8 +39,12 @@ pub const BACKUP_UID: &str = "0b1c2d3e-0000-4000-8000-000000000001";
 /// UID of the fixture restore.
 pub const RESTORE_UID: &str = "0b1c2d3e-0000-4000-8000-000000000002";
 
+/// The `--file-storage-group` of the reconciliations the unit tests run (so a backup is one Pod;
+/// the tests of the inspection clear it).
+pub const FILE_STORAGE_GROUP: i64 = 1001;
+
 /// What a reconciliation shares, talking through `client` (a backup timeout of 1 h, a restore
-/// timeout of 30 min, a back-off limit of 2), and the writers of its APIManager and Pod stores
+/// timeout of 30 min, a back-off limit of 2, [`FILE_STORAGE_GROUP`]), and the writers of its APIManager and Pod stores
 /// (empty at first), to feed them as their watches do.
 pub fn watched_context(client: kube::Client) -> (Arc<Context>, Watches) {
     let recorder = EventPublisher::new(client.clone(), CONTROLLER, CONTROLLER);
@@ -49,7 +53,8 @@ pub fn watched_context(client: kube::Client) -> (Arc<Context>, Watches) {
             image: "abo:test".into(),
             command: "abo".into(),
             backoff_limit: 2,
-            file_storage_group: None,
+            file_storage_group: Some(FILE_STORAGE_GROUP),
+            platform: crate::platform::Platform::Kubernetes,
         },
         backup_timeout: Duration::from_secs(3600),
         restore_timeout: Duration::from_secs(1800),

@@ -6,6 +6,7 @@
 use super::pods::attempt_name;
 use crate::job::JobCommand;
 use crate::names::{MANAGED_BY, STEP_JOB_LABEL, TERMINATION_LOG};
+use crate::platform::Platform;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile, KeyToPath,
     ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, ProjectedVolumeSource,
@@ -31,8 +32,9 @@ pub const API_ACCESS_VOLUME: &str = "api-access";
 /// automount them, and where in-cluster clients look).
 pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-/// User and group the step Pods run as: the image's numeric `USER` (see `Containerfile`), so the
-/// Pods pass the `restricted` Pod Security Standard whatever the image says.
+/// User and group the step Pods run as on Kubernetes: the image's numeric `USER` (see
+/// `Containerfile`), so the Pods pass the `restricted` Pod Security Standard whatever the image says.
+/// On OpenShift the platform assigns them (see [`pod_security`]).
 pub const JOB_USER: i64 = 65532;
 
 /// How the step Pods are run.
@@ -44,10 +46,11 @@ pub struct JobSettings {
     pub command: String,
     /// Retries of a failed attempt (a new Pod each) before its step job fails.
     pub backoff_limit: i32,
-    /// Group owning the System FileStorage files (the System app Pods' `fsGroup` or group), added
-    /// to the supplemental groups of the Pods mounting that claim, so they read group-only files
-    /// without the files ever being changed.
+    /// `--file-storage-group`: the group owning the System FileStorage files, given instead of the
+    /// one each operation finds (see [`ClaimMount::group`]).
     pub file_storage_group: Option<i64>,
+    /// The platform: who picks the Pods' user, group and `fsGroup`.
+    pub platform: Platform,
 }
 
 /// A step that runs in a step job's Pod: what the step machine and the Pod builder need to know of it.
@@ -137,6 +140,16 @@ pub struct ClaimMount {
     pub path: &'static str,
     /// Mounted read-only.
     pub read_only: bool,
+    /// The group its files are shared through (System's FileStorage group), which the Pod joins as
+    /// a supplemental group; `None` for the operator's own claims.
+    pub group: Option<i64>,
+}
+
+impl ClaimMount {
+    /// The claim `claim` mounted at `path` as volume `volume`, no group of its own.
+    pub fn new(volume: &'static str, claim: impl Into<String>, path: &'static str, read_only: bool) -> Self {
+        Self { volume, claim: claim.into(), path, read_only, group: None }
+    }
 }
 
 /// The labels of everything `owner` creates: managed by this operator, and `owner`'s UID.
@@ -330,19 +343,29 @@ fn api_access_volume() -> Volume {
     }
 }
 
-/// Non-root with a numeric user, the claims made writable through `fsGroup`, and for a Pod mounting
-/// System FileStorage its group as a supplemental group (that claim stays read-only for a copy and
-/// is never re-owned).
+/// Non-root, the claims made writable through `fsGroup`, and the groups of the claims mounted (the
+/// System FileStorage group) as supplemental groups (a claim read for a copy is never re-owned). On
+/// Kubernetes the user, group and `fsGroup` are [`JOB_USER`]; on OpenShift none is set, as
+/// `restricted-v2` refuses ids outside the namespace's ranges and assigns them itself (the
+/// container's group is then 0).
 fn pod_security(job: &StepJob, settings: &JobSettings) -> PodSecurityContext {
-    let mounts_file_storage =
-        job.steps().flat_map(|step| &step.claims).any(|c| c.path == crate::layout::FILE_STORAGE_MOUNT);
+    let mut groups: Vec<i64> = Vec::new();
+    for group in job.steps().flat_map(|step| &step.claims).filter_map(|claim| claim.group) {
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
+    let ids = match settings.platform {
+        Platform::Kubernetes => Some(JOB_USER),
+        Platform::OpenShift => None,
+    };
     PodSecurityContext {
         run_as_non_root: Some(true),
-        run_as_user: Some(JOB_USER),
-        run_as_group: Some(JOB_USER),
-        fs_group: Some(JOB_USER),
+        run_as_user: ids,
+        run_as_group: ids,
+        fs_group: ids,
         fs_group_change_policy: Some("OnRootMismatch".to_owned()),
-        supplemental_groups: settings.file_storage_group.filter(|_| mounts_file_storage).map(|group| vec![group]),
+        supplemental_groups: (!groups.is_empty()).then_some(groups),
         seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..SeccompProfile::default() }),
         ..PodSecurityContext::default()
     }

@@ -39,6 +39,8 @@ pub const WAITING: &str = "WaitingForAPIManager";
 pub struct RestorePlan {
     /// The backup claim, mounted read-only by every step Pod.
     pub claim: String,
+    /// `--file-storage-group`, when given: the group the restored files get, whatever the backup's.
+    pub file_storage_group: Option<i64>,
 }
 
 /// The unfinished restores of `apimanager` (the one each restored), reconciled again when it
@@ -79,13 +81,13 @@ impl Operation for APIManagerRestore {
 
     async fn prepare(run: &mut Run<Self>) -> Result<RestorePlan, Stop> {
         let claim = run.object.spec.restore_source.claim_name().unwrap_or_default().to_owned();
-        Ok(RestorePlan { claim })
+        Ok(RestorePlan { claim, file_storage_group: run.ctx.settings.jobs.file_storage_group })
     }
 
     /// `verify` first; the others once its report is recorded (`restore-files` only when the
     /// backed-up APIManager keeps its files on a claim).
     fn job_steps(&self, plan: &RestorePlan) -> Vec<JobStep> {
-        let backup = ClaimMount { volume: "backup", claim: plan.claim.clone(), path: BACKUP_MOUNT, read_only: true };
+        let backup = ClaimMount::new("backup", plan.claim.clone(), BACKUP_MOUNT, true);
         let common = CommonArgs::at(BACKUP_MOUNT);
         let namespace = self.namespace().unwrap_or_default();
         let verify = JobStep {
@@ -110,9 +112,11 @@ impl Operation for APIManagerRestore {
         };
         let mut steps = vec![verify.clone(), objects];
         if let Some(claim) = &status.system_storage_claim_name {
+            let group = plan.file_storage_group.or(status.file_storage_group);
             steps.push(JobStep {
                 command: JobCommand::RestoreFiles(RestoreFilesArgs {
                     target: FILE_STORAGE_MOUNT.into(),
+                    group: group.and_then(|group| u32::try_from(group).ok()),
                     common: common.clone(),
                 }),
                 action: "RestoreFiles",
@@ -120,12 +124,7 @@ impl Operation for APIManagerRestore {
                 doing: "copying the System FileStorage back",
                 claims: vec![
                     backup.clone(),
-                    ClaimMount {
-                        volume: "system-storage",
-                        claim: claim.clone(),
-                        path: FILE_STORAGE_MOUNT,
-                        read_only: false,
-                    },
+                    ClaimMount { group, ..ClaimMount::new("system-storage", claim.clone(), FILE_STORAGE_MOUNT, false) },
                 ],
                 ..verify.clone()
             });
@@ -173,6 +172,8 @@ it is restored unchecked"
                     ),
                 };
                 run.condition(VERIFIED, verified, reason, &message);
+                let found = api_manager.file_storage_group.map(i64::from);
+                run.status.file_storage_group = run.ctx.settings.jobs.file_storage_group.or(found);
                 run.status.api_manager_to_restore_ref = Some(LocalObjectReference { name: api_manager.name });
                 Ok(())
             }

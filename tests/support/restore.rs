@@ -81,6 +81,18 @@ pub enum Entry {
     Folder { mode: u32, mtime: i64 },
 }
 
+impl Entry {
+    /// What `restore-files` makes of this backed-up entry: a file gets group read and write, a folder
+    /// group read, write and search and setgid, a link stays as it is.
+    pub fn shared_with_group(&self) -> Self {
+        match self {
+            Self::File { bytes, mode, mtime } => Self::File { bytes: bytes.clone(), mode: mode | 0o060, mtime: *mtime },
+            Self::Folder { mode, mtime } => Self::Folder { mode: mode | 0o2070, mtime: *mtime },
+            Self::Link { target, mtime } => Self::Link { target: target.clone(), mtime: *mtime },
+        }
+    }
+}
+
 /// Every entry under `root` (not `root` itself), by path relative to it.
 pub fn tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
     let mut entries = BTreeMap::new();

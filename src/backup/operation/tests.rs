@@ -4,6 +4,7 @@ use super::*;
 use crate::api::apimanager::FileStorage;
 use crate::names::JOB_SERVICE_ACCOUNT;
 use crate::names::{MANAGED_BY, STEP_JOB_LABEL, TERMINATION_LOG};
+use crate::platform::Platform;
 use crate::reconcile::fixtures::{BACKUP_UID, backup};
 use crate::reconcile::step::{API_ACCESS_VOLUME, JOB_USER, JobSettings, SERVICE_ACCOUNT_MOUNT, StepJob, pod};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
@@ -16,12 +17,13 @@ fn settings() -> JobSettings {
         command: "/abo".into(),
         backoff_limit: 2,
         file_storage_group: Some(1001),
+        platform: Platform::Kubernetes,
     }
 }
 
 fn jobs(storage: FileStorage) -> Vec<StepJob> {
     let backup = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
-    backup.jobs(&BackupPlan { apimanager: "example".into(), storage })
+    backup.jobs(&BackupPlan { file_storage_group: Some(1001), ..BackupPlan::new("example", storage) })
 }
 
 fn pod_spec(pod: &Pod) -> &PodSpec {
@@ -165,4 +167,52 @@ fn s3_file_storage_copies_the_bucket_with_its_secret_by_reference_and_no_token()
     let [unnamed] = <[StepJob; 1]>::try_from(jobs(FileStorage::S3 { secret: None })).expect("one step job");
     let attempt = pod(&backup(json!({}), json!({})), &unnamed, 0, &settings(), 60);
     assert_eq!(pod_spec(&attempt).containers[0].env, None, "no Secret named: the step reports it, no environment");
+}
+
+#[test]
+fn without_a_group_the_backup_first_inspects_the_claim_then_the_copy_joins_the_group_found() {
+    let storage = FileStorage::Claim("files".into());
+    let mut owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
+    let plan = BackupPlan::new("example", storage);
+    let [inspect, _] = <[StepJob; 2]>::try_from(owner.jobs(&plan)).expect("two step jobs");
+    assert_eq!(inspect.job_name(&owner), format!("{}-{BACKUP_UID}", crate::names::INSPECT_FILES));
+    let attempt = pod(&owner, &inspect, 0, &settings(), 60);
+    let spec = pod_spec(&attempt);
+    let [container] = <[&Container; 1]>::try_from(containers(spec)).expect("one container");
+    let mounts: Vec<_> =
+        container.volume_mounts.iter().flatten().map(|m| (m.mount_path.as_str(), m.read_only)).collect();
+    assert_eq!(
+        mounts,
+        [(crate::layout::FILE_STORAGE_MOUNT, Some(true))],
+        "System's claim read-only, no token, no backup"
+    );
+    assert_eq!(spec.security_context.as_ref().and_then(|c| c.supplemental_groups.clone()), None);
+
+    owner.status =
+        Some(crate::api::backup::APIManagerBackupStatus { file_storage_group: Some(0), ..Default::default() });
+    let [_, backup_job] = <[StepJob; 2]>::try_from(owner.jobs(&plan)).expect("two step jobs");
+    let attempt = pod(&owner, &backup_job, 0, &settings(), 60);
+    let groups = pod_spec(&attempt).security_context.as_ref().and_then(|c| c.supplemental_groups.clone());
+    assert_eq!(groups, Some(vec![0]), "the group found, not the operator's flag");
+}
+
+#[test]
+fn on_openshift_no_id_is_pinned_and_restricted_v2_admits_the_pods_as_they_are() {
+    use crate::local::scc::{Allocation, apply_defaults, violations};
+    let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
+    let openshift = JobSettings { platform: Platform::OpenShift, ..settings() };
+    for job in jobs(FileStorage::Claim("files".into())) {
+        let attempt = pod(&owner, &job, 0, &openshift, 60);
+        let mut spec = pod_spec(&attempt).clone();
+        let security = spec.security_context.clone().expect("pod security");
+        assert_eq!((security.run_as_user, security.run_as_group, security.fs_group), (None, None, None));
+        assert_eq!(security.run_as_non_root, Some(true), "still within the restricted Pod Security Standard");
+        assert_eq!(security.supplemental_groups, Some(vec![1001]), "the FileStorage group on both platforms");
+        assert_eq!(security.seccomp_profile.map(|p| p.type_).as_deref(), Some("RuntimeDefault"));
+        let namespace = Allocation::block(66);
+        apply_defaults(&mut spec, &namespace);
+        assert_eq!(violations(&spec, &namespace), Vec::<String>::new());
+        let kubernetes = pod_spec(&pod(&owner, &job, 0, &settings(), 60)).clone();
+        assert!(!violations(&kubernetes, &namespace).is_empty(), "65532 is outside every namespace's range");
+    }
 }

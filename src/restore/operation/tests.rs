@@ -75,7 +75,7 @@ fn pod(fake: &FakeApi, watches: &mut Watches, step: &str, phase: &str, code: i32
 fn verified(system_storage: Option<SystemStorageClaim>) -> StepReport {
     StepReport::Verify {
         checked: Checked::Verified { files: 18, links: 1 },
-        api_manager: BackedUpApiManager { name: "example".into(), system_storage },
+        api_manager: BackedUpApiManager { name: "example".into(), system_storage, file_storage_group: Some(1001) },
     }
 }
 
@@ -225,7 +225,7 @@ async fn a_backup_without_manifest_in_s3_is_restored_unchecked_and_without_a_fil
     pass(&fake, &ctx).await;
     let report = StepReport::Verify {
         checked: Checked::NoManifest,
-        api_manager: BackedUpApiManager { name: "example".into(), system_storage: None },
+        api_manager: BackedUpApiManager { name: "example".into(), system_storage: None, file_storage_group: None },
     };
     succeed(&fake, &mut watches, VERIFY, Some(&report));
     pass(&fake, &ctx).await;
