@@ -164,8 +164,9 @@ async fn installation(name: &str, gid: u32) -> i64 {
     allocation(name).await.uids[0].first
 }
 
-/// Deletes what a restore brings back (all but the database Secrets) and the files.
-fn empty_namespace(ns: &str) {
+/// Deletes what a restore brings back (all but the database Secrets) and the files (the claim's
+/// folder goes with the claim, as a volume reclaimed by `Delete`).
+async fn empty_namespace(ns: &str) {
     use apimanager_backup_operator::layout::{CONFIG_MAPS, NEVER_RESTORED, SECRETS};
     let cluster = shared_openshift();
     let restorable: Vec<&str> = SECRETS.into_iter().filter(|name| !NEVER_RESTORED.contains(name)).collect();
@@ -173,7 +174,8 @@ fn empty_namespace(ns: &str) {
     kubectl_ok(cluster, &[&["-n", ns, "delete", "configmap"][..], &CONFIG_MAPS].concat(), "");
     kubectl_ok(cluster, &["-n", ns, "delete", "apimanager", "example-apimanager"], "");
     kubectl_ok(cluster, &["-n", ns, "delete", "persistentvolumeclaim", "system-storage"], "");
-    std::fs::remove_dir_all(cluster.volume(ns, "system-storage")).expect("files deleted");
+    let folder = cluster.volume(ns, "system-storage");
+    eventually(Duration::from_secs(30), "the deleted claim's folder is reclaimed", || async { !folder.exists() }).await;
 }
 
 /// Runs `script` in `folder` as the System app would: user 1001, primary group `gid`, supplemental
@@ -204,7 +206,7 @@ async fn backup_and_restore(ns: &str, gid: u32, app_gid: u32, app_groups: &[u32]
     assert_eq!(status.completed, Some(true), "{:?}", status.conditions);
     assert_eq!(status.file_storage_group, Some(i64::from(gid)), "found from the claim's root");
 
-    empty_namespace(ns);
+    empty_namespace(ns).await;
     create_restore(cluster, ns, "back", "nightly");
     let restore = finished_restore(cluster, ns, "back").await;
     let status = restore.status.clone().expect("status");

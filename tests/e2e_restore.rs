@@ -16,6 +16,7 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 use support::certs::TempDir;
 use support::cluster::{
     OPERATOR, apimanager_yaml, assert_can_i, create_backup, create_rejected, finished_backup, kubectl_ok, kubectl_run,
@@ -307,7 +308,10 @@ async fn a_backup_restores_an_emptied_namespace_with_every_object_and_file_as_it
     kubectl_ok(cluster, &[&["-n", &ns, "delete", "configmap"][..], &CONFIG_MAPS].concat(), "");
     kubectl_ok(cluster, &["-n", &ns, "delete", "apimanager", "example-apimanager"], "");
     kubectl_ok(cluster, &["-n", &ns, "delete", "persistentvolumeclaim", "system-storage"], "");
-    std::fs::remove_dir_all(&storage).expect("files deleted");
+    support::cluster::eventually(Duration::from_secs(30), "the deleted claim's folder is reclaimed", || async {
+        !storage.exists()
+    })
+    .await;
 
     create_restore(cluster, &ns, "back", "nightly");
     let restore = finished_restore(cluster, &ns, "back").await;
