@@ -339,7 +339,9 @@ fn operator_service_account_cannot_read_secrets() {
         ("bind", "clusterroles.rbac.authorization.k8s.io/apimanager-backup-job", "yes"),
         ("bind", "clusterroles.rbac.authorization.k8s.io/apimanager-restore-job", "yes"),
         ("bind", "clusterroles.rbac.authorization.k8s.io/admin", "no"),
-        ("delete", "persistentvolumeclaims", "no"),
+        // A schedule's retention deletes a pruned backup's claim; the fence narrows it to the
+        // claims the operator labelled (`the_admission_policy_fences_the_operator_service_account`).
+        ("delete", "persistentvolumeclaims", "yes"),
         ("create", "secrets", "no"),
         ("create", "configmaps", "no"),
         ("create", "apimanagers.apps.3scale.net", "no"),
@@ -730,6 +732,27 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         "deleting another's Role",
     );
     roles.delete("the-operators", &delete_dry_run).await.expect("deleting its own Role is admitted");
+    // The same for claims, which a schedule's retention deletes: never one the operator did not make.
+    let claim = |name: &str, labels: Value| -> PersistentVolumeClaim {
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}}))
+        .expect("claim")
+    };
+    let admin_claims: Api<PersistentVolumeClaim> = Api::namespaced(admin.clone(), &ns);
+    for made in [
+        claim("someone-elses-claim", json!({})),
+        claim("the-operators-claim", json!({"app.kubernetes.io/managed-by": "apimanager-backup-operator"})),
+    ] {
+        admin_claims.create(&PostParams::default(), &made).await.expect("claim");
+    }
+    let claims: Api<PersistentVolumeClaim> =
+        Api::namespaced(support::cluster::client_as(cluster, OPERATOR_USER).await, &ns);
+    assert_fenced(
+        claims.delete("someone-elses-claim", &delete_dry_run).await,
+        "the apimanager-backup-operator ServiceAccount may delete only objects labelled app.kubernetes.io/managed-by=apimanager-backup-operator",
+        "deleting another's claim",
+    );
+    claims.delete("the-operators-claim", &delete_dry_run).await.expect("deleting its own claim is admitted");
 
     // Nobody else is fenced: the administrator may create the foreign Pod.
     let mut anyones = serde_json::to_value(&export_pod).expect("json");
