@@ -118,7 +118,10 @@ fn job_verify_reports_to_the_restore_through_the_termination_message() {
     assert!(ok, "{report}");
     assert_eq!(
         report,
-        r#"{"step":"verify","checked":{"result":"verified","files":3,"links":1},"apiManager":{"name":"example","systemStorage":{}}}"#
+        format!(
+            r#"{{"step":"verify","checked":{{"result":"verified","files":3,"links":1}},"apiManager":{{"name":"example","systemStorage":{{}},"fileStorageGroup":{}}}}}"#,
+            files_group(&root)
+        )
     );
     std::fs::write(root.join("secrets/zync.json"), b"{}").expect("damage");
     let (ok, message) = job_step("verify", &backup_dir, &log);
@@ -154,7 +157,10 @@ fn a_backup_in_3scale_operators_layout_is_not_verified_but_readable() {
     assert!(ok, "not verified is no failure: {report}");
     assert_eq!(
         report,
-        r#"{"step":"verify","checked":{"result":"noManifest"},"apiManager":{"name":"example-apimanager","systemStorage":{}}}"#
+        format!(
+            r#"{{"step":"verify","checked":{{"result":"noManifest"}},"apiManager":{{"name":"example-apimanager","systemStorage":{{}},"fileStorageGroup":{}}}}}"#,
+            files_group(&root)
+        )
     );
 
     let target = scratch.0.join("system-storage");
@@ -165,4 +171,9 @@ fn a_backup_in_3scale_operators_layout_is_not_verified_but_readable() {
     assert_eq!(report, r#"{"step":"restoreFiles","files":2,"links":1,"verified":false}"#);
     let (link, link_target) = FILE_STORAGE_LINK;
     assert_eq!(std::fs::read_link(target.join(link)).expect("link"), Path::new(link_target));
+}
+
+/// The group owning a backup's System FileStorage folder, which verify reports for the restore.
+fn files_group(root: &Path) -> u32 {
+    std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(root.join("system-filestorage-pvc")).expect("files folder"))
 }
