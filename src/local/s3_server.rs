@@ -143,6 +143,9 @@ impl S3Server {
             .arg("-volume.max=500")
             .arg(format!("-volume.port.grpc={}", ports.volume_grpc))
             .arg("-volume.preStopSeconds=0")
+            // The tests store megabytes: a volume server on a nearly full disk (SeaweedFS's floor
+            // is 1 % free, 2.5 GB of a 250 GB disk) must still take them, not turn read-only.
+            .arg("-volume.minFreeSpace=256MiB")
             .arg("-filer")
             .arg(format!("-filer.port={}", ports.filer))
             .arg(format!("-filer.port.grpc={}", ports.filer_grpc))
