@@ -69,7 +69,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `verify DIR`: one line per problem on stdout; exit 0 verified, 1 problems, 2 not verifiable.
+/// `verify DIR`: one line per problem on stdout; exit 0 verified, 1 problems, 2 not verifiable (no
+/// manifest), 3 an unfinished backup.
 fn verify(folder: &std::path::Path) -> anyhow::Result<ExitCode> {
     let verification =
         verify_backup(folder).with_context(|| format!("verifying the backup folder {}", folder.display()))?;
@@ -78,6 +79,7 @@ fn verify(folder: &std::path::Path) -> anyhow::Result<ExitCode> {
         Verification::Verified { .. } => ExitCode::SUCCESS,
         Verification::Failed(_) => ExitCode::from(1),
         Verification::NoManifest => ExitCode::from(2),
+        Verification::Unfinished => ExitCode::from(3),
     })
 }
 

@@ -60,6 +60,16 @@ pub const CLAIM_BACKUP_NAME: &str = "apiManagerBackupName";
 /// the claim: a claim whose value differs holds another backup and is never written to.
 pub const CLAIM_BACKUP_UID: &str = "apiManagerBackupUID";
 
+/// Annotation on a backup claim of this operator (3scale-operator sets none): where the backup it
+/// holds stands, [`CLAIM_IN_PROGRESS`] from the claim's creation, [`CLAIM_COMPLETED`] once the backup
+/// completed. A restore refuses a claim that carries it with any other value: the backup failed, was
+/// interrupted or still runs.
+pub const CLAIM_BACKUP_STATE: &str = "apps.3scale.net/backup-state";
+/// [`CLAIM_BACKUP_STATE`] while the backup has not completed.
+pub const CLAIM_IN_PROGRESS: &str = "InProgress";
+/// [`CLAIM_BACKUP_STATE`] once the backup completed.
+pub const CLAIM_COMPLETED: &str = "Completed";
+
 /// ServiceAccount the backup step Pods run as.
 pub const JOB_SERVICE_ACCOUNT: &str = "apimanager-backup";
 /// ClusterRole (shipped in `manifests/rbac.yaml`) that reads exactly the backed-up Secrets and

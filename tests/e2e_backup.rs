@@ -5,16 +5,16 @@
 mod support;
 
 use apimanager_backup_operator::job::export::SERVER_METADATA;
-use apimanager_backup_operator::job::manifest::{Manifest, hash_file};
-use apimanager_backup_operator::layout::{CONFIG_MAPS, SECRETS};
+use apimanager_backup_operator::job::manifest::{BackupState, Manifest, hash_file};
+use apimanager_backup_operator::layout::CONFIG_MAPS;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
 use support::cluster::{
-    assert_can_i, create_backup, eventually, finished_backup, kubectl_ok, kubectl_run, namespace_with_installation,
-    shared,
+    SAMPLE_REFERENCED_SECRETS, assert_can_i, create_backup, eventually, finished_backup, kubectl_ok, kubectl_run,
+    namespace_with_installation, sample_secret_names, shared,
 };
 
 fn read_json(path: &Path) -> Value {
@@ -52,7 +52,9 @@ async fn full_backup_writes_every_object_and_file() {
     let admin = cluster.admin_client().await.expect("client");
     let root = cluster.volume(&ns, "nightly");
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
-    for name in SECRETS {
+    // The 13 Secrets and the 5 the APIManager references.
+    for name in sample_secret_names() {
+        let name = name.as_str();
         let file = format!("secrets/{name}.json");
         let written = read_json(&root.join(&file));
         assert_cleaned(&written, &file);
@@ -88,7 +90,16 @@ async fn full_backup_writes_every_object_and_file() {
     assert_eq!(Some(&manifest.backup.uid), backup.metadata.uid.as_ref());
     assert_eq!(manifest.steps.keys().collect::<Vec<_>>(), ["copy-files", "export-objects"]);
     assert!(manifest.absent.is_empty(), "{:?}", manifest.absent);
-    assert_eq!(manifest.files.len(), 13 + 2 + 1 + 2, "{:?}", manifest.files);
+    assert_eq!(manifest.files.len(), 13 + 5 + 2 + 1 + 2, "{:?}", manifest.files);
+    assert_eq!(manifest.state, BackupState::Complete, "the copy, the last step, marked it complete");
+    let referenced: Vec<&str> = manifest.referenced_secrets.iter().map(|entry| entry.name.as_str()).collect();
+    assert_eq!(referenced, SAMPLE_REFERENCED_SECRETS);
+    let policy = &manifest.referenced_secrets[1];
+    assert_eq!(
+        serde_json::to_value(policy).expect("json"),
+        serde_json::json!({"name": "apicast-custom-policy", "path": "secrets/apicast-custom-policy.json",
+            "references": [{"field": "spec.apicast.productionSpec.customPolicies[0].secretRef", "role": "apicastCustomPolicy"}]})
+    );
     for entry in &manifest.files {
         assert_eq!(
             &hash_file(&root.join(&entry.path), &entry.path).expect("hash"),
@@ -271,6 +282,12 @@ async fn the_node_stops_a_pod_at_its_active_deadline_as_a_kubelet_does() {
 async fn s3_file_storage_is_admitted_silently_and_a_missing_s3_secret_fails_the_backup_naming_it() {
     let cluster = shared();
     let ns = namespace_with_installation(cluster, "s3-storage").await;
+    // The S3 configuration Secret the APIManager references is backed up with the others.
+    kubectl_ok(
+        cluster,
+        &["-n", &ns, "create", "secret", "generic", "aws-auth", "--from-literal=AWS_BUCKET=uploads"],
+        "",
+    );
     let patch = r#"{"spec":{"system":{"fileStorage":{"simpleStorageService":{"configurationSecretRef":{"name":"aws-auth"}}}}}}"#;
     kubectl_ok(cluster, &["-n", &ns, "patch", "apimanager", "example-apimanager", "--type=merge", "-p", patch], "");
     let output = kubectl_run(
@@ -297,6 +314,10 @@ async fn s3_file_storage_is_admitted_silently_and_a_missing_s3_secret_fails_the_
     let manifest = Manifest::load(&root).expect("manifest");
     assert_eq!(manifest.steps.keys().collect::<Vec<_>>(), ["export-objects"]);
     assert_eq!(manifest.system_file_storage_s3, None);
+    assert_eq!(manifest.state, BackupState::InProgress, "the copy of the bucket, the last step, failed");
+    let s3 = manifest.referenced_secrets.iter().find(|entry| entry.name == "aws-auth").expect("aws-auth listed");
+    assert_eq!(s3.references[0].field, "spec.system.fileStorage.simpleStorageService.configurationSecretRef");
+    assert!(root.join("secrets/aws-auth.json").is_file(), "exported with the others");
 }
 
 #[tokio::test]
@@ -453,7 +474,10 @@ async fn the_admission_policy_fences_the_operator_service_account() {
             "spec": {"backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "1Gi"}}}}}))
         .expect("backup");
     backup.metadata.namespace = Some(ns.clone());
-    let plan = BackupPlan::new("example-apimanager", FileStorage::Claim("system-storage".into()));
+    let plan = BackupPlan {
+        secrets: vec!["apicast-custom-policy".into(), "registry-pull-secret".into()],
+        ..BackupPlan::new("example-apimanager", FileStorage::Claim("system-storage".into()))
+    };
     let settings = JobSettings {
         image: apimanager_backup_operator::local::job_image(),
         command: "apimanager-backup-operator".into(),
@@ -481,9 +505,10 @@ async fn the_admission_policy_fences_the_operator_service_account() {
             .await
             .expect("the operator's Pods are admitted");
     }
-    // The Role is created for real, as binding it is checked against what it allows; without its
-    // owner (this backup does not exist), so the garbage collector leaves it.
-    let mut role = builders::apimanager_role(&backup, &plan.apimanager);
+    // The Role is created for real, as binding it is checked against what it allows (the referenced
+    // Secrets, which the operator cannot read: it creates and binds the Role through escalate and
+    // bind); without its owner (this backup does not exist), so the garbage collector leaves it.
+    let mut role = builders::apimanager_role(&backup, &plan.apimanager, &plan.secrets);
     role.metadata.owner_references = None;
     roles.create(&PostParams::default(), &role).await.expect("its Role is admitted");
     for binding in [builders::apimanager_role_binding(&backup), builders::data_role_binding(&backup)] {
@@ -651,13 +676,48 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         subject_message,
         "a binding for another namespace",
     );
-    let mut wide_role = serde_json::to_value(builders::apimanager_role(&backup, &plan.apimanager)).expect("json");
-    wide_role["rules"] = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]);
-    assert_fenced(
-        roles.create(&dry_run, &serde_json::from_value(wide_role).expect("role")).await,
-        "the apimanager-backup-operator ServiceAccount may create only Roles allowing get on APIManagers",
-        "a Role allowing more",
+    let only_get = "the apimanager-backup-operator ServiceAccount may create only Roles allowing get on APIManagers and on Secrets by name";
+    for (what, rules) in [
+        ("a Role allowing more", json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}])),
+        ("a Role allowing every Secret", json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}])),
+        (
+            "a Role allowing a Secret's change",
+            json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["zync"], "verbs": ["get", "update"]}]),
+        ),
+    ] {
+        let mut wide_role =
+            serde_json::to_value(builders::apimanager_role(&backup, &plan.apimanager, &plan.secrets)).expect("json");
+        wide_role["rules"] = rules;
+        assert_fenced(roles.create(&dry_run, &serde_json::from_value(wide_role).expect("role")).await, only_get, what);
+    }
+
+    // Of a claim it made, the operator changes only the backup state annotation.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(admin.clone(), &ns);
+    let mut claim = builders::backup_claim(
+        &backup,
+        &serde_json::from_value(json!({"apiVersion": "apps.3scale.net/v1alpha1",
+        "kind": "APIManager", "metadata": {"name": "example-apimanager", "uid": "u"}, "spec": {}}))
+        .expect("apimanager"),
     );
+    claim.metadata.owner_references = None;
+    claims.create(&PostParams::default(), &claim).await.expect("claim");
+    let operator_claims: Api<PersistentVolumeClaim> =
+        Api::namespaced(support::cluster::client_as(cluster, OPERATOR_USER).await, &ns);
+    let patch_dry_run = kube::api::PatchParams { dry_run: true, ..Default::default() };
+    let patch = |value: Value| kube::api::Patch::Merge(value);
+    let completed = patch(json!({"metadata": {"annotations": {"apps.3scale.net/backup-state": "Completed"}}}));
+    operator_claims
+        .patch("fenced", &patch_dry_run, &completed)
+        .await
+        .expect("marking the backup completed is admitted");
+    let only_state = "the apimanager-backup-operator ServiceAccount may change only the annotation apps.3scale.net/backup-state of PersistentVolumeClaims labelled app.kubernetes.io/managed-by=apimanager-backup-operator";
+    for (what, change) in [
+        ("another annotation", json!({"metadata": {"annotations": {"apiManagerBackupUID": "another"}}})),
+        ("a label", json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": null}}})),
+    ] {
+        assert_fenced(operator_claims.patch("fenced", &patch_dry_run, &patch(change)).await, only_state, what);
+    }
+    claims.delete("fenced", &DeleteParams::default()).await.expect("cleanup");
 
     // What the operator really sends for a restore: its four step Pods and its RoleBinding are admitted.
     let restore: apimanager_backup_operator::api::restore::APIManagerRestore = serde_json::from_value(json!({

@@ -123,7 +123,11 @@ async fn operator_restarted_mid_backup_finishes_it_without_duplicate_pods() {
     assert_eq!(backup.status.and_then(|s| s.completed), Some(true));
     let manifest =
         apimanager_backup_operator::job::manifest::Manifest::load(&cluster.volume(&ns, "b")).expect("manifest");
-    assert_eq!(manifest.files.len(), 18);
+    assert_eq!(
+        manifest.files.len(),
+        23,
+        "18 Secrets (5 of them referenced by the APIManager), 2 ConfigMaps, the APIManager, 2 files"
+    );
     let backup_uid = backup.metadata.uid.expect("uid");
     assert_eq!(pod_before.metadata.name, Some(format!("backup-{backup_uid}-0")));
     assert_eq!(manifest.backup.uid, backup_uid, "the files are this backup's");

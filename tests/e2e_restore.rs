@@ -7,7 +7,7 @@ mod support;
 
 use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::api::restore::APIManagerRestore;
-use apimanager_backup_operator::layout::{CONFIG_MAPS, NEVER_RESTORED, SECRETS};
+use apimanager_backup_operator::layout::{CONFIG_MAPS, NEVER_RESTORED};
 use apimanager_backup_operator::local::LocalCluster;
 use apimanager_backup_operator::local::session::FILE_STORAGE_GROUP;
 use apimanager_backup_operator::local::threescale_operator::report_available;
@@ -16,11 +16,11 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 use support::certs::TempDir;
 use support::cluster::{
-    OPERATOR, apimanager_yaml, assert_can_i, create_backup, create_rejected, finished_backup, kubectl_ok, kubectl_run,
-    namespace, namespace_never_available, namespace_with_installation, shared,
+    OPERATOR, apimanager_yaml, assert_can_i, create_backup, create_rejected, delete_restorable, finished_backup,
+    kubectl_ok, kubectl_run, namespace, namespace_never_available, namespace_with_installation, sample_secret_names,
+    shared,
 };
 use support::restore::{
     create_restore, event_reasons, finished_restore, ready_reason, restore_when, restore_yaml, sample, tree,
@@ -182,13 +182,14 @@ async fn the_restore_steps_bring_a_real_backup_back_into_a_fresh_namespace() {
     let created: Vec<&str> = report["created"].as_array().expect("created").iter().filter_map(|v| v.as_str()).collect();
     assert_eq!(
         created.len(),
-        13 - 3 - 1 + 2,
-        "every Secret but the database ones and zync, both ConfigMaps: {created:?}"
+        13 - 3 - 1 + 5 + 2,
+        "every Secret but the database ones and zync, the 5 the APIManager references, both ConfigMaps: {created:?}"
     );
     let admin = cluster.admin_client().await.expect("client");
     let (from, to): (Api<Secret>, Api<Secret>) =
         (Api::namespaced(admin.clone(), &source), Api::namespaced(admin.clone(), &target));
-    for name in SECRETS {
+    for name in sample_secret_names() {
+        let name = name.as_str();
         let restored = to.get(name).await.expect("secret in the target");
         if NEVER_RESTORED.contains(&name) || name == "zync" {
             let own = restored.data.expect("data")["URL"].0.clone();
@@ -291,8 +292,8 @@ async fn a_backup_restores_an_emptied_namespace_with_every_object_and_file_as_it
     let apimanagers: Api<DynamicObject> =
         Api::namespaced_with(admin.clone(), &ns, &ApiResource::erase::<APIManager>(&()));
     let mut original_secrets = Vec::new();
-    for name in SECRETS {
-        original_secrets.push(secrets.get(name).await.expect("secret"));
+    for name in sample_secret_names() {
+        original_secrets.push(secrets.get(&name).await.expect("secret"));
     }
     let mut original_config_maps = Vec::new();
     for name in CONFIG_MAPS {
@@ -302,16 +303,9 @@ async fn a_backup_restores_an_emptied_namespace_with_every_object_and_file_as_it
     let original_files = tree(&storage);
     assert_eq!(original_files.len(), 5, "two files, one link, two folders: {original_files:?}");
 
-    // Everything but the database Secrets goes: objects, APIManager, the files and their claim.
-    let restorable: Vec<&str> = SECRETS.into_iter().filter(|name| !NEVER_RESTORED.contains(name)).collect();
-    kubectl_ok(cluster, &[&["-n", &ns, "delete", "secret"][..], &restorable].concat(), "");
-    kubectl_ok(cluster, &[&["-n", &ns, "delete", "configmap"][..], &CONFIG_MAPS].concat(), "");
-    kubectl_ok(cluster, &["-n", &ns, "delete", "apimanager", "example-apimanager"], "");
-    kubectl_ok(cluster, &["-n", &ns, "delete", "persistentvolumeclaim", "system-storage"], "");
-    support::cluster::eventually(Duration::from_secs(30), "the deleted claim's folder is reclaimed", || async {
-        !storage.exists()
-    })
-    .await;
+    // Everything but the database Secrets goes: the Secrets (those the APIManager references too),
+    // ConfigMaps, APIManager, the files and their claim.
+    delete_restorable(cluster, &ns).await;
 
     create_restore(cluster, &ns, "back", "nightly");
     let restore = finished_restore(cluster, &ns, "back").await;
@@ -327,7 +321,7 @@ async fn a_backup_restores_an_emptied_namespace_with_every_object_and_file_as_it
     );
     assert_eq!(
         condition(&restore, "Verified"),
-        ("True".to_owned(), "Verified".to_owned(), "the backup matches manifest.json: 18 files and 1 link".to_owned())
+        ("True".to_owned(), "Verified".to_owned(), "the backup matches manifest.json: 23 files and 1 link".to_owned())
     );
     assert_eq!(status.api_manager_to_restore_ref.map(|r| r.name).as_deref(), Some("example-apimanager"));
     assert_eq!(status.system_storage_claim_name.as_deref(), Some("system-storage"));
@@ -336,7 +330,7 @@ async fn a_backup_restores_an_emptied_namespace_with_every_object_and_file_as_it
     for original in &original_secrets {
         let name = original.metadata.name.clone().expect("name");
         let restored = secrets.get(&name).await.expect("restored secret");
-        assert_eq!(restored.data, original.data, "Secret {name}");
+        assert_eq!((&restored.type_, &restored.data), (&original.type_, &original.data), "Secret {name}");
         if NEVER_RESTORED.contains(&name.as_str()) {
             assert_eq!(restored.metadata.uid, original.metadata.uid, "{name} is never recreated");
             assert_eq!(restored.metadata.resource_version, original.metadata.resource_version, "{name} untouched");

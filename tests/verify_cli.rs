@@ -46,6 +46,23 @@ fn verify(folder: &Path) -> (Option<i32>, String) {
 }
 
 #[test]
+fn an_unfinished_backup_is_refused_with_its_own_exit_status() {
+    let scratch = TempDir::new("verify-unfinished");
+    let root = backup(&scratch);
+    let mut manifest = Manifest::load(&root).expect("manifest");
+    manifest.begin(&root).expect("marked in progress, as the export step does first");
+    assert_eq!(
+        verify(&root),
+        (
+            Some(3),
+            "not verified: manifest.json says the backup is in progress: it did not finish (its APIManagerBackup \
+failed, was interrupted or is still running), so it cannot be restored\n"
+                .to_owned()
+        )
+    );
+}
+
+#[test]
 fn an_intact_backup_is_verified() {
     let scratch = TempDir::new("verify-intact");
     let root = backup(&scratch);

@@ -1,6 +1,7 @@
 //! The parts of the 3scale `APIManager` resource (`apps.3scale.net/v1alpha1`) this operator reads.
 //! The operator never changes an APIManager (a restore creates one); unknown fields are ignored.
 
+use super::referenced_secrets::{ReferencedSecrets, referenced_secrets};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,13 @@ pub struct APIManagerSpec {
     /// System settings, of which the FileStorage location is read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<SystemSpec>,
+    /// APIcast settings, of which the Secrets they reference are read (see
+    /// [`super::referenced_secrets`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apicast: Option<serde_json::Value>,
+    /// The Secrets the installation's images are pulled with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<serde_json::Value>,
 }
 
 /// `spec.externalComponents`.
@@ -177,6 +185,13 @@ impl APIManager {
             .collect()
     }
 
+    /// The Secrets the APIManager's spec references (APIcast policies, environments, certificates and
+    /// tracing configurations, S3 FileStorage, image pulls), by name, with the fields naming them.
+    pub fn referenced_secrets(&self) -> ReferencedSecrets {
+        let spec = serde_json::to_value(&self.spec).unwrap_or_default();
+        referenced_secrets(&serde_json::json!({ "spec": spec }))
+    }
+
     /// Where System's FileStorage lives; no `fileStorage` means the `system-storage` claim.
     pub fn file_storage(&self) -> FileStorage {
         let storage = self.spec.system.as_ref().and_then(|s| s.file_storage.as_ref());
@@ -258,6 +273,16 @@ mod tests {
             "kind": "APIManager", "metadata": {"name": "x"}, "spec": {}, "status": {"conditions": 7}}))
         .expect("a status of any shape deserializes");
         assert!(!stored.is_available());
+    }
+
+    #[test]
+    fn the_typed_apimanager_keeps_the_secret_references_of_its_spec() {
+        let am = apimanager(json!({"imagePullSecrets": [{"name": "registry"}],
+            "apicast": {"productionSpec": {"customEnvironments": [{"secretRef": {"name": "env"}}]}},
+            "system": {"fileStorage": {"simpleStorageService": {"configurationSecretRef": {"name": "s3"}}}}}));
+        let names: Vec<String> = am.referenced_secrets().into_keys().collect();
+        assert_eq!(names, ["env", "registry", "s3"]);
+        assert!(apimanager(json!({})).referenced_secrets().is_empty());
     }
 
     #[test]

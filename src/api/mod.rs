@@ -4,6 +4,7 @@
 pub mod apimanager;
 pub mod backup;
 pub mod quantity;
+pub mod referenced_secrets;
 pub mod restore;
 pub mod schedule;
 pub mod status;

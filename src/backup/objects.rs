@@ -5,8 +5,8 @@ use crate::api::GROUP;
 use crate::api::apimanager::APIManager;
 use crate::api::backup::APIManagerBackup;
 use crate::names::{
-    CLAIM_APIMANAGER_NAME, CLAIM_APIMANAGER_UID, CLAIM_BACKUP_NAME, CLAIM_BACKUP_UID, JOB_DATA_CLUSTER_ROLE,
-    JOB_SERVICE_ACCOUNT,
+    CLAIM_APIMANAGER_NAME, CLAIM_APIMANAGER_UID, CLAIM_BACKUP_NAME, CLAIM_BACKUP_STATE, CLAIM_BACKUP_UID,
+    CLAIM_IN_PROGRESS, JOB_DATA_CLUSTER_ROLE, JOB_SERVICE_ACCOUNT,
 };
 use crate::reconcile::step::{cluster_role_binding, job_subjects, labels, owned_meta, service_account};
 use k8s_openapi::api::core::v1::{
@@ -38,6 +38,7 @@ pub fn backup_claim(backup: &APIManagerBackup, apimanager: &APIManager) -> Persi
                 (CLAIM_APIMANAGER_UID.to_owned(), apimanager.uid().unwrap_or_default()),
                 (CLAIM_BACKUP_NAME.to_owned(), backup.name_any()),
                 (CLAIM_BACKUP_UID.to_owned(), backup.uid().unwrap_or_default()),
+                (CLAIM_BACKUP_STATE.to_owned(), CLAIM_IN_PROGRESS.to_owned()),
             ])),
             ..ObjectMeta::default()
         },
@@ -71,18 +72,22 @@ pub fn data_binding_name(backup: &APIManagerBackup) -> String {
     format!("apimanager-backup-data-{}", backup.uid().unwrap_or_default())
 }
 
-/// A Role allowing `get` on exactly the backed-up APIManager, owned by the backup.
-pub fn apimanager_role(backup: &APIManagerBackup, apimanager: &str) -> Role {
-    Role {
-        metadata: owned_meta(backup, rbac_name(backup)),
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec![GROUP.to_owned()]),
-            resources: Some(vec!["apimanagers".to_owned()]),
-            resource_names: Some(vec![apimanager.to_owned()]),
-            verbs: vec!["get".to_owned()],
-            ..PolicyRule::default()
-        }]),
+/// A Role allowing `get` on exactly the backed-up APIManager and, by name, on the Secrets it
+/// references (`secrets`), owned by the backup. With no referenced Secret there is no Secret rule:
+/// a rule without names would allow every Secret.
+pub fn apimanager_role(backup: &APIManagerBackup, apimanager: &str, secrets: &[String]) -> Role {
+    let get = |group: &str, resource: &str, names: Vec<String>| PolicyRule {
+        api_groups: Some(vec![group.to_owned()]),
+        resources: Some(vec![resource.to_owned()]),
+        resource_names: Some(names),
+        verbs: vec!["get".to_owned()],
+        ..PolicyRule::default()
+    };
+    let mut rules = vec![get(GROUP, "apimanagers", vec![apimanager.to_owned()])];
+    if !secrets.is_empty() {
+        rules.push(get("", "secrets", secrets.to_vec()));
     }
+    Role { metadata: owned_meta(backup, rbac_name(backup)), rules: Some(rules) }
 }
 
 /// Binds [`apimanager_role`] to the step Pods' ServiceAccount.
@@ -139,6 +144,7 @@ mod tests {
                 (CLAIM_APIMANAGER_UID.to_owned(), "am-uid".to_owned()),
                 (CLAIM_BACKUP_NAME.to_owned(), "b".to_owned()),
                 (CLAIM_BACKUP_UID.to_owned(), BACKUP_UID.to_owned()),
+                (CLAIM_BACKUP_STATE.to_owned(), CLAIM_IN_PROGRESS.to_owned()),
             ])
         );
         assert_eq!(claim.metadata.labels.expect("labels")[crate::names::BACKUP_UID_LABEL], BACKUP_UID);
@@ -147,11 +153,19 @@ mod tests {
     #[test]
     fn job_rbac_grants_exactly_the_apimanager_and_the_data_role() {
         let owner = backup(json!({"resources": {"requests": "1Gi"}}), json!({}));
-        let role = apimanager_role(&owner, "example");
-        let rule = &role.rules.expect("rules")[0];
-        assert_eq!(rule.resource_names, Some(vec!["example".to_owned()]));
-        assert_eq!(rule.verbs, ["get"]);
+        let role = apimanager_role(&owner, "example", &[]);
+        let rules = role.rules.expect("rules");
+        assert_eq!(rules.len(), 1, "no Secret rule without referenced Secrets: {rules:?}");
+        assert_eq!(rules[0].resource_names, Some(vec!["example".to_owned()]));
+        assert_eq!(rules[0].verbs, ["get"]);
         assert_eq!(role.metadata.name, Some(format!("apimanager-backup-{BACKUP_UID}")));
+        let referenced = ["apicast-policy".to_owned(), "tls".to_owned()];
+        let rules = apimanager_role(&owner, "example", &referenced).rules.expect("rules");
+        assert_eq!(
+            (rules[1].api_groups.as_deref(), rules[1].resources.as_deref(), rules[1].verbs.as_slice()),
+            (Some(&[String::new()][..]), Some(&["secrets".to_owned()][..]), &["get".to_owned()][..])
+        );
+        assert_eq!(rules[1].resource_names.as_deref(), Some(&referenced[..]), "exactly the referenced Secrets");
         let data = data_role_binding(&owner);
         assert_eq!((data.role_ref.kind.as_str(), data.role_ref.name.as_str()), ("ClusterRole", JOB_DATA_CLUSTER_ROLE));
         let subject = &data.subjects.expect("subjects")[0];

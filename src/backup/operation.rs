@@ -16,7 +16,8 @@ use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT};
 use crate::lookup;
 use crate::metrics::Metrics;
 use crate::names::{
-    BACKUP_JOB, BACKUP_UID_LABEL, CLAIM_BACKUP_UID, INSPECT_FILES, JOB_SERVICE_ACCOUNT, TERMINATION_LOG,
+    BACKUP_JOB, BACKUP_UID_LABEL, CLAIM_BACKUP_STATE, CLAIM_BACKUP_UID, CLAIM_COMPLETED, INSPECT_FILES,
+    JOB_SERVICE_ACCOUNT, TERMINATION_LOG,
 };
 use crate::reconcile::machine::{End, Operation, Run, api_error};
 use crate::reconcile::outcome::{ClaimHolder, Failure, Stop};
@@ -27,7 +28,8 @@ use crate::trim;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use std::time::Duration;
 
@@ -40,12 +42,14 @@ pub struct BackupPlan {
     pub storage: FileStorage,
     /// `--file-storage-group`, when given: the System FileStorage group, not looked for.
     pub file_storage_group: Option<i64>,
+    /// The Secrets it references, which the step Pods may read by name.
+    pub secrets: Vec<String>,
 }
 
 impl BackupPlan {
-    /// The plan for `apimanager` with its files in `storage`, their group looked for.
+    /// The plan for `apimanager` with its files in `storage`, their group looked for, no referenced Secret.
     pub fn new(apimanager: impl Into<String>, storage: FileStorage) -> Self {
-        Self { apimanager: apimanager.into(), storage, file_storage_group: None }
+        Self { apimanager: apimanager.into(), storage, file_storage_group: None, secrets: Vec::new() }
     }
 }
 
@@ -89,7 +93,8 @@ impl Operation for APIManagerBackup {
         if file_storage_group.is_some() {
             run.status.file_storage_group = file_storage_group;
         }
-        Ok(BackupPlan { apimanager: apimanager.name_any(), storage, file_storage_group })
+        let secrets = apimanager.referenced_secrets().into_keys().collect();
+        Ok(BackupPlan { apimanager: apimanager.name_any(), storage, file_storage_group, secrets })
     }
 
     fn job_steps(&self, plan: &BackupPlan) -> Vec<JobStep> {
@@ -100,6 +105,7 @@ impl Operation for APIManagerBackup {
                 apimanager: plan.apimanager.clone(),
                 backup_name: self.name_any(),
                 backup_uid: self.uid().unwrap_or_default(),
+                last_step: false,
                 common: CommonArgs::at(BACKUP_MOUNT),
             }),
             action: "ExportObjects",
@@ -114,6 +120,7 @@ impl Operation for APIManagerBackup {
             steps.push(JobStep {
                 command: JobCommand::BackupS3Files(S3FilesArgs {
                     secret: secret.clone().unwrap_or_default(),
+                    last_step: false,
                     common: CommonArgs::at(BACKUP_MOUNT),
                 }),
                 action: "BackupS3Files",
@@ -129,6 +136,7 @@ impl Operation for APIManagerBackup {
             steps.push(JobStep {
                 command: JobCommand::CopyFiles(CopyArgs {
                     source: FILE_STORAGE_MOUNT.into(),
+                    last_step: false,
                     common: CommonArgs::at(BACKUP_MOUNT),
                 }),
                 action: "CopyFiles",
@@ -145,6 +153,10 @@ impl Operation for APIManagerBackup {
                 // The copy reads files only: no API token in its Pod.
                 api_access: false,
             });
+        }
+        // Whichever step ends the backup marks its manifest complete.
+        if let Some(last) = steps.last_mut() {
+            last.command.make_last_step();
         }
         steps
     }
@@ -185,10 +197,21 @@ impl Operation for APIManagerBackup {
 
     async fn before_jobs(run: &Run<Self>, plan: &BackupPlan) -> Result<(), ReconcileError> {
         run.create(objects::job_service_account(&run.namespace)).await?;
-        run.create(objects::apimanager_role(&run.object, &plan.apimanager)).await?;
+        run.create(objects::apimanager_role(&run.object, &plan.apimanager, &plan.secrets)).await?;
         run.create(objects::apimanager_role_binding(&run.object)).await?;
         run.create(objects::data_role_binding(&run.object)).await?;
         Ok(())
+    }
+
+    /// Marks the claim as holding a completed backup, once every step succeeded and before the
+    /// backup is recorded completed: a restore admits this operator's claims only so marked.
+    async fn after_jobs(run: &mut Run<Self>, _plan: &BackupPlan) -> Result<Option<Action>, Stop> {
+        let name = run.status.backup_persistent_volume_claim_name.clone().unwrap_or_else(|| run.object.name_any());
+        let claims: Api<PersistentVolumeClaim> = run.api();
+        let patch = serde_json::json!({"metadata": {"annotations": {CLAIM_BACKUP_STATE: CLAIM_COMPLETED}}});
+        let what = format!("marking PersistentVolumeClaim {name} as holding a completed backup");
+        claims.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(api_error(what))?;
+        Ok(None)
     }
 
     /// Removes the step Pods' access to the installation.

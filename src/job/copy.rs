@@ -4,7 +4,7 @@
 //! Each attempt copies into a fresh staging folder that replaces the final one only when complete,
 //! so a retried attempt never writes through what an earlier attempt left (read-only files, links).
 
-use super::manifest::{Manifest, StepTimes, now};
+use super::manifest::{Manifest, now};
 use super::tree::{copy_tree, remove_tree};
 use super::{CopyArgs, JobError};
 use crate::layout::FILE_STORAGE_DIR;
@@ -19,6 +19,7 @@ pub fn run(args: &CopyArgs) -> Result<(), JobError> {
     let started_at = now();
     let root = &args.common.backup_dir;
     let mut manifest = Manifest::load(root)?;
+    manifest.begin(root)?;
     let destination = root.join(FILE_STORAGE_DIR);
     let staging = root.join(format!("{FILE_STORAGE_DIR}.partial"));
     remove_tree(&staging)?;
@@ -29,7 +30,7 @@ pub fn run(args: &CopyArgs) -> Result<(), JobError> {
     fs::rename(&staging, &destination).map_err(|error| JobError::io("renaming into place", &destination, error))?;
     sync_filesystem(&destination)?;
     manifest.replace_under(FILE_STORAGE_DIR, copied);
-    manifest.steps.insert(STEP.to_owned(), StepTimes { started_at, finished_at: now() });
+    manifest.finish_step(STEP, started_at, args.last_step);
     manifest.save(root)
 }
 
@@ -119,6 +120,7 @@ mod tests {
         filetime::set_file_mtime(source.join("uploads/logos/logo.png"), old).expect("mtime");
 
         let args = CopyArgs {
+            last_step: true,
             source: source.clone(),
             common: CommonArgs { backup_dir: backup.clone(), termination_log: backup.join("term") },
         };
@@ -192,6 +194,7 @@ chmod g+r (g+rx for a folder), as System writes its files, or run the operator w
         fs::set_permissions(source.join("readonly"), fs::Permissions::from_mode(0o555)).expect("mode");
         std::os::unix::fs::symlink("../manifest.json", source.join("escape")).expect("link");
         let args = CopyArgs {
+            last_step: true,
             source: source.clone(),
             common: CommonArgs { backup_dir: backup.clone(), termination_log: backup.join("term") },
         };

@@ -12,7 +12,7 @@
 
 use super::JobError;
 use super::copy::sync_filesystem;
-use super::manifest::{FileEntry, Manifest, StepTimes, TreeEntries, hex, now};
+use super::manifest::{FileEntry, Manifest, TreeEntries, hex, now};
 use super::report::StepReport;
 pub use super::s3_section::{S3Object, S3Section};
 use super::tree::remove_tree;
@@ -141,10 +141,12 @@ fn connect(secret: &str) -> Result<(S3Client, String), S3FilesError> {
 }
 
 /// `job backup-s3-files`: copies every object of the bucket into `<backup>/system-filestorage-s3`
-/// (through a staging folder that replaces it only when complete) and records them.
-pub async fn backup(secret: &str, root: &Path) -> Result<(), JobError> {
+/// (through a staging folder that replaces it only when complete) and records them; the backup's
+/// `last_step` marks the manifest complete.
+pub async fn backup(secret: &str, last_step: bool, root: &Path) -> Result<(), JobError> {
     let started_at = now();
     let mut manifest = Manifest::load(root)?;
+    manifest.begin(root)?;
     let (client, bucket) = connect(secret)?;
     let staging = root.join(format!("{DIR}.partial"));
     remove_tree(&staging)?;
@@ -171,7 +173,7 @@ pub async fn backup(secret: &str, root: &Path) -> Result<(), JobError> {
     let files = objects.iter().map(|o| FileEntry { path: o.path.clone(), size: o.size, sha256: o.sha256.clone() });
     manifest.replace_under(DIR, TreeEntries { files: files.collect(), ..TreeEntries::default() });
     manifest.system_file_storage_s3 = Some(S3Section { bucket, secret: secret.to_owned(), objects });
-    manifest.steps.insert(STEP.to_owned(), StepTimes { started_at, finished_at: now() });
+    manifest.finish_step(STEP, started_at, last_step);
     manifest.save(root)
 }
 

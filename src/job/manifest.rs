@@ -2,6 +2,7 @@
 //! source APIManager, the step times and the operator version. Each job step adds to it.
 
 use super::JobError;
+use crate::api::referenced_secrets::SecretReference;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -63,6 +64,31 @@ pub struct TreeEntries {
     pub absent: Vec<AbsentEntry>,
 }
 
+/// A Secret the APIManager references (beyond the 13 of the 3scale reference, or among them),
+/// exported with them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferencedSecretEntry {
+    /// The Secret's name.
+    pub name: String,
+    /// Its file, relative to the backup root (listed under `files` too).
+    pub path: String,
+    /// The fields of the backed-up APIManager naming it, each with its role.
+    pub references: Vec<SecretReference>,
+}
+
+/// Whether a backup finished. The backup's first step marks it in progress before writing anything
+/// else; its last step marks it complete in the same atomic write of `manifest.json` that records
+/// the last files, so a backup that failed or was interrupted at any point reads as unfinished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BackupState {
+    /// A step is writing the backup, or one failed or was interrupted: not restorable.
+    InProgress,
+    /// Every step finished. Manifests written before the state existed read as complete.
+    #[default]
+    Complete,
+}
+
 /// Start and end of one step (RFC 3339).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -79,6 +105,9 @@ pub struct StepTimes {
 pub struct Manifest {
     /// [`FORMAT_VERSION`].
     pub format_version: u32,
+    /// Whether the backup finished.
+    #[serde(default)]
+    pub state: BackupState,
     /// Version of the operator that wrote the last step.
     pub operator_version: String,
     /// Namespace of the backed-up installation.
@@ -103,6 +132,10 @@ pub struct Manifest {
     /// The objects of an S3 System FileStorage bucket, when the backup copied one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_file_storage_s3: Option<super::s3_section::S3Section>,
+    /// The Secrets the APIManager references, sorted by name; a restore creates them before the
+    /// APIManager. Manifests written before this list existed have none.
+    #[serde(default)]
+    pub referenced_secrets: Vec<ReferencedSecretEntry>,
 }
 
 impl Manifest {
@@ -121,6 +154,21 @@ impl Manifest {
                 .map_err(|e| JobError::Corrupt { path: path.clone(), reason: e.to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(JobError::Io { what: "reading".into(), path, source }),
+        }
+    }
+
+    /// Marks the backup in progress and writes the manifest so, before a step writes anything else.
+    pub fn begin(&mut self, root: &Path) -> Result<(), JobError> {
+        self.state = BackupState::InProgress;
+        self.save(root)
+    }
+
+    /// Records that `step` ran from `started_at` until now; the backup's `last` step marks it
+    /// complete (both written by the next [`Manifest::save`]).
+    pub fn finish_step(&mut self, step: &str, started_at: String, last: bool) {
+        self.steps.insert(step.to_owned(), StepTimes { started_at, finished_at: now() });
+        if last {
+            self.state = BackupState::Complete;
         }
     }
 
@@ -161,6 +209,7 @@ impl Manifest {
         self.absent.sort_by(|a, b| a.path.cmp(&b.path));
         self.links.sort_by(|a, b| a.path.cmp(&b.path));
         self.hard_links.sort_by(|a, b| a.path.cmp(&b.path));
+        self.referenced_secrets.sort_by(|a, b| a.name.cmp(&b.name));
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| JobError::Corrupt { path: root.join(crate::layout::MANIFEST_FILE), reason: e.to_string() })?;
         super::write_atomically(&root.join(crate::layout::MANIFEST_FILE), &bytes, 0o644)
@@ -279,6 +328,35 @@ pub fn now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_written_before_the_state_and_referenced_secrets_reads_as_complete_with_none() {
+        let older = r#"{"formatVersion": 1, "operatorVersion": "0.1.0", "namespace": "3scale",
+            "apiManager": {"name": "example", "uid": "u"}, "backup": {"name": "b", "uid": "v"}, "steps": {},
+            "files": [], "absent": []}"#;
+        let manifest: Manifest = serde_json::from_str(older).expect("an older manifest reads");
+        assert_eq!(manifest.state, BackupState::Complete);
+        assert!(manifest.referenced_secrets.is_empty());
+    }
+
+    #[test]
+    fn only_the_last_step_completes_the_backup_and_the_state_is_written() {
+        let root = crate::job::scratch("manifest-state");
+        let mut manifest = Manifest::default();
+        manifest.begin(&root).expect("begin");
+        let written = |root: &Path| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).expect("manifest")).expect("json")
+        };
+        assert_eq!(written(&root)["state"], "inProgress", "written before anything else");
+        manifest.finish_step("export-objects", now(), false);
+        manifest.save(&root).expect("save");
+        assert_eq!(Manifest::load(&root).expect("load").state, BackupState::InProgress);
+        manifest.finish_step("copy-files", now(), true);
+        manifest.save(&root).expect("save");
+        assert_eq!(written(&root)["state"], "complete");
+        assert_eq!(Manifest::load(&root).expect("load").steps.len(), 2);
+        let _ = std::fs::remove_dir_all(root);
+    }
 
     #[test]
     fn paths_are_encoded_without_loss_and_usual_names_unchanged() {

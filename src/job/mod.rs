@@ -65,6 +65,17 @@ pub enum JobError {
     /// Required objects are missing.
     #[error("{0}")]
     Missing(String),
+    /// Objects a backup needs do not exist in the installation's namespace.
+    #[error(
+        "required objects missing in namespace {namespace}: {}; create them or fix the APIManager, then create a new APIManagerBackup",
+        .objects.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    MissingObjects {
+        /// The namespace.
+        namespace: String,
+        /// What is missing.
+        objects: Vec<export::MissingObject>,
+    },
     /// The backup differs from its manifest or holds no backup.
     #[error(
         "the backup does not match {}; nothing was restored: {}",
@@ -72,6 +83,13 @@ pub enum JobError {
         verify::one_line(.0, verify::Reference::Manifest)
     )]
     NotVerified(Vec<verify::Problem>),
+    /// The backup never finished: its manifest says it is in progress.
+    #[error(
+        "the backup did not finish: {} says it is in progress (its APIManagerBackup failed, was interrupted or is still \
+running); nothing was restored; restore from a completed backup",
+        crate::layout::MANIFEST_FILE
+    )]
+    Unfinished,
     /// The restore would overwrite something, or did not land as backed up.
     #[error("{0}")]
     Conflict(String),
@@ -195,6 +213,17 @@ impl JobCommand {
         }
     }
 
+    /// Makes this step the backup's last, which marks `manifest.json` complete (a restore step has
+    /// no such flag and is left as it is).
+    pub fn make_last_step(&mut self) {
+        match self {
+            Self::ExportObjects(ExportArgs { last_step, .. })
+            | Self::CopyFiles(CopyArgs { last_step, .. })
+            | Self::BackupS3Files(S3FilesArgs { last_step, .. }) => *last_step = true,
+            _ => {}
+        }
+    }
+
     /// The arguments running this step: `job <name>`, then `--<flag>=<value>` for every flag of
     /// its arguments, in the order clap declares them.
     pub fn argv(&self) -> Vec<String> {
@@ -286,6 +315,10 @@ pub struct ExportArgs {
     /// UID of the APIManagerBackup (recorded in the manifest).
     #[arg(long)]
     pub backup_uid: String,
+    /// This step is the backup's last: it marks `manifest.json` complete (`--last-step`, or
+    /// `--last-step=true|false`).
+    #[arg(long, action = clap::ArgAction::Set, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub last_step: bool,
     /// Shared settings.
     #[command(flatten)]
     #[serde(flatten)]
@@ -312,6 +345,10 @@ pub struct CopyArgs {
     #[arg(long, default_value = crate::layout::FILE_STORAGE_MOUNT)]
     #[serde(serialize_with = "path_text")]
     pub source: PathBuf,
+    /// This step is the backup's last: it marks `manifest.json` complete (`--last-step`, or
+    /// `--last-step=true|false`).
+    #[arg(long, action = clap::ArgAction::Set, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub last_step: bool,
     /// Shared settings.
     #[command(flatten)]
     #[serde(flatten)]
@@ -325,6 +362,10 @@ pub struct S3FilesArgs {
     /// receives as environment variables (empty when the APIManager names none).
     #[arg(long, default_value = "")]
     pub secret: String,
+    /// This step is the backup's last: it marks `manifest.json` complete (`--last-step`, or
+    /// `--last-step=true|false`).
+    #[arg(long, action = clap::ArgAction::Set, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub last_step: bool,
     /// Shared settings.
     #[command(flatten)]
     #[serde(flatten)]
@@ -383,7 +424,7 @@ pub async fn run(command: JobCommand) -> Result<(), JobError> {
         JobCommand::InspectFiles(args) => (inspect::run(&args).map(Some), args.termination_log),
         JobCommand::CopyFiles(args) => (copy::run(&args).map(|()| None), args.common.termination_log),
         JobCommand::BackupS3Files(args) => (
-            filestorage_s3::backup(&args.secret, &args.common.backup_dir).await.map(|()| None),
+            filestorage_s3::backup(&args.secret, args.last_step, &args.common.backup_dir).await.map(|()| None),
             args.common.termination_log,
         ),
         JobCommand::RestoreS3Files(args) => {
@@ -416,6 +457,7 @@ fn verify_step(backup_dir: &Path) -> Result<report::StepReport, JobError> {
         verify::Verification::Verified { files, links } => report::Checked::Verified { files, links },
         verify::Verification::NoManifest => report::Checked::NoManifest,
         verify::Verification::Failed(problems) => return Err(JobError::NotVerified(problems)),
+        verify::Verification::Unfinished => return Err(JobError::Unfinished),
     };
     Ok(report::StepReport::Verify { checked, api_manager: restore::backed_up_apimanager(backup_dir)? })
 }
@@ -498,10 +540,11 @@ mod tests {
                 apimanager: "a b".into(),
                 backup_name: "b".into(),
                 backup_uid: "u".into(),
+                last_step: true,
                 common: common.clone(),
             }),
-            JobCommand::CopyFiles(CopyArgs { source: "/s".into(), common: common.clone() }),
-            JobCommand::BackupS3Files(S3FilesArgs { secret: "fs s3".into(), common: common.clone() }),
+            JobCommand::CopyFiles(CopyArgs { source: "/s".into(), last_step: true, common: common.clone() }),
+            JobCommand::BackupS3Files(S3FilesArgs { secret: "fs s3".into(), last_step: true, common: common.clone() }),
             JobCommand::RestoreS3Files(RestoreS3FilesArgs {
                 secret: "fs".into(),
                 overwrite: true,

@@ -1,12 +1,15 @@
-//! The restore steps that talk to the API: `job restore-objects` creates the backed-up Secrets and
-//! ConfigMaps (never the three that point at the databases, never over an existing object), and
-//! `job restore-apimanager` creates the backed-up APIManager as it was. Each reads every file it
+//! The restore steps that talk to the API: `job restore-objects` creates the backed-up Secrets
+//! (those the APIManager references among them) and ConfigMaps (never the three that point at the
+//! databases, never over an existing object), before `job restore-apimanager`, which
+//! creates the backed-up APIManager as it was. Each reads every file it
 //! needs before it creates anything, so a damaged backup writes nothing.
 
 use super::export::clean;
+use super::manifest::Manifest;
 use super::report::{BackedUpApiManager, StepReport};
 use super::{JobError, RestoreArgs};
 use crate::api::apimanager::{APIManager, FileStorage};
+use crate::api::referenced_secrets::is_object_name;
 use crate::layout::{
     APIMANAGER_FILE, CONFIG_MAPS, CONFIG_MAPS_DIR, NEVER_RESTORED, OPTIONAL_SECRETS, SECRETS, SECRETS_DIR,
 };
@@ -83,26 +86,45 @@ fn client_error(error: crate::client::ClientError) -> JobError {
     JobError::Config(error.to_string())
 }
 
-/// `job restore-objects`: every restorable Secret and ConfigMap the backup holds, created unless
-/// one of that name exists. A missing optional Secret is passed over; any other missing file fails
+/// The restorable Secrets and ConfigMaps of the backup, as (kind, folder, name): the 13 Secrets
+/// but the three pointing at the databases, the Secrets the APIManager references as the manifest
+/// lists them (a backup without manifest, 3scale-operator's, holds none), the 2 ConfigMaps.
+fn restorable(manifest: Option<&Manifest>) -> Vec<(String, &'static str, String)> {
+    let secret = |name: &str| (Secret::kind(&()).into_owned(), SECRETS_DIR, name.to_owned());
+    let referenced = manifest.into_iter().flat_map(|m| &m.referenced_secrets).map(|entry| entry.name.as_str());
+    let secrets = SECRETS.iter().copied().chain(referenced);
+    let mut seen = std::collections::BTreeSet::new();
+    secrets
+        .filter(|name| !NEVER_RESTORED.contains(name) && seen.insert(*name))
+        .map(secret)
+        .chain(CONFIG_MAPS.iter().map(|name| (ConfigMap::kind(&()).into_owned(), CONFIG_MAPS_DIR, (*name).to_owned())))
+        .collect()
+}
+
+/// `job restore-objects`: every restorable Secret and ConfigMap the backup holds (see
+/// [`restorable`]), created unless one of that name exists. A missing optional Secret is passed
+/// over; any other missing file, or a referenced Secret whose name could not be an object's, fails
 /// the step before anything is created.
 pub async fn restore_objects(args: &RestoreArgs) -> Result<StepReport, JobError> {
     let root = &args.common.backup_dir;
+    let manifest = Manifest::read(root)?;
     let mut objects = Vec::new();
     let mut missing = Vec::new();
-    let secrets = SECRETS.iter().filter(|name| !NEVER_RESTORED.contains(name));
-    let wanted = secrets
-        .map(|name| (Secret::kind(&()), SECRETS_DIR, *name))
-        .chain(CONFIG_MAPS.iter().map(|name| (ConfigMap::kind(&()), CONFIG_MAPS_DIR, *name)));
-    for (kind, dir, name) in wanted {
+    for (kind, dir, name) in restorable(manifest.as_ref()) {
+        if !is_object_name(&name) {
+            return Err(JobError::Corrupt {
+                path: root.join(crate::layout::MANIFEST_FILE),
+                reason: format!("lists a referenced Secret named {name:?}, which is not a valid name"),
+            });
+        }
         let relative = format!("{dir}/{name}.json");
         if !root.join(&relative).exists() {
-            if !OPTIONAL_SECRETS.contains(&name) {
+            if !OPTIONAL_SECRETS.contains(&name.as_str()) {
                 missing.push(relative);
             }
             continue;
         }
-        let object = read_object(root, &relative, &kind, Some(name))?;
+        let object = read_object(root, &relative, &kind, Some(&name))?;
         objects.push((format!("{kind} {name}"), kind, object));
     }
     if !missing.is_empty() {
@@ -175,6 +197,33 @@ mod tests {
         assert!(!error.to_string().contains("s3cr3t"), "{error}");
         assert!(error.to_string().contains("line 1 column"), "{error}");
         let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn referenced_secrets_are_restored_once_and_never_those_of_the_databases() {
+        let entry = |name: &str| crate::job::manifest::ReferencedSecretEntry {
+            name: name.to_owned(),
+            path: format!("secrets/{name}.json"),
+            references: Vec::new(),
+        };
+        let manifest = Manifest {
+            referenced_secrets: vec![entry("apicast-policy"), entry("system-smtp"), entry("system-database")],
+            ..Manifest::default()
+        };
+        let names = |manifest: Option<&Manifest>| -> Vec<String> {
+            restorable(manifest).into_iter().map(|(kind, dir, name)| format!("{kind} {dir}/{name}")).collect()
+        };
+        let mut expected: Vec<String> = SECRETS
+            .iter()
+            .filter(|name| !NEVER_RESTORED.contains(name))
+            .map(|name| format!("Secret secrets/{name}"))
+            .collect();
+        let configmaps = ["ConfigMap configmaps/system-environment", "ConfigMap configmaps/apicast-environment"];
+        let without_manifest: Vec<String> = expected.iter().cloned().chain(configmaps.map(String::from)).collect();
+        assert_eq!(names(None), without_manifest, "3scale-operator's backups: the reference's objects only");
+        expected.push("Secret secrets/apicast-policy".into());
+        expected.extend(configmaps.map(String::from));
+        assert_eq!(names(Some(&manifest)), expected);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! verify step Pod (`job verify`), and on the System FileStorage claim after a restore copied it back.
 
 use super::JobError;
-use super::manifest::{FileEntry, Manifest, encode_path, hash_stream};
+use super::manifest::{BackupState, FileEntry, Manifest, encode_path, hash_stream};
 use super::tree::{Entry, LOST_AND_FOUND, Next, Visit, walk};
 use crate::layout::{APIMANAGER_FILE, MANIFEST_FILE};
 use crate::plural::counted;
@@ -144,6 +144,9 @@ pub enum Verification {
     },
     /// No manifest: a backup in 3scale-operator's layout (it writes none), which cannot be checked.
     NoManifest,
+    /// The manifest says the backup is in progress: it failed, was interrupted or still runs, and
+    /// is never restored. Its files are not compared.
+    Unfinished,
     /// The folder differs from its manifest, or holds no backup; sorted by path.
     Failed(Vec<Problem>),
 }
@@ -161,6 +164,11 @@ impl fmt::Display for Verification {
             Self::NoManifest => write!(
                 f,
                 "not verified: no {MANIFEST_FILE} (a backup in 3scale-operator's layout); sizes and checksums cannot be checked"
+            ),
+            Self::Unfinished => write!(
+                f,
+                "not verified: {MANIFEST_FILE} says the backup is in progress: it did not finish (its \
+APIManagerBackup failed, was interrupted or is still running), so it cannot be restored"
             ),
             Self::Failed(problems) => {
                 let lines: Vec<String> = problems.iter().map(|problem| problem.describe(Reference::Manifest)).collect();
@@ -185,6 +193,9 @@ pub fn verify_backup(root: &Path) -> Result<Verification, JobError> {
         let missing = [MANIFEST_FILE, APIMANAGER_FILE].map(|path| Problem::Missing { path: path.to_owned() });
         return Ok(Verification::Failed(missing.into()));
     };
+    if manifest.state == BackupState::InProgress {
+        return Ok(Verification::Unfinished);
+    }
     let mut problems = compare(root, "", &manifest, Unlisted::Reported)?;
     problems.extend(s3_section_problems(&manifest));
     if !manifest.files.iter().any(|f| f.path == APIMANAGER_FILE) {
@@ -343,6 +354,26 @@ mod tests {
         let verified = |files, links| Verification::Verified { files, links }.to_string();
         assert_eq!(verified(1, 1), "verified: 1 file and 1 link match manifest.json");
         assert_eq!(verified(3, 0), "verified: 3 files and 0 links match manifest.json");
+    }
+
+    #[test]
+    fn a_backup_in_progress_is_unfinished_before_its_files_are_compared() {
+        let root = scratch("unfinished");
+        let mut manifest = Manifest {
+            files: vec![FileEntry { path: "gone".into(), size: 1, sha256: String::new() }],
+            ..Manifest::default()
+        };
+        manifest.begin(&root).expect("manifest");
+        assert_eq!(verify_backup(&root).expect("verify"), Verification::Unfinished);
+        assert_eq!(
+            Verification::Unfinished.to_string(),
+            "not verified: manifest.json says the backup is in progress: it did not finish (its APIManagerBackup failed, \
+was interrupted or is still running), so it cannot be restored"
+        );
+        manifest.finish_step("copy-files", crate::job::manifest::now(), true);
+        manifest.save(&root).expect("manifest");
+        assert!(matches!(verify_backup(&root).expect("verify"), Verification::Failed(_)), "compared once complete");
+        let _ = fs::remove_dir_all(root);
     }
 
     #[test]

@@ -128,6 +128,23 @@ pub(super) async fn wait_established(client: &Client, name: &str) -> Result<(), 
     }
 }
 
+/// Replaces the APIManager CRD with `yaml` (say, 3scale-operator's real one instead of the
+/// development one) by a full update of the stored CRD, so nothing of the old schema stays, and
+/// waits until it is established again. The API server takes a moment more to serve the new schema;
+/// a caller that depends on it checks for it.
+pub async fn replace_apimanager_crd(client: &Client, yaml: &str) -> Result<(), LocalError> {
+    const NAME: &str = "apimanagers.apps.3scale.net";
+    let mut crd: CustomResourceDefinition =
+        serde_saphyr::from_str(yaml).map_err(|e| LocalError::Yaml(e.to_string()))?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let stored =
+        crds.get(NAME).await.map_err(|source| LocalError::Api { what: format!("reading CRD {NAME}"), source })?;
+    crd.metadata.resource_version = stored.metadata.resource_version;
+    let what = format!("replacing CRD {NAME}");
+    crds.replace(NAME, &PostParams::default(), &crd).await.map_err(|source| LocalError::Api { what, source })?;
+    wait_established(client, NAME).await
+}
+
 /// Creates the operator's namespace, ServiceAccount and RBAC from `manifests/` and returns a
 /// token of that ServiceAccount, so the operator runs with exactly the permissions it ships with.
 pub async fn install_operator_identity(client: &Client) -> Result<String, LocalError> {

@@ -2,7 +2,8 @@
 //! tests (in the style of kube-rs controller-rs's `ApiServerVerifier`, but answering by what a real
 //! API server does instead of a fixed script): it stores objects by path, answers GET, LIST (with an
 //! equality `labelSelector`), POST
-//! (409 when the name exists), merge PATCH of `status` (409 when `metadata.resourceVersion` is stale)
+//! (409 when the name exists), merge PATCH of an object or its `status` (409 when
+//! `metadata.resourceVersion` is stale)
 //! and DELETE, records every request, and answers a request with an injected error once.
 
 use http::{Request, Response, StatusCode};
@@ -175,7 +176,12 @@ impl FakeApi {
                         "the object has been modified; please apply your changes to the latest version",
                     );
                 }
-                json_patch::merge(object, &json!({"status": body["status"]}));
+                // A patch of the status subresource changes only the status; of the object, what it names.
+                let change = match path.ends_with("/status") {
+                    true => json!({"status": body["status"]}),
+                    false => body.clone(),
+                };
+                json_patch::merge(object, &change);
                 object["metadata"]["resourceVersion"] = json!(version.to_string());
                 let written = object.clone();
                 state.version = version;

@@ -5,7 +5,7 @@ use crate::admission::field_error::FieldError;
 use crate::admission::verdict::Verdict;
 use crate::api::apimanager::APIManager;
 use crate::api::restore::{APIManagerRestoreSpec, SOURCE_REQUIRED, SPEC_IMMUTABLE};
-use crate::names::{CLAIM_APIMANAGER_NAME, CLAIM_BACKUP_UID};
+use crate::names::{CLAIM_APIMANAGER_NAME, CLAIM_BACKUP_NAME, CLAIM_BACKUP_STATE, CLAIM_BACKUP_UID, CLAIM_COMPLETED};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::ResourceExt;
 
@@ -68,6 +68,17 @@ pub fn check_create(
         ));
         return verdict;
     };
+    if let Some(state) = claim.annotations().get(CLAIM_BACKUP_STATE).filter(|state| *state != CLAIM_COMPLETED) {
+        let backup = claim.annotations().get(CLAIM_BACKUP_NAME).cloned().unwrap_or_default();
+        verdict.errors.push(FieldError::invalid(
+            CLAIM_NAME,
+            name,
+            format!(
+                "the PersistentVolumeClaim holds an unfinished backup (annotation {CLAIM_BACKUP_STATE} is {state:?}): \
+APIManagerBackup {backup:?} failed, was interrupted or is still running; restore from the claim of a completed backup"
+            ),
+        ));
+    }
     if apimanagers.iter().any(|am| am.name_any() == apimanager) {
         verdict.errors.push(FieldError::invalid(
             CLAIM_NAME,
@@ -125,9 +136,29 @@ mod tests {
         let example = APIManager::new("example", APIManagerSpec::default());
         let other = APIManager::new("other", APIManagerSpec::default());
         let backup = backup_claim();
+        let ours = |state: &str| {
+            claim(json!({"apiManagerName": "example", "apiManagerBackupUID": "u-1", "apiManagerBackupName": "nightly",
+                "apps.3scale.net/backup-state": state}))
+        };
+        let (completed, unfinished) = (ours("Completed"), ours("InProgress"));
         let bare = claim(json!({"owner": "me"}));
         let cases: Vec<Case> = vec![
             ("a backup claim, no APIManager", from_claim("nightly"), Some(&backup), vec![other.clone()], vec![]),
+            ("a completed backup of this operator", from_claim("nightly"), Some(&completed), vec![], vec![]),
+            (
+                "an unfinished backup of this operator, and a live APIManager",
+                from_claim("nightly"),
+                Some(&unfinished),
+                vec![example.clone()],
+                vec![
+                    format!(
+                        "{CLAIM_NAME}: Invalid value: \"nightly\": the PersistentVolumeClaim holds an unfinished backup (annotation apps.3scale.net/backup-state is \"InProgress\"): APIManagerBackup \"nightly\" failed, was interrupted or is still running; restore from the claim of a completed backup"
+                    ),
+                    format!(
+                        "{CLAIM_NAME}: Invalid value: \"nightly\": the backup is of APIManager \"example\", which exists in namespace \"3scale\"; restoring over a live installation is refused: delete that APIManager (and its Secrets, ConfigMaps and system-storage claim) first, or restore into another namespace"
+                    ),
+                ],
+            ),
             (
                 "no source",
                 spec(json!({"restoreSource": {}})),

@@ -148,6 +148,44 @@ pub async fn namespace_with_installation(cluster: &LocalCluster, name: &str) -> 
     name.to_owned()
 }
 
+/// The names of every Secret of the sample installation: the 13 of the 3scale reference and those its
+/// APIManager references.
+pub fn sample_secret_names() -> Vec<String> {
+    use apimanager_backup_operator::local::session::SAMPLE_INSTALLATION;
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(SAMPLE_INSTALLATION).expect("sample");
+    let secrets = documents.iter().filter(|object| object["kind"] == "Secret");
+    secrets.map(|secret| secret["metadata"]["name"].as_str().expect("name").to_owned()).collect()
+}
+
+/// The Secrets the sample installation's APIManager references, sorted.
+pub const SAMPLE_REFERENCED_SECRETS: [&str; 5] = [
+    "apicast-custom-environment",
+    "apicast-custom-policy",
+    "apicast-https-certificate",
+    "apicast-tracing-config",
+    "registry-pull-secret",
+];
+
+/// Empties namespace `ns` of the sample installation as a restore brings it back: every Secret but
+/// the database ones (a restore never makes those), the ConfigMaps, the APIManager, the
+/// `system-storage` claim and its files.
+pub async fn delete_restorable(cluster: &LocalCluster, ns: &str) {
+    use apimanager_backup_operator::layout::{CONFIG_MAPS, NEVER_RESTORED};
+    let secrets = sample_secret_names();
+    let restorable: Vec<&str> =
+        secrets.iter().map(String::as_str).filter(|name| !NEVER_RESTORED.contains(name)).collect();
+    kubectl_ok(cluster, &[&["-n", ns, "delete", "secret"][..], &restorable].concat(), "");
+    kubectl_ok(cluster, &[&["-n", ns, "delete", "configmap"][..], &CONFIG_MAPS].concat(), "");
+    kubectl_ok(cluster, &["-n", ns, "delete", "apimanager", "example-apimanager"], "");
+    kubectl_ok(cluster, &["-n", ns, "delete", "persistentvolumeclaim", "system-storage"], "");
+    // The harness removes a deleted claim's folder, as a provisioned volume's reclaim policy would.
+    let storage = cluster.volume(ns, "system-storage");
+    eventually(std::time::Duration::from_secs(30), "the deleted claim's folder is reclaimed", || async {
+        !storage.exists()
+    })
+    .await;
+}
+
 /// Creates an APIManagerBackup `name` of 1Gi in `namespace` with kubectl.
 pub fn create_backup(cluster: &LocalCluster, namespace: &str, name: &str) {
     let yaml = format!(

@@ -4,10 +4,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// Runs `job copy-files` through `command` (the binary itself, or a wrapper such as `setpriv` that
-/// starts it), copying `source` into `backup` with its termination message at `log`.
+/// starts it), copying `source` into `backup` with its termination message at `log`, as the backup's
+/// last step (it marks the manifest complete).
 pub fn copy_files(mut command: Command, source: &Path, backup: &Path, log: &Path) -> Output {
     command
-        .args(["job", "copy-files"])
+        .args(["job", "copy-files", "--last-step"])
         .arg(format!("--source={}", source.display()))
         .arg(format!("--backup-dir={}", backup.display()))
         .arg(format!("--termination-log={}", log.display()))
