@@ -188,7 +188,8 @@ mod tests {
             });
         let restored =
             restore(json!({"apiManagerToRestoreRef": {"name": "example"}, "systemStorageClaimName": "system-storage"}));
-        let restores = [restore(json!({})), restored]
+        let s3 = restore(json!({"apiManagerToRestoreRef": {"name": "example"}, "fileStorageS3SecretName": "fs-s3"}));
+        let restores = [restore(json!({})), restored, s3]
             .map(|r| r.job_steps(&RestorePlan { claim: "nightly".into(), file_storage_group: None }));
         let steps: Vec<JobStep> = backups.into_iter().flatten().chain(restores.into_iter().flatten()).collect();
         let mut names: Vec<&str> = steps.iter().map(JobStep::name).collect();
@@ -204,6 +205,7 @@ mod tests {
                 "restore-apimanager",
                 "restore-files",
                 "restore-objects",
+                "restore-s3-files",
                 "verify"
             ],
             "every step is built"

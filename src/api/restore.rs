@@ -35,6 +35,11 @@ pub struct APIManagerRestoreSpec {
         .message(SOURCE_REQUIRED)
         .reason(Reason::FieldValueRequired))]
     pub restore_source: RestoreSource,
+    /// When the backed-up System FileStorage is in S3: write its objects into the restored
+    /// installation's bucket even when that bucket already holds objects (same keys are replaced).
+    /// Unset or false, such a bucket fails the restore and nothing is written to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overwrite_file_storage_objects: Option<bool>,
 }
 
 /// The restore sources; they are mutually exclusive.
@@ -87,6 +92,10 @@ pub struct APIManagerRestoreStatus {
     /// `--file-storage-group`. The restore-files Pod runs with it as a supplemental group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_storage_group: Option<i64>,
+    /// When the backup holds S3 System FileStorage objects: the Secret naming the bucket they are
+    /// written to (the backed-up APIManager's `configurationSecretRef`; empty when it names none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_storage_s3_secret_name: Option<String>,
     /// Secrets and ConfigMaps (as `Kind name`) that already existed and were left as they were,
     /// recorded by the step restoring them (empty: none existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -459,7 +459,12 @@ fn verify_step(backup_dir: &Path) -> Result<report::StepReport, JobError> {
         verify::Verification::Failed(problems) => return Err(JobError::NotVerified(problems)),
         verify::Verification::Unfinished => return Err(JobError::Unfinished),
     };
-    Ok(report::StepReport::Verify { checked, api_manager: restore::backed_up_apimanager(backup_dir)? })
+    let mut api_manager = restore::backed_up_apimanager(backup_dir)?;
+    // Objects to write back only when the backup copied the bucket.
+    if manifest::Manifest::read(backup_dir)?.and_then(|m| m.system_file_storage_s3).is_none() {
+        api_manager.file_storage_s3_secret = None;
+    }
+    Ok(report::StepReport::Verify { checked, api_manager })
 }
 
 /// Writes `bytes` to `path` with permissions `mode` through a temporary file, an fsync and a

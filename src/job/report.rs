@@ -96,6 +96,10 @@ pub struct BackedUpApiManager {
     /// group, which the restored files get; `None` when the backup holds no files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_storage_group: Option<u32>,
+    /// When the backup holds S3 System FileStorage objects: the Secret the APIManager names for
+    /// its bucket (empty when it names none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_storage_s3_secret: Option<String>,
 }
 
 impl StepReport {
@@ -123,6 +127,7 @@ mod tests {
                     name: "example".into(),
                     system_storage: None,
                     file_storage_group: None,
+                    file_storage_s3_secret: None,
                 },
             },
             StepReport::Verify {
@@ -131,11 +136,22 @@ mod tests {
                     name: "example".into(),
                     system_storage: Some(SystemStorageClaim::default()),
                     file_storage_group: Some(0),
+                    file_storage_s3_secret: None,
                 },
             },
             StepReport::InspectFiles(FileStorageOwner { uid: 1001, gid: 0, mode: 0o750 }),
             StepReport::RestoreObjects { created: vec!["Secret zync".into()], kept: vec![] },
             StepReport::RestoreFiles { files: 2, links: 1, verified: true },
+            StepReport::Verify {
+                checked: Checked::Verified { files: 3, links: 0 },
+                api_manager: BackedUpApiManager {
+                    name: "example".into(),
+                    system_storage: None,
+                    file_storage_group: None,
+                    file_storage_s3_secret: Some("fs-s3".into()),
+                },
+            },
+            StepReport::RestoreS3Files { bucket: "files".into(), objects: 2502, bytes: 17 << 20 },
             StepReport::RestoreApiManager { name: "example".into(), created: true },
         ];
         for report in reports {

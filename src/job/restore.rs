@@ -51,13 +51,13 @@ pub fn backed_up_apimanager(root: &Path) -> Result<BackedUpApiManager, JobError>
         path: root.join(APIMANAGER_FILE),
         reason: format!("not an APIManager: {e}"),
     })?;
-    let system_storage = match apimanager.file_storage() {
-        FileStorage::Claim(_) => Some(apimanager.system_storage_claim()),
-        FileStorage::S3 { .. } => None,
+    let (system_storage, file_storage_s3_secret) = match apimanager.file_storage() {
+        FileStorage::Claim(_) => (Some(apimanager.system_storage_claim()), None),
+        FileStorage::S3 { secret } => (None, Some(secret.unwrap_or_default())),
     };
     let files = std::fs::metadata(root.join(crate::layout::FILE_STORAGE_DIR));
     let file_storage_group = files.ok().filter(|m| m.is_dir()).map(|m| std::os::unix::fs::MetadataExt::gid(&m));
-    Ok(BackedUpApiManager { name: apimanager.name_any(), system_storage, file_storage_group })
+    Ok(BackedUpApiManager { name: apimanager.name_any(), system_storage, file_storage_group, file_storage_s3_secret })
 }
 
 /// `object` as an API object. The error names the kind of problem only: serde's message quotes

@@ -9,7 +9,7 @@ use crate::api::apimanager::{APIManager, DEFAULT_SYSTEM_STORAGE_CLAIM};
 use crate::api::restore::{APIManagerRestore, APIManagerRestoreStatus};
 use crate::api::status::{OperationStatus, READY, Reason};
 use crate::job::report::{Checked, StepReport};
-use crate::job::{CommonArgs, JobCommand, RestoreArgs, RestoreFilesArgs};
+use crate::job::{CommonArgs, JobCommand, RestoreArgs, RestoreFilesArgs, RestoreS3FilesArgs};
 use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT, MANIFEST_FILE};
 use crate::lookup;
 use crate::metrics::Metrics;
@@ -85,7 +85,8 @@ impl Operation for APIManagerRestore {
     }
 
     /// `verify` first; the others once its report is recorded (`restore-files` only when the
-    /// backed-up APIManager keeps its files on a claim).
+    /// backed-up APIManager keeps its files on a claim, `restore-s3-files` only when the backup
+    /// holds its S3 bucket's objects), the APIManager last.
     fn job_steps(&self, plan: &RestorePlan) -> Vec<JobStep> {
         let backup = ClaimMount::new("backup", plan.claim.clone(), BACKUP_MOUNT, true);
         let common = CommonArgs::at(BACKUP_MOUNT);
@@ -126,6 +127,19 @@ impl Operation for APIManagerRestore {
                     backup.clone(),
                     ClaimMount { group, ..ClaimMount::new("system-storage", claim.clone(), FILE_STORAGE_MOUNT, false) },
                 ],
+                ..verify.clone()
+            });
+        }
+        if let Some(secret) = &status.file_storage_s3_secret_name {
+            steps.push(JobStep {
+                command: JobCommand::RestoreS3Files(RestoreS3FilesArgs {
+                    secret: secret.clone(),
+                    overwrite: self.spec.overwrite_file_storage_objects == Some(true),
+                    common: common.clone(),
+                }),
+                action: "RestoreS3Files",
+                reason: "RestoringS3Files",
+                doing: "writing the System FileStorage objects back into its bucket",
                 ..verify.clone()
             });
         }
@@ -174,6 +188,7 @@ it is restored unchecked"
                 run.condition(VERIFIED, verified, reason, &message);
                 let found = api_manager.file_storage_group.map(i64::from);
                 run.status.file_storage_group = run.ctx.settings.jobs.file_storage_group.or(found);
+                run.status.file_storage_s3_secret_name = api_manager.file_storage_s3_secret;
                 run.status.api_manager_to_restore_ref = Some(LocalObjectReference { name: api_manager.name });
                 Ok(())
             }

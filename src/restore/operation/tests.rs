@@ -75,7 +75,12 @@ fn pod(fake: &FakeApi, watches: &mut Watches, step: &str, phase: &str, code: i32
 fn verified(system_storage: Option<SystemStorageClaim>) -> StepReport {
     StepReport::Verify {
         checked: Checked::Verified { files: 18, links: 1 },
-        api_manager: BackedUpApiManager { name: "example".into(), system_storage, file_storage_group: Some(1001) },
+        api_manager: BackedUpApiManager {
+            name: "example".into(),
+            system_storage,
+            file_storage_group: Some(1001),
+            file_storage_s3_secret: None,
+        },
     }
 }
 
@@ -225,7 +230,12 @@ async fn a_backup_without_manifest_in_s3_is_restored_unchecked_and_without_a_fil
     pass(&fake, &ctx).await;
     let report = StepReport::Verify {
         checked: Checked::NoManifest,
-        api_manager: BackedUpApiManager { name: "example".into(), system_storage: None, file_storage_group: None },
+        api_manager: BackedUpApiManager {
+            name: "example".into(),
+            system_storage: None,
+            file_storage_group: None,
+            file_storage_s3_secret: None,
+        },
     };
     succeed(&fake, &mut watches, VERIFY, Some(&report));
     pass(&fake, &ctx).await;
