@@ -163,3 +163,56 @@ async fn a_backup_copies_every_object_of_the_file_storage_bucket_with_its_metada
     assert!(!root.join(format!("{DIR}.partial")).exists(), "no staging folder left");
     assert_eq!(read_back(&bucket).await, served, "the backup leaves the bucket as it was");
 }
+
+#[tokio::test]
+async fn a_restore_writes_every_object_back_into_the_bucket_its_secret_names_and_refuses_a_non_empty_one() {
+    use apimanager_backup_operator::layout::{CONFIG_MAPS, NEVER_RESTORED, SECRETS};
+    use support::restore::{create_restore, finished_restore};
+    let cluster = shared();
+    let objects = fixture();
+    let bucket = bucket_name("fs-source");
+    fill(&bucket, &objects).await;
+    let served = read_back(&bucket).await;
+    let ns = namespace_with_installation(cluster, "s3-fs-restore").await;
+    create_secret(cluster, &ns, "fs-s3", &bucket);
+    use_s3_file_storage(cluster, &ns, "fs-s3");
+    create_backup(cluster, &ns, "nightly");
+    let backup = finished_backup(cluster, &ns, "nightly").await;
+    assert_eq!(backup.status.and_then(|s| s.completed), Some(true));
+
+    // The installation goes (but the database Secrets and the S3 Secret, which still names the
+    // original, non-empty bucket).
+    let restorable: Vec<&str> = SECRETS.into_iter().filter(|name| !NEVER_RESTORED.contains(name)).collect();
+    kubectl_ok(cluster, &[&["-n", &ns, "delete", "secret"][..], &restorable].concat(), "");
+    kubectl_ok(cluster, &[&["-n", &ns, "delete", "configmap"][..], &CONFIG_MAPS].concat(), "");
+    kubectl_ok(cluster, &["-n", &ns, "delete", "apimanager", "example-apimanager"], "");
+
+    create_restore(cluster, &ns, "refused", "nightly");
+    let refused = finished_restore(cluster, &ns, "refused").await;
+    let status = refused.status.expect("status");
+    assert_ne!(status.completed, Some(true));
+    let failed = status.conditions.iter().find(|c| c.type_ == "Failed").expect("Failed condition");
+    let uid = refused.metadata.uid.clone().expect("uid");
+    assert_eq!(
+        failed.message,
+        format!(
+            "Pod restore-s3-files-{uid}-0 failed after 1 attempt: System FileStorage bucket {bucket} (Secret fs-s3) already \
+holds objects; nothing was written. Empty it, or set spec.overwriteFileStorageObjects: true on the APIManagerRestore \
+to write the backed-up objects over it"
+        )
+    );
+    assert_eq!(read_back(&bucket).await, served, "the non-empty bucket is left as it was");
+    kubectl_ok(cluster, &["-n", &ns, "delete", "apimanagerrestore", "refused"], "");
+
+    // The restored installation's Secret names a fresh, empty bucket.
+    let fresh = bucket_name("fs-restored");
+    shared_s3().create_bucket(&fresh).await.expect("create bucket");
+    kubectl_ok(cluster, &["-n", &ns, "delete", "secret", "fs-s3"], "");
+    create_secret(cluster, &ns, "fs-s3", &fresh);
+    create_restore(cluster, &ns, "back", "nightly");
+    let restored = finished_restore(cluster, &ns, "back").await;
+    let status = restored.status.expect("status");
+    assert_eq!(status.completed, Some(true), "{:?}", status.conditions);
+    assert_eq!(status.file_storage_s3_secret_name.as_deref(), Some("fs-s3"));
+    assert_eq!(read_back(&fresh).await, served, "every key with its content type, metadata and bytes");
+}
