@@ -41,7 +41,7 @@ fn fixture() -> Objects {
         let mut user = BTreeMap::new();
         if i % 5 != 0 {
             user.insert("uploaded-by".to_owned(), format!("user-{}", i % 11));
-            user.insert("original-name".to_owned(), format!("File {i}.bin"));
+            user.insert("original-name".to_owned(), format!("Fichier n° {i} — café.bin"));
         }
         let metadata = ObjectMetadata { content_type: (i % 10 != 9).then(|| content_type.to_owned()), user };
         let body = Bytes::from(format!("object {i} of the System FileStorage\n").repeat(1 + i % 13));
@@ -215,4 +215,29 @@ to write the backed-up objects over it"
     assert_eq!(status.completed, Some(true), "{:?}", status.conditions);
     assert_eq!(status.file_storage_s3_secret_name.as_deref(), Some("fs-s3"));
     assert_eq!(read_back(&fresh).await, served, "every key with its content type, metadata and bytes");
+}
+
+#[tokio::test]
+async fn the_s3_sample_of_local_backs_up_the_uploads_of_its_bucket() {
+    use apimanager_backup_operator::local::{s3_sample, session::SAMPLE_INSTALLATION};
+    let cluster = shared();
+    let admin = cluster.admin_client().await.expect("admin client");
+    let (ns, bucket) = ("s3-fs-sample", bucket_name("fs-sample"));
+    s3_sample::install(&admin, shared_s3(), SAMPLE_INSTALLATION, ns, &bucket).await.expect("the S3 sample");
+    let backup = finished_backup(cluster, ns, s3_sample::BACKUP_NAME).await;
+    let status = backup.status.expect("status");
+    assert_eq!(status.completed, Some(true), "{:?}", status.conditions);
+    let claim = status.backup_persistent_volume_claim_name.expect("claim");
+    let manifest = Manifest::load(&cluster.volume(ns, &claim)).expect("manifest.json");
+    let section = manifest.system_file_storage_s3.expect("systemFileStorageS3 in manifest.json");
+    assert_eq!((section.bucket.as_str(), section.secret.as_str()), (bucket.as_str(), s3_sample::SECRET));
+    let mut expected = s3_sample::OBJECTS.to_vec();
+    expected.sort();
+    let recorded: Vec<_> = section
+        .objects
+        .iter()
+        .map(|o| (o.key.as_str(), o.content_type.as_deref().unwrap_or_default(), o.metadata["original-name"].as_str()))
+        .collect();
+    let expected: Vec<_> = expected.iter().map(|(key, content_type, name, _)| (*key, *content_type, *name)).collect();
+    assert_eq!(recorded, expected, "each upload with its content type and its (non-ASCII) original name");
 }

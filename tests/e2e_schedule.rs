@@ -102,6 +102,21 @@ async fn events(cluster: &LocalCluster, ns: &str, schedule: &str, reason: &str) 
         .collect()
 }
 
+/// The notes of `schedule`'s events of `reason` once there is at least one: the operator
+/// records an event after the act it reports, so a test that saw the act waits for its event.
+async fn recorded_events(
+    cluster: &LocalCluster,
+    ns: &str,
+    schedule: &str,
+    reason: &str,
+    within: Duration,
+) -> Vec<String> {
+    wait_for(within, &format!("a {reason} event of {schedule}"), || async {
+        Some(events(cluster, ns, schedule, reason).await).filter(|notes| !notes.is_empty())
+    })
+    .await
+}
+
 /// Waits until backup `name` exists and returns it.
 async fn created(api: &Api<APIManagerBackup>, name: &str, within: Duration) -> APIManagerBackup {
     wait_for(within, &format!("backup {name} is created"), || async move { api.get_opt(name).await.expect("backup") })
@@ -162,7 +177,7 @@ async fn fires_on_the_minute_not_at_creation_and_prunes_to_keep_last_with_the_da
         schedules.get("every-minute").await.expect("schedule").status.and_then(|s| s.last_successful_time).is_some()
     })
     .await;
-    let notes = events(cluster, &ns, "every-minute", "RunStarted").await;
+    let notes = recorded_events(cluster, &ns, "every-minute", "RunStarted", Duration::from_secs(30)).await;
     assert_eq!(notes, [format!("created APIManagerBackup {first_name} for the run scheduled at {first}")]);
     // The leader's metrics: the run counted, the last success and the interval the alert compares
     // (the next run may have started and ended meanwhile on a slow machine).
@@ -200,7 +215,7 @@ async fn fires_on_the_minute_not_at_creation_and_prunes_to_keep_last_with_the_da
     .await;
     assert!(backups.get_opt(&second_name).await.expect("backup").is_some(), "the newest completed backup stays");
     assert!(cluster.volume(&ns, &second_name).join("manifest.json").exists(), "its data stays");
-    let pruned = events(cluster, &ns, "every-minute", "BackupPruned").await;
+    let pruned = recorded_events(cluster, &ns, "every-minute", "BackupPruned", Duration::from_secs(30)).await;
     assert!(
         pruned.contains(&format!("deleted APIManagerBackup {first_name} and its data: no retention rule keeps it")),
         "{pruned:?}"
@@ -250,11 +265,7 @@ async fn forbid_skips_and_reports_a_run_while_the_previous_backup_runs() {
     let first_name = backup_name("slow", first);
     created(&backups, &first_name, until(first) + Duration::from_secs(30)).await;
     let second = first + SignedDuration::from_mins(1);
-    let skipped = wait_for(until(second) + Duration::from_secs(30), "the second run is skipped", || {
-        let ns = ns.clone();
-        async move { Some(events(cluster, &ns, "slow", "RunSkipped").await).filter(|notes| !notes.is_empty()) }
-    })
-    .await;
+    let skipped = recorded_events(cluster, &ns, "slow", "RunSkipped", until(second) + Duration::from_secs(30)).await;
     assert_eq!(
         skipped,
         [format!(
@@ -309,7 +320,7 @@ async fn replace_stops_the_running_backup_and_deletes_its_claim_for_the_new_run(
         }
     })
     .await;
-    let replaced = events(cluster, &ns, "replacing", "BackupReplaced").await;
+    let replaced = recorded_events(cluster, &ns, "replacing", "BackupReplaced", Duration::from_secs(30)).await;
     assert_eq!(
         replaced,
         [format!(

@@ -150,7 +150,12 @@ impl AsyncWrite for HashingSink {
 fn metadata() -> ObjectMetadata {
     ObjectMetadata {
         content_type: Some("application/json".into()),
-        user: [("sha256".to_owned(), "ab".repeat(32)), ("mode".to_owned(), "0640".to_owned())].into(),
+        user: [
+            ("sha256".to_owned(), "ab".repeat(32)),
+            ("mode".to_owned(), "0640".to_owned()),
+            ("original-name".to_owned(), "Logo café ☕.png".to_owned()),
+        ]
+        .into(),
     }
 }
 

@@ -58,7 +58,8 @@ pub const WEBHOOKS_MANIFEST: &str = include_str!("../../manifests/webhooks.yaml"
 /// `namespaced` component of `manifests/`.
 pub const NAMESPACED_ROLE_BINDING: &str = include_str!("../../manifests/components/namespaced/rolebindings.yaml");
 
-fn parse_documents(yaml: &str) -> Result<Vec<DynamicObject>, LocalError> {
+/// The documents of a multi-document YAML text.
+pub(super) fn parse_documents(yaml: &str) -> Result<Vec<DynamicObject>, LocalError> {
     serde_saphyr::from_multiple(yaml).map_err(|e| LocalError::Yaml(e.to_string()))
 }
 

@@ -11,6 +11,7 @@ pub mod openshift;
 pub mod pod_security;
 pub mod process;
 pub mod reclaim;
+pub mod s3_sample;
 pub mod s3_server;
 pub mod scc;
 pub mod session;

@@ -1,6 +1,7 @@
 //! `apimanager-backup-operator local`: the embedded default, run until Ctrl-C.
 
 use super::install::{apply_yaml, ensure_namespace};
+use super::s3_sample;
 use super::s3_server::S3Server;
 use super::{LocalCluster, LocalError};
 use crate::api::backup::APIManagerBackup;
@@ -118,8 +119,11 @@ pub async fn run(operator_binary: &Path, dir: &Path) -> Result<(), LocalError> {
     apply_yaml(&admin, SAMPLE_INSTALLATION, SAMPLE_NAMESPACE).await?;
     apply_yaml(&admin, SAMPLE_BACKUP, SAMPLE_NAMESPACE).await?;
     apply_yaml(&admin, SAMPLE_SCHEDULE, SAMPLE_NAMESPACE).await?;
+    s3_sample::install(&admin, &s3, SAMPLE_INSTALLATION, s3_sample::NAMESPACE, s3_sample::BUCKET).await?;
+    let s3_backups: Api<APIManagerBackup> = Api::namespaced(admin.clone(), s3_sample::NAMESPACE);
     let backups: Api<APIManagerBackup> = Api::namespaced(admin, SAMPLE_NAMESPACE);
     let backup = wait_for_backup(&backups, SAMPLE_BACKUP_NAME, Duration::from_secs(120)).await?;
+    let s3_backup = wait_for_backup(&s3_backups, s3_sample::BACKUP_NAME, Duration::from_secs(120)).await?;
     let status = backup.status.clone().unwrap_or_default();
     let kubeconfig = cluster.plane.admin_kubeconfig.display();
     println!("control plane ready at {}", cluster.plane.server);
@@ -138,6 +142,17 @@ pub async fn run(operator_binary: &Path, dir: &Path) -> Result<(), LocalError> {
     println!(
         "sample APIManagerBackupSchedule {SAMPLE_NAMESPACE}/{SAMPLE_SCHEDULE_NAME}: a backup every hour, on the hour"
     );
+    let s3_status = s3_backup.status.unwrap_or_default();
+    println!(
+        "sample with System FileStorage in S3 bucket {} (Secret {}): APIManagerBackup {}/{}, completed: {}",
+        s3_sample::BUCKET,
+        s3_sample::SECRET,
+        s3_sample::NAMESPACE,
+        s3_sample::BACKUP_NAME,
+        s3_status.completed == Some(true)
+    );
+    let s3_claim = s3_status.backup_persistent_volume_claim_name.unwrap_or_default();
+    println!("backup files (claim {s3_claim}): {}", cluster.volume(s3_sample::NAMESPACE, &s3_claim).display());
     print_s3(&s3);
     println!("try:  kubectl --kubeconfig {kubeconfig} -n {SAMPLE_NAMESPACE} get apimanagerbackups");
     println!("      kubectl --kubeconfig {kubeconfig} -n {SAMPLE_NAMESPACE} get apimanagerbackupschedules");

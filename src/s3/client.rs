@@ -61,7 +61,9 @@ impl Default for ClientOptions {
 }
 
 /// What is stored with an object besides its bytes: its content type and user metadata
-/// (`x-amz-meta-<name>`; names lowercase, values printable ASCII).
+/// (`x-amz-meta-<name>`; names lowercase). Values are kept as the server sends them: plain
+/// ASCII, RFC 2047 words (AWS's form of non-ASCII values, which it decodes again when they are
+/// written back) or raw UTF-8 (what SeaweedFS, MinIO and Ceph store and return).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObjectMetadata {
     /// `Content-Type`.
@@ -73,10 +75,9 @@ pub struct ObjectMetadata {
 impl ObjectMetadata {
     /// The request headers carrying this metadata, or why it cannot be sent.
     pub(crate) fn headers(&self) -> Result<BTreeMap<String, String>, String> {
-        let printable = |v: &str| v.bytes().all(|b| (0x20..0x7f).contains(&b));
         let mut headers = BTreeMap::new();
         if let Some(content_type) = &self.content_type {
-            if !printable(content_type) {
+            if !content_type.bytes().all(|b| (0x20..0x7f).contains(&b)) {
                 return Err("the content type must be printable ASCII".into());
             }
             headers.insert("content-type".to_owned(), content_type.clone());
@@ -88,8 +89,8 @@ impl ObjectMetadata {
             if !valid_name {
                 return Err("metadata names are lowercase letters, digits, '-', '_' and '.'".into());
             }
-            if !printable(value) {
-                return Err("metadata values must be printable ASCII".into());
+            if value.chars().any(char::is_control) {
+                return Err("metadata values cannot hold control characters".into());
             }
             total += name.len() + value.len();
             headers.insert(format!("x-amz-meta-{name}"), value.trim().to_owned());
@@ -100,17 +101,24 @@ impl ObjectMetadata {
         Ok(headers)
     }
 
-    /// The metadata an answer's headers carry.
-    pub(crate) fn from_headers(headers: &http::HeaderMap) -> Self {
-        let text = |v: &http::HeaderValue| v.to_str().ok().map(str::to_owned);
-        let user = headers
-            .iter()
-            .filter_map(|(name, value)| {
-                let name = name.as_str().strip_prefix("x-amz-meta-")?;
-                Some((name.to_owned(), text(value)?))
-            })
-            .collect();
-        Self { content_type: headers.get(http::header::CONTENT_TYPE).and_then(text), user }
+    /// The metadata an answer's headers carry, every value kept: one that is not UTF-8, or
+    /// entries the server says it withheld (`x-amz-missing-meta`), are an error, never dropped.
+    pub(crate) fn from_headers(headers: &http::HeaderMap) -> Result<Self, String> {
+        if let Some(missing) = headers.get(MISSING_METADATA_HEADER) {
+            let count = String::from_utf8_lossy(missing.as_bytes()).into_owned();
+            return Err(format!(
+                "the server withheld {count} metadata entries it cannot send ({MISSING_METADATA_HEADER})"
+            ));
+        }
+        let mut user = BTreeMap::new();
+        for (name, value) in headers {
+            let Some(name) = name.as_str().strip_prefix("x-amz-meta-") else { continue };
+            let value = String::from_utf8(value.as_bytes().to_vec())
+                .map_err(|_| format!("the value of metadata {name:?} is not UTF-8"))?;
+            user.insert(name.to_owned(), value);
+        }
+        let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Ok(Self { content_type, user })
     }
 }
 
@@ -128,16 +136,25 @@ pub struct ObjectInfo {
 }
 
 impl ObjectInfo {
-    pub(crate) fn from_headers(headers: &http::HeaderMap) -> Self {
+    /// The object an answer's headers describe, or why its metadata cannot be kept.
+    pub(crate) fn from_headers(headers: &http::HeaderMap) -> Result<Self, String> {
         let text = |name: http::header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Self {
+        Ok(Self {
             size: text(http::header::CONTENT_LENGTH).and_then(|v| v.parse().ok()).unwrap_or_default(),
-            etag: text(http::header::ETAG).unwrap_or_default().trim_matches('"').to_owned(),
+            etag: etag_of(headers),
             last_modified: text(http::header::LAST_MODIFIED),
-            metadata: ObjectMetadata::from_headers(headers),
-        }
+            metadata: ObjectMetadata::from_headers(headers)?,
+        })
     }
 }
+
+/// The entity tag an answer carries, without quotes (empty when it has none).
+pub(crate) fn etag_of(headers: &http::HeaderMap) -> String {
+    headers.get(http::header::ETAG).and_then(|v| v.to_str().ok()).unwrap_or_default().trim_matches('"').to_owned()
+}
+
+/// The header by which S3 says it withheld metadata that HTTP headers cannot carry.
+const MISSING_METADATA_HEADER: &str = "x-amz-missing-meta";
 
 /// What a finished upload stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,7 +263,8 @@ impl S3Client {
         );
         let mut builder = http::Request::builder().method(call.method.to_str()).uri(signed.as_str());
         for (name, value) in &call.headers {
-            builder = builder.header(name.as_str(), value.as_str());
+            // From bytes: a metadata value may be UTF-8 beyond ASCII, which `&str` headers refuse.
+            builder = builder.header(name.as_str(), value.as_bytes());
         }
         if matches!(call.method, rusty_s3::Method::Put | rusty_s3::Method::Post) {
             builder = builder.header(http::header::CONTENT_LENGTH, call.body.len());
@@ -349,7 +367,7 @@ impl S3Client {
         let size = data.len() as u64;
         call.body = data;
         let response = self.execute(&call).await?;
-        Ok(Uploaded { etag: ObjectInfo::from_headers(response.headers()).etag, size, parts: 0 })
+        Ok(Uploaded { etag: etag_of(response.headers()), size, parts: 0 })
     }
 
     /// Size, entity tag and metadata of `key`, or `None` when it does not exist.
@@ -357,7 +375,9 @@ impl S3Client {
         let call = Call::new(Operation::HeadObject, bucket, Some(key), rusty_s3::Method::Head);
         check_key(&call, key)?;
         match self.execute(&call).await {
-            Ok(response) => Ok(Some(ObjectInfo::from_headers(response.headers()))),
+            Ok(response) => ObjectInfo::from_headers(response.headers())
+                .map(Some)
+                .map_err(|reason| call.error(ErrorKind::Metadata(reason))),
             Err(S3Error { kind: ErrorKind::NoSuchKey, .. }) => Ok(None),
             Err(error) => Err(error),
         }
@@ -537,9 +557,28 @@ mod tests {
         }
         map.insert(http::header::ETAG, "\"e1\"".parse().unwrap());
         map.insert(http::header::CONTENT_LENGTH, "42".parse().unwrap());
-        let info = ObjectInfo::from_headers(&map);
+        let info = ObjectInfo::from_headers(&map).unwrap();
         assert_eq!(info.metadata, metadata);
         assert_eq!((info.size, info.etag.as_str()), (42, "e1"));
+    }
+
+    #[test]
+    fn metadata_values_come_back_as_sent_and_none_is_dropped() {
+        let mut map = http::HeaderMap::new();
+        map.insert("x-amz-meta-name", http::HeaderValue::from_bytes("café.png".as_bytes()).unwrap());
+        map.insert("x-amz-meta-encoded", http::HeaderValue::from_static("=?UTF-8?B?Y2Fmw6k=?="));
+        let metadata = ObjectMetadata::from_headers(&map).unwrap();
+        assert_eq!(metadata.user["name"], "café.png");
+        assert_eq!(metadata.user["encoded"], "=?UTF-8?B?Y2Fmw6k=?=");
+
+        map.insert("x-amz-meta-latin1", http::HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        assert_eq!(ObjectMetadata::from_headers(&map).unwrap_err(), "the value of metadata \"latin1\" is not UTF-8");
+        map.remove("x-amz-meta-latin1");
+        map.insert("x-amz-missing-meta", http::HeaderValue::from_static("2"));
+        assert_eq!(
+            ObjectMetadata::from_headers(&map).unwrap_err(),
+            "the server withheld 2 metadata entries it cannot send (x-amz-missing-meta)"
+        );
     }
 
     #[test]
@@ -551,7 +590,8 @@ mod tests {
         assert!(with("Upper", "v").headers().is_err());
         assert!(with("", "v").headers().is_err());
         assert!(with("k", "line\nbreak").headers().is_err());
-        assert!(with("k", "é").headers().is_err());
+        assert!(with("k", "tab\there").headers().is_err());
+        assert!(with("k", "café").headers().is_ok());
         assert!(with("k", &"v".repeat(2048)).headers().is_err());
         assert!(with("k", "v").headers().is_ok());
     }

@@ -35,7 +35,10 @@ impl S3Client {
             if info.is_none() {
                 expected =
                     response.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
-                info = Some(ObjectInfo::from_headers(response.headers()));
+                info = Some(
+                    ObjectInfo::from_headers(response.headers())
+                        .map_err(|reason| call.error(ErrorKind::Metadata(reason)))?,
+                );
             } else if response.status() != http::StatusCode::PARTIAL_CONTENT {
                 return Err(call.error(ErrorKind::Invalid("the server ignored the range of a resumed read".into())));
             }

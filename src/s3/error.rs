@@ -128,6 +128,9 @@ pub enum ErrorKind {
     /// Writing the downloaded data failed.
     #[error("writing the downloaded data failed: {0}")]
     Sink(std::io::Error),
+    /// The object's metadata cannot be kept whole (see `ObjectMetadata::from_headers`).
+    #[error("its metadata cannot be kept: {0}")]
+    Metadata(String),
     /// The request cannot be made (a bad key, too many parts, …).
     #[error("invalid request: {0}")]
     Invalid(String),
