@@ -148,6 +148,11 @@ pub struct ServeArgs {
     /// A connection without a request in progress for this long is closed (e.g. 20s).
     #[arg(long, env = "APIMANAGER_BACKUP_IDLE_TIMEOUT", default_value = "20s", value_parser = positive_duration)]
     pub idle_timeout: Duration,
+    /// How long the server keeps accepting requests after SIGTERM, `/readyz` answering `not
+    /// ready: shutdown` meanwhile, so the Service's endpoints drop this replica before it stops
+    /// listening (the API server learns of a terminating Pod a moment after its SIGTERM).
+    #[arg(long, env = "APIMANAGER_BACKUP_SHUTDOWN_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
     /// How long in-flight requests may run after SIGTERM before the server closes them.
     #[arg(long, env = "APIMANAGER_BACKUP_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

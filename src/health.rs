@@ -9,6 +9,10 @@ use kube::runtime::watcher;
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
+/// The check that fails once the process is asked to stop (see
+/// [`signals::stop_requested_and_drained`](crate::signals::stop_requested_and_drained)).
+pub const SHUTDOWN: &str = "shutdown";
+
 /// Shared readiness checks; clones see the same state.
 #[derive(Clone, Default)]
 pub struct Readiness {

@@ -118,11 +118,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         client::connect("operator").await.context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
     let mut runtime = Runtime::new(client, metrics, args.scope());
     let stop = runtime.stopper();
+    let readiness = Readiness::default();
+    let (draining, delay) = (readiness.clone(), args.shutdown_delay);
     runtime.until_shutdown("signals", async move {
-        apimanager_backup_operator::signals::stop_requested().await;
+        apimanager_backup_operator::signals::stop_requested_and_drained(&draining, delay).await;
         stop();
     });
-    let readiness = Readiness::default();
     // One watch per kind for the process's life, shared by whatever reads it (docs/design.md, "Watches and
     // caches"): the webhooks' cache and the controllers read the APIManagers, the observer and the
     // backup controller the backups.

@@ -162,6 +162,8 @@ impl OperatorProcess {
             .env("KUBECONFIG", kubeconfig)
             // No retries unless a test asks for them with the flag, which takes precedence.
             .env("APIMANAGER_BACKUP_JOB_BACKOFF_LIMIT", "0")
+            // No Service's endpoints to leave: stop at SIGTERM.
+            .env("APIMANAGER_BACKUP_SHUTDOWN_DELAY", "0s")
             .env("POD_NAME", Self::identity(port))
             .env("POD_NAMESPACE", install::OPERATOR_NAMESPACE)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
