@@ -14,7 +14,6 @@ use apimanager_backup_operator::local::OperatorProcess;
 use apimanager_backup_operator::local::install::{self, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
 use apimanager_backup_operator::selfcert::stored::{CA_KEY, CERT_KEY};
 use futures::StreamExt;
-use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
@@ -24,10 +23,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::cluster::{client_as, eventually, kubectl_run, start_cluster};
+use support::deployed::ca_bundles;
 use support::https::{client_config, connect, request};
 
 const SECRET: &str = "apimanager-backup-operator-tls";
-const CONFIGURATION: &str = "apimanager-backup-operator";
 
 fn replica_args(secret: &str) -> Vec<String> {
     [
@@ -45,17 +44,6 @@ fn replica_args(secret: &str) -> Vec<String> {
 async fn secret_entry(secrets: &Api<Secret>, key: &str) -> Option<Vec<u8>> {
     let secret = secrets.get_opt(SECRET).await.expect("read the Secret")?;
     secret.data?.get(key).map(|value| value.0.clone())
-}
-
-/// The caBundle of every webhook of both configurations.
-async fn ca_bundles(admin: &kube::Client) -> Vec<Option<Vec<u8>>> {
-    let mutating: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
-    let validating: Api<ValidatingWebhookConfiguration> = Api::all(admin.clone());
-    let m = mutating.get(CONFIGURATION).await.expect("mutating");
-    let v = validating.get(CONFIGURATION).await.expect("validating");
-    let mut bundles: Vec<_> = m.webhooks.iter().flatten().map(|w| w.client_config.ca_bundle.clone()).collect();
-    bundles.extend(v.webhooks.iter().flatten().map(|w| w.client_config.ca_bundle.clone()));
-    bundles.into_iter().map(|b| b.map(|b| b.0)).collect()
 }
 
 /// The leaf certificate `address` serves, verified against `bundle` for the name localhost.
@@ -113,55 +101,10 @@ async fn readyz(address: SocketAddr, bundle: &[u8], dir: &std::path::Path) -> (u
     (reply.status, reply.body)
 }
 
-/// Accepts any server certificate, as the kubelet's HTTPS probes do.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// `GET /readyz` of `address` without verifying its certificate, as the kubelet probes.
 async fn unverified_readyz(address: SocketAddr) -> (u16, String) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
-    let reply = request(address, Arc::new(config), "GET", "/readyz", b"").await;
+    let config = apimanager_backup_operator::local::probe::unverified_tls().expect("TLS client");
+    let reply = request(address, config, "GET", "/readyz", b"").await;
     (reply.status, reply.body)
 }
 

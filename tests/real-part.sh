@@ -20,18 +20,20 @@ real_part_start() {
   trap '[[ -z ${real_part_tmp:-} ]] || rm -f -- "$real_part_tmp"' EXIT
 }
 
-# real_part_cached BINARY LABEL WHAT DIR: prints BINARY and ends the script when it is built;
-# otherwise starts the part's build (real_part_start LABEL WHAT), holds DIR's lock, and ends the
-# script the same way if a build that held it made BINARY meanwhile.
+# real_part_cached BINARY LABEL WHAT DIR [RESULT]: prints RESULT (default BINARY) and ends the
+# script when BINARY (the last thing the build puts in place) exists; otherwise starts the part's
+# build (real_part_start LABEL WHAT), holds DIR's lock, and ends the script the same way if a
+# build that held it made BINARY meanwhile.
 real_part_cached() {
-  if [[ -x $1 ]]; then
-    printf '%s\n' "$1"
+  local result=${5:-$1}
+  if [[ -e $1 ]]; then
+    printf '%s\n' "$result"
     exit 0
   fi
   real_part_start "$2" "$3"
   real_part_lock "$4"
-  if [[ -x $1 ]]; then
-    printf '%s\n' "$1" >&3
+  if [[ -e $1 ]]; then
+    printf '%s\n' "$result" >&3
     exit 0
   fi
 }

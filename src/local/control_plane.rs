@@ -185,6 +185,9 @@ impl ControlPlane {
             .arg("--service-cluster-ip-range=10.96.0.0/16")
             .arg("--allow-privileged=true")
             .arg("--endpoint-reconciler-type=none")
+            // Webhooks (and APIServices) that name a Service are called at one of its ready
+            // endpoints' Pod IPs, not at its cluster IP: no kube-proxy runs here to route that.
+            .arg("--enable-aggregator-routing=true")
             .arg("--profiling=false")
             .arg("--v=1");
         let apiserver = Supervised::spawn("kube-apiserver", apiserver, &logs)?;

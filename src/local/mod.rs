@@ -3,17 +3,22 @@
 //! by the end-to-end tests, so both exercise the same setup.
 
 pub mod background;
+pub mod cert_manager;
 pub mod control_plane;
+pub mod deployed;
 pub mod forwarder;
 pub mod install;
 pub mod node;
 pub mod openshift;
+pub mod pod_network;
 pub mod pod_security;
+pub mod probe;
 pub mod process;
 pub mod reclaim;
 pub mod s3_sample;
 pub mod s3_server;
 pub mod scc;
+pub mod serving_pods;
 pub mod session;
 pub mod threescale_operator;
 
@@ -109,7 +114,7 @@ pub fn repo_dir() -> PathBuf {
 
 /// Starts the control plane, again (up to three times, in a cleared `dir`) when a process exits
 /// at start: the free ports it was given can be taken by someone else before it binds them.
-async fn start_control_plane(repo: &Path, bin: &Path, dir: &Path) -> Result<ControlPlane, LocalError> {
+pub(crate) async fn start_control_plane(repo: &Path, bin: &Path, dir: &Path) -> Result<ControlPlane, LocalError> {
     let mut attempt = 1;
     loop {
         match ControlPlane::start(repo, bin, dir).await {

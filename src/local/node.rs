@@ -226,7 +226,7 @@ impl Terminated {
 }
 
 /// A container's status entry as a kubelet writes it, in `state`.
-fn container_status(container: &Container, state: serde_json::Value, ready: bool) -> serde_json::Value {
+pub(super) fn container_status(container: &Container, state: serde_json::Value, ready: bool) -> serde_json::Value {
     let started = state.get("running").is_some();
     serde_json::json!({"name": container.name, "image": container.image, "imageID": "", "ready": ready,
         "restartCount": 0, "started": started, "state": state})
@@ -240,7 +240,7 @@ fn initializing() -> serde_json::Value {
 /// The Pod conditions a kubelet reports: `Initialized` once every init container succeeded,
 /// `ContainersReady` and `Ready` while the main container runs (the step machine shows the Pod's
 /// last step once it is Ready).
-fn pod_conditions(initialized: bool, ready: bool, at: &str) -> serde_json::Value {
+pub(super) fn pod_conditions(initialized: bool, ready: bool, at: &str) -> serde_json::Value {
     let condition = |type_: &str, value: bool| serde_json::json!({"type": type_, "status": if value { "True" } else { "False" }, "lastTransitionTime": at});
     serde_json::json!([
         condition("PodScheduled", true),
@@ -393,7 +393,7 @@ impl PodRun<'_> {
             tokio::process::Command::new(&program)
         };
         process.args(&args).env_remove("KUBECONFIG");
-        for (name, value) in container_env(self.client, &namespace, container).await? {
+        for (name, value) in container_env(self.client, self.pod, container).await? {
             process.env_remove(&name);
             if let Some(value) = value {
                 process.env(name, value);
@@ -419,23 +419,32 @@ impl PodRun<'_> {
     }
 }
 
-/// The environment of `container` as a kubelet gives it: each variable's value, or the key of a
-/// Secret (`valueFrom.secretKeyRef`) read from the Pod's namespace; `None` for an optional one that
-/// is absent. Other sources are not supported.
-async fn container_env(
+/// The environment of `container` of `pod` as a kubelet gives it: each variable's value, a field
+/// of the Pod (`valueFrom.fieldRef`: its name, namespace, ServiceAccount, node or IP), or the key
+/// of a Secret (`valueFrom.secretKeyRef`) read from the Pod's namespace; `None` for an optional
+/// one that is absent. Other sources are not supported.
+pub(super) async fn container_env(
     client: &kube::Client,
-    namespace: &str,
+    pod: &Pod,
     container: &Container,
 ) -> Result<Vec<(String, Option<String>)>, NodeError> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let namespace = pod.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let mut env = Vec::new();
     for var in container.env.iter().flatten() {
         let Some(source) = &var.value_from else {
             env.push((var.name.clone(), Some(var.value.clone().unwrap_or_default())));
             continue;
         };
+        if let Some(field) = &source.field_ref {
+            env.push((var.name.clone(), Some(pod_field(pod, &field.field_path, &var.name)?)));
+            continue;
+        }
         let Some(selector) = &source.secret_key_ref else {
-            return Err(NodeError::Unsupported(format!("environment variable {} from other than a Secret", var.name)));
+            return Err(NodeError::Unsupported(format!(
+                "environment variable {} from other than a Secret or a field",
+                var.name
+            )));
         };
         let secret = secrets.get_opt(&selector.name).await?;
         let value = secret.as_ref().and_then(|s| s.data.as_ref()).and_then(|d| d.get(&selector.key));
@@ -450,6 +459,23 @@ async fn container_env(
         env.push((var.name.clone(), value));
     }
     Ok(env)
+}
+
+/// The value of the Pod field `path` (a `fieldRef` of variable `name`).
+fn pod_field(pod: &Pod, path: &str, name: &str) -> Result<String, NodeError> {
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let value = match path {
+        "metadata.name" => Some(pod.name_any()),
+        "metadata.namespace" => pod.namespace(),
+        "metadata.uid" => pod.uid(),
+        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
+        "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
+        "status.podIP" => status.and_then(|s| s.pod_ip.clone()),
+        "status.hostIP" => status.and_then(|s| s.host_ip.clone()),
+        _ => return Err(NodeError::Unsupported(format!("environment variable {name} from field {path}"))),
+    };
+    Ok(value.unwrap_or_default())
 }
 
 /// Marks a Pod the stand-in could not run as Failed with the reason a kubelet would give, so its
@@ -486,7 +512,7 @@ async fn report_deadline_exceeded(client: &kube::Client, pod: &Pod) -> Result<()
 /// `program` run through `setpriv` as `identity`, without new privileges and without any
 /// capability, as a kubelet starts a container with `allowPrivilegeEscalation: false` and
 /// `capabilities: drop: [ALL]`.
-fn as_identity(identity: &Identity, program: &Path) -> tokio::process::Command {
+pub(super) fn as_identity(identity: &Identity, program: &Path) -> tokio::process::Command {
     let mut command = tokio::process::Command::new("setpriv");
     command.arg(format!("--reuid={}", identity.uid)).arg(format!("--regid={}", identity.gid));
     if identity.groups.is_empty() {
@@ -500,7 +526,12 @@ fn as_identity(identity: &Identity, program: &Path) -> tokio::process::Command {
 }
 
 /// Writes `contents` to a new file readable only by `identity`'s user (when users are switched).
-fn write_private(path: &Path, contents: &str, identity: &Identity, switch_user: bool) -> std::io::Result<()> {
+pub(super) fn write_private(
+    path: &Path,
+    contents: &str,
+    identity: &Identity,
+    switch_user: bool,
+) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
@@ -512,7 +543,12 @@ fn write_private(path: &Path, contents: &str, identity: &Identity, switch_user: 
 }
 
 /// A token of the Pod's ServiceAccount bound to the Pod, as the kubelet would mount.
-async fn pod_token(client: &kube::Client, namespace: &str, account: &str, pod: &Pod) -> Result<String, NodeError> {
+pub(super) async fn pod_token(
+    client: &kube::Client,
+    namespace: &str,
+    account: &str,
+    pod: &Pod,
+) -> Result<String, NodeError> {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let request = TokenRequest {
         spec: TokenRequestSpec {

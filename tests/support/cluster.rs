@@ -81,7 +81,14 @@ pub fn kubectl(cluster: &LocalCluster) -> Command {
 
 /// Runs `kubectl <args>` with `stdin` and returns its output.
 pub fn kubectl_run(cluster: &LocalCluster, args: &[&str], stdin: &str) -> Output {
-    let mut child = kubectl(cluster)
+    kubectl_with(&cluster.plane.admin_kubeconfig, args, stdin)
+}
+
+/// Runs `kubectl --kubeconfig <kubeconfig> <args>` with `stdin` and returns its output.
+pub fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -5,6 +5,7 @@ pub mod apiserver;
 pub mod certs;
 pub mod cluster;
 pub mod counting;
+pub mod deployed;
 pub mod https;
 pub mod jobs;
 pub mod kustomize;
