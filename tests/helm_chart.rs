@@ -1,6 +1,7 @@
 //! The Helm chart (`charts/apimanager-backup-operator`) renders exactly the objects of the
 //! kustomize install (`manifests/`), for its defaults and for each value that stands for a
-//! kustomize component; `helm lint` passes; `helm install` puts them on a real API server. Helm
+//! kustomize component; `helm lint` passes; `helm install` runs the operator on the real control
+//! plane, admission going through it. Helm
 //! is built from its Go module, pinned and cached (`tests/helm/build.sh`).
 
 mod support;
@@ -126,19 +127,16 @@ fn image_replicas_and_resources_reach_the_deployment_and_the_fence() {
     assert_eq!(fenced["expression"], "'registry.example.com/abo:1.2.3'");
 }
 
-/// `helm install` of the defaults onto a real API server (no node: the operator's Pods stay
-/// pending): the release is deployed and every object the chart renders is on the server.
-#[tokio::test]
-async fn helm_install_puts_every_object_of_the_chart_on_the_api_server() {
-    use apimanager_backup_operator::local::control_plane::{ControlPlane, build_binaries};
-    let dir = std::env::temp_dir().join(format!("abo-helm-install-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    let repo = apimanager_backup_operator::local::repo_dir();
-    let bin = build_binaries(&repo).expect("control plane binaries");
-    let plane = ControlPlane::start(&repo, &bin, &dir).await.expect("control plane");
-    let kubeconfig = plane.admin_kubeconfig.display().to_string();
-    let chart = repo.join("charts/apimanager-backup-operator");
+/// `helm install` of the defaults, for real: on a cluster whose Node runs the operator's Pods
+/// (see `tests/e2e_install.rs`), the release is deployed, every object the chart renders is on
+/// the server, the Deployment rolls out, and the API server's admission goes through the
+/// replicas' own certificate: a bad backup refused with the webhook's message, a good one
+/// defaulted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_install_runs_the_operator_and_admission_works_through_it() {
+    let cluster = support::deployed::start("helm", false).await;
+    let kubeconfig = cluster.plane.admin_kubeconfig.display().to_string();
+    let chart = repo("charts/apimanager-backup-operator");
     run(Command::new(helm()).args(["install", "apimanager-backup-operator"]).arg(&chart).args([
         "--namespace",
         NAMESPACE,
@@ -168,6 +166,6 @@ async fn helm_install_puts_every_object_of_the_chart_on_the_api_server() {
         let found = run(&mut get);
         assert_eq!(found.trim().rsplit('/').next(), Some(name.as_str()), "{kind} {name} installed");
     }
-    drop(plane);
-    let _ = std::fs::remove_dir_all(dir);
+    support::deployed::wait_for_rollout(&cluster);
+    support::deployed::assert_admission(&cluster, "helm").await;
 }
