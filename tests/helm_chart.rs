@@ -1,6 +1,7 @@
 //! The Helm chart (`charts/apimanager-backup-operator`) renders exactly the objects of the
 //! kustomize install (`manifests/`), for its defaults and for each value that stands for a
-//! kustomize component; `helm lint` passes; `helm install` runs the operator on the real control
+//! kustomize component; the objects it takes whole (`files/`) are what `generate.sh` renders from
+//! `manifests/`; `helm lint` passes; `helm install` runs the operator on the real control
 //! plane, admission going through it. Helm
 //! is built from its Go module, pinned and cached (`tests/helm/build.sh`).
 
@@ -80,6 +81,30 @@ fn assert_same(components: &[&str], values: &[&str]) {
     for (key, object) in &kustomize {
         assert_eq!(&chart[key], object, "{key:?} ({values:?} against {components:?})");
     }
+}
+
+/// `files/` is what `generate.sh` writes from `manifests/` today: every file, nothing else.
+#[test]
+fn the_chart_files_are_generated_from_the_manifests() {
+    let out = std::env::temp_dir().join(format!("abo-chart-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    run(Command::new("bash").arg(repo("charts/apimanager-backup-operator/generate.sh")).arg(&out));
+    let names = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("folder")
+            .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let files = repo("charts/apimanager-backup-operator/files");
+    assert_eq!(names(&files), names(&out), "charts/apimanager-backup-operator/files holds what generate.sh writes");
+    for name in names(&out) {
+        let kept = std::fs::read_to_string(files.join(&name)).expect("kept file");
+        let generated = std::fs::read_to_string(out.join(&name)).expect("generated file");
+        assert!(kept == generated, "files/{name} is stale: run charts/apimanager-backup-operator/generate.sh");
+    }
+    let _ = std::fs::remove_dir_all(out);
 }
 
 #[test]
