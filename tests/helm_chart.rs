@@ -90,10 +90,18 @@ fn the_chart_files_are_generated_from_the_manifests() {
     let _ = std::fs::remove_dir_all(&out);
     run(Command::new("bash").arg(repo("charts/apimanager-backup-operator/generate.sh")).arg(&out));
     let names = |dir: &Path| -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .expect("folder")
-            .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut names = Vec::new();
+        let mut folders = vec![dir.to_owned()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).expect("folder") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else {
+                    names.push(path.strip_prefix(dir).expect("inside").display().to_string());
+                }
+            }
+        }
         names.sort();
         names
     };
