@@ -40,7 +40,7 @@ pub enum Command {
     Local(LocalArgs),
     /// What the backup and restore step Pods run (not for direct use).
     #[command(subcommand)]
-    Job(crate::job::JobCommand),
+    Job(Box<crate::job::JobCommand>),
 }
 
 /// Settings of `verify`.

@@ -216,7 +216,7 @@ mod tests {
             let container = &attempt.spec.as_ref().expect("pod spec").containers[0];
             let command_line = std::iter::once("/abo".to_owned()).chain(container.args.clone().expect("args"));
             match Cli::try_parse_from(command_line) {
-                Ok(Cli { command: Command::Job(parsed), .. }) => assert_eq!(parsed, step.command),
+                Ok(Cli { command: Command::Job(parsed), .. }) => assert_eq!(*parsed, step.command),
                 Ok(_) => panic!("{} parses as another command", step.name()),
                 Err(error) => panic!("{} does not parse: {error}", step.name()),
             }

@@ -63,7 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Local(args) => local(args).await?,
         Command::Job(step) => {
             telemetry::init(telemetry::LogFormat::Text);
-            apimanager_backup_operator::job::run(step).await?;
+            apimanager_backup_operator::job::run(*step).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -122,7 +122,11 @@ mod tests {
         let args = CopyArgs {
             last_step: true,
             source: source.clone(),
-            common: CommonArgs { backup_dir: backup.clone(), termination_log: backup.join("term") },
+            common: CommonArgs {
+                backup_dir: backup.clone(),
+                termination_log: backup.join("term"),
+                s3: Default::default(),
+            },
         };
         run(&args).expect("copy succeeds");
 
@@ -196,7 +200,11 @@ chmod g+r (g+rx for a folder), as System writes its files, or run the operator w
         let args = CopyArgs {
             last_step: true,
             source: source.clone(),
-            common: CommonArgs { backup_dir: backup.clone(), termination_log: backup.join("term") },
+            common: CommonArgs {
+                backup_dir: backup.clone(),
+                termination_log: backup.join("term"),
+                s3: Default::default(),
+            },
         };
         run(&args).expect("first attempt");
         let manifest_before = fs::read(backup.join("manifest.json")).expect("manifest");

@@ -2,8 +2,10 @@
 //! and the APIManager, each cleaned of server-set fields and written as JSON in the 3scale-operator
 //! layout (referenced Secrets beside the others, under `secrets/`).
 
-use super::manifest::{Manifest, ObjectRef, ReferencedSecretEntry, hash_file, now};
-use super::{ExportArgs, JobError, write_atomically};
+use super::destination::write::BucketBackup;
+use super::destination::{Folder, ObjectSink};
+use super::manifest::{Manifest, ObjectRef, ReferencedSecretEntry, now};
+use super::{ExportArgs, JobError};
 use crate::api::apimanager::APIManager;
 use crate::api::referenced_secrets::{ReferencedSecrets, is_object_name, referenced_secrets};
 use crate::layout::{APIMANAGER_FILE, CONFIG_MAPS, CONFIG_MAPS_DIR, OPTIONAL_SECRETS, SECRETS, SECRETS_DIR};
@@ -13,7 +15,6 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::path::Path;
 
 /// Name of this step in the manifest.
 pub const STEP: &str = crate::names::EXPORT_OBJECTS;
@@ -43,15 +44,16 @@ pub fn clean(object: &mut Value) {
     }
 }
 
-fn write_object(root: &Path, relative: &str, mut object: Value, manifest: &mut Manifest) -> Result<(), JobError> {
+async fn write_object<S: ObjectSink>(
+    sink: &mut S,
+    relative: &str,
+    mut object: Value,
+    manifest: &mut Manifest,
+) -> Result<(), JobError> {
     clean(&mut object);
-    let path = root.join(relative);
     let bytes = serde_json::to_vec_pretty(&object)
-        .map_err(|e| JobError::Corrupt { path: path.clone(), reason: e.to_string() })?;
-    // Secrets are in there: readable by the backup's owner only.
-    write_atomically(&path, &bytes, 0o600)?;
-    manifest.add_files([hash_file(&path, relative)?]);
-    Ok(())
+        .map_err(|e| JobError::Corrupt { path: relative.into(), reason: e.to_string() })?;
+    sink.put(relative, bytes, manifest).await
 }
 
 fn to_value<T: serde::Serialize>(object: &T, what: &str) -> Result<Value, JobError> {
@@ -94,14 +96,14 @@ struct Wanted<'a> {
 }
 
 /// Where exported objects go, and what was not found.
-struct Export<'a> {
-    root: &'a Path,
+struct Export<'a, S> {
+    sink: &'a mut S,
     namespace: &'a str,
     manifest: &'a mut Manifest,
     missing: &'a mut Vec<MissingObject>,
 }
 
-impl Export<'_> {
+impl<S: ObjectSink> Export<'_, S> {
     /// Writes each wanted object to `<dir>/<name>.json`; a missing one is absent when optional,
     /// otherwise missing.
     async fn named<K>(&mut self, api: &Api<K>, dir: &str, wanted: Vec<Wanted<'_>>) -> Result<(), JobError>
@@ -118,7 +120,9 @@ impl Export<'_> {
             let relative = format!("{dir}/{name}.json");
             let what = format!("reading {kind} {}/{name}", self.namespace);
             match api.get_opt(name).await.map_err(|source| JobError::Api { what, source })? {
-                Some(object) => write_object(self.root, &relative, to_value(&object, &relative)?, self.manifest)?,
+                Some(object) => {
+                    write_object(self.sink, &relative, to_value(&object, &relative)?, self.manifest).await?
+                }
                 None if optional => {
                     let reason = format!("optional {kind} {name} does not exist in namespace {}", self.namespace);
                     self.manifest.add_absent(relative, reason);
@@ -157,16 +161,32 @@ fn referenced_entries(referenced: &ReferencedSecrets) -> Vec<ReferencedSecretEnt
         .collect()
 }
 
-/// Exports every object, then records the step in the manifest. The APIManager is read first: it
-/// names the Secrets it references, exported with the 13. Missing required objects fail the step
-/// with their names (and the fields referencing them); missing optional Secrets are recorded as
-/// absent.
+/// Exports every object, then records the step in the manifest (on the claim, or in the bucket's
+/// part of this step, committed when this is the backup's last step). The APIManager is read
+/// first: it names the Secrets it references, exported with the 13. Missing required objects fail
+/// the step with their names (and the fields referencing them); missing optional Secrets are
+/// recorded as absent.
 pub async fn run(args: &ExportArgs) -> Result<(), JobError> {
     let started_at = now();
+    if args.common.s3.is_set() {
+        let mut bucket = BucketBackup::begin(&args.common.s3, STEP).await?;
+        let mut manifest = Manifest::default();
+        export(args, &mut bucket, &mut manifest).await?;
+        manifest.finish_step(STEP, started_at, args.last_step);
+        bucket.finish(manifest, args.last_step).await?;
+        return Ok(());
+    }
     let root = &args.common.backup_dir;
-    let client = crate::client::connect(STEP).await.map_err(|e| JobError::Config(e.to_string()))?;
     let mut manifest = Manifest::load(root)?;
     manifest.begin(root)?;
+    export(args, &mut Folder(root), &mut manifest).await?;
+    manifest.finish_step(STEP, started_at, args.last_step);
+    manifest.save(root)
+}
+
+/// Exports every object into `sink`, listing them and the backup's identity in `manifest`.
+async fn export<S: ObjectSink>(args: &ExportArgs, sink: &mut S, manifest: &mut Manifest) -> Result<(), JobError> {
+    let client = crate::client::connect(STEP).await.map_err(|e| JobError::Config(e.to_string()))?;
     let mut missing = Vec::new();
 
     let resource = ApiResource::erase::<APIManager>(&());
@@ -188,10 +208,11 @@ pub async fn run(args: &ExportArgs) -> Result<(), JobError> {
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &args.namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(client, &args.namespace);
-    let mut export = Export { root, namespace: &args.namespace, manifest: &mut manifest, missing: &mut missing };
+    let mut export = Export { sink, namespace: &args.namespace, manifest, missing: &mut missing };
     export.named(&secrets, SECRETS_DIR, wanted_secrets(&referenced)).await?;
     let config_map_names = CONFIG_MAPS.iter().map(|name| Wanted { name, optional: false, referenced_by: Vec::new() });
     export.named(&config_maps, CONFIG_MAPS_DIR, config_map_names.collect()).await?;
+    let Export { sink, manifest, .. } = export;
     if !missing.is_empty() {
         return Err(JobError::MissingObjects { namespace: args.namespace.clone(), objects: missing });
     }
@@ -200,13 +221,12 @@ pub async fn run(args: &ExportArgs) -> Result<(), JobError> {
             name: args.apimanager.clone(),
             uid: apimanager.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned(),
         };
-        write_object(root, APIMANAGER_FILE, apimanager, &mut manifest)?;
+        write_object(sink, APIMANAGER_FILE, apimanager, manifest).await?;
     }
     manifest.referenced_secrets = referenced_entries(&referenced);
     manifest.namespace = args.namespace.clone();
     manifest.backup = ObjectRef { name: args.backup_name.clone(), uid: args.backup_uid.clone() };
-    manifest.finish_step(STEP, started_at, args.last_step);
-    manifest.save(root)
+    Ok(())
 }
 
 #[cfg(test)]

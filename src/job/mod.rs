@@ -4,6 +4,7 @@
 //! `Failed` condition; a restore step's success carries its [`report::StepReport`] there.
 
 pub mod copy;
+pub mod destination;
 pub mod export;
 pub mod filestorage_s3;
 pub mod inspect;
@@ -116,6 +117,9 @@ chgrp {root_group} and chmod g+r (g+rx for a folder), as System writes its files
         /// The group owning the claim's root, the one the step was given.
         root_group: u32,
     },
+    /// The backup's bucket could not be written or read, or holds no usable backup.
+    #[error("{0}")]
+    Destination(#[from] destination::DestinationError),
 }
 
 /// Kubernetes keeps at most this many bytes of a termination message.
@@ -290,13 +294,21 @@ pub struct CommonArgs {
     #[arg(long, default_value = crate::names::TERMINATION_LOG)]
     #[serde(serialize_with = "path_text")]
     pub termination_log: PathBuf,
+    /// The backup's S3 bucket and folder, when it is not on the backup claim.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub s3: destination::S3Args,
 }
 
 impl CommonArgs {
     /// The settings of a step Pod: the backup claim mounted at `backup_dir`, the failure reason
     /// written where Kubernetes reads it ([`crate::names::TERMINATION_LOG`]).
     pub fn at(backup_dir: &str) -> Self {
-        Self { backup_dir: backup_dir.into(), termination_log: crate::names::TERMINATION_LOG.into() }
+        Self {
+            backup_dir: backup_dir.into(),
+            termination_log: crate::names::TERMINATION_LOG.into(),
+            s3: destination::S3Args::default(),
+        }
     }
 }
 
@@ -422,6 +434,9 @@ pub async fn run(command: JobCommand) -> Result<(), JobError> {
     let (outcome, termination_log) = match command {
         JobCommand::ExportObjects(args) => (export::run(&args).await.map(|()| None), args.common.termination_log),
         JobCommand::InspectFiles(args) => (inspect::run(&args).map(Some), args.termination_log),
+        JobCommand::CopyFiles(args) if args.common.s3.is_set() => {
+            (destination::steps::copy_files(&args).await.map(|_| None), args.common.termination_log)
+        }
         JobCommand::CopyFiles(args) => (copy::run(&args).map(|()| None), args.common.termination_log),
         JobCommand::BackupS3Files(args) => (
             filestorage_s3::backup(&args.secret, args.last_step, &args.common.backup_dir).await.map(|()| None),
@@ -431,9 +446,15 @@ pub async fn run(command: JobCommand) -> Result<(), JobError> {
             let restored = filestorage_s3::restore(&args.secret, args.overwrite, &args.common.backup_dir).await;
             (restored.map(Some), args.common.termination_log)
         }
+        JobCommand::Verify(args) if args.s3.is_set() => {
+            (destination::steps::verify(&args.s3).await.map(Some), args.termination_log)
+        }
         JobCommand::Verify(args) => (verify_step(&args.backup_dir).map(Some), args.termination_log),
         JobCommand::RestoreObjects(args) => {
             (restore::restore_objects(&args).await.map(Some), args.common.termination_log)
+        }
+        JobCommand::RestoreFiles(args) if args.common.s3.is_set() => {
+            (destination::steps::restore_files(&args).await.map(Some), args.common.termination_log)
         }
         JobCommand::RestoreFiles(args) => (restore_files::run(&args).map(Some), args.common.termination_log),
         JobCommand::RestoreApimanager(args) => {
@@ -537,7 +558,21 @@ mod tests {
             #[command(subcommand)]
             command: JobCommand,
         }
-        let common = CommonArgs { backup_dir: "/b".into(), termination_log: "/t/log".into() };
+        let s3 = destination::S3Args {
+            s3_bucket: Some("backups".into()),
+            s3_prefix: Some("prod/3scale".into()),
+            s3_backup: Some("3scale/nightly-u".into()),
+            s3_backup_uid: Some("u".into()),
+            s3_region: Some("eu-west-1".into()),
+            s3_endpoint: Some("https://s3.example.com:9000".into()),
+            s3_force_path_style: Some(true),
+            s3_allow_http: Some(false),
+            s3_credentials: Some("/var/run/s3".into()),
+            s3_ca_bundle: Some("/var/run/s3-ca/ca.crt".into()),
+            encryption_keys: Some("/var/run/keys".into()),
+            s3_commit: Some(true),
+        };
+        let common = CommonArgs { backup_dir: "/b".into(), termination_log: "/t/log".into(), s3 };
         let restore = RestoreArgs { namespace: "n".into(), common: common.clone() };
         let commands = [
             JobCommand::ExportObjects(ExportArgs {
@@ -565,11 +600,14 @@ mod tests {
         for command in commands {
             let argv = command.argv();
             assert_eq!(argv[..2], ["job".to_owned(), command.name().to_owned()]);
-            assert_eq!(argv.last().map(String::as_str), Some("--termination-log=/t/log"));
+            assert!(argv.iter().any(|arg| arg == "--termination-log=/t/log"), "{argv:?}");
+            assert_eq!(argv.last().map(String::as_str), Some("--s3-commit=true"));
             let parsed = <Step as clap::Parser>::try_parse_from(
                 std::iter::once("step").chain(argv.iter().skip(1).map(String::as_str)),
             );
             assert_eq!(parsed.map(|step| step.command).ok(), Some(command), "{argv:?}");
         }
+        let on_claim = JobCommand::Verify(CommonArgs::at("/b")).argv();
+        assert_eq!(on_claim, ["job", "verify", "--backup-dir=/b", "--termination-log=/dev/termination-log"]);
     }
 }

@@ -26,7 +26,13 @@ fn read_object(root: &Path, relative: &str, kind: &str, name: Option<&str>) -> R
     let path = root.join(relative);
     let bytes =
         std::fs::read(&path).map_err(|source| JobError::Io { what: "reading".into(), path: path.clone(), source })?;
-    let mut object: Value = serde_json::from_slice(&bytes).map_err(|e| JobError::Corrupt {
+    parse_object(&bytes, &path, kind, name)
+}
+
+/// [`read_object`] of the bytes of the object at `path` (named in messages only).
+pub fn parse_object(bytes: &[u8], path: &Path, kind: &str, name: Option<&str>) -> Result<Value, JobError> {
+    let path = path.to_owned();
+    let mut object: Value = serde_json::from_slice(bytes).map_err(|e| JobError::Corrupt {
         path: path.clone(),
         reason: format!("not valid JSON ({:?} error at line {} column {})", e.classify(), e.line(), e.column()),
     })?;
@@ -46,18 +52,31 @@ fn read_object(root: &Path, relative: &str, kind: &str, name: Option<&str>) -> R
 /// The APIManager the backup holds, where its System FileStorage lives, and the group owning the
 /// backed-up files' folder (the installation's FileStorage group, which the copy keeps there).
 pub fn backed_up_apimanager(root: &Path) -> Result<BackedUpApiManager, JobError> {
-    let object = read_object(root, APIMANAGER_FILE, &APIManager::kind(&()), None)?;
-    let apimanager: APIManager = serde_json::from_value(object).map_err(|e| JobError::Corrupt {
-        path: root.join(APIMANAGER_FILE),
-        reason: format!("not an APIManager: {e}"),
-    })?;
+    let path = root.join(APIMANAGER_FILE);
+    let bytes =
+        std::fs::read(&path).map_err(|source| JobError::Io { what: "reading".into(), path: path.clone(), source })?;
+    let mut backed_up = apimanager_from(&bytes, &path)?;
+    let files = std::fs::metadata(root.join(crate::layout::FILE_STORAGE_DIR));
+    backed_up.file_storage_group = files.ok().filter(|m| m.is_dir()).map(|m| std::os::unix::fs::MetadataExt::gid(&m));
+    Ok(backed_up)
+}
+
+/// [`backed_up_apimanager`] from the bytes of the backed-up APIManager at `path`, without the
+/// files' group (a backup in a bucket does not record it).
+pub fn apimanager_from(bytes: &[u8], path: &Path) -> Result<BackedUpApiManager, JobError> {
+    let object = parse_object(bytes, path, &APIManager::kind(&()), None)?;
+    let apimanager: APIManager = serde_json::from_value(object)
+        .map_err(|e| JobError::Corrupt { path: path.to_owned(), reason: format!("not an APIManager: {e}") })?;
     let (system_storage, file_storage_s3_secret) = match apimanager.file_storage() {
         FileStorage::Claim(_) => (Some(apimanager.system_storage_claim()), None),
         FileStorage::S3 { secret } => (None, Some(secret.unwrap_or_default())),
     };
-    let files = std::fs::metadata(root.join(crate::layout::FILE_STORAGE_DIR));
-    let file_storage_group = files.ok().filter(|m| m.is_dir()).map(|m| std::os::unix::fs::MetadataExt::gid(&m));
-    Ok(BackedUpApiManager { name: apimanager.name_any(), system_storage, file_storage_group, file_storage_s3_secret })
+    Ok(BackedUpApiManager {
+        name: apimanager.name_any(),
+        system_storage,
+        file_storage_group: None,
+        file_storage_s3_secret,
+    })
 }
 
 /// `object` as an API object. The error names the kind of problem only: serde's message quotes

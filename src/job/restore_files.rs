@@ -8,13 +8,14 @@
 //! one placed; the comparison afterwards tells an identical leftover from other content.
 
 use super::copy::sync_filesystem;
-use super::manifest::Manifest;
+use super::manifest::{Manifest, TreeEntries};
 use super::report::StepReport;
 use super::tree::{Next, Visit, copy_tree, remove_tree, walk};
 use super::verify::{Reference, Unlisted, compare, one_line};
 use super::{JobError, RestoreFilesArgs};
 use crate::layout::FILE_STORAGE_DIR;
 use std::fs;
+use std::path::{Path, PathBuf};
 
 /// Staging folder on the target claim, removed once the copy is in place.
 const STAGING: &str = ".apimanager-restore.partial";
@@ -22,12 +23,32 @@ const STAGING: &str = ".apimanager-restore.partial";
 /// Copies, moves into place and compares; reports what was restored.
 pub fn run(args: &RestoreFilesArgs) -> Result<StepReport, JobError> {
     let source = args.common.backup_dir.join(FILE_STORAGE_DIR);
-    let target = &args.target;
+    let staging = prepare_staging(&args.target)?;
+    let copied = copy_tree(&source, &staging, FILE_STORAGE_DIR)?;
+    // The backup's manifest when it has one; otherwise what was read is what must have landed.
+    place(&args.target, copied, Manifest::read(&args.common.backup_dir)?, args.group)
+}
+
+/// The staging folder on the claim at `target`, empty (an earlier attempt's removed).
+pub fn prepare_staging(target: &Path) -> Result<PathBuf, JobError> {
     let staging = target.join(STAGING);
     remove_tree(&staging)?;
     fs::create_dir(&staging).map_err(|error| JobError::io("creating", &staging, error))?;
-    let copied = copy_tree(&source, &staging, FILE_STORAGE_DIR)?;
-    if let Some(group) = args.group {
+    Ok(staging)
+}
+
+/// Moves what was written into the staging folder (`copied`) into place on the claim at
+/// `target`, never over a name the claim holds, and compares the claim with `manifest` (or,
+/// without one, with what was written). With `group`, what was written is shared with it first
+/// (see [`share_with_group`]).
+pub fn place(
+    target: &Path,
+    copied: TreeEntries,
+    manifest: Option<Manifest>,
+    group: Option<u32>,
+) -> Result<StepReport, JobError> {
+    let staging = target.join(STAGING);
+    if let Some(group) = group {
         share_with_group(&staging, group)?;
     }
     let listing = |error| JobError::io("listing", &staging, error);
@@ -40,8 +61,6 @@ pub fn run(args: &RestoreFilesArgs) -> Result<StepReport, JobError> {
     }
     remove_tree(&staging)?;
     sync_filesystem(target)?;
-    // The backup's manifest when it has one; otherwise what was read is what must have landed.
-    let manifest = Manifest::read(&args.common.backup_dir)?;
     let read =
         Manifest { files: copied.files, links: copied.links, hard_links: copied.hard_links, ..Manifest::default() };
     let (expected, reference) = match &manifest {
@@ -117,7 +136,11 @@ mod tests {
         let args = RestoreFilesArgs {
             target: target.clone(),
             group: None,
-            common: CommonArgs { backup_dir: backup.clone(), termination_log: backup.join("term") },
+            common: CommonArgs {
+                backup_dir: backup.clone(),
+                termination_log: backup.join("term"),
+                s3: Default::default(),
+            },
         };
         let report = run(&args).expect("restore");
         assert_eq!(report, StepReport::RestoreFiles { files: 1, links: 1, verified: false });
@@ -166,7 +189,11 @@ mod tests {
         let args = RestoreFilesArgs {
             target: target.clone(),
             group: Some(group),
-            common: CommonArgs { backup_dir: backup.clone(), termination_log: backup.join("term") },
+            common: CommonArgs {
+                backup_dir: backup.clone(),
+                termination_log: backup.join("term"),
+                s3: Default::default(),
+            },
         };
         run(&args).expect("restore");
         let metadata = |path: &str| fs::symlink_metadata(target.join(path)).expect("metadata");

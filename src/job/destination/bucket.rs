@@ -1,0 +1,280 @@
+//! The connection to the backup's bucket and the I/O of its objects: each object streamed through
+//! the seal ([`crate::seal`]) into a (multipart) upload, or out of a download through the opening,
+//! memory bounded by the seal's segments and the upload's parts whatever the object's size. With
+//! encryption off, objects pass in clear and only their digests are taken.
+
+use super::{DestinationError, S3Args};
+use crate::s3::config::keys;
+use crate::s3::{ClientOptions, ErrorKind, ObjectMetadata, S3Client, S3Error};
+use crate::seal::{Context, KeyRing, Sealer, StreamDigest};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+/// Bytes in flight between the seal and the upload (or the download and the opening).
+const PIPE_BYTES: usize = 256 << 10;
+
+/// Largest small object (exported object, manifest, step part) read into memory.
+pub const MAX_SMALL_OBJECT_BYTES: u64 = 256 << 20;
+
+/// Name of the folder of content objects under the prefix (no namespace starts with `_`).
+pub const CONTENT_FOLDER: &str = "_content";
+
+/// The digests of one object written or read: its bytes in the bucket (`stored`) and its
+/// plaintext (equal when not encrypted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transferred {
+    /// Of the plaintext.
+    pub plaintext: StreamDigest,
+    /// Of the bytes stored.
+    pub stored: StreamDigest,
+}
+
+/// The backup's bucket, prefix and folder, the client, and the keys (none: not encrypted).
+#[derive(Debug)]
+pub struct Bucket {
+    /// The client.
+    pub client: S3Client,
+    /// The bucket's name.
+    pub name: String,
+    /// The key prefix of every backup (empty, or without a trailing `/`).
+    pub prefix: String,
+    /// The backup's folder below the prefix (`<namespace>/<backup>-<uid>`).
+    pub folder: String,
+    /// The key ring; `None` when the backup is not encrypted.
+    pub ring: Option<KeyRing>,
+}
+
+impl Bucket {
+    /// Connects as `args` say: the credentials Secret's keys, overridden by the region, endpoint
+    /// and addressing given; the keys from the key Secret's folder.
+    pub fn connect(args: &S3Args) -> Result<Self, DestinationError> {
+        let name = args.s3_bucket.clone().ok_or(DestinationError::Argument("--s3-bucket"))?;
+        let folder = args.s3_backup.clone().ok_or(DestinationError::Argument("--s3-backup"))?;
+        let credentials = args.s3_credentials.as_deref().ok_or(DestinationError::Argument("--s3-credentials"))?;
+        let mut values = read_secret_folder(Path::new(credentials))?;
+        if let Some(region) = &args.s3_region {
+            values.insert(keys::REGION, region.clone());
+        }
+        if let Some(endpoint) = &args.s3_endpoint {
+            values.insert(keys::HOSTNAME, endpoint.clone());
+            values.remove(keys::PROTOCOL);
+        }
+        if let Some(path_style) = args.s3_force_path_style {
+            values.insert(keys::PATH_STYLE, path_style.to_string());
+        }
+        let settings =
+            crate::s3::config::from_secret_keys(|key| values.get(key).cloned(), args.s3_allow_http == Some(true))?;
+        let mut endpoint = settings.endpoint;
+        if let Some(bundle) = &args.s3_ca_bundle {
+            let bytes = std::fs::read(bundle).map_err(|error| {
+                DestinationError::Config(crate::s3::ConfigError::CaBundle(format!("{bundle}: {}", error.kind())))
+            })?;
+            endpoint = endpoint.with_ca_bundle(&bytes)?;
+        }
+        let client = S3Client::new(endpoint, &settings.credentials, ClientOptions::default())?;
+        let ring = match &args.encryption_keys {
+            Some(folder) => Some(KeyRing::load(&[PathBuf::from(folder)]).map_err(DestinationError::Keys)?),
+            None => None,
+        };
+        let prefix = args.s3_prefix.clone().unwrap_or_default().trim_matches('/').to_owned();
+        Ok(Self { client, name, prefix, folder: folder.trim_matches('/').to_owned(), ring })
+    }
+
+    /// The key of `relative` (a key below the prefix).
+    pub fn key(&self, relative: &str) -> String {
+        if self.prefix.is_empty() { relative.to_owned() } else { format!("{}/{relative}", self.prefix) }
+    }
+
+    /// `path` of the backup's folder, as a key below the prefix.
+    pub fn in_folder(&self, path: &str) -> String {
+        format!("{}/{path}", self.folder)
+    }
+
+    /// A content object's key below the prefix.
+    pub fn content_key(name: &str) -> String {
+        format!("{CONTENT_FOLDER}/{name}")
+    }
+
+    /// The error of object `relative` failing to seal or open.
+    pub fn seal_error(&self, relative: &str) -> impl FnOnce(crate::seal::SealError) -> DestinationError {
+        let (bucket, key) = (self.name.clone(), self.key(relative));
+        move |source| DestinationError::Seal { bucket, key, source }
+    }
+
+    /// Fails unless the bucket exists and these credentials reach it.
+    pub async fn check(&self) -> Result<(), DestinationError> {
+        if self.client.bucket_exists(&self.name).await? {
+            return Ok(());
+        }
+        Err(S3Error {
+            operation: crate::s3::Operation::HeadBucket,
+            bucket: self.name.clone(),
+            key: None,
+            kind: ErrorKind::NoSuchBucket,
+        }
+        .into())
+    }
+
+    /// Stores everything `input` yields as `relative` (below the prefix), sealed for `context`
+    /// by `sealer` (in clear without one).
+    pub async fn put<R: AsyncRead + Unpin + Send>(
+        &self,
+        sealer: Option<&Sealer>,
+        context: Context<'_>,
+        relative: &str,
+        mut input: R,
+    ) -> Result<Transferred, DestinationError> {
+        let key = self.key(relative);
+        let (mut writer, reader) = tokio::io::duplex(PIPE_BYTES);
+        let produce = async {
+            let digests = match sealer {
+                Some(sealer) => sealer
+                    .seal(context, &mut input, &mut writer)
+                    .await
+                    .map(|sealed| (sealed.plaintext, sealed.ciphertext))
+                    .map_err(self.seal_error(relative))?,
+                None => {
+                    let mut hashing = Hashing::new(&mut writer);
+                    tokio::io::copy(&mut input, &mut hashing)
+                        .await
+                        .map_err(|error| self.seal_error(relative)(crate::seal::SealError::Read(error)))?;
+                    let digest = hashing.finish();
+                    (digest.clone(), digest)
+                }
+            };
+            writer.shutdown().await.map_err(|error| self.seal_error(relative)(crate::seal::SealError::Write(error)))?;
+            drop(writer);
+            Ok::<_, DestinationError>(digests)
+        };
+        // A failed seal ends `produce` first: the upload is dropped (and aborted) before it could
+        // take the closed pipe for the end of the object.
+        let upload = async {
+            self.client
+                .upload(&self.name, &key, reader, &ObjectMetadata::default())
+                .await
+                .map_err(DestinationError::from)
+        };
+        let ((plaintext, stored), uploaded) = tokio::try_join!(produce, upload)?;
+        if uploaded.size != stored.size {
+            return Err(DestinationError::Corrupt {
+                bucket: self.name.clone(),
+                key,
+                reason: format!("{} bytes were stored of {}", uploaded.size, stored.size),
+            });
+        }
+        Ok(Transferred { plaintext, stored })
+    }
+
+    /// Writes the plaintext of `relative` (below the prefix), opened for `context`, into
+    /// `output`. What was written must be discarded if this fails.
+    pub async fn get<W: AsyncWrite + Unpin + Send>(
+        &self,
+        context: Context<'_>,
+        relative: &str,
+        output: &mut W,
+    ) -> Result<Transferred, DestinationError> {
+        let key = self.key(relative);
+        let Some(ring) = &self.ring else {
+            let mut hashing = Hashing::new(output);
+            self.client.download(&self.name, &key, &mut hashing).await?;
+            let digest = hashing.finish();
+            return Ok(Transferred { plaintext: digest.clone(), stored: digest });
+        };
+        let (writer, mut reader) = tokio::io::duplex(PIPE_BYTES);
+        let download = async {
+            let mut writer = writer;
+            let result = self.client.download(&self.name, &key, &mut writer).await;
+            drop(writer);
+            result
+        };
+        let open = crate::seal::open(ring, context, &mut reader, output);
+        let (downloaded, opened) = tokio::join!(download, open);
+        match (downloaded, opened) {
+            (Ok(_), Ok(opened)) => Ok(Transferred { plaintext: opened.plaintext, stored: opened.ciphertext }),
+            (Err(S3Error { kind: ErrorKind::Sink(_), .. }), Err(error)) | (Ok(_), Err(error)) => {
+                Err(self.seal_error(relative)(error))
+            }
+            (Err(error), _) => Err(error.into()),
+        }
+    }
+
+    /// The plaintext of the small object `relative`, at most [`MAX_SMALL_OBJECT_BYTES`].
+    pub async fn get_small(&self, context: Context<'_>, relative: &str) -> Result<Vec<u8>, DestinationError> {
+        let mut bytes = Vec::new();
+        let transferred = self.get(context, relative, &mut bytes).await?;
+        if transferred.plaintext.size > MAX_SMALL_OBJECT_BYTES {
+            return Err(DestinationError::Corrupt {
+                bucket: self.name.clone(),
+                key: self.key(relative),
+                reason: format!("larger than {MAX_SMALL_OBJECT_BYTES} bytes"),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The digests of the bytes stored as `relative`, read without opening them.
+    pub async fn stored_digest(&self, relative: &str) -> Result<StreamDigest, DestinationError> {
+        let mut hashing = Hashing::new(tokio::io::sink());
+        self.client.download(&self.name, &self.key(relative), &mut hashing).await?;
+        Ok(hashing.finish())
+    }
+}
+
+/// The values of 3scale's S3 Secret keys among the files of the mounted Secret at `folder`.
+fn read_secret_folder(folder: &Path) -> Result<BTreeMap<&'static str, String>, DestinationError> {
+    let mut values = BTreeMap::new();
+    for key in keys::ALL {
+        match std::fs::read(folder.join(key)) {
+            Ok(bytes) => {
+                let value = String::from_utf8(bytes).map_err(|_| crate::s3::ConfigError::NotUtf8 { key })?;
+                values.insert(key, value);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(crate::s3::ConfigError::Read { key, reason: error.kind().to_string() }.into());
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// A writer that takes the size and SHA-256 of what passes through it.
+pub struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<W> Hashing<W> {
+    /// Hashes what is written into `inner`.
+    pub fn new(inner: W) -> Self {
+        Self { inner, hasher: Sha256::new(), size: 0 }
+    }
+
+    /// Size and SHA-256 of what was written.
+    pub fn finish(self) -> StreamDigest {
+        StreamDigest { size: self.size, sha256: crate::job::manifest::hex(&self.hasher.finalize()) }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Hashing<W> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let written = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        this.hasher.update(&buf[..written]);
+        this.size += written as u64;
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}

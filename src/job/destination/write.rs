@@ -1,0 +1,453 @@
+//! A backup step writing into the bucket. Exported objects are sealed to their path in the
+//! backup's folder; the FileStorage tree is stored **by content**: each file's content object is
+//! named by a keyed hash of its plaintext ([`crate::seal::ContentNamer`]; SHA-256 when not
+//! encrypted) under `<prefix>/_content/`, and a content object an earlier backup stored already is
+//! referenced, not uploaded. Each step writes its part (`parts/<step>.sealed`); the last step
+//! merges the parts into the sealed manifest and then writes `manifest.json`, the commit marker.
+//! A retried step writes the same keys again: only its own backup's objects (content objects are
+//! never overwritten).
+
+use super::bucket::Bucket;
+use super::index::{
+    CONTENTS_FILE, Contents, FileMeta, INDEX_FILE, INDEX_FORMAT, INDEX_FORMAT_VERSION, Index, PARTS_FOLDER, Part,
+    StoredObject,
+};
+use super::{DestinationError, ObjectSink, S3Args};
+use crate::job::JobError;
+use crate::job::manifest::{AbsentEntry, FileEntry, LinkEntry, Manifest, encode_path, now};
+use crate::job::tree::{LOST_AND_FOUND, Next, Visit, walk};
+use crate::seal::{ContentNamer, Context, Header, Sealer, StreamDigest};
+use rustix::fs::FileType;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use tokio::io::AsyncReadExt;
+
+/// How many of the newest committed backups of the namespace tell the stored digests of content
+/// a backup references.
+const EARLIER_INDEXES: usize = 3;
+
+/// What a step stored and referenced, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes uploaded (as stored).
+    pub uploaded: u64,
+    /// Files whose content was uploaded.
+    pub files_uploaded: u64,
+    /// Files whose content an earlier backup had stored.
+    pub files_referenced: u64,
+}
+
+/// One step of a backup into the bucket.
+#[derive(Debug)]
+pub struct BucketBackup {
+    bucket: Bucket,
+    sealer: Option<Sealer>,
+    backup_uid: String,
+    step: &'static str,
+    /// The other steps' parts written before this one.
+    earlier: Vec<Part>,
+    /// This step's part.
+    part: Part,
+    /// Stored digests of content objects known to exist, by key below the prefix.
+    known_content: HashMap<String, StoredObject>,
+    /// What this step moved.
+    pub traffic: Traffic,
+}
+
+impl BucketBackup {
+    /// Connects, checks the bucket, reads the parts earlier steps of this backup wrote (and
+    /// seals with their data key, so the whole backup has one).
+    pub async fn begin(args: &S3Args, step: &'static str) -> Result<Self, DestinationError> {
+        let backup_uid = args.s3_backup_uid.clone().ok_or(DestinationError::Argument("--s3-backup-uid"))?;
+        let bucket = Bucket::connect(args)?;
+        bucket.check().await?;
+        let mut earlier = Vec::new();
+        let mut wrapped = None;
+        let parts = bucket.key(&bucket.in_folder(PARTS_FOLDER)) + "/";
+        for listed in bucket.client.list_all(&bucket.name, &parts).await? {
+            let name = listed.key.trim_start_matches(&parts);
+            if name == part_name(step) {
+                continue;
+            }
+            let relative = format!("{PARTS_FOLDER}/{name}");
+            let raw = raw_object(&bucket, &bucket.in_folder(&relative)).await?;
+            if bucket.ring.is_some() && wrapped.is_none() {
+                let (header, _) = Header::parse(&raw).map_err(bucket.seal_error(&bucket.in_folder(&relative)))?;
+                wrapped = Some(header.wrapped_key);
+            }
+            let plain = open_bytes(&bucket, &backup_uid, &relative, &raw).await?;
+            earlier.push(parse(&bucket, &bucket.in_folder(&relative), &plain)?);
+        }
+        let sealer = match (&bucket.ring, wrapped) {
+            (Some(ring), Some(wrapped)) => Some(Sealer::resume(ring, wrapped).map_err(DestinationError::Keys)?),
+            (Some(ring), None) => Some(Sealer::new(ring).map_err(DestinationError::Keys)?),
+            (None, _) => None,
+        };
+        Ok(Self {
+            bucket,
+            sealer,
+            backup_uid,
+            step,
+            earlier,
+            part: Part::default(),
+            known_content: HashMap::new(),
+            traffic: Traffic::default(),
+        })
+    }
+
+    /// Stores `bytes` as the backup's object `path`, sealed to the backup and path.
+    async fn put_own(&mut self, path: &str, bytes: &[u8]) -> Result<super::bucket::Transferred, DestinationError> {
+        let key = self.bucket.in_folder(path);
+        let context = Context::BackupObject { backup_uid: &self.backup_uid, path };
+        let stored = self.bucket.put(self.sealer.as_ref(), context, &key, bytes).await?;
+        self.traffic.uploaded += stored.stored.size;
+        Ok(stored)
+    }
+
+    /// Reads the stored digests of content the newest committed backups of this namespace
+    /// reference, so referencing it again needs no download.
+    async fn learn_earlier_content(&mut self) -> Result<(), DestinationError> {
+        let namespace = self.bucket.folder.split('/').next().unwrap_or_default();
+        let folder = self.bucket.key(namespace) + "/";
+        let mut indexes: Vec<_> = self
+            .bucket
+            .client
+            .list_all(&self.bucket.name, &folder)
+            .await?
+            .into_iter()
+            .filter(|listed| listed.key.ends_with(&format!("/{INDEX_FILE}")))
+            .collect();
+        indexes.sort_by(|a, b| b.last_modified.cmp(&a.last_modified));
+        for listed in indexes.into_iter().take(EARLIER_INDEXES) {
+            let mut bytes = Vec::new();
+            self.bucket.client.download(&self.bucket.name, &listed.key, &mut bytes).await?;
+            // An unreadable earlier index only means its content is not known here.
+            let Ok(index) = serde_json::from_slice::<Index>(&bytes) else { continue };
+            if index.key_id.is_some() != self.sealer.is_some() {
+                continue;
+            }
+            for object in index.objects {
+                if object.key.starts_with(super::bucket::CONTENT_FOLDER) {
+                    self.known_content.insert(object.key.clone(), object);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the tree at `source` as `<prefix>/…` paths of the manifest: folders, files (by
+    /// content), symbolic and hard links, with modes and times; `lost+found` at its top, pipes,
+    /// sockets and devices are listed as absent.
+    pub async fn copy_tree(&mut self, source: &Path, prefix: &str) -> Result<(), JobError> {
+        self.learn_earlier_content().await?;
+        let items = list_tree(source, prefix)?;
+        let mut first_names: HashMap<(u64, u64), String> = HashMap::new();
+        for item in items {
+            let meta = |content| FileMeta {
+                path: item.path.clone(),
+                mode: item.mode,
+                modified: item.modified,
+                accessed: item.accessed,
+                content,
+            };
+            match &item.kind {
+                Kind::Folder => self.part.contents.meta.push(meta(None)),
+                Kind::Link(target) => {
+                    let link = LinkEntry { path: item.path.clone(), target: target.clone() };
+                    self.part.contents.manifest.links.push(link);
+                    self.part.contents.meta.push(meta(None));
+                }
+                Kind::Absent(reason) => {
+                    let absent = AbsentEntry { path: item.path.clone(), reason: reason.clone() };
+                    self.part.contents.manifest.absent.push(absent);
+                }
+                Kind::File { id, links } => {
+                    if *links > 1
+                        && let Some(first) = first_names.get(id)
+                    {
+                        let link = LinkEntry { path: item.path.clone(), target: first.clone() };
+                        self.part.contents.manifest.hard_links.push(link);
+                        continue;
+                    }
+                    let (entry, content) =
+                        self.store_file(&source.join(OsStr::from_bytes(&item.relative)), &item).await?;
+                    self.part.contents.manifest.files.push(entry);
+                    self.part.contents.meta.push(meta(Some(content)));
+                    if *links > 1 {
+                        first_names.insert(*id, item.path.clone());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the content of the file at `path` unless the prefix holds it already; returns its
+    /// manifest entry and its content object's key.
+    async fn store_file(&mut self, path: &Path, item: &Item) -> Result<(FileEntry, String), JobError> {
+        let (name, digest) = self.name_content(path, item).await?;
+        let key = Bucket::content_key(&name);
+        let entry = FileEntry { path: item.path.clone(), size: digest.size, sha256: digest.sha256.clone() };
+        if let Some(known) = self.known_content.get(&key) {
+            self.part.objects.push(known.clone());
+            self.traffic.files_referenced += 1;
+            return Ok((entry, key));
+        }
+        if let Some(info) = self
+            .bucket
+            .client
+            .head_object(&self.bucket.name, &self.bucket.key(&key))
+            .await
+            .map_err(DestinationError::from)?
+        {
+            // Stored by a backup whose index this step did not read: its digest from its bytes.
+            let stored = self.bucket.stored_digest(&key).await?;
+            if stored.size == info.size {
+                let object = StoredObject { key: key.clone(), size: stored.size, sha256: stored.sha256 };
+                self.known_content.insert(key.clone(), object.clone());
+                self.part.objects.push(object);
+                self.traffic.files_referenced += 1;
+                return Ok((entry, key));
+            }
+        }
+        let file = open_file(path, item)?;
+        let content = crate::seal::ContentName::parse(&name).ok();
+        let context = match &content {
+            Some(content) => Context::Content(content),
+            None => Context::BackupObject { backup_uid: &self.backup_uid, path: &key },
+        };
+        let stored = self.bucket.put(self.sealer.as_ref(), context, &key, tokio::fs::File::from_std(file)).await?;
+        if stored.plaintext != digest {
+            return Err(JobError::Changed { path: path.to_owned() });
+        }
+        let object = StoredObject { key: key.clone(), size: stored.stored.size, sha256: stored.stored.sha256 };
+        self.traffic.uploaded += object.size;
+        self.traffic.files_uploaded += 1;
+        self.known_content.insert(key.clone(), object.clone());
+        self.part.objects.push(object);
+        Ok((entry, key))
+    }
+
+    /// The content name of the file at `path` (keyed when encrypted, `sha256-<hex>` when not)
+    /// and its plaintext's size and SHA-256, read once.
+    async fn name_content(&self, path: &Path, item: &Item) -> Result<(String, StreamDigest), JobError> {
+        let mut file = tokio::fs::File::from_std(open_file(path, item)?);
+        let mut namer = self.bucket.ring.as_ref().map(ContentNamer::new);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut buffer = vec![0u8; 256 << 10];
+        loop {
+            let read = file.read(&mut buffer).await.map_err(|error| JobError::io("reading", path, error))?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            if let Some(namer) = &mut namer {
+                namer.update(&buffer[..read]);
+            }
+            size += read as u64;
+        }
+        let sha256 = crate::job::manifest::hex(&hasher.finalize());
+        let name = match namer {
+            Some(namer) => namer.finish().as_str().to_owned(),
+            None => format!("sha256-{sha256}"),
+        };
+        Ok((name, StreamDigest { size, sha256 }))
+    }
+
+    /// Records `manifest` (this step's entries, identity and times) and writes this step's part;
+    /// with `commit`, then the sealed manifest of every part and last `manifest.json`.
+    pub async fn finish(mut self, manifest: Manifest, commit: bool) -> Result<Traffic, DestinationError> {
+        let mut own = std::mem::take(&mut self.part);
+        own.merge(Part { contents: Contents { manifest, meta: Vec::new() }, objects: Vec::new() });
+        own.normalize();
+        let relative = format!("{PARTS_FOLDER}/{}", part_name(self.step));
+        self.put_own(&relative, &to_json(&own)).await?;
+        if !commit {
+            return Ok(self.traffic);
+        }
+        let mut whole = Part::default();
+        for part in std::mem::take(&mut self.earlier) {
+            whole.merge(part);
+        }
+        whole.merge(own);
+        whole.normalize();
+        let manifest = &mut whole.contents.manifest;
+        manifest.format_version = crate::job::manifest::FORMAT_VERSION;
+        manifest.operator_version = env!("CARGO_PKG_VERSION").to_owned();
+        let sealed = self.put_own(CONTENTS_FILE, &to_json(&whole.contents)).await?;
+        let index = Index {
+            format: INDEX_FORMAT.to_owned(),
+            format_version: INDEX_FORMAT_VERSION,
+            operator_version: env!("CARGO_PKG_VERSION").to_owned(),
+            namespace: whole.contents.manifest.namespace.clone(),
+            backup_name: whole.contents.manifest.backup.name.clone(),
+            backup_uid: self.backup_uid.clone(),
+            committed_at: now(),
+            key_id: self.sealer.as_ref().map(|sealer| sealer.wrapped_key().key_id.to_string()),
+            contents: StoredObject {
+                key: self.bucket.in_folder(CONTENTS_FILE),
+                size: sealed.stored.size,
+                sha256: sealed.stored.sha256,
+            },
+            objects: whole.objects,
+        };
+        let key = self.bucket.key(&self.bucket.in_folder(INDEX_FILE));
+        let metadata = crate::s3::ObjectMetadata {
+            content_type: Some("application/json".into()),
+            ..crate::s3::ObjectMetadata::default()
+        };
+        let bytes = bytes::Bytes::from(to_json(&index));
+        self.traffic.uploaded += bytes.len() as u64;
+        self.bucket.client.put_object(&self.bucket.name, &key, bytes, &metadata).await?;
+        Ok(self.traffic)
+    }
+}
+
+impl ObjectSink for BucketBackup {
+    async fn put(&mut self, relative: &str, bytes: Vec<u8>, manifest: &mut Manifest) -> Result<(), JobError> {
+        let stored = self.put_own(relative, &bytes).await?;
+        let plaintext = stored.plaintext;
+        manifest.add_files([FileEntry { path: relative.to_owned(), size: plaintext.size, sha256: plaintext.sha256 }]);
+        let key = self.bucket.in_folder(relative);
+        self.part.objects.push(StoredObject { key, size: stored.stored.size, sha256: stored.stored.sha256 });
+        Ok(())
+    }
+}
+
+/// A part's object name for `step`.
+fn part_name(step: &str) -> String {
+    format!("{step}.sealed")
+}
+
+/// Pretty JSON of a format type (serializing these never fails: string keys, no maps of other keys).
+fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec_pretty(value).unwrap_or_default()
+}
+
+/// The bytes stored as `relative` (below the prefix), as they are.
+pub(super) async fn raw_object(bucket: &Bucket, relative: &str) -> Result<Vec<u8>, DestinationError> {
+    let mut bytes = Vec::new();
+    bucket.client.download(&bucket.name, &bucket.key(relative), &mut bytes).await?;
+    Ok(bytes)
+}
+
+/// The plaintext of the backup object `path` (in the backup's folder) whose stored bytes are `raw`.
+pub(super) async fn open_bytes(
+    bucket: &Bucket,
+    backup_uid: &str,
+    path: &str,
+    raw: &[u8],
+) -> Result<Vec<u8>, DestinationError> {
+    let Some(ring) = &bucket.ring else { return Ok(raw.to_vec()) };
+    let mut plain = Vec::new();
+    let context = Context::BackupObject { backup_uid, path };
+    crate::seal::open(ring, context, &mut &raw[..], &mut plain)
+        .await
+        .map_err(bucket.seal_error(&bucket.in_folder(path)))?;
+    Ok(plain)
+}
+
+/// `bytes` of object `relative` as `T`.
+pub(super) fn parse<T: serde::de::DeserializeOwned>(
+    bucket: &Bucket,
+    relative: &str,
+    bytes: &[u8],
+) -> Result<T, DestinationError> {
+    serde_json::from_slice(bytes).map_err(|error| DestinationError::Corrupt {
+        bucket: bucket.name.clone(),
+        key: bucket.key(relative),
+        reason: format!("does not parse ({:?} error at line {})", error.classify(), error.line()),
+    })
+}
+
+/// What a listed tree entry is.
+enum Kind {
+    Folder,
+    File { id: (u64, u64), links: u64 },
+    Link(String),
+    Absent(String),
+}
+
+/// One entry of the tree being backed up.
+struct Item {
+    relative: Vec<u8>,
+    path: String,
+    mode: u32,
+    modified: (i64, u32),
+    accessed: (i64, u32),
+    kind: Kind,
+}
+
+/// Every entry of the tree at `source` (the root folder first, as `prefix`), in walk order.
+fn list_tree(source: &Path, prefix: &str) -> Result<Vec<Item>, JobError> {
+    let named = |relative: &[u8]| {
+        let mut joined = prefix.as_bytes().to_vec();
+        if !relative.is_empty() {
+            joined.push(b'/');
+            joined.extend_from_slice(relative);
+        }
+        encode_path(&joined)
+    };
+    let item = |relative: &[u8], stat: &rustix::fs::Stat, kind| Item {
+        relative: relative.to_vec(),
+        path: named(relative),
+        mode: stat.st_mode & 0o7777,
+        modified: (stat.st_mtime, u32::try_from(stat.st_mtime_nsec).unwrap_or(0)),
+        accessed: (stat.st_atime, u32::try_from(stat.st_atime_nsec).unwrap_or(0)),
+        kind,
+    };
+    let mut items = Vec::new();
+    let root = walk(source, &mut |visit| {
+        match visit {
+            Visit::Enter(entry) if entry.relative == LOST_AND_FOUND.as_bytes() => {
+                let reason = "filesystem housekeeping folder, not 3scale data".to_owned();
+                items.push(item(entry.relative, entry.stat, Kind::Absent(reason)));
+                return Ok(Next::SkipDirectory);
+            }
+            Visit::Enter(entry) => items.push(item(entry.relative, entry.stat, Kind::Folder)),
+            Visit::Leave(_) => {}
+            Visit::Other(entry) => {
+                let kind = match FileType::from_raw_mode(entry.stat.st_mode) {
+                    FileType::RegularFile => {
+                        Kind::File { id: (entry.stat.st_dev, entry.stat.st_ino), links: entry.stat.st_nlink }
+                    }
+                    FileType::Symlink => {
+                        let target = rustix::fs::readlinkat(entry.dir, entry.name, Vec::new())
+                            .map_err(JobError::errno("reading the link", entry.path))?;
+                        Kind::Link(encode_path(target.as_bytes()))
+                    }
+                    _ => Kind::Absent("not copied: only files, folders and links are".to_owned()),
+                };
+                items.push(item(entry.relative, entry.stat, kind));
+            }
+        }
+        Ok(Next::Continue)
+    })?;
+    items.insert(0, item(b"", &root, Kind::Folder));
+    Ok(items)
+}
+
+/// Opens the file `item` at `path` for reading, never through a link, and checks it is still
+/// the file listed.
+fn open_file(path: &Path, item: &Item) -> Result<std::fs::File, JobError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_flags())
+        .open(path)
+        .map_err(|error| JobError::io("reading", path, error))?;
+    let stat = rustix::fs::fstat(&file).map_err(JobError::errno("reading", path))?;
+    match item.kind {
+        Kind::File { id, .. } if id == (stat.st_dev, stat.st_ino) => Ok(file),
+        _ => Err(JobError::Changed { path: path.to_owned() }),
+    }
+}
+
+/// `O_NOFOLLOW | O_NONBLOCK | O_NOCTTY` as `open` flags.
+fn libc_flags() -> i32 {
+    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32
+}

@@ -1,0 +1,278 @@
+//! The S3 destination's data path against a real S3 server (SeaweedFS, verifying SigV4): a
+//! backup's steps write sealed objects and the FileStorage tree by content, the last one commits
+//! `manifest.json`; verify with and without the key; the files restored with modes, times and
+//! links; nothing of a Secret's value or a file's content in clear in the bucket; a second backup
+//! of the same tree uploads no file; a corrupted, a missing and an uncommitted backup, a wrong key
+//! and key rotation.
+
+mod support;
+
+use apimanager_backup_operator::job::destination::index::{CONTENTS_FILE, INDEX_FILE, Index};
+use apimanager_backup_operator::job::destination::read::{Committed, Coverage};
+use apimanager_backup_operator::job::destination::steps::{copy_files, verify};
+use apimanager_backup_operator::job::destination::write::BucketBackup;
+use apimanager_backup_operator::job::destination::{DestinationError, ObjectSink, S3Args};
+use apimanager_backup_operator::job::manifest::{Manifest, ObjectRef};
+use apimanager_backup_operator::job::report::{Checked, StepReport};
+use apimanager_backup_operator::job::{CommonArgs, CopyArgs, JobError};
+use apimanager_backup_operator::layout::APIMANAGER_FILE;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use support::s3::{bucket_name, shared_s3};
+
+const PASSWORD: &str = "s3cr3t-Seed-Passw0rd-4242";
+const FILE_TEXT: &[u8] = b"uploaded logo bytes that must not appear in clear";
+
+fn scratch(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("abo-s3dest-{label}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("scratch");
+    dir
+}
+
+/// A folder of 3scale's S3 Secret keys, as the Secret is mounted.
+fn credentials(dir: &Path) -> String {
+    let folder = dir.join("credentials");
+    fs::create_dir_all(&folder).expect("credentials");
+    for (key, value) in shared_s3().secret_keys() {
+        fs::write(folder.join(key), value).expect("key file");
+    }
+    folder.to_string_lossy().into_owned()
+}
+
+/// A key Secret's folder holding `keys` (id, 32-byte value).
+fn keys(dir: &Path, name: &str, keys: &[(&str, [u8; 32])]) -> String {
+    let folder = dir.join(name);
+    let _ = fs::remove_dir_all(&folder);
+    fs::create_dir_all(&folder).expect("keys");
+    for (id, value) in keys {
+        fs::write(folder.join(id), value).expect("key");
+    }
+    folder.to_string_lossy().into_owned()
+}
+
+/// The FileStorage tree: nested folders with modes, a file of several multipart parts, an
+/// empty file, a symbolic link, a hard link, set times.
+fn tree(root: &Path) {
+    fs::create_dir_all(root.join("uploads/logos")).expect("dirs");
+    fs::write(root.join("uploads/logos/logo.png"), FILE_TEXT).expect("file");
+    fs::write(root.join("robots.txt"), b"").expect("empty");
+    let large: Vec<u8> = (0..(17u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    fs::write(root.join("uploads/big.bin"), &large).expect("large");
+    std::os::unix::fs::symlink("uploads/logos/logo.png", root.join("current-logo")).expect("link");
+    fs::hard_link(root.join("uploads/logos/logo.png"), root.join("uploads/same-logo.png")).expect("hard link");
+    fs::set_permissions(root.join("robots.txt"), fs::Permissions::from_mode(0o640)).expect("mode");
+    fs::set_permissions(root.join("uploads/logos"), fs::Permissions::from_mode(0o750)).expect("mode");
+    let old = filetime::FileTime::from_unix_time(1_600_000_000, 123_000_000);
+    filetime::set_file_mtime(root.join("uploads/logos/logo.png"), old).expect("mtime");
+}
+
+struct Setup {
+    dir: PathBuf,
+    source: PathBuf,
+    args: S3Args,
+}
+
+async fn setup(label: &str) -> Setup {
+    let dir = scratch(label);
+    let source = dir.join("source");
+    tree(&source);
+    let bucket = bucket_name(label);
+    shared_s3().create_bucket(&bucket).await.expect("bucket");
+    let args = S3Args {
+        s3_bucket: Some(bucket),
+        s3_prefix: Some("prod/backups".into()),
+        s3_credentials: Some(credentials(&dir)),
+        s3_allow_http: Some(true),
+        encryption_keys: Some(keys(&dir, "keys", &[("2026-01", [7; 32])])),
+        ..S3Args::default()
+    };
+    Setup { dir, source, args }
+}
+
+/// Both steps of one backup named `name`: the export (a Secret and the APIManager) and the copy,
+/// which commits when `commit`.
+async fn back_up(setup: &Setup, name: &str, uid: &str, commit: bool) -> Result<u64, JobError> {
+    let mut args = setup.args.clone();
+    args.s3_backup = Some(format!("3scale/{name}-{uid}"));
+    args.s3_backup_uid = Some(uid.into());
+    let mut export = BucketBackup::begin(&args, "export-objects").await?;
+    let mut manifest = Manifest::default();
+    let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "system-seed"},
+        "stringData": {"MASTER_PASSWORD": PASSWORD}});
+    export.put("secrets/system-seed.json", serde_json::to_vec(&secret).expect("json"), &mut manifest).await?;
+    let apimanager = serde_json::json!({"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManager",
+        "metadata": {"name": "example"}, "spec": {"wildcardDomain": "example.com"}});
+    export.put(APIMANAGER_FILE, serde_json::to_vec(&apimanager).expect("json"), &mut manifest).await?;
+    manifest.namespace = "3scale".into();
+    manifest.backup = ObjectRef { name: name.into(), uid: uid.into() };
+    export.finish(manifest, false).await?;
+    args.s3_commit = Some(commit);
+    let common = CommonArgs { s3: args, ..CommonArgs::at("/unused") };
+    let traffic = copy_files(&CopyArgs { source: setup.source.clone(), common }).await?;
+    Ok(traffic.files_uploaded)
+}
+
+fn at(setup: &Setup, name: &str, uid: &str) -> S3Args {
+    S3Args { s3_backup: Some(format!("3scale/{name}-{uid}")), ..setup.args.clone() }
+}
+
+/// Every object of the bucket, key and bytes.
+async fn raw_bucket(args: &S3Args) -> Vec<(String, Vec<u8>)> {
+    let client = shared_s3().client(Default::default()).expect("client");
+    let bucket = args.s3_bucket.as_deref().expect("bucket");
+    let mut objects = Vec::new();
+    for listed in client.list_all(bucket, "").await.expect("list") {
+        let mut bytes = Vec::new();
+        client.download(bucket, &listed.key, &mut bytes).await.expect("download");
+        objects.push((listed.key, bytes));
+    }
+    objects
+}
+
+async fn overwrite(args: &S3Args, key: &str, bytes: Vec<u8>) {
+    let client = shared_s3().client(Default::default()).expect("client");
+    let bucket = args.s3_bucket.as_deref().expect("bucket");
+    client.put_object(bucket, key, bytes.into(), &Default::default()).await.expect("put");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_backup_round_trips_by_content_and_holds_nothing_in_clear() {
+    let setup = setup("round-trip").await;
+    let uploaded = back_up(&setup, "nightly", "uid-1", true).await.expect("backup");
+    assert_eq!(uploaded, 3, "logo, robots.txt and big.bin; the hard link shares the logo's content");
+
+    // Nothing in clear: no Secret value, no file content, no file name.
+    let objects = raw_bucket(&setup.args).await;
+    for (key, bytes) in &objects {
+        for needle in [PASSWORD.as_bytes(), FILE_TEXT, b"logo.png", b"wildcardDomain"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{key} holds {:?} in clear",
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+    let index_key = "prod/backups/3scale/nightly-uid-1/manifest.json";
+    let index: Index =
+        serde_json::from_slice(&objects.iter().find(|(k, _)| k == index_key).expect("committed").1).expect("index");
+    assert_eq!(index.key_id.as_deref(), Some("2026-01"));
+    assert_eq!(index.backup_uid, "uid-1");
+    assert_eq!(index.objects.iter().filter(|o| o.key.starts_with("_content/")).count(), 3);
+
+    // Verified with the key (everything opened) and the backed-up APIManager named.
+    let report = verify(&at(&setup, "nightly", "uid-1")).await.expect("verified");
+    let StepReport::Verify { checked, api_manager } = report else { panic!("a verify report") };
+    assert_eq!(checked, Checked::Verified { files: 5, links: 2 });
+    assert_eq!(api_manager.name, "example");
+    // And without it: every stored object's digest.
+    let keyless = S3Args { encryption_keys: None, ..at(&setup, "nightly", "uid-1") };
+    let committed = Committed::open(&keyless).await.expect("index readable without the key");
+    assert_eq!(committed.verify().await.expect("digests match"), Coverage::Stored { objects: 6 });
+
+    // Restored onto an empty folder: contents, modes, times, links.
+    let target = setup.dir.join("restored");
+    fs::create_dir_all(&target).expect("target");
+    let committed = Committed::open(&at(&setup, "nightly", "uid-1")).await.expect("open");
+    let contents = committed.contents().await.expect("sealed manifest");
+    committed.restore_tree(&contents, "system-filestorage-pvc", &target).await.expect("restored");
+    assert_eq!(fs::read(target.join("uploads/logos/logo.png")).expect("logo"), FILE_TEXT);
+    assert_eq!(
+        fs::read(target.join("uploads/big.bin")).expect("big"),
+        fs::read(setup.source.join("uploads/big.bin")).expect("src")
+    );
+    assert_eq!(fs::read_link(target.join("current-logo")).expect("link"), Path::new("uploads/logos/logo.png"));
+    let meta = |path: &Path| fs::symlink_metadata(path).expect("meta");
+    assert_eq!(meta(&target.join("robots.txt")).permissions().mode() & 0o777, 0o640);
+    assert_eq!(meta(&target.join("uploads/logos")).permissions().mode() & 0o777, 0o750);
+    use std::os::unix::fs::MetadataExt;
+    let logo = meta(&target.join("uploads/logos/logo.png"));
+    assert_eq!((logo.mtime(), logo.mtime_nsec()), (1_600_000_000, 123_000_000));
+    assert_eq!(logo.ino(), meta(&target.join("uploads/same-logo.png")).ino(), "hard link kept");
+
+    // A second backup of the unchanged tree references every file.
+    assert_eq!(back_up(&setup, "nightly", "uid-2", true).await.expect("second backup"), 0);
+    verify(&at(&setup, "nightly", "uid-2")).await.expect("second verified");
+
+    // Key rotation: a newer key seals new backups; the old backup opens while the Secret keeps its key.
+    let rotated = keys(&setup.dir, "rotated", &[("2026-01", [7; 32]), ("2026-06", [9; 32])]);
+    let after = S3Args { encryption_keys: Some(rotated.clone()), ..at(&setup, "nightly", "uid-1") };
+    verify(&after).await.expect("old backup opens after rotation");
+    let rotated_setup = Setup { args: S3Args { encryption_keys: Some(rotated), ..setup.args.clone() }, ..setup };
+    assert_eq!(
+        back_up(&rotated_setup, "nightly", "uid-3", true).await.expect("after rotation"),
+        3,
+        "new names under the new key"
+    );
+    let index = Committed::open(&at(&rotated_setup, "nightly", "uid-3")).await.expect("open").index;
+    assert_eq!(index.key_id.as_deref(), Some("2026-06"));
+
+    // A wrong key of the same id fails naming the key, never its bytes.
+    let wrong = keys(&rotated_setup.dir, "wrong", &[("2026-01", [1; 32])]);
+    let error = verify(&S3Args { encryption_keys: Some(wrong), ..at(&rotated_setup, "nightly", "uid-1") })
+        .await
+        .expect_err("wrong key");
+    assert!(error.to_string().contains("key 2026-01 does not open the object's data key"), "{error}");
+    let _ = fs::remove_dir_all(&rotated_setup.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_missing_and_uncommitted_backups_are_refused() {
+    let setup = setup("damaged").await;
+    back_up(&setup, "nightly", "uid-1", true).await.expect("backup");
+    let index = Committed::open(&at(&setup, "nightly", "uid-1")).await.expect("open").index;
+    let content = index.objects.iter().find(|o| o.key.starts_with("_content/")).expect("content").key.clone();
+
+    // One changed byte of a content object: both checks name it.
+    let objects = raw_bucket(&setup.args).await;
+    let mut bytes = objects.iter().find(|(k, _)| *k == format!("prod/backups/{content}")).expect("stored").1.clone();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    overwrite(&setup.args, &format!("prod/backups/{content}"), bytes).await;
+    let error = verify(&at(&setup, "nightly", "uid-1")).await.expect_err("corrupted");
+    let message = error.to_string();
+    assert!(message.contains("does not match its manifest") && message.contains(&content), "{message}");
+    assert!(message.contains("fails authentication"), "{message}");
+    let keyless = S3Args { encryption_keys: None, ..at(&setup, "nightly", "uid-1") };
+    let error = Committed::open(&keyless).await.expect("open").verify().await.expect_err("digest differs");
+    assert!(error.to_string().contains(&format!("{content} differs from manifest.json")), "{error}");
+
+    // A missing object.
+    let client = shared_s3().client(Default::default()).expect("client");
+    let bucket = setup.args.s3_bucket.clone().expect("bucket");
+    client.delete_object(&bucket, "prod/backups/3scale/nightly-uid-1/secrets/system-seed.json").await.expect("delete");
+    let error = verify(&at(&setup, "nightly", "uid-1")).await.expect_err("missing");
+    assert!(error.to_string().contains("3scale/nightly-uid-1/secrets/system-seed.json is missing"), "{error}");
+
+    // A backup whose last step did not commit: incomplete, whatever else is there.
+    back_up(&setup, "broken", "uid-9", false).await.expect("steps without the commit");
+    let error = verify(&at(&setup, "broken", "uid-9")).await.expect_err("incomplete");
+    assert!(matches!(error, JobError::Destination(DestinationError::Incomplete { .. })), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("no manifest.json under s3://{bucket}/prod/backups/3scale/broken-uid-9/")),
+        "{error}"
+    );
+    let listed = client.list_all(&bucket, "prod/backups/3scale/broken-uid-9/").await.expect("list");
+    let names: Vec<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+    assert!(names.iter().any(|k| k.ends_with("/parts/copy-files.sealed")), "{names:?}");
+    assert!(!names.iter().any(|k| k.ends_with(CONTENTS_FILE) || k.ends_with(INDEX_FILE)), "{names:?}");
+
+    // Wrong credentials and a missing bucket: typed S3 errors.
+    let wrong = setup.dir.join("wrong-credentials");
+    fs::create_dir_all(&wrong).expect("dir");
+    for (key, value) in shared_s3().secret_keys() {
+        let value = if key == "AWS_SECRET_ACCESS_KEY" { "not-the-secret".to_owned() } else { value };
+        fs::write(wrong.join(key), value).expect("file");
+    }
+    let args = S3Args { s3_credentials: Some(wrong.to_string_lossy().into_owned()), ..at(&setup, "nightly", "uid-1") };
+    let error = verify(&args).await.expect_err("wrong credentials");
+    // A HEAD answer has no body: SeaweedFS's status says access denied.
+    assert!(error.to_string().starts_with(&format!("HeadBucket of s3://{bucket}: access denied")), "{error}");
+    let args = S3Args { s3_bucket: Some("no-such-bucket-here".into()), ..at(&setup, "nightly", "uid-1") };
+    let error = verify(&args).await.expect_err("missing bucket");
+    assert!(error.to_string().contains("NoSuchBucket"), "{error}");
+    let _ = fs::remove_dir_all(&setup.dir);
+}
