@@ -4,6 +4,9 @@
 //! creates the backed-up APIManager as it was. Each reads every file it
 //! needs before it creates anything, so a damaged backup writes nothing.
 
+use super::destination::read::Committed;
+use super::destination::sink::Folder;
+use super::destination::source::BackupSource;
 use super::export::clean;
 use super::manifest::Manifest;
 use super::report::{BackedUpApiManager, StepReport};
@@ -19,17 +22,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::Value;
 use std::path::Path;
 
-/// Reads the backed-up object at `relative` and checks it is the `kind` named `name` (a file that
+/// Parses the backed-up object at `path` (named in messages only) and checks it is the `kind` named `name` (a file that
 /// names another object is refused, so a tampered backup cannot create, say, `system-database`).
 /// Parse errors give the position only: the file may hold Secret values.
-fn read_object(root: &Path, relative: &str, kind: &str, name: Option<&str>) -> Result<Value, JobError> {
-    let path = root.join(relative);
-    let bytes =
-        std::fs::read(&path).map_err(|source| JobError::Io { what: "reading".into(), path: path.clone(), source })?;
-    parse_object(&bytes, &path, kind, name)
-}
-
-/// [`read_object`] of the bytes of the object at `path` (named in messages only).
 pub fn parse_object(bytes: &[u8], path: &Path, kind: &str, name: Option<&str>) -> Result<Value, JobError> {
     let path = path.to_owned();
     let mut object: Value = serde_json::from_slice(bytes).map_err(|e| JobError::Corrupt {
@@ -125,8 +120,17 @@ fn restorable(manifest: Option<&Manifest>) -> Vec<(String, &'static str, String)
 /// over; any other missing file, or a referenced Secret whose name could not be an object's, fails
 /// the step before anything is created.
 pub async fn restore_objects(args: &RestoreArgs) -> Result<StepReport, JobError> {
+    if args.common.s3.is_set() {
+        let committed = Committed::open(&args.common.s3).await?;
+        return restore_objects_from(&committed, args).await;
+    }
+    restore_objects_from(&Folder(&args.common.backup_dir), args).await
+}
+
+/// [`restore_objects`] from `source`.
+async fn restore_objects_from(source: &impl BackupSource, args: &RestoreArgs) -> Result<StepReport, JobError> {
     let root = &args.common.backup_dir;
-    let manifest = Manifest::read(root)?;
+    let manifest = source.manifest().await?;
     let mut objects = Vec::new();
     let mut missing = Vec::new();
     for (kind, dir, name) in restorable(manifest.as_ref()) {
@@ -137,13 +141,13 @@ pub async fn restore_objects(args: &RestoreArgs) -> Result<StepReport, JobError>
             });
         }
         let relative = format!("{dir}/{name}.json");
-        if !root.join(&relative).exists() {
+        let Some(bytes) = source.read(&relative).await? else {
             if !OPTIONAL_SECRETS.contains(&name.as_str()) {
                 missing.push(relative);
             }
             continue;
-        }
-        let object = read_object(root, &relative, &kind, Some(&name))?;
+        };
+        let object = parse_object(&bytes, &root.join(&relative), &kind, Some(&name))?;
         objects.push((format!("{kind} {name}"), kind, object));
     }
     if !missing.is_empty() {
@@ -168,7 +172,15 @@ pub async fn restore_objects(args: &RestoreArgs) -> Result<StepReport, JobError>
 /// fields) unless one of that name exists.
 pub async fn restore_apimanager(args: &RestoreArgs) -> Result<StepReport, JobError> {
     let root = &args.common.backup_dir;
-    let object = read_object(root, APIMANAGER_FILE, &APIManager::kind(&()), None)?;
+    let bytes = if args.common.s3.is_set() {
+        Committed::open(&args.common.s3).await?.read(APIMANAGER_FILE).await?
+    } else {
+        Folder(root).read(APIMANAGER_FILE).await?
+    };
+    let path = root.join(APIMANAGER_FILE);
+    let bytes =
+        bytes.ok_or_else(|| JobError::Missing(format!("the backup lacks {APIMANAGER_FILE}; nothing was restored")))?;
+    let object = parse_object(&bytes, &path, &APIManager::kind(&()), None)?;
     let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
     let client = crate::client::connect(crate::names::RESTORE_APIMANAGER).await.map_err(client_error)?;
     let api = Api::namespaced_with(client, &args.namespace, &ApiResource::erase::<APIManager>(&()));
@@ -201,7 +213,9 @@ mod tests {
             br#"{"kind": "Secret", "metadata": {"name": "system-database"}, "data": {}}"#,
         )
         .expect("file");
-        let error = read_object(&root, "secrets/zync.json", "Secret", Some("zync")).expect_err("refused");
+        let path = root.join("secrets/zync.json");
+        let bytes = std::fs::read(&path).expect("read");
+        let error = parse_object(&bytes, &path, "Secret", Some("zync")).expect_err("refused");
         assert!(error.to_string().ends_with(r#"holds Secret "system-database" instead of Secret zync"#), "{error}");
         let _ = std::fs::remove_dir_all(root);
     }
@@ -212,7 +226,9 @@ mod tests {
         std::fs::create_dir_all(root.join("secrets")).expect("secrets");
         std::fs::write(root.join("secrets/zync.json"), br#"{"kind": "Secret", "data": {"KEY": s3cr3t}}"#)
             .expect("file");
-        let error = read_object(&root, "secrets/zync.json", "Secret", Some("zync")).expect_err("refused");
+        let path = root.join("secrets/zync.json");
+        let bytes = std::fs::read(&path).expect("read");
+        let error = parse_object(&bytes, &path, "Secret", Some("zync")).expect_err("refused");
         assert!(!error.to_string().contains("s3cr3t"), "{error}");
         assert!(error.to_string().contains("line 1 column"), "{error}");
         let _ = std::fs::remove_dir_all(root);

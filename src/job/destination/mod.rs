@@ -2,6 +2,7 @@
 //! (a key prefix) in an S3 bucket, sealed on the client (docs/s3.md).
 //!
 //! - [`args`]: the steps' arguments naming the bucket, folder and mounted Secrets ([`S3Args`]);
+//! - [`source`]: where the restore steps read exported objects (claim or bucket);
 //! - [`sink`]: where `export-objects` puts each exported object ([`sink::Folder`] on the claim,
 //!   [`write::BucketBackup`] in the bucket);
 //! - [`bucket`]: the connection ([`bucket::Bucket`]) and sealed object I/O;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod index;
 pub mod read;
 pub mod sink;
+pub mod source;
 pub mod steps;
 pub mod write;
 
