@@ -276,3 +276,67 @@ async fn corrupted_missing_and_uncommitted_backups_are_refused() {
     assert!(error.to_string().contains("NoSuchBucket"), "{error}");
     let _ = fs::remove_dir_all(&setup.dir);
 }
+
+/// The steps as a Pod runs them: the binary with the arguments the operator renders
+/// ([`JobCommand::argv`]), the Secrets as mounted folders; failures in the termination message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_runs_the_steps_from_their_command_lines() {
+    use apimanager_backup_operator::job::{JobCommand, RestoreFilesArgs};
+    const BIN: &str = env!("CARGO_BIN_EXE_apimanager-backup-operator");
+    let setup = setup("binary").await;
+    let log = setup.dir.join("termination-log");
+    let run = |command: JobCommand| {
+        let output = std::process::Command::new(BIN).args(command.argv()).output().expect("runs");
+        let message = fs::read_to_string(&log).unwrap_or_default();
+        let _ = fs::remove_file(&log);
+        (output.status.success(), message, String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let common =
+        |args: S3Args| CommonArgs { termination_log: log.clone(), s3: args, ..CommonArgs::at("/nonexistent-claim") };
+    let step_args = S3Args { s3_backup_uid: Some("uid-b".into()), ..at(&setup, "nightly", "uid-b") };
+
+    // Only the export's part: the backup is not committed, and verify says so.
+    let mut export = BucketBackup::begin(&step_args, "export-objects").await.expect("begin");
+    let mut manifest = Manifest::default();
+    let apimanager = serde_json::json!({"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManager",
+        "metadata": {"name": "example"}, "spec": {"wildcardDomain": "example.com"}});
+    export.put(APIMANAGER_FILE, serde_json::to_vec(&apimanager).expect("json"), &mut manifest).await.expect("put");
+    export.finish(manifest, false).await.expect("part");
+    let (ok, message, _) = run(JobCommand::Verify(common(step_args.clone())));
+    assert!(!ok);
+    let bucket = setup.args.s3_bucket.clone().expect("bucket");
+    assert!(
+        message.starts_with(&format!("no manifest.json under s3://{bucket}/prod/backups/3scale/nightly-uid-b/")),
+        "{message}"
+    );
+
+    // The copy commits; verify reports what it checked and the APIManager.
+    let copy = CopyArgs {
+        source: setup.source.clone(),
+        common: common(S3Args { s3_commit: Some(true), ..step_args.clone() }),
+    };
+    let (ok, message, stderr) = run(JobCommand::CopyFiles(copy));
+    assert!(ok, "{message} {stderr}");
+    let (ok, message, _) = run(JobCommand::Verify(common(step_args.clone())));
+    assert!(ok, "{message}");
+    let report = StepReport::from_message(&message).expect("a report");
+    let StepReport::Verify { checked, api_manager } = report else { panic!("a verify report: {message}") };
+    assert_eq!(checked, Checked::Verified { files: 4, links: 2 });
+    assert_eq!(api_manager.name, "example");
+
+    // restore-files onto an empty claim.
+    let target = setup.dir.join("claim");
+    fs::create_dir_all(&target).expect("claim");
+    let restore = RestoreFilesArgs { target: target.clone(), common: common(step_args.clone()) };
+    let (ok, message, _) = run(JobCommand::RestoreFiles(restore));
+    assert!(ok, "{message}");
+    assert_eq!(fs::read(target.join("uploads/logos/logo.png")).expect("restored"), FILE_TEXT);
+    assert!(!target.join(".apimanager-restore.partial").exists());
+
+    // No Secret value on any command line: the credentials are a folder.
+    let argv = JobCommand::Verify(common(step_args)).argv().join(" ");
+    for (_, value) in shared_s3().secret_keys().into_iter().filter(|(key, _)| key.contains("SECRET")) {
+        assert!(!argv.contains(&value), "{argv}");
+    }
+    let _ = fs::remove_dir_all(&setup.dir);
+}
