@@ -327,7 +327,7 @@ async fn the_binary_runs_the_steps_from_their_command_lines() {
     // restore-files onto an empty claim.
     let target = setup.dir.join("claim");
     fs::create_dir_all(&target).expect("claim");
-    let restore = RestoreFilesArgs { target: target.clone(), common: common(step_args.clone()) };
+    let restore = RestoreFilesArgs { target: target.clone(), group: None, common: common(step_args.clone()) };
     let (ok, message, _) = run(JobCommand::RestoreFiles(restore));
     assert!(ok, "{message}");
     assert_eq!(fs::read(target.join("uploads/logos/logo.png")).expect("restored"), FILE_TEXT);
