@@ -108,9 +108,8 @@ async fn back_up(setup: &Setup, name: &str, uid: &str, commit: bool) -> Result<u
     manifest.namespace = "3scale".into();
     manifest.backup = ObjectRef { name: name.into(), uid: uid.into() };
     export.finish(manifest, false).await?;
-    args.s3_commit = Some(commit);
     let common = CommonArgs { s3: args, ..CommonArgs::at("/unused") };
-    let traffic = copy_files(&CopyArgs { source: setup.source.clone(), common }).await?;
+    let traffic = copy_files(&CopyArgs { source: setup.source.clone(), last_step: commit, common }).await?;
     Ok(traffic.files_uploaded)
 }
 
@@ -311,10 +310,7 @@ async fn the_binary_runs_the_steps_from_their_command_lines() {
     );
 
     // The copy commits; verify reports what it checked and the APIManager.
-    let copy = CopyArgs {
-        source: setup.source.clone(),
-        common: common(S3Args { s3_commit: Some(true), ..step_args.clone() }),
-    };
+    let copy = CopyArgs { source: setup.source.clone(), last_step: true, common: common(step_args.clone()) };
     let (ok, message, stderr) = run(JobCommand::CopyFiles(copy));
     assert!(ok, "{message} {stderr}");
     let (ok, message, _) = run(JobCommand::Verify(common(step_args.clone())));

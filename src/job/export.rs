@@ -212,9 +212,9 @@ async fn export<S: ObjectSink>(args: &ExportArgs, sink: &mut S, manifest: &mut M
     export.named(&secrets, SECRETS_DIR, wanted_secrets(&referenced)).await?;
     let config_map_names = CONFIG_MAPS.iter().map(|name| Wanted { name, optional: false, referenced_by: Vec::new() });
     export.named(&config_maps, CONFIG_MAPS_DIR, config_map_names.collect()).await?;
-    let Export { sink, manifest, .. } = export;
+    let Export { sink, manifest, missing, .. } = export;
     if !missing.is_empty() {
-        return Err(JobError::MissingObjects { namespace: args.namespace.clone(), objects: missing });
+        return Err(JobError::MissingObjects { namespace: args.namespace.clone(), objects: std::mem::take(missing) });
     }
     if let Some(apimanager) = apimanager {
         manifest.api_manager = ObjectRef {

@@ -570,7 +570,6 @@ mod tests {
             s3_credentials: Some("/var/run/s3".into()),
             s3_ca_bundle: Some("/var/run/s3-ca/ca.crt".into()),
             encryption_keys: Some("/var/run/keys".into()),
-            s3_commit: Some(true),
         };
         let common = CommonArgs { backup_dir: "/b".into(), termination_log: "/t/log".into(), s3 };
         let restore = RestoreArgs { namespace: "n".into(), common: common.clone() };

@@ -42,9 +42,6 @@ pub struct S3Args {
     /// Folder of the mounted key Secret; unset means the backup is not encrypted.
     #[arg(long)]
     pub encryption_keys: Option<String>,
-    /// This step is the backup's last: it writes `manifest.json`, the commit marker.
-    #[arg(long, action = clap::ArgAction::Set)]
-    pub s3_commit: Option<bool>,
 }
 
 impl S3Args {

@@ -8,15 +8,14 @@ use crate::job::manifest::Manifest;
 use std::path::Path;
 
 /// `job copy-files` into the bucket: the FileStorage tree by content, the step's part, and the
-/// commit when this is the backup's last step.
+/// commit when this is the backup's last step (`--last-step`).
 pub async fn copy_files(args: &crate::job::CopyArgs) -> Result<write::Traffic, JobError> {
     let started_at = crate::job::manifest::now();
     let mut backup = write::BucketBackup::begin(&args.common.s3, crate::job::copy::STEP).await?;
     backup.copy_tree(&args.source, crate::layout::FILE_STORAGE_DIR).await?;
     let mut manifest = Manifest::default();
-    let times = crate::job::manifest::StepTimes { started_at, finished_at: crate::job::manifest::now() };
-    manifest.steps.insert(crate::job::copy::STEP.to_owned(), times);
-    Ok(backup.finish(manifest, args.common.s3.s3_commit == Some(true)).await?)
+    manifest.finish_step(crate::job::copy::STEP, started_at, args.last_step);
+    Ok(backup.finish(manifest, args.last_step).await?)
 }
 
 /// `job verify` of a backup in the bucket: committed, and every object as its manifests say
@@ -28,7 +27,11 @@ pub async fn verify(args: &S3Args) -> Result<crate::job::report::StepReport, Job
         read::Coverage::Stored { objects } => crate::job::report::Checked::Verified { files: objects, links: 0 },
     };
     let apimanager = committed.object(crate::layout::APIMANAGER_FILE).await?;
-    let api_manager = crate::job::restore::apimanager_from(&apimanager, Path::new(crate::layout::APIMANAGER_FILE))?;
+    let mut api_manager = crate::job::restore::apimanager_from(&apimanager, Path::new(crate::layout::APIMANAGER_FILE))?;
+    // Objects to write back only when the backup copied the bucket.
+    if committed.contents().await?.manifest.system_file_storage_s3.is_none() {
+        api_manager.file_storage_s3_secret = None;
+    }
     Ok(crate::job::report::StepReport::Verify { checked, api_manager })
 }
 
