@@ -60,7 +60,7 @@ fn missing_destination_is_rejected() {
     let ns = namespace_with_apimanager("no-destination");
     assert_eq!(
         create_rejected(&ns, &backup_yaml("b", "  backupDestination: {}\n")),
-        r#"The APIManagerBackup "b" is invalid: spec.backupDestination: Required value: exactly one backup destination must be set; supported: persistentVolumeClaim"#
+        r#"The APIManagerBackup "b" is invalid: spec.backupDestination: Required value: exactly one backup destination must be set; supported: persistentVolumeClaim, s3"#
     );
 }
 
@@ -149,6 +149,33 @@ fn several_violations_are_listed_together() {
 * spec.backupDestination.persistentVolumeClaim.resources.requests: Invalid value: \"0\": must be greater than zero, for example 10Gi\n\
 * spec.backupDestination.persistentVolumeClaim.storageClass: Invalid value: \"Bad\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')\n\
 * spec.apiManagerName: Invalid value: \"gone\": APIManager \"gone\" does not exist in namespace \"several\" (there are none)"
+    );
+}
+
+#[test]
+fn s3_destination_violations_are_listed_together() {
+    let ns = namespace_with_apimanager("s3-several");
+    let spec = "  backupDestination:\n    s3:\n      bucket: Backups\n      prefix: /prod\n      region: us-east-1\n      endpoint: http://s3.example.com:9000\n      credentialsSecretRef:\n        name: Backup-S3\n      encryption:\n        keySecretRef:\n          name: backup-key\n";
+    assert_eq!(
+        create_rejected(&ns, &backup_yaml("b", spec)),
+        "The APIManagerBackup \"b\" is invalid: \n\
+* spec.backupDestination.s3.bucket: Invalid value: \"Backups\": must consist of lowercase letters, digits, '.' and '-'\n\
+* spec.backupDestination.s3.prefix: Invalid value: \"/prod\": a prefix is '/'-separated segments of letters, digits and the characters !-_.*'() (no empty, '.' or '..' segment, no leading or trailing '/')\n\
+* spec.backupDestination.s3.endpoint: Invalid value: \"http://s3.example.com:9000\": plain http sends the backup's traffic unprotected; use https, or set allowHttp: true (a test server only)\n\
+* spec.backupDestination.s3.credentialsSecretRef.name: Invalid value: \"Backup-S3\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')"
+    );
+}
+
+#[test]
+fn an_unencrypted_s3_destination_warns() {
+    let cluster = shared();
+    let ns = namespace_with_apimanager("s3-clear");
+    let spec = "  backupDestination:\n    s3:\n      bucket: backups\n      region: us-east-1\n      credentialsSecretRef:\n        name: backup-s3\n      encryption:\n        disabled: true\n";
+    let output = kubectl_run(cluster, &["-n", &ns, "create", "--dry-run=server", "-f", "-"], &backup_yaml("b", spec));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "Warning: spec.backupDestination.s3.encryption.disabled is true: the backup is stored in clear, and whoever can read the bucket reads the installation's Secrets (database passwords, keys); set encryption.keySecretRef instead"
     );
 }
 

@@ -52,7 +52,7 @@ fn crd_rules_still_refuse_without_the_webhooks() {
         kubectl_run(&cluster, &["-n", "default", "create", "-f", "-"], &backup("b", "  backupDestination: {}\n"));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim_end(),
-        r#"The APIManagerBackup "b" is invalid: spec.backupDestination: Required value: exactly one backup destination must be set; supported: persistentVolumeClaim"#
+        r#"The APIManagerBackup "b" is invalid: spec.backupDestination: Required value: exactly one backup destination must be set; supported: persistentVolumeClaim, s3"#
     );
     let spec = "  backupDestination:\n    persistentVolumeClaim:\n      volumeName: pv-1\n      resources: {}\n";
     let output = kubectl_run(&cluster, &["-n", "default", "create", "-f", "-"], &backup("c", spec));
@@ -60,6 +60,31 @@ fn crd_rules_still_refuse_without_the_webhooks() {
         String::from_utf8_lossy(&output.stderr).trim_end(),
         r#"The APIManagerBackup "c" is invalid: spec.backupDestination.persistentVolumeClaim.resources.requests: Required value: the backup claim's size must be set, also when volumeName is set (for example 10Gi)"#
     );
+    // S3: a claim and a bucket are two destinations; the encryption is chosen, never both ways.
+    let bucket =
+        "    s3:\n      bucket: backups\n      region: us-east-1\n      credentialsSecretRef:\n        name: s3\n";
+    let cases = [
+        (
+            format!(
+                "  backupDestination:\n{bucket}      encryption:\n        disabled: true\n    persistentVolumeClaim:\n      resources:\n        requests: 1Gi\n"
+            ),
+            r#"The APIManagerBackup "d" is invalid: spec.backupDestination: Required value: exactly one backup destination must be set; supported: persistentVolumeClaim, s3"#,
+        ),
+        (
+            format!("  backupDestination:\n{bucket}"),
+            r#"The APIManagerBackup "d" is invalid: spec.backupDestination.s3.encryption: Required value: set encryption.keySecretRef to a Secret of keys (docs/encryption.md) or, to store the backup in clear, encryption.disabled: true"#,
+        ),
+        (
+            format!(
+                "  backupDestination:\n{bucket}      encryption:\n        disabled: true\n        keySecretRef:\n          name: k\n"
+            ),
+            r#"The APIManagerBackup "d" is invalid: spec.backupDestination.s3.encryption.disabled: Forbidden: disabled: true contradicts keySecretRef; remove one of them"#,
+        ),
+    ];
+    for (spec, refused) in cases {
+        let output = kubectl_run(&cluster, &["-n", "default", "create", "-f", "-"], &backup("d", &spec));
+        assert_eq!(String::from_utf8_lossy(&output.stderr).trim_end(), refused, "{spec}");
+    }
     let mut cluster = cluster;
     let ended = cluster.operator.terminate(Duration::from_secs(20)).expect("operator reaped");
     assert!(ended.success(), "SIGTERM stops the operator cleanly: {ended}");

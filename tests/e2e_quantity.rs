@@ -184,7 +184,7 @@ fn backup(size: &str) -> APIManagerBackup {
     };
     let spec = APIManagerBackupSpec {
         api_manager_name: Some("example".to_owned()),
-        backup_destination: BackupDestination { persistent_volume_claim: Some(destination) },
+        backup_destination: BackupDestination { persistent_volume_claim: Some(destination), s3: None },
     };
     APIManagerBackup::new("size", spec)
 }

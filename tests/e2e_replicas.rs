@@ -70,6 +70,7 @@ fn probe_backup(n: usize) -> APIManagerBackup {
                     resources: Some(PersistentVolumeClaimResources { requests: Some(Quantity("1Gi".into())) }),
                     ..PersistentVolumeClaimDestination::default()
                 }),
+                s3: None,
             },
         },
     )

@@ -68,7 +68,7 @@ fn no_source_is_refused_by_the_crd_itself() {
     let yaml = "apiVersion: apps.3scale.net/v1alpha1\nkind: APIManagerRestore\nmetadata:\n  name: r\nspec:\n  restoreSource: {}\n";
     assert_eq!(
         create_rejected(&ns, yaml),
-        r#"The APIManagerRestore "r" is invalid: spec.restoreSource: Required value: exactly one restore source must be set; supported: persistentVolumeClaim"#
+        r#"The APIManagerRestore "r" is invalid: spec.restoreSource: Required value: exactly one restore source must be set; supported: persistentVolumeClaim, s3"#
     );
 }
 

@@ -82,6 +82,27 @@ pub fn aggregate(errors: &[FieldError]) -> String {
     }
 }
 
+const DNS1123_SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
+characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')";
+const DNS1123_SUBDOMAIN_MAX_LEN: usize = 253;
+
+/// The error of `value` at `field` when it is not a DNS-1123 subdomain (an object name), in
+/// apimachinery's words.
+pub fn check_dns1123_subdomain(field: &str, value: &str) -> Option<FieldError> {
+    if value.len() > DNS1123_SUBDOMAIN_MAX_LEN {
+        return Some(FieldError::invalid(
+            field,
+            value,
+            format!("must be no more than {DNS1123_SUBDOMAIN_MAX_LEN} characters"),
+        ));
+    }
+    let label_ok = |label: &str| {
+        let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+        label.starts_with(alnum) && label.ends_with(alnum) && label.chars().all(|c| alnum(c) || c == '-')
+    };
+    if value.split('.').all(label_ok) { None } else { Some(FieldError::invalid(field, value, DNS1123_SUBDOMAIN)) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 
 pub mod field_error;
 pub mod review;
+pub mod s3;
 pub mod verdict;
 
 use crate::api::GROUP;

@@ -1,13 +1,15 @@
 //! The `APIManagerBackup` custom resource (`apps.3scale.net/v1alpha1`), compatible with the
 //! 3scale-operator's resource of the same name.
 
+use super::s3::{S3BackupLocation, S3Bucket};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// Message shared by the CRD's CEL rule and the validating webhook when no destination is set.
-pub const DESTINATION_REQUIRED: &str = "exactly one backup destination must be set; supported: persistentVolumeClaim";
+pub const DESTINATION_REQUIRED: &str =
+    "exactly one backup destination must be set; supported: persistentVolumeClaim, s3";
 
 /// Message shared by the CRD's CEL rule and the validating webhook when the claim has no size.
 pub const REQUESTS_REQUIRED: &str =
@@ -33,7 +35,7 @@ pub struct APIManagerBackupSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_manager_name: Option<String>,
     /// Where the backup is written. Exactly one destination must be set.
-    #[x_kube(validation = Rule::new("[has(self.persistentVolumeClaim)].filter(set, set).size() == 1")
+    #[x_kube(validation = Rule::new("[has(self.persistentVolumeClaim), has(self.s3)].filter(set, set).size() == 1")
         .message(DESTINATION_REQUIRED)
         .reason(Reason::FieldValueRequired))]
     pub backup_destination: BackupDestination,
@@ -50,6 +52,9 @@ pub struct BackupDestination {
         .field_path(".resources.requests")
         .reason(Reason::FieldValueRequired))]
     pub persistent_volume_claim: Option<PersistentVolumeClaimDestination>,
+    /// Back up into an S3-compatible bucket, sealed on the client (docs/s3.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Bucket>,
 }
 
 impl BackupDestination {
@@ -58,6 +63,9 @@ impl BackupDestination {
         let mut set = Vec::new();
         if self.persistent_volume_claim.is_some() {
             set.push("persistentVolumeClaim");
+        }
+        if self.s3.is_some() {
+            set.push("s3");
         }
         set
     }
@@ -107,6 +115,9 @@ pub struct APIManagerBackupStatus {
     /// Name of the PersistentVolumeClaim holding the backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_persistent_volume_claim_name: Option<String>,
+    /// Where the backup is, when its destination is an S3 bucket (no Secret is named here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3BackupLocation>,
     /// `true` once every backup step has finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub main_steps_completed: Option<bool>,

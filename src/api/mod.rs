@@ -6,6 +6,7 @@ pub mod backup;
 pub mod quantity;
 pub mod referenced_secrets;
 pub mod restore;
+pub mod s3;
 pub mod schedule;
 pub mod status;
 

@@ -1,13 +1,14 @@
 //! The `APIManagerRestore` custom resource (`apps.3scale.net/v1alpha1`), compatible with the
 //! 3scale-operator's resource of the same name: it restores an installation from a backup claim.
 
+use super::s3::S3Bucket;
 use k8s_openapi::api::core::v1::{LocalObjectReference, PersistentVolumeClaimVolumeSource};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// Message shared by the CRD's CEL rule and the validating webhook when no source is set.
-pub const SOURCE_REQUIRED: &str = "exactly one restore source must be set; supported: persistentVolumeClaim";
+pub const SOURCE_REQUIRED: &str = "exactly one restore source must be set; supported: persistentVolumeClaim, s3";
 
 /// Message shared by the CRD's CEL rule and the validating webhook when the spec changes.
 pub const SPEC_IMMUTABLE: &str =
@@ -31,7 +32,7 @@ pub const SPEC_IMMUTABLE: &str =
 #[serde(rename_all = "camelCase")]
 pub struct APIManagerRestoreSpec {
     /// Where the backup is read from. Exactly one source must be set.
-    #[x_kube(validation = Rule::new("[has(self.persistentVolumeClaim)].filter(set, set).size() == 1")
+    #[x_kube(validation = Rule::new("[has(self.persistentVolumeClaim), has(self.s3)].filter(set, set).size() == 1")
         .message(SOURCE_REQUIRED)
         .reason(Reason::FieldValueRequired))]
     pub restore_source: RestoreSource,
@@ -49,6 +50,22 @@ pub struct RestoreSource {
     /// Restore from a PersistentVolumeClaim holding a backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistent_volume_claim: Option<PersistentVolumeClaimRestoreSource>,
+    /// Restore from a backup in an S3-compatible bucket: nothing but the bucket, its credentials
+    /// and the keys is needed (the backup's namespace and objects may be gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3RestoreSource>,
+}
+
+/// A backup in an S3-compatible bucket.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct S3RestoreSource {
+    /// The bucket, how to reach it and the keys opening the backup.
+    #[serde(flatten)]
+    pub bucket: S3Bucket,
+    /// The backup's folder under the prefix, `<namespace>/<backup name>-<backup uid>`, as the
+    /// APIManagerBackup's `status.s3.path` gave it.
+    pub backup_path: String,
 }
 
 impl RestoreSource {
@@ -57,6 +74,9 @@ impl RestoreSource {
         let mut set = Vec::new();
         if self.persistent_volume_claim.is_some() {
             set.push("persistentVolumeClaim");
+        }
+        if self.s3.is_some() {
+            set.push("s3");
         }
         set
     }

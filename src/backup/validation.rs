@@ -1,7 +1,7 @@
 //! The admission rules of an `APIManagerBackup` (README, "Admission rules") as plain functions over the typed
 //! object and the APIManagers of its namespace, so they are tested without a cluster.
 
-use crate::admission::field_error::FieldError;
+use crate::admission::field_error::{FieldError, check_dns1123_subdomain};
 use crate::admission::verdict::Verdict;
 use crate::api::apimanager::APIManager;
 use crate::api::backup::{
@@ -15,9 +15,6 @@ use kube::ResourceExt;
 
 /// Where a backup's spec is; a schedule's template is at `spec.template`.
 pub const SPEC: &str = "spec";
-const DNS1123_SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
-characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')";
-const DNS1123_SUBDOMAIN_MAX_LEN: usize = 253;
 
 /// Rules 1–4: the destination, the claim's size and names, and the ignored `storageClass`.
 pub fn check_spec(spec: &APIManagerBackupSpec) -> Verdict {
@@ -32,11 +29,14 @@ pub fn check_spec_at(spec: &APIManagerBackupSpec, at: &str) -> Verdict {
 }
 
 fn check_destination(destination: &BackupDestination, at: &str, verdict: &mut Verdict) {
-    if destination.configured().is_empty() {
+    if destination.configured().len() != 1 {
         verdict.errors.push(FieldError::required(at, DESTINATION_REQUIRED));
     }
     if let Some(claim) = &destination.persistent_volume_claim {
         check_claim(claim, &format!("{at}.persistentVolumeClaim"), verdict);
+    }
+    if let Some(bucket) = &destination.s3 {
+        crate::admission::s3::check_bucket(bucket, &format!("{at}.s3"), verdict);
     }
 }
 
@@ -69,21 +69,6 @@ fn check_size(quantity: &Quantity, at: &str) -> Option<FieldError> {
         }
         Ok(Sign::Positive) => None,
     }
-}
-
-fn check_dns1123_subdomain(field: &str, value: &str) -> Option<FieldError> {
-    if value.len() > DNS1123_SUBDOMAIN_MAX_LEN {
-        return Some(FieldError::invalid(
-            field,
-            value,
-            format!("must be no more than {DNS1123_SUBDOMAIN_MAX_LEN} characters"),
-        ));
-    }
-    let label_ok = |label: &str| {
-        let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-        label.starts_with(alnum) && label.ends_with(alnum) && label.chars().all(|c| alnum(c) || c == '-')
-    };
-    if value.split('.').all(label_ok) { None } else { Some(FieldError::invalid(field, value, DNS1123_SUBDOMAIN)) }
 }
 
 /// Rules 5 and 6: the named APIManager exists in the namespace and is in the backup scope (both

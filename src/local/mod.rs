@@ -435,6 +435,7 @@ impl LocalCluster {
                         resources: Some(PersistentVolumeClaimResources { requests: Some(Quantity("0".into())) }),
                         ..PersistentVolumeClaimDestination::default()
                     }),
+                    s3: None,
                 },
             },
         );

@@ -1,7 +1,7 @@
 //! The admission rules of an `APIManagerRestore` as plain functions over the typed object, the
 //! claim it names and the APIManagers of its namespace, so they are tested without a cluster.
 
-use crate::admission::field_error::FieldError;
+use crate::admission::field_error::{FieldError, check_dns1123_subdomain};
 use crate::admission::verdict::Verdict;
 use crate::api::apimanager::APIManager;
 use crate::api::restore::{APIManagerRestoreSpec, SOURCE_REQUIRED, SPEC_IMMUTABLE};
@@ -10,6 +10,9 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::ResourceExt;
 
 const SOURCE: &str = "spec.restoreSource";
+const S3_SOURCE: &str = "spec.restoreSource.s3";
+const BACKUP_PATH_RULE: &str = "the backup's folder under the prefix, <namespace>/<backup name>-<backup uid>, as the \
+APIManagerBackup's status.s3.path gave it";
 /// The field naming the backup claim.
 pub const CLAIM_NAME: &str = "spec.restoreSource.persistentVolumeClaim.claimSource.claimName";
 
@@ -24,7 +27,7 @@ pub fn backed_up_apimanager(claim: &PersistentVolumeClaim) -> Option<String> {
 /// Exactly one source, with a claim name: the rules that need no lookup.
 pub fn check_spec(spec: &APIManagerRestoreSpec) -> Verdict {
     let mut verdict = Verdict::default();
-    if spec.restore_source.configured().is_empty() {
+    if spec.restore_source.configured().len() != 1 {
         verdict.errors.push(FieldError::required(SOURCE, SOURCE_REQUIRED));
     }
     if spec.restore_source.claim_name() == Some("") {
@@ -33,7 +36,29 @@ pub fn check_spec(spec: &APIManagerRestoreSpec) -> Verdict {
             "name the PersistentVolumeClaim holding the backup (the APIManagerBackup's status.backupPersistentVolumeClaimName)",
         ));
     }
+    if let Some(source) = &spec.restore_source.s3 {
+        crate::admission::s3::check_bucket(&source.bucket, S3_SOURCE, &mut verdict);
+        verdict.errors.extend(check_backup_path(&source.backup_path));
+    }
     verdict
+}
+
+/// The rule of `spec.restoreSource.s3.backupPath`: `<namespace>/<backup name>-<backup uid>`.
+fn check_backup_path(path: &str) -> Option<FieldError> {
+    let field = format!("{S3_SOURCE}.backupPath");
+    if path.is_empty() {
+        return Some(FieldError::required(field, BACKUP_PATH_RULE));
+    }
+    let well_formed = path.split_once('/').is_some_and(|(namespace, folder)| {
+        let uid = folder.len().checked_sub(36).and_then(|at| folder.get(at..));
+        let name = folder.len().checked_sub(37).and_then(|at| folder.get(..at));
+        check_dns1123_subdomain("", namespace).is_none()
+            && !namespace.contains('.')
+            && name.is_some_and(|name| check_dns1123_subdomain("", name).is_none())
+            && folder.as_bytes().get(folder.len().wrapping_sub(37)) == Some(&b'-')
+            && uid.is_some_and(|uid| uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+    });
+    (!well_formed).then(|| FieldError::invalid(field, path, BACKUP_PATH_RULE))
 }
 
 /// All CREATE rules at once: the spec rules; the claim exists in the namespace (`claim` is what a
@@ -116,6 +141,17 @@ mod tests {
         spec(json!({"restoreSource": {"persistentVolumeClaim": {"claimSource": {"claimName": name}}}}))
     }
 
+    const S3_PATH: &str = "3scale/nightly-4b1d2c3e-0000-4000-8000-123456789abc";
+
+    fn s3_source(path: Value) -> Value {
+        json!({"bucket": "backups", "region": "us-east-1", "credentialsSecretRef": {"name": "backup-s3"},
+            "encryption": {"keySecretRef": {"name": "backup-key"}}, "backupPath": path})
+    }
+
+    fn from_s3(path: Value) -> APIManagerRestoreSpec {
+        spec(json!({"restoreSource": {"s3": s3_source(path)}}))
+    }
+
     fn claim(annotations: Value) -> PersistentVolumeClaim {
         serde_json::from_value(json!({"metadata": {"name": "nightly", "annotations": annotations}})).expect("claim")
     }
@@ -158,6 +194,31 @@ mod tests {
                         "{CLAIM_NAME}: Invalid value: \"nightly\": the backup is of APIManager \"example\", which exists in namespace \"3scale\"; restoring over a live installation is refused: delete that APIManager (and its Secrets, ConfigMaps and system-storage claim) first, or restore into another namespace"
                     ),
                 ],
+            ),
+            ("an S3 backup", from_s3(json!(S3_PATH)), None, vec![example.clone()], vec![]),
+            (
+                "a claim and a bucket",
+                spec(json!({"restoreSource": {"persistentVolumeClaim": {"claimSource": {"claimName": "nightly"}},
+                    "s3": s3_source(json!(S3_PATH))}})),
+                Some(&backup),
+                vec![],
+                vec![format!("spec.restoreSource: Required value: {SOURCE_REQUIRED}")],
+            ),
+            (
+                "an S3 backup path that is not one",
+                from_s3(json!("3scale/nightly")),
+                None,
+                vec![],
+                vec![format!(
+                    "spec.restoreSource.s3.backupPath: Invalid value: \"3scale/nightly\": {BACKUP_PATH_RULE}"
+                )],
+            ),
+            (
+                "an empty S3 backup path",
+                from_s3(json!("")),
+                None,
+                vec![],
+                vec![format!("spec.restoreSource.s3.backupPath: Required value: {BACKUP_PATH_RULE}")],
             ),
             (
                 "no source",

@@ -41,7 +41,23 @@ fn spec_rules() {
             "no destination",
             spec(json!({"backupDestination": {}})),
             vec![
-                "spec.backupDestination: Required value: exactly one backup destination must be set; supported: persistentVolumeClaim",
+                "spec.backupDestination: Required value: exactly one backup destination must be set; supported: persistentVolumeClaim, s3",
+            ],
+        ),
+        (
+            "an S3 bucket",
+            spec(json!({"backupDestination": {"s3": {"bucket": "backups", "region": "us-east-1",
+                "credentialsSecretRef": {"name": "backup-s3"}, "encryption": {"keySecretRef": {"name": "backup-key"}}}}})),
+            vec![],
+        ),
+        (
+            "a claim and an S3 bucket, the bucket's errors too",
+            spec(json!({"backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "1Gi"}},
+                "s3": {"bucket": "b", "region": "us-east-1", "credentialsSecretRef": {"name": "backup-s3"},
+                    "encryption": {"disabled": true}}}})),
+            vec![
+                "spec.backupDestination: Required value: exactly one backup destination must be set; supported: persistentVolumeClaim, s3",
+                r#"spec.backupDestination.s3.bucket: Invalid value: "b": must be between 3 and 63 characters long"#,
             ],
         ),
         (
