@@ -527,7 +527,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         "the apimanager-backup-operator ServiceAccount may create only Pods of one container (and at most one init container) running image {image} with command [apimanager-backup-operator] and arguments job <step>"
     );
     let only_accounts = "the apimanager-backup-operator ServiceAccount may create only Pods running a backup step as ServiceAccount apimanager-backup or a restore step as ServiceAccount apimanager-restore";
-    let sources = "the apimanager-backup-operator ServiceAccount may create only Pods whose volumes are PersistentVolumeClaims or the ServiceAccount's token (with the cluster's CA and the namespace, as Kubernetes mounts it), and whose environment comes from no Secret or ConfigMap but, for the S3 System FileStorage steps, 3scale's S3 keys of the Secret their --secret argument names";
+    let sources = "the apimanager-backup-operator ServiceAccount may create only Pods whose volumes are PersistentVolumeClaims, the ServiceAccount's token (with the cluster's CA and the namespace, as Kubernetes mounts it) or, when every container is a step of a backup in S3 (--s3-bucket), the Secret volumes s3-credentials, s3-ca-bundle (its one key as ca.crt) and encryption-keys mounted read-only at /var/run/apimanager-backup/<volume>, and whose environment comes from no Secret or ConfigMap but, for the S3 System FileStorage steps, 3scale's S3 keys of the Secret their --secret argument names";
     let cases: Vec<(&str, Pod, String)> = vec![
         ("another image", foreign, only_image.clone()),
         (
@@ -649,7 +649,96 @@ async fn the_admission_policy_fences_the_operator_service_account() {
             sources.into(),
         ),
     ];
-    for (what, pod, message) in cases.into_iter().chain(s3_cases) {
+    // A backup into an S3 bucket: its Pod mounts the bucket's credentials, CA bundle and keys
+    // read-only, and nothing wider is admitted.
+    let mut to_bucket = backup.clone();
+    to_bucket.spec.backup_destination = serde_json::from_value(json!({"s3": {"bucket": "backups",
+        "region": "us-east-1", "credentialsSecretRef": {"name": "backup-s3"},
+        "caBundleSecretRef": {"name": "s3-ca", "key": "bundle.pem"},
+        "encryption": {"keySecretRef": {"name": "backup-key"}}}}))
+    .expect("an S3 destination");
+    let bucket_jobs = to_bucket.jobs(&plan);
+    let bucket_pod = step::pod(&to_bucket, &bucket_jobs[1], 0, &settings, 60);
+    let secret_volumes: Vec<(String, String)> = bucket_pod
+        .spec
+        .iter()
+        .flat_map(|spec| spec.volumes.iter().flatten())
+        .filter_map(|v| Some((v.name.clone(), v.secret.as_ref()?.secret_name.clone()?)))
+        .collect();
+    assert_eq!(
+        secret_volumes,
+        [
+            ("s3-credentials".to_owned(), "backup-s3".to_owned()),
+            ("s3-ca-bundle".to_owned(), "s3-ca".to_owned()),
+            ("encryption-keys".to_owned(), "backup-key".to_owned())
+        ]
+    );
+    for (attempt, job) in bucket_jobs.iter().enumerate() {
+        let attempt = u32::try_from(attempt).expect("attempt");
+        pods.create(&dry_run, &step::pod(&to_bucket, job, attempt, &settings, 60))
+            .await
+            .unwrap_or_else(|e| panic!("the S3 backup Pod {} is admitted: {e}", job.name));
+    }
+    let bucket_pod_with = |change: &dyn Fn(&mut Value)| -> Pod {
+        let mut pod = serde_json::to_value(&bucket_pod).expect("json");
+        change(&mut pod);
+        serde_json::from_value(pod).expect("pod")
+    };
+    let volume = |j: &mut Value, name: &str| -> usize {
+        j["spec"]["volumes"].as_array().expect("volumes").iter().position(|v| v["name"] == name).expect("volume")
+    };
+    let bucket_cases: Vec<(&str, Pod)> = vec![
+        (
+            "a Secret volume of another name",
+            bucket_pod_with(&|j| {
+                let at = volume(j, "encryption-keys");
+                j["spec"]["volumes"][at]["name"] = json!("seed");
+                for container in ["containers", "initContainers"] {
+                    for mount in j["spec"][container][0]["volumeMounts"].as_array_mut().expect("mounts") {
+                        if mount["name"] == "encryption-keys" {
+                            mount["name"] = json!("seed");
+                            mount["mountPath"] = json!("/var/run/apimanager-backup/seed");
+                        }
+                    }
+                }
+            }),
+        ),
+        (
+            "the bucket's Secret in a Pod of a claim's backup",
+            pod_with(&|j| {
+                j["spec"]["volumes"]
+                    .as_array_mut()
+                    .expect("volumes")
+                    .push(json!({"name": "s3-credentials", "secret": {"secretName": "system-seed"}}))
+            }),
+        ),
+        (
+            "the keys mounted writable",
+            bucket_pod_with(&|j| {
+                let mounts = j["spec"]["containers"][0]["volumeMounts"].as_array_mut().expect("mounts");
+                let keys = mounts.iter_mut().find(|m| m["name"] == "encryption-keys").expect("keys mount");
+                keys["readOnly"] = json!(false);
+            }),
+        ),
+        (
+            "the credentials mounted elsewhere",
+            bucket_pod_with(&|j| {
+                let mounts = j["spec"]["containers"][0]["volumeMounts"].as_array_mut().expect("mounts");
+                let keys = mounts.iter_mut().find(|m| m["name"] == "s3-credentials").expect("credentials mount");
+                keys["mountPath"] = json!("/tmp/credentials");
+            }),
+        ),
+        (
+            "a chosen key of the credentials Secret",
+            bucket_pod_with(&|j| {
+                let at = volume(j, "s3-credentials");
+                j["spec"]["volumes"][at]["secret"]["items"] =
+                    json!([{"key": "MASTER_PASSWORD", "path": "AWS_ACCESS_KEY_ID"}]);
+            }),
+        ),
+    ];
+    let bucket_cases = bucket_cases.into_iter().map(|(what, pod)| (what, pod, sources.to_owned()));
+    for (what, pod, message) in cases.into_iter().chain(s3_cases).chain(bucket_cases) {
         assert_fenced(pods.create(&dry_run, &pod).await, &message, what);
     }
 
@@ -734,6 +823,26 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         pods.create(&dry_run, &step::pod(&restore, job, 0, &settings, 60))
             .await
             .unwrap_or_else(|e| panic!("the restore Pod {} is admitted: {e}", job.name));
+    }
+    // A restore from a bucket: its Pods mount the bucket's Secrets and no claim of a backup.
+    let mut from_bucket = restore.clone();
+    from_bucket.spec.restore_source = serde_json::from_value(json!({"s3": {"bucket": "backups",
+        "region": "us-east-1", "credentialsSecretRef": {"name": "backup-s3"},
+        "encryption": {"keySecretRef": {"name": "backup-key"}},
+        "backupPath": "fence/fenced-0b5e8f3c-1d2a-4c3b-9e8f-7a6b5c4d3e2f"}}))
+    .expect("an S3 source");
+    for job in &from_bucket.jobs(&restore_plan) {
+        let pod = step::pod(&from_bucket, job, 0, &settings, 60);
+        let claims: Vec<&str> = pod
+            .spec
+            .iter()
+            .flat_map(|spec| spec.volumes.iter().flatten())
+            .filter_map(|v| Some(v.persistent_volume_claim.as_ref()?.claim_name.as_str()))
+            .collect();
+        assert!(!claims.contains(&"nightly"), "{}: {claims:?}", job.name);
+        pods.create(&dry_run, &pod)
+            .await
+            .unwrap_or_else(|e| panic!("the S3 restore Pod {} is admitted: {e}", job.name));
     }
     let restore_binding = restore::role_binding(&restore);
     bindings.create(&dry_run, &restore_binding).await.expect("the restore RoleBinding is admitted");

@@ -121,6 +121,14 @@ pub struct S3BackupLocation {
     pub path: String,
 }
 
+impl S3BackupLocation {
+    /// `s3://<bucket>/<prefix>/<path>/`.
+    pub fn url(&self) -> String {
+        let prefix = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
+        format!("s3://{}/{prefix}{}/", self.bucket, self.path)
+    }
+}
+
 /// The backup's folder under its prefix: `<namespace>/<name>-<uid>`.
 pub fn backup_path(namespace: &str, name: &str, uid: &str) -> String {
     format!("{namespace}/{name}-{uid}")

@@ -9,6 +9,7 @@
 use super::objects;
 use crate::api::apimanager::{APIManager, FileStorage};
 use crate::api::backup::{APIManagerBackup, APIManagerBackupStatus};
+use crate::api::s3::{S3BackupLocation, S3Bucket, backup_path};
 use crate::api::status::{OperationStatus, Reason};
 use crate::job::report::StepReport;
 use crate::job::{CommonArgs, CopyArgs, ExportArgs, InspectArgs, JobCommand, S3FilesArgs};
@@ -21,6 +22,7 @@ use crate::names::{
 };
 use crate::reconcile::machine::{End, Operation, Run, api_error};
 use crate::reconcile::outcome::{ClaimHolder, Failure, Stop};
+use crate::reconcile::s3;
 use crate::reconcile::step::{ClaimMount, JobStep, StepJob, StepOwner};
 use crate::reconcile::{ReconcileError, ReconcileSettings};
 use crate::rules;
@@ -84,8 +86,13 @@ impl Operation for APIManagerBackup {
         // Step 2: still in the backup scope (the APIManager may have changed since admission).
         let storage = rules::in_scope(&apimanager).map_err(Failure::from)?;
 
-        // Step 3: the backup claim.
-        if run.status.backup_persistent_volume_claim_name.is_none() {
+        // Step 3: the backup claim, or the backup's place in its bucket.
+        if let Some(bucket) = &run.object.spec.backup_destination.s3 {
+            if matches!(storage, FileStorage::S3 { .. }) {
+                return Err(Failure::S3FilesToBucket { apimanager: apimanager.name_any() }.into());
+            }
+            run.status.s3 = Some(bucket_location(&run.object, bucket));
+        } else if run.status.backup_persistent_volume_claim_name.is_none() {
             ensure_claim(run, &apimanager).await?;
             run.status.backup_persistent_volume_claim_name = Some(run.object.name_any());
         }
@@ -98,7 +105,17 @@ impl Operation for APIManagerBackup {
     }
 
     fn job_steps(&self, plan: &BackupPlan) -> Vec<JobStep> {
-        let backup_mount = ClaimMount::new("backup", self.name_any(), BACKUP_MOUNT, false);
+        let (backup_claims, common, secrets) = match &self.spec.backup_destination.s3 {
+            Some(bucket) => {
+                let location = bucket_location(self, bucket);
+                let access = s3::access(bucket, &location.path, self.uid().as_deref());
+                (Vec::new(), CommonArgs { s3: access.args, ..CommonArgs::at(BACKUP_MOUNT) }, access.secrets)
+            }
+            None => {
+                let claim = ClaimMount::new("backup", self.name_any(), BACKUP_MOUNT, false);
+                (vec![claim], CommonArgs::at(BACKUP_MOUNT), Vec::new())
+            }
+        };
         let export = JobStep {
             command: JobCommand::ExportObjects(ExportArgs {
                 namespace: self.namespace().unwrap_or_default(),
@@ -106,12 +123,13 @@ impl Operation for APIManagerBackup {
                 backup_name: self.name_any(),
                 backup_uid: self.uid().unwrap_or_default(),
                 last_step: false,
-                common: CommonArgs::at(BACKUP_MOUNT),
+                common: common.clone(),
             }),
             action: "ExportObjects",
             reason: "ExportingObjects",
             doing: "exporting Secrets, ConfigMaps and the APIManager",
-            claims: vec![backup_mount.clone()],
+            claims: backup_claims.clone(),
+            secrets: secrets.clone(),
             service_account: JOB_SERVICE_ACCOUNT,
             api_access: true,
         };
@@ -121,12 +139,13 @@ impl Operation for APIManagerBackup {
                 command: JobCommand::BackupS3Files(S3FilesArgs {
                     secret: secret.clone().unwrap_or_default(),
                     last_step: false,
-                    common: CommonArgs::at(BACKUP_MOUNT),
+                    common: common.clone(),
                 }),
                 action: "BackupS3Files",
                 reason: "CopyingS3Files",
                 doing: "copying the System FileStorage bucket",
-                claims: vec![backup_mount.clone()],
+                claims: backup_claims.clone(),
+                secrets: Vec::new(),
                 service_account: JOB_SERVICE_ACCOUNT,
                 // The bucket's Secret comes through the Pod's environment: no API token.
                 api_access: false,
@@ -137,18 +156,19 @@ impl Operation for APIManagerBackup {
                 command: JobCommand::CopyFiles(CopyArgs {
                     source: FILE_STORAGE_MOUNT.into(),
                     last_step: false,
-                    common: CommonArgs::at(BACKUP_MOUNT),
+                    common,
                 }),
                 action: "CopyFiles",
                 reason: "CopyingFiles",
                 doing: "copying the System FileStorage",
-                claims: vec![
-                    backup_mount,
-                    ClaimMount {
+                claims: backup_claims
+                    .into_iter()
+                    .chain([ClaimMount {
                         group: plan.file_storage_group.or_else(|| self.status.as_ref()?.file_storage_group),
                         ..ClaimMount::new("system-storage", claim.clone(), FILE_STORAGE_MOUNT, true)
-                    },
-                ],
+                    }])
+                    .collect(),
+                secrets,
                 service_account: JOB_SERVICE_ACCOUNT,
                 // The copy reads files only: no API token in its Pod.
                 api_access: false,
@@ -206,6 +226,10 @@ impl Operation for APIManagerBackup {
     /// Marks the claim as holding a completed backup, once every step succeeded and before the
     /// backup is recorded completed: a restore admits this operator's claims only so marked.
     async fn after_jobs(run: &mut Run<Self>, _plan: &BackupPlan) -> Result<Option<Action>, Stop> {
+        if run.object.spec.backup_destination.s3.is_some() {
+            // manifest.json, written last by the last step, marks the backup in the bucket complete.
+            return Ok(None);
+        }
         let name = run.status.backup_persistent_volume_claim_name.clone().unwrap_or_else(|| run.object.name_any());
         let claims: Api<PersistentVolumeClaim> = run.api();
         let patch = serde_json::json!({"metadata": {"annotations": {CLAIM_BACKUP_STATE: CLAIM_COMPLETED}}});
@@ -227,6 +251,9 @@ impl Operation for APIManagerBackup {
     }
 
     fn success_message(run: &Run<Self>) -> String {
+        if let Some(location) = &run.status.s3 {
+            return format!("backup written to {}", location.url());
+        }
         let claim = run.status.backup_persistent_volume_claim_name.clone().unwrap_or_else(|| run.object.name_any());
         format!("backup written to PersistentVolumeClaim {claim}")
     }
@@ -234,6 +261,13 @@ impl Operation for APIManagerBackup {
     fn record_end(metrics: &Metrics, end: &End<'_>) {
         metrics.observe_backup(end.metric());
     }
+}
+
+/// Where the backup is in `bucket`: `<prefix>/<namespace>/<name>-<uid>/`.
+fn bucket_location(backup: &APIManagerBackup, bucket: &S3Bucket) -> S3BackupLocation {
+    let path =
+        backup_path(&backup.namespace().unwrap_or_default(), &backup.name_any(), &backup.uid().unwrap_or_default());
+    S3BackupLocation { bucket: bucket.bucket.clone(), prefix: bucket.prefix().to_owned(), path }
 }
 
 /// The read-only step telling who owns the root of System FileStorage claim `claim`: no API token,
@@ -248,6 +282,7 @@ fn inspect_step(claim: &str) -> JobStep {
         reason: "InspectingFiles",
         doing: "finding the group that owns the System FileStorage",
         claims: vec![ClaimMount::new("system-storage", claim, FILE_STORAGE_MOUNT, true)],
+        secrets: Vec::new(),
         service_account: JOB_SERVICE_ACCOUNT,
         api_access: false,
     }

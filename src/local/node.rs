@@ -181,6 +181,9 @@ pub enum NodeError {
     /// `CreateContainerConfigError`).
     #[error("{0}")]
     Env(String),
+    /// A volume's Secret or key is missing (a kubelet's `FailedMount`).
+    #[error("{0}")]
+    Mount(String),
 }
 
 impl NodeError {
@@ -188,6 +191,7 @@ impl NodeError {
     fn reason(&self) -> &'static str {
         match self {
             Self::Config(_) | Self::Env(_) => "CreateContainerConfigError",
+            Self::Mount(_) => "FailedMount",
             _ => "NodeStandInError",
         }
     }
@@ -355,6 +359,11 @@ impl PodRun<'_> {
                     pod_security::apply_fs_group(&folder, group)?;
                 }
                 mounts.push((mount.mount_path.clone(), folder));
+            } else if let Some(secret) = volume.and_then(|v| v.secret.as_ref()) {
+                let folder = work.join("secrets").join(&mount.name);
+                write_secret_volume(self.client, &namespace, &mount.name, secret, &folder, &identity, switch_user)
+                    .await?;
+                mounts.push((mount.mount_path.clone(), folder));
             }
         }
         let termination = work.join("termination-log");
@@ -478,6 +487,45 @@ fn pod_field(pod: &Pod, path: &str, name: &str) -> Result<String, NodeError> {
     Ok(value.unwrap_or_default())
 }
 
+/// Writes the keys of the Secret a `secret` volume names (all, or its `items`) as files of
+/// `folder`, readable only by `identity`'s user, as a kubelet projects them. A missing Secret or
+/// key fails the Pod at once with the kubelet's `MountVolume.SetUp` words (a kubelet would retry
+/// the mount until the Pod's deadline).
+async fn write_secret_volume(
+    client: &kube::Client,
+    namespace: &str,
+    volume: &str,
+    source: &k8s_openapi::api::core::v1::SecretVolumeSource,
+    folder: &Path,
+    identity: &Identity,
+    switch_user: bool,
+) -> Result<(), NodeError> {
+    let name = source.secret_name.clone().unwrap_or_default();
+    let failed = |why: String| NodeError::Mount(format!("MountVolume.SetUp failed for volume {volume:?} : {why}"));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let Some(secret) = secrets.get_opt(&name).await? else {
+        return Err(failed(format!("secret {name:?} not found")));
+    };
+    let data = secret.data.unwrap_or_default();
+    let files: Vec<(String, String)> = match &source.items {
+        Some(items) => items.iter().map(|item| (item.key.clone(), item.path.clone())).collect(),
+        None => data.keys().map(|key| (key.clone(), key.clone())).collect(),
+    };
+    let _ = std::fs::remove_dir_all(folder);
+    std::fs::create_dir_all(folder)?;
+    if switch_user {
+        std::os::unix::fs::chown(folder, Some(identity.uid), Some(identity.gid))?;
+    }
+    for (key, path) in files {
+        let Some(value) = data.get(&key) else {
+            return Err(failed(format!("references non-existent secret key: {key}")));
+        };
+        let file = folder.join(&path);
+        write_private_bytes(&file, &value.0, identity, switch_user)?;
+    }
+    Ok(())
+}
+
 /// Marks a Pod the stand-in could not run as Failed with the reason a kubelet would give, so its
 /// operation fails at once instead of waiting out its deadline.
 async fn report_failure(client: &kube::Client, pod: &Pod, error: &NodeError) -> Result<(), kube::Error> {
@@ -532,10 +580,15 @@ pub(super) fn write_private(
     identity: &Identity,
     switch_user: bool,
 ) -> std::io::Result<()> {
+    write_private_bytes(path, contents.as_bytes(), identity, switch_user)
+}
+
+/// [`write_private`] of bytes.
+fn write_private_bytes(path: &Path, contents: &[u8], identity: &Identity, switch_user: bool) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    file.write_all(contents.as_bytes())?;
+    file.write_all(contents)?;
     if switch_user {
         std::os::unix::fs::fchown(&file, Some(identity.uid), Some(identity.gid))?;
     }

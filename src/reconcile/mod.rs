@@ -13,6 +13,7 @@ pub(crate) mod fixtures;
 pub mod machine;
 pub mod outcome;
 pub mod pods;
+pub mod s3;
 pub mod seen;
 pub mod step;
 

@@ -18,6 +18,15 @@ pub enum Failure {
     /// The APIManager is outside the backup scope.
     #[error(transparent)]
     OutOfScope(#[from] rules::OutOfScope),
+    /// A backup into an S3 bucket of an APIManager whose System FileStorage is an S3 bucket too.
+    #[error(
+        "APIManager {apimanager} keeps its System FileStorage in an S3 bucket, which a backup into an S3 bucket does \
+not copy yet; back it up to a persistentVolumeClaim"
+    )]
+    S3FilesToBucket {
+        /// The APIManager's name.
+        apimanager: String,
+    },
     /// The claim to write holds something else; it is never written to.
     #[error(
         "PersistentVolumeClaim {claim} already exists and holds {holder}; it is never overwritten: delete it if it \
@@ -59,6 +68,18 @@ APIManagerRestore to restore it again"
         /// Its name.
         name: String,
     },
+    /// The backup in a bucket is of an APIManager that lives in the restore's namespace.
+    #[error(
+        "the backup is of APIManager {name:?}, which exists in namespace {namespace:?}; restoring over a live \
+installation is refused: delete that APIManager (and its Secrets, ConfigMaps and system-storage claim) first, or \
+restore into another namespace"
+    )]
+    LiveApiManager {
+        /// The APIManager's name.
+        name: String,
+        /// The namespace.
+        namespace: String,
+    },
     /// The API server refused an object for good (invalid, forbidden, over quota).
     #[error("{what}: {message}")]
     Refused {
@@ -88,12 +109,12 @@ impl Failure {
     pub fn reason(&self) -> Reason {
         match self {
             Self::APIManagerNotFound(_) => Reason::APIManagerNotFound,
-            Self::OutOfScope(_) => Reason::OutOfScope,
+            Self::OutOfScope(_) | Self::S3FilesToBucket { .. } => Reason::OutOfScope,
             Self::ClaimInUse { .. } => Reason::ClaimInUse,
             Self::JobFailed { .. } => Reason::JobFailed,
             Self::Unreported { .. } => Reason::Unreported,
             Self::APIManagerDeleted { .. } => Reason::APIManagerDeleted,
-            Self::Refused { .. } => Reason::Refused,
+            Self::Refused { .. } | Self::LiveApiManager { .. } => Reason::Refused,
             Self::Timeout { .. } => Reason::Timeout,
         }
     }

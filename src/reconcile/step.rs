@@ -10,8 +10,8 @@ use crate::platform::Platform;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile, KeyToPath,
     ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, ProjectedVolumeSource,
-    ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccount, ServiceAccountTokenProjection, Volume,
-    VolumeMount, VolumeProjection,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, ServiceAccount,
+    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -68,6 +68,8 @@ pub struct JobStep {
     pub doing: &'static str,
     /// The claims its container mounts.
     pub claims: Vec<ClaimMount>,
+    /// The user's Secrets its container mounts (an S3 bucket's credentials, CA bundle and keys).
+    pub secrets: Vec<SecretMount>,
     /// The ServiceAccount its Pod runs as.
     pub service_account: &'static str,
     /// Whether its container gets an API token (only steps reading the API do).
@@ -152,6 +154,24 @@ impl ClaimMount {
     }
 }
 
+/// A user's Secret mounted read-only into a step's container: its value reaches the step through
+/// the Pod spec only, never through arguments, status, events or logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretMount {
+    /// The volume's name in the Pod (one of [`SECRET_VOLUMES`]).
+    pub volume: &'static str,
+    /// The Secret's name.
+    pub secret: String,
+    /// Where it is mounted (a folder).
+    pub path: &'static str,
+    /// Only this key, as this file name in the folder; every key when `None`.
+    pub item: Option<(String, &'static str)>,
+}
+
+/// The names of the volumes of users' Secrets a step Pod may have (the admission fence admits
+/// these and no other Secret volume).
+pub const SECRET_VOLUMES: [&str; 3] = ["s3-credentials", "s3-ca-bundle", "encryption-keys"];
+
 /// The labels of everything `owner` creates: managed by this operator, and `owner`'s UID.
 pub fn labels<O: StepOwner>(owner: &O) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -226,6 +246,11 @@ pub fn pod<O: StepOwner>(owner: &O, job: &StepJob, attempt: u32, settings: &JobS
             volumes.push(claim_volume(claim.volume, &claim.claim, claim.read_only));
         }
     }
+    for mount in job.steps().flat_map(|step| &step.secrets) {
+        if !volumes.iter().any(|v| v.name == mount.volume) {
+            volumes.push(secret_volume(mount));
+        }
+    }
     if job.steps().any(|step| step.api_access) {
         volumes.push(api_access_volume());
     }
@@ -269,6 +294,12 @@ fn container(step: &JobStep, settings: &JobSettings) -> Container {
             ..VolumeMount::default()
         })
         .collect();
+    mounts.extend(step.secrets.iter().map(|secret| VolumeMount {
+        name: secret.volume.to_owned(),
+        mount_path: secret.path.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }));
     if step.api_access {
         mounts.push(VolumeMount {
             name: API_ACCESS_VOLUME.to_owned(),
@@ -368,6 +399,24 @@ fn pod_security(job: &StepJob, settings: &JobSettings) -> PodSecurityContext {
         supplemental_groups: (!groups.is_empty()).then_some(groups),
         seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..SeccompProfile::default() }),
         ..PodSecurityContext::default()
+    }
+}
+
+/// The volume of a user's Secret: readable by the Pod's group only (`fsGroup`), every key or the
+/// one named.
+fn secret_volume(mount: &SecretMount) -> Volume {
+    Volume {
+        name: mount.volume.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(mount.secret.clone()),
+            default_mode: Some(0o440),
+            items: mount
+                .item
+                .as_ref()
+                .map(|(key, path)| vec![KeyToPath { key: key.clone(), path: (*path).to_owned(), mode: None }]),
+            optional: None,
+        }),
+        ..Volume::default()
     }
 }
 

@@ -7,6 +7,7 @@
 use super::objects::{binding_name, role_binding, system_storage_claim};
 use crate::api::apimanager::{APIManager, DEFAULT_SYSTEM_STORAGE_CLAIM};
 use crate::api::restore::{APIManagerRestore, APIManagerRestoreStatus};
+use crate::api::s3::S3BackupLocation;
 use crate::api::status::{OperationStatus, READY, Reason};
 use crate::job::report::{Checked, StepReport};
 use crate::job::{CommonArgs, JobCommand, RestoreArgs, RestoreFilesArgs, RestoreS3FilesArgs};
@@ -17,6 +18,7 @@ use crate::names::{RESTORE_OBJECTS, RESTORE_SERVICE_ACCOUNT, RESTORE_UID_LABEL, 
 use crate::plural::counted;
 use crate::reconcile::machine::{End, Operation, Run};
 use crate::reconcile::outcome::{Failure, Stop};
+use crate::reconcile::s3;
 use crate::reconcile::step::{self, ClaimMount, JobStep, StepOwner};
 use crate::reconcile::{ReconcileError, ReconcileSettings};
 use k8s_openapi::api::core::v1::LocalObjectReference;
@@ -88,15 +90,24 @@ impl Operation for APIManagerRestore {
     /// backed-up APIManager keeps its files on a claim, `restore-s3-files` only when the backup
     /// holds its S3 bucket's objects), the APIManager last.
     fn job_steps(&self, plan: &RestorePlan) -> Vec<JobStep> {
-        let backup = ClaimMount::new("backup", plan.claim.clone(), BACKUP_MOUNT, true);
-        let common = CommonArgs::at(BACKUP_MOUNT);
+        let (backup_claims, common, secrets) = match &self.spec.restore_source.s3 {
+            Some(source) => {
+                let access = s3::access(&source.bucket, &source.backup_path, None);
+                (Vec::new(), CommonArgs { s3: access.args, ..CommonArgs::at(BACKUP_MOUNT) }, access.secrets)
+            }
+            None => {
+                let claim = ClaimMount::new("backup", plan.claim.clone(), BACKUP_MOUNT, true);
+                (vec![claim], CommonArgs::at(BACKUP_MOUNT), Vec::new())
+            }
+        };
         let namespace = self.namespace().unwrap_or_default();
         let verify = JobStep {
             command: JobCommand::Verify(common.clone()),
             action: "Verify",
             reason: "Verifying",
             doing: "verifying the backup against its manifest",
-            claims: vec![backup.clone()],
+            claims: backup_claims.clone(),
+            secrets,
             service_account: RESTORE_SERVICE_ACCOUNT,
             // It reads files only: no API token in its Pod.
             api_access: false,
@@ -123,10 +134,14 @@ impl Operation for APIManagerRestore {
                 action: "RestoreFiles",
                 reason: "RestoringFiles",
                 doing: "copying the System FileStorage back",
-                claims: vec![
-                    backup.clone(),
-                    ClaimMount { group, ..ClaimMount::new("system-storage", claim.clone(), FILE_STORAGE_MOUNT, false) },
-                ],
+                claims: backup_claims
+                    .iter()
+                    .cloned()
+                    .chain([ClaimMount {
+                        group,
+                        ..ClaimMount::new("system-storage", claim.clone(), FILE_STORAGE_MOUNT, false)
+                    }])
+                    .collect(),
                 ..verify.clone()
             });
         }
@@ -165,6 +180,10 @@ impl Operation for APIManagerRestore {
     async fn job_succeeded(run: &mut Run<Self>, step: &JobStep, pod: &str, report: StepReport) -> Result<(), Stop> {
         match report {
             StepReport::Verify { checked, api_manager } if step.name() == VERIFY => {
+                if run.object.spec.restore_source.s3.is_some() {
+                    // A claim's backup names its APIManager to admission; a bucket's only now.
+                    refuse_live_apimanager(run, &api_manager.name).await?;
+                }
                 if let Some(wanted) = &api_manager.system_storage {
                     // An existing claim is used as it is: it belongs to the installation.
                     run.create(system_storage_claim(&run.namespace, wanted)).await?;
@@ -238,8 +257,21 @@ it is restored unchecked"
 
     fn success_message(run: &Run<Self>) -> String {
         let name = run.status.api_manager_to_restore_ref.as_ref().map(|r| r.name.as_str()).unwrap_or_default();
-        let claim = run.object.spec.restore_source.claim_name().unwrap_or_default();
-        let mut message = format!("APIManager {name} restored from PersistentVolumeClaim {claim} and available");
+        let source = match &run.object.spec.restore_source.s3 {
+            Some(source) => {
+                let bucket = &source.bucket;
+                let location = S3BackupLocation {
+                    bucket: bucket.bucket.clone(),
+                    prefix: bucket.prefix().to_owned(),
+                    path: source.backup_path.clone(),
+                };
+                location.url()
+            }
+            None => {
+                format!("PersistentVolumeClaim {}", run.object.spec.restore_source.claim_name().unwrap_or_default())
+            }
+        };
+        let mut message = format!("APIManager {name} restored from {source} and available");
         if let Some(kept) = run.status.kept_objects.as_ref().filter(|kept| !kept.is_empty()) {
             message.push_str(&format!("; these existed already and were left as they were: {}", kept.join(", ")));
         }
@@ -248,6 +280,17 @@ it is restored unchecked"
 
     fn record_end(metrics: &Metrics, end: &End<'_>) {
         metrics.observe_restore(end.metric());
+    }
+}
+
+/// Fails the restore when APIManager `name` lives in the restore's namespace: a restore never
+/// writes over a live installation.
+async fn refuse_live_apimanager(run: &Run<APIManagerRestore>, name: &str) -> Result<(), Stop> {
+    let absent = |known: &[APIManager]| if known.iter().any(|am| am.name_any() == name) { Err(()) } else { Ok(()) };
+    match lookup::cache_first(&run.ctx.apimanagers, &run.namespace, Some(name), absent).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(())) => Err(Failure::LiveApiManager { name: name.to_owned(), namespace: run.namespace.clone() }.into()),
+        Err(error) => Err(ReconcileError::from(error).into()),
     }
 }
 

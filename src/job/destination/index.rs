@@ -89,6 +89,10 @@ pub struct Contents {
     /// Each copied file's and folder's metadata and content object, sorted by path. Exported
     /// objects are not listed: each is the backup's object of its path.
     pub meta: Vec<FileMeta>,
+    /// The group owning the copied FileStorage folder (the installation's FileStorage group,
+    /// which a restore gives the files back); `None` in backups without files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_storage_group: Option<u32>,
 }
 
 /// What one step wrote: its share of the sealed manifest and the objects it stored.
@@ -118,7 +122,12 @@ impl Part {
         manifest.links.extend(theirs.links);
         manifest.hard_links.extend(theirs.hard_links);
         manifest.absent.extend(theirs.absent);
+        manifest.referenced_secrets.extend(theirs.referenced_secrets);
+        if manifest.system_file_storage_s3.is_none() {
+            manifest.system_file_storage_s3 = theirs.system_file_storage_s3;
+        }
         self.contents.meta.extend(other.contents.meta);
+        self.contents.file_storage_group = self.contents.file_storage_group.or(other.contents.file_storage_group);
         self.objects.extend(other.objects);
     }
 
@@ -129,6 +138,8 @@ impl Part {
         manifest.links.sort_by(|a, b| a.path.cmp(&b.path));
         manifest.hard_links.sort_by(|a, b| a.path.cmp(&b.path));
         manifest.absent.sort_by(|a, b| a.path.cmp(&b.path));
+        manifest.referenced_secrets.sort_by(|a, b| a.name.cmp(&b.name));
+        manifest.referenced_secrets.dedup_by(|a, b| a.name == b.name);
         self.contents.meta.sort_by(|a, b| a.path.cmp(&b.path));
         self.objects.sort_by(|a, b| a.key.cmp(&b.key));
         self.objects.dedup_by(|a, b| a.key == b.key);
@@ -138,7 +149,7 @@ impl Part {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::manifest::{FileEntry, ObjectRef};
+    use crate::job::manifest::{FileEntry, ObjectRef, ReferencedSecretEntry};
 
     #[test]
     fn parts_merge_into_one_sorted_manifest_with_each_object_once() {
@@ -149,6 +160,11 @@ mod tests {
         export.contents.manifest.backup = ObjectRef { name: "nightly".into(), uid: "u1".into() };
         export.contents.manifest.files = vec![file("secrets/b.json"), file("apimanager.json")];
         export.objects = vec![object("3scale/nightly-u1/secrets/b.json")];
+        export.contents.manifest.referenced_secrets = vec![ReferencedSecretEntry {
+            name: "registry".into(),
+            path: "secrets/registry.json".into(),
+            references: Vec::new(),
+        }];
         let mut copy = Part::default();
         copy.contents.manifest.files = vec![file("system-filestorage-pvc/x"), file("system-filestorage-pvc/y")];
         copy.objects = vec![object("_content/c"), object("_content/c")];
@@ -165,5 +181,8 @@ mod tests {
         assert_eq!(keys, ["3scale/nightly-u1/secrets/b.json", "_content/c"]);
         assert_eq!(merged.contents.manifest.namespace, "3scale");
         assert_eq!(merged.contents.manifest.backup.uid, "u1");
+        let referenced: Vec<&str> =
+            merged.contents.manifest.referenced_secrets.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(referenced, ["registry"], "the export's referenced Secrets survive the merge");
     }
 }

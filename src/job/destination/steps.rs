@@ -28,10 +28,12 @@ pub async fn verify(args: &S3Args) -> Result<crate::job::report::StepReport, Job
     };
     let apimanager = committed.object(crate::layout::APIMANAGER_FILE).await?;
     let mut api_manager = crate::job::restore::apimanager_from(&apimanager, Path::new(crate::layout::APIMANAGER_FILE))?;
+    let contents = committed.contents().await?;
     // Objects to write back only when the backup copied the bucket.
-    if committed.contents().await?.manifest.system_file_storage_s3.is_none() {
+    if contents.manifest.system_file_storage_s3.is_none() {
         api_manager.file_storage_s3_secret = None;
     }
+    api_manager.file_storage_group = contents.file_storage_group;
     Ok(crate::job::report::StepReport::Verify { checked, api_manager })
 }
 

@@ -144,6 +144,8 @@ impl BucketBackup {
     /// sockets and devices are listed as absent.
     pub async fn copy_tree(&mut self, source: &Path, prefix: &str) -> Result<(), JobError> {
         self.learn_earlier_content().await?;
+        let root = rustix::fs::stat(source).map_err(JobError::errno("reading", source))?;
+        self.part.contents.file_storage_group = Some(root.st_gid);
         let items = list_tree(source, prefix)?;
         let mut first_names: HashMap<(u64, u64), String> = HashMap::new();
         for item in items {
@@ -263,7 +265,7 @@ impl BucketBackup {
     /// with `commit`, then the sealed manifest of every part and last `manifest.json`.
     pub async fn finish(mut self, manifest: Manifest, commit: bool) -> Result<Traffic, DestinationError> {
         let mut own = std::mem::take(&mut self.part);
-        own.merge(Part { contents: Contents { manifest, meta: Vec::new() }, objects: Vec::new() });
+        own.merge(Part { contents: Contents { manifest, ..Contents::default() }, objects: Vec::new() });
         own.normalize();
         let relative = format!("{PARTS_FOLDER}/{}", part_name(self.step));
         self.put_own(&relative, &to_json(&own)).await?;

@@ -595,6 +595,7 @@ mod seam {
                 reason: "Verifying",
                 doing: "verifying",
                 claims: Vec::new(),
+                secrets: Vec::new(),
                 service_account: "drill",
                 api_access: false,
             };
