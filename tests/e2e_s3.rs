@@ -22,7 +22,7 @@ use support::cluster::{
     finished_backup, kubectl_ok, namespace, namespace_with_installation, sample_secret_names, shared,
 };
 use support::restore::{finished_restore, tree};
-use support::s3::{bucket_name, shared_s3};
+use support::s3::{bucket_name, raw_bucket, shared_s3};
 
 /// The credentials Secret every test creates (3scale's S3 keys reaching the test server).
 const CREDENTIALS: &str = "backup-s3";
@@ -113,18 +113,6 @@ fn condition(
 ) -> (String, String) {
     let found = conditions.iter().find(|c| c.type_ == type_).unwrap_or_else(|| panic!("{type_}: {conditions:?}"));
     (found.reason.clone(), found.message.clone())
-}
-
-/// Every object of `bucket`: key and bytes.
-async fn raw_bucket(bucket: &str) -> Vec<(String, Vec<u8>)> {
-    let client = shared_s3().client(Default::default()).expect("client");
-    let mut objects = Vec::new();
-    for listed in client.list_all(bucket, "").await.expect("list") {
-        let mut bytes = Vec::new();
-        client.download(bucket, &listed.key, &mut bytes).await.expect("download");
-        objects.push((listed.key, bytes));
-    }
-    objects
 }
 
 fn content_keys(objects: &[(String, Vec<u8>)]) -> Vec<&str> {

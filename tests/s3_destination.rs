@@ -19,7 +19,7 @@ use apimanager_backup_operator::layout::APIMANAGER_FILE;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use support::s3::{bucket_name, shared_s3};
+use support::s3::{bucket_name, raw_bucket, shared_s3};
 
 const PASSWORD: &str = "s3cr3t-Seed-Passw0rd-4242";
 const FILE_TEXT: &[u8] = b"uploaded logo bytes that must not appear in clear";
@@ -117,19 +117,6 @@ fn at(setup: &Setup, name: &str, uid: &str) -> S3Args {
     S3Args { s3_backup: Some(format!("3scale/{name}-{uid}")), ..setup.args.clone() }
 }
 
-/// Every object of the bucket, key and bytes.
-async fn raw_bucket(args: &S3Args) -> Vec<(String, Vec<u8>)> {
-    let client = shared_s3().client(Default::default()).expect("client");
-    let bucket = args.s3_bucket.as_deref().expect("bucket");
-    let mut objects = Vec::new();
-    for listed in client.list_all(bucket, "").await.expect("list") {
-        let mut bytes = Vec::new();
-        client.download(bucket, &listed.key, &mut bytes).await.expect("download");
-        objects.push((listed.key, bytes));
-    }
-    objects
-}
-
 async fn overwrite(args: &S3Args, key: &str, bytes: Vec<u8>) {
     let client = shared_s3().client(Default::default()).expect("client");
     let bucket = args.s3_bucket.as_deref().expect("bucket");
@@ -143,7 +130,7 @@ async fn a_sealed_backup_round_trips_by_content_and_holds_nothing_in_clear() {
     assert_eq!(uploaded, 3, "logo, robots.txt and big.bin; the hard link shares the logo's content");
 
     // Nothing in clear: no Secret value, no file content, no file name.
-    let objects = raw_bucket(&setup.args).await;
+    let objects = raw_bucket(setup.args.s3_bucket.as_deref().expect("bucket")).await;
     for (key, bytes) in &objects {
         for needle in [PASSWORD.as_bytes(), FILE_TEXT, b"logo.png", b"wildcardDomain"] {
             assert!(
@@ -224,7 +211,7 @@ async fn corrupted_missing_and_uncommitted_backups_are_refused() {
     let content = index.objects.iter().find(|o| o.key.starts_with("_content/")).expect("content").key.clone();
 
     // One changed byte of a content object: both checks name it.
-    let objects = raw_bucket(&setup.args).await;
+    let objects = raw_bucket(setup.args.s3_bucket.as_deref().expect("bucket")).await;
     let mut bytes = objects.iter().find(|(k, _)| *k == format!("prod/backups/{content}")).expect("stored").1.clone();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;

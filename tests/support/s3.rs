@@ -43,3 +43,15 @@ pub fn bucket_name(label: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     format!("{label}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
+
+/// Every object of `bucket` on the shared server: key and bytes, as stored.
+pub async fn raw_bucket(bucket: &str) -> Vec<(String, Vec<u8>)> {
+    let client = shared_s3().client(Default::default()).expect("client");
+    let mut objects = Vec::new();
+    for listed in client.list_all(bucket, "").await.expect("list") {
+        let mut bytes = Vec::new();
+        client.download(bucket, &listed.key, &mut bytes).await.expect("download");
+        objects.push((listed.key, bytes));
+    }
+    objects
+}
