@@ -44,6 +44,27 @@ impl Outcome {
     }
 }
 
+/// Where a backup is written, as the `destination` label says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A PersistentVolumeClaim.
+    PersistentVolumeClaim,
+    /// An S3 bucket.
+    S3,
+}
+
+impl Destination {
+    /// Every destination, all label values present from the start.
+    const ALL: [Self; 2] = [Self::PersistentVolumeClaim, Self::S3];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::PersistentVolumeClaim => "persistentVolumeClaim",
+            Self::S3 => "s3",
+        }
+    }
+}
+
 /// The end of one backup or restore, as its status tells it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OperationEnd {
@@ -114,6 +135,8 @@ pub struct Metrics {
     backup_duration: HistogramVec,
     backups: IntCounterVec,
     backup_failures: IntCounterVec,
+    backups_by_destination: IntCounterVec,
+    bytes_written: IntCounterVec,
     restore_duration: HistogramVec,
     restores: IntCounterVec,
     backups_in_progress: IntGauge,
@@ -175,6 +198,24 @@ impl Metrics {
         )?;
         for reason in Reason::failures(OperationKind::Backup) {
             backup_failures.with_label_values(&[reason.label()]);
+        }
+        let backups_by_destination = IntCounterVec::new(
+            Opts::new("apimanager_backups_by_destination_total", "Backups ended, by destination kind and outcome."),
+            &["destination", "outcome"],
+        )?;
+        let bytes_written = IntCounterVec::new(
+            Opts::new(
+                "apimanager_backup_bytes_written_total",
+                "Bytes completed backups wrote to their destination, as stored (in a bucket: sealed, without content an \
+earlier backup had stored), by destination kind.",
+            ),
+            &["destination"],
+        )?;
+        for destination in Destination::ALL {
+            bytes_written.with_label_values(&[destination.label()]);
+            for outcome in Outcome::LABELS {
+                backups_by_destination.with_label_values(&[destination.label(), outcome]);
+            }
         }
         let restore_duration = operation_duration("restore")?;
         let restores = IntCounterVec::new(
@@ -253,6 +294,8 @@ impl Metrics {
         registry.register(Box::new(backup_duration.clone()))?;
         registry.register(Box::new(backups.clone()))?;
         registry.register(Box::new(backup_failures.clone()))?;
+        registry.register(Box::new(backups_by_destination.clone()))?;
+        registry.register(Box::new(bytes_written.clone()))?;
         registry.register(Box::new(restore_duration.clone()))?;
         registry.register(Box::new(restores.clone()))?;
         registry.register(Box::new(backups_in_progress.clone()))?;
@@ -268,6 +311,8 @@ impl Metrics {
             backup_duration,
             backups,
             backup_failures,
+            backups_by_destination,
+            bytes_written,
             restore_duration,
             restores,
             backups_in_progress,
@@ -309,6 +354,15 @@ impl Metrics {
         self.backups.with_label_values(&[end.outcome.label()]).inc();
         if let Outcome::Failed(reason) = end.outcome {
             self.backup_failures.with_label_values(&[reason]).inc();
+        }
+    }
+
+    /// Records the end of one backup into `destination` (once per backup, as
+    /// [`Metrics::observe_backup`]) and, for a completed one, the bytes it wrote.
+    pub fn observe_backup_destination(&self, destination: Destination, outcome: Outcome, bytes: Option<u64>) {
+        self.backups_by_destination.with_label_values(&[destination.label(), outcome.label()]).inc();
+        if let (Outcome::Succeeded, Some(bytes)) = (outcome, bytes) {
+            self.bytes_written.with_label_values(&[destination.label()]).inc_by(bytes);
         }
     }
 
@@ -456,6 +510,31 @@ mod tests {
         metrics.watch_error();
         let text = metrics.render().expect("render");
         assert!(text.contains("apimanager_backup_operator_watch_errors_total 1"), "{text}");
+    }
+
+    #[test]
+    fn backups_and_bytes_are_counted_by_destination() {
+        let metrics = Metrics::new().expect("metrics register");
+        let text = metrics.render().expect("render");
+        for series in [
+            r#"apimanager_backup_bytes_written_total{destination="persistentVolumeClaim"} 0"#,
+            r#"apimanager_backup_bytes_written_total{destination="s3"} 0"#,
+            r#"apimanager_backups_by_destination_total{destination="s3",outcome="failed"} 0"#,
+        ] {
+            assert!(text.contains(series), "present from the start: {series}");
+        }
+        metrics.observe_backup_destination(Destination::S3, Outcome::Succeeded, Some(1500));
+        metrics.observe_backup_destination(Destination::S3, Outcome::Failed("JobFailed"), None);
+        metrics.observe_backup_destination(Destination::PersistentVolumeClaim, Outcome::Succeeded, Some(20));
+        let text = metrics.render().expect("render");
+        for series in [
+            r#"apimanager_backup_bytes_written_total{destination="s3"} 1500"#,
+            r#"apimanager_backup_bytes_written_total{destination="persistentVolumeClaim"} 20"#,
+            r#"apimanager_backups_by_destination_total{destination="s3",outcome="failed"} 1"#,
+            r#"apimanager_backups_by_destination_total{destination="s3",outcome="succeeded"} 1"#,
+        ] {
+            assert!(text.contains(series), "{series}: {text}");
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ fn every_alert_rule_passes_its_promtool_unit_tests() {
     for alert in &alerts {
         assert!(tests.contains(&format!("alertname: {alert}")), "{alert} has no promtool test");
     }
-    assert_eq!(alerts.len(), 7, "{alerts:?}");
+    assert_eq!(alerts.len(), 8, "{alerts:?}");
 
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("alerts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use support::cluster::{
     finished_backup, kubectl_ok, namespace, namespace_with_installation, sample_secret_names, shared,
 };
-use support::restore::{finished_restore, tree};
+use support::restore::{finished_restore, sample, tree};
 use support::s3::{bucket_name, raw_bucket, shared_s3};
 
 /// The credentials Secret every test creates (3scale's S3 keys reaching the test server).
@@ -182,9 +182,20 @@ async fn a_sealed_backup_in_a_bucket_restores_after_its_namespace_is_gone_and_a_
     // A second backup of the unchanged tree stores no file content again.
     let content_before: Vec<String> = content_keys(&objects).into_iter().map(str::to_owned).collect();
     assert!(content_before.len() >= 2, "{content_before:?}");
-    completed_backup(&source, "again", &bucket).await;
+    let (again, _) = completed_backup(&source, "again", &bucket).await;
     let after = raw_bucket(&bucket).await;
     assert_eq!(content_keys(&after), content_before, "no new content object");
+    let written =
+        |backup: &APIManagerBackup| backup.status.as_ref().and_then(|s| s.bytes_written).expect("bytesWritten");
+    let (first, second) = (written(&backup), written(&again));
+    let stored: usize = objects.iter().map(|(_, bytes)| bytes.len()).sum();
+    assert_eq!(usize::try_from(first).expect("bytes"), stored, "the first backup wrote what the bucket holds");
+    let again_folder = format!("prod/{}/", again.status.as_ref().and_then(|s| s.s3.clone()).expect("status.s3").path);
+    let own: usize = after.iter().filter(|(key, _)| key.starts_with(&again_folder)).map(|(_, bytes)| bytes.len()).sum();
+    assert_eq!(usize::try_from(second).expect("bytes"), own, "the second backup wrote its own folder, no content");
+    assert!(second < first, "{second} < {first}");
+    let counted = sample(cluster, r#"apimanager_backup_bytes_written_total{destination="s3"}"#).await;
+    assert!(counted >= (first + second) as f64, "{counted}");
 
     // The key Secret gains a newer key; the first backup (sealed with the older) still restores.
     let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &source);

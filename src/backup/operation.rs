@@ -15,7 +15,7 @@ use crate::job::report::StepReport;
 use crate::job::{CommonArgs, CopyArgs, ExportArgs, InspectArgs, JobCommand, S3FilesArgs};
 use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT};
 use crate::lookup;
-use crate::metrics::Metrics;
+use crate::metrics::Destination;
 use crate::names::{
     BACKUP_JOB, BACKUP_UID_LABEL, CLAIM_BACKUP_STATE, CLAIM_BACKUP_UID, CLAIM_COMPLETED, INSPECT_FILES,
     JOB_SERVICE_ACCOUNT, TERMINATION_LOG,
@@ -201,7 +201,10 @@ impl Operation for APIManagerBackup {
     }
 
     fn report_pending(&self, status: &APIManagerBackupStatus, step: &JobStep) -> bool {
-        step.name() == INSPECT_FILES && status.file_storage_group.is_none()
+        match step.name() {
+            INSPECT_FILES => status.file_storage_group.is_none(),
+            _ => step.command.is_last_step() && status.bytes_written.is_none(),
+        }
     }
 
     /// Records the group owning the System FileStorage claim's root, which the copy's Pod joins.
@@ -209,6 +212,10 @@ impl Operation for APIManagerBackup {
         match report {
             StepReport::InspectFiles(owner) if step.name() == INSPECT_FILES => {
                 run.status.file_storage_group = Some(i64::from(owner.gid));
+                Ok(())
+            }
+            StepReport::BackupWritten { bytes } if step.command.is_last_step() => {
+                run.status.bytes_written = Some(i64::try_from(bytes).unwrap_or(i64::MAX));
                 Ok(())
             }
             _ => Err(Failure::Unreported { pod: pod.to_owned() }.into()),
@@ -258,8 +265,15 @@ impl Operation for APIManagerBackup {
         format!("backup written to PersistentVolumeClaim {claim}")
     }
 
-    fn record_end(metrics: &Metrics, end: &End<'_>) {
+    fn record_end(run: &Run<Self>, end: &End<'_>) {
+        let metrics = &run.ctx.metrics;
         metrics.observe_backup(end.metric());
+        let destination = match run.object.spec.backup_destination.s3 {
+            Some(_) => Destination::S3,
+            None => Destination::PersistentVolumeClaim,
+        };
+        let bytes = run.status.bytes_written.and_then(|bytes| u64::try_from(bytes).ok());
+        metrics.observe_backup_destination(destination, end.metric().outcome, bytes);
     }
 }
 

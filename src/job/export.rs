@@ -165,23 +165,23 @@ fn referenced_entries(referenced: &ReferencedSecrets) -> Vec<ReferencedSecretEnt
 /// part of this step, committed when this is the backup's last step). The APIManager is read
 /// first: it names the Secrets it references, exported with the 13. Missing required objects fail
 /// the step with their names (and the fields referencing them); missing optional Secrets are
-/// recorded as absent.
-pub async fn run(args: &ExportArgs) -> Result<(), JobError> {
+/// recorded as absent. Returns the bytes a bucket's backup uploaded when this step committed it.
+pub async fn run(args: &ExportArgs) -> Result<Option<u64>, JobError> {
     let started_at = now();
     if args.common.s3.is_set() {
         let mut bucket = BucketBackup::begin(&args.common.s3, STEP).await?;
         let mut manifest = Manifest::default();
         export(args, &mut bucket, &mut manifest).await?;
         manifest.finish_step(STEP, started_at, args.last_step);
-        bucket.finish(manifest, args.last_step).await?;
-        return Ok(());
+        return Ok(bucket.finish(manifest, args.last_step).await?.backup_uploaded);
     }
     let root = &args.common.backup_dir;
     let mut manifest = Manifest::load(root)?;
     manifest.begin(root)?;
     export(args, &mut Folder(root), &mut manifest).await?;
     manifest.finish_step(STEP, started_at, args.last_step);
-    manifest.save(root)
+    manifest.save(root)?;
+    Ok(None)
 }
 
 /// Exports every object into `sink`, listing them and the backup's identity in `manifest`.

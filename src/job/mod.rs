@@ -217,6 +217,17 @@ impl JobCommand {
         }
     }
 
+    /// Whether this step is the backup's last (it marks the backup complete and reports what the
+    /// backup wrote).
+    pub fn is_last_step(&self) -> bool {
+        match self {
+            Self::ExportObjects(ExportArgs { last_step, .. })
+            | Self::CopyFiles(CopyArgs { last_step, .. })
+            | Self::BackupS3Files(S3FilesArgs { last_step, .. }) => *last_step,
+            _ => false,
+        }
+    }
+
     /// Makes this step the backup's last, which marks `manifest.json` complete (a restore step has
     /// no such flag and is left as it is).
     pub fn make_last_step(&mut self) {
@@ -432,16 +443,26 @@ pub struct RestoreFilesArgs {
 /// termination log.
 pub async fn run(command: JobCommand) -> Result<(), JobError> {
     let (outcome, termination_log) = match command {
-        JobCommand::ExportObjects(args) => (export::run(&args).await.map(|()| None), args.common.termination_log),
+        JobCommand::ExportObjects(args) => {
+            let uploaded = export::run(&args).await;
+            let written = uploaded.and_then(|uploaded| written(args.last_step, uploaded, &args.common.backup_dir));
+            (written, args.common.termination_log)
+        }
         JobCommand::InspectFiles(args) => (inspect::run(&args).map(Some), args.termination_log),
         JobCommand::CopyFiles(args) if args.common.s3.is_set() => {
-            (destination::steps::copy_files(&args).await.map(|_| None), args.common.termination_log)
+            let traffic = destination::steps::copy_files(&args).await;
+            let written = traffic.and_then(|t| written(args.last_step, t.backup_uploaded, &args.common.backup_dir));
+            (written, args.common.termination_log)
         }
-        JobCommand::CopyFiles(args) => (copy::run(&args).map(|()| None), args.common.termination_log),
-        JobCommand::BackupS3Files(args) => (
-            filestorage_s3::backup(&args.secret, args.last_step, &args.common.backup_dir).await.map(|()| None),
-            args.common.termination_log,
-        ),
+        JobCommand::CopyFiles(args) => {
+            let written = copy::run(&args).and_then(|()| written(args.last_step, None, &args.common.backup_dir));
+            (written, args.common.termination_log)
+        }
+        JobCommand::BackupS3Files(args) => {
+            let copied = filestorage_s3::backup(&args.secret, args.last_step, &args.common.backup_dir).await;
+            let written = copied.and_then(|()| written(args.last_step, None, &args.common.backup_dir));
+            (written, args.common.termination_log)
+        }
         JobCommand::RestoreS3Files(args) => {
             let restored = filestorage_s3::restore(&args.secret, args.overwrite, &args.common.backup_dir).await;
             (restored.map(Some), args.common.termination_log)
@@ -469,6 +490,20 @@ pub async fn run(command: JobCommand) -> Result<(), JobError> {
         let _ = std::fs::write(&termination_log, message);
     }
     outcome.map(drop)
+}
+
+/// The report of a backup's last step ([`report::StepReport::BackupWritten`]): the bytes a
+/// bucket's backup uploaded (`uploaded`), else the sizes of the files the claim's manifest under
+/// `backup_dir` lists; `None` for a step that is not the backup's last.
+fn written(last_step: bool, uploaded: Option<u64>, backup_dir: &Path) -> Result<Option<report::StepReport>, JobError> {
+    if !last_step {
+        return Ok(None);
+    }
+    let bytes = match uploaded {
+        Some(bytes) => bytes,
+        None => manifest::Manifest::load(backup_dir)?.files.iter().map(|file| file.size).sum(),
+    };
+    Ok(Some(report::StepReport::BackupWritten { bytes }))
 }
 
 /// `job verify`: a backup that differs from its manifest, or whose APIManager cannot be read,

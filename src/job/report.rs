@@ -46,6 +46,14 @@ pub enum StepReport {
         /// Their bytes.
         bytes: u64,
     },
+    /// The last step of a backup: what the backup wrote to its destination, in bytes as stored
+    /// (on a claim, the files' sizes; in a bucket, the objects uploaded by all its steps, sealed,
+    /// without content an earlier backup had stored).
+    #[serde(rename_all = "camelCase")]
+    BackupWritten {
+        /// Bytes written.
+        bytes: u64,
+    },
     /// `job restore-apimanager`: the APIManager created, or found already there.
     #[serde(rename_all = "camelCase")]
     RestoreApiManager {

@@ -43,7 +43,7 @@ use super::step::{self, JobStep, StepJob, StepOwner};
 use super::{Context, ReconcileError, ReconcileSettings};
 use crate::api::status::{FAILED, OperationStatus, Progress, READY, set_condition};
 use crate::job::report::StepReport;
-use crate::metrics::{Metrics, OperationEnd, Outcome};
+use crate::metrics::{OperationEnd, Outcome};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -143,8 +143,8 @@ pub trait Operation: Namespaced + StepOwner + Send + Sync + 'static {
     fn note(plan: &Self::Plan) -> Option<&'static str>;
     /// The `Ready` message and event note of success.
     fn success_message(run: &Run<Self>) -> String;
-    /// Records the end in the metrics (called once per operation).
-    fn record_end(metrics: &Metrics, end: &End<'_>);
+    /// Records the end in the metrics (called once per operation, with the status just written).
+    fn record_end(run: &Run<Self>, end: &End<'_>);
 }
 
 /// How an operation ended, for [`Operation::record_end`].
@@ -464,7 +464,7 @@ impl<O: Operation> Run<O> {
         let name = self.object.name_any();
         let end =
             End { namespace: &self.namespace, name: &name, outcome, seconds, ended_at_unix: ended.as_second() as f64 };
-        O::record_end(&self.ctx.metrics, &end);
+        O::record_end(self, &end);
         seconds
     }
 

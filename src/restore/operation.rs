@@ -13,7 +13,6 @@ use crate::job::report::{Checked, StepReport};
 use crate::job::{CommonArgs, JobCommand, RestoreArgs, RestoreFilesArgs, RestoreS3FilesArgs};
 use crate::layout::{BACKUP_MOUNT, FILE_STORAGE_MOUNT, MANIFEST_FILE};
 use crate::lookup;
-use crate::metrics::Metrics;
 use crate::names::{RESTORE_OBJECTS, RESTORE_SERVICE_ACCOUNT, RESTORE_UID_LABEL, VERIFY};
 use crate::plural::counted;
 use crate::reconcile::machine::{End, Operation, Run};
@@ -278,8 +277,8 @@ it is restored unchecked"
         message
     }
 
-    fn record_end(metrics: &Metrics, end: &End<'_>) {
-        metrics.observe_restore(end.metric());
+    fn record_end(run: &Run<Self>, end: &End<'_>) {
+        run.ctx.metrics.observe_restore(end.metric());
     }
 }
 

@@ -102,6 +102,9 @@ pub struct Part {
     pub contents: Contents,
     /// The objects it stored or references.
     pub objects: Vec<StoredObject>,
+    /// Bytes its step uploaded before writing the part.
+    #[serde(default)]
+    pub uploaded: u64,
 }
 
 impl Part {
@@ -129,6 +132,7 @@ impl Part {
         self.contents.meta.extend(other.contents.meta);
         self.contents.file_storage_group = self.contents.file_storage_group.or(other.contents.file_storage_group);
         self.objects.extend(other.objects);
+        self.uploaded += other.uploaded;
     }
 
     /// Sorts every list and drops repeated objects (content shared by several files).

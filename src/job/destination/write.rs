@@ -39,6 +39,8 @@ pub struct Traffic {
     pub files_uploaded: u64,
     /// Files whose content an earlier backup had stored.
     pub files_referenced: u64,
+    /// When the step committed the backup: bytes uploaded by all its steps.
+    pub backup_uploaded: Option<u64>,
 }
 
 /// One step of a backup into the bucket.
@@ -80,7 +82,10 @@ impl BucketBackup {
                 wrapped = Some(header.wrapped_key);
             }
             let plain = open_bytes(&bucket, &backup_uid, &relative, &raw).await?;
-            earlier.push(parse(&bucket, &bucket.in_folder(&relative), &plain)?);
+            let mut part: Part = parse(&bucket, &bucket.in_folder(&relative), &plain)?;
+            // What its step uploaded includes the part itself.
+            part.uploaded += raw.len() as u64;
+            earlier.push(part);
         }
         let sealer = match (&bucket.ring, wrapped) {
             (Some(ring), Some(wrapped)) => Some(Sealer::resume(ring, wrapped).map_err(DestinationError::Keys)?),
@@ -265,7 +270,8 @@ impl BucketBackup {
     /// with `commit`, then the sealed manifest of every part and last `manifest.json`.
     pub async fn finish(mut self, manifest: Manifest, commit: bool) -> Result<Traffic, DestinationError> {
         let mut own = std::mem::take(&mut self.part);
-        own.merge(Part { contents: Contents { manifest, ..Contents::default() }, objects: Vec::new() });
+        own.merge(Part { contents: Contents { manifest, ..Contents::default() }, ..Part::default() });
+        own.uploaded = self.traffic.uploaded;
         own.normalize();
         let relative = format!("{PARTS_FOLDER}/{}", part_name(self.step));
         self.put_own(&relative, &to_json(&own)).await?;
@@ -276,6 +282,7 @@ impl BucketBackup {
         for part in std::mem::take(&mut self.earlier) {
             whole.merge(part);
         }
+        let own_uploaded = own.uploaded;
         whole.merge(own);
         whole.normalize();
         let manifest = &mut whole.contents.manifest;
@@ -306,6 +313,7 @@ impl BucketBackup {
         let bytes = bytes::Bytes::from(to_json(&index));
         self.traffic.uploaded += bytes.len() as u64;
         self.bucket.client.put_object(&self.bucket.name, &key, bytes, &metadata).await?;
+        self.traffic.backup_uploaded = Some(whole.uploaded + self.traffic.uploaded - own_uploaded);
         Ok(self.traffic)
     }
 }

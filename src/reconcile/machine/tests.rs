@@ -164,10 +164,11 @@ async fn the_copy_follows_the_export_in_one_pod_and_success_cleans_up_and_counts
             format!("copying the System FileStorage (Pod {})", backup_pod(0))
         )
     );
-    node(&fake, &mut watches, &backup_pod(0), json!({"phase": "Succeeded"}));
+    node(&fake, &mut watches, &backup_pod(0), backup_succeeded());
     assert_eq!(pass(&fake, &ctx).await.expect("success"), Action::await_change());
     let status = status(&fake);
     assert_eq!((status.completed, status.main_steps_completed), (Some(true), Some(true)));
+    assert_eq!(status.bytes_written, Some(2048), "the last step's report");
     assert!(status.completion_time.is_some());
     assert_eq!(
         condition(&fake, "Ready"),
@@ -205,9 +206,10 @@ fn fault(
 async fn a_conflict_on_the_final_write_is_retried_and_the_backup_counted_once() {
     let (fake, ctx, mut watches) = cluster(json!({"fileStorage": {"simpleStorageService": {}}}));
     pass(&fake, &ctx).await.expect("export");
-    node(&fake, &mut watches, &backup_pod(0), json!({"phase": "Succeeded"}));
-    // mainStepsCompleted is written; the write of `completed` then meets a concurrent writer.
-    fake.fail_once(fault("PATCH", "/apimanagerbackups/b/status", 1, 409, "Conflict", "the object has been modified"));
+    node(&fake, &mut watches, &backup_pod(0), backup_succeeded_at("backup-s3-files"));
+    // bytesWritten and mainStepsCompleted are written; the write of `completed` then meets a
+    // concurrent writer.
+    fake.fail_once(fault("PATCH", "/apimanagerbackups/b/status", 2, 409, "Conflict", "the object has been modified"));
     let error = pass(&fake, &ctx).await.expect_err("the conflict is returned");
     assert_eq!(error.kind(), ErrorKind::Conflict);
     let retry = error_policy(Arc::new(backup(json!({}), json!({}))), &error, ctx.clone());
@@ -289,7 +291,7 @@ async fn passes_read_the_pods_from_the_watch_fed_store_and_confirm_one_it_lacks_
     let before = fake.requests().len();
     pass(&fake, &ctx).await.expect("a pass from the store");
     assert_eq!(on_pods(&fake.requests()[before..]), Vec::<String>::new(), "the store answers");
-    node(&fake, &mut watches, &backup_pod(0), json!({"phase": "Succeeded"}));
+    node(&fake, &mut watches, &backup_pod(0), backup_succeeded());
     pass(&fake, &ctx).await.expect("success from the store's state");
     assert_eq!(status(&fake).completed, Some(true));
 }
@@ -387,6 +389,18 @@ fn every_attempt_failed(fake: &FakeApi, watches: &mut Watches, statuses: &Value)
     }
 }
 
+/// A backup Pod that succeeded, its last step (`last`) reporting what the backup wrote.
+fn backup_succeeded_at(last: &str) -> Value {
+    let report = crate::job::report::StepReport::BackupWritten { bytes: 2048 }.to_message();
+    json!({"phase": "Succeeded", "containerStatuses": [container_status(last,
+        json!({"terminated": {"exitCode": 0, "message": report}}))]})
+}
+
+/// [`backup_succeeded_at`] of a backup whose last step is the copy of a FileStorage claim.
+fn backup_succeeded() -> Value {
+    backup_succeeded_at("copy-files")
+}
+
 fn container_status(name: &str, state: Value) -> Value {
     json!({"name": name, "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": state})
 }
@@ -421,7 +435,7 @@ async fn a_failed_attempt_is_retried_after_its_backoff_and_success_deletes_every
     let created: Vec<String> =
         events(&fake).into_iter().filter(|e| e.1 == "JobCreated").map(|(_, _, _, note)| note).collect();
     assert_eq!(created, [format!("created Pod {}", backup_pod(0)), format!("created Pod {}", backup_pod(1))]);
-    node(&fake, &mut watches, &backup_pod(1), json!({"phase": "Succeeded"}));
+    node(&fake, &mut watches, &backup_pod(1), backup_succeeded());
     assert_eq!(pass(&fake, &ctx).await.expect("success"), Action::await_change());
     assert_eq!(status(&fake).completed, Some(true));
     assert!(fake.names(PODS).is_empty(), "every attempt's Pod is deleted");
@@ -654,7 +668,7 @@ mod seam {
             "drilled".to_owned()
         }
 
-        fn record_end(_: &Metrics, _: &End<'_>) {}
+        fn record_end(_: &Run<Self>, _: &End<'_>) {}
     }
 
     /// Stores drill `d` (UID `drill-uid`) with `spec` and `status` (`null`: none yet).
