@@ -4,7 +4,8 @@
 //! and a restore from the bucket alone brings every object and file back into a namespace that
 //! never held the installation, after the backup's own namespace is gone and its key Secret gained
 //! a newer key. Wrong credentials, a missing bucket, a wrong key, a corrupted and a missing object
-//! each end in a clear `Failed` reason, and nothing is restored.
+//! each end in a clear `Failed` reason, and nothing is restored; an S3 server killed while a backup
+//! uploads fails it, never completed.
 
 mod support;
 
@@ -13,6 +14,7 @@ use apimanager_backup_operator::api::backup::APIManagerBackup;
 use apimanager_backup_operator::api::restore::APIManagerRestore;
 use apimanager_backup_operator::api::s3::S3BackupLocation;
 use apimanager_backup_operator::layout::{CONFIG_MAPS, NEVER_RESTORED};
+use apimanager_backup_operator::local::s3_server::S3Server;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
@@ -22,26 +24,31 @@ use support::cluster::{
     finished_backup, kubectl_ok, namespace, namespace_with_installation, sample_secret_names, shared,
 };
 use support::restore::{finished_restore, sample, tree};
-use support::s3::{bucket_name, raw_bucket, shared_s3};
+use support::s3::{bucket_name, raw_bucket, shared_s3, start_s3};
 
 /// The credentials Secret every test creates (3scale's S3 keys reaching the test server).
 const CREDENTIALS: &str = "backup-s3";
 /// The key Secret.
 const KEYS: &str = "backup-key";
 
-/// The test server's endpoint URL.
-fn endpoint() -> String {
-    let host = shared_s3().secret_keys().into_iter().find(|(key, _)| *key == "AWS_HOSTNAME").expect("host").1;
+/// The endpoint URL of `server`.
+fn endpoint_of(server: &S3Server) -> String {
+    let host = server.secret_keys().into_iter().find(|(key, _)| *key == "AWS_HOSTNAME").expect("host").1;
     format!("http://{host}")
 }
 
 /// The `s3` fields of a backup destination or restore source in `bucket` under prefix `prod`.
 fn bucket_yaml(bucket: &str, indent: &str) -> String {
+    bucket_yaml_at(&endpoint_of(shared_s3()), bucket, indent)
+}
+
+/// [`bucket_yaml`] of a bucket of the server at `endpoint`.
+fn bucket_yaml_at(endpoint: &str, bucket: &str, indent: &str) -> String {
     [
         format!("bucket: {bucket}"),
         "prefix: prod".to_owned(),
         "region: us-east-1".to_owned(),
-        format!("endpoint: {}", endpoint()),
+        format!("endpoint: {endpoint}"),
         "forcePathStyle: true".to_owned(),
         "allowHttp: true".to_owned(),
         format!("credentialsSecretRef:\n{indent}  name: {CREDENTIALS}"),
@@ -53,9 +60,14 @@ fn bucket_yaml(bucket: &str, indent: &str) -> String {
 }
 
 fn backup_yaml(name: &str, bucket: &str) -> String {
+    backup_yaml_at(&endpoint_of(shared_s3()), name, bucket)
+}
+
+/// [`backup_yaml`] into a bucket of the server at `endpoint`.
+fn backup_yaml_at(endpoint: &str, name: &str, bucket: &str) -> String {
     format!(
         "apiVersion: apps.3scale.net/v1alpha1\nkind: APIManagerBackup\nmetadata:\n  name: {name}\nspec:\n  backupDestination:\n    s3:\n{}",
-        bucket_yaml(bucket, "      ")
+        bucket_yaml_at(endpoint, bucket, "      ")
     )
 }
 
@@ -84,9 +96,14 @@ async fn put_secret(ns: &str, name: &str, data: &[(&str, Vec<u8>)]) {
     secrets.patch(name, &patch, &Patch::Apply(value)).await.expect("secret applied");
 }
 
-/// The credentials Secret, with the test server's keys (the secret key replaced when `wrong`).
+/// The credentials Secret, with the shared test server's keys (the secret key replaced when `wrong`).
 async fn credentials(ns: &str, wrong: bool) {
-    let keys: Vec<(&str, Vec<u8>)> = shared_s3()
+    credentials_of(shared_s3(), ns, wrong).await;
+}
+
+/// [`credentials`] of `server`.
+async fn credentials_of(server: &S3Server, ns: &str, wrong: bool) {
+    let keys: Vec<(&str, Vec<u8>)> = server
         .secret_keys()
         .into_iter()
         .map(|(key, value)| {
@@ -349,4 +366,37 @@ async fn wrong_credentials_a_missing_bucket_a_wrong_key_and_damaged_objects_fail
     let written = kubectl_ok(cluster, &["-n", &missing, "get", "configmaps,apimanagers", "-o", "name"], "");
     assert!(!written.contains("system-environment") && !written.contains("apimanager"), "{written}");
     assert_eq!(backup.status.and_then(|s| s.completed), Some(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_server_killed_mid_upload_fails_the_backup_never_completed() {
+    let cluster = shared();
+    let ns = namespace_with_installation(cluster, "s3-killed").await;
+    // A file large enough that the copy is still sealing and uploading it when the server dies.
+    let large = cluster.volume(&ns, "system-storage").join("uploads/large.bin");
+    let mut random = std::fs::File::open("/dev/urandom").expect("urandom");
+    let mut file = std::fs::File::create(&large).expect("large file");
+    std::io::copy(&mut std::io::Read::take(&mut random, 192 << 20), &mut file).expect("192 MiB");
+    drop(file);
+    let (mut server, dir) = start_s3("killed");
+    credentials_of(&server, &ns, false).await;
+    put_secret(&ns, KEYS, &[("2026-01", key(7))]).await;
+    server.create_bucket("killed").await.expect("bucket");
+    create(&ns, &backup_yaml_at(&endpoint_of(&server), "nightly", "killed"));
+
+    let admin = cluster.admin_client().await.expect("client");
+    let backups: Api<APIManagerBackup> = Api::namespaced(admin, &ns);
+    support::cluster::eventually(std::time::Duration::from_secs(60), "the copy runs", || async {
+        let status = backups.get("nightly").await.expect("backup").status.unwrap_or_default();
+        status.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "CopyingFiles")
+    })
+    .await;
+    server.kill();
+
+    let status = finished_backup(cluster, &ns, "nightly").await.status.expect("status");
+    assert_eq!((status.completed, status.bytes_written), (None, None), "never completed: {:?}", status.conditions);
+    let (reason, message) = condition(&status.conditions, "Failed");
+    assert_eq!(reason, "JobFailed");
+    assert!(message.contains("at step copy-files") && message.contains("connection failed"), "{message}");
+    let _ = std::fs::remove_dir_all(dir);
 }
