@@ -138,7 +138,12 @@ fn content_keys(objects: &[(String, Vec<u8>)]) -> Vec<&str> {
 
 /// A completed backup `name` of namespace `ns` into `bucket`, and where it is.
 async fn completed_backup(ns: &str, name: &str, bucket: &str) -> (APIManagerBackup, S3BackupLocation) {
-    create(ns, &backup_yaml(name, bucket));
+    completed(ns, name, &backup_yaml(name, bucket)).await
+}
+
+/// A completed backup `name` of namespace `ns` created from `yaml`, and where it is.
+async fn completed(ns: &str, name: &str, yaml: &str) -> (APIManagerBackup, S3BackupLocation) {
+    create(ns, yaml);
     let backup = finished_backup(shared(), ns, name).await;
     let status = backup.status.clone().expect("status");
     assert_eq!(status.completed, Some(true), "{:?}", status.conditions);
@@ -305,8 +310,15 @@ async fn wrong_credentials_a_missing_bucket_a_wrong_key_and_damaged_objects_fail
     assert!(message.contains("e2e-never-created") && message.contains("does not exist"), "{message}");
     assert!(raw_bucket(&bucket).await.is_empty(), "nothing was written by the failed backups");
 
-    // A good backup, then restores of it that must fail before writing anything.
-    let (backup, location) = completed_backup(&source, "nightly", &bucket).await;
+    // A good backup (the endpoint, protocol and path style from the credentials Secret's 3scale
+    // keys, as the README's `local` example does), then restores of it that must fail before
+    // writing anything.
+    let from_secret = backup_yaml("nightly", &bucket)
+        .lines()
+        .filter(|line| !line.contains("endpoint:") && !line.contains("forcePathStyle:"))
+        .map(|line| format!("{line}\n"))
+        .collect::<String>();
+    let (backup, location) = completed(&source, "nightly", &from_secret).await;
     let path = location.path.clone();
     let objects = raw_bucket(&bucket).await;
     let restore_into = |label: &'static str, keys: Vec<(&'static str, Vec<u8>)>| {
