@@ -8,24 +8,16 @@ mod support;
 use apimanager_backup_operator::job::filestorage_s3::{DIR, S3Object, object_path};
 use apimanager_backup_operator::job::manifest::{Manifest, hash_file};
 use apimanager_backup_operator::local::LocalCluster;
-use apimanager_backup_operator::s3::{ClientOptions, ObjectMetadata, S3Client};
+use apimanager_backup_operator::s3::ObjectMetadata;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 use support::cluster::{create_backup, finished_backup, kubectl_ok, namespace_with_installation, shared};
-use support::s3::{bucket_name, shared_s3};
+use support::s3::{Objects, bucket_name, fill, read_back, shared_s3, use_s3_file_storage};
 
 /// Small objects in the bucket, besides the large ones.
 const SMALL: usize = 2500;
 /// Sizes of the large objects: one above the multipart part size, one below it.
 const LARGE: [(&str, usize); 2] = [("uploads/videos/intro.mp4", 13 << 20), ("uploads/archive.zip", 3 << 20)];
-
-fn client() -> S3Client {
-    shared_s3().client(ClientOptions::default()).expect("S3 client")
-}
-
-/// What the bucket of an installation holds: each key with its metadata and bytes.
-type Objects = BTreeMap<String, (ObjectMetadata, Bytes)>;
 
 /// The objects of a System FileStorage: thousands of small files of several content types with
 /// user metadata, a few without, and two of several MiB.
@@ -58,40 +50,6 @@ fn fixture() -> Objects {
     objects
 }
 
-/// Stores `objects` in `bucket` (created first).
-async fn fill(bucket: &str, objects: &Objects) {
-    shared_s3().create_bucket(bucket).await.expect("create bucket");
-    let client = client();
-    futures::stream::iter(objects.iter())
-        .map(|(key, (metadata, body))| {
-            let client = client.clone();
-            async move { client.upload(bucket, key, std::io::Cursor::new(body.clone()), metadata).await }
-        })
-        .buffer_unordered(16)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("fill the bucket");
-}
-
-/// Everything `bucket` holds, read back through GET (bytes, content type, user metadata).
-async fn read_back(bucket: &str) -> Objects {
-    let client = client();
-    let listed = client.list_all(bucket, "").await.expect("list");
-    futures::stream::iter(listed)
-        .map(|object| {
-            let client = client.clone();
-            async move {
-                let mut body = Vec::new();
-                let info = client.download(bucket, &object.key, &mut body).await?;
-                Ok::<_, apimanager_backup_operator::s3::S3Error>((object.key, (info.metadata, Bytes::from(body))))
-            }
-        })
-        .buffer_unordered(16)
-        .try_collect()
-        .await
-        .expect("read the bucket back")
-}
-
 /// A Secret `name` as 3scale's System reads its FileStorage bucket from, naming `bucket` on the
 /// shared S3 server.
 fn create_secret(cluster: &LocalCluster, namespace: &str, name: &str, bucket: &str) {
@@ -99,18 +57,6 @@ fn create_secret(cluster: &LocalCluster, namespace: &str, name: &str, bucket: &s
     data.push(format!("  AWS_BUCKET: {bucket:?}\n"));
     let yaml = format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\nstringData:\n{}", data.concat());
     kubectl_ok(cluster, &["-n", namespace, "create", "-f", "-"], &yaml);
-}
-
-/// Moves the sample installation's System FileStorage into the S3 bucket Secret `secret` names.
-fn use_s3_file_storage(cluster: &LocalCluster, namespace: &str, secret: &str) {
-    let patch = format!(
-        r#"{{"spec":{{"system":{{"fileStorage":{{"simpleStorageService":{{"configurationSecretRef":{{"name":"{secret}"}}}}}}}}}}}}"#
-    );
-    kubectl_ok(
-        cluster,
-        &["-n", namespace, "patch", "apimanager", "example-apimanager", "--type=merge", "-p", &patch],
-        "",
-    );
 }
 
 #[tokio::test]

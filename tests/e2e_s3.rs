@@ -5,7 +5,9 @@
 //! never held the installation, after the backup's own namespace is gone and its key Secret gained
 //! a newer key. Wrong credentials, a missing bucket, a wrong key, a corrupted and a missing object
 //! each end in a clear `Failed` reason, and nothing is restored; an S3 server killed while a backup
-//! uploads fails it, never completed.
+//! uploads fails it, never completed. An installation whose System FileStorage is an S3 bucket has
+//! that bucket's objects sealed into the backup by content and written back into a fresh
+//! FileStorage bucket.
 
 mod support;
 
@@ -15,6 +17,7 @@ use apimanager_backup_operator::api::restore::APIManagerRestore;
 use apimanager_backup_operator::api::s3::S3BackupLocation;
 use apimanager_backup_operator::layout::{CONFIG_MAPS, NEVER_RESTORED};
 use apimanager_backup_operator::local::s3_server::S3Server;
+use apimanager_backup_operator::s3::ObjectMetadata;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
@@ -24,7 +27,7 @@ use support::cluster::{
     finished_backup, kubectl_ok, namespace, namespace_with_installation, sample_secret_names, shared,
 };
 use support::restore::{finished_restore, sample, tree};
-use support::s3::{bucket_name, raw_bucket, shared_s3, start_s3};
+use support::s3::{Objects, bucket_name, fill, raw_bucket, read_back, shared_s3, start_s3, use_s3_file_storage};
 
 /// The credentials Secret every test creates (3scale's S3 keys reaching the test server).
 const CREDENTIALS: &str = "backup-s3";
@@ -411,4 +414,131 @@ async fn the_s3_server_killed_mid_upload_fails_the_backup_never_completed() {
     assert_eq!(reason, "JobFailed");
     assert!(message.contains("at step copy-files") && message.contains("connection failed"), "{message}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The objects of an S3 System FileStorage: attachments with non-ASCII metadata (some sharing
+/// their content, a few without a content type), an empty one, and one larger than a step holds
+/// in memory.
+fn file_storage_objects() -> Objects {
+    let mut objects = Objects::new();
+    for i in 0..24 {
+        let key = format!("provider-{}/attachments/pièce-{i:02}.txt", i % 3);
+        let body = format!("attachment {} of the System FileStorage, to be kept sealed\n", i % 20).repeat(3);
+        let user = BTreeMap::from([("original-name".to_owned(), format!("Pièce jointe n° {i} — reçu.txt"))]);
+        let content_type = (i % 6 != 5).then(|| "text/plain; charset=utf-8".to_owned());
+        objects.insert(key, (ObjectMetadata { content_type, user }, bytes::Bytes::from(body)));
+    }
+    let large: Vec<u8> = (0..3usize << 20).map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let video = ObjectMetadata { content_type: Some("video/mp4".into()), user: BTreeMap::new() };
+    objects.insert("uploads/videos/intro.mp4".into(), (video, large.into()));
+    objects.insert("uploads/empty".into(), (ObjectMetadata::default(), bytes::Bytes::new()));
+    objects
+}
+
+/// 3scale's FileStorage S3 Secret keys naming `bucket` on the test server.
+fn file_storage_keys(bucket: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let mut keys: Vec<(&str, Vec<u8>)> =
+        shared_s3().secret_keys().into_iter().map(|(key, value)| (key, value.into_bytes())).collect();
+    keys.push(("AWS_BUCKET", bucket.as_bytes().to_vec()));
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_file_storage_is_sealed_into_the_bucket_by_content_and_restored_into_a_fresh_one() {
+    let cluster = shared();
+    let admin = cluster.admin_client().await.expect("client");
+    let fixture = file_storage_objects();
+    let files = bucket_name("fs-to-bucket");
+    fill(&files, &fixture).await;
+    let served = read_back(&files).await;
+    let source = namespace_with_installation(cluster, "s3-fs-source").await;
+    credentials(&source, false).await;
+    put_secret(&source, KEYS, &[("2026-01", key(7))]).await;
+    put_secret(&source, "fs-s3", &file_storage_keys(&files)).await;
+    use_s3_file_storage(cluster, &source, "fs-s3");
+    let bucket = bucket_name("e2e-fs-dest");
+    shared_s3().create_bucket(&bucket).await.expect("bucket");
+
+    let (_, location) = completed_backup(&source, "nightly", &bucket).await;
+    let stored = raw_bucket(&bucket).await;
+    let distinct: std::collections::BTreeSet<&bytes::Bytes> = fixture.values().map(|(_, body)| body).collect();
+    let content = content_keys(&stored);
+    assert_eq!(content.len(), distinct.len(), "one content object per distinct object content: {content:?}");
+    // Neither an object's bytes, nor its key, nor its metadata is in the bucket in clear.
+    let mut clear: Vec<Vec<u8>> = fixture
+        .iter()
+        .flat_map(|(key, (metadata, body))| {
+            let middle = body.len() / 2;
+            let sample = body.get(middle.saturating_sub(32)..(middle + 32).min(body.len())).unwrap_or_default();
+            [key.as_bytes().to_vec(), sample.to_vec()]
+                .into_iter()
+                .chain(metadata.user.values().map(|v| v.clone().into_bytes()))
+        })
+        .filter(|needle| needle.len() >= 16)
+        .collect();
+    clear.sort();
+    clear.dedup();
+    assert!(clear.len() > 50, "keys, metadata and contents: {}", clear.len());
+    for (key, bytes) in &stored {
+        for needle in &clear {
+            assert!(
+                !bytes.windows(needle.len()).any(|window| window == needle.as_slice()),
+                "{key} holds FileStorage data in clear"
+            );
+        }
+    }
+    assert_eq!(read_back(&files).await, served, "the backup leaves the FileStorage bucket as it was");
+
+    // A second backup of the unchanged bucket stores no object again.
+    completed_backup(&source, "again", &bucket).await;
+    assert_eq!(content_keys(&raw_bucket(&bucket).await), content, "no new content object");
+
+    // A namespace that never held the installation, whose FileStorage Secret names a fresh bucket.
+    let target = namespace(cluster, "s3-fs-target");
+    credentials(&target, false).await;
+    put_secret(&target, KEYS, &[("2026-01", key(7))]).await;
+    let fresh = bucket_name("fs-restored");
+    shared_s3().create_bucket(&fresh).await.expect("bucket");
+    put_secret(&target, "fs-s3", &file_storage_keys(&fresh)).await;
+    let originals: Api<Secret> = Api::namespaced(admin.clone(), &source);
+    for name in NEVER_RESTORED {
+        let secret = originals.get(name).await.expect("database secret");
+        let data: Vec<(&str, Vec<u8>)> = secret.data.iter().flatten().map(|(k, v)| (k.as_str(), v.0.clone())).collect();
+        put_secret(&target, name, &data).await;
+    }
+    create(&target, &restore_yaml("back", &bucket, &location.path));
+    let restore: APIManagerRestore = finished_restore(cluster, &target, "back").await;
+    let status = restore.status.clone().expect("status");
+    assert_eq!(status.completed, Some(true), "{:?}", status.conditions);
+    assert_eq!(status.file_storage_s3_secret_name.as_deref(), Some("fs-s3"));
+    let (reason, message) = condition(&status.conditions, "Verified");
+    assert_eq!(reason, "Verified");
+    assert!(message.starts_with("the backup matches manifest.json: "), "{message}");
+    assert_eq!(read_back(&fresh).await, served, "every key with its content type, metadata and bytes");
+
+    // verify opens every FileStorage object: one changed byte fails the restore before it writes.
+    let client = shared_s3().client(Default::default()).expect("client");
+    let (largest, bytes) = stored
+        .iter()
+        .filter(|(key, _)| key.starts_with("prod/_content/"))
+        .max_by_key(|(_, bytes)| bytes.len())
+        .expect("a content object")
+        .clone();
+    let mut changed = bytes.clone();
+    changed[bytes.len() / 2] ^= 1;
+    client.put_object(&bucket, &largest, changed.into(), &Default::default()).await.expect("changed");
+    let damaged = namespace(cluster, "s3-fs-damaged");
+    credentials(&damaged, false).await;
+    put_secret(&damaged, KEYS, &[("2026-01", key(7))]).await;
+    create(&damaged, &restore_yaml("back", &bucket, &location.path));
+    let failed = finished_restore(cluster, &damaged, "back").await.status.expect("status");
+    let (reason, message) = condition(&failed.conditions, "Failed");
+    assert_eq!(reason, "JobFailed");
+    let relative = largest.strip_prefix("prod/").expect("under the prefix");
+    assert!(
+        message.contains(&format!("{relative}: segment ")) && message.contains("fails authentication"),
+        "{message}"
+    );
+    assert_eq!(failed.api_manager_to_restore_ref, None, "failed at verify");
+    client.put_object(&bucket, &largest, bytes.into(), &Default::default()).await.expect("restored bytes");
 }

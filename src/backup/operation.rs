@@ -88,9 +88,6 @@ impl Operation for APIManagerBackup {
 
         // Step 3: the backup claim, or the backup's place in its bucket.
         if let Some(bucket) = &run.object.spec.backup_destination.s3 {
-            if matches!(storage, FileStorage::S3 { .. }) {
-                return Err(Failure::S3FilesToBucket { apimanager: apimanager.name_any() }.into());
-            }
             run.status.s3 = Some(bucket_location(&run.object, bucket));
         } else if run.status.backup_persistent_volume_claim_name.is_none() {
             ensure_claim(run, &apimanager).await?;
@@ -145,9 +142,11 @@ impl Operation for APIManagerBackup {
                 reason: "CopyingS3Files",
                 doing: "copying the System FileStorage bucket",
                 claims: backup_claims.clone(),
-                secrets: Vec::new(),
+                // A backup into a bucket: that bucket's Secrets as volumes, beside the FileStorage
+                // bucket's Secret in the environment.
+                secrets: secrets.clone(),
                 service_account: JOB_SERVICE_ACCOUNT,
-                // The bucket's Secret comes through the Pod's environment: no API token.
+                // The FileStorage bucket's Secret comes through the Pod's environment: no API token.
                 api_access: false,
             });
         }

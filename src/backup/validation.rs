@@ -3,7 +3,7 @@
 
 use crate::admission::field_error::{FieldError, check_dns1123_subdomain};
 use crate::admission::verdict::Verdict;
-use crate::api::apimanager::{APIManager, FileStorage};
+use crate::api::apimanager::APIManager;
 use crate::api::backup::{
     APIManagerBackupSpec, BackupDestination, DESTINATION_REQUIRED, PersistentVolumeClaimDestination, REQUESTS_REQUIRED,
 };
@@ -117,19 +117,6 @@ pub fn check_create(spec: &APIManagerBackupSpec, namespace: &str, apimanagers: &
     let scope = check_apimanager(spec.api_manager_name.as_deref(), namespace, apimanagers);
     verdict.errors.extend(scope.errors);
     verdict.warnings.extend(scope.warnings);
-    let named = apimanagers.iter().find(|am| Some(am.name_any().as_str()) == spec.api_manager_name.as_deref());
-    if let (Some(_), Some(apimanager)) = (&spec.backup_destination.s3, named)
-        && matches!(apimanager.file_storage(), FileStorage::S3 { .. })
-    {
-        verdict.errors.push(FieldError::forbidden(
-            format!("{SPEC}.backupDestination.s3"),
-            format!(
-                "APIManager {:?} keeps its System FileStorage in an S3 bucket, which a backup into an S3 bucket does not \
-copy yet; back it up to a persistentVolumeClaim",
-                apimanager.name_any()
-            ),
-        ));
-    }
     verdict
 }
 

@@ -71,6 +71,16 @@ pub enum S3FilesError {
     /// The bucket could not be read or written.
     #[error("System FileStorage bucket: {0}")]
     S3(#[from] S3Error),
+    /// An object changed while the backup copied it.
+    #[error(
+        "object {key} of bucket {bucket} changed while it was copied; nothing of it was kept, run the backup again"
+    )]
+    Changed {
+        /// The bucket.
+        bucket: String,
+        /// The object.
+        key: String,
+    },
     /// The restore's bucket already holds objects.
     #[error(
         "System FileStorage bucket {bucket} (Secret {secret}) already holds objects; nothing was written. Empty it, \
@@ -128,7 +138,7 @@ pub fn object_path(key: &str) -> String {
 
 /// A client of the bucket Secret `secret` describes, from this process's environment. http is
 /// accepted when the Secret asks for it (`AWS_PROTOCOL: http`), as System itself uses it then.
-fn connect(secret: &str) -> Result<(S3Client, String), S3FilesError> {
+pub fn connect(secret: &str) -> Result<(S3Client, String), S3FilesError> {
     if secret.is_empty() {
         return Err(S3FilesError::NoSecret);
     }
@@ -233,16 +243,25 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Hashing<W> {
 pub async fn restore(secret: &str, overwrite: bool, root: &Path) -> Result<StepReport, JobError> {
     let section = Manifest::read(root)?.and_then(|m| m.system_file_storage_s3).ok_or(S3FilesError::NotInBackup)?;
     let (client, bucket) = connect(secret)?;
-    if !overwrite {
-        let first = client.list_page(&bucket, "", None, 1).await.map_err(S3FilesError::from)?;
-        if !first.objects.is_empty() {
-            return Err(S3FilesError::NotEmpty { bucket, secret: secret.to_owned() }.into());
-        }
-    }
+    refuse_non_empty(&client, &bucket, secret, overwrite).await?;
     let uploads = section.objects.iter().map(|object| upload(&client, &bucket, object, root));
     futures::stream::iter(uploads).buffer_unordered(CONCURRENCY).try_collect::<Vec<()>>().await?;
     let bytes = section.objects.iter().map(|o| o.size).sum();
     Ok(StepReport::RestoreS3Files { bucket, objects: section.objects.len(), bytes })
+}
+
+/// Fails with [`S3FilesError::NotEmpty`] when `bucket` (named by Secret `secret`) holds any
+/// object, unless `overwrite`.
+pub async fn refuse_non_empty(
+    client: &S3Client,
+    bucket: &str,
+    secret: &str,
+    overwrite: bool,
+) -> Result<(), S3FilesError> {
+    if overwrite || client.list_page(bucket, "", None, 1).await?.objects.is_empty() {
+        return Ok(());
+    }
+    Err(S3FilesError::NotEmpty { bucket: bucket.to_owned(), secret: secret.to_owned() })
 }
 
 /// Streams the backed-up file of `object` into `bucket` under its key.

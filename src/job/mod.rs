@@ -458,10 +458,18 @@ pub async fn run(command: JobCommand) -> Result<(), JobError> {
             let written = copy::run(&args).and_then(|()| written(args.last_step, None, &args.common.backup_dir));
             (written, args.common.termination_log)
         }
+        JobCommand::BackupS3Files(args) if args.common.s3.is_set() => {
+            let traffic = destination::s3_files::backup(&args).await;
+            let written = traffic.and_then(|t| written(args.last_step, t.backup_uploaded, &args.common.backup_dir));
+            (written, args.common.termination_log)
+        }
         JobCommand::BackupS3Files(args) => {
             let copied = filestorage_s3::backup(&args.secret, args.last_step, &args.common.backup_dir).await;
             let written = copied.and_then(|()| written(args.last_step, None, &args.common.backup_dir));
             (written, args.common.termination_log)
+        }
+        JobCommand::RestoreS3Files(args) if args.common.s3.is_set() => {
+            (destination::s3_files::restore(&args).await.map(Some), args.common.termination_log)
         }
         JobCommand::RestoreS3Files(args) => {
             let restored = filestorage_s3::restore(&args.secret, args.overwrite, &args.common.backup_dir).await;

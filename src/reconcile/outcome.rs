@@ -18,15 +18,6 @@ pub enum Failure {
     /// The APIManager is outside the backup scope.
     #[error(transparent)]
     OutOfScope(#[from] rules::OutOfScope),
-    /// A backup into an S3 bucket of an APIManager whose System FileStorage is an S3 bucket too.
-    #[error(
-        "APIManager {apimanager} keeps its System FileStorage in an S3 bucket, which a backup into an S3 bucket does \
-not copy yet; back it up to a persistentVolumeClaim"
-    )]
-    S3FilesToBucket {
-        /// The APIManager's name.
-        apimanager: String,
-    },
     /// The claim to write holds something else; it is never written to.
     #[error(
         "PersistentVolumeClaim {claim} already exists and holds {holder}; it is never overwritten: delete it if it \
@@ -109,7 +100,7 @@ impl Failure {
     pub fn reason(&self) -> Reason {
         match self {
             Self::APIManagerNotFound(_) => Reason::APIManagerNotFound,
-            Self::OutOfScope(_) | Self::S3FilesToBucket { .. } => Reason::OutOfScope,
+            Self::OutOfScope(_) => Reason::OutOfScope,
             Self::ClaimInUse { .. } => Reason::ClaimInUse,
             Self::JobFailed { .. } => Reason::JobFailed,
             Self::Unreported { .. } => Reason::Unreported,

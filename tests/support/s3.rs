@@ -2,8 +2,13 @@
 //! started on first use and killed when the binary exits, or a fresh one for a test that
 //! stops it. Each test works in buckets of its own.
 
+use super::cluster::kubectl_ok;
 use apimanager_backup_operator::local::s3_server::S3Server;
-use apimanager_backup_operator::local::{process, repo_dir};
+use apimanager_backup_operator::local::{LocalCluster, process, repo_dir};
+use apimanager_backup_operator::s3::{ClientOptions, ObjectMetadata};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,4 +59,53 @@ pub async fn raw_bucket(bucket: &str) -> Vec<(String, Vec<u8>)> {
         objects.push((listed.key, bytes));
     }
     objects
+}
+
+/// What the bucket of an installation holds: each key with its metadata and bytes.
+pub type Objects = BTreeMap<String, (ObjectMetadata, Bytes)>;
+
+/// Stores `objects` in `bucket` (created first).
+pub async fn fill(bucket: &str, objects: &Objects) {
+    shared_s3().create_bucket(bucket).await.expect("create bucket");
+    let client = shared_s3().client(ClientOptions::default()).expect("S3 client");
+    futures::stream::iter(objects.iter())
+        .map(|(key, (metadata, body))| {
+            let client = client.clone();
+            async move { client.upload(bucket, key, std::io::Cursor::new(body.clone()), metadata).await }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("fill the bucket");
+}
+
+/// Everything `bucket` holds, read back through GET (bytes, content type, user metadata).
+pub async fn read_back(bucket: &str) -> Objects {
+    let client = shared_s3().client(ClientOptions::default()).expect("S3 client");
+    let listed = client.list_all(bucket, "").await.expect("list");
+    futures::stream::iter(listed)
+        .map(|object| {
+            let client = client.clone();
+            async move {
+                let mut body = Vec::new();
+                let info = client.download(bucket, &object.key, &mut body).await?;
+                Ok::<_, apimanager_backup_operator::s3::S3Error>((object.key, (info.metadata, Bytes::from(body))))
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await
+        .expect("read the bucket back")
+}
+
+/// Moves the sample installation's System FileStorage into the S3 bucket Secret `secret` names.
+pub fn use_s3_file_storage(cluster: &LocalCluster, namespace: &str, secret: &str) {
+    let patch = format!(
+        r#"{{"spec":{{"system":{{"fileStorage":{{"simpleStorageService":{{"configurationSecretRef":{{"name":"{secret}"}}}}}}}}}}}}"#
+    );
+    kubectl_ok(
+        cluster,
+        &["-n", namespace, "patch", "apimanager", "example-apimanager", "--type=merge", "-p", &patch],
+        "",
+    );
 }

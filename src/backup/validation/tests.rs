@@ -276,7 +276,7 @@ fn create_reports_every_rule_at_once() {
 }
 
 #[test]
-fn a_bucket_destination_refuses_an_apimanager_with_its_files_in_s3() {
+fn a_bucket_destination_admits_an_apimanager_with_its_files_in_s3() {
     let s3_files = apimanager(
         "example",
         json!({"externalComponents": {"system": {"database": true, "redis": true}, "backend": {"redis": true}},
@@ -285,13 +285,5 @@ fn a_bucket_destination_refuses_an_apimanager_with_its_files_in_s3() {
     let to_bucket = spec(json!({"apiManagerName": "example", "backupDestination": {"s3": {"bucket": "backups",
         "region": "us-east-1", "credentialsSecretRef": {"name": "backup-s3"},
         "encryption": {"keySecretRef": {"name": "backup-key"}}}}}));
-    assert_eq!(
-        messages(&check_create(&to_bucket, "3scale", std::slice::from_ref(&s3_files))),
-        [
-            r#"spec.backupDestination.s3: Forbidden: APIManager "example" keeps its System FileStorage in an S3 bucket, which a backup into an S3 bucket does not copy yet; back it up to a persistentVolumeClaim"#
-        ]
-    );
-    assert_eq!(check_create(&to_bucket, "3scale", &[external("example")]), Verdict::default());
-    let to_claim = claim(json!({"resources": {"requests": "1Gi"}}));
-    assert_eq!(check_create(&to_claim, "3scale", &[s3_files]), Verdict::default());
+    assert_eq!(check_create(&to_bucket, "3scale", &[s3_files]), Verdict::default());
 }

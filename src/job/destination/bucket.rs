@@ -184,14 +184,19 @@ impl Bucket {
             let digest = hashing.finish();
             return Ok(Transferred { plaintext: digest.clone(), stored: digest });
         };
-        let (writer, mut reader) = tokio::io::duplex(PIPE_BYTES);
+        let (writer, reader) = tokio::io::duplex(PIPE_BYTES);
         let download = async {
             let mut writer = writer;
             let result = self.client.download(&self.name, &key, &mut writer).await;
             drop(writer);
             result
         };
-        let open = crate::seal::open(ring, context, &mut reader, output);
+        // The opening owns the pipe's reading end: when it fails (a changed segment), the end
+        // goes with it and the download stops at its next write instead of waiting on a full pipe.
+        let open = async move {
+            let mut reader = reader;
+            crate::seal::open(ring, context, &mut reader, output).await
+        };
         let (downloaded, opened) = tokio::join!(download, open);
         match (downloaded, opened) {
             (Ok(_), Ok(opened)) => Ok(Transferred { plaintext: opened.plaintext, stored: opened.ciphertext }),

@@ -11,6 +11,7 @@
 //! - [`write`]: a backup step into the bucket (objects, the FileStorage tree by content, the
 //!   commit);
 //! - [`read`]: verifying a backup in the bucket and restoring its files;
+//! - [`s3_files`]: an S3 System FileStorage's objects into the bucket by content, and back;
 //! - [`steps`]: the job steps' work when the backup is in a bucket;
 //! - [`error`]: what goes wrong ([`DestinationError`]).
 
@@ -19,6 +20,7 @@ pub mod bucket;
 pub mod error;
 pub mod index;
 pub mod read;
+pub mod s3_files;
 pub mod sink;
 pub mod source;
 pub mod steps;

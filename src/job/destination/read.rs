@@ -244,6 +244,22 @@ impl Committed {
         Ok(written)
     }
 
+    /// Writes the plaintext of content object `content` (its key below the prefix) into
+    /// `output`, authenticated as it streams; what was written must be discarded if this fails.
+    pub async fn content_into<W: tokio::io::AsyncWrite + Unpin + Send>(
+        &self,
+        content: &str,
+        output: &mut W,
+    ) -> Result<super::bucket::Transferred, DestinationError> {
+        let name = content.strip_prefix(&format!("{}/", super::bucket::CONTENT_FOLDER)).unwrap_or(content);
+        let content_name = ContentName::parse(name).ok();
+        let context = match (&self.bucket.ring, &content_name) {
+            (Some(_), Some(name)) => Context::Content(name),
+            _ => Context::BackupObject { backup_uid: &self.index.backup_uid, path: content },
+        };
+        self.bucket.get(context, content, output).await
+    }
+
     /// Writes the content object `content` to a new file at `path` and checks it against `entry`.
     async fn restore_file(&self, content: &str, entry: &FileEntry, path: &Path) -> Result<(), JobError> {
         use std::os::unix::fs::OpenOptionsExt;
@@ -254,13 +270,7 @@ impl Committed {
             .open(path)
             .map_err(|error| JobError::io("writing", path, error))?;
         let mut file = tokio::fs::File::from_std(file);
-        let name = content.strip_prefix(&format!("{}/", super::bucket::CONTENT_FOLDER)).unwrap_or(content);
-        let content_name = ContentName::parse(name).ok();
-        let context = match (&self.bucket.ring, &content_name) {
-            (Some(_), Some(name)) => Context::Content(name),
-            _ => Context::BackupObject { backup_uid: &self.index.backup_uid, path: content },
-        };
-        let got = self.bucket.get(context, content, &mut file).await?;
+        let got = self.content_into(content, &mut file).await?;
         file.sync_all().await.map_err(|error| JobError::io("syncing", path, error))?;
         if got.plaintext.size != entry.size || got.plaintext.sha256 != entry.sha256 {
             return Err(JobError::Corrupt {

@@ -115,7 +115,7 @@ impl BucketBackup {
 
     /// Reads the stored digests of content the newest committed backups of this namespace
     /// reference, so referencing it again needs no download.
-    async fn learn_earlier_content(&mut self) -> Result<(), DestinationError> {
+    pub async fn learn_earlier_content(&mut self) -> Result<(), DestinationError> {
         let namespace = self.bucket.folder.split('/').next().unwrap_or_default();
         let folder = self.bucket.key(namespace) + "/";
         let mut indexes: Vec<_> = self
@@ -197,73 +197,102 @@ impl BucketBackup {
     /// manifest entry and its content object's key.
     async fn store_file(&mut self, path: &Path, item: &Item) -> Result<(FileEntry, String), JobError> {
         let (name, digest) = self.name_content(path, item).await?;
-        let key = Bucket::content_key(&name);
         let entry = FileEntry { path: item.path.clone(), size: digest.size, sha256: digest.sha256.clone() };
-        if let Some(known) = self.known_content.get(&key) {
-            self.part.objects.push(known.clone());
-            self.traffic.files_referenced += 1;
+        let key = Bucket::content_key(&name);
+        if self.reference_content(&key).await? {
             return Ok((entry, key));
         }
-        if let Some(info) = self
-            .bucket
-            .client
-            .head_object(&self.bucket.name, &self.bucket.key(&key))
-            .await
-            .map_err(DestinationError::from)?
-        {
-            // Stored by a backup whose index this step did not read: its digest from its bytes.
-            let stored = self.bucket.stored_digest(&key).await?;
-            if stored.size == info.size {
-                let object = StoredObject { key: key.clone(), size: stored.size, sha256: stored.sha256 };
-                self.known_content.insert(key.clone(), object.clone());
-                self.part.objects.push(object);
-                self.traffic.files_referenced += 1;
-                return Ok((entry, key));
-            }
+        let file = tokio::fs::File::from_std(open_file(path, item)?);
+        let stored = self.upload_content(&name, file, std::future::ready(Ok(()))).await?;
+        if stored != digest {
+            self.discard_content(&key).await?;
+            return Err(JobError::Changed { path: path.to_owned() });
         }
-        let file = open_file(path, item)?;
-        let content = crate::seal::ContentName::parse(&name).ok();
+        Ok((entry, key))
+    }
+
+    /// Whether the prefix holds content object `key` already (an earlier backup's index lists it,
+    /// or a HEAD finds it); if so, this step's part references it.
+    pub async fn reference_content(&mut self, key: &str) -> Result<bool, DestinationError> {
+        if let Some(known) = self.known_content.get(key) {
+            self.part.objects.push(known.clone());
+            self.traffic.files_referenced += 1;
+            return Ok(true);
+        }
+        let Some(info) = self.bucket.client.head_object(&self.bucket.name, &self.bucket.key(key)).await? else {
+            return Ok(false);
+        };
+        // Stored by a backup whose index this step did not read: its digest from its bytes.
+        let stored = self.bucket.stored_digest(key).await?;
+        if stored.size != info.size {
+            return Ok(false);
+        }
+        let object = StoredObject { key: key.to_owned(), size: stored.size, sha256: stored.sha256 };
+        self.known_content.insert(key.to_owned(), object.clone());
+        self.part.objects.push(object);
+        self.traffic.files_referenced += 1;
+        Ok(true)
+    }
+
+    /// Uploads content object `name` from what `input` yields (sealed when encrypted) while
+    /// `feed` (which fills `input`, or nothing) runs; a failed `feed` aborts the upload. Returns
+    /// the digest of the plaintext stored, which the caller compares with the name's: on a
+    /// difference it discards the object ([`BucketBackup::discard_content`]).
+    pub async fn upload_content<R: tokio::io::AsyncRead + Unpin + Send>(
+        &mut self,
+        name: &str,
+        input: R,
+        feed: impl Future<Output = Result<(), JobError>>,
+    ) -> Result<StreamDigest, JobError> {
+        let key = Bucket::content_key(name);
+        let content = crate::seal::ContentName::parse(name).ok();
         let context = match &content {
             Some(content) => Context::Content(content),
             None => Context::BackupObject { backup_uid: &self.backup_uid, path: &key },
         };
-        let stored = self.bucket.put(self.sealer.as_ref(), context, &key, tokio::fs::File::from_std(file)).await?;
-        if stored.plaintext != digest {
-            return Err(JobError::Changed { path: path.to_owned() });
-        }
+        let put = async { self.bucket.put(self.sealer.as_ref(), context, &key, input).await.map_err(JobError::from) };
+        let ((), stored) = tokio::try_join!(feed, put)?;
         let object = StoredObject { key: key.clone(), size: stored.stored.size, sha256: stored.stored.sha256 };
         self.traffic.uploaded += object.size;
         self.traffic.files_uploaded += 1;
-        self.known_content.insert(key.clone(), object.clone());
+        self.known_content.insert(key, object.clone());
         self.part.objects.push(object);
-        Ok((entry, key))
+        Ok(stored.plaintext)
+    }
+
+    /// Deletes content object `key` this step just uploaded with other bytes than its name says
+    /// (its source changed while it was read), so no later backup references it.
+    pub async fn discard_content(&mut self, key: &str) -> Result<(), DestinationError> {
+        self.known_content.remove(key);
+        self.part.objects.retain(|object| object.key != key);
+        self.bucket.client.delete_object(&self.bucket.name, &self.bucket.key(key)).await?;
+        Ok(())
+    }
+
+    /// A namer of content: its keyed name when the backup is encrypted, `sha256-<hex>` when not.
+    pub fn content_namer(&self) -> Naming {
+        Naming { namer: self.bucket.ring.as_ref().map(ContentNamer::new), hasher: Sha256::new(), size: 0 }
     }
 
     /// The content name of the file at `path` (keyed when encrypted, `sha256-<hex>` when not)
     /// and its plaintext's size and SHA-256, read once.
     async fn name_content(&self, path: &Path, item: &Item) -> Result<(String, StreamDigest), JobError> {
         let mut file = tokio::fs::File::from_std(open_file(path, item)?);
-        let mut namer = self.bucket.ring.as_ref().map(ContentNamer::new);
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
+        let mut naming = self.content_namer();
         let mut buffer = vec![0u8; 256 << 10];
         loop {
             let read = file.read(&mut buffer).await.map_err(|error| JobError::io("reading", path, error))?;
             if read == 0 {
                 break;
             }
-            hasher.update(&buffer[..read]);
-            if let Some(namer) = &mut namer {
-                namer.update(&buffer[..read]);
-            }
-            size += read as u64;
+            naming.update(&buffer[..read]);
         }
-        let sha256 = crate::job::manifest::hex(&hasher.finalize());
-        let name = match namer {
-            Some(namer) => namer.finish().as_str().to_owned(),
-            None => format!("sha256-{sha256}"),
-        };
-        Ok((name, StreamDigest { size, sha256 }))
+        Ok(naming.finish())
+    }
+
+    /// Lists `meta` (a stored file's metadata and content object) in this step's part.
+    pub fn add_meta(&mut self, meta: FileMeta) {
+        self.part.contents.meta.push(meta);
     }
 
     /// Records `manifest` (this step's entries, identity and times) and writes this step's part;
@@ -326,6 +355,60 @@ impl ObjectSink for BucketBackup {
         let key = self.bucket.in_folder(relative);
         self.part.objects.push(StoredObject { key, size: stored.stored.size, sha256: stored.stored.sha256 });
         Ok(())
+    }
+}
+
+/// The content name and plaintext digest of a byte stream, taken as it is written (an
+/// `AsyncWrite`, so a download can stream into it).
+pub struct Naming {
+    namer: Option<ContentNamer>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Naming {
+    /// Takes `bytes` into the name and digest.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        if let Some(namer) = &mut self.namer {
+            namer.update(bytes);
+        }
+        self.size += bytes.len() as u64;
+    }
+
+    /// The content name (keyed when encrypted, `sha256-<hex>` when not) and the digest.
+    pub fn finish(self) -> (String, StreamDigest) {
+        let sha256 = crate::job::manifest::hex(&self.hasher.finalize());
+        let name = match self.namer {
+            Some(namer) => namer.finish().as_str().to_owned(),
+            None => format!("sha256-{sha256}"),
+        };
+        (name, StreamDigest { size: self.size, sha256 })
+    }
+}
+
+impl tokio::io::AsyncWrite for Naming {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.get_mut().update(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }
 
