@@ -139,6 +139,18 @@ fn content_keys(objects: &[(String, Vec<u8>)]) -> Vec<&str> {
     objects.iter().map(|(key, _)| key.as_str()).filter(|key| key.starts_with("prod/_content/")).collect()
 }
 
+/// Fails naming the object when any of `objects` holds one of `values` (`what`) in clear.
+fn assert_none_in_clear(objects: &[(String, Vec<u8>)], values: &[Vec<u8>], what: &str) {
+    for (key, bytes) in objects {
+        for value in values {
+            assert!(
+                !bytes.windows(value.len()).any(|window| window == value.as_slice()),
+                "{key} holds {what} in clear"
+            );
+        }
+    }
+}
+
 /// A completed backup `name` of namespace `ns` into `bucket`, and where it is.
 async fn completed_backup(ns: &str, name: &str, bucket: &str) -> (APIManagerBackup, S3BackupLocation) {
     completed(ns, name, &backup_yaml(name, bucket)).await
@@ -195,14 +207,7 @@ async fn a_sealed_backup_in_a_bucket_restores_after_its_namespace_is_gone_and_a_
         .collect();
     secret_values.extend(std::fs::read(storage.join("uploads/attachments.txt")).ok());
     assert!(secret_values.len() > 10, "the sample's passwords and a file: {}", secret_values.len());
-    for (key, bytes) in &objects {
-        for value in &secret_values {
-            assert!(
-                !bytes.windows(value.len()).any(|window| window == value.as_slice()),
-                "{key} holds a value in clear"
-            );
-        }
-    }
+    assert_none_in_clear(&objects, &secret_values, "a value");
 
     // A second backup of the unchanged tree stores no file content again.
     let content_before: Vec<String> = content_keys(&objects).into_iter().map(str::to_owned).collect();
@@ -479,14 +484,7 @@ async fn an_s3_file_storage_is_sealed_into_the_bucket_by_content_and_restored_in
     clear.sort();
     clear.dedup();
     assert!(clear.len() > 50, "keys, metadata and contents: {}", clear.len());
-    for (key, bytes) in &stored {
-        for needle in &clear {
-            assert!(
-                !bytes.windows(needle.len()).any(|window| window == needle.as_slice()),
-                "{key} holds FileStorage data in clear"
-            );
-        }
-    }
+    assert_none_in_clear(&stored, &clear, "FileStorage data");
     assert_eq!(read_back(&files).await, served, "the backup leaves the FileStorage bucket as it was");
 
     // A second backup of the unchanged bucket stores no object again.
