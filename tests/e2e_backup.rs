@@ -679,6 +679,22 @@ async fn the_admission_policy_fences_the_operator_service_account() {
             .await
             .unwrap_or_else(|e| panic!("the S3 backup Pod {} is admitted: {e}", job.name));
     }
+    // An S3 FileStorage backed up into the bucket: its step gets both, the FileStorage Secret's
+    // keys in its environment and the bucket's Secret volumes.
+    let files_to_bucket = step::pod(&to_bucket, &to_bucket.jobs(&s3)[0], 0, &settings, 60);
+    let main = files_to_bucket.spec.as_ref().map(|spec| &spec.containers[0]).expect("the S3 files container");
+    let env_secrets: Vec<&str> = main
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| Some(e.value_from.as_ref()?.secret_key_ref.as_ref()?.name.as_str()))
+        .collect();
+    assert_eq!((main.name.as_str(), env_secrets.len(), env_secrets[0]), ("backup-s3-files", 8, "fs-s3"));
+    let mounts: Vec<&str> = main.volume_mounts.iter().flatten().map(|m| m.name.as_str()).collect();
+    assert_eq!(mounts, ["s3-credentials", "s3-ca-bundle", "encryption-keys"]);
+    pods.create(&dry_run, &files_to_bucket)
+        .await
+        .expect("the S3 FileStorage step of a backup into a bucket is admitted");
     let bucket_pod_with = |change: &dyn Fn(&mut Value)| -> Pod {
         let mut pod = serde_json::to_value(&bucket_pod).expect("json");
         change(&mut pod);
