@@ -212,6 +212,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn local(args: LocalArgs) -> anyhow::Result<()> {
+    use apimanager_backup_operator::local::faults::FaultSpec;
+    let faults = args.faults.as_deref().map(str::parse::<FaultSpec>).transpose().context("--faults")?;
     // Only a folder this command made (it leaves a marker) or an empty one is ever cleared.
     let marker = args.dir.join(apimanager_backup_operator::local::DIR_MARKER);
     let is_ours = marker.exists();
@@ -225,7 +227,7 @@ async fn local(args: LocalArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     std::fs::write(&marker, b"").with_context(|| format!("creating {}", marker.display()))?;
     let binary = std::env::current_exe().context("locating this binary")?;
-    let outcome = apimanager_backup_operator::local::session::run(&binary, &args.dir).await;
+    let outcome = apimanager_backup_operator::local::session::run(&binary, &args.dir, faults).await;
     let _ = std::fs::remove_dir_all(&args.dir);
     outcome.context("local control plane")
 }

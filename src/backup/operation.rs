@@ -264,14 +264,14 @@ impl Operation for APIManagerBackup {
         format!("backup written to PersistentVolumeClaim {claim}")
     }
 
-    fn record_end(run: &Run<Self>, end: &End<'_>) {
-        let metrics = &run.ctx.metrics;
+    fn record_end(ctx: &crate::reconcile::Context, backup: &Self, end: &End<'_>) {
+        let metrics = &ctx.metrics;
         metrics.observe_backup(end.metric());
-        let destination = match run.object.spec.backup_destination.s3 {
+        let destination = match backup.spec.backup_destination.s3 {
             Some(_) => Destination::S3,
             None => Destination::PersistentVolumeClaim,
         };
-        let bytes = run.status.bytes_written.and_then(|bytes| u64::try_from(bytes).ok());
+        let bytes = backup.status.as_ref().and_then(|s| s.bytes_written).and_then(|bytes| u64::try_from(bytes).ok());
         metrics.observe_backup_destination(destination, end.metric().outcome, bytes);
     }
 }

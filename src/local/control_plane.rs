@@ -16,6 +16,16 @@ const ADMISSION_PLUGINS: &str = "NamespaceLifecycle,LimitRanger,ServiceAccount,D
 DefaultTolerationSeconds,StorageObjectInUseProtection,PersistentVolumeClaimResize,RuntimeClass,Priority,\
 PodSecurity,ResourceQuota,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,\
 NodeRestriction,OwnerReferencesPermissionEnforcement";
+/// The API server's audit policy: every write of the operator's ServiceAccount, at the `Metadata`
+/// level (who, what, when, from where, the answer's code), once the answer is sent; nothing else.
+const AUDIT_POLICY: &str = r#"{"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+"rules": [
+  {"level": "Metadata", "users": ["system:serviceaccount:apimanager-backup-operator:apimanager-backup-operator"],
+   "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+  {"level": "None"}
+]}"#;
+/// The API server's audit log under the control plane's `logs/` folder (JSON lines).
+pub const AUDIT_LOG: &str = "audit.log";
 
 /// A running control plane; dropping it stops the three processes (controller manager first).
 pub struct ControlPlane {
@@ -190,6 +200,14 @@ impl ControlPlane {
             .arg("--enable-aggregator-routing=true")
             .arg("--profiling=false")
             .arg("--v=1");
+        let audit_policy = dir.join("audit-policy.yaml");
+        std::fs::write(&audit_policy, AUDIT_POLICY)
+            .map_err(|source| LocalError::Io { what: format!("writing {}", audit_policy.display()), source })?;
+        apiserver
+            .arg(format!("--audit-policy-file={}", audit_policy.display()))
+            .arg(format!("--audit-log-path={}", logs.join(AUDIT_LOG).display()))
+            .arg("--audit-log-format=json")
+            .arg("--audit-log-mode=blocking");
         let apiserver = Supervised::spawn("kube-apiserver", apiserver, &logs)?;
 
         let admin_kubeconfig = credentials.join("admin.kubeconfig");
@@ -241,6 +259,11 @@ impl ControlPlane {
         }
     }
 
+    /// The API server's audit log: a JSON line per write of the operator's ServiceAccount.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.join("logs").join(AUDIT_LOG)
+    }
+
     /// Process ids of etcd, kube-apiserver and kube-controller-manager.
     pub fn pids(&self) -> [u32; 3] {
         [self.etcd.pid(), self.apiserver.pid(), self.controller_manager.pid()]
@@ -254,4 +277,20 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, LocalEr
         .await
         .map_err(|e| LocalError::Kube(e.to_string()))?;
     kube::Client::try_from(config).map_err(|e| LocalError::Kube(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::install::{OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
+
+    #[test]
+    fn the_audit_policy_records_the_operators_writes() {
+        let user = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}");
+        let policy: serde_json::Value = serde_saphyr::from_str(AUDIT_POLICY).expect("YAML");
+        assert_eq!(policy["rules"][0]["users"][0], user.as_str());
+        assert_eq!(policy["rules"][0]["level"], "Metadata");
+        assert_eq!(policy["rules"][0]["verbs"].as_array().map(Vec::len), Some(5));
+        assert_eq!(policy["rules"][1]["level"], "None");
+    }
 }

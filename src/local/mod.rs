@@ -6,6 +6,7 @@ pub mod background;
 pub mod cert_manager;
 pub mod control_plane;
 pub mod deployed;
+pub mod faults;
 pub mod forwarder;
 pub mod install;
 pub mod node;
@@ -89,6 +90,9 @@ pub enum LocalError {
     /// A request to the local S3 server failed.
     #[error("S3 server: {0}")]
     S3(#[from] crate::s3::S3Error),
+    /// A fault proxy could not start.
+    #[error("fault proxy: {0}")]
+    Faults(#[from] faults::FaultError),
     /// The local S3 server's connection settings were refused.
     #[error("S3 server settings: {0}")]
     S3Config(#[from] crate::s3::ConfigError),
@@ -209,6 +213,13 @@ impl OperatorProcess {
     /// Sends SIGTERM and waits up to `grace` (then SIGKILL); returns how the operator ended.
     pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
         self.process.stop(grace)
+    }
+
+    /// [`respawn`](Self::respawn) talking to the API server through `kubeconfig` from now on
+    /// (for example one of [`LocalCluster::kubeconfig_via`]).
+    pub fn respawn_via(&mut self, kubeconfig: &Path, operator_args: &[String]) -> Result<(), LocalError> {
+        kubeconfig.clone_into(&mut self.kubeconfig);
+        self.respawn(operator_args)
     }
 
     /// Kills the operator (no graceful shutdown, as a crash or eviction would) and starts it again
@@ -387,9 +398,19 @@ impl LocalCluster {
     /// with the same ServiceAccount, certificate and node stand-in; it is not registered anywhere
     /// (see [`forwarder::Forwarder`]).
     pub fn start_replica(&self, operator_args: &[String]) -> Result<OperatorProcess, LocalError> {
+        self.start_replica_via(&self.operator.kubeconfig, operator_args)
+    }
+
+    /// [`start_replica`](Self::start_replica) talking to the API server through `kubeconfig`
+    /// (for example one of [`kubeconfig_via`](Self::kubeconfig_via)).
+    pub fn start_replica_via(
+        &self,
+        kubeconfig: &Path,
+        operator_args: &[String],
+    ) -> Result<OperatorProcess, LocalError> {
         let o = &self.operator;
         let port = free_port()?;
-        let process = OperatorProcess::spawn(&o.binary, port, &o.certs, &o.kubeconfig, &o.logs, operator_args)?;
+        let process = OperatorProcess::spawn(&o.binary, port, &o.certs, kubeconfig, &o.logs, operator_args)?;
         Ok(OperatorProcess {
             process,
             binary: o.binary.clone(),
@@ -397,8 +418,35 @@ impl LocalCluster {
             certs: o.certs.clone(),
             logs: o.logs.clone(),
             url: format!("https://127.0.0.1:{port}"),
-            kubeconfig: o.kubeconfig.clone(),
+            kubeconfig: kubeconfig.to_owned(),
         })
+    }
+
+    /// Starts a [`faults::FaultProxy`] in front of the API server with `spec` in force, its
+    /// connections to the API server made from `source` (a loopback address, e.g. 127.0.0.2, so
+    /// the audit log tells each proxy's replica apart) when given.
+    pub async fn fault_proxy(
+        &self,
+        source: Option<std::net::IpAddr>,
+        spec: faults::FaultSpec,
+    ) -> Result<faults::FaultProxy, LocalError> {
+        Ok(faults::FaultProxy::start(&self.plane.server, &self.plane.certs, source, spec).await?)
+    }
+
+    /// Writes `credentials/<name>.kubeconfig`: the operator's ServiceAccount kubeconfig with the
+    /// API server at `server` (a [`faults::FaultProxy`]'s URL); returns its path.
+    pub fn kubeconfig_via(&self, server: &str, name: &str) -> Result<PathBuf, LocalError> {
+        let original = self.plane.dir.join(control_plane::CREDENTIALS_DIR).join("operator.kubeconfig");
+        let mut config = kube::config::Kubeconfig::read_from(&original).map_err(|e| LocalError::Kube(e.to_string()))?;
+        for cluster in &mut config.clusters {
+            if let Some(cluster) = cluster.cluster.as_mut() {
+                cluster.server = Some(server.to_owned());
+            }
+        }
+        let contents = serde_json::to_string(&config).map_err(|e| LocalError::Kube(e.to_string()))?;
+        let path = self.plane.dir.join(control_plane::CREDENTIALS_DIR).join(format!("{name}.kubeconfig"));
+        control_plane::write_credential(&path, &contents)?;
+        Ok(path)
     }
 
     /// Points both webhook configurations at `base_url` (for example a [`forwarder::Forwarder`]
@@ -412,7 +460,18 @@ impl LocalCluster {
     /// Kills the operator (no graceful shutdown, as a crash or eviction would) and starts it again
     /// on the same port with `operator_args`, returning once it is ready and the webhooks answer.
     pub async fn restart_operator(&mut self, operator_args: &[String]) -> Result<(), LocalError> {
-        self.operator.respawn(operator_args)?;
+        let kubeconfig = self.operator.kubeconfig.clone();
+        self.restart_operator_via(&kubeconfig, operator_args).await
+    }
+
+    /// [`restart_operator`](Self::restart_operator) talking to the API server through
+    /// `kubeconfig` from now on (see [`kubeconfig_via`](Self::kubeconfig_via)).
+    pub async fn restart_operator_via(
+        &mut self,
+        kubeconfig: &Path,
+        operator_args: &[String],
+    ) -> Result<(), LocalError> {
+        self.operator.respawn_via(kubeconfig, operator_args)?;
         self.operator.wait_until_ready(OPERATOR_READY_TIMEOUT).await?;
         let admin = self.admin_client().await?;
         self.wait_for_webhooks(&admin, Duration::from_secs(60)).await

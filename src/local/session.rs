@@ -1,5 +1,6 @@
 //! `apimanager-backup-operator local`: the embedded default, run until Ctrl-C.
 
+use super::faults::FaultSpec;
 use super::install::{apply_yaml, ensure_namespace};
 use super::s3_sample;
 use super::s3_server::S3Server;
@@ -107,9 +108,20 @@ fn print_s3(s3: &S3Server) {
 
 /// Starts the local cluster under `dir`, applies the sample, waits for its backup, prints where
 /// the files are and how to look around, then waits for Ctrl-C or SIGTERM.
-pub async fn run(operator_binary: &Path, dir: &Path) -> Result<(), LocalError> {
+/// With `faults`, the operator talks to the API server through a [`FaultProxy`](super::faults::FaultProxy) injecting them.
+pub async fn run(operator_binary: &Path, dir: &Path, faults: Option<FaultSpec>) -> Result<(), LocalError> {
     eprintln!("starting etcd, kube-apiserver, kube-controller-manager and the operator under {} …", dir.display());
-    let cluster = LocalCluster::start(operator_binary, dir, &[]).await?;
+    let mut cluster = LocalCluster::start(operator_binary, dir, &[]).await?;
+    let proxy = match faults {
+        Some(spec) => {
+            eprintln!("restarting the operator behind a fault proxy ({spec}) …");
+            let proxy = cluster.fault_proxy(None, spec).await?;
+            let kubeconfig = cluster.kubeconfig_via(&proxy.url, "operator-faults")?;
+            cluster.restart_operator_via(&kubeconfig, &[]).await?;
+            Some(proxy)
+        }
+        None => None,
+    };
     eprintln!("starting the S3 server (SeaweedFS) …");
     let s3 = S3Server::start(&super::repo_dir(), &dir.join("s3")).await?;
     s3.create_bucket(SAMPLE_BUCKET).await?;
@@ -157,7 +169,15 @@ pub async fn run(operator_binary: &Path, dir: &Path) -> Result<(), LocalError> {
     println!("try:  kubectl --kubeconfig {kubeconfig} -n {SAMPLE_NAMESPACE} get apimanagerbackups");
     println!("      kubectl --kubeconfig {kubeconfig} -n {SAMPLE_NAMESPACE} get apimanagerbackupschedules");
     println!("Ctrl-C stops everything and removes {}", dir.display());
+    if let Some(proxy) = &proxy {
+        println!("fault proxy {} between the operator and the API server: {}", proxy.url, proxy.spec());
+    }
     crate::signals::stop_requested().await;
+    if let Some(proxy) = &proxy {
+        let counts = proxy.counts();
+        let json = serde_json::to_string(&counts).unwrap_or_default();
+        println!("fault proxy: {} faults injected: {json}", counts.injected());
+    }
     eprintln!("stopping …");
     drop(s3);
     drop(cluster);

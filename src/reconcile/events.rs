@@ -3,6 +3,11 @@
 //! kube-runtime's `Recorder` names an event `<object name>.<time in hex>`, which the API server
 //! rejects for an object name near the 253-character limit, so no event of such a backup would
 //! ever be seen. Here a name too long is cut and completed with a hash of the full name.
+//!
+//! An event the API server could not take for a passing reason (429, 5xx, a dropped connection)
+//! is sent again, under the same name, a few times with back-off, as client-go's event sink does;
+//! a create that landed although its answer was lost is then refused as already existing, which
+//! counts as published: each event is written once.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event as KubeEvent;
@@ -11,11 +16,30 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType};
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 /// Longest object name the API server accepts (a DNS subdomain).
 const NAME_MAX: usize = 253;
 /// Hex digits of the name's hash kept in a shortened event name.
 const HASH_DIGITS: usize = 10;
+/// The waits before each new try of an event create that failed for a passing reason.
+const RETRY_DELAYS: [Duration; 5] = [
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(800),
+    Duration::from_millis(1600),
+    Duration::from_millis(3200),
+];
+
+/// Whether `error` may pass on its own: the API server shed load or failed (429, 5xx), or the
+/// connection failed; any other answer refuses this request for good.
+pub fn is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
 
 /// The name of an event about object `object`, published at `nanos` (ns since the epoch):
 /// `<object>.<nanos in hex>`, or, when that is too long, the object's name cut, a hash of the
@@ -72,13 +96,42 @@ impl EventPublisher {
             ..KubeEvent::default()
         };
         let events: Api<KubeEvent> = Api::namespaced(self.client.clone(), &namespace);
-        events.create(&PostParams::default(), &event).await.map(drop)
+        let mut delays = RETRY_DELAYS.iter();
+        loop {
+            match events.create(&PostParams::default(), &event).await {
+                Ok(_) => return Ok(()),
+                // An earlier try landed; its answer was lost.
+                Err(kube::Error::Api(status)) if status.code == 409 && status.reason == "AlreadyExists" => {
+                    return Ok(());
+                }
+                Err(error) if is_transient(&error) => match delays.next() {
+                    Some(delay) => {
+                        tracing::debug!(%error, reason = %event.reason.as_deref().unwrap_or_default(), "publishing an event failed; trying again");
+                        tokio::time::sleep(*delay).await;
+                    }
+                    None => return Err(error),
+                },
+                Err(error) => return Err(error),
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_load_shedding_server_failures_and_broken_connections_are_tried_again() {
+        let api =
+            |code: u16| kube::Error::Api(kube::core::Status::failure("refused", "Reason").with_code(code).boxed());
+        for code in [429, 500, 503, 504] {
+            assert!(is_transient(&api(code)), "{code}");
+        }
+        for code in [400, 403, 404, 409, 422] {
+            assert!(!is_transient(&api(code)), "{code}");
+        }
+    }
 
     #[test]
     fn event_names_fit_for_every_valid_object_name() {

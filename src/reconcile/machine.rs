@@ -36,6 +36,7 @@
 //! write replaced (the write's watch event starts the next pass), else read live ([`super::seen`]). It patches status with the object's
 //! `resourceVersion`, so a stale pass gets a conflict instead of redoing or double-counting anything.
 
+use super::ends::PendingEnd;
 use super::outcome::{Failure, Stop};
 use super::pods::{PodFailure, StepState, attempt_name, pod_failure, step_state, success_message};
 use super::seen::{CATCH_UP, Freshness};
@@ -143,8 +144,9 @@ pub trait Operation: Namespaced + StepOwner + Send + Sync + 'static {
     fn note(plan: &Self::Plan) -> Option<&'static str>;
     /// The `Ready` message and event note of success.
     fn success_message(run: &Run<Self>) -> String;
-    /// Records the end in the metrics (called once per operation, with the status just written).
-    fn record_end(run: &Run<Self>, end: &End<'_>);
+    /// Records the end in the metrics (called once per operation, `object` holding the status
+    /// just written).
+    fn record_end(ctx: &Context, object: &Self, end: &End<'_>);
 }
 
 /// How an operation ended, for [`Operation::record_end`].
@@ -181,9 +183,17 @@ pub async fn reconcile<O: Operation>(cached: Arc<O>, ctx: Arc<Context>) -> Resul
     let _timer = ctx.metrics.time_reconcile(O::NOUN);
     if cached.status().is_some_and(|s| s.progress().is_final()) {
         ctx.seen.forget(cached.as_ref());
+        if let Some(end) = ctx.ends.take(&cached.uid().unwrap_or_default()) {
+            Box::pin(announce(&ctx, cached.as_ref(), end)).await;
+        }
         return Ok(Action::await_change());
     }
-    Box::pin(work_on(cached, ctx)).await
+    let uid = cached.uid().unwrap_or_default();
+    let passed = Box::pin(work_on(cached, ctx.clone())).await;
+    if passed.is_ok() {
+        ctx.failures.succeeded(&uid);
+    }
+    passed
 }
 
 /// Reconciles one operation object that has not ended by the cache.
@@ -208,6 +218,9 @@ async fn work_on<O: Operation>(cached: Arc<O>, ctx: Arc<Context>) -> Result<Acti
     let status = object.status().cloned().unwrap_or_default();
     let progress = status.progress();
     if progress.is_final() {
+        if let Some(end) = ctx.ends.take(&object.uid().unwrap_or_default()) {
+            announce(&ctx, &object, end).await;
+        }
         return Ok(Action::await_change());
     }
     let mut run = Run { object: Arc::new(object), ctx, namespace, original: status.clone(), status, progress };
@@ -438,11 +451,8 @@ impl<O: Operation> Run<O> {
         self.progress.completed = Some(true);
         self.progress.completion_time = Some(Time(Timestamp::now()));
         self.condition(READY, true, O::SUCCEEDED, &message);
-        self.patch_status().await?;
-        let seconds = self.record_end(Ok(()));
-        tracing::info!(seconds, "{} completed", O::NOUN);
-        self.publish(EventType::Normal, O::SUCCEEDED, O::END_ACTION, message).await;
-        Ok(Action::await_change())
+        let end = PendingEnd { outcome: Ok(()), type_: EventType::Normal, reason: O::SUCCEEDED.to_owned(), message };
+        self.end(end).await
     }
 
     /// Ends the operation with `failure`: status, metrics, event.
@@ -451,21 +461,20 @@ impl<O: Operation> Run<O> {
         let (reason, message) = (failure.reason().label(), failure.to_string());
         self.condition(FAILED, true, reason, &message);
         self.condition(READY, false, reason, &message);
-        self.patch_status().await?;
-        let seconds = self.record_end(Err(&failure));
-        tracing::warn!(reason, message = %message, seconds, "{} failed", O::NOUN);
-        self.publish(EventType::Warning, reason, O::END_ACTION, message).await;
-        Ok(Action::await_change())
+        let end = PendingEnd { outcome: Err(failure), type_: EventType::Warning, reason: reason.to_owned(), message };
+        self.end(end).await
     }
 
-    /// Records the end in the metrics; returns the duration in seconds.
-    fn record_end(&self, outcome: Result<(), &Failure>) -> f64 {
-        let (ended, seconds) = self.progress.ended().unwrap_or_else(|| (Timestamp::now(), 0.0));
-        let name = self.object.name_any();
-        let end =
-            End { namespace: &self.namespace, name: &name, outcome, seconds, ended_at_unix: ended.as_second() as f64 };
-        O::record_end(self, &end);
-        seconds
+    /// Writes the end into the status, then announces it (metrics, event); kept until then, so
+    /// a write whose answer is lost is announced by the next pass that finds it landed.
+    async fn end(&mut self, end: PendingEnd) -> Result<Action, ReconcileError> {
+        let uid = self.object.uid().unwrap_or_default();
+        self.ctx.ends.keep(&uid, end);
+        self.patch_status().await?;
+        if let Some(end) = self.ctx.ends.take(&uid) {
+            announce(&self.ctx, self.object.as_ref(), end).await;
+        }
+        Ok(Action::await_change())
     }
 
     /// Sets condition `type_` of the status being written.
@@ -499,17 +508,45 @@ impl<O: Operation> Run<O> {
         Ok(())
     }
 
-    async fn publish(&self, type_: EventType, reason: &str, action: &str, mut note: String) {
-        if note.len() > EVENT_NOTE_MAX_BYTES {
-            note.truncate(note.floor_char_boundary(EVENT_NOTE_MAX_BYTES - 3));
-            note.push_str("...");
-        }
-        let event =
-            Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
-        if let Err(error) = self.ctx.recorder.publish(&event, &self.object.object_ref(&())).await {
-            tracing::warn!(%error, reason, "could not publish an event");
-        }
+    async fn publish(&self, type_: EventType, reason: &str, action: &str, note: String) {
+        publish(&self.ctx, self.object.as_ref(), type_, reason, action, note).await;
     }
+}
+
+/// Publishes an event about `object`, its note cut to what an event holds.
+async fn publish<O: Operation>(
+    ctx: &Context,
+    object: &O,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    mut note: String,
+) {
+    if note.len() > EVENT_NOTE_MAX_BYTES {
+        note.truncate(note.floor_char_boundary(EVENT_NOTE_MAX_BYTES - 3));
+        note.push_str("...");
+    }
+    let event =
+        Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
+    if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+        tracing::warn!(%error, reason, "could not publish an event");
+    }
+}
+
+/// Announces `end`, taken from the ends kept (see [`PendingEnds`](super::ends::PendingEnds)), of
+/// `object`, whose status shows it ended: records it in the metrics and publishes its event.
+async fn announce<O: Operation>(ctx: &Context, object: &O, end: PendingEnd) {
+    let progress = object.status().map(OperationStatus::progress).unwrap_or_default();
+    let (ended, seconds) = progress.ended().unwrap_or_else(|| (Timestamp::now(), 0.0));
+    let (name, namespace) = (object.name_any(), object.namespace().unwrap_or_default());
+    let outcome = end.outcome.as_ref().map(|_| ());
+    let record = End { namespace: &namespace, name: &name, outcome, seconds, ended_at_unix: ended.as_second() as f64 };
+    O::record_end(ctx, object, &record);
+    match &end.outcome {
+        Ok(()) => tracing::info!(seconds, "{} completed", O::NOUN),
+        Err(_) => tracing::warn!(reason = %end.reason, message = %end.message, seconds, "{} failed", O::NOUN),
+    }
+    publish(ctx, object, end.type_, &end.reason, O::END_ACTION, end.message).await;
 }
 
 /// What an unfinished step job waits for.

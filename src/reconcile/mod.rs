@@ -5,6 +5,7 @@
 //! event ([`events`]). What makes an operation a backup or a restore lives in [`crate::backup`]
 //! and [`crate::restore`]; [`crate::controllers`] runs them.
 
+pub mod ends;
 pub mod events;
 #[cfg(test)]
 pub(crate) mod fake_api;
@@ -55,11 +56,22 @@ pub enum ErrorKind {
     Conflict,
     /// The operator may not do this (HTTP 403).
     Forbidden,
+    /// The API server shed load (HTTP 429): passes on its own.
+    TooManyRequests,
+    /// The API server failed (HTTP 5xx) or did not answer in time: passes on its own.
+    ServerError,
+    /// The connection to the API server failed or was cut: passes on its own.
+    ConnectionError,
     /// Any other API error.
     Api,
     /// The object has no namespace.
     NotNamespaced,
 }
+
+/// The first wait after a transient error; it doubles with each failed pass in a row.
+const TRANSIENT_FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait after transient errors.
+const TRANSIENT_MAX_RETRY: Duration = Duration::from_secs(30);
 
 impl ErrorKind {
     /// The `reason` label of `apimanager_backup_operator_reconcile_errors_total`.
@@ -67,16 +79,42 @@ impl ErrorKind {
         match self {
             Self::Conflict => "Conflict",
             Self::Forbidden => "Forbidden",
+            Self::TooManyRequests => "TooManyRequests",
+            Self::ServerError => "ServerError",
+            Self::ConnectionError => "ConnectionError",
             Self::Api => "ApiError",
             Self::NotNamespaced => "NotNamespaced",
         }
     }
 
-    /// How long to wait before reconciling again.
-    pub fn retry_after(self) -> Duration {
+    /// Whether it passes on its own (the API server's or the network's passing trouble): it is
+    /// retried with back-off and logged at debug level only.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Self::TooManyRequests | Self::ServerError | Self::ConnectionError)
+    }
+
+    /// How long to wait before reconciling again, after `failures` failed passes in a row (this
+    /// one included): transient errors back off from 1 s, doubling, up to 30 s.
+    pub fn retry_after(self, failures: u32) -> Duration {
         match self {
             Self::Conflict => Duration::from_secs(1),
-            Self::Forbidden | Self::Api | Self::NotNamespaced => Duration::from_secs(10),
+            kind if kind.is_transient() => {
+                let doublings = failures.saturating_sub(1).min(16);
+                TRANSIENT_FIRST_RETRY.saturating_mul(1 << doublings).min(TRANSIENT_MAX_RETRY)
+            }
+            _ => Duration::from_secs(10),
+        }
+    }
+
+    /// The kind of a failed API request.
+    fn of(error: &kube::Error) -> Self {
+        match error {
+            kube::Error::Api(status) if status.code == 409 => Self::Conflict,
+            kube::Error::Api(status) if status.code == 403 => Self::Forbidden,
+            kube::Error::Api(status) if status.code == 429 => Self::TooManyRequests,
+            kube::Error::Api(status) if status.code >= 500 => Self::ServerError,
+            kube::Error::HyperError(_) | kube::Error::Service(_) => Self::ConnectionError,
+            _ => Self::Api,
         }
     }
 }
@@ -85,9 +123,15 @@ impl ReconcileError {
     /// Its kind.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Api { source: kube::Error::Api(status), .. } if status.code == 409 => ErrorKind::Conflict,
-            Self::Api { source: kube::Error::Api(status), .. } if status.code == 403 => ErrorKind::Forbidden,
-            Self::Api { .. } | Self::Lookup(_) => ErrorKind::Api,
+            Self::Api { source, .. } => ErrorKind::of(source),
+            Self::Lookup(LookupError::Api { source, .. } | LookupError::Read { source, .. }) => {
+                match ErrorKind::of(source) {
+                    ErrorKind::Conflict | ErrorKind::Forbidden => ErrorKind::Api,
+                    kind => kind,
+                }
+            }
+            Self::Lookup(LookupError::Timeout { .. } | LookupError::ReadTimeout { .. }) => ErrorKind::ServerError,
+            Self::Lookup(_) => ErrorKind::Api,
             Self::NotNamespaced => ErrorKind::NotNamespaced,
         }
     }
@@ -127,6 +171,10 @@ pub struct Context {
     pub settings: ReconcileSettings,
     /// The versions this reconciler last read or wrote, to start passes from the cache.
     pub seen: seen::SeenVersions,
+    /// Ends written whose metrics and event are not announced yet.
+    pub ends: ends::PendingEnds,
+    /// Failed passes in a row per object, for the back-off of transient errors.
+    pub failures: Failures,
     /// The step Pods this reconciler created a moment ago, which the Pod watch may not have
     /// delivered yet (it forgets each it delivers).
     pub created_pods: Arc<seen::CreatedPods>,
@@ -151,16 +199,92 @@ impl Context {
         pods: Store<Pod>,
         created_pods: Arc<seen::CreatedPods>,
     ) -> Self {
-        let seen = Default::default();
-        Self { client, metrics, recorder, settings, seen, created_pods, apimanagers, pods }
+        let (seen, ends, failures) = Default::default();
+        Self { client, metrics, recorder, settings, seen, ends, failures, created_pods, apimanagers, pods }
     }
 }
 
-/// Counts a failed pass and schedules the next one after its kind's delay.
+/// Failed passes in a row per object UID, for the back-off of transient errors; a pass that
+/// succeeds forgets its object.
+#[derive(Debug, Default)]
+pub struct Failures(std::sync::Mutex<std::collections::HashMap<String, u32>>);
+
+impl Failures {
+    /// Counts a failed pass of object `uid`; returns how many failed in a row.
+    pub fn failed(&self, uid: &str) -> u32 {
+        let mut failures = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = failures.entry(uid.to_owned()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    /// Forgets the failures of object `uid`, whose pass succeeded.
+    pub fn succeeded(&self, uid: &str) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(uid);
+    }
+}
+
+/// Counts a failed pass and schedules the next one after its kind's delay (backing off while
+/// transient errors go on); transient errors are logged at debug level, others as warnings.
 pub fn error_policy<O: Operation>(object: Arc<O>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let kind = error.kind();
     ctx.metrics.reconcile_error(O::NOUN, kind.label());
-    let retry = kind.retry_after();
-    tracing::warn!(object = %ObjectRef::from_obj(object.as_ref()), %error, retry_seconds = retry.as_secs(), "reconcile failed; retrying");
+    let failures = ctx.failures.failed(&object.meta().uid.clone().unwrap_or_default());
+    let retry = kind.retry_after(failures);
+    let object = ObjectRef::from_obj(object.as_ref());
+    if kind.is_transient() {
+        tracing::debug!(%object, %error, reason = kind.label(), failures, retry_seconds = retry.as_secs(), "reconcile failed for a passing reason; retrying");
+    } else {
+        tracing::warn!(%object, %error, reason = kind.label(), retry_seconds = retry.as_secs(), "reconcile failed; retrying");
+    }
     Action::requeue(retry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> ReconcileError {
+        let status = kube::core::Status::failure("refused", "Reason").with_code(code).boxed();
+        ReconcileError::Api { what: "writing".into(), source: kube::Error::Api(status) }
+    }
+
+    #[test]
+    fn api_errors_are_told_apart_by_whether_they_pass_on_their_own() {
+        let kinds: Vec<(u16, &str, bool)> = [409, 403, 429, 500, 503, 504, 404, 422]
+            .map(|code| (code, api(code).kind().label(), api(code).kind().is_transient()))
+            .to_vec();
+        assert_eq!(
+            kinds,
+            [
+                (409, "Conflict", false),
+                (403, "Forbidden", false),
+                (429, "TooManyRequests", true),
+                (500, "ServerError", true),
+                (503, "ServerError", true),
+                (504, "ServerError", true),
+                (404, "ApiError", false),
+                (422, "ApiError", false),
+            ]
+        );
+        let timeout = ReconcileError::Lookup(LookupError::Timeout { namespace: "ns".into() });
+        assert_eq!(timeout.kind(), ErrorKind::ServerError);
+    }
+
+    #[test]
+    fn transient_errors_back_off_doubling_up_to_half_a_minute() {
+        let waits: Vec<u64> = (1..=8).map(|n| ErrorKind::ServerError.retry_after(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(ErrorKind::TooManyRequests.retry_after(u32::MAX), Duration::from_secs(30));
+        assert_eq!(ErrorKind::Conflict.retry_after(5), Duration::from_secs(1));
+        assert_eq!(ErrorKind::Api.retry_after(5), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn failures_count_in_a_row_until_a_pass_succeeds() {
+        let failures = Failures::default();
+        assert_eq!((failures.failed("a"), failures.failed("a"), failures.failed("b")), (1, 2, 1));
+        failures.succeeded("a");
+        assert_eq!(failures.failed("a"), 1);
+    }
 }

@@ -277,8 +277,8 @@ it is restored unchecked"
         message
     }
 
-    fn record_end(run: &Run<Self>, end: &End<'_>) {
-        run.ctx.metrics.observe_restore(end.metric());
+    fn record_end(ctx: &crate::reconcile::Context, _: &Self, end: &End<'_>) {
+        ctx.metrics.observe_restore(end.metric());
     }
 }
 

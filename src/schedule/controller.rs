@@ -480,7 +480,8 @@ fn error_policy(schedule: Arc<APIManagerBackupSchedule>, error: &ReconcileError,
     let kind = error.kind();
     ctx.metrics.reconcile_error(NOUN, kind.label());
     tracing::warn!(schedule = %ObjectRef::from_obj(schedule.as_ref()), %error, "schedule pass failed; retrying");
-    Action::requeue(kind.retry_after())
+    // No count of failures in a row here: every retry waits the first delay of its kind.
+    Action::requeue(kind.retry_after(1))
 }
 
 #[cfg(test)]

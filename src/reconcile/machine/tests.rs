@@ -248,7 +248,7 @@ async fn an_unavailable_api_is_retried_not_failed() {
     let (fake, ctx, _) = cluster(json!({}));
     fake.fail_once(fault("POST", "/pods", 0, 503, "ServiceUnavailable", "etcd is unavailable"));
     let error = pass(&fake, &ctx).await.expect_err("retried");
-    assert_eq!(error.kind(), ErrorKind::Api);
+    assert_eq!(error.kind(), ErrorKind::ServerError);
     assert!(status(&fake).conditions.iter().all(|c| c.type_ != "Failed"));
     pass(&fake, &ctx).await.expect("the retry");
     assert_eq!(fake.names(PODS), [backup_pod(0)]);
@@ -668,7 +668,7 @@ mod seam {
             "drilled".to_owned()
         }
 
-        fn record_end(_: &Run<Self>, _: &End<'_>) {}
+        fn record_end(_: &Context, _: &Self, _: &End<'_>) {}
     }
 
     /// Stores drill `d` (UID `drill-uid`) with `spec` and `status` (`null`: none yet).
