@@ -18,6 +18,16 @@ pub enum ClientError {
     Client(#[from] kube::Error),
 }
 
+/// Whether `error` may pass on its own: the API server shed load or failed (429, 5xx), or the
+/// connection failed; any other answer refuses this request for good.
+pub fn is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
 /// A client of the API server found as any client finds it, naming `role` in its `User-Agent`.
 pub async fn connect(role: &'static str) -> Result<kube::Client, ClientError> {
     named(kube::Config::infer().await?, role)
@@ -41,6 +51,18 @@ fn user_agent(role: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_load_shedding_server_failures_and_broken_connections_are_tried_again() {
+        let api =
+            |code: u16| kube::Error::Api(kube::core::Status::failure("refused", "Reason").with_code(code).boxed());
+        for code in [429, 500, 503, 504] {
+            assert!(is_transient(&api(code)), "{code}");
+        }
+        for code in [400, 403, 404, 409, 422] {
+            assert!(!is_transient(&api(code)), "{code}");
+        }
+    }
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]

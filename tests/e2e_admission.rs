@@ -16,6 +16,7 @@ use apimanager_backup_operator::scope::Namespaces;
 use apimanager_backup_operator::{server, trim};
 use kube::api::{Api, PostParams};
 use std::time::Duration;
+use support::admission::{create_review, sized_spec};
 use support::cluster::{
     apimanager_yaml, assert_can_i, create_rejected, eventually, kubectl_ok, kubectl_run, namespace, shared,
 };
@@ -251,28 +252,6 @@ fn operator_service_account_has_only_what_admission_needs() {
         ("update", "apimanagerbackupschedules.apps.3scale.net", "no"),
     ];
     assert_can_i(shared(), "default", sa, &cases);
-}
-
-/// An AdmissionReview of a CREATE of backup `b` in `namespace` with `spec`, as the API server sends it.
-fn create_review(namespace: &str, spec: serde_json::Value) -> Vec<u8> {
-    serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-        "kind": {"group": "apps.3scale.net", "version": "v1alpha1", "kind": "APIManagerBackup"},
-        "resource": {"group": "apps.3scale.net", "version": "v1alpha1", "resource": "apimanagerbackups"},
-        "name": "b", "namespace": namespace, "operation": "CREATE", "userInfo": {"username": "admin"},
-        "object": {"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManagerBackup",
-            "metadata": {"name": "b", "namespace": namespace}, "spec": spec}}})
-    .to_string()
-    .into_bytes()
-}
-
-fn sized_spec(apimanager: Option<&str>) -> serde_json::Value {
-    let mut spec =
-        serde_json::json!({"backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "1Gi"}}}});
-    if let Some(name) = apimanager {
-        spec["apiManagerName"] = name.into();
-    }
-    spec
 }
 
 /// The webhooks answering from `lookup`, in process.

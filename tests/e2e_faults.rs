@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use support::admission::{create_review, sized_spec};
 use support::cluster::{
     apimanager_yaml, delete_restorable, eventually, finished_backup, kubectl_ok, namespace,
     namespace_with_installation, start_cluster,
@@ -414,24 +415,6 @@ async fn finished_backup_within(
     apimanager_backup_operator::local::session::wait_for_backup(&api, name, timeout).await.expect("backup finishes")
 }
 
-/// An AdmissionReview of a CREATE of a backup in `namespace` naming `apimanager` (none: defaulting's case).
-fn create_review(namespace: &str, apimanager: Option<&str>) -> Vec<u8> {
-    let mut spec =
-        serde_json::json!({"backupDestination": {"persistentVolumeClaim": {"resources": {"requests": "1Gi"}}}});
-    if let Some(name) = apimanager {
-        spec["apiManagerName"] = name.into();
-    }
-    serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-        "kind": {"group": "apps.3scale.net", "version": "v1alpha1", "kind": "APIManagerBackup"},
-        "resource": {"group": "apps.3scale.net", "version": "v1alpha1", "resource": "apimanagerbackups"},
-        "name": "b", "namespace": namespace, "operation": "CREATE", "userInfo": {"username": "admin"},
-        "object": {"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManagerBackup",
-            "metadata": {"name": "b", "namespace": namespace}, "spec": spec}}})
-    .to_string()
-    .into_bytes()
-}
-
 /// The answer of the replica at `address` to `review` on `path`.
 async fn admit(address: SocketAddr, ca: &Path, path: &str, review: Vec<u8>) -> serde_json::Value {
     let reply = request(address, client_config(&[ca]), "POST", path, &review).await;
@@ -451,13 +434,13 @@ async fn caches_agree(faulty: &Faulty, ns: &str, alone: &str) -> bool {
     let ca = faulty.ca();
     for replica in &faulty.replicas {
         let allowed = |answer: serde_json::Value| answer["allowed"] == true;
-        if !allowed(admit(replica.address, &ca, VALIDATE, create_review(ns, Some("kept"))).await)
-            || allowed(admit(replica.address, &ca, VALIDATE, create_review(ns, Some("deleted"))).await)
-            || allowed(admit(replica.address, &ca, VALIDATE, create_review(ns, Some("changed"))).await)
+        if !allowed(admit(replica.address, &ca, VALIDATE, create_review(ns, sized_spec(Some("kept")))).await)
+            || allowed(admit(replica.address, &ca, VALIDATE, create_review(ns, sized_spec(Some("deleted")))).await)
+            || allowed(admit(replica.address, &ca, VALIDATE, create_review(ns, sized_spec(Some("changed")))).await)
         {
             return false;
         }
-        let defaulted = admit(replica.address, &ca, MUTATE, create_review(alone, None)).await;
+        let defaulted = admit(replica.address, &ca, MUTATE, create_review(alone, sized_spec(None))).await;
         let Some(patch) = defaulted["patch"].as_str() else { return false };
         let patch = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, patch).expect("base64");
         if !String::from_utf8_lossy(&patch).contains(r#""value":"added""#) {
@@ -482,7 +465,8 @@ fn a_watch_answered_410_gone_relists_and_loses_no_change() {
             eventually(Duration::from_secs(30), "both replicas' caches hold the APIManagers", || {
                 let ca = ca.clone();
                 async move {
-                    admit(address, &ca, VALIDATE, create_review("relist", Some("deleted"))).await["allowed"] == true
+                    admit(address, &ca, VALIDATE, create_review("relist", sized_spec(Some("deleted")))).await["allowed"]
+                        == true
                 }
             })
             .await;

@@ -17,6 +17,12 @@ use std::time::Duration;
 /// (`timeoutSeconds`), and a clear answer within that beats its generic timeout error.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long the confirming reads of one decision may take in all, tries included: within the 5 s
+/// the API server gives a webhook call.
+const CONFIRM_BUDGET: Duration = Duration::from_secs(4);
+/// The pause before a confirming read that failed for a passing reason is tried again.
+const CONFIRM_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 /// Errors while listing or reading APIManagers.
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
@@ -72,6 +78,18 @@ pub enum LookupError {
         /// The namespaces it manages.
         managed: String,
     },
+}
+
+impl LookupError {
+    /// Whether it may pass on its own (the API server shed load, failed or did not answer, or the
+    /// connection failed): the same read may succeed a moment later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Api { source, .. } | Self::Read { source, .. } => crate::client::is_transient(source),
+            Self::Timeout { .. } | Self::ReadTimeout { .. } => true,
+            Self::Claim { .. } | Self::NotManaged { .. } => false,
+        }
+    }
 }
 
 /// Finds the APIManagers of a namespace, and claims.
@@ -138,10 +156,22 @@ impl ApiManagerLookup for ClusterLookup {
         let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
         let failed =
             |reason: String| LookupError::Claim { namespace: namespace.to_owned(), name: name.to_owned(), reason };
-        match tokio::time::timeout(LOOKUP_TIMEOUT, api.get_opt(name)).await {
-            Ok(Ok(claim)) => Ok(claim),
-            Ok(Err(error)) => Err(failed(error.to_string())),
-            Err(_) => Err(failed(format!("no answer within {LOOKUP_TIMEOUT:?}"))),
+        // Tried again while it fails for a passing reason, within the webhook's time.
+        let deadline = tokio::time::Instant::now() + CONFIRM_BUDGET;
+        loop {
+            let timeout = deadline.min(tokio::time::Instant::now() + LOOKUP_TIMEOUT);
+            match tokio::time::timeout_at(timeout, api.get_opt(name)).await {
+                Ok(Ok(claim)) => return Ok(claim),
+                Ok(Err(error))
+                    if crate::client::is_transient(&error)
+                        && tokio::time::Instant::now() + CONFIRM_RETRY_PAUSE < deadline =>
+                {
+                    tracing::debug!(%error, "reading a claim failed for a passing reason; trying again");
+                    tokio::time::sleep(CONFIRM_RETRY_PAUSE).await;
+                }
+                Ok(Err(error)) => return Err(failed(error.to_string())),
+                Err(_) => return Err(failed(format!("no answer within {LOOKUP_TIMEOUT:?}"))),
+            }
         }
     }
 }
@@ -160,7 +190,33 @@ pub async fn cache_first<L: ApiManagerLookup, T, R>(
     if let Ok(decided) = rule(&lookup.list(namespace).await?) {
         return Ok(Ok(decided));
     }
-    Ok(rule(&lookup.confirm(namespace, name).await?))
+    Ok(rule(&confirm_within_budget(lookup, namespace, name).await?))
+}
+
+/// [`ApiManagerLookup::confirm`], tried again while it fails for a passing reason and
+/// [`CONFIRM_BUDGET`] lasts, so one dropped connection or 503 never turns into a refusal.
+async fn confirm_within_budget<L: ApiManagerLookup>(
+    lookup: &L,
+    namespace: &str,
+    name: Option<&str>,
+) -> Result<Vec<APIManager>, LookupError> {
+    let deadline = tokio::time::Instant::now() + CONFIRM_BUDGET;
+    let timed_out = || match name {
+        Some(name) => LookupError::ReadTimeout { namespace: namespace.to_owned(), name: name.to_owned() },
+        None => LookupError::Timeout { namespace: namespace.to_owned() },
+    };
+    loop {
+        let error = match tokio::time::timeout_at(deadline, lookup.confirm(namespace, name)).await {
+            Ok(Ok(live)) => return Ok(live),
+            Ok(Err(error)) => error,
+            Err(_) => return Err(timed_out()),
+        };
+        if !error.is_transient() || tokio::time::Instant::now() + CONFIRM_RETRY_PAUSE >= deadline {
+            return Err(error);
+        }
+        tracing::debug!(%error, "a confirming read failed for a passing reason; trying again");
+        tokio::time::sleep(CONFIRM_RETRY_PAUSE).await;
+    }
 }
 
 /// `known` with APIManager `name` replaced by what a live read `found` (or removed when gone).
@@ -201,6 +257,62 @@ mod tests {
             error.to_string(),
             r#"the API server did not answer for APIManager "example" of namespace "3scale" within 3s"#
         );
+    }
+
+    /// A lookup that knows nothing and whose confirming reads fail with `errors` (a 503 when
+    /// `transient`, else a 403), then answer `live`; it counts the tries.
+    #[derive(Clone)]
+    struct Flaky {
+        live: Vec<APIManager>,
+        errors: usize,
+        transient: bool,
+        tries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl ApiManagerLookup for Flaky {
+        async fn list(&self, _: &str) -> Result<Vec<APIManager>, LookupError> {
+            Ok(Vec::new())
+        }
+
+        async fn confirm(&self, namespace: &str, _: Option<&str>) -> Result<Vec<APIManager>, LookupError> {
+            let tried = self.tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if tried < self.errors {
+                let code = if self.transient { 503 } else { 403 };
+                let status = kube::core::Status::failure("no", "Reason").with_code(code).boxed();
+                return Err(LookupError::Api { namespace: namespace.to_owned(), source: kube::Error::Api(status) });
+            }
+            Ok(self.live.clone())
+        }
+
+        async fn claim(&self, _: &str, _: &str) -> Result<Option<PersistentVolumeClaim>, LookupError> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_confirming_read_failing_for_a_passing_reason_is_tried_again_within_the_budget() {
+        let one = |live: &[APIManager]| if live.len() == 1 { Ok(()) } else { Err(()) };
+        let flaky = |errors, transient| Flaky {
+            live: vec![APIManager::new("a", APIManagerSpec::default())],
+            errors,
+            transient,
+            tries: Default::default(),
+        };
+        let twice_unavailable = flaky(2, true);
+        assert_eq!(cache_first(&twice_unavailable, "ns", None, one).await.expect("confirmed"), Ok(()));
+        assert_eq!(twice_unavailable.tries.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+        let forbidden = flaky(1, false);
+        let error = cache_first(&forbidden, "ns", None, one).await.expect_err("a refusal is not retried");
+        assert!(!error.is_transient(), "{error}");
+        assert_eq!(forbidden.tries.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let down = flaky(usize::MAX, true);
+        let started = tokio::time::Instant::now();
+        let error = cache_first(&down, "ns", None, one).await.expect_err("down for good");
+        assert!(error.is_transient(), "{error}");
+        assert!(started.elapsed() <= CONFIRM_BUDGET, "within the webhook's time: {:?}", started.elapsed());
+        assert_eq!(down.tries.load(std::sync::atomic::Ordering::SeqCst), 40, "every 100 ms for 4 s");
     }
 
     /// A lookup that knows `known`, while the API server holds `live`; it counts the confirmations.

@@ -31,16 +31,6 @@ const RETRY_DELAYS: [Duration; 5] = [
     Duration::from_millis(3200),
 ];
 
-/// Whether `error` may pass on its own: the API server shed load or failed (429, 5xx), or the
-/// connection failed; any other answer refuses this request for good.
-pub fn is_transient(error: &kube::Error) -> bool {
-    match error {
-        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
-    }
-}
-
 /// The name of an event about object `object`, published at `nanos` (ns since the epoch):
 /// `<object>.<nanos in hex>`, or, when that is too long, the object's name cut, a hash of the
 /// full name and the time, so events of two long names never share a name.
@@ -104,7 +94,7 @@ impl EventPublisher {
                 Err(kube::Error::Api(status)) if status.code == 409 && status.reason == "AlreadyExists" => {
                     return Ok(());
                 }
-                Err(error) if is_transient(&error) => match delays.next() {
+                Err(error) if crate::client::is_transient(&error) => match delays.next() {
                     Some(delay) => {
                         tracing::debug!(%error, reason = %event.reason.as_deref().unwrap_or_default(), "publishing an event failed; trying again");
                         tokio::time::sleep(*delay).await;
@@ -120,18 +110,6 @@ impl EventPublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_load_shedding_server_failures_and_broken_connections_are_tried_again() {
-        let api =
-            |code: u16| kube::Error::Api(kube::core::Status::failure("refused", "Reason").with_code(code).boxed());
-        for code in [429, 500, 503, 504] {
-            assert!(is_transient(&api(code)), "{code}");
-        }
-        for code in [400, 403, 404, 409, 422] {
-            assert!(!is_transient(&api(code)), "{code}");
-        }
-    }
 
     #[test]
     fn event_names_fit_for_every_valid_object_name() {

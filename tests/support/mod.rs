@@ -1,6 +1,7 @@
 //! Helpers shared by the test binaries. Each binary uses a part of them.
 #![allow(dead_code)]
 
+pub mod admission;
 pub mod apiserver;
 pub mod certs;
 pub mod cluster;

@@ -67,37 +67,28 @@ impl FaultCounts {
 
     /// `self` minus `earlier`, counter by counter: what happened in between.
     pub fn since(&self, earlier: &Self) -> Self {
-        Self {
-            requests: self.requests - earlier.requests,
-            passed: self.passed - earlier.passed,
-            delayed: self.delayed - earlier.delayed,
-            too_many_requests: self.too_many_requests - earlier.too_many_requests,
-            internal_errors: self.internal_errors - earlier.internal_errors,
-            unavailable: self.unavailable - earlier.unavailable,
-            resets: self.resets - earlier.resets,
-            stalls: self.stalls - earlier.stalls,
-            lost_answers: self.lost_answers - earlier.lost_answers,
-            gone: self.gone - earlier.gone,
-            watches_dropped: self.watches_dropped - earlier.watches_dropped,
-            partitioned: self.partitioned - earlier.partitioned,
-        }
+        self.zip(earlier, u64::saturating_sub)
     }
 
     /// `self` plus `other`, counter by counter (several proxies together).
     pub fn plus(&self, other: &Self) -> Self {
+        self.zip(other, u64::saturating_add)
+    }
+
+    fn zip(&self, other: &Self, f: fn(u64, u64) -> u64) -> Self {
         Self {
-            requests: self.requests + other.requests,
-            passed: self.passed + other.passed,
-            delayed: self.delayed + other.delayed,
-            too_many_requests: self.too_many_requests + other.too_many_requests,
-            internal_errors: self.internal_errors + other.internal_errors,
-            unavailable: self.unavailable + other.unavailable,
-            resets: self.resets + other.resets,
-            stalls: self.stalls + other.stalls,
-            lost_answers: self.lost_answers + other.lost_answers,
-            gone: self.gone + other.gone,
-            watches_dropped: self.watches_dropped + other.watches_dropped,
-            partitioned: self.partitioned + other.partitioned,
+            requests: f(self.requests, other.requests),
+            passed: f(self.passed, other.passed),
+            delayed: f(self.delayed, other.delayed),
+            too_many_requests: f(self.too_many_requests, other.too_many_requests),
+            internal_errors: f(self.internal_errors, other.internal_errors),
+            unavailable: f(self.unavailable, other.unavailable),
+            resets: f(self.resets, other.resets),
+            stalls: f(self.stalls, other.stalls),
+            lost_answers: f(self.lost_answers, other.lost_answers),
+            gone: f(self.gone, other.gone),
+            watches_dropped: f(self.watches_dropped, other.watches_dropped),
+            partitioned: f(self.partitioned, other.partitioned),
         }
     }
 }
