@@ -2,8 +2,9 @@
 //! backup's folder; the FileStorage tree is stored **by content**: each file's content object is
 //! named by a keyed hash of its plaintext ([`crate::seal::ContentNamer`]; SHA-256 when not
 //! encrypted) under `<prefix>/_content/`, and a content object an earlier backup stored already is
-//! referenced, not uploaded. Each step writes its part (`parts/<step>.sealed`); the last step
-//! merges the parts into the sealed manifest and then writes `manifest.json`, the commit marker.
+//! referenced, not uploaded. Each step but the last writes its part (`parts/<step>.sealed`); the
+//! last step merges the parts and its own into the sealed manifest and then writes
+//! `manifest.json`, the commit marker.
 //! A retried step writes the same keys again: only its own backup's objects (content objects are
 //! never overwritten).
 
@@ -295,16 +296,17 @@ impl BucketBackup {
         self.part.contents.meta.push(meta);
     }
 
-    /// Records `manifest` (this step's entries, identity and times) and writes this step's part;
-    /// with `commit`, then the sealed manifest of every part and last `manifest.json`.
+    /// Records `manifest` (this step's entries, identity and times) and writes this step's part for
+    /// the step that commits; with `commit` (this step is the last), writes instead the sealed
+    /// manifest of every part and its own, then last `manifest.json`.
     pub async fn finish(mut self, manifest: Manifest, commit: bool) -> Result<Traffic, DestinationError> {
         let mut own = std::mem::take(&mut self.part);
         own.merge(Part { contents: Contents { manifest, ..Contents::default() }, ..Part::default() });
         own.uploaded = self.traffic.uploaded;
         own.normalize();
-        let relative = format!("{PARTS_FOLDER}/{}", part_name(self.step));
-        self.put_own(&relative, &to_json(&own)).await?;
         if !commit {
+            let relative = format!("{PARTS_FOLDER}/{}", part_name(self.step));
+            self.put_own(&relative, &to_json(&own)).await?;
             return Ok(self.traffic);
         }
         let mut whole = Part::default();
@@ -417,9 +419,10 @@ fn part_name(step: &str) -> String {
     format!("{step}.sealed")
 }
 
-/// Pretty JSON of a format type (serializing these never fails: string keys, no maps of other keys).
+/// Compact JSON of a format type (serializing these never fails: string keys, no maps of other
+/// keys); every file listed in it costs bytes in each backup, deduplicated or not.
 fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec_pretty(value).unwrap_or_default()
+    serde_json::to_vec(value).unwrap_or_default()
 }
 
 /// The bytes stored as `relative` (below the prefix), as they are.
