@@ -72,11 +72,13 @@ pub trait Admit: Resource<DynamicType = ()> + Send + Sync + 'static {
     const VALIDATING: Webhook;
 
     /// The JSONPatch that fills in what the spec leaves to a default, if any (the object is allowed
-    /// either way; validation explains what is wrong).
+    /// either way; validation explains what is wrong); an `Err` is a lookup that failed for a
+    /// passing reason (the creation is refused with 500, "try again", rather than let through
+    /// undefaulted to be refused by validation).
     fn default<L: ApiManagerLookup>(
         lookup: &L,
         asked: ToDefault<'_, Self::Spec>,
-    ) -> impl Future<Output = Option<json_patch::Patch>> + Send;
+    ) -> impl Future<Output = Result<Option<json_patch::Patch>, LookupError>> + Send;
 
     /// Every CREATE rule at once; an `Err` is a failed lookup (the creation is refused with 500,
     /// "try again", rather than let through).
@@ -212,8 +214,10 @@ async fn default_request<A: Admit, L: ApiManagerLookup>(
         Some(old) => Change::Update { old: old.as_ref() },
     };
     let asked = ToDefault { namespace: &request.namespace, spec: &object.spec, change };
-    let Some(patch) = A::default(lookup, asked).await else {
-        return allow;
+    let patch = match A::default(lookup, asked).await {
+        Ok(Some(patch)) => patch,
+        Ok(None) => return allow,
+        Err(error) => return lookup_failed(request.uid.clone(), &error),
     };
     allow.with_patch(&patch).unwrap_or_else(|error| {
         tracing::error!(%error, "could not encode the defaulting patch");
@@ -239,12 +243,7 @@ async fn validate_request<A: Admit, L: ApiManagerLookup>(
                 let message = Untrusted(&error.to_string()).to_string();
                 return AdmissionResponse::deny(uid, Status::failure(&message, "Forbidden").with_code(403));
             }
-            Err(error) => {
-                let error = Untrusted(&error.to_string()).to_string();
-                tracing::warn!(%error, "cannot look up what the rules need");
-                let message = format!("{error}; try again, and check the operator's logs if it persists");
-                return AdmissionResponse::deny(uid, Status::failure(&message, "InternalError").with_code(500));
-            }
+            Err(error) => return lookup_failed(uid, &error),
         },
         AdmissionOperation::Update => match request.old_object::<Admitted<A::Spec>>() {
             Some(Ok(old)) => A::validate_update(&old.spec, &object.spec),
@@ -253,6 +252,15 @@ async fn validate_request<A: Admit, L: ApiManagerLookup>(
         },
     };
     respond(uid, &A::kind(&()), &name, verdict)
+}
+
+/// The answer when what the rules need could not be looked up: refused as the API server's own
+/// failure (HTTP 500, "try again"), never as a verdict on the object.
+fn lookup_failed(uid: String, error: &LookupError) -> AdmissionResponse {
+    let error = Untrusted(&error.to_string()).to_string();
+    tracing::warn!(%error, "cannot look up what the rules need");
+    let message = format!("{error}; try again, and check the operator's logs if it persists");
+    AdmissionResponse::deny(uid, Status::failure(&message, "InternalError").with_code(500))
 }
 
 /// Turns a verdict into the response: allowed with warnings, or denied as `Invalid` (HTTP 422)

@@ -22,19 +22,22 @@ pub const VALIDATE_PATH: &str = "/validate-apps-3scale-net-v1alpha1-apimanagerba
 pub async fn default_name<L: ApiManagerLookup>(
     lookup: &L,
     asked: ToDefault<'_, APIManagerBackupSpec>,
-) -> Option<String> {
+) -> Result<Option<String>, LookupError> {
     if !needs_default(asked.spec) {
-        return None;
+        return Ok(None);
     }
     match asked.change {
-        Change::Update { old } => choose_name(old, &[]),
+        Change::Update { old } => Ok(choose_name(old, &[])),
         Change::Create => {
             let only = |known: &[APIManager]| choose_name(None, known).ok_or(());
             match lookup::cache_first(lookup, asked.namespace, None, only).await {
-                Ok(chosen) => chosen.ok(),
+                Ok(chosen) => Ok(chosen.ok()),
+                // Left undefaulted, the create would be refused as naming no APIManager although
+                // the namespace may hold exactly one: answered as the API server's failure instead.
+                Err(error) if error.is_transient() => Err(error),
                 Err(error) => {
                     tracing::warn!(error = %Untrusted(&error.to_string()), "cannot default the APIManager's name; validation will explain");
-                    None
+                    Ok(None)
                 }
             }
         }
@@ -49,9 +52,12 @@ impl Admit for APIManagerBackup {
     /// On CREATE, the APIManager a backup naming none means, from the lookup's answer when it
     /// names exactly one, else (none or several, maybe not yet seen by a cache) from the namespace
     /// as the API server lists it now; on UPDATE, the old spec's name (so a replace keeps it).
-    async fn default<L: ApiManagerLookup>(lookup: &L, asked: ToDefault<'_, Self::Spec>) -> Option<json_patch::Patch> {
+    async fn default<L: ApiManagerLookup>(
+        lookup: &L,
+        asked: ToDefault<'_, Self::Spec>,
+    ) -> Result<Option<json_patch::Patch>, LookupError> {
         let name = default_name(lookup, asked).await?;
-        Some(set_name_patch(&name))
+        Ok(name.map(|name| set_name_patch(&name)))
     }
 
     /// The CREATE rules against the lookup's APIManagers; when they refuse the APIManager, again
@@ -72,5 +78,43 @@ impl Admit for APIManagerBackup {
 
     fn validate_update(old: &APIManagerBackupSpec, new: &APIManagerBackupSpec) -> Verdict {
         check_update(old, new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+
+    /// A lookup that knows no APIManager and whose live reads fail with `code` (0: the namespace is
+    /// not managed).
+    #[derive(Clone)]
+    struct Failing(u16);
+
+    impl ApiManagerLookup for Failing {
+        async fn list(&self, _: &str) -> Result<Vec<APIManager>, LookupError> {
+            Ok(Vec::new())
+        }
+
+        async fn confirm(&self, namespace: &str, _: Option<&str>) -> Result<Vec<APIManager>, LookupError> {
+            if self.0 == 0 {
+                return Err(LookupError::NotManaged { namespace: namespace.to_owned(), managed: "a".into() });
+            }
+            let status = kube::core::Status::failure("down", "ServiceUnavailable").with_code(self.0).boxed();
+            Err(LookupError::Api { namespace: namespace.to_owned(), source: kube::Error::Api(status) })
+        }
+
+        async fn claim(&self, _: &str, _: &str) -> Result<Option<PersistentVolumeClaim>, LookupError> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_default_the_api_server_cannot_confirm_for_a_passing_reason_is_an_error_not_a_silent_none() {
+        let spec = APIManagerBackupSpec { api_manager_name: None, backup_destination: Default::default() };
+        let asked = || ToDefault { namespace: "ns", spec: &spec, change: Change::Create };
+        let unavailable = default_name(&Failing(503), asked()).await.expect_err("answered as a failure");
+        assert!(unavailable.is_transient(), "{unavailable}");
+        assert_eq!(default_name(&Failing(0), asked()).await.expect("left to validation"), None);
     }
 }

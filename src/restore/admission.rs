@@ -31,9 +31,12 @@ impl Admit for APIManagerRestore {
 
     /// `claimSource.readOnly` defaults to `true`, which is how the restore mounts the claim in any
     /// case (a restore never writes to its backup).
-    async fn default<L: ApiManagerLookup>(_: &L, asked: ToDefault<'_, Self::Spec>) -> Option<Patch> {
-        let claim = asked.spec.restore_source.persistent_volume_claim.as_ref()?;
-        claim.claim_source.read_only.is_none().then(read_only_patch)
+    async fn default<L: ApiManagerLookup>(
+        _: &L,
+        asked: ToDefault<'_, Self::Spec>,
+    ) -> Result<Option<Patch>, LookupError> {
+        let Some(claim) = asked.spec.restore_source.persistent_volume_claim.as_ref() else { return Ok(None) };
+        Ok(claim.claim_source.read_only.is_none().then(read_only_patch))
     }
 
     /// The claim read live, the APIManagers from the lookup; when a live APIManager of the

@@ -28,14 +28,17 @@ impl Admit for APIManagerBackupSchedule {
     const VALIDATING: Webhook = Webhook { path: VALIDATE_PATH, label: "schedule-validating" };
 
     /// The APIManager a template naming none means, as for a backup; on UPDATE the old template's.
-    async fn default<L: ApiManagerLookup>(lookup: &L, asked: ToDefault<'_, Self::Spec>) -> Option<json_patch::Patch> {
+    async fn default<L: ApiManagerLookup>(
+        lookup: &L,
+        asked: ToDefault<'_, Self::Spec>,
+    ) -> Result<Option<json_patch::Patch>, LookupError> {
         let change = match asked.change {
             Change::Create => Change::Create,
             Change::Update { old } => Change::Update { old: old.map(|old| &old.template) },
         };
         let template = ToDefault { namespace: asked.namespace, spec: &asked.spec.template, change };
         let name = default_name(lookup, template).await?;
-        Some(set_name_patch_at(&["spec", "template"], &name))
+        Ok(name.map(|name| set_name_patch_at(&["spec", "template"], &name)))
     }
 
     /// Every rule against the lookup's APIManagers; when they refuse the template's APIManager,
