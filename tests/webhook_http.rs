@@ -101,7 +101,7 @@ async fn defaulting_adds_the_only_apimanager() {
 
 #[tokio::test]
 async fn defaulting_leaves_the_object_when_no_single_choice() {
-    for lookup in [FixedLookup::external(&[]), FixedLookup::external(&["a", "b"]), FixedLookup(None)] {
+    for lookup in [FixedLookup::external(&[]), FixedLookup::external(&["a", "b"])] {
         let response = admit(lookup, MUTATE_PATH, review("CREATE", backup(sized()), Value::Null)).await;
         assert_eq!(response["allowed"], true);
         assert!(response.get("patch").is_none(), "{response}");
@@ -185,16 +185,16 @@ async fn validation_refuses_spec_changes_but_not_label_changes() {
 }
 
 #[tokio::test]
-async fn validation_fails_closed_when_apimanagers_cannot_be_listed() {
-    let response = admit(FixedLookup(None), VALIDATE_PATH, review("CREATE", backup(sized()), Value::Null)).await;
-    assert_eq!(response["allowed"], false);
-    assert_eq!(response["status"]["code"], 500);
-    assert!(
-        response["status"]["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("could not list APIManagers in namespace \"ns\"")),
-        "{response}"
-    );
+async fn both_webhooks_fail_closed_when_apimanagers_cannot_be_listed() {
+    for path in [MUTATE_PATH, VALIDATE_PATH] {
+        let response = admit(FixedLookup(None), path, review("CREATE", backup(sized()), Value::Null)).await;
+        assert_eq!(response["allowed"], false, "{path}");
+        assert_eq!(response["status"]["code"], 500, "{path}");
+        assert!(response.get("patch").is_none(), "{path}: {response}");
+        let message = response["status"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("could not list APIManagers in namespace \"ns\""), "{path}: {response}");
+        assert!(message.ends_with("try again, and check the operator's logs if it persists"), "{path}: {response}");
+    }
 }
 
 #[tokio::test]
