@@ -22,13 +22,15 @@ use crate::trim;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
+use kube::Resource;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use std::sync::Arc;
 
-/// Logs what the controller stream reports: a failed watch (the cache goes stale until it recovers)
-/// at warn and counted; failed reconciliations are already reported by `error_policy`.
+/// Logs what the controller stream reports: a failed watch (of the step Pods, the only watch the
+/// controller runs itself; the cache goes stale until it recovers) at warn and counted; failed
+/// reconciliations are already reported by `error_policy`.
 fn report_controller_error<Q: std::fmt::Display>(
     error: Option<controller::Error<ReconcileError, Q>>,
     metrics: &Metrics,
@@ -36,8 +38,8 @@ fn report_controller_error<Q: std::fmt::Display>(
     match error {
         None => {}
         Some(controller::Error::QueueError(error)) => {
-            metrics.watch_error();
-            tracing::warn!(%error, "a watch of the controller failed; retrying with backoff");
+            metrics.watch_error(&Pod::kind(&()));
+            tracing::warn!(%error, kind = "Pod", "a watch of the controller failed; retrying with backoff");
         }
         Some(controller::Error::RunnerError(error)) => tracing::warn!(%error, "the controller's runner failed"),
         Some(error) => tracing::debug!(%error, "controller event"),

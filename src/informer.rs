@@ -47,7 +47,7 @@ impl<K: Watched> Informer<K> {
         let events = namespaces.events(client, watcher::Config::default(), store.clone()).modify(keep).inspect(
             move |event| {
                 if let Err(error) = event {
-                    metrics.watch_error();
+                    metrics.watch_error(&K::kind(&()));
                     tracing::warn!(%error, kind = %K::kind(&()), "a watch failed; the cache keeps its last state and the watch is retried with backoff");
                 }
             },

@@ -5,7 +5,7 @@ use crate::api::status::{OperationKind, Reason};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// Prefix of the metrics about the operator itself (admission, reconciliation, leadership);
@@ -144,13 +144,18 @@ pub struct Metrics {
     oldest_running_start: GaugeVec,
     reconcile_errors: IntCounterVec,
     reconcile_duration: HistogramVec,
-    watch_errors: IntCounter,
+    watch_errors: IntCounterVec,
     gauges_source: OnceLock<BackupGaugesSource>,
 }
 
 /// Buckets of the backup and restore duration histograms: 1 s to 6 h.
 const OPERATION_BUCKETS: [f64; 13] =
     [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0];
+
+/// The kinds the operator watches, the `kind` label of `watch_errors_total` (each series is
+/// exported from the start, at zero).
+pub const WATCHED_KINDS: [&str; 5] =
+    ["APIManager", "APIManagerBackup", "APIManagerRestore", "APIManagerBackupSchedule", "Pod"];
 
 /// Labels of the per-schedule gauges.
 const SCHEDULE_LABELS: [&str; 2] = ["namespace", "schedule"];
@@ -260,10 +265,16 @@ earlier backup had stored), by destination kind.",
             .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             &["controller"],
         )?;
-        let watch_errors = IntCounter::new(
-            format!("{OPERATOR_PREFIX}watch_errors_total"),
-            "Errors of the operator's watches: APIManagers, backups, restores, step Pods (each is retried with backoff).",
+        let watch_errors = IntCounterVec::new(
+            Opts::new(
+                format!("{OPERATOR_PREFIX}watch_errors_total"),
+                "Errors of the operator's watches, by the kind watched (each is retried with backoff).",
+            ),
+            &["kind"],
         )?;
+        for kind in WATCHED_KINDS {
+            watch_errors.with_label_values(&[kind]).inc_by(0);
+        }
         let schedule_runs = IntCounterVec::new(
             Opts::new(
                 "apimanager_backup_schedule_runs_total",
@@ -405,9 +416,9 @@ earlier backup had stored), by destination kind.",
         self.reconcile_errors.with_label_values(&[controller, reason]).inc();
     }
 
-    /// Counts a failed watch (of any kind the operator watches).
-    pub fn watch_error(&self) {
-        self.watch_errors.inc();
+    /// Counts a failed watch of `kind` (one of [`WATCHED_KINDS`]).
+    pub fn watch_error(&self, kind: &str) {
+        self.watch_errors.with_label_values(&[kind]).inc();
     }
 
     /// All metrics in the Prometheus text exposition format.
@@ -506,10 +517,16 @@ mod tests {
         let text = metrics.render().expect("render");
         assert!(text.contains(r#"apimanager_backup_failures_total{reason="ClaimInUse"} 1"#), "{text}");
         assert!(text.contains(r#"apimanager_backups_total{outcome="failed"} 1"#), "{text}");
-        assert!(text.contains("apimanager_backup_operator_watch_errors_total 0"), "{text}");
-        metrics.watch_error();
+        for kind in WATCHED_KINDS {
+            assert!(
+                text.contains(&format!("apimanager_backup_operator_watch_errors_total{{kind=\"{kind}\"}} 0")),
+                "{text}"
+            );
+        }
+        metrics.watch_error("Pod");
         let text = metrics.render().expect("render");
-        assert!(text.contains("apimanager_backup_operator_watch_errors_total 1"), "{text}");
+        assert!(text.contains(r#"apimanager_backup_operator_watch_errors_total{kind="Pod"} 1"#), "{text}");
+        assert!(text.contains(r#"apimanager_backup_operator_watch_errors_total{kind="APIManager"} 0"#), "{text}");
     }
 
     #[test]

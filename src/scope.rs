@@ -221,6 +221,21 @@ mod tests {
         object
     }
 
+    #[test]
+    fn every_watched_kind_has_its_watch_errors_series() {
+        use crate::api::{apimanager::APIManager, backup::APIManagerBackup};
+        use crate::api::{restore::APIManagerRestore, schedule::APIManagerBackupSchedule};
+        use k8s_openapi::api::core::v1::Pod;
+        let kinds = [
+            APIManager::kind(&()),
+            APIManagerBackup::kind(&()),
+            APIManagerRestore::kind(&()),
+            APIManagerBackupSchedule::kind(&()),
+            Pod::kind(&()),
+        ];
+        assert_eq!(kinds.map(|kind| kind.into_owned()), crate::metrics::WATCHED_KINDS.map(str::to_owned));
+    }
+
     fn names(store: &Store<ConfigMap>) -> Vec<String> {
         let mut names: Vec<String> = store
             .state()

@@ -471,7 +471,7 @@ fn a_watch_answered_410_gone_relists_and_loses_no_change() {
             })
             .await;
         }
-        let errors = "apimanager_backup_operator_watch_errors_total";
+        let errors = r#"apimanager_backup_operator_watch_errors_total{kind="APIManager"}"#;
         let errors_before = faulty.metric(errors).await;
         let before = faulty.counts();
         // Every watch resuming from a resourceVersion is answered 410 Gone, and each is cut after
@@ -501,7 +501,10 @@ fn a_watch_answered_410_gone_relists_and_loses_no_change() {
         let converged = changed.elapsed();
         let injected = faulty.counts().since(&before);
         faulty.faults("");
-        assert!(faulty.metric(errors).await > errors_before, "the 410s are counted as watch errors");
+        assert!(
+            faulty.metric(errors).await > errors_before,
+            "the APIManager watches' 410s are counted as their watch errors"
+        );
         eprintln!(
             "410 Gone: caches equal to the API server {converged:?} after the changes; {} watches answered 410, {} cut",
             injected.gone, injected.watches_dropped
