@@ -64,18 +64,32 @@ fn objects(yaml: &str) -> BTreeMap<(String, String, String), Value> {
 }
 
 fn helm_template(values: &[&str]) -> String {
+    helm_template_for(values, &[])
+}
+
+/// `helm template` with `values`, for a cluster serving the extra `api_versions`.
+fn helm_template_for(values: &[&str], api_versions: &[&str]) -> String {
     let mut command = Command::new(helm());
     command.args(["template", "apimanager-backup-operator"]).arg(repo("charts/apimanager-backup-operator"));
     command.args(["--namespace", NAMESPACE, "--set", "createNamespace=true"]);
     for value in values {
         command.args(["--set", value]);
     }
+    for api_version in api_versions {
+        command.args(["--api-versions", api_version]);
+    }
     run(&mut command)
 }
 
 fn assert_same(components: &[&str], values: &[&str]) {
+    assert_same_for(components, values, &[]);
+}
+
+/// The chart with `values`, on a cluster serving `api_versions`, renders what kustomize does
+/// with `components`.
+fn assert_same_for(components: &[&str], values: &[&str], api_versions: &[&str]) {
     let kustomize = objects(&support::kustomize::render_with_components(&components.join("-"), components));
-    let chart = objects(&helm_template(values));
+    let chart = objects(&helm_template_for(values, api_versions));
     let (k, c): (Vec<_>, Vec<_>) = (kustomize.keys().collect(), chart.keys().collect());
     assert_eq!(c, k, "the chart ({values:?}) renders the objects of kustomize ({components:?})");
     for (key, object) in &kustomize {
@@ -132,6 +146,26 @@ fn each_value_renders_what_its_kustomize_component_does() {
     assert_same(&["webhooks-only"], &["mode=webhooks-only"]);
     assert_same(&["alerts"], &["alerts.enabled=true"]);
     assert_same(&["namespaced"], &["namespaces={3scale}"]);
+    assert_same(&["openshift"], &["platform=openshift"]);
+}
+
+/// `platform: auto` (the default) runs the operator's Pods as OpenShift wants them where the
+/// cluster serves SecurityContextConstraints, and as 65532 elsewhere; `kubernetes` pins 65532
+/// even there; anything else fails the install with the values it takes.
+#[test]
+fn the_platform_follows_the_clusters_security_context_constraints() {
+    const SCC: &str = "security.openshift.io/v1/SecurityContextConstraints";
+    assert_same_for(&["openshift"], &[], &[SCC]);
+    assert_same_for(&[], &["platform=kubernetes"], &[SCC]);
+    let mut command = Command::new(helm());
+    command
+        .args(["template", "x"])
+        .arg(repo("charts/apimanager-backup-operator"))
+        .args(["--set", "platform=OpenShift"]);
+    let output = command.output().expect("helm runs");
+    assert!(!output.status.success(), "platform=OpenShift renders");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(r#"platform must be auto, openshift or kubernetes, not "OpenShift""#), "{stderr}");
 }
 
 #[test]

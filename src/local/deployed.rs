@@ -1,16 +1,19 @@
 //! A local cluster for installing the operator the way users do (`kubectl apply -k manifests/`,
 //! Helm): the control plane, the development APIManager CRD, a Node running the operator's own
 //! Pods from the binary standing for its image ([`serving_pods`](super::serving_pods)), the node
-//! stand-in for step Pods, the 3scale-operator stand-in and, when asked, real cert-manager. No
-//! operator runs until an install creates its Deployment.
+//! stand-in for step Pods, the 3scale-operator stand-in and, when asked, real cert-manager and
+//! OpenShift's discovery and `restricted-v2` admission ([`openshift`](super::openshift), for every
+//! Pod: the operator's own too). No operator runs until an install creates its Deployment.
 
 use super::cert_manager::CertManager;
 use super::control_plane::{self, ControlPlane};
 use super::install::{self, OPERATOR_NAMESPACE};
 use super::node::{NodeSettings, NodeStandIn};
+use super::openshift::OpenShiftStandIn;
 use super::serving_pods::{ServingNode, ServingSettings};
 use super::threescale_operator::ThreescaleOperatorStandIn;
 use super::{LocalError, repo_dir, start_control_plane};
+use crate::platform::Platform;
 use std::path::{Path, PathBuf};
 
 /// What runs the operator's image.
@@ -25,6 +28,8 @@ pub struct Image {
 /// The running cluster; dropping it stops cert-manager, the stand-ins (and the Pods they run),
 /// then the control plane.
 pub struct DeployedCluster {
+    /// OpenShift's admission of Pods, on [`Platform::OpenShift`].
+    pub openshift: Option<OpenShiftStandIn>,
     /// Real cert-manager, when asked for.
     pub cert_manager: Option<CertManager>,
     /// Runs the operator's Pods.
@@ -39,8 +44,14 @@ pub struct DeployedCluster {
 
 impl DeployedCluster {
     /// Builds what is missing and starts everything under `dir`, the operator's Pods (in its
-    /// namespace) and step Pods running `image`, and cert-manager with `with_cert_manager`.
-    pub async fn start(dir: &Path, image: &Image, with_cert_manager: bool) -> Result<Self, LocalError> {
+    /// namespace) and step Pods running `image`, cert-manager with `with_cert_manager`, as
+    /// `platform` is.
+    pub async fn start(
+        dir: &Path,
+        image: &Image,
+        with_cert_manager: bool,
+        platform: Platform,
+    ) -> Result<Self, LocalError> {
         let repo = repo_dir();
         let bin = control_plane::build_binaries(&repo)?;
         let plane = start_control_plane(&repo, &bin, dir).await?;
@@ -51,6 +62,10 @@ impl DeployedCluster {
             Some(CertManager::start(&repo, &admin, &plane.admin_kubeconfig, &plane.dir.join("logs")).await?)
         } else {
             None
+        };
+        let openshift = match platform {
+            Platform::OpenShift => Some(OpenShiftStandIn::start(&admin, &plane.admin_kubeconfig, &plane.certs).await?),
+            Platform::Kubernetes => None,
         };
         let ca = plane.certs.join("ca.crt");
         let serving = ServingNode::start(
@@ -77,7 +92,7 @@ impl DeployedCluster {
             },
         );
         let threescale_operator = ThreescaleOperatorStandIn::start(plane.admin_kubeconfig.clone());
-        Ok(Self { cert_manager, serving, node, threescale_operator, plane })
+        Ok(Self { openshift, cert_manager, serving, node, threescale_operator, plane })
     }
 
     /// The folder standing in for claim `claim` of `namespace`.

@@ -5,6 +5,7 @@
 use apimanager_backup_operator::local::deployed::{DeployedCluster, Image};
 use apimanager_backup_operator::local::install::{self, OPERATOR_NAMESPACE};
 use apimanager_backup_operator::local::{process, session};
+use apimanager_backup_operator::platform::Platform;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -51,11 +52,16 @@ pub fn image() -> Image {
 /// Starts a cluster (with real cert-manager when asked) in a new scratch folder removed when the
 /// test binary exits.
 pub async fn start(label: &str, with_cert_manager: bool) -> DeployedCluster {
+    start_on(label, with_cert_manager, Platform::Kubernetes).await
+}
+
+/// [`start`] on `platform` (OpenShift: its discovery and `restricted-v2` admission of every Pod).
+pub async fn start_on(label: &str, with_cert_manager: bool, platform: Platform) -> DeployedCluster {
     let dir = std::env::temp_dir().join(format!("abo-e2e-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     process::remove_at_exit(&dir);
-    match DeployedCluster::start(&dir, &image(), with_cert_manager).await {
+    match DeployedCluster::start(&dir, &image(), with_cert_manager, platform).await {
         Ok(cluster) => cluster,
         Err(error) => panic!("the cluster did not start: {error}"),
     }
