@@ -6,6 +6,7 @@ mod support;
 use apimanager_backup_operator::admission::AdmissionState;
 use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::api::backup::APIManagerBackup;
+use apimanager_backup_operator::api::restore::APIManagerRestore;
 use apimanager_backup_operator::backup::admission::{MUTATE_PATH, VALIDATE_PATH};
 use apimanager_backup_operator::health::Readiness;
 use apimanager_backup_operator::informer::Informer;
@@ -180,6 +181,100 @@ fn an_unencrypted_s3_destination_warns() {
     );
 }
 
+/// The operator's ServiceAccount.
+const OPERATOR_SA: &str = "system:serviceaccount:apimanager-backup-operator:apimanager-backup-operator";
+
+/// A bucket destination naming the Secrets `s3-creds`, `s3-ca` and `backup-key`.
+const INTO_BUCKET: &str = "  backupDestination:\n    s3:\n      bucket: backups\n      region: us-east-1\n      endpoint: https://s3.example.com\n      credentialsSecretRef:\n        name: s3-creds\n      caBundleSecretRef:\n        name: s3-ca\n        key: ca.crt\n      encryption:\n        keySecretRef:\n          name: backup-key\n";
+
+/// Grants the operator `get` on the Secrets of `ns` as README shows (a Role and RoleBinding of the
+/// namespace) and waits until the API server's authorizer applies it.
+async fn let_the_operator_read_secrets(ns: &str) {
+    let cluster = shared();
+    let yaml = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: apimanager-backup-operator-secret-existence\nrules:\n  - apiGroups: [\"\"]\n    resources: [secrets]\n    verbs: [get]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: apimanager-backup-operator-secret-existence\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: apimanager-backup-operator-secret-existence\nsubjects:\n  - kind: ServiceAccount\n    name: apimanager-backup-operator\n    namespace: apimanager-backup-operator\n";
+    kubectl_ok(cluster, &["-n", ns, "create", "-f", "-"], yaml);
+    eventually(Duration::from_secs(20), "the operator may get Secrets", || async {
+        let output = kubectl_run(cluster, &["-n", ns, "auth", "can-i", "get", "secrets", "--as", OPERATOR_SA], "");
+        String::from_utf8_lossy(&output.stdout).trim() == "yes"
+    })
+    .await;
+}
+
+/// A backup into the bucket of [`INTO_BUCKET`] passes admission in `ns` (a server dry run).
+fn assert_bucket_backup_admitted(ns: &str) {
+    let yaml = backup_yaml("b", INTO_BUCKET);
+    let out = kubectl_ok(shared(), &["-n", ns, "create", "--dry-run=server", "-f", "-"], &yaml);
+    assert_eq!(out.trim(), "apimanagerbackup.apps.3scale.net/b created (server dry run)");
+}
+
+#[tokio::test]
+async fn a_bucket_naming_missing_secrets_is_refused_where_the_operator_may_read_secrets() {
+    let cluster = shared();
+    let ns = namespace_with_apimanager("s3-secrets");
+    let_the_operator_read_secrets(&ns).await;
+    let not_found = |field: &str, name: &str| {
+        format!(r#"{field}: Not found: "{name}": no Secret of this name in namespace "s3-secrets"; create it first"#)
+    };
+    assert_eq!(
+        create_rejected(&ns, &backup_yaml("b", INTO_BUCKET)),
+        format!(
+            "The APIManagerBackup \"b\" is invalid: \n* {}\n* {}\n* {}",
+            not_found("spec.backupDestination.s3.credentialsSecretRef.name", "s3-creds"),
+            not_found("spec.backupDestination.s3.caBundleSecretRef.name", "s3-ca"),
+            not_found("spec.backupDestination.s3.encryption.keySecretRef.name", "backup-key"),
+        )
+    );
+    let schedule = format!(
+        "apiVersion: apps.3scale.net/v1alpha1\nkind: APIManagerBackupSchedule\nmetadata:\n  name: nightly\nspec:\n  schedule: \"@daily\"\n  template:\n{}",
+        INTO_BUCKET.lines().map(|line| format!("  {line}\n")).collect::<String>()
+    );
+    let refused = create_rejected(&ns, &schedule);
+    assert!(
+        refused.contains(&not_found("spec.template.backupDestination.s3.credentialsSecretRef.name", "s3-creds")),
+        "{refused}"
+    );
+
+    // The kube client sees the restore's 422 with one cause per missing Secret.
+    let client = cluster.admin_client().await.expect("client");
+    let restores: Api<APIManagerRestore> = Api::namespaced(client, &ns);
+    let restore: APIManagerRestore = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManagerRestore", "metadata": {"name": "r"},
+        "spec": {"restoreSource": {"s3": {"bucket": "backups", "region": "us-east-1",
+            "credentialsSecretRef": {"name": "s3-creds"}, "encryption": {"disabled": true},
+            "backupPath": "3scale/nightly-4b1d2c3e-0000-4000-8000-000000000000"}}}}))
+    .expect("restore");
+    match restores.create(&PostParams::default(), &restore).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+            assert_eq!(
+                status.message,
+                format!(
+                    r#"admission webhook "vapimanagerrestore.apps.3scale.net" denied the request: APIManagerRestore.apps.3scale.net "r" is invalid: {}"#,
+                    not_found("spec.restoreSource.s3.credentialsSecretRef.name", "s3-creds")
+                )
+            );
+        }
+        other => panic!("expected a 422 Invalid, got {other:?}"),
+    }
+
+    for (secret, key) in [("s3-creds", "AWS_ACCESS_KEY_ID"), ("s3-ca", "ca.crt"), ("backup-key", "2026-12")] {
+        kubectl_ok(
+            cluster,
+            &["-n", &ns, "create", "secret", "generic", secret, &format!("--from-literal={key}=x")],
+            "",
+        );
+    }
+    assert_bucket_backup_admitted(&ns);
+}
+
+#[test]
+fn without_permission_on_secrets_a_bucket_naming_missing_secrets_is_admitted() {
+    let cluster = shared();
+    let ns = namespace_with_apimanager("s3-secrets-unread");
+    assert_can_i(cluster, &ns, OPERATOR_SA, &[("get", "secrets", "no")]);
+    assert_bucket_backup_admitted(&ns);
+}
+
 #[test]
 fn storage_class_with_volume_name_warns() {
     let cluster = shared();
@@ -246,6 +341,8 @@ fn operator_service_account_has_only_what_admission_needs() {
         ("watch", "apimanagerbackups.apps.3scale.net", "yes"),
         ("delete", "apimanagers.apps.3scale.net", "no"),
         ("list", "secrets", "no"),
+        // Admission checks a bucket's Secrets exist only where a namespace grants this (README).
+        ("get", "secrets", "no"),
         // A schedule's runs; the fence admits only backups a schedule controls (tests/e2e_schedule.rs).
         ("create", "apimanagerbackups.apps.3scale.net", "yes"),
         ("update", "apimanagerbackups.apps.3scale.net", "no"),

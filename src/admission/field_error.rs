@@ -13,6 +13,8 @@ pub enum FieldErrorKind {
     Invalid(String),
     /// `Forbidden`: the field may not be set or changed.
     Forbidden,
+    /// `Not found: "<value>"`: the field names an object that does not exist.
+    NotFound(String),
 }
 
 impl FieldErrorKind {
@@ -22,6 +24,7 @@ impl FieldErrorKind {
             Self::Required => "FieldValueRequired",
             Self::Invalid(_) => "FieldValueInvalid",
             Self::Forbidden => "FieldValueForbidden",
+            Self::NotFound(_) => "FieldValueNotFound",
         }
     }
 }
@@ -53,6 +56,11 @@ impl FieldError {
         Self { field: field.into(), kind: FieldErrorKind::Forbidden, detail: detail.into() }
     }
 
+    /// A `Not found` error quoting the name of the missing object.
+    pub fn not_found(field: impl Into<String>, value: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { field: field.into(), kind: FieldErrorKind::NotFound(value.into()), detail: detail.into() }
+    }
+
     /// The message without the field path, as in a `metav1.StatusCause` (`Required value: …`); an
     /// invalid value is quoted up to its first characters.
     pub fn body(&self) -> String {
@@ -60,6 +68,7 @@ impl FieldError {
             FieldErrorKind::Required => "Required value".to_owned(),
             FieldErrorKind::Invalid(value) => format!("Invalid value: {:?}", Untrusted(value)),
             FieldErrorKind::Forbidden => "Forbidden".to_owned(),
+            FieldErrorKind::NotFound(value) => format!("Not found: {:?}", Untrusted(value)),
         };
         if self.detail.is_empty() { head } else { format!("{head}: {}", self.detail) }
     }
@@ -115,6 +124,11 @@ mod tests {
             r#"spec.b: Invalid value: "x y": must be a name"#
         );
         assert_eq!(FieldError::forbidden("spec", "").to_string(), "spec: Forbidden");
+        assert_eq!(
+            FieldError::not_found("spec.c.name", "s3", "create it first").to_string(),
+            r#"spec.c.name: Not found: "s3": create it first"#
+        );
+        assert_eq!(FieldError::not_found("spec.c.name", "s3", "").kind.cause_type(), "FieldValueNotFound");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! Admission, the same for every resource kind: the front door ([`review`]), then the kind's rules
 //! ([`Admit`]: default, validate a CREATE, validate an UPDATE — typed values in, a patch or a
-//! [`Verdict`] out, never JSON or HTTP), then the answer with the request's uid; one debug line per
-//! request. Each kind brings its [`Admit`] implementation and its two [`Webhook`]s; the server's
+//! [`Verdict`] out, never JSON or HTTP) and the existence of the Secrets it names ([`secrets`]),
+//! then the answer with the request's uid; one debug line per request. Each kind brings its [`Admit`] implementation and its two [`Webhook`]s; the server's
 //! one route table ([`crate::server::webhooks`]) lists them, each from [`routes`].
 
 pub mod field_error;
 pub mod review;
 pub mod s3;
+pub mod secrets;
 pub mod verdict;
 
 use crate::api::GROUP;
@@ -22,6 +23,7 @@ use kube::Resource;
 use kube::core::Status;
 use kube::core::response::{StatusCause, StatusDetails};
 use review::{AdmissionOperation, AdmissionRequest, AdmissionResponse, Admitted, BadRequest, Refusal, read_request};
+use secrets::NamedSecret;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::future::Future;
@@ -90,6 +92,10 @@ pub trait Admit: Resource<DynamicType = ()> + Send + Sync + 'static {
 
     /// Every UPDATE rule at once.
     fn validate_update(old: &Self::Spec, new: &Self::Spec) -> Verdict;
+
+    /// The Secrets `spec` names, each with its field: on CREATE each, on UPDATE those named anew,
+    /// must exist where the operator may read them ([`secrets`]).
+    fn named_secrets(spec: &Self::Spec) -> Vec<NamedSecret>;
 }
 
 /// What the webhook handlers share.
@@ -236,22 +242,30 @@ async fn validate_request<A: Admit, L: ApiManagerLookup>(
         Err(error) => return AdmissionResponse::bad_request(uid, &error),
     };
     let name = object.metadata.name.clone().unwrap_or_else(|| request.name.to_string());
-    let verdict = match request.operation {
-        AdmissionOperation::Create => match A::validate_create(lookup, &request.namespace, &object.spec).await {
-            Ok(verdict) => verdict,
-            Err(error @ LookupError::NotManaged { .. }) => {
-                let message = Untrusted(&error.to_string()).to_string();
-                return AdmissionResponse::deny(uid, Status::failure(&message, "Forbidden").with_code(403));
-            }
-            Err(error) => return lookup_failed(uid, &error),
-        },
+    let namespace = request.namespace.as_ref();
+    let checked = match request.operation {
+        AdmissionOperation::Create => {
+            let rules = A::validate_create(lookup, namespace, &object.spec);
+            secrets::with_existing_secrets(lookup, namespace, &A::named_secrets(&object.spec), rules).await
+        }
         AdmissionOperation::Update => match request.old_object::<Admitted<A::Spec>>() {
-            Some(Ok(old)) => A::validate_update(&old.spec, &object.spec),
+            Some(Ok(old)) => {
+                let rules = std::future::ready(Ok(A::validate_update(&old.spec, &object.spec)));
+                let anew = secrets::named_anew(A::named_secrets(&old.spec), A::named_secrets(&object.spec));
+                secrets::with_existing_secrets(lookup, namespace, &anew, rules).await
+            }
             Some(Err(error)) => return AdmissionResponse::bad_request(uid, &error),
             None => return AdmissionResponse::bad_request(uid, &BadRequest::MissingOldObject),
         },
     };
-    respond(uid, &A::kind(&()), &name, verdict)
+    match checked {
+        Ok(verdict) => respond(uid, &A::kind(&()), &name, verdict),
+        Err(error @ LookupError::NotManaged { .. }) => {
+            let message = Untrusted(&error.to_string()).to_string();
+            AdmissionResponse::deny(uid, Status::failure(&message, "Forbidden").with_code(403))
+        }
+        Err(error) => lookup_failed(uid, &error),
+    }
 }
 
 /// The answer when what the rules need could not be looked up: refused as the API server's own

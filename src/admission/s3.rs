@@ -3,6 +3,7 @@
 //! violation at once.
 
 use super::field_error::{FieldError, check_dns1123_subdomain};
+use super::secrets::NamedSecret;
 use super::verdict::Verdict;
 use crate::api::s3::{ENCRYPTION_CONTRADICTS, ENCRYPTION_REQUIRED, S3Bucket, SecretRef};
 use crate::s3::ConfigError;
@@ -35,6 +36,20 @@ pub fn check_bucket(bucket: &S3Bucket, at: &str, verdict: &mut Verdict) {
         verdict.errors.extend(check_secret_key(&format!("{at}.caBundleSecretRef.key"), &ca.key));
     }
     check_encryption(bucket, at, verdict);
+}
+
+/// The Secrets `bucket` (at field path `at`) names: its credentials, its CA bundle and its key
+/// Secret, each with the field naming it.
+pub fn named_secrets(bucket: &S3Bucket, at: &str) -> Vec<NamedSecret> {
+    let credentials = Some(("credentialsSecretRef", &bucket.credentials_secret_ref.name));
+    let ca = bucket.ca_bundle_secret_ref.as_ref().map(|ca| ("caBundleSecretRef", &ca.name));
+    let key = bucket.encryption.as_ref().and_then(|e| e.key_secret_ref.as_ref());
+    let key = key.map(|key| ("encryption.keySecretRef", &key.name));
+    [credentials, ca, key]
+        .into_iter()
+        .flatten()
+        .map(|(field, name)| NamedSecret::new(format!("{at}.{field}.name"), name))
+        .collect()
 }
 
 fn check_encryption(bucket: &S3Bucket, at: &str, verdict: &mut Verdict) {
@@ -219,6 +234,27 @@ mod tests {
         assert_eq!(
             rendered(&with(json!({"keySecretRef": {"name": ""}}))),
             ["spec.restoreSource.s3.encryption.keySecretRef.name: Required value: name a Secret of this namespace"]
+        );
+    }
+
+    #[test]
+    fn a_bucket_names_its_credentials_ca_bundle_and_key_secrets() {
+        let full = bucket(json!({"bucket": "b", "region": "r", "credentialsSecretRef": {"name": "s3"},
+            "caBundleSecretRef": {"name": "ca", "key": "ca.crt"}, "encryption": {"keySecretRef": {"name": "key"}}}));
+        let at = "spec.restoreSource.s3";
+        assert_eq!(
+            named_secrets(&full, at),
+            [
+                NamedSecret::new("spec.restoreSource.s3.credentialsSecretRef.name", "s3"),
+                NamedSecret::new("spec.restoreSource.s3.caBundleSecretRef.name", "ca"),
+                NamedSecret::new("spec.restoreSource.s3.encryption.keySecretRef.name", "key"),
+            ]
+        );
+        let clear = bucket(json!({"bucket": "b", "region": "r", "credentialsSecretRef": {"name": "s3"},
+            "encryption": {"disabled": true}}));
+        assert_eq!(
+            named_secrets(&clear, at),
+            [NamedSecret::new("spec.restoreSource.s3.credentialsSecretRef.name", "s3")]
         );
     }
 

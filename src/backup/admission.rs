@@ -1,10 +1,13 @@
 //! Admission of an `APIManagerBackup` (README, "Admission rules"): `spec.apiManagerName` defaulted
 //! to the namespace's only APIManager ([`super::defaulting`]), then every rule of
-//! [`super::validation`], the APIManagers read cache first and confirmed live before a refusal.
+//! [`super::validation`], the APIManagers read cache first and confirmed live before a refusal, and
+//! the Secrets a bucket destination names checked to exist where the operator may read them
+//! ([`crate::admission::secrets`]).
 
 use super::defaulting::{choose_name, needs_default, set_name_patch};
-use super::validation::{check_apimanager, check_create, check_update};
-use crate::admission::{Admit, Change, ToDefault, Verdict, Webhook};
+use super::validation::{SPEC, check_apimanager, check_create, check_update};
+use crate::admission::secrets::NamedSecret;
+use crate::admission::{Admit, Change, ToDefault, Verdict, Webhook, s3};
 use crate::api::apimanager::APIManager;
 use crate::api::backup::{APIManagerBackup, APIManagerBackupSpec};
 use crate::lookup::{self, ApiManagerLookup, LookupError};
@@ -79,6 +82,17 @@ impl Admit for APIManagerBackup {
     fn validate_update(old: &APIManagerBackupSpec, new: &APIManagerBackupSpec) -> Verdict {
         check_update(old, new)
     }
+
+    fn named_secrets(spec: &APIManagerBackupSpec) -> Vec<NamedSecret> {
+        bucket_secrets(spec, SPEC)
+    }
+}
+
+/// The Secrets a backup spec at field path `at` names (those of its bucket destination). Shared
+/// with a schedule's template.
+pub fn bucket_secrets(spec: &APIManagerBackupSpec, at: &str) -> Vec<NamedSecret> {
+    let bucket = spec.backup_destination.s3.as_ref();
+    bucket.map(|bucket| s3::named_secrets(bucket, &format!("{at}.backupDestination.s3"))).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -107,6 +121,25 @@ mod tests {
         async fn claim(&self, _: &str, _: &str) -> Result<Option<PersistentVolumeClaim>, LookupError> {
             Ok(None)
         }
+    }
+
+    #[test]
+    fn a_bucket_destination_names_its_secrets_and_a_claim_none() {
+        let spec: APIManagerBackupSpec = serde_json::from_value(serde_json::json!({"backupDestination": {"s3": {
+            "bucket": "backups", "region": "us-east-1", "credentialsSecretRef": {"name": "s3-creds"},
+            "encryption": {"keySecretRef": {"name": "backup-key"}}}}}))
+        .expect("spec");
+        assert_eq!(
+            <APIManagerBackup as Admit>::named_secrets(&spec),
+            [
+                NamedSecret::new("spec.backupDestination.s3.credentialsSecretRef.name", "s3-creds"),
+                NamedSecret::new("spec.backupDestination.s3.encryption.keySecretRef.name", "backup-key"),
+            ]
+        );
+        let claim: APIManagerBackupSpec = serde_json::from_value(serde_json::json!({"backupDestination": {
+            "persistentVolumeClaim": {"resources": {"requests": "1Gi"}}}}))
+        .expect("spec");
+        assert_eq!(<APIManagerBackup as Admit>::named_secrets(&claim), []);
     }
 
     #[tokio::test(start_paused = true)]

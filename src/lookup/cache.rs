@@ -4,7 +4,7 @@
 //! anything is refused (docs/design.md, "Admission from memory"). The watch runs on every replica for the
 //! process's life, whether or not this replica leads.
 
-use super::{ApiManagerLookup, ClusterLookup, LookupError, with_confirmed};
+use super::{ApiManagerLookup, ClusterLookup, LookupError, SecretExistence, with_confirmed};
 use crate::api::apimanager::APIManager;
 use crate::health::Readiness;
 use crate::informer::Informer;
@@ -81,5 +81,13 @@ impl ApiManagerLookup for CachedLookup {
     async fn claim(&self, namespace: &str, name: &str) -> Result<Option<PersistentVolumeClaim>, LookupError> {
         self.managed(namespace)?;
         self.live.claim(namespace, name).await
+    }
+
+    /// Secrets are not cached: only a bucket's Secrets are asked about, when a backup, restore or
+    /// schedule into a bucket is admitted (rare), and a cache would mean watching every Secret of
+    /// the managed namespaces (list and watch on Secrets, memory growing with their number).
+    async fn secret(&self, namespace: &str, name: &str) -> Result<SecretExistence, LookupError> {
+        self.managed(namespace)?;
+        self.live.secret(namespace, name).await
     }
 }

@@ -1,13 +1,16 @@
 //! How admission and the reconcilers find the APIManagers of a namespace (and a restore's backup
-//! claim): a small interface ([`ApiManagerLookup`]), so the rules are tested with fixed answers and
-//! served from the watch-fed cache ([`cache`]), which confirms through [`ClusterLookup`] what it
-//! does not know; and the one way every reader decides over them, [`cache_first`]: from what the
-//! lookup knows, and when that would refuse, again from what the API server holds now.
+//! claim, and whether a Secret a bucket names exists): a small interface ([`ApiManagerLookup`]), so
+//! the rules are tested with fixed answers and served from the watch-fed cache ([`cache`]), which
+//! confirms through [`ClusterLookup`] what it does not know; the one way every reader decides over
+//! them, [`cache_first`]: from what the lookup knows, and when that would refuse, again from what
+//! the API server holds now; and the one rule of every live read admission makes,
+//! [`within_budget`]: tried again while it fails for a passing reason, within the webhook's time.
 
 pub mod cache;
 
 use crate::api::apimanager::APIManager;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use crate::telemetry::Untrusted;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use std::future::Future;
@@ -70,6 +73,17 @@ pub enum LookupError {
         /// Why.
         reason: String,
     },
+    /// A Secret's metadata could not be read, or not in time (a refusal of the read itself is
+    /// [`SecretExistence::NotPermitted`], not an error).
+    #[error("could not read the metadata of Secret {name:?} in namespace {namespace:?}: {reason}")]
+    Secret {
+        /// The Secret's namespace.
+        namespace: String,
+        /// The Secret's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The namespace is not one this operator manages (`--namespace`).
     #[error("this operator does not manage namespace {namespace:?} (it manages {managed})")]
     NotManaged {
@@ -87,12 +101,25 @@ impl LookupError {
         match self {
             Self::Api { source, .. } | Self::Read { source, .. } => crate::client::is_transient(source),
             Self::Timeout { .. } | Self::ReadTimeout { .. } => true,
-            Self::Claim { .. } | Self::NotManaged { .. } => false,
+            // Already tried again within the budget.
+            Self::Claim { .. } | Self::Secret { .. } | Self::NotManaged { .. } => false,
         }
     }
 }
 
-/// Finds the APIManagers of a namespace, and claims.
+/// Whether a Secret exists, as far as the operator may know: admission reads a Secret's metadata
+/// only, and only where RBAC lets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretExistence {
+    /// The Secret exists.
+    Present,
+    /// No Secret of that name exists in the namespace.
+    Absent,
+    /// The operator may not read it (403): nothing is known.
+    NotPermitted,
+}
+
+/// Finds the APIManagers of a namespace, claims, and whether Secrets exist.
 pub trait ApiManagerLookup: Clone + Send + Sync + 'static {
     /// Every APIManager in `namespace`, as this lookup knows them (a cache answers from memory).
     fn list(&self, namespace: &str) -> impl Future<Output = Result<Vec<APIManager>, LookupError>> + Send;
@@ -116,6 +143,13 @@ pub trait ApiManagerLookup: Clone + Send + Sync + 'static {
         namespace: &str,
         name: &str,
     ) -> impl Future<Output = Result<Option<PersistentVolumeClaim>, LookupError>> + Send;
+
+    /// Whether Secret `name` of `namespace` exists now, from its metadata alone (never its data).
+    /// A lookup that cannot read Secrets answers [`SecretExistence::NotPermitted`].
+    fn secret(&self, namespace: &str, name: &str) -> impl Future<Output = Result<SecretExistence, LookupError>> + Send {
+        let _ = (namespace, name);
+        std::future::ready(Ok(SecretExistence::NotPermitted))
+    }
 }
 
 /// Reads APIManagers from the API server, each call a request.
@@ -156,23 +190,57 @@ impl ApiManagerLookup for ClusterLookup {
         let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
         let failed =
             |reason: String| LookupError::Claim { namespace: namespace.to_owned(), name: name.to_owned(), reason };
-        // Tried again while it fails for a passing reason, within the webhook's time.
-        let deadline = tokio::time::Instant::now() + CONFIRM_BUDGET;
-        loop {
-            let timeout = deadline.min(tokio::time::Instant::now() + LOOKUP_TIMEOUT);
-            match tokio::time::timeout_at(timeout, api.get_opt(name)).await {
-                Ok(Ok(claim)) => return Ok(claim),
-                Ok(Err(error))
-                    if crate::client::is_transient(&error)
-                        && tokio::time::Instant::now() + CONFIRM_RETRY_PAUSE < deadline =>
-                {
-                    tracing::debug!(%error, "reading a claim failed for a passing reason; trying again");
-                    tokio::time::sleep(CONFIRM_RETRY_PAUSE).await;
-                }
-                Ok(Err(error)) => return Err(failed(error.to_string())),
-                Err(_) => return Err(failed(format!("no answer within {LOOKUP_TIMEOUT:?}"))),
-            }
+        match within_budget(|| api.get_opt(name), crate::client::is_transient).await {
+            Some(Ok(claim)) => Ok(claim),
+            Some(Err(error)) => Err(failed(error.to_string())),
+            None => Err(failed(format!("no answer within {CONFIRM_BUDGET:?}"))),
         }
+    }
+
+    /// One metadata GET (`PartialObjectMetadata`: the API server sends no data), tried again
+    /// within the budget; a 403 is [`SecretExistence::NotPermitted`], logged at debug.
+    async fn secret(&self, namespace: &str, name: &str) -> Result<SecretExistence, LookupError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let failed =
+            |reason: String| LookupError::Secret { namespace: namespace.to_owned(), name: name.to_owned(), reason };
+        match within_budget(|| api.get_metadata_opt(name), crate::client::is_transient).await {
+            Some(Ok(Some(_))) => Ok(SecretExistence::Present),
+            Some(Ok(None)) => Ok(SecretExistence::Absent),
+            Some(Err(kube::Error::Api(status))) if status.code == 403 => {
+                tracing::debug!(
+                    namespace = ?Untrusted(namespace),
+                    "the operator may not read Secrets here (RBAC); their existence is not checked"
+                );
+                Ok(SecretExistence::NotPermitted)
+            }
+            Some(Err(error)) => Err(failed(error.to_string())),
+            None => Err(failed(format!("no answer within {CONFIRM_BUDGET:?}"))),
+        }
+    }
+}
+
+/// Runs `read` until it answers, fails for a reason that does not pass (`transient` false), or
+/// [`CONFIRM_BUDGET`] is spent (`None`: no answer in time), pausing [`CONFIRM_RETRY_PAUSE`] between
+/// tries: the one rule of every live read admission makes, so one dropped connection, 429 or 503
+/// never turns into a refusal, and the webhook still answers within the API server's 5 s.
+pub async fn within_budget<T, E, F, Fut>(mut read: F, transient: impl Fn(&E) -> bool) -> Option<Result<T, E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let deadline = tokio::time::Instant::now() + CONFIRM_BUDGET;
+    loop {
+        let error = match tokio::time::timeout_at(deadline, read()).await {
+            Ok(Ok(answer)) => return Some(Ok(answer)),
+            Ok(Err(error)) => error,
+            Err(_) => return None,
+        };
+        if !transient(&error) || tokio::time::Instant::now() + CONFIRM_RETRY_PAUSE >= deadline {
+            return Some(Err(error));
+        }
+        tracing::debug!(error = %Untrusted(&error.to_string()), "a live read failed for a passing reason; trying again");
+        tokio::time::sleep(CONFIRM_RETRY_PAUSE).await;
     }
 }
 
@@ -193,30 +261,18 @@ pub async fn cache_first<L: ApiManagerLookup, T, R>(
     Ok(rule(&confirm_within_budget(lookup, namespace, name).await?))
 }
 
-/// [`ApiManagerLookup::confirm`], tried again while it fails for a passing reason and
-/// [`CONFIRM_BUDGET`] lasts, so one dropped connection or 503 never turns into a refusal.
+/// [`ApiManagerLookup::confirm`] [`within_budget`].
 async fn confirm_within_budget<L: ApiManagerLookup>(
     lookup: &L,
     namespace: &str,
     name: Option<&str>,
 ) -> Result<Vec<APIManager>, LookupError> {
-    let deadline = tokio::time::Instant::now() + CONFIRM_BUDGET;
-    let timed_out = || match name {
-        Some(name) => LookupError::ReadTimeout { namespace: namespace.to_owned(), name: name.to_owned() },
-        None => LookupError::Timeout { namespace: namespace.to_owned() },
-    };
-    loop {
-        let error = match tokio::time::timeout_at(deadline, lookup.confirm(namespace, name)).await {
-            Ok(Ok(live)) => return Ok(live),
-            Ok(Err(error)) => error,
-            Err(_) => return Err(timed_out()),
-        };
-        if !error.is_transient() || tokio::time::Instant::now() + CONFIRM_RETRY_PAUSE >= deadline {
-            return Err(error);
-        }
-        tracing::debug!(%error, "a confirming read failed for a passing reason; trying again");
-        tokio::time::sleep(CONFIRM_RETRY_PAUSE).await;
-    }
+    within_budget(|| lookup.confirm(namespace, name), LookupError::is_transient).await.unwrap_or_else(|| {
+        Err(match name {
+            Some(name) => LookupError::ReadTimeout { namespace: namespace.to_owned(), name: name.to_owned() },
+            None => LookupError::Timeout { namespace: namespace.to_owned() },
+        })
+    })
 }
 
 /// `known` with APIManager `name` replaced by what a live read `found` (or removed when gone).
@@ -256,6 +312,85 @@ mod tests {
         assert_eq!(
             error.to_string(),
             r#"the API server did not answer for APIManager "example" of namespace "3scale" within 3s"#
+        );
+    }
+
+    /// A lookup of an HTTP server answering each request with the next status of `codes` (a
+    /// Secret's metadata for 200, a Status otherwise), and the heads of the requests it got.
+    fn canned_server_lookup(codes: &[u16]) -> (ClusterLookup, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (seen, codes) = (heads.clone(), std::sync::Arc::new(std::sync::Mutex::new(codes.to_vec())));
+        tokio::spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (seen, codes) = (seen.clone(), codes.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while socket.read(&mut byte).await.unwrap_or(0) == 1 {
+                        head.push(byte[0]);
+                        if !head.ends_with(b"\r\n\r\n") {
+                            continue;
+                        }
+                        seen.lock().expect("lock").push(String::from_utf8_lossy(&head).into_owned());
+                        head.clear();
+                        let code = codes.lock().expect("lock").remove(0);
+                        let body = match code {
+                            200 => r#"{"apiVersion":"meta.k8s.io/v1","kind":"PartialObjectMetadata","metadata":{"name":"s3"}}"#.to_owned(),
+                            code => {
+                                let reason = match code {
+                                    403 => "Forbidden",
+                                    404 => "NotFound",
+                                    429 => "TooManyRequests",
+                                    503 => "ServiceUnavailable",
+                                    _ => "BadRequest",
+                                };
+                                format!(
+                                    r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"{reason}","code":{code}}}"#
+                                )
+                            }
+                        };
+                        let answer = format!(
+                            "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if socket.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let config = kube::Config::new(url.parse().expect("url"));
+        (ClusterLookup::new(kube::Client::try_from(config).expect("client")), heads)
+    }
+
+    #[tokio::test]
+    async fn a_secret_is_read_by_its_metadata_alone_and_a_refused_read_means_not_permitted() {
+        let (lookup, heads) = canned_server_lookup(&[503, 429, 404, 200, 403]);
+        assert_eq!(lookup.secret("3scale", "s3").await.expect("answered"), SecretExistence::Absent, "after 2 tries");
+        assert_eq!(lookup.secret("3scale", "s3").await.expect("answered"), SecretExistence::Present);
+        assert_eq!(lookup.secret("3scale", "s3").await.expect("answered"), SecretExistence::NotPermitted);
+        let heads = heads.lock().expect("lock");
+        assert_eq!(heads.len(), 5);
+        for head in heads.iter() {
+            assert!(head.starts_with("GET /api/v1/namespaces/3scale/secrets/s3 HTTP/1.1\r\n"), "{head}");
+            assert!(head.to_lowercase().contains("as=partialobjectmetadata"), "metadata only: {head}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_secret_read_refused_for_good_is_an_error_never_an_answer() {
+        let (lookup, _) = canned_server_lookup(&[400]);
+        let error = lookup.secret("3scale", "s3").await.expect_err("refused");
+        assert!(!error.is_transient(), "{error}");
+        assert!(
+            error.to_string().starts_with(r#"could not read the metadata of Secret "s3" in namespace "3scale": "#),
+            "{error}"
         );
     }
 

@@ -1,9 +1,11 @@
 //! Admission of an `APIManagerRestore`: `claimSource.readOnly` defaulted to `true`, then every rule
 //! of [`super::validation`], the claim read live and the APIManagers cache first, confirmed live
-//! before a refusal.
+//! before a refusal, and the Secrets a bucket source names checked to exist where the operator may
+//! read them ([`crate::admission::secrets`]).
 
-use super::validation::{backed_up_apimanager, check_create, check_update};
-use crate::admission::{Admit, ToDefault, Verdict, Webhook};
+use super::validation::{S3_SOURCE, backed_up_apimanager, check_create, check_update};
+use crate::admission::secrets::NamedSecret;
+use crate::admission::{Admit, ToDefault, Verdict, Webhook, s3};
 use crate::api::apimanager::APIManager;
 use crate::api::restore::{APIManagerRestore, APIManagerRestoreSpec};
 use crate::lookup::{self, ApiManagerLookup, LookupError};
@@ -62,5 +64,11 @@ impl Admit for APIManagerRestore {
 
     fn validate_update(old: &APIManagerRestoreSpec, new: &APIManagerRestoreSpec) -> Verdict {
         check_update(old, new)
+    }
+
+    /// Those of a bucket source.
+    fn named_secrets(spec: &APIManagerRestoreSpec) -> Vec<NamedSecret> {
+        let source = spec.restore_source.s3.as_ref();
+        source.map(|source| s3::named_secrets(&source.bucket, S3_SOURCE)).unwrap_or_default()
     }
 }

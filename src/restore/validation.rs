@@ -10,7 +10,8 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::ResourceExt;
 
 const SOURCE: &str = "spec.restoreSource";
-const S3_SOURCE: &str = "spec.restoreSource.s3";
+/// Where a restore's bucket source is.
+pub const S3_SOURCE: &str = "spec.restoreSource.s3";
 const BACKUP_PATH_RULE: &str = "the backup's folder under the prefix, <namespace>/<backup name>-<backup uid>, as the \
 APIManagerBackup's status.s3.path gave it";
 /// The field naming the backup claim.

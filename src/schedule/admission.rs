@@ -1,16 +1,19 @@
 //! Admission of an `APIManagerBackupSchedule`: `spec.template.apiManagerName` defaulted as a
 //! backup's `spec.apiManagerName` is; every rule at once: the expression, the time zone and
 //! `maxAge` read ([`super::spec`]), and the template passes the rules of an `APIManagerBackup` (the
-//! backup's own checks, named under `spec.template`). A schedule's spec may change; an UPDATE is
-//! checked by the same rules, without lookups. (The name's length, which a label on each backup
-//! holds, is the CRD's CEL rule.)
+//! backup's own checks, named under `spec.template`), and the Secrets a bucket destination names
+//! exist where the operator may read them. A schedule's spec may change; an UPDATE is checked by
+//! the same rules, without APIManager lookups, reading only the Secrets the template names anew
+//! (the admission flow's rule, [`crate::admission::secrets`]).
+//! (The name's length, which a label on each backup holds, is the CRD's CEL rule.)
 
 use super::spec;
 use crate::admission::field_error::FieldError;
+use crate::admission::secrets::NamedSecret;
 use crate::admission::{Admit, Change, ToDefault, Verdict, Webhook};
 use crate::api::apimanager::APIManager;
 use crate::api::schedule::{APIManagerBackupSchedule, APIManagerBackupScheduleSpec};
-use crate::backup::admission::default_name;
+use crate::backup::admission::{bucket_secrets, default_name};
 use crate::backup::defaulting::set_name_patch_at;
 use crate::backup::validation::{check_apimanager_at, check_spec_at};
 use crate::lookup::{self, ApiManagerLookup, LookupError};
@@ -59,6 +62,11 @@ impl Admit for APIManagerBackupSchedule {
 
     fn validate_update(_old: &APIManagerBackupScheduleSpec, new: &APIManagerBackupScheduleSpec) -> Verdict {
         check_spec(new)
+    }
+
+    /// Those of the template's bucket destination, named under `spec.template`.
+    fn named_secrets(spec: &APIManagerBackupScheduleSpec) -> Vec<NamedSecret> {
+        bucket_secrets(&spec.template, TEMPLATE)
     }
 }
 
@@ -140,6 +148,17 @@ mod tests {
         assert!(errors[5].starts_with("spec.template.apiManagerName: Invalid value: \"example\": "), "{}", errors[5]);
         // An UPDATE checks the same fields, without the lookup.
         assert_eq!(rendered(&check_spec(&bad)), errors[..5]);
+    }
+
+    #[test]
+    fn the_templates_secrets_are_named_under_spec_template() {
+        let into_bucket = spec(serde_json::json!({"schedule": "@daily", "template": {
+            "backupDestination": {"s3": {"bucket": "backups", "region": "us-east-1",
+            "credentialsSecretRef": {"name": "s3"}, "encryption": {"disabled": true}}}}}));
+        assert_eq!(
+            <APIManagerBackupSchedule as Admit>::named_secrets(&into_bucket),
+            [NamedSecret::new("spec.template.backupDestination.s3.credentialsSecretRef.name", "s3")]
+        );
     }
 
     #[test]
