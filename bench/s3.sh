@@ -4,6 +4,11 @@
 #
 #   bench/s3.sh [SMALL_FILES] [SMALL_KIB] [LARGE_FILES] [LARGE_MIB]
 #       default: 2000 files of 64 KiB (~125 MiB) and 4 files of 64 MiB (256 MiB)
+#   TREES="small large" (default): the trees measured; `mixed` is one tree of both kinds of files
+#       (a FileStorage of many small and a few large files), e.g. for the 4 GiB run:
+#       TREES=mixed RUNS=1 bench/s3.sh 16384 64 3 1024   (1 GiB of small files + 3 GiB of large ones)
+#   RUNS=3 (default): runs of each command, the medians shown.
+#   BIN=path: measure this release binary instead of building one.
 #
 # ours:     `apimanager-backup-operator job copy-files` into the bucket, sealed (XChaCha20-Poly1305,
 #           a key Secret's folder), each file named by its keyed content hash, the sealed manifest
@@ -11,7 +16,7 @@
 # baseline: `aws s3 cp --recursive` of the tree (awscli, in clear, no manifest).
 # again:    a second backup of the unchanged tree under the first one's prefix: its wall time and
 #           the bytes it uploaded (its BackupWritten report) against the first's.
-# Each command runs 3 times; the table shows medians of wall time and peak RSS (GNU time).
+# Each command runs RUNS times; the table shows medians of wall time and peak RSS (GNU time).
 #
 # Needs: GNU time, awscli, the S3 server binary (tests/s3-server/build.sh, cached).
 set -euo pipefail
@@ -21,13 +26,17 @@ small=${1:-2000}
 small_kib=${2:-64}
 large=${3:-4}
 large_mib=${4:-64}
-runs=3
+runs=${RUNS:-3}
+trees=${TREES:-small large}
 command -v /usr/bin/time >/dev/null || { echo "bench/s3.sh needs GNU time (apt-get install time)" >&2; exit 1; }
 command -v aws >/dev/null || { echo "bench/s3.sh needs awscli (pip install awscli)" >&2; exit 1; }
 
 weed=$(tests/s3-server/build.sh)
-cargo build --release --quiet --bin apimanager-backup-operator
-bin=$PWD/target/release/apimanager-backup-operator
+bin=${BIN:-}
+if [[ -z $bin ]]; then
+  cargo build --release --quiet --bin apimanager-backup-operator
+  bin=$PWD/target/release/apimanager-backup-operator
+fi
 work=$(mktemp -d)
 server_pid=
 cleanup() {
@@ -63,17 +72,23 @@ s3api s3 ls s3://bench >/dev/null || { echo "the S3 server did not start: $work/
 for key in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do printf '%s' "${!key}" >"$work/credentials/$key"; done
 head -c 32 /dev/urandom | base64 >"$work/keys/bench"
 
-# tree NAME COUNT KIB: COUNT random files of KIB KiB in nested folders under $work/NAME.
+# tree NAME COUNT KIB KIND: COUNT random files of KIB KiB in nested folders under $work/NAME.
 tree() {
   for ((i = 0; i < $2; i++)); do
     local dir="$work/$1/uploads/$((i % 40))/$((i % 7))"
     mkdir -p "$dir"
-    head -c $(($3 * 1024)) /dev/urandom >"$dir/file-$i.bin"
+    head -c $(($3 * 1024)) /dev/urandom >"$dir/$4-$i.bin"
   done
 }
-echo "generating $small files of $small_kib KiB and $large files of $large_mib MiB under $work" >&2
-tree small "$small" "$small_kib"
-tree large "$large" $((large_mib * 1024))
+echo "generating $small files of $small_kib KiB and $large files of $large_mib MiB (trees: $trees) under $work" >&2
+for name in $trees; do
+  case $name in
+    small) tree small "$small" "$small_kib" file ;;
+    large) tree large "$large" $((large_mib * 1024)) file ;;
+    mixed) tree mixed "$small" "$small_kib" small && tree mixed "$large" $((large_mib * 1024)) large ;;
+    *) echo "unknown tree $name (small, large, mixed)" >&2 && exit 1 ;;
+  esac
+done
 
 run_id=0
 # ours TREE PREFIX: one backup of $work/TREE under PREFIX (its own folder each time); prints the
@@ -102,7 +117,7 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 echo
 echo "| tree (median of $runs) | ours (sealed) | aws s3 cp | throughput ours / aws | ours peak RSS | aws peak RSS | again: time / first | again: bytes / first |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-for name in small large; do
+for name in $trees; do
   first=() base=() again=()
   for ((r = 0; r < runs; r++)); do
     first+=("$(ours "$name" "p$name$r")")
