@@ -112,6 +112,7 @@ baseline() {
 }
 median() { sort -n -k1,1 | sed -n "$(((runs + 1) / 2))p"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+percent() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f %%", 100 * a / b }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 echo
@@ -127,7 +128,7 @@ for name in $trees; do
   read -r o_s o_kib o_bytes <<<"$(printf '%s\n' "${first[@]}" | median)"
   read -r a_s a_kib a_bytes <<<"$(printf '%s\n' "${again[@]}" | median)"
   read -r b_s b_kib <<<"$(printf '%s\n' "${base[@]}" | median)"
-  echo "| $name | $o_s s | $b_s s | $(ratio "$b_s" "$o_s") | $(mib "$o_kib") MiB | $(mib "$b_kib") MiB | $(ratio "$a_s" "$o_s") | $(ratio "$a_bytes" "$o_bytes") ($a_bytes of $o_bytes B) |"
+  echo "| $name | $o_s s | $b_s s | $(ratio "$b_s" "$o_s") | $(mib "$o_kib") MiB | $(mib "$b_kib") MiB | $(percent "$a_s" "$o_s") ($a_s s) | $(percent "$a_bytes" "$o_bytes") ($a_bytes of $o_bytes B) |"
 done
 echo
 echo "throughput ratio > 1: ours moved the tree faster than aws s3 cp; again: a second backup of the unchanged tree"
