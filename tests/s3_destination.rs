@@ -9,7 +9,7 @@ mod support;
 
 use apimanager_backup_operator::job::destination::index::{CONTENTS_FILE, INDEX_FILE, Index};
 use apimanager_backup_operator::job::destination::read::{Committed, Coverage};
-use apimanager_backup_operator::job::destination::steps::{copy_files, verify};
+use apimanager_backup_operator::job::destination::steps::copy_files;
 use apimanager_backup_operator::job::destination::write::BucketBackup;
 use apimanager_backup_operator::job::destination::{DestinationError, ObjectSink, S3Args};
 use apimanager_backup_operator::job::manifest::{Manifest, ObjectRef};
@@ -97,7 +97,7 @@ async fn back_up(setup: &Setup, name: &str, uid: &str, commit: bool) -> Result<u
     let mut args = setup.args.clone();
     args.s3_backup = Some(format!("3scale/{name}-{uid}"));
     args.s3_backup_uid = Some(uid.into());
-    let mut export = BucketBackup::begin(&args, "export-objects").await?;
+    let mut export = BucketBackup::begin(&common(&args), "export-objects").await?;
     let mut manifest = Manifest::default();
     let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "system-seed"},
         "stringData": {"MASTER_PASSWORD": PASSWORD}});
@@ -111,6 +111,21 @@ async fn back_up(setup: &Setup, name: &str, uid: &str, commit: bool) -> Result<u
     let common = CommonArgs { s3: args, ..CommonArgs::at("/unused") };
     let traffic = copy_files(&CopyArgs { source: setup.source.clone(), last_step: commit, common }).await?;
     Ok(traffic.files_uploaded)
+}
+
+/// The step settings of a backup in the bucket `args` name.
+fn common(args: &S3Args) -> CommonArgs {
+    CommonArgs { s3: args.clone(), ..CommonArgs::at("/unused") }
+}
+
+/// `job verify` of the backup `args` name.
+async fn verify(args: &S3Args) -> Result<StepReport, JobError> {
+    apimanager_backup_operator::job::destination::steps::verify(&common(args)).await
+}
+
+/// The committed backup `args` name.
+async fn open_committed(args: &S3Args) -> Result<Committed, DestinationError> {
+    Committed::open(&common(args)).await
 }
 
 fn at(setup: &Setup, name: &str, uid: &str) -> S3Args {
@@ -154,13 +169,13 @@ async fn a_sealed_backup_round_trips_by_content_and_holds_nothing_in_clear() {
     assert_eq!(api_manager.name, "example");
     // And without it: every stored object's digest.
     let keyless = S3Args { encryption_keys: None, ..at(&setup, "nightly", "uid-1") };
-    let committed = Committed::open(&keyless).await.expect("index readable without the key");
+    let committed = open_committed(&keyless).await.expect("index readable without the key");
     assert_eq!(committed.verify().await.expect("digests match"), Coverage::Stored { objects: 6 });
 
     // Restored onto an empty folder: contents, modes, times, links.
     let target = setup.dir.join("restored");
     fs::create_dir_all(&target).expect("target");
-    let committed = Committed::open(&at(&setup, "nightly", "uid-1")).await.expect("open");
+    let committed = open_committed(&at(&setup, "nightly", "uid-1")).await.expect("open");
     let contents = committed.contents().await.expect("sealed manifest");
     committed.restore_tree(&contents, "system-filestorage-pvc", &target).await.expect("restored");
     assert_eq!(fs::read(target.join("uploads/logos/logo.png")).expect("logo"), FILE_TEXT);
@@ -191,7 +206,7 @@ async fn a_sealed_backup_round_trips_by_content_and_holds_nothing_in_clear() {
         3,
         "new names under the new key"
     );
-    let index = Committed::open(&at(&rotated_setup, "nightly", "uid-3")).await.expect("open").index;
+    let index = open_committed(&at(&rotated_setup, "nightly", "uid-3")).await.expect("open").index;
     assert_eq!(index.key_id.as_deref(), Some("2026-06"));
 
     // A wrong key of the same id fails naming the key, never its bytes.
@@ -207,7 +222,7 @@ async fn a_sealed_backup_round_trips_by_content_and_holds_nothing_in_clear() {
 async fn corrupted_missing_and_uncommitted_backups_are_refused() {
     let setup = setup("damaged").await;
     back_up(&setup, "nightly", "uid-1", true).await.expect("backup");
-    let index = Committed::open(&at(&setup, "nightly", "uid-1")).await.expect("open").index;
+    let index = open_committed(&at(&setup, "nightly", "uid-1")).await.expect("open").index;
     let content = index.objects.iter().find(|o| o.key.starts_with("_content/")).expect("content").key.clone();
 
     // One changed byte of a content object: both checks name it.
@@ -221,7 +236,7 @@ async fn corrupted_missing_and_uncommitted_backups_are_refused() {
     assert!(message.contains("does not match its manifest") && message.contains(&content), "{message}");
     assert!(message.contains("fails authentication"), "{message}");
     let keyless = S3Args { encryption_keys: None, ..at(&setup, "nightly", "uid-1") };
-    let error = Committed::open(&keyless).await.expect("open").verify().await.expect_err("digest differs");
+    let error = open_committed(&keyless).await.expect("open").verify().await.expect_err("digest differs");
     assert!(error.to_string().contains(&format!("{content} differs from manifest.json")), "{error}");
 
     // A missing object.
@@ -282,7 +297,7 @@ async fn the_binary_runs_the_steps_from_their_command_lines() {
     let step_args = S3Args { s3_backup_uid: Some("uid-b".into()), ..at(&setup, "nightly", "uid-b") };
 
     // Only the export's part: the backup is not committed, and verify says so.
-    let mut export = BucketBackup::begin(&step_args, "export-objects").await.expect("begin");
+    let mut export = BucketBackup::begin(&common(&step_args), "export-objects").await.expect("begin");
     let mut manifest = Manifest::default();
     let apimanager = serde_json::json!({"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManager",
         "metadata": {"name": "example"}, "spec": {"wildcardDomain": "example.com"}});

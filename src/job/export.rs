@@ -168,8 +168,8 @@ fn referenced_entries(referenced: &ReferencedSecrets) -> Vec<ReferencedSecretEnt
 /// recorded as absent. Returns the bytes a bucket's backup uploaded when this step committed it.
 pub async fn run(args: &ExportArgs) -> Result<Option<u64>, JobError> {
     let started_at = now();
-    if args.common.s3.is_set() {
-        let mut bucket = BucketBackup::begin(&args.common.s3, STEP).await?;
+    if crate::job::destination::writes_sealed(&args.common) {
+        let mut bucket = BucketBackup::begin(&args.common, STEP).await?;
         let mut manifest = Manifest::default();
         export(args, &mut bucket, &mut manifest).await?;
         manifest.finish_step(STEP, started_at, args.last_step);

@@ -449,7 +449,7 @@ pub async fn run(command: JobCommand) -> Result<(), JobError> {
             (written, args.common.termination_log)
         }
         JobCommand::InspectFiles(args) => (inspect::run(&args).map(Some), args.termination_log),
-        JobCommand::CopyFiles(args) if args.common.s3.is_set() => {
+        JobCommand::CopyFiles(args) if destination::writes_sealed(&args.common) => {
             let traffic = destination::steps::copy_files(&args).await;
             let written = traffic.and_then(|t| written(args.last_step, t.backup_uploaded, &args.common.backup_dir));
             (written, args.common.termination_log)
@@ -458,7 +458,7 @@ pub async fn run(command: JobCommand) -> Result<(), JobError> {
             let written = copy::run(&args).and_then(|()| written(args.last_step, None, &args.common.backup_dir));
             (written, args.common.termination_log)
         }
-        JobCommand::BackupS3Files(args) if args.common.s3.is_set() => {
+        JobCommand::BackupS3Files(args) if destination::writes_sealed(&args.common) => {
             let traffic = destination::s3_files::backup(&args).await;
             let written = traffic.and_then(|t| written(args.last_step, t.backup_uploaded, &args.common.backup_dir));
             (written, args.common.termination_log)
@@ -468,21 +468,21 @@ pub async fn run(command: JobCommand) -> Result<(), JobError> {
             let written = copied.and_then(|()| written(args.last_step, None, &args.common.backup_dir));
             (written, args.common.termination_log)
         }
-        JobCommand::RestoreS3Files(args) if args.common.s3.is_set() => {
+        JobCommand::RestoreS3Files(args) if destination::reads_sealed(&args.common) => {
             (destination::s3_files::restore(&args).await.map(Some), args.common.termination_log)
         }
         JobCommand::RestoreS3Files(args) => {
             let restored = filestorage_s3::restore(&args.secret, args.overwrite, &args.common.backup_dir).await;
             (restored.map(Some), args.common.termination_log)
         }
-        JobCommand::Verify(args) if args.s3.is_set() => {
-            (destination::steps::verify(&args.s3).await.map(Some), args.termination_log)
+        JobCommand::Verify(args) if destination::reads_sealed(&args) => {
+            (destination::steps::verify(&args).await.map(Some), args.termination_log)
         }
         JobCommand::Verify(args) => (verify_step(&args.backup_dir).map(Some), args.termination_log),
         JobCommand::RestoreObjects(args) => {
             (restore::restore_objects(&args).await.map(Some), args.common.termination_log)
         }
-        JobCommand::RestoreFiles(args) if args.common.s3.is_set() => {
+        JobCommand::RestoreFiles(args) if destination::reads_sealed(&args.common) => {
             (destination::steps::restore_files(&args).await.map(Some), args.common.termination_log)
         }
         JobCommand::RestoreFiles(args) => (restore_files::run(&args).map(Some), args.common.termination_log),

@@ -120,8 +120,8 @@ fn restorable(manifest: Option<&Manifest>) -> Vec<(String, &'static str, String)
 /// over; any other missing file, or a referenced Secret whose name could not be an object's, fails
 /// the step before anything is created.
 pub async fn restore_objects(args: &RestoreArgs) -> Result<StepReport, JobError> {
-    if args.common.s3.is_set() {
-        let committed = Committed::open(&args.common.s3).await?;
+    if crate::job::destination::reads_sealed(&args.common) {
+        let committed = Committed::open(&args.common).await?;
         return restore_objects_from(&committed, args).await;
     }
     restore_objects_from(&Folder(&args.common.backup_dir), args).await
@@ -172,8 +172,8 @@ async fn restore_objects_from(source: &impl BackupSource, args: &RestoreArgs) ->
 /// fields) unless one of that name exists.
 pub async fn restore_apimanager(args: &RestoreArgs) -> Result<StepReport, JobError> {
     let root = &args.common.backup_dir;
-    let bytes = if args.common.s3.is_set() {
-        Committed::open(&args.common.s3).await?.read(APIMANAGER_FILE).await?
+    let bytes = if crate::job::destination::reads_sealed(&args.common) {
+        Committed::open(&args.common).await?.read(APIMANAGER_FILE).await?
     } else {
         Folder(root).read(APIMANAGER_FILE).await?
     };

@@ -1,31 +1,62 @@
-//! Where the step Pods write a backup and read it back: a folder on the backup claim, or a folder
-//! (a key prefix) in an S3 bucket, sealed on the client (docs/s3.md).
+//! Where the step Pods write a backup and read it back: the claim layout (3scale-operator's: a
+//! folder of clear files on the backup claim), or the sealed layout (docs/s3.md), in an S3 bucket
+//! or on the backup claim, sealed on the client when keys are given.
 //!
 //! - [`args`]: the steps' arguments naming the bucket, folder and mounted Secrets ([`S3Args`]);
-//! - [`source`]: where the restore steps read exported objects (claim or bucket);
+//! - [`source`]: where the restore steps read exported objects (claim layout or sealed layout);
 //! - [`sink`]: where `export-objects` puts each exported object ([`sink::Folder`] on the claim,
-//!   [`write::BucketBackup`] in the bucket);
-//! - [`bucket`]: the connection ([`bucket::Bucket`]) and sealed object I/O;
-//! - [`index`]: the formats in the bucket: the clear index `manifest.json` (the commit marker)
+//!   [`write::BucketBackup`] in the sealed layout);
+//! - [`store`]: where the sealed layout's objects live ([`store::Store`]: a bucket or the claim),
+//!   their raw I/O;
+//! - [`place`]: the backup's store, prefix, folder and keys ([`place::Place`]) and sealed object
+//!   I/O;
+//! - [`index`]: the sealed layout's formats: the clear index `manifest.json` (the commit marker)
 //!   and the sealed manifest;
-//! - [`write`]: a backup step into the bucket (objects, the FileStorage tree by content, the
-//!   commit);
-//! - [`read`]: verifying a backup in the bucket and restoring its files;
-//! - [`s3_files`]: an S3 System FileStorage's objects into the bucket by content, and back;
-//! - [`steps`]: the job steps' work when the backup is in a bucket;
+//! - [`write`]: a backup step into the sealed layout (objects, the FileStorage tree by content,
+//!   the commit);
+//! - [`read`]: verifying a sealed backup and restoring its files;
+//! - [`s3_files`]: an S3 System FileStorage's objects into the sealed layout by content, and back;
+//! - [`steps`]: the job steps' work when the backup is in the sealed layout;
 //! - [`error`]: what goes wrong ([`DestinationError`]).
 
 pub mod args;
-pub mod bucket;
 pub mod error;
 pub mod index;
+pub mod place;
 pub mod read;
 pub mod s3_files;
 pub mod sink;
 pub mod source;
 pub mod steps;
+pub mod store;
 pub mod write;
 
 pub use args::S3Args;
 pub use error::DestinationError;
 pub use sink::{Folder, ObjectSink};
+
+use crate::job::CommonArgs;
+use std::path::Path;
+
+/// Whether a backup step writes the sealed layout: into a bucket, or onto the claim when keys
+/// are given (without them, a claim's backup is in the claim layout).
+pub fn writes_sealed(common: &CommonArgs) -> bool {
+    common.s3.is_set() || common.s3.encryption_keys.is_some()
+}
+
+/// Whether a restore step reads the sealed layout: from a bucket, or from a claim whose
+/// `manifest.json` is a sealed layout's clear index (keys given for a claim in the claim layout
+/// are not used).
+pub fn reads_sealed(common: &CommonArgs) -> bool {
+    common.s3.is_set() || holds_sealed_layout(&common.backup_dir)
+}
+
+/// Whether the folder `root` holds a backup in the sealed layout: its `manifest.json` says so.
+pub fn holds_sealed_layout(root: &Path) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Format {
+        format: Option<String>,
+    }
+    let Ok(bytes) = std::fs::read(root.join(index::INDEX_FILE)) else { return false };
+    serde_json::from_slice::<Format>(&bytes).is_ok_and(|index| index.format.as_deref() == Some(index::INDEX_FORMAT))
+}

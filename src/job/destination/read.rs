@@ -1,13 +1,14 @@
-//! Reading a backup from the bucket: only a committed one (its `manifest.json` present), checked
+//! Reading a backup in the sealed layout (from a bucket or the claim): only a committed one (its `manifest.json` present), checked
 //! without the key (every object the clear index lists is there with its stored size and SHA-256)
 //! or, given the key, completely (every object opens for its backup and path or content name, and
 //! its plaintext matches the sealed manifest); and its FileStorage files written onto a folder,
 //! streamed object by object.
 
-use super::bucket::Bucket;
+use super::DestinationError;
 use super::index::{CONTENTS_FILE, Contents, INDEX_FILE, INDEX_FORMAT, Index, StoredObject};
-use super::write::{open_bytes, parse, raw_object};
-use super::{DestinationError, S3Args};
+use super::place::Place;
+use super::write::{open_bytes, parse};
+use crate::job::CommonArgs;
 use crate::job::JobError;
 use crate::job::manifest::{FileEntry, TreeEntries, decode_path};
 use crate::seal::{ContentName, Context};
@@ -19,16 +20,16 @@ use std::path::{Path, PathBuf};
 /// Problems listed in a failure message, at most.
 const LISTED_PROBLEMS: usize = 5;
 
-/// A committed backup in the bucket.
+/// A committed backup in the sealed layout.
 #[derive(Debug)]
 pub struct Committed {
     /// Where it is.
-    pub bucket: Bucket,
+    pub bucket: Place,
     /// Its clear index.
     pub index: Index,
 }
 
-/// What a check of a backup in the bucket covered.
+/// What a check of a sealed backup covered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Coverage {
     /// Without the key: the objects' stored bytes.
@@ -46,51 +47,59 @@ pub enum Coverage {
 }
 
 impl Committed {
-    /// Connects and reads the clear index; fails with [`DestinationError::Incomplete`] when the
-    /// backup's folder has none.
-    pub async fn open(args: &S3Args) -> Result<Self, DestinationError> {
-        let bucket = Bucket::connect(args)?;
+    /// Connects and reads the clear index of the backup `common` names; fails with
+    /// [`DestinationError::Incomplete`] when the backup's folder has none.
+    pub async fn open(common: &CommonArgs) -> Result<Self, DestinationError> {
+        Self::at(Place::connect(common)?).await
+    }
+
+    /// Reads the clear index of the backup at `bucket`.
+    pub async fn at(bucket: Place) -> Result<Self, DestinationError> {
         bucket.check().await?;
         let relative = bucket.in_folder(INDEX_FILE);
-        let incomplete =
-            || DestinationError::Incomplete { bucket: bucket.name.clone(), folder: bucket.key(&bucket.folder) };
-        if bucket.client.head_object(&bucket.name, &bucket.key(&relative)).await?.is_none() {
-            return Err(incomplete());
+        if bucket.store.size(&bucket.key(&relative)).await?.is_none() {
+            return Err(DestinationError::Incomplete { folder: bucket.folder_location() });
         }
-        let index: Index = parse(&bucket, &relative, &raw_object(&bucket, &relative).await?)?;
-        let corrupt = |reason: String| DestinationError::Corrupt {
-            bucket: bucket.name.clone(),
-            key: bucket.key(&relative),
-            reason,
-        };
+        let index: Index = parse(&bucket, &relative, &bucket.raw(&relative).await?)?;
+        let corrupt = |reason: String| DestinationError::Corrupt { object: bucket.location(&relative), reason };
         if index.format != INDEX_FORMAT {
             return Err(corrupt(format!("its format is {:?}, not {INDEX_FORMAT:?}", index.format)));
         }
-        if !bucket.folder.ends_with(&format!("-{}", index.backup_uid)) {
+        // A claim's backup is at its root: the index's UID binds its objects.
+        if !bucket.folder.is_empty() && !bucket.folder.ends_with(&format!("-{}", index.backup_uid)) {
             return Err(corrupt("it names a backup UID other than its folder's".into()));
         }
-        if index.key_id.is_some() && bucket.ring.is_none() && args.encryption_keys.is_some() {
-            return Err(corrupt("encrypted, but no key was given".into()));
-        }
         Ok(Self { bucket, index })
+    }
+
+    /// Fails when the backup is encrypted and no key was given, naming `field`, where the keys
+    /// that open it are set.
+    pub fn require_key(&self, field: &'static str) -> Result<(), DestinationError> {
+        match (&self.index.key_id, &self.bucket.ring) {
+            (Some(key_id), None) => Err(DestinationError::KeyRequired {
+                folder: self.bucket.folder_location(),
+                key_id: key_id.clone(),
+                field,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The backup's object `path` (in its folder), opened.
     pub async fn object(&self, path: &str) -> Result<Vec<u8>, DestinationError> {
         let relative = self.bucket.in_folder(path);
-        let raw = raw_object(&self.bucket, &relative).await?;
+        let raw = self.bucket.raw(&relative).await?;
         open_bytes(&self.bucket, &self.index.backup_uid, path, &raw).await
     }
 
     /// The sealed manifest, checked against the clear index's digest of it.
     pub async fn contents(&self) -> Result<Contents, DestinationError> {
         let relative = self.bucket.in_folder(CONTENTS_FILE);
-        let raw = raw_object(&self.bucket, &relative).await?;
+        let raw = self.bucket.raw(&relative).await?;
         let stored = digest(&raw);
         if stored.0 != self.index.contents.size || stored.1 != self.index.contents.sha256 {
             return Err(DestinationError::Corrupt {
-                bucket: self.bucket.name.clone(),
-                key: self.bucket.key(&relative),
+                object: self.bucket.location(&relative),
                 reason: "its bytes differ from the digest manifest.json lists".into(),
             });
         }
@@ -105,7 +114,7 @@ impl Committed {
         let opening = self.bucket.ring.is_some() || self.index.key_id.is_none();
         let coverage = if opening {
             let contents = self.contents().await?;
-            let expected = plaintext_digests(&contents, &self.bucket.folder);
+            let expected = plaintext_digests(&contents, &self.bucket);
             for object in &self.index.objects {
                 self.check_opened(object, expected.get(object.key.as_str()).copied(), &mut problems).await?;
             }
@@ -118,9 +127,7 @@ impl Committed {
                 match self.bucket.stored_digest(&object.key).await {
                     Ok(stored) if stored.size == object.size && stored.sha256 == object.sha256 => {}
                     Ok(_) => problems.push(format!("{} differs from manifest.json", object.key)),
-                    Err(DestinationError::S3(error)) if matches!(error.kind, crate::s3::ErrorKind::NoSuchKey) => {
-                        problems.push(format!("{} is missing", object.key));
-                    }
+                    Err(error) if error.is_missing() => problems.push(format!("{} is missing", object.key)),
                     Err(error) => return Err(error),
                 }
             }
@@ -134,11 +141,7 @@ impl Committed {
         if total > LISTED_PROBLEMS {
             problems.push(format!("and {} more", total - LISTED_PROBLEMS));
         }
-        Err(DestinationError::NotVerified {
-            bucket: self.bucket.name.clone(),
-            folder: self.bucket.key(&self.bucket.folder),
-            problems,
-        })
+        Err(DestinationError::NotVerified { folder: self.bucket.folder_location(), problems })
     }
 
     /// Opens `object` into nothing and compares both digests.
@@ -152,9 +155,12 @@ impl Committed {
             problems.push(format!("{} is not in the sealed manifest", object.key));
             return Ok(());
         };
-        let name = object.key.strip_prefix(&format!("{}/", super::bucket::CONTENT_FOLDER));
+        let name = object.key.strip_prefix(&format!("{}/", super::place::CONTENT_FOLDER));
         let content = name.and_then(|name| ContentName::parse(name).ok());
-        let own = object.key.strip_prefix(&format!("{}/", self.bucket.folder)).unwrap_or(&object.key);
+        let own = match self.bucket.folder.as_str() {
+            "" => object.key.as_str(),
+            folder => object.key.strip_prefix(&format!("{folder}/")).unwrap_or(&object.key),
+        };
         let context = match &content {
             Some(content) => Context::Content(content),
             None => Context::BackupObject { backup_uid: &self.index.backup_uid, path: own },
@@ -171,9 +177,7 @@ impl Committed {
                 problems.push(format!("{} does not hold what the sealed manifest lists", object.key));
             }
             Ok(_) => {}
-            Err(DestinationError::S3(error)) if matches!(error.kind, crate::s3::ErrorKind::NoSuchKey) => {
-                problems.push(format!("{} is missing", object.key));
-            }
+            Err(error) if error.is_missing() => problems.push(format!("{} is missing", object.key)),
             Err(DestinationError::Seal { source, .. }) => problems.push(format!("{}: {source}", object.key)),
             Err(error) => return Err(error),
         }
@@ -250,8 +254,8 @@ impl Committed {
         &self,
         content: &str,
         output: &mut W,
-    ) -> Result<super::bucket::Transferred, DestinationError> {
-        let name = content.strip_prefix(&format!("{}/", super::bucket::CONTENT_FOLDER)).unwrap_or(content);
+    ) -> Result<super::place::Transferred, DestinationError> {
+        let name = content.strip_prefix(&format!("{}/", super::place::CONTENT_FOLDER)).unwrap_or(content);
         let content_name = ContentName::parse(name).ok();
         let context = match (&self.bucket.ring, &content_name) {
             (Some(_), Some(name)) => Context::Content(name),
@@ -284,7 +288,7 @@ impl Committed {
 
 /// What each object of the backup must open to, by key below the prefix: an exported object its
 /// manifest entry, a content object the entry of a file that holds it.
-fn plaintext_digests<'a>(contents: &'a Contents, folder: &str) -> BTreeMap<String, &'a FileEntry> {
+fn plaintext_digests<'a>(contents: &'a Contents, place: &Place) -> BTreeMap<String, &'a FileEntry> {
     let files: BTreeMap<&str, &FileEntry> = contents.manifest.files.iter().map(|f| (f.path.as_str(), f)).collect();
     let mut expected: BTreeMap<String, &FileEntry> = BTreeMap::new();
     for meta in &contents.meta {
@@ -295,7 +299,7 @@ fn plaintext_digests<'a>(contents: &'a Contents, folder: &str) -> BTreeMap<Strin
     let copied: std::collections::BTreeSet<&str> = contents.meta.iter().map(|m| m.path.as_str()).collect();
     for entry in &contents.manifest.files {
         if !copied.contains(entry.path.as_str()) {
-            expected.insert(format!("{folder}/{}", entry.path), entry);
+            expected.insert(place.in_folder(&entry.path), entry);
         }
     }
     expected

@@ -8,8 +8,8 @@
 //! Secret names.
 
 use super::DestinationError;
-use super::bucket::{Bucket, Transferred};
 use super::index::{CONTENTS_FILE, FileMeta};
+use super::place::{Place, Transferred};
 use super::read::Committed;
 use super::write::{BucketBackup, Naming, Traffic};
 use crate::job::filestorage_s3::{self, S3FilesError, S3Object, S3Section, object_path};
@@ -45,7 +45,7 @@ struct Named {
 /// last step.
 pub async fn backup(args: &S3FilesArgs) -> Result<Traffic, JobError> {
     let started_at = now();
-    let mut backup = BucketBackup::begin(&args.common.s3, filestorage_s3::STEP).await?;
+    let mut backup = BucketBackup::begin(&args.common, filestorage_s3::STEP).await?;
     backup.learn_earlier_content().await?;
     let (client, bucket) = filestorage_s3::connect(&args.secret)?;
     let mut objects = Vec::new();
@@ -103,7 +103,7 @@ async fn store(
     bucket: &str,
     object: Named,
 ) -> Result<S3Object, JobError> {
-    let content = Bucket::content_key(&object.name);
+    let content = Place::content_key(&object.name);
     if !backup.reference_content(&content).await? {
         let stored = match &object.bytes {
             Some(bytes) => backup.upload_content(&object.name, &bytes[..], std::future::ready(Ok(()))).await?,
@@ -145,7 +145,7 @@ async fn store(
 /// lists, streamed from its content object into the bucket the Secret `args.secret` names, with
 /// its content type and metadata; refuses a bucket holding any object unless `args.overwrite`.
 pub async fn restore(args: &RestoreS3FilesArgs) -> Result<StepReport, JobError> {
-    let committed = Committed::open(&args.common.s3).await?;
+    let committed = Committed::open(&args.common).await?;
     let contents = committed.contents().await?;
     let section = contents.manifest.system_file_storage_s3.as_ref().ok_or(S3FilesError::NotInBackup)?;
     let content_of: BTreeMap<&str, &str> =
@@ -171,8 +171,7 @@ async fn restore_object(
     object: &S3Object,
 ) -> Result<(), JobError> {
     let corrupt = |reason: String| DestinationError::Corrupt {
-        bucket: committed.bucket.name.clone(),
-        key: committed.bucket.key(&committed.bucket.in_folder(CONTENTS_FILE)),
+        object: committed.bucket.location(&committed.bucket.in_folder(CONTENTS_FILE)),
         reason,
     };
     let content = content.ok_or_else(|| corrupt(format!("it names no content for {}", object.path)))?;

@@ -1,7 +1,6 @@
 //! Where the restore steps read a backup's exported objects: the backup folder on the claim, or
-//! a committed backup in the bucket (each object opened and authenticated as it is read).
+//! a committed backup in the sealed layout (each object opened and authenticated as it is read).
 
-use super::DestinationError;
 use super::read::Committed;
 use super::sink::Folder;
 use crate::job::JobError;
@@ -35,7 +34,7 @@ impl BackupSource for Committed {
     async fn read(&self, relative: &str) -> Result<Option<Vec<u8>>, JobError> {
         match self.object(relative).await {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(DestinationError::S3(error)) if matches!(error.kind, crate::s3::ErrorKind::NoSuchKey) => Ok(None),
+            Err(error) if error.is_missing() => Ok(None),
             Err(error) => Err(error.into()),
         }
     }

@@ -1,27 +1,35 @@
-//! The job steps' work when the backup is in a bucket (`job::run` chooses it when `--s3-bucket`
-//! is given).
+//! The job steps' work when the backup is in the sealed layout, in a bucket or on the claim
+//! (`job::run` chooses it: [`super::writes_sealed`], [`super::reads_sealed`]).
 
-use super::S3Args;
 use super::{read, write};
+use crate::job::CommonArgs;
 use crate::job::JobError;
 use crate::job::manifest::Manifest;
 use std::path::Path;
 
-/// `job copy-files` into the bucket: the FileStorage tree by content, the step's part, and the
+/// Where a restore from a claim names the keys opening its backup.
+pub const CLAIM_KEY_FIELD: &str = "spec.restoreSource.persistentVolumeClaim.encryption.keySecretRef";
+
+/// Where a restore from a bucket names the keys opening its backup.
+pub const BUCKET_KEY_FIELD: &str = "spec.restoreSource.s3.encryption.keySecretRef";
+
+/// `job copy-files` into the sealed layout: the FileStorage tree by content, the step's part, and the
 /// commit when this is the backup's last step (`--last-step`).
 pub async fn copy_files(args: &crate::job::CopyArgs) -> Result<write::Traffic, JobError> {
     let started_at = crate::job::manifest::now();
-    let mut backup = write::BucketBackup::begin(&args.common.s3, crate::job::copy::STEP).await?;
+    let mut backup = write::BucketBackup::begin(&args.common, crate::job::copy::STEP).await?;
     backup.copy_tree(&args.source, crate::layout::FILE_STORAGE_DIR).await?;
     let mut manifest = Manifest::default();
     manifest.finish_step(crate::job::copy::STEP, started_at, args.last_step);
     Ok(backup.finish(manifest, args.last_step).await?)
 }
 
-/// `job verify` of a backup in the bucket: committed, and every object as its manifests say
-/// (opened with the key when one is given); the backed-up APIManager.
-pub async fn verify(args: &S3Args) -> Result<crate::job::report::StepReport, JobError> {
-    let committed = read::Committed::open(args).await?;
+/// `job verify` of a sealed backup: committed, opened by the keys given when it is encrypted
+/// (without them it fails naming the field to set), and every object as its manifests say; the
+/// backed-up APIManager.
+pub async fn verify(common: &CommonArgs) -> Result<crate::job::report::StepReport, JobError> {
+    let committed = read::Committed::open(common).await?;
+    committed.require_key(if committed.bucket.is_claim() { CLAIM_KEY_FIELD } else { BUCKET_KEY_FIELD })?;
     let checked = match committed.verify().await? {
         read::Coverage::Opened { files, links } => crate::job::report::Checked::Verified { files, links },
         read::Coverage::Stored { objects } => crate::job::report::Checked::Verified { files: objects, links: 0 },
@@ -37,10 +45,10 @@ pub async fn verify(args: &S3Args) -> Result<crate::job::report::StepReport, Job
     Ok(crate::job::report::StepReport::Verify { checked, api_manager })
 }
 
-/// `job restore-files` from the bucket: the files written onto the claim's staging folder
+/// `job restore-files` from the sealed layout: the files written onto the claim's staging folder
 /// object by object, then placed and compared as from a claim.
 pub async fn restore_files(args: &crate::job::RestoreFilesArgs) -> Result<crate::job::report::StepReport, JobError> {
-    let committed = read::Committed::open(&args.common.s3).await?;
+    let committed = read::Committed::open(&args.common).await?;
     let contents = committed.contents().await?;
     let staging = crate::job::restore_files::prepare_staging(&args.target)?;
     let written = committed.restore_tree(&contents, crate::layout::FILE_STORAGE_DIR, &staging).await?;

@@ -1,4 +1,4 @@
-//! A backup step writing into the bucket. Exported objects are sealed to their path in the
+//! A backup step writing the sealed layout (into a bucket, or onto the claim). Exported objects are sealed to their path in the
 //! backup's folder; the FileStorage tree is stored **by content**: each file's content object is
 //! named by a keyed hash of its plaintext ([`crate::seal::ContentNamer`]; SHA-256 when not
 //! encrypted) under `<prefix>/_content/`, and a content object an earlier backup stored already is
@@ -8,12 +8,13 @@
 //! A retried step writes the same keys again: only its own backup's objects (content objects are
 //! never overwritten).
 
-use super::bucket::Bucket;
 use super::index::{
     CONTENTS_FILE, Contents, FileMeta, INDEX_FILE, INDEX_FORMAT, INDEX_FORMAT_VERSION, Index, PARTS_FOLDER, Part,
     StoredObject,
 };
-use super::{DestinationError, ObjectSink, S3Args};
+use super::place::Place;
+use super::{DestinationError, ObjectSink};
+use crate::job::CommonArgs;
 use crate::job::JobError;
 use crate::job::manifest::{AbsentEntry, FileEntry, LinkEntry, Manifest, encode_path, now};
 use crate::job::tree::{LOST_AND_FOUND, Next, Visit, walk};
@@ -44,10 +45,10 @@ pub struct Traffic {
     pub backup_uploaded: Option<u64>,
 }
 
-/// One step of a backup into the bucket.
+/// One step of a backup in the sealed layout.
 #[derive(Debug)]
 pub struct BucketBackup {
-    bucket: Bucket,
+    bucket: Place,
     sealer: Option<Sealer>,
     backup_uid: String,
     step: &'static str,
@@ -64,20 +65,20 @@ pub struct BucketBackup {
 impl BucketBackup {
     /// Connects, checks the bucket, reads the parts earlier steps of this backup wrote (and
     /// seals with their data key, so the whole backup has one).
-    pub async fn begin(args: &S3Args, step: &'static str) -> Result<Self, DestinationError> {
-        let backup_uid = args.s3_backup_uid.clone().ok_or(DestinationError::Argument("--s3-backup-uid"))?;
-        let bucket = Bucket::connect(args)?;
+    pub async fn begin(common: &CommonArgs, step: &'static str) -> Result<Self, DestinationError> {
+        let backup_uid = common.s3.s3_backup_uid.clone().ok_or(DestinationError::Argument("--s3-backup-uid"))?;
+        let bucket = Place::connect(common)?;
         bucket.check().await?;
         let mut earlier = Vec::new();
         let mut wrapped = None;
         let parts = bucket.key(&bucket.in_folder(PARTS_FOLDER)) + "/";
-        for listed in bucket.client.list_all(&bucket.name, &parts).await? {
+        for listed in bucket.store.list(&parts).await? {
             let name = listed.key.trim_start_matches(&parts);
             if name == part_name(step) {
                 continue;
             }
             let relative = format!("{PARTS_FOLDER}/{name}");
-            let raw = raw_object(&bucket, &bucket.in_folder(&relative)).await?;
+            let raw = bucket.raw(&bucket.in_folder(&relative)).await?;
             if bucket.ring.is_some() && wrapped.is_none() {
                 let (header, _) = Header::parse(&raw).map_err(bucket.seal_error(&bucket.in_folder(&relative)))?;
                 wrapped = Some(header.wrapped_key);
@@ -106,7 +107,7 @@ impl BucketBackup {
     }
 
     /// Stores `bytes` as the backup's object `path`, sealed to the backup and path.
-    async fn put_own(&mut self, path: &str, bytes: &[u8]) -> Result<super::bucket::Transferred, DestinationError> {
+    async fn put_own(&mut self, path: &str, bytes: &[u8]) -> Result<super::place::Transferred, DestinationError> {
         let key = self.bucket.in_folder(path);
         let context = Context::BackupObject { backup_uid: &self.backup_uid, path };
         let stored = self.bucket.put(self.sealer.as_ref(), context, &key, bytes).await?;
@@ -117,27 +118,31 @@ impl BucketBackup {
     /// Reads the stored digests of content the newest committed backups of this namespace
     /// reference, so referencing it again needs no download.
     pub async fn learn_earlier_content(&mut self) -> Result<(), DestinationError> {
+        // A claim holds one backup: no earlier one to learn from.
+        if self.bucket.folder.is_empty() {
+            return Ok(());
+        }
         let namespace = self.bucket.folder.split('/').next().unwrap_or_default();
         let folder = self.bucket.key(namespace) + "/";
         let mut indexes: Vec<_> = self
             .bucket
-            .client
-            .list_all(&self.bucket.name, &folder)
+            .store
+            .list(&folder)
             .await?
             .into_iter()
             .filter(|listed| listed.key.ends_with(&format!("/{INDEX_FILE}")))
             .collect();
-        indexes.sort_by(|a, b| b.last_modified.cmp(&a.last_modified));
+        indexes.sort_by(|a, b| b.modified.cmp(&a.modified));
         for listed in indexes.into_iter().take(EARLIER_INDEXES) {
             let mut bytes = Vec::new();
-            self.bucket.client.download(&self.bucket.name, &listed.key, &mut bytes).await?;
+            self.bucket.store.download(&listed.key, &mut bytes).await?;
             // An unreadable earlier index only means its content is not known here.
             let Ok(index) = serde_json::from_slice::<Index>(&bytes) else { continue };
             if index.key_id.is_some() != self.sealer.is_some() {
                 continue;
             }
             for object in index.objects {
-                if object.key.starts_with(super::bucket::CONTENT_FOLDER) {
+                if object.key.starts_with(super::place::CONTENT_FOLDER) {
                     self.known_content.insert(object.key.clone(), object);
                 }
             }
@@ -199,7 +204,7 @@ impl BucketBackup {
     async fn store_file(&mut self, path: &Path, item: &Item) -> Result<(FileEntry, String), JobError> {
         let (name, digest) = self.name_content(path, item).await?;
         let entry = FileEntry { path: item.path.clone(), size: digest.size, sha256: digest.sha256.clone() };
-        let key = Bucket::content_key(&name);
+        let key = Place::content_key(&name);
         if self.reference_content(&key).await? {
             return Ok((entry, key));
         }
@@ -220,12 +225,12 @@ impl BucketBackup {
             self.traffic.files_referenced += 1;
             return Ok(true);
         }
-        let Some(info) = self.bucket.client.head_object(&self.bucket.name, &self.bucket.key(key)).await? else {
+        let Some(size) = self.bucket.store.size(&self.bucket.key(key)).await? else {
             return Ok(false);
         };
         // Stored by a backup whose index this step did not read: its digest from its bytes.
         let stored = self.bucket.stored_digest(key).await?;
-        if stored.size != info.size {
+        if stored.size != size {
             return Ok(false);
         }
         let object = StoredObject { key: key.to_owned(), size: stored.size, sha256: stored.sha256 };
@@ -245,7 +250,7 @@ impl BucketBackup {
         input: R,
         feed: impl Future<Output = Result<(), JobError>>,
     ) -> Result<StreamDigest, JobError> {
-        let key = Bucket::content_key(name);
+        let key = Place::content_key(name);
         let content = crate::seal::ContentName::parse(name).ok();
         let context = match &content {
             Some(content) => Context::Content(content),
@@ -266,7 +271,7 @@ impl BucketBackup {
     pub async fn discard_content(&mut self, key: &str) -> Result<(), DestinationError> {
         self.known_content.remove(key);
         self.part.objects.retain(|object| object.key != key);
-        self.bucket.client.delete_object(&self.bucket.name, &self.bucket.key(key)).await?;
+        self.bucket.store.delete(&self.bucket.key(key)).await?;
         Ok(())
     }
 
@@ -341,9 +346,9 @@ impl BucketBackup {
             content_type: Some("application/json".into()),
             ..crate::s3::ObjectMetadata::default()
         };
-        let bytes = bytes::Bytes::from(to_json(&index));
+        let bytes = to_json(&index);
         self.traffic.uploaded += bytes.len() as u64;
-        self.bucket.client.put_object(&self.bucket.name, &key, bytes, &metadata).await?;
+        self.bucket.store.upload(&key, &bytes[..], &metadata).await?;
         self.traffic.backup_uploaded = Some(whole.uploaded + self.traffic.uploaded - own_uploaded);
         Ok(self.traffic)
     }
@@ -425,16 +430,9 @@ fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// The bytes stored as `relative` (below the prefix), as they are.
-pub(super) async fn raw_object(bucket: &Bucket, relative: &str) -> Result<Vec<u8>, DestinationError> {
-    let mut bytes = Vec::new();
-    bucket.client.download(&bucket.name, &bucket.key(relative), &mut bytes).await?;
-    Ok(bytes)
-}
-
 /// The plaintext of the backup object `path` (in the backup's folder) whose stored bytes are `raw`.
 pub(super) async fn open_bytes(
-    bucket: &Bucket,
+    bucket: &Place,
     backup_uid: &str,
     path: &str,
     raw: &[u8],
@@ -450,13 +448,12 @@ pub(super) async fn open_bytes(
 
 /// `bytes` of object `relative` as `T`.
 pub(super) fn parse<T: serde::de::DeserializeOwned>(
-    bucket: &Bucket,
+    bucket: &Place,
     relative: &str,
     bytes: &[u8],
 ) -> Result<T, DestinationError> {
     serde_json::from_slice(bytes).map_err(|error| DestinationError::Corrupt {
-        bucket: bucket.name.clone(),
-        key: bucket.key(relative),
+        object: bucket.location(relative),
         reason: format!("does not parse ({:?} error at line {})", error.classify(), error.line()),
     })
 }

@@ -1,11 +1,14 @@
-//! The connection to the backup's bucket and the I/O of its objects: each object streamed through
-//! the seal ([`crate::seal`]) into a (multipart) upload, or out of a download through the opening,
-//! memory bounded by the seal's segments and the upload's parts whatever the object's size. With
+//! A sealed backup's place: its store ([`Store`]: a bucket, or the backup claim), the key prefix,
+//! the backup's folder below it and the keys; and the I/O of its objects: each object streamed
+//! through the seal ([`crate::seal`]) into the store, or out of it through the opening, memory
+//! bounded by the seal's segments and the store's chunks whatever the object's size. With
 //! encryption off, objects pass in clear and only their digests are taken.
 
+use super::store::Store;
 use super::{DestinationError, S3Args};
+use crate::job::CommonArgs;
 use crate::s3::config::keys;
-use crate::s3::{ClientOptions, ErrorKind, ObjectMetadata, S3Client, S3Error};
+use crate::s3::{ClientOptions, ObjectMetadata, S3Client};
 use crate::seal::{Context, KeyRing, Sealer, StreamDigest};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -14,7 +17,7 @@ use std::pin::Pin;
 use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-/// Bytes in flight between the seal and the upload (or the download and the opening).
+/// Bytes in flight between the seal and the store (or the store and the opening).
 const PIPE_BYTES: usize = 256 << 10;
 
 /// Largest small object (exported object, manifest, step part) read into memory.
@@ -23,7 +26,7 @@ pub const MAX_SMALL_OBJECT_BYTES: u64 = 256 << 20;
 /// Name of the folder of content objects under the prefix (no namespace starts with `_`).
 pub const CONTENT_FOLDER: &str = "_content";
 
-/// The digests of one object written or read: its bytes in the bucket (`stored`) and its
+/// The digests of one object written or read: its bytes in the store (`stored`) and its
 /// plaintext (equal when not encrypted).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transferred {
@@ -33,55 +36,44 @@ pub struct Transferred {
     pub stored: StreamDigest,
 }
 
-/// The backup's bucket, prefix and folder, the client, and the keys (none: not encrypted).
+/// The backup's store, prefix and folder, and the keys (none: not encrypted).
 #[derive(Debug)]
-pub struct Bucket {
-    /// The client.
-    pub client: S3Client,
-    /// The bucket's name.
-    pub name: String,
+pub struct Place {
+    /// Where the objects are.
+    pub store: Store,
     /// The key prefix of every backup (empty, or without a trailing `/`).
     pub prefix: String,
-    /// The backup's folder below the prefix (`<namespace>/<backup>-<uid>`).
+    /// The backup's folder below the prefix: `<namespace>/<backup>-<uid>` in a bucket, empty on a
+    /// claim (which holds one backup, at its root).
     pub folder: String,
-    /// The key ring; `None` when the backup is not encrypted.
+    /// The key ring; `None` when the backup is not encrypted (or its keys were not given).
     pub ring: Option<KeyRing>,
 }
 
-impl Bucket {
-    /// Connects as `args` say: the credentials Secret's keys, overridden by the region, endpoint
-    /// and addressing given; the keys from the key Secret's folder.
-    pub fn connect(args: &S3Args) -> Result<Self, DestinationError> {
-        let name = args.s3_bucket.clone().ok_or(DestinationError::Argument("--s3-bucket"))?;
-        let folder = args.s3_backup.clone().ok_or(DestinationError::Argument("--s3-backup"))?;
-        let credentials = args.s3_credentials.as_deref().ok_or(DestinationError::Argument("--s3-credentials"))?;
-        let mut values = read_secret_folder(Path::new(credentials))?;
-        if let Some(region) = &args.s3_region {
-            values.insert(keys::REGION, region.clone());
-        }
-        if let Some(endpoint) = &args.s3_endpoint {
-            values.insert(keys::HOSTNAME, endpoint.clone());
-            values.remove(keys::PROTOCOL);
-        }
-        if let Some(path_style) = args.s3_force_path_style {
-            values.insert(keys::PATH_STYLE, path_style.to_string());
-        }
-        let settings =
-            crate::s3::config::from_secret_keys(|key| values.get(key).cloned(), args.s3_allow_http == Some(true))?;
-        let mut endpoint = settings.endpoint;
-        if let Some(bundle) = &args.s3_ca_bundle {
-            let bytes = std::fs::read(bundle).map_err(|error| {
-                DestinationError::Config(crate::s3::ConfigError::CaBundle(format!("{bundle}: {}", error.kind())))
-            })?;
-            endpoint = endpoint.with_ca_bundle(&bytes)?;
-        }
-        let client = S3Client::new(endpoint, &settings.credentials, ClientOptions::default())?;
+impl Place {
+    /// The place `common` names: the bucket when `--s3-bucket` is given (connected as
+    /// [`connect_bucket`] says), else the backup claim's root; the keys from the key Secret's
+    /// folder.
+    pub fn connect(common: &CommonArgs) -> Result<Self, DestinationError> {
+        let args = &common.s3;
         let ring = match &args.encryption_keys {
             Some(folder) => Some(KeyRing::load(&[PathBuf::from(folder)]).map_err(DestinationError::Keys)?),
             None => None,
         };
+        if !args.is_set() {
+            let store = Store::Claim { root: common.backup_dir.clone() };
+            return Ok(Self { store, prefix: String::new(), folder: String::new(), ring });
+        }
+        let folder = args.s3_backup.clone().ok_or(DestinationError::Argument("--s3-backup"))?;
+        let (client, name) = connect_bucket(args)?;
         let prefix = args.s3_prefix.clone().unwrap_or_default().trim_matches('/').to_owned();
-        Ok(Self { client, name, prefix, folder: folder.trim_matches('/').to_owned(), ring })
+        let store = Store::Bucket { client, name };
+        Ok(Self { store, prefix, folder: folder.trim_matches('/').to_owned(), ring })
+    }
+
+    /// Whether the store is the backup claim.
+    pub fn is_claim(&self) -> bool {
+        matches!(self.store, Store::Claim { .. })
     }
 
     /// The key of `relative` (a key below the prefix).
@@ -91,7 +83,7 @@ impl Bucket {
 
     /// `path` of the backup's folder, as a key below the prefix.
     pub fn in_folder(&self, path: &str) -> String {
-        format!("{}/{path}", self.folder)
+        if self.folder.is_empty() { path.to_owned() } else { format!("{}/{path}", self.folder) }
     }
 
     /// A content object's key below the prefix.
@@ -99,24 +91,26 @@ impl Bucket {
         format!("{CONTENT_FOLDER}/{name}")
     }
 
-    /// The error of object `relative` failing to seal or open.
-    pub fn seal_error(&self, relative: &str) -> impl FnOnce(crate::seal::SealError) -> DestinationError {
-        let (bucket, key) = (self.name.clone(), self.key(relative));
-        move |source| DestinationError::Seal { bucket, key, source }
+    /// Where `relative` (below the prefix) is, for messages.
+    pub fn location(&self, relative: &str) -> String {
+        self.store.location(&self.key(relative))
     }
 
-    /// Fails unless the bucket exists and these credentials reach it.
+    /// Where the backup's folder is, for messages (ending in `/`).
+    pub fn folder_location(&self) -> String {
+        let location = self.location(&self.folder);
+        if location.ends_with('/') { location } else { location + "/" }
+    }
+
+    /// The error of object `relative` failing to seal or open.
+    pub fn seal_error(&self, relative: &str) -> impl FnOnce(crate::seal::SealError) -> DestinationError {
+        let object = self.location(relative);
+        move |source| DestinationError::Seal { object, source }
+    }
+
+    /// Fails unless the store exists and can be reached.
     pub async fn check(&self) -> Result<(), DestinationError> {
-        if self.client.bucket_exists(&self.name).await? {
-            return Ok(());
-        }
-        Err(S3Error {
-            operation: crate::s3::Operation::HeadBucket,
-            bucket: self.name.clone(),
-            key: None,
-            kind: ErrorKind::NoSuchBucket,
-        }
-        .into())
+        self.store.check().await
     }
 
     /// Stores everything `input` yields as `relative` (below the prefix), sealed for `context`
@@ -152,18 +146,13 @@ impl Bucket {
         };
         // A failed seal ends `produce` first: the upload is dropped (and aborted) before it could
         // take the closed pipe for the end of the object.
-        let upload = async {
-            self.client
-                .upload(&self.name, &key, reader, &ObjectMetadata::default())
-                .await
-                .map_err(DestinationError::from)
-        };
+        let metadata = ObjectMetadata::default();
+        let upload = self.store.upload(&key, reader, &metadata);
         let ((plaintext, stored), uploaded) = tokio::try_join!(produce, upload)?;
-        if uploaded.size != stored.size {
+        if uploaded != stored.size {
             return Err(DestinationError::Corrupt {
-                bucket: self.name.clone(),
-                key,
-                reason: format!("{} bytes were stored of {}", uploaded.size, stored.size),
+                object: self.store.location(&key),
+                reason: format!("{uploaded} bytes were stored of {}", stored.size),
             });
         }
         Ok(Transferred { plaintext, stored })
@@ -180,14 +169,14 @@ impl Bucket {
         let key = self.key(relative);
         let Some(ring) = &self.ring else {
             let mut hashing = Hashing::new(output);
-            self.client.download(&self.name, &key, &mut hashing).await?;
+            self.store.download(&key, &mut hashing).await?;
             let digest = hashing.finish();
             return Ok(Transferred { plaintext: digest.clone(), stored: digest });
         };
         let (writer, reader) = tokio::io::duplex(PIPE_BYTES);
         let download = async {
             let mut writer = writer;
-            let result = self.client.download(&self.name, &key, &mut writer).await;
+            let result = self.store.download(&key, &mut writer).await;
             drop(writer);
             result
         };
@@ -199,11 +188,10 @@ impl Bucket {
         };
         let (downloaded, opened) = tokio::join!(download, open);
         match (downloaded, opened) {
-            (Ok(_), Ok(opened)) => Ok(Transferred { plaintext: opened.plaintext, stored: opened.ciphertext }),
-            (Err(S3Error { kind: ErrorKind::Sink(_), .. }), Err(error)) | (Ok(_), Err(error)) => {
-                Err(self.seal_error(relative)(error))
-            }
-            (Err(error), _) => Err(error.into()),
+            (Ok(()), Ok(opened)) => Ok(Transferred { plaintext: opened.plaintext, stored: opened.ciphertext }),
+            (Err(sink), Err(error)) if sink.is_sink() => Err(self.seal_error(relative)(error)),
+            (Ok(()), Err(error)) => Err(self.seal_error(relative)(error)),
+            (Err(error), _) => Err(error),
         }
     }
 
@@ -213,20 +201,54 @@ impl Bucket {
         let transferred = self.get(context, relative, &mut bytes).await?;
         if transferred.plaintext.size > MAX_SMALL_OBJECT_BYTES {
             return Err(DestinationError::Corrupt {
-                bucket: self.name.clone(),
-                key: self.key(relative),
+                object: self.location(relative),
                 reason: format!("larger than {MAX_SMALL_OBJECT_BYTES} bytes"),
             });
         }
         Ok(bytes)
     }
 
+    /// The bytes stored as `relative` (below the prefix), as they are.
+    pub async fn raw(&self, relative: &str) -> Result<Vec<u8>, DestinationError> {
+        let mut bytes = Vec::new();
+        self.store.download(&self.key(relative), &mut bytes).await?;
+        Ok(bytes)
+    }
+
     /// The digests of the bytes stored as `relative`, read without opening them.
     pub async fn stored_digest(&self, relative: &str) -> Result<StreamDigest, DestinationError> {
         let mut hashing = Hashing::new(tokio::io::sink());
-        self.client.download(&self.name, &self.key(relative), &mut hashing).await?;
+        self.store.download(&self.key(relative), &mut hashing).await?;
         Ok(hashing.finish())
     }
+}
+
+/// Connects to the bucket `args` name: the credentials Secret's keys, overridden by the region,
+/// endpoint and addressing given; returns the client and the bucket's name.
+fn connect_bucket(args: &S3Args) -> Result<(S3Client, String), DestinationError> {
+    let name = args.s3_bucket.clone().ok_or(DestinationError::Argument("--s3-bucket"))?;
+    let credentials = args.s3_credentials.as_deref().ok_or(DestinationError::Argument("--s3-credentials"))?;
+    let mut values = read_secret_folder(Path::new(credentials))?;
+    if let Some(region) = &args.s3_region {
+        values.insert(keys::REGION, region.clone());
+    }
+    if let Some(endpoint) = &args.s3_endpoint {
+        values.insert(keys::HOSTNAME, endpoint.clone());
+        values.remove(keys::PROTOCOL);
+    }
+    if let Some(path_style) = args.s3_force_path_style {
+        values.insert(keys::PATH_STYLE, path_style.to_string());
+    }
+    let settings =
+        crate::s3::config::from_secret_keys(|key| values.get(key).cloned(), args.s3_allow_http == Some(true))?;
+    let mut endpoint = settings.endpoint;
+    if let Some(bundle) = &args.s3_ca_bundle {
+        let bytes = std::fs::read(bundle).map_err(|error| {
+            DestinationError::Config(crate::s3::ConfigError::CaBundle(format!("{bundle}: {}", error.kind())))
+        })?;
+        endpoint = endpoint.with_ca_bundle(&bytes)?;
+    }
+    Ok((S3Client::new(endpoint, &settings.credentials, ClientOptions::default())?, name))
 }
 
 /// The values of 3scale's S3 Secret keys among the files of the mounted Secret at `folder`.

@@ -1,0 +1,220 @@
+//! The sealed layout on a backup claim (a folder standing in for the claim's root): a backup's
+//! steps seal their objects and the FileStorage tree by content onto the claim, the last one
+//! commits `manifest.json`; the claim holds nothing in clear; verify with and without the key; the
+//! files restored with modes, times and links; a restore without the key fails naming the field
+//! to set, a wrong key fails naming the key; a claim in the clear layout is read as ever.
+
+use apimanager_backup_operator::job::destination::index::{INDEX_FILE, INDEX_FORMAT, Index};
+use apimanager_backup_operator::job::destination::read::{Committed, Coverage};
+use apimanager_backup_operator::job::destination::steps::{CLAIM_KEY_FIELD, copy_files, verify};
+use apimanager_backup_operator::job::destination::write::BucketBackup;
+use apimanager_backup_operator::job::destination::{DestinationError, ObjectSink, reads_sealed, writes_sealed};
+use apimanager_backup_operator::job::manifest::{Manifest, ObjectRef};
+use apimanager_backup_operator::job::report::{Checked, StepReport};
+use apimanager_backup_operator::job::{CommonArgs, CopyArgs, JobError};
+use apimanager_backup_operator::layout::APIMANAGER_FILE;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+const PASSWORD: &str = "s3cr3t-Claim-Passw0rd-4242";
+const FILE_TEXT: &[u8] = b"uploaded logo bytes that must not appear in clear on the claim";
+
+/// An empty scratch folder, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(label: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("abo-claimdest-{label}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch");
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A key Secret's folder holding `keys` (id, 32-byte value).
+fn keys(dir: &Path, name: &str, keys: &[(&str, [u8; 32])]) -> String {
+    let folder = dir.join(name);
+    fs::create_dir_all(&folder).expect("keys");
+    for (id, value) in keys {
+        fs::write(folder.join(id), value).expect("key");
+    }
+    folder.to_string_lossy().into_owned()
+}
+
+/// The FileStorage tree: nested folders with modes, a file larger than a segment, an empty file,
+/// a symbolic link, a hard link, set times.
+fn tree(root: &Path) {
+    fs::create_dir_all(root.join("uploads/logos")).expect("dirs");
+    fs::write(root.join("uploads/logos/logo.png"), FILE_TEXT).expect("file");
+    fs::write(root.join("robots.txt"), b"").expect("empty");
+    let large: Vec<u8> = (0..(3u32 << 20) + 5).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    fs::write(root.join("uploads/big.bin"), &large).expect("large");
+    std::os::unix::fs::symlink("uploads/logos/logo.png", root.join("current-logo")).expect("link");
+    fs::hard_link(root.join("uploads/logos/logo.png"), root.join("uploads/same-logo.png")).expect("hard link");
+    fs::set_permissions(root.join("robots.txt"), fs::Permissions::from_mode(0o640)).expect("mode");
+    fs::set_permissions(root.join("uploads/logos"), fs::Permissions::from_mode(0o750)).expect("mode");
+    let old = filetime::FileTime::from_unix_time(1_600_000_000, 123_000_000);
+    filetime::set_file_mtime(root.join("uploads/logos/logo.png"), old).expect("mtime");
+}
+
+/// The settings of a step on the claim at `claim`, with the keys at `keys` (none: not given).
+fn common(claim: &Path, keys: Option<&str>) -> CommonArgs {
+    let mut common = CommonArgs::at(&claim.to_string_lossy());
+    common.s3.s3_backup_uid = Some("uid-1".into());
+    common.s3.encryption_keys = keys.map(str::to_owned);
+    common
+}
+
+/// Both steps of a backup onto the claim: the export (a Secret and the APIManager) and the copy,
+/// which commits.
+async fn back_up(common: &CommonArgs, source: &Path) -> Result<Option<u64>, JobError> {
+    let mut export = BucketBackup::begin(common, "export-objects").await?;
+    let mut manifest = Manifest::default();
+    let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "system-seed"},
+        "stringData": {"MASTER_PASSWORD": PASSWORD}});
+    export.put("secrets/system-seed.json", serde_json::to_vec(&secret).expect("json"), &mut manifest).await?;
+    let apimanager = serde_json::json!({"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManager",
+        "metadata": {"name": "example"}, "spec": {"wildcardDomain": "example.com"}});
+    export.put(APIMANAGER_FILE, serde_json::to_vec(&apimanager).expect("json"), &mut manifest).await?;
+    manifest.namespace = "3scale".into();
+    manifest.backup = ObjectRef { name: "nightly".into(), uid: "uid-1".into() };
+    export.finish(manifest, false).await?;
+    let args = CopyArgs { source: source.to_owned(), last_step: true, common: common.clone() };
+    Ok(copy_files(&args).await?.backup_uploaded)
+}
+
+/// Every file under `root`, by path relative to it, with its bytes.
+fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut found = Vec::new();
+    let mut folders = vec![root.to_owned()];
+    while let Some(folder) = folders.pop() {
+        for entry in fs::read_dir(&folder).expect("list") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                let relative = path.strip_prefix(root).expect("below").to_string_lossy().into_owned();
+                found.push((relative, fs::read(&path).expect("read")));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn a_sealed_claim_round_trips_and_holds_nothing_in_clear() {
+    let scratch = Scratch::new("round-trip");
+    let (source, claim) = (scratch.0.join("source"), scratch.0.join("claim"));
+    tree(&source);
+    fs::create_dir_all(&claim).expect("claim");
+    let key = keys(&scratch.0, "keys", &[("2026-01", [7; 32])]);
+    let sealed = common(&claim, Some(&key));
+    assert!(writes_sealed(&sealed) && !writes_sealed(&CommonArgs::at("/unused")));
+    let written = back_up(&sealed, &source).await.expect("backup").expect("the last step reports its bytes");
+
+    // The claim: the sealed layout at its root, every object 0600, nothing in clear.
+    let stored = files(&claim);
+    let keys_on_claim: Vec<&str> = stored.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(
+        keys_on_claim.contains(&"manifest.json") && keys_on_claim.contains(&"manifest.sealed"),
+        "{keys_on_claim:?}"
+    );
+    assert!(
+        keys_on_claim.contains(&"secrets/system-seed.json") && keys_on_claim.contains(&"parts/export-objects.sealed")
+    );
+    assert_eq!(keys_on_claim.iter().filter(|k| k.starts_with("_content/")).count(), 3, "{keys_on_claim:?}");
+    assert_eq!(written, stored.iter().map(|(_, bytes)| bytes.len() as u64).sum::<u64>(), "bytes written");
+    for (key, bytes) in &stored {
+        let mode = fs::metadata(claim.join(key)).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+        for secret in [PASSWORD.as_bytes(), FILE_TEXT, b"wildcardDomain"] {
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret), "{key} holds plaintext");
+        }
+    }
+    let index: Index = serde_json::from_slice(&fs::read(claim.join(INDEX_FILE)).expect("index")).expect("index");
+    assert_eq!((index.format.as_str(), index.key_id.as_deref()), (INDEX_FORMAT, Some("2026-01")));
+
+    // A restore step finds the sealed layout, with or without keys.
+    assert!(reads_sealed(&common(&claim, None)));
+    assert!(!reads_sealed(&common(&source, Some(&key))), "a folder without the index is the claim layout");
+
+    // Verified with the key; without it, the stored digests only; the restore's verify step
+    // refuses to go on without it, naming the field.
+    let report = verify(&sealed).await.expect("verified");
+    let StepReport::Verify { checked, api_manager } = report else { panic!("a verify report") };
+    assert_eq!(checked, Checked::Verified { files: 5, links: 2 });
+    assert_eq!(api_manager.name, "example");
+    let keyless = Committed::open(&common(&claim, None)).await.expect("index readable without the key");
+    assert_eq!(keyless.verify().await.expect("digests match"), Coverage::Stored { objects: 6 });
+    let error = verify(&common(&claim, None)).await.expect_err("no key");
+    assert!(matches!(error, JobError::Destination(DestinationError::KeyRequired { .. })), "{error}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "the backup in {}/ is encrypted (key 2026-01) and no key was given: set {CLAIM_KEY_FIELD}; nothing was \
+restored",
+            claim.display()
+        )
+    );
+
+    // A wrong key of the same id fails naming the key, never its bytes.
+    let wrong = keys(&scratch.0, "wrong", &[("2026-01", [1; 32])]);
+    let error = verify(&common(&claim, Some(&wrong))).await.expect_err("wrong key").to_string();
+    assert!(error.contains("2026-01") && error.contains("manifest.sealed"), "{error}");
+
+    // Restored onto an empty folder: contents, modes, times, links.
+    let target = scratch.0.join("restored");
+    fs::create_dir_all(&target).expect("target");
+    let committed = Committed::open(&sealed).await.expect("open");
+    let contents = committed.contents().await.expect("sealed manifest");
+    committed.restore_tree(&contents, "system-filestorage-pvc", &target).await.expect("restored");
+    assert_eq!(files(&target), files(&source));
+    assert_eq!(fs::read_link(target.join("current-logo")).expect("link"), Path::new("uploads/logos/logo.png"));
+    let meta = |path: &Path| fs::symlink_metadata(path).expect("meta");
+    assert_eq!(meta(&target.join("robots.txt")).permissions().mode() & 0o777, 0o640);
+    assert_eq!(meta(&target.join("uploads/logos")).permissions().mode() & 0o777, 0o750);
+    let logo = meta(&target.join("uploads/logos/logo.png"));
+    assert_eq!((logo.mtime(), logo.mtime_nsec()), (1_600_000_000, 123_000_000));
+    assert_eq!(logo.ino(), meta(&target.join("uploads/same-logo.png")).ino(), "hard link kept");
+
+    // A changed object is found without the key and with it.
+    let victim = stored.iter().find(|(k, _)| k.starts_with("_content/")).expect("content").0.clone();
+    let mut bytes = fs::read(claim.join(&victim)).expect("victim");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(claim.join(&victim), bytes).expect("corrupt");
+    let error = Committed::open(&common(&claim, None)).await.expect("open").verify().await.expect_err("differs");
+    assert!(error.to_string().contains(&format!("{victim} differs from manifest.json")), "{error}");
+    let error = verify(&sealed).await.expect_err("corrupted").to_string();
+    assert!(error.contains("does not match its manifest") && error.contains(&victim), "{error}");
+}
+
+#[tokio::test]
+async fn an_uncommitted_sealed_claim_is_incomplete() {
+    let scratch = Scratch::new("uncommitted");
+    let claim = scratch.0.join("claim");
+    fs::create_dir_all(&claim).expect("claim");
+    let key = keys(&scratch.0, "keys", &[("2026-01", [7; 32])]);
+    let mut export = BucketBackup::begin(&common(&claim, Some(&key)), "export-objects").await.expect("begin");
+    let mut manifest = Manifest::default();
+    export.put(APIMANAGER_FILE, b"{}".to_vec(), &mut manifest).await.expect("put");
+    export.finish(manifest, false).await.expect("part");
+    assert!(!reads_sealed(&common(&claim, Some(&key))), "no index: not a sealed backup yet");
+    let error = Committed::open(&common(&claim, Some(&key))).await.expect_err("incomplete");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "no manifest.json under {}/: the backup is incomplete (its step did not finish) or there is none; \
+nothing was restored",
+            claim.display()
+        )
+    );
+}
