@@ -527,7 +527,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
         "the apimanager-backup-operator ServiceAccount may create only Pods of one container (and at most one init container) running image {image} with command [apimanager-backup-operator] and arguments job <step>"
     );
     let only_accounts = "the apimanager-backup-operator ServiceAccount may create only Pods running a backup step as ServiceAccount apimanager-backup or a restore step as ServiceAccount apimanager-restore";
-    let sources = "the apimanager-backup-operator ServiceAccount may create only Pods whose volumes are PersistentVolumeClaims, the ServiceAccount's token (with the cluster's CA and the namespace, as Kubernetes mounts it) or, when every container is a step of a backup in S3 (--s3-bucket), the Secret volumes s3-credentials, s3-ca-bundle (its one key as ca.crt) and encryption-keys mounted read-only at /var/run/apimanager-backup/<volume>, and whose environment comes from no Secret or ConfigMap but, for the S3 System FileStorage steps, 3scale's S3 keys of the Secret their --secret argument names";
+    let sources = "the apimanager-backup-operator ServiceAccount may create only Pods whose volumes are PersistentVolumeClaims, the ServiceAccount's token (with the cluster's CA and the namespace, as Kubernetes mounts it) or, when every container is a step of a backup in S3 (--s3-bucket), the Secret volumes s3-credentials, s3-ca-bundle (its one key as ca.crt) and encryption-keys or, when every container is a step of a sealed backup on a claim (--encryption-keys), the Secret volume encryption-keys, mounted read-only at /var/run/apimanager-backup/<volume>, and whose environment comes from no Secret or ConfigMap but, for the S3 System FileStorage steps, 3scale's S3 keys of the Secret their --secret argument names";
     let cases: Vec<(&str, Pod, String)> = vec![
         ("another image", foreign, only_image.clone()),
         (
@@ -695,6 +695,38 @@ async fn the_admission_policy_fences_the_operator_service_account() {
     pods.create(&dry_run, &files_to_bucket)
         .await
         .expect("the S3 FileStorage step of a backup into a bucket is admitted");
+    // A sealed backup on a claim: its Pods mount the key Secret only, read-only, and nothing wider
+    // is admitted.
+    let mut sealed_claim = backup.clone();
+    sealed_claim.spec.backup_destination = serde_json::from_value(json!({"persistentVolumeClaim": {
+        "resources": {"requests": "1Gi"}, "encryption": {"keySecretRef": {"name": "backup-key"}}}}))
+    .expect("a sealed claim destination");
+    let sealed_jobs = sealed_claim.jobs(&plan);
+    let sealed_pod = step::pod(&sealed_claim, sealed_jobs.last().expect("the backup job"), 0, &settings, 60);
+    let sealed_volumes: Vec<(String, String)> = sealed_pod
+        .spec
+        .iter()
+        .flat_map(|spec| spec.volumes.iter().flatten())
+        .filter_map(|v| Some((v.name.clone(), v.secret.as_ref()?.secret_name.clone()?)))
+        .collect();
+    assert_eq!(sealed_volumes, [("encryption-keys".to_owned(), "backup-key".to_owned())]);
+    for (attempt, job) in sealed_jobs.iter().enumerate() {
+        let attempt = u32::try_from(attempt).expect("attempt");
+        pods.create(&dry_run, &step::pod(&sealed_claim, job, attempt, &settings, 60))
+            .await
+            .unwrap_or_else(|e| panic!("the sealed claim's backup Pod {} is admitted: {e}", job.name));
+    }
+    let sealed_pod_with = |change: &dyn Fn(&mut Value)| -> Pod {
+        let mut pod = serde_json::to_value(&sealed_pod).expect("json");
+        change(&mut pod);
+        serde_json::from_value(pod).expect("pod")
+    };
+    let without_keys_argument = |j: &mut Value| {
+        for container in ["containers", "initContainers"] {
+            let args = j["spec"][container][0]["args"].as_array_mut().expect("args");
+            args.retain(|a| !a.as_str().is_some_and(|a| a.starts_with("--encryption-keys=")));
+        }
+    };
     let bucket_pod_with = |change: &dyn Fn(&mut Value)| -> Pod {
         let mut pod = serde_json::to_value(&bucket_pod).expect("json");
         change(&mut pod);
@@ -726,6 +758,24 @@ async fn the_admission_policy_fences_the_operator_service_account() {
                     .as_array_mut()
                     .expect("volumes")
                     .push(json!({"name": "s3-credentials", "secret": {"secretName": "system-seed"}}))
+            }),
+        ),
+        ("the keys in a Pod of a claim's backup without --encryption-keys", sealed_pod_with(&without_keys_argument)),
+        (
+            "the bucket's credentials in a Pod of a sealed claim's backup",
+            sealed_pod_with(&|j| {
+                j["spec"]["volumes"]
+                    .as_array_mut()
+                    .expect("volumes")
+                    .push(json!({"name": "s3-credentials", "secret": {"secretName": "backup-key"}}))
+            }),
+        ),
+        (
+            "the keys of a sealed claim mounted elsewhere",
+            sealed_pod_with(&|j| {
+                let mounts = j["spec"]["containers"][0]["volumeMounts"].as_array_mut().expect("mounts");
+                let keys = mounts.iter_mut().find(|m| m["name"] == "encryption-keys").expect("keys mount");
+                keys["mountPath"] = json!("/tmp/keys");
             }),
         ),
         (

@@ -297,7 +297,7 @@ async fn the_binary_runs_the_steps_from_their_command_lines() {
     let step_args = S3Args { s3_backup_uid: Some("uid-b".into()), ..at(&setup, "nightly", "uid-b") };
 
     // Only the export's part: the backup is not committed, and verify says so.
-    let mut export = BucketBackup::begin(&common(&step_args), "export-objects").await.expect("begin");
+    let mut export = BucketBackup::begin(&common(step_args.clone()), "export-objects").await.expect("begin");
     let mut manifest = Manifest::default();
     let apimanager = serde_json::json!({"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManager",
         "metadata": {"name": "example"}, "spec": {"wildcardDomain": "example.com"}});

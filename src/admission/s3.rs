@@ -5,7 +5,7 @@
 use super::field_error::{FieldError, check_dns1123_subdomain};
 use super::secrets::NamedSecret;
 use super::verdict::Verdict;
-use crate::api::s3::{ENCRYPTION_CONTRADICTS, ENCRYPTION_REQUIRED, S3Bucket, SecretRef};
+use crate::api::s3::{ENCRYPTION_CONTRADICTS, ENCRYPTION_REQUIRED, Encryption, S3Bucket, SecretRef};
 use crate::s3::ConfigError;
 use crate::s3::config::{Addressing, Endpoint, bucket_name_problem};
 
@@ -65,6 +65,19 @@ fn check_encryption(bucket: &S3Bucket, at: &str, verdict: &mut Verdict) {
             "{at}.encryption.disabled is true: the backup is stored in clear, and whoever can read the bucket reads \
 the installation's Secrets (database passwords, keys); set encryption.keySecretRef instead"
         )),
+    }
+}
+
+/// The rules of the optional `encryption` of a claim at field path `at`
+/// (`spec.backupDestination.persistentVolumeClaim`): unset means in clear, as 3scale-operator
+/// writes it; a key Secret is named well and not contradicted by `disabled: true`.
+pub fn check_claim_encryption(encryption: Option<&Encryption>, at: &str, verdict: &mut Verdict) {
+    let Some(encryption) = encryption else { return };
+    if let Some(key) = &encryption.key_secret_ref {
+        check_secret_name(&format!("{at}.encryption.keySecretRef.name"), key, verdict);
+        if encryption.disabled == Some(true) {
+            verdict.errors.push(FieldError::forbidden(format!("{at}.encryption.disabled"), ENCRYPTION_CONTRADICTS));
+        }
     }
 }
 
@@ -199,6 +212,27 @@ mod tests {
             let error = check_endpoint("e", endpoint, allow_http);
             assert_eq!(error.map(|e| e.detail), problem.map(str::to_owned), "{endpoint}");
         }
+    }
+
+    #[test]
+    fn a_claims_encryption_is_optional_and_checked_when_given() {
+        let checked = |encryption: serde_json::Value| {
+            let encryption: Option<Encryption> = serde_json::from_value(encryption).expect("encryption");
+            let mut verdict = Verdict::default();
+            check_claim_encryption(encryption.as_ref(), "spec.backupDestination.persistentVolumeClaim", &mut verdict);
+            assert!(verdict.warnings.is_empty(), "{:?}", verdict.warnings);
+            rendered(&verdict)
+        };
+        assert!(checked(json!(null)).is_empty(), "in clear, as 3scale-operator writes it");
+        assert!(checked(json!({"disabled": true})).is_empty());
+        assert!(checked(json!({"keySecretRef": {"name": "backup-key"}})).is_empty());
+        assert_eq!(
+            checked(json!({"keySecretRef": {"name": ""}, "disabled": true})),
+            [
+                "spec.backupDestination.persistentVolumeClaim.encryption.keySecretRef.name: Required value: name a Secret of this namespace",
+                "spec.backupDestination.persistentVolumeClaim.encryption.disabled: Forbidden: disabled: true contradicts keySecretRef; remove one of them",
+            ]
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The `APIManagerBackup` custom resource (`apps.3scale.net/v1alpha1`), compatible with the
 //! 3scale-operator's resource of the same name.
 
-use super::s3::{S3BackupLocation, S3Bucket};
+use super::s3::{Encryption, S3BackupLocation, S3Bucket};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -85,6 +85,18 @@ pub struct PersistentVolumeClaimDestination {
     /// StorageClass of the claim; ignored when `volumeName` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class: Option<String>,
+    /// Seal the backup on the client (docs/encryption.md): with `keySecretRef`, the claim holds
+    /// the sealed layout of docs/s3.md; unset or `disabled: true`, the claim holds the clear
+    /// files 3scale-operator writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+impl PersistentVolumeClaimDestination {
+    /// The key Secret's name, when the backup is sealed.
+    pub fn key_secret(&self) -> Option<&str> {
+        Encryption::key_secret(self.encryption.as_ref())
+    }
 }
 
 /// Resources of the backup claim.

@@ -1,7 +1,7 @@
 //! The `APIManagerRestore` custom resource (`apps.3scale.net/v1alpha1`), compatible with the
 //! 3scale-operator's resource of the same name: it restores an installation from a backup claim.
 
-use super::s3::S3Bucket;
+use super::s3::{Encryption, S3Bucket};
 use k8s_openapi::api::core::v1::{LocalObjectReference, PersistentVolumeClaimVolumeSource};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -94,6 +94,18 @@ pub struct PersistentVolumeClaimRestoreSource {
     /// The claim, in the restore's namespace (`claimName`, `readOnly`). It is always mounted
     /// read-only: a restore never writes to its backup.
     pub claim_source: PersistentVolumeClaimVolumeSource,
+    /// The keys opening a sealed backup on the claim (`keySecretRef`). A sealed claim restored
+    /// without them fails naming this field; keys given for a claim in the clear layout are not
+    /// used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+impl PersistentVolumeClaimRestoreSource {
+    /// The key Secret's name, when keys are given.
+    pub fn key_secret(&self) -> Option<&str> {
+        Encryption::key_secret(self.encryption.as_ref())
+    }
 }
 
 /// Observed state of an `APIManagerRestore`.

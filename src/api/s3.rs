@@ -1,6 +1,6 @@
 //! The S3 bucket of an `APIManagerBackup` destination and of an `APIManagerRestore` source:
 //! where the bucket is, whose credentials reach it, and the keys sealing the backup (docs/s3.md,
-//! docs/encryption.md). Only Secret names are held here, never a Secret's value.
+//! docs/encryption.md); the keys ([`Encryption`]) also seal a backup on a claim. Only Secret names are held here, never a Secret's value.
 
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
@@ -91,14 +91,21 @@ pub struct Encryption {
     pub disabled: Option<bool>,
 }
 
-impl S3Bucket {
-    /// The key Secret's name, when the backup is sealed.
-    pub fn key_secret(&self) -> Option<&str> {
-        let encryption = self.encryption.as_ref()?;
+impl Encryption {
+    /// The key Secret's name of `encryption`, unless it is absent or `disabled: true`.
+    pub fn key_secret(encryption: Option<&Self>) -> Option<&str> {
+        let encryption = encryption?;
         if encryption.disabled == Some(true) {
             return None;
         }
         encryption.key_secret_ref.as_ref().map(|secret| secret.name.as_str())
+    }
+}
+
+impl S3Bucket {
+    /// The key Secret's name, when the backup is sealed.
+    pub fn key_secret(&self) -> Option<&str> {
+        Encryption::key_secret(self.encryption.as_ref())
     }
 
     /// The prefix without surrounding `/` (empty when none).

@@ -110,7 +110,15 @@ impl Operation for APIManagerBackup {
             }
             None => {
                 let claim = ClaimMount::new("backup", self.name_any(), BACKUP_MOUNT, false);
-                (vec![claim], CommonArgs::at(BACKUP_MOUNT), Vec::new())
+                let key_secret =
+                    self.spec.backup_destination.persistent_volume_claim.as_ref().and_then(|c| c.key_secret());
+                match key_secret {
+                    Some(secret) => {
+                        let access = s3::claim_access(secret, self.uid().as_deref());
+                        (vec![claim], CommonArgs { s3: access.args, ..CommonArgs::at(BACKUP_MOUNT) }, access.secrets)
+                    }
+                    None => (vec![claim], CommonArgs::at(BACKUP_MOUNT), Vec::new()),
+                }
             }
         };
         let export = JobStep {

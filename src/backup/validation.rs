@@ -51,6 +51,7 @@ fn check_claim(claim: &PersistentVolumeClaimDestination, at: &str, verdict: &mut
             verdict.errors.extend(check_dns1123_subdomain(&format!("{at}.{field}"), value));
         }
     }
+    crate::admission::s3::check_claim_encryption(claim.encryption.as_ref(), at, verdict);
     if let (Some(volume), Some(_)) = (&claim.volume_name, &claim.storage_class) {
         verdict.warnings.push(format!(
             "{at}.storageClass is ignored because volumeName is set: the claim binds to PersistentVolume {:?}",

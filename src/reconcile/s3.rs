@@ -1,7 +1,7 @@
-//! What the step Pods of an operation whose backup is in an S3 bucket get: the step arguments
-//! naming the bucket, prefix and folder ([`S3Args`]) and the user's Secrets mounted read-only
-//! ([`SecretMount`]): the credentials, the CA bundle and the keys reach the steps through the Pod
-//! spec only, never as arguments.
+//! What the step Pods of an operation whose backup is in the sealed layout get (in an S3 bucket, or
+//! on a claim with keys): the step arguments naming the bucket, prefix and folder ([`S3Args`]) and
+//! the user's Secrets mounted read-only ([`SecretMount`]): the credentials, the CA bundle and the
+//! keys reach the steps through the Pod spec only, never as arguments.
 
 use super::step::{SECRET_VOLUMES, SecretMount};
 use crate::api::s3::S3Bucket;
@@ -66,6 +66,21 @@ pub fn access(bucket: &S3Bucket, path: &str, backup_uid: Option<&str>) -> Bucket
     BucketAccess { args, secrets }
 }
 
+/// The [`BucketAccess`] of a backup on a claim opened or sealed by the keys of Secret
+/// `key_secret`: those keys only (no S3 argument, no other Secret); `backup_uid` is the
+/// backup's when a backup step writes it.
+pub fn claim_access(key_secret: &str, backup_uid: Option<&str>) -> BucketAccess {
+    let [_, _, keys_volume] = SECRET_VOLUMES;
+    let secrets =
+        vec![SecretMount { volume: keys_volume, secret: key_secret.to_owned(), path: KEYS_MOUNT, item: None }];
+    let args = S3Args {
+        s3_backup_uid: backup_uid.map(str::to_owned),
+        encryption_keys: Some(KEYS_MOUNT.to_owned()),
+        ..S3Args::default()
+    };
+    BucketAccess { args, secrets }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +120,18 @@ mod tests {
         let access = super::access(&clear, "3scale/nightly-u", None);
         assert_eq!(access.secrets.len(), 1, "the credentials only");
         assert_eq!((access.args.encryption_keys, access.args.s3_prefix), (None, None));
+    }
+
+    #[test]
+    fn a_sealed_claim_mounts_the_keys_only() {
+        let access = claim_access("backup-key", Some("u"));
+        assert_eq!(
+            access.secrets,
+            [SecretMount { volume: "encryption-keys", secret: "backup-key".into(), path: KEYS_MOUNT, item: None }]
+        );
+        let expected =
+            S3Args { s3_backup_uid: Some("u".into()), encryption_keys: Some(KEYS_MOUNT.into()), ..S3Args::default() };
+        assert_eq!(access.args, expected);
+        assert!(!access.args.is_set(), "not a bucket");
     }
 }

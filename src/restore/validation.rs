@@ -37,6 +37,10 @@ pub fn check_spec(spec: &APIManagerRestoreSpec) -> Verdict {
             "name the PersistentVolumeClaim holding the backup (the APIManagerBackup's status.backupPersistentVolumeClaimName)",
         ));
     }
+    if let Some(claim) = &spec.restore_source.persistent_volume_claim {
+        let at = "spec.restoreSource.persistentVolumeClaim";
+        crate::admission::s3::check_claim_encryption(claim.encryption.as_ref(), at, &mut verdict);
+    }
     if let Some(source) = &spec.restore_source.s3 {
         crate::admission::s3::check_bucket(&source.bucket, S3_SOURCE, &mut verdict);
         verdict.errors.extend(check_backup_path(&source.backup_path));
