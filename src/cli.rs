@@ -27,8 +27,11 @@ pub enum Command {
     /// Print the APIManagerBackup and APIManagerRestore CustomResourceDefinitions as YAML.
     Crd,
     /// Check a backup folder (copied out of its claim) against its manifest.json: every file's
-    /// size and sha256, every link, nothing missing or unlisted. Exit status 0 verified, 1
-    /// problems (one line each), 2 no manifest.json (3scale-operator's layout, not verifiable).
+    /// size and sha256, every link, nothing missing or unlisted. A sealed backup (a sealed claim's
+    /// root, or a backup's folder downloaded from a bucket with its prefix): without --key every
+    /// object's stored digest, with it every object opened and compared; --extract then writes
+    /// its plaintext in the claim layout. Exit status 0 verified, 1 problems (one line each), 2
+    /// no manifest.json (3scale-operator's layout, not verifiable), 3 an unfinished backup.
     Verify(VerifyArgs),
     /// Decrypt sealed backup objects with the key alone (docs/encryption.md): one object (INPUT a
     /// file, OUTPUT a file) or every object of a downloaded folder (INPUT a folder, the same paths
@@ -48,6 +51,14 @@ pub enum Command {
 pub struct VerifyArgs {
     /// The backup folder: the root of a backup claim, holding manifest.json.
     pub folder: PathBuf,
+    /// A key file, named by its key id, or a folder of them (the key Secret's entries), opening a
+    /// sealed backup; repeatable.
+    #[arg(long = "key", value_name = "PATH")]
+    pub keys: Vec<PathBuf>,
+    /// Write the plaintext of a verified sealed backup into this new folder, in the claim layout
+    /// (needs --key when the backup is encrypted).
+    #[arg(long, value_name = "FOLDER")]
+    pub extract: Option<PathBuf>,
 }
 
 /// Settings of `decrypt`.

@@ -4,11 +4,13 @@ use anyhow::Context;
 use apimanager_backup_operator::admission::AdmissionState;
 use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::api::backup::APIManagerBackup;
-use apimanager_backup_operator::cli::{Cli, Command, DecryptArgs, LocalArgs, Mode, ServeArgs};
+use apimanager_backup_operator::cli::{Cli, Command, DecryptArgs, LocalArgs, Mode, ServeArgs, VerifyArgs};
 use apimanager_backup_operator::client;
 use apimanager_backup_operator::controllers::{Controllers, SharedWatches};
 use apimanager_backup_operator::health::Readiness;
 use apimanager_backup_operator::informer::Informer;
+use apimanager_backup_operator::job::destination::holds_sealed_layout;
+use apimanager_backup_operator::job::destination::offline::{SealedVerification, verify_sealed};
 use apimanager_backup_operator::job::verify::{Verification, verify_backup};
 use apimanager_backup_operator::leader::{self, Elector, lease::ApiLease};
 use apimanager_backup_operator::lookup::ClusterLookup;
@@ -57,7 +59,7 @@ fn one_line(error: &anyhow::Error) -> String {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Crd => print!("{}", crd::crd_yaml()?),
-        Command::Verify(args) => return verify(&args.folder),
+        Command::Verify(args) => return verify(&args).await,
         Command::Decrypt(args) => return decrypt(args).await,
         Command::Serve(args) => serve(*args).await?,
         Command::Local(args) => local(args).await?,
@@ -70,8 +72,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `verify DIR`: one line per problem on stdout; exit 0 verified, 1 problems, 2 not verifiable (no
-/// manifest), 3 an unfinished backup.
-fn verify(folder: &std::path::Path) -> anyhow::Result<ExitCode> {
+/// manifest), 3 an unfinished backup. A sealed backup is verified (and extracted) by [`verify_sealed`].
+async fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let folder = args.folder.as_path();
+    if holds_sealed_layout(folder) {
+        let context = || format!("verifying the sealed backup in {}", folder.display());
+        let verification = verify_sealed(folder, &args.keys, args.extract.as_deref()).await.with_context(context)?;
+        return Ok(match verification {
+            SealedVerification::Verified(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            SealedVerification::Failed(problems) => {
+                println!("{}", problems.join("\n"));
+                ExitCode::from(1)
+            }
+        });
+    }
+    if !args.keys.is_empty() || args.extract.is_some() {
+        anyhow::bail!("--key and --extract are for a sealed backup; {} is in the claim layout", folder.display());
+    }
     let verification =
         verify_backup(folder).with_context(|| format!("verifying the backup folder {}", folder.display()))?;
     println!("{verification}");

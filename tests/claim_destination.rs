@@ -17,6 +17,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+const BIN: &str = env!("CARGO_BIN_EXE_apimanager-backup-operator");
 const PASSWORD: &str = "s3cr3t-Claim-Passw0rd-4242";
 const FILE_TEXT: &[u8] = b"uploaded logo bytes that must not appear in clear on the claim";
 
@@ -185,6 +186,54 @@ restored",
     assert_eq!((logo.mtime(), logo.mtime_nsec()), (1_600_000_000, 123_000_000));
     assert_eq!(logo.ino(), meta(&target.join("uploads/same-logo.png")).ino(), "hard link kept");
 
+    // Offline, with the binary alone: verify without the key, with it, and extract the plaintext
+    // in the claim layout, which verifies as a claim's backup.
+    let verify_cli = |args: &[&std::ffi::OsStr]| {
+        let output = std::process::Command::new(BIN).arg("verify").args(args).output().expect("verify runs");
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    assert_eq!(
+        verify_cli(&[claim.as_os_str()]),
+        (
+            Some(0),
+            "verified without the key: 6 stored objects match the digests manifest.json lists (give --key to open them)"
+                .to_owned()
+        )
+    );
+    let key_arg = std::ffi::OsString::from(&key);
+    let extracted = scratch.0.join("extracted");
+    let (code, stdout) = verify_cli(&[
+        "--key".as_ref(),
+        key_arg.as_os_str(),
+        "--extract".as_ref(),
+        extracted.as_os_str(),
+        claim.as_os_str(),
+    ]);
+    assert_eq!(
+        (code, stdout),
+        (
+            Some(0),
+            format!(
+                "verified: 5 files and 2 links match the sealed manifest (every object opened with the key)\n\
+extracted: 5 files into {}",
+                extracted.display()
+            )
+        )
+    );
+    assert_eq!(files(&extracted.join("system-filestorage-pvc")), files(&source));
+    let seed = fs::read_to_string(extracted.join("secrets/system-seed.json")).expect("extracted Secret");
+    assert!(seed.contains(PASSWORD), "{seed}");
+    assert_eq!(
+        fs::metadata(extracted.join("secrets/system-seed.json")).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+    let (code, stdout) = verify_cli(&[extracted.as_os_str()]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.starts_with("verified: 5 files"), "{stdout}");
+    let (code, _) = verify_cli(&["--extract".as_ref(), scratch.0.join("no-key").as_os_str(), claim.as_os_str()]);
+    assert_eq!(code, Some(1), "extracting an encrypted backup needs the key");
+    assert!(!scratch.0.join("no-key").exists());
+
     // A changed object is found without the key and with it.
     let victim = stored.iter().find(|(k, _)| k.starts_with("_content/")).expect("content").0.clone();
     let mut bytes = fs::read(claim.join(&victim)).expect("victim");
@@ -192,6 +241,8 @@ restored",
     bytes[last] ^= 1;
     fs::write(claim.join(&victim), bytes).expect("corrupt");
     let error = Committed::open(&common(&claim, None)).await.expect("open").verify().await.expect_err("differs");
+    let (code, stdout) = verify_cli(&[claim.as_os_str()]);
+    assert_eq!((code, stdout), (Some(1), format!("{victim} differs from manifest.json")));
     assert!(error.to_string().contains(&format!("{victim} differs from manifest.json")), "{error}");
     let error = verify(&sealed).await.expect_err("corrupted").to_string();
     assert!(error.contains("does not match its manifest") && error.contains(&victim), "{error}");

@@ -15,6 +15,7 @@
 //! - [`write`]: a backup step into the sealed layout (objects, the FileStorage tree by content,
 //!   the commit);
 //! - [`read`]: verifying a sealed backup and restoring its files;
+//! - [`offline`]: `verify` (and `--extract`) of a sealed backup in a local folder;
 //! - [`s3_files`]: an S3 System FileStorage's objects into the sealed layout by content, and back;
 //! - [`steps`]: the job steps' work when the backup is in the sealed layout;
 //! - [`error`]: what goes wrong ([`DestinationError`]).
@@ -22,6 +23,7 @@
 pub mod args;
 pub mod error;
 pub mod index;
+pub mod offline;
 pub mod place;
 pub mod read;
 pub mod s3_files;

@@ -71,6 +71,23 @@ impl Place {
         Ok(Self { store, prefix, folder: folder.trim_matches('/').to_owned(), ring })
     }
 
+    /// The sealed backup in the local folder `backup` opened by `ring`: a claim's root (copied
+    /// out of it), or a backup's folder downloaded from a bucket with its prefix
+    /// (`<prefix copy>/<namespace>/<backup>-<uid>`, the content objects in
+    /// `<prefix copy>/_content/`).
+    pub fn local(backup: &Path, ring: Option<KeyRing>) -> Self {
+        let claim = |root: &Path| Store::Claim { root: root.to_owned() };
+        let downloaded = backup
+            .parent()
+            .and_then(Path::parent)
+            .filter(|prefix| !backup.join(CONTENT_FOLDER).exists() && prefix.join(CONTENT_FOLDER).is_dir());
+        let folder = downloaded.and_then(|prefix| backup.strip_prefix(prefix).ok()?.to_str().map(str::to_owned));
+        match (downloaded, folder) {
+            (Some(prefix), Some(folder)) => Self { store: claim(prefix), prefix: String::new(), folder, ring },
+            _ => Self { store: claim(backup), prefix: String::new(), folder: String::new(), ring },
+        }
+    }
+
     /// Whether the store is the backup claim.
     pub fn is_claim(&self) -> bool {
         matches!(self.store, Store::Claim { .. })

@@ -248,6 +248,46 @@ impl Committed {
         Ok(written)
     }
 
+    /// Writes the backup's plaintext into the existing empty folder `into` in the claim layout
+    /// (3scale-operator's, plus its `manifest.json`): every exported object at its path (0600),
+    /// the copied FileStorage tree with modes, times and links, an S3 FileStorage's objects at
+    /// their paths, and the manifest marked complete, so `verify` checks the result like any
+    /// claim's backup. Every object is authenticated and compared as it is written. Returns the
+    /// files written.
+    pub async fn extract(&self, into: &Path) -> Result<usize, JobError> {
+        let mut contents = self.contents().await?;
+        let copied: std::collections::BTreeSet<&str> = contents.meta.iter().map(|m| m.path.as_str()).collect();
+        for entry in contents.manifest.files.iter().filter(|entry| !copied.contains(entry.path.as_str())) {
+            let bytes = self.object(&entry.path).await?;
+            let path = into.join(inside(&entry.path, into)?);
+            if digest(&bytes) != (entry.size, entry.sha256.clone()) {
+                let reason = "it does not hold what the sealed manifest lists".to_owned();
+                return Err(DestinationError::Corrupt { object: self.bucket.location(&entry.path), reason }.into());
+            }
+            crate::job::write_atomically(&path, &bytes, 0o600)?;
+        }
+        let tree = crate::layout::FILE_STORAGE_DIR;
+        if copied.contains(tree) {
+            let folder = into.join(tree);
+            std::fs::create_dir(&folder).map_err(|error| JobError::io("creating", &folder, error))?;
+            self.restore_tree(&contents, tree, &folder).await?;
+        }
+        let files: BTreeMap<&str, &FileEntry> = contents.manifest.files.iter().map(|f| (f.path.as_str(), f)).collect();
+        let objects = format!("{}/", crate::job::filestorage_s3::DIR);
+        for meta in contents.meta.iter().filter(|meta| meta.path.starts_with(&objects)) {
+            let (Some(content), Some(entry)) = (&meta.content, files.get(meta.path.as_str())) else { continue };
+            let path = into.join(inside(&meta.path, into)?);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|error| JobError::io("creating", parent, error))?;
+            }
+            self.restore_file(content, entry, &path).await?;
+        }
+        let written = contents.manifest.files.len();
+        contents.manifest.state = crate::job::manifest::BackupState::Complete;
+        contents.manifest.save(into)?;
+        Ok(written)
+    }
+
     /// Writes the plaintext of content object `content` (its key below the prefix) into
     /// `output`, authenticated as it streams; what was written must be discarded if this fails.
     pub async fn content_into<W: tokio::io::AsyncWrite + Unpin + Send>(
@@ -303,6 +343,17 @@ fn plaintext_digests<'a>(contents: &'a Contents, place: &Place) -> BTreeMap<Stri
         }
     }
     expected
+}
+
+/// `path` (a manifest's path of a backup object) when it stays inside its folder `into`.
+fn inside<'a>(path: &'a str, into: &Path) -> Result<&'a str, JobError> {
+    if path.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+        return Err(JobError::Corrupt {
+            path: into.to_owned(),
+            reason: format!("the path {path:?} leaves its folder"),
+        });
+    }
+    Ok(path)
 }
 
 /// Size and lowercase hex SHA-256 of `bytes`.
