@@ -4,66 +4,25 @@
 //! files restored with modes, times and links; a restore without the key fails naming the field
 //! to set, a wrong key fails naming the key; a claim in the clear layout is read as ever.
 
+mod support;
+
 use apimanager_backup_operator::job::destination::index::{INDEX_FILE, INDEX_FORMAT, Index};
 use apimanager_backup_operator::job::destination::read::{Committed, Coverage};
 use apimanager_backup_operator::job::destination::steps::{CLAIM_KEY_FIELD, copy_files, verify};
 use apimanager_backup_operator::job::destination::write::BucketBackup;
 use apimanager_backup_operator::job::destination::{DestinationError, ObjectSink, reads_sealed, writes_sealed};
-use apimanager_backup_operator::job::manifest::{Manifest, ObjectRef};
+use apimanager_backup_operator::job::manifest::Manifest;
 use apimanager_backup_operator::job::report::{Checked, StepReport};
 use apimanager_backup_operator::job::{CommonArgs, CopyArgs, JobError};
 use apimanager_backup_operator::layout::APIMANAGER_FILE;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use support::certs::TempDir;
+use support::restore::{Entry, tree};
+use support::sealed::{FILE_TEXT, PASSWORD, assert_file_tree_restored, export_sample, file_tree, keys};
 
 const BIN: &str = env!("CARGO_BIN_EXE_apimanager-backup-operator");
-const PASSWORD: &str = "s3cr3t-Claim-Passw0rd-4242";
-const FILE_TEXT: &[u8] = b"uploaded logo bytes that must not appear in clear on the claim";
-
-/// An empty scratch folder, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(label: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("abo-claimdest-{label}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("scratch");
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A key Secret's folder holding `keys` (id, 32-byte value).
-fn keys(dir: &Path, name: &str, keys: &[(&str, [u8; 32])]) -> String {
-    let folder = dir.join(name);
-    fs::create_dir_all(&folder).expect("keys");
-    for (id, value) in keys {
-        fs::write(folder.join(id), value).expect("key");
-    }
-    folder.to_string_lossy().into_owned()
-}
-
-/// The FileStorage tree: nested folders with modes, a file larger than a segment, an empty file,
-/// a symbolic link, a hard link, set times.
-fn tree(root: &Path) {
-    fs::create_dir_all(root.join("uploads/logos")).expect("dirs");
-    fs::write(root.join("uploads/logos/logo.png"), FILE_TEXT).expect("file");
-    fs::write(root.join("robots.txt"), b"").expect("empty");
-    let large: Vec<u8> = (0..(3u32 << 20) + 5).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    fs::write(root.join("uploads/big.bin"), &large).expect("large");
-    std::os::unix::fs::symlink("uploads/logos/logo.png", root.join("current-logo")).expect("link");
-    fs::hard_link(root.join("uploads/logos/logo.png"), root.join("uploads/same-logo.png")).expect("hard link");
-    fs::set_permissions(root.join("robots.txt"), fs::Permissions::from_mode(0o640)).expect("mode");
-    fs::set_permissions(root.join("uploads/logos"), fs::Permissions::from_mode(0o750)).expect("mode");
-    let old = filetime::FileTime::from_unix_time(1_600_000_000, 123_000_000);
-    filetime::set_file_mtime(root.join("uploads/logos/logo.png"), old).expect("mtime");
-}
 
 /// The settings of a step on the claim at `claim`, with the keys at `keys` (none: not given).
 fn common(claim: &Path, keys: Option<&str>) -> CommonArgs {
@@ -76,45 +35,27 @@ fn common(claim: &Path, keys: Option<&str>) -> CommonArgs {
 /// Both steps of a backup onto the claim: the export (a Secret and the APIManager) and the copy,
 /// which commits.
 async fn back_up(common: &CommonArgs, source: &Path) -> Result<Option<u64>, JobError> {
-    let mut export = BucketBackup::begin(common, "export-objects").await?;
-    let mut manifest = Manifest::default();
-    let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "system-seed"},
-        "stringData": {"MASTER_PASSWORD": PASSWORD}});
-    export.put("secrets/system-seed.json", serde_json::to_vec(&secret).expect("json"), &mut manifest).await?;
-    let apimanager = serde_json::json!({"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManager",
-        "metadata": {"name": "example"}, "spec": {"wildcardDomain": "example.com"}});
-    export.put(APIMANAGER_FILE, serde_json::to_vec(&apimanager).expect("json"), &mut manifest).await?;
-    manifest.namespace = "3scale".into();
-    manifest.backup = ObjectRef { name: "nightly".into(), uid: "uid-1".into() };
-    export.finish(manifest, false).await?;
+    export_sample(BucketBackup::begin(common, "export-objects").await?, "nightly", "uid-1").await?;
     let args = CopyArgs { source: source.to_owned(), last_step: true, common: common.clone() };
     Ok(copy_files(&args).await?.backup_uploaded)
 }
 
 /// Every file under `root`, by path relative to it, with its bytes.
 fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut found = Vec::new();
-    let mut folders = vec![root.to_owned()];
-    while let Some(folder) = folders.pop() {
-        for entry in fs::read_dir(&folder).expect("list") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                folders.push(path);
-            } else {
-                let relative = path.strip_prefix(root).expect("below").to_string_lossy().into_owned();
-                found.push((relative, fs::read(&path).expect("read")));
-            }
-        }
-    }
-    found.sort();
-    found
+    tree(root)
+        .into_iter()
+        .filter_map(|(path, entry)| match entry {
+            Entry::File { bytes, .. } => Some((path.to_string_lossy().into_owned(), bytes)),
+            _ => None,
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn a_sealed_claim_round_trips_and_holds_nothing_in_clear() {
-    let scratch = Scratch::new("round-trip");
+    let scratch = TempDir::new("claimdest-round-trip");
     let (source, claim) = (scratch.0.join("source"), scratch.0.join("claim"));
-    tree(&source);
+    file_tree(&source, (3 << 20) + 5);
     fs::create_dir_all(&claim).expect("claim");
     let key = keys(&scratch.0, "keys", &[("2026-01", [7; 32])]);
     let sealed = common(&claim, Some(&key));
@@ -177,14 +118,8 @@ restored",
     let committed = Committed::open(&sealed).await.expect("open");
     let contents = committed.contents().await.expect("sealed manifest");
     committed.restore_tree(&contents, "system-filestorage-pvc", &target).await.expect("restored");
-    assert_eq!(files(&target), files(&source));
-    assert_eq!(fs::read_link(target.join("current-logo")).expect("link"), Path::new("uploads/logos/logo.png"));
-    let meta = |path: &Path| fs::symlink_metadata(path).expect("meta");
-    assert_eq!(meta(&target.join("robots.txt")).permissions().mode() & 0o777, 0o640);
-    assert_eq!(meta(&target.join("uploads/logos")).permissions().mode() & 0o777, 0o750);
-    let logo = meta(&target.join("uploads/logos/logo.png"));
-    assert_eq!((logo.mtime(), logo.mtime_nsec()), (1_600_000_000, 123_000_000));
-    assert_eq!(logo.ino(), meta(&target.join("uploads/same-logo.png")).ino(), "hard link kept");
+    assert_eq!(tree(&target), tree(&source));
+    assert_file_tree_restored(&target);
 
     // Offline, with the binary alone: verify without the key, with it, and extract the plaintext
     // in the claim layout, which verifies as a claim's backup.
@@ -220,7 +155,7 @@ extracted: 5 files into {}",
             )
         )
     );
-    assert_eq!(files(&extracted.join("system-filestorage-pvc")), files(&source));
+    assert_eq!(tree(&extracted.join("system-filestorage-pvc")), tree(&source));
     let seed = fs::read_to_string(extracted.join("secrets/system-seed.json")).expect("extracted Secret");
     assert!(seed.contains(PASSWORD), "{seed}");
     assert_eq!(
@@ -250,7 +185,7 @@ extracted: 5 files into {}",
 
 #[tokio::test]
 async fn an_uncommitted_sealed_claim_is_incomplete() {
-    let scratch = Scratch::new("uncommitted");
+    let scratch = TempDir::new("claimdest-uncommitted");
     let claim = scratch.0.join("claim");
     fs::create_dir_all(&claim).expect("claim");
     let key = keys(&scratch.0, "keys", &[("2026-01", [7; 32])]);

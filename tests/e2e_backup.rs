@@ -418,6 +418,15 @@ fn local_keeps_credentials_private() {
 const OPERATOR_USER: &str = "system:serviceaccount:apimanager-backup-operator:apimanager-backup-operator";
 
 /// The 403 the admission policy gives, ending with `message`.
+/// The Secret volumes of `pod`: (volume, Secret).
+fn secret_volumes(pod: &Pod) -> Vec<(String, String)> {
+    pod.spec
+        .iter()
+        .flat_map(|spec| spec.volumes.iter().flatten())
+        .filter_map(|v| Some((v.name.clone(), v.secret.as_ref()?.secret_name.clone()?)))
+        .collect()
+}
+
 fn assert_fenced<T: std::fmt::Debug>(result: Result<T, kube::Error>, message: &str, what: &str) {
     match result {
         Err(kube::Error::Api(status)) => {
@@ -659,14 +668,8 @@ async fn the_admission_policy_fences_the_operator_service_account() {
     .expect("an S3 destination");
     let bucket_jobs = to_bucket.jobs(&plan);
     let bucket_pod = step::pod(&to_bucket, &bucket_jobs[1], 0, &settings, 60);
-    let secret_volumes: Vec<(String, String)> = bucket_pod
-        .spec
-        .iter()
-        .flat_map(|spec| spec.volumes.iter().flatten())
-        .filter_map(|v| Some((v.name.clone(), v.secret.as_ref()?.secret_name.clone()?)))
-        .collect();
     assert_eq!(
-        secret_volumes,
+        secret_volumes(&bucket_pod),
         [
             ("s3-credentials".to_owned(), "backup-s3".to_owned()),
             ("s3-ca-bundle".to_owned(), "s3-ca".to_owned()),
@@ -703,13 +706,7 @@ async fn the_admission_policy_fences_the_operator_service_account() {
     .expect("a sealed claim destination");
     let sealed_jobs = sealed_claim.jobs(&plan);
     let sealed_pod = step::pod(&sealed_claim, sealed_jobs.last().expect("the backup job"), 0, &settings, 60);
-    let sealed_volumes: Vec<(String, String)> = sealed_pod
-        .spec
-        .iter()
-        .flat_map(|spec| spec.volumes.iter().flatten())
-        .filter_map(|v| Some((v.name.clone(), v.secret.as_ref()?.secret_name.clone()?)))
-        .collect();
-    assert_eq!(sealed_volumes, [("encryption-keys".to_owned(), "backup-key".to_owned())]);
+    assert_eq!(secret_volumes(&sealed_pod), [("encryption-keys".to_owned(), "backup-key".to_owned())]);
     for (attempt, job) in sealed_jobs.iter().enumerate() {
         let attempt = u32::try_from(attempt).expect("attempt");
         pods.create(&dry_run, &step::pod(&sealed_claim, job, attempt, &settings, 60))

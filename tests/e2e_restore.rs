@@ -12,6 +12,7 @@ use apimanager_backup_operator::local::LocalCluster;
 use apimanager_backup_operator::local::session::FILE_STORAGE_GROUP;
 use apimanager_backup_operator::local::threescale_operator::report_available;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -23,7 +24,7 @@ use support::cluster::{
     shared,
 };
 use support::restore::{
-    create_restore, event_reasons, finished_restore, ready_reason, restore_when, restore_yaml, sample, tree,
+    Installation, create_restore, event_reasons, finished_restore, ready_reason, restore_when, restore_yaml, sample,
 };
 use support::threescale_backup::{FILE_STORAGE_LINK, threescale_operator_backup_claim};
 
@@ -286,21 +287,8 @@ async fn a_backup_restores_an_emptied_namespace_with_every_object_and_file_as_it
     create_backup(cluster, &ns, "nightly");
     assert_eq!(finished_backup(cluster, &ns, "nightly").await.status.and_then(|s| s.completed), Some(true));
 
-    let admin = cluster.admin_client().await.expect("client");
-    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
-    let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &ns);
-    let apimanagers: Api<DynamicObject> =
-        Api::namespaced_with(admin.clone(), &ns, &ApiResource::erase::<APIManager>(&()));
-    let mut original_secrets = Vec::new();
-    for name in sample_secret_names() {
-        original_secrets.push(secrets.get(&name).await.expect("secret"));
-    }
-    let mut original_config_maps = Vec::new();
-    for name in CONFIG_MAPS {
-        original_config_maps.push(config_maps.get(name).await.expect("config map").data);
-    }
-    let original_apimanager = apimanagers.get("example-apimanager").await.expect("apimanager").data["spec"].clone();
-    let original_files = tree(&storage);
+    let original = Installation::of(cluster, &ns).await;
+    let original_files = &original.files;
     assert_eq!(original_files.len(), 5, "two files, one link, two folders: {original_files:?}");
 
     // Everything but the database Secrets goes: the Secrets (those the APIManager references too),
@@ -327,27 +315,18 @@ async fn a_backup_restores_an_emptied_namespace_with_every_object_and_file_as_it
     assert_eq!(status.system_storage_claim_name.as_deref(), Some("system-storage"));
     assert_eq!(status.kept_objects, Some(Vec::new()), "nothing was there to keep");
 
-    for original in &original_secrets {
-        let name = original.metadata.name.clone().expect("name");
-        let restored = secrets.get(&name).await.expect("restored secret");
-        assert_eq!((&restored.type_, &restored.data), (&original.type_, &original.data), "Secret {name}");
-        if NEVER_RESTORED.contains(&name.as_str()) {
-            assert_eq!(restored.metadata.uid, original.metadata.uid, "{name} is never recreated");
-            assert_eq!(restored.metadata.resource_version, original.metadata.resource_version, "{name} untouched");
-        }
+    original.assert_restored_in(cluster, &ns).await;
+    let secrets: Api<Secret> = Api::namespaced(cluster.admin_client().await.expect("client"), &ns);
+    for kept in original.secrets.iter().filter(|s| NEVER_RESTORED.contains(&s.name_any().as_str())) {
+        let restored = secrets.get(&kept.name_any()).await.expect("kept secret");
+        assert_eq!(restored.metadata.uid, kept.metadata.uid, "{} is never recreated", kept.name_any());
+        assert_eq!(restored.metadata.resource_version, kept.metadata.resource_version, "{} untouched", kept.name_any());
     }
-    for (name, original) in CONFIG_MAPS.iter().zip(&original_config_maps) {
-        assert_eq!(&config_maps.get(name).await.expect("restored").data, original, "ConfigMap {name}");
-    }
-    assert_eq!(apimanagers.get("example-apimanager").await.expect("restored").data["spec"], original_apimanager);
-    let restored_files = tree(&storage);
-    for (path, entry) in &original_files {
-        assert_eq!(restored_files.get(path), Some(&entry.shared_with_group()), "{}", path.display());
+    for path in original_files.keys() {
         let group = std::os::unix::fs::MetadataExt::gid(&std::fs::symlink_metadata(storage.join(path)).expect("meta"));
         assert_eq!(group, FILE_STORAGE_GROUP, "{} is the System FileStorage group's", path.display());
     }
     assert_eq!(status.file_storage_group, Some(i64::from(FILE_STORAGE_GROUP)), "the backed-up files' group");
-    assert_eq!(restored_files.len(), original_files.len(), "{restored_files:?}");
     let claim = kubectl_ok(
         cluster,
         &[

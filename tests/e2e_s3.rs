@@ -11,22 +11,19 @@
 
 mod support;
 
-use apimanager_backup_operator::api::apimanager::APIManager;
 use apimanager_backup_operator::api::backup::APIManagerBackup;
 use apimanager_backup_operator::api::restore::APIManagerRestore;
 use apimanager_backup_operator::api::s3::S3BackupLocation;
-use apimanager_backup_operator::layout::{CONFIG_MAPS, NEVER_RESTORED};
+use apimanager_backup_operator::layout::NEVER_RESTORED;
 use apimanager_backup_operator::local::s3_server::S3Server;
 use apimanager_backup_operator::s3::ObjectMetadata;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use std::collections::BTreeMap;
-use support::cluster::{
-    finished_backup, kubectl_ok, namespace, namespace_with_installation, sample_secret_names, shared,
-};
-use support::restore::{finished_restore, sample, tree};
+use support::cluster::{finished_backup, kubectl_ok, namespace, namespace_with_installation, shared};
+use support::restore::{Installation, finished_restore, sample};
 use support::s3::{Objects, bucket_name, fill, raw_bucket, read_back, shared_s3, start_s3, use_s3_file_storage};
 
 /// The credentials Secret every test creates (3scale's S3 keys reaching the test server).
@@ -169,7 +166,6 @@ async fn completed(ns: &str, name: &str, yaml: &str) -> (APIManagerBackup, S3Bac
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sealed_backup_in_a_bucket_restores_after_its_namespace_is_gone_and_a_key_rotation() {
     let cluster = shared();
-    let admin = cluster.admin_client().await.expect("client");
     let source = namespace_with_installation(cluster, "s3-source").await;
     credentials(&source, false).await;
     put_secret(&source, KEYS, &[("2026-01", key(7))]).await;
@@ -192,21 +188,8 @@ async fn a_sealed_backup_in_a_bucket_restores_after_its_namespace_is_gone_and_a_
     // Nothing of a Secret's value, nor a file's content, is in the bucket in clear.
     let objects = raw_bucket(&bucket).await;
     assert!(objects.iter().any(|(key, _)| key == &format!("prod/{path}/manifest.json")), "committed");
-    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &source);
-    let mut original_secrets = Vec::new();
-    for name in sample_secret_names() {
-        original_secrets.push(secrets.get(&name).await.expect("secret"));
-    }
-    let storage = cluster.volume(&source, "system-storage");
-    let original_files = tree(&storage);
-    let mut secret_values: Vec<Vec<u8>> = original_secrets
-        .iter()
-        .flat_map(|secret| secret.data.clone().unwrap_or_default().into_values())
-        .map(|value| value.0)
-        .filter(|value| value.len() >= 8)
-        .collect();
-    secret_values.extend(std::fs::read(storage.join("uploads/attachments.txt")).ok());
-    assert!(secret_values.len() > 10, "the sample's passwords and a file: {}", secret_values.len());
+    let original = Installation::of(cluster, &source).await;
+    let secret_values = original.clear_values();
     assert_none_in_clear(&objects, &secret_values, "a value");
 
     // A second backup of the unchanged tree stores no file content again.
@@ -228,14 +211,6 @@ async fn a_sealed_backup_in_a_bucket_restores_after_its_namespace_is_gone_and_a_
     assert!(counted >= (first + second) as f64, "{counted}");
 
     // The key Secret gains a newer key; the first backup (sealed with the older) still restores.
-    let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &source);
-    let mut original_config_maps = Vec::new();
-    for name in CONFIG_MAPS {
-        original_config_maps.push(config_maps.get(name).await.expect("config map").data);
-    }
-    let apimanagers: Api<DynamicObject> =
-        Api::namespaced_with(admin.clone(), &source, &ApiResource::erase::<APIManager>(&()));
-    let original_apimanager = apimanagers.get("example-apimanager").await.expect("apimanager").data["spec"].clone();
     kubectl_ok(cluster, &["delete", "namespace", &source, "--wait=true", "--timeout=90s"], "");
 
     // A namespace that never held the installation: only the bucket's Secrets and the database
@@ -243,7 +218,7 @@ async fn a_sealed_backup_in_a_bucket_restores_after_its_namespace_is_gone_and_a_
     let target = namespace(cluster, "s3-target");
     credentials(&target, false).await;
     put_secret(&target, KEYS, &[("2026-01", key(7)), ("2026-02", key(9))]).await;
-    for secret in original_secrets.iter().filter(|s| NEVER_RESTORED.contains(&s.name_any().as_str())) {
+    for secret in original.secrets.iter().filter(|s| NEVER_RESTORED.contains(&s.name_any().as_str())) {
         let data: Vec<(&str, Vec<u8>)> =
             secret.data.iter().flatten().map(|(key, value)| (key.as_str(), value.0.clone())).collect();
         put_secret(&target, &secret.name_any(), &data).await;
@@ -260,27 +235,7 @@ async fn a_sealed_backup_in_a_bucket_restores_after_its_namespace_is_gone_and_a_
     assert_eq!(reason, "Verified");
     assert!(message.starts_with("the backup matches manifest.json: "), "{message}");
 
-    let restored_secrets: Api<Secret> = Api::namespaced(admin.clone(), &target);
-    for original in &original_secrets {
-        let name = original.name_any();
-        let restored = restored_secrets.get(&name).await.expect("restored secret");
-        assert_eq!((&restored.type_, &restored.data), (&original.type_, &original.data), "Secret {name}");
-    }
-    let restored_config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &target);
-    for (name, original) in CONFIG_MAPS.iter().zip(&original_config_maps) {
-        assert_eq!(&restored_config_maps.get(name).await.expect("restored").data, original, "ConfigMap {name}");
-    }
-    let restored_apimanagers: Api<DynamicObject> =
-        Api::namespaced_with(admin.clone(), &target, &ApiResource::erase::<APIManager>(&()));
-    assert_eq!(
-        restored_apimanagers.get("example-apimanager").await.expect("restored").data["spec"],
-        original_apimanager
-    );
-    let restored_files = tree(&cluster.volume(&target, "system-storage"));
-    assert_eq!(restored_files.len(), original_files.len(), "{restored_files:?}");
-    for (path, entry) in &original_files {
-        assert_eq!(restored_files.get(path), Some(&entry.shared_with_group()), "{}", path.display());
-    }
+    original.assert_restored_in(cluster, &target).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,17 +12,14 @@ use apimanager_backup_operator::job::destination::read::{Committed, Coverage};
 use apimanager_backup_operator::job::destination::steps::copy_files;
 use apimanager_backup_operator::job::destination::write::BucketBackup;
 use apimanager_backup_operator::job::destination::{DestinationError, ObjectSink, S3Args};
-use apimanager_backup_operator::job::manifest::{Manifest, ObjectRef};
+use apimanager_backup_operator::job::manifest::Manifest;
 use apimanager_backup_operator::job::report::{Checked, StepReport};
 use apimanager_backup_operator::job::{CommonArgs, CopyArgs, JobError};
 use apimanager_backup_operator::layout::APIMANAGER_FILE;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use support::s3::{bucket_name, raw_bucket, shared_s3};
-
-const PASSWORD: &str = "s3cr3t-Seed-Passw0rd-4242";
-const FILE_TEXT: &[u8] = b"uploaded logo bytes that must not appear in clear";
+use support::sealed::{FILE_TEXT, PASSWORD, assert_file_tree_restored, export_sample, file_tree, keys};
 
 fn scratch(label: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("abo-s3dest-{label}-{}", std::process::id()));
@@ -41,33 +38,6 @@ fn credentials(dir: &Path) -> String {
     folder.to_string_lossy().into_owned()
 }
 
-/// A key Secret's folder holding `keys` (id, 32-byte value).
-fn keys(dir: &Path, name: &str, keys: &[(&str, [u8; 32])]) -> String {
-    let folder = dir.join(name);
-    let _ = fs::remove_dir_all(&folder);
-    fs::create_dir_all(&folder).expect("keys");
-    for (id, value) in keys {
-        fs::write(folder.join(id), value).expect("key");
-    }
-    folder.to_string_lossy().into_owned()
-}
-
-/// The FileStorage tree: nested folders with modes, a file of several multipart parts, an
-/// empty file, a symbolic link, a hard link, set times.
-fn tree(root: &Path) {
-    fs::create_dir_all(root.join("uploads/logos")).expect("dirs");
-    fs::write(root.join("uploads/logos/logo.png"), FILE_TEXT).expect("file");
-    fs::write(root.join("robots.txt"), b"").expect("empty");
-    let large: Vec<u8> = (0..(17u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    fs::write(root.join("uploads/big.bin"), &large).expect("large");
-    std::os::unix::fs::symlink("uploads/logos/logo.png", root.join("current-logo")).expect("link");
-    fs::hard_link(root.join("uploads/logos/logo.png"), root.join("uploads/same-logo.png")).expect("hard link");
-    fs::set_permissions(root.join("robots.txt"), fs::Permissions::from_mode(0o640)).expect("mode");
-    fs::set_permissions(root.join("uploads/logos"), fs::Permissions::from_mode(0o750)).expect("mode");
-    let old = filetime::FileTime::from_unix_time(1_600_000_000, 123_000_000);
-    filetime::set_file_mtime(root.join("uploads/logos/logo.png"), old).expect("mtime");
-}
-
 struct Setup {
     dir: PathBuf,
     source: PathBuf,
@@ -77,7 +47,7 @@ struct Setup {
 async fn setup(label: &str) -> Setup {
     let dir = scratch(label);
     let source = dir.join("source");
-    tree(&source);
+    file_tree(&source, 17 << 20);
     let bucket = bucket_name(label);
     shared_s3().create_bucket(&bucket).await.expect("bucket");
     let args = S3Args {
@@ -97,17 +67,7 @@ async fn back_up(setup: &Setup, name: &str, uid: &str, commit: bool) -> Result<u
     let mut args = setup.args.clone();
     args.s3_backup = Some(format!("3scale/{name}-{uid}"));
     args.s3_backup_uid = Some(uid.into());
-    let mut export = BucketBackup::begin(&common(&args), "export-objects").await?;
-    let mut manifest = Manifest::default();
-    let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "system-seed"},
-        "stringData": {"MASTER_PASSWORD": PASSWORD}});
-    export.put("secrets/system-seed.json", serde_json::to_vec(&secret).expect("json"), &mut manifest).await?;
-    let apimanager = serde_json::json!({"apiVersion": "apps.3scale.net/v1alpha1", "kind": "APIManager",
-        "metadata": {"name": "example"}, "spec": {"wildcardDomain": "example.com"}});
-    export.put(APIMANAGER_FILE, serde_json::to_vec(&apimanager).expect("json"), &mut manifest).await?;
-    manifest.namespace = "3scale".into();
-    manifest.backup = ObjectRef { name: name.into(), uid: uid.into() };
-    export.finish(manifest, false).await?;
+    export_sample(BucketBackup::begin(&common(&args), "export-objects").await?, name, uid).await?;
     let common = CommonArgs { s3: args, ..CommonArgs::at("/unused") };
     let traffic = copy_files(&CopyArgs { source: setup.source.clone(), last_step: commit, common }).await?;
     Ok(traffic.files_uploaded)
@@ -160,6 +120,33 @@ async fn a_sealed_backup_round_trips_by_content_and_holds_nothing_in_clear() {
         serde_json::from_slice(&objects.iter().find(|(k, _)| k == index_key).expect("committed").1).expect("index");
     assert_eq!(index.key_id.as_deref(), Some("2026-01"));
     assert_eq!(index.backup_uid, "uid-1");
+
+    // Downloaded with its prefix (as `aws s3 cp --recursive` copies it), the backup verifies
+    // offline with the binary alone, without the key and with it.
+    let downloaded = setup.dir.join("downloaded");
+    for (key, bytes) in &objects {
+        let path = downloaded.join(key.strip_prefix("prod/backups/").expect("under the prefix"));
+        fs::create_dir_all(path.parent().expect("parent")).expect("folders");
+        fs::write(path, bytes).expect("object");
+    }
+    let folder = downloaded.join("3scale/nightly-uid-1");
+    let verify_cli = |args: &[&std::ffi::OsStr]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_apimanager-backup-operator"))
+            .arg("verify")
+            .args(args)
+            .output()
+            .expect("verify runs");
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    let (code, stdout) = verify_cli(&[folder.as_os_str()]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.starts_with("verified without the key: 6 stored objects"), "{stdout}");
+    let keys_folder = std::ffi::OsString::from(setup.args.encryption_keys.clone().expect("keys"));
+    let (code, stdout) = verify_cli(&["--key".as_ref(), keys_folder.as_os_str(), folder.as_os_str()]);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (Some(0), "verified: 5 files and 2 links match the sealed manifest (every object opened with the key)")
+    );
     assert_eq!(index.objects.iter().filter(|o| o.key.starts_with("_content/")).count(), 3);
 
     // Verified with the key (everything opened) and the backed-up APIManager named.
@@ -183,14 +170,7 @@ async fn a_sealed_backup_round_trips_by_content_and_holds_nothing_in_clear() {
         fs::read(target.join("uploads/big.bin")).expect("big"),
         fs::read(setup.source.join("uploads/big.bin")).expect("src")
     );
-    assert_eq!(fs::read_link(target.join("current-logo")).expect("link"), Path::new("uploads/logos/logo.png"));
-    let meta = |path: &Path| fs::symlink_metadata(path).expect("meta");
-    assert_eq!(meta(&target.join("robots.txt")).permissions().mode() & 0o777, 0o640);
-    assert_eq!(meta(&target.join("uploads/logos")).permissions().mode() & 0o777, 0o750);
-    use std::os::unix::fs::MetadataExt;
-    let logo = meta(&target.join("uploads/logos/logo.png"));
-    assert_eq!((logo.mtime(), logo.mtime_nsec()), (1_600_000_000, 123_000_000));
-    assert_eq!(logo.ino(), meta(&target.join("uploads/same-logo.png")).ino(), "hard link kept");
+    assert_file_tree_restored(&target);
 
     // A second backup of the unchanged tree references every file.
     assert_eq!(back_up(&setup, "nightly", "uid-2", true).await.expect("second backup"), 0);

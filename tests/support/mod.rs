@@ -13,4 +13,5 @@ pub mod kustomize;
 pub mod lookup;
 pub mod restore;
 pub mod s3;
+pub mod sealed;
 pub mod threescale_backup;

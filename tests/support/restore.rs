@@ -116,3 +116,85 @@ pub fn tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
     }
     entries
 }
+
+/// What a restore must bring back of the sample installation of a namespace: its Secrets, its
+/// ConfigMaps' data, its APIManager's spec and its System FileStorage files, taken before they go.
+pub struct Installation {
+    /// The sample's Secrets, as they were.
+    pub secrets: Vec<k8s_openapi::api::core::v1::Secret>,
+    /// The data of each of [`apimanager_backup_operator::layout::CONFIG_MAPS`].
+    pub config_maps: Vec<Option<BTreeMap<String, String>>>,
+    /// The APIManager's spec.
+    pub apimanager_spec: serde_json::Value,
+    /// The System FileStorage claim's files.
+    pub files: BTreeMap<PathBuf, Entry>,
+}
+
+impl Installation {
+    /// The installation of namespace `ns`, as it is now.
+    pub async fn of(cluster: &LocalCluster, ns: &str) -> Self {
+        use apimanager_backup_operator::api::apimanager::APIManager;
+        use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+        use kube::api::{ApiResource, DynamicObject};
+        let admin = cluster.admin_client().await.expect("client");
+        let secrets: Api<Secret> = Api::namespaced(admin.clone(), ns);
+        let mut originals = Vec::new();
+        for name in super::cluster::sample_secret_names() {
+            originals.push(secrets.get(&name).await.expect("secret"));
+        }
+        let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), ns);
+        let mut data = Vec::new();
+        for name in apimanager_backup_operator::layout::CONFIG_MAPS {
+            data.push(config_maps.get(name).await.expect("config map").data);
+        }
+        let apimanagers: Api<DynamicObject> = Api::namespaced_with(admin, ns, &ApiResource::erase::<APIManager>(&()));
+        let apimanager_spec = apimanagers.get("example-apimanager").await.expect("apimanager").data["spec"].clone();
+        let files = tree(&cluster.volume(ns, "system-storage"));
+        Self { secrets: originals, config_maps: data, apimanager_spec, files }
+    }
+
+    /// What must never be stored in clear: every Secret value of 8 bytes or more, and the sample's
+    /// uploaded file.
+    pub fn clear_values(&self) -> Vec<Vec<u8>> {
+        let mut values: Vec<Vec<u8>> = self
+            .secrets
+            .iter()
+            .flat_map(|secret| secret.data.clone().unwrap_or_default().into_values())
+            .map(|value| value.0)
+            .filter(|value| value.len() >= 8)
+            .collect();
+        if let Some(Entry::File { bytes, .. }) = self.files.get(Path::new("uploads/attachments.txt")) {
+            values.push(bytes.clone());
+        }
+        assert!(values.len() > 10, "the sample's passwords and a file: {}", values.len());
+        values
+    }
+
+    /// Fails unless namespace `ns` holds every Secret (type and data), ConfigMap, the APIManager's
+    /// spec and every file (shared with the FileStorage group) as this installation had them.
+    pub async fn assert_restored_in(&self, cluster: &LocalCluster, ns: &str) {
+        use apimanager_backup_operator::api::apimanager::APIManager;
+        use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+        use kube::ResourceExt;
+        use kube::api::{ApiResource, DynamicObject};
+        let admin = cluster.admin_client().await.expect("client");
+        let secrets: Api<Secret> = Api::namespaced(admin.clone(), ns);
+        for original in &self.secrets {
+            let name = original.name_any();
+            let restored = secrets.get(&name).await.expect("restored secret");
+            assert_eq!((&restored.type_, &restored.data), (&original.type_, &original.data), "Secret {name}");
+        }
+        let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), ns);
+        for (name, original) in apimanager_backup_operator::layout::CONFIG_MAPS.iter().zip(&self.config_maps) {
+            assert_eq!(&config_maps.get(name).await.expect("restored").data, original, "ConfigMap {name}");
+        }
+        let apimanagers: Api<DynamicObject> = Api::namespaced_with(admin, ns, &ApiResource::erase::<APIManager>(&()));
+        let restored = apimanagers.get("example-apimanager").await.expect("restored apimanager");
+        assert_eq!(restored.data["spec"], self.apimanager_spec);
+        let files = tree(&cluster.volume(ns, "system-storage"));
+        assert_eq!(files.len(), self.files.len(), "{files:?}");
+        for (path, entry) in &self.files {
+            assert_eq!(files.get(path), Some(&entry.shared_with_group()), "{}", path.display());
+        }
+    }
+}

@@ -6,7 +6,7 @@
 
 use super::DestinationError;
 use crate::s3::{ErrorKind, ObjectMetadata, S3Client, S3Error};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -168,13 +168,10 @@ async fn write_file<R: AsyncRead + Unpin + Send>(path: &Path, mut input: R) -> R
     let mut name = path.file_name().unwrap_or_default().to_owned();
     name.push(PARTIAL_SUFFIX);
     let temporary = path.with_file_name(name);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .map_err(|source| io_error("creating", &temporary, source))?;
+    // Empty until its mode is 0600: nothing is readable by others at any time.
+    let file = std::fs::File::create(&temporary).map_err(|source| io_error("creating", &temporary, source))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|source| io_error("setting the mode of", &temporary, source))?;
     let mut file = tokio::fs::File::from_std(file);
     let mut buffer = vec![0u8; CHUNK_BYTES];
     let mut written = 0u64;
