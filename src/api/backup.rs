@@ -130,9 +130,9 @@ pub struct APIManagerBackupStatus {
     /// Where the backup is, when its destination is an S3 bucket (no Secret is named here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3BackupLocation>,
-    /// Bytes the backup wrote to its destination, as stored (on a claim, the files' sizes; in a
-    /// bucket, what its steps uploaded, sealed, without content an earlier backup had stored),
-    /// recorded when its last step succeeded.
+    /// Bytes the backup wrote to its destination, as stored (on a claim in the clear layout, the
+    /// files' sizes; sealed, in a bucket or on a claim, what its steps stored, without content an
+    /// earlier backup had stored), recorded when its last step succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_written: Option<i64>,
     /// `true` once every backup step has finished.
