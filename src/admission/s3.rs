@@ -52,6 +52,12 @@ pub fn named_secrets(bucket: &S3Bucket, at: &str) -> Vec<NamedSecret> {
         .collect()
 }
 
+/// The key Secret a claim's `encryption` (at field path `at`) names, with the field naming it.
+pub fn claim_key_secret(encryption: Option<&Encryption>, at: &str) -> Option<NamedSecret> {
+    let key = encryption?.key_secret_ref.as_ref()?;
+    Some(NamedSecret::new(format!("{at}.encryption.keySecretRef.name"), &key.name))
+}
+
 fn check_encryption(bucket: &S3Bucket, at: &str, verdict: &mut Verdict) {
     let encryption = bucket.encryption.clone().unwrap_or_default();
     let disabled = encryption.disabled == Some(true);
@@ -224,6 +230,13 @@ mod tests {
             rendered(&verdict)
         };
         assert!(checked(json!(null)).is_empty(), "in clear, as 3scale-operator writes it");
+        let at = "spec.restoreSource.persistentVolumeClaim";
+        let keys: Encryption = serde_json::from_value(json!({"keySecretRef": {"name": "k"}})).expect("encryption");
+        assert_eq!(
+            claim_key_secret(Some(&keys), at),
+            Some(NamedSecret::new("spec.restoreSource.persistentVolumeClaim.encryption.keySecretRef.name", "k"))
+        );
+        assert_eq!(claim_key_secret(None, at), None);
         assert!(checked(json!({"disabled": true})).is_empty());
         assert!(checked(json!({"keySecretRef": {"name": "backup-key"}})).is_empty());
         assert_eq!(

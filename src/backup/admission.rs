@@ -84,15 +84,22 @@ impl Admit for APIManagerBackup {
     }
 
     fn named_secrets(spec: &APIManagerBackupSpec) -> Vec<NamedSecret> {
-        bucket_secrets(spec, SPEC)
+        destination_secrets(spec, SPEC)
     }
 }
 
-/// The Secrets a backup spec at field path `at` names (those of its bucket destination). Shared
-/// with a schedule's template.
-pub fn bucket_secrets(spec: &APIManagerBackupSpec, at: &str) -> Vec<NamedSecret> {
-    let bucket = spec.backup_destination.s3.as_ref();
-    bucket.map(|bucket| s3::named_secrets(bucket, &format!("{at}.backupDestination.s3"))).unwrap_or_default()
+/// The Secrets a backup spec at field path `at` names: those of its bucket destination, or the key
+/// Secret of its sealed claim. Shared with a schedule's template.
+pub fn destination_secrets(spec: &APIManagerBackupSpec, at: &str) -> Vec<NamedSecret> {
+    let destination = &spec.backup_destination;
+    let bucket = destination.s3.as_ref();
+    let mut named =
+        bucket.map(|bucket| s3::named_secrets(bucket, &format!("{at}.backupDestination.s3"))).unwrap_or_default();
+    let claim = destination.persistent_volume_claim.as_ref().and_then(|claim| {
+        s3::claim_key_secret(claim.encryption.as_ref(), &format!("{at}.backupDestination.persistentVolumeClaim"))
+    });
+    named.extend(claim);
+    named
 }
 
 #[cfg(test)]
@@ -140,6 +147,13 @@ mod tests {
             "persistentVolumeClaim": {"resources": {"requests": "1Gi"}}}}))
         .expect("spec");
         assert_eq!(<APIManagerBackup as Admit>::named_secrets(&claim), []);
+        let sealed: APIManagerBackupSpec = serde_json::from_value(serde_json::json!({"backupDestination": {
+            "persistentVolumeClaim": {"resources": {"requests": "1Gi"}, "encryption": {"keySecretRef": {"name": "k"}}}}}))
+        .expect("spec");
+        assert_eq!(
+            <APIManagerBackup as Admit>::named_secrets(&sealed),
+            [NamedSecret::new("spec.backupDestination.persistentVolumeClaim.encryption.keySecretRef.name", "k")]
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -66,9 +66,14 @@ impl Admit for APIManagerRestore {
         check_update(old, new)
     }
 
-    /// Those of a bucket source.
+    /// Those of a bucket source, or the key Secret of a claim source.
     fn named_secrets(spec: &APIManagerRestoreSpec) -> Vec<NamedSecret> {
         let source = spec.restore_source.s3.as_ref();
-        source.map(|source| s3::named_secrets(&source.bucket, S3_SOURCE)).unwrap_or_default()
+        let mut named = source.map(|source| s3::named_secrets(&source.bucket, S3_SOURCE)).unwrap_or_default();
+        let claim = spec.restore_source.persistent_volume_claim.as_ref().and_then(|claim| {
+            s3::claim_key_secret(claim.encryption.as_ref(), "spec.restoreSource.persistentVolumeClaim")
+        });
+        named.extend(claim);
+        named
     }
 }

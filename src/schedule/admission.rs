@@ -13,7 +13,7 @@ use crate::admission::secrets::NamedSecret;
 use crate::admission::{Admit, Change, ToDefault, Verdict, Webhook};
 use crate::api::apimanager::APIManager;
 use crate::api::schedule::{APIManagerBackupSchedule, APIManagerBackupScheduleSpec};
-use crate::backup::admission::{bucket_secrets, default_name};
+use crate::backup::admission::{default_name, destination_secrets};
 use crate::backup::defaulting::set_name_patch_at;
 use crate::backup::validation::{check_apimanager_at, check_spec_at};
 use crate::lookup::{self, ApiManagerLookup, LookupError};
@@ -64,9 +64,9 @@ impl Admit for APIManagerBackupSchedule {
         check_spec(new)
     }
 
-    /// Those of the template's bucket destination, named under `spec.template`.
+    /// Those of the template's destination, named under `spec.template`.
     fn named_secrets(spec: &APIManagerBackupScheduleSpec) -> Vec<NamedSecret> {
-        bucket_secrets(&spec.template, TEMPLATE)
+        destination_secrets(&spec.template, TEMPLATE)
     }
 }
 
