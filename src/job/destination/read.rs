@@ -1,8 +1,8 @@
-//! Reading a backup in the sealed layout (from a bucket or the claim): only a committed one (its `manifest.json` present), checked
-//! without the key (every object the clear index lists is there with its stored size and SHA-256)
-//! or, given the key, completely (every object opens for its backup and path or content name, and
-//! its plaintext matches the sealed manifest); and its FileStorage files written onto a folder,
-//! streamed object by object.
+//! Reading a backup in the sealed layout (from a bucket or the claim): only a committed one (its
+//! `manifest.json` present), checked without the key (every object the clear index lists is there
+//! with its stored size and SHA-256) or, given the key, completely (every object opens for its
+//! backup and path or content name, and its plaintext matches the sealed manifest); and its
+//! FileStorage files written onto a folder, streamed object by object.
 
 use super::DestinationError;
 use super::index::{CONTENTS_FILE, Contents, INDEX_FILE, INDEX_FORMAT, Index, StoredObject};
@@ -24,7 +24,7 @@ const LISTED_PROBLEMS: usize = 5;
 #[derive(Debug)]
 pub struct Committed {
     /// Where it is.
-    pub bucket: Place,
+    pub place: Place,
     /// Its clear index.
     pub index: Index,
 }
@@ -69,15 +69,15 @@ impl Committed {
         if !bucket.folder.is_empty() && !bucket.folder.ends_with(&format!("-{}", index.backup_uid)) {
             return Err(corrupt("it names a backup UID other than its folder's".into()));
         }
-        Ok(Self { bucket, index })
+        Ok(Self { place: bucket, index })
     }
 
     /// Fails when the backup is encrypted and no key was given, naming `field`, where the keys
     /// that open it are set.
     pub fn require_key(&self, field: &'static str) -> Result<(), DestinationError> {
-        match (&self.index.key_id, &self.bucket.ring) {
+        match (&self.index.key_id, &self.place.ring) {
             (Some(key_id), None) => Err(DestinationError::KeyRequired {
-                folder: self.bucket.folder_location(),
+                folder: self.place.folder_location(),
                 key_id: key_id.clone(),
                 field,
             }),
@@ -87,34 +87,34 @@ impl Committed {
 
     /// The backup's object `path` (in its folder), opened.
     pub async fn object(&self, path: &str) -> Result<Vec<u8>, DestinationError> {
-        let relative = self.bucket.in_folder(path);
-        let raw = self.bucket.raw(&relative).await?;
-        open_bytes(&self.bucket, &self.index.backup_uid, path, &raw).await
+        let relative = self.place.in_folder(path);
+        let raw = self.place.raw(&relative).await?;
+        open_bytes(&self.place, &self.index.backup_uid, path, &raw).await
     }
 
     /// The sealed manifest, checked against the clear index's digest of it.
     pub async fn contents(&self) -> Result<Contents, DestinationError> {
-        let relative = self.bucket.in_folder(CONTENTS_FILE);
-        let raw = self.bucket.raw(&relative).await?;
+        let relative = self.place.in_folder(CONTENTS_FILE);
+        let raw = self.place.raw(&relative).await?;
         let stored = digest(&raw);
         if stored.0 != self.index.contents.size || stored.1 != self.index.contents.sha256 {
             return Err(DestinationError::Corrupt {
-                object: self.bucket.location(&relative),
+                object: self.place.location(&relative),
                 reason: "its bytes differ from the digest manifest.json lists".into(),
             });
         }
-        let plain = open_bytes(&self.bucket, &self.index.backup_uid, CONTENTS_FILE, &raw).await?;
-        parse(&self.bucket, &relative, &plain)
+        let plain = open_bytes(&self.place, &self.index.backup_uid, CONTENTS_FILE, &raw).await?;
+        parse(&self.place, &relative, &plain)
     }
 
     /// Checks the backup: with the key (or when not encrypted) every object's plaintext,
     /// otherwise every object's stored bytes. Fails naming what differs.
     pub async fn verify(&self) -> Result<Coverage, DestinationError> {
         let mut problems = Vec::new();
-        let opening = self.bucket.ring.is_some() || self.index.key_id.is_none();
+        let opening = self.place.ring.is_some() || self.index.key_id.is_none();
         let coverage = if opening {
             let contents = self.contents().await?;
-            let expected = plaintext_digests(&contents, &self.bucket);
+            let expected = plaintext_digests(&contents, &self.place);
             for object in &self.index.objects {
                 self.check_opened(object, expected.get(object.key.as_str()).copied(), &mut problems).await?;
             }
@@ -124,7 +124,7 @@ impl Committed {
             }
         } else {
             for object in std::iter::once(&self.index.contents).chain(&self.index.objects) {
-                match self.bucket.stored_digest(&object.key).await {
+                match self.place.stored_digest(&object.key).await {
                     Ok(stored) if stored.size == object.size && stored.sha256 == object.sha256 => {}
                     Ok(_) => problems.push(format!("{} differs from manifest.json", object.key)),
                     Err(error) if error.is_missing() => problems.push(format!("{} is missing", object.key)),
@@ -141,7 +141,7 @@ impl Committed {
         if total > LISTED_PROBLEMS {
             problems.push(format!("and {} more", total - LISTED_PROBLEMS));
         }
-        Err(DestinationError::NotVerified { folder: self.bucket.folder_location(), problems })
+        Err(DestinationError::NotVerified { folder: self.place.folder_location(), problems })
     }
 
     /// Opens `object` into nothing and compares both digests.
@@ -157,7 +157,7 @@ impl Committed {
         };
         let name = object.key.strip_prefix(&format!("{}/", super::place::CONTENT_FOLDER));
         let content = name.and_then(|name| ContentName::parse(name).ok());
-        let own = match self.bucket.folder.as_str() {
+        let own = match self.place.folder.as_str() {
             "" => object.key.as_str(),
             folder => object.key.strip_prefix(&format!("{folder}/")).unwrap_or(&object.key),
         };
@@ -165,11 +165,11 @@ impl Committed {
             Some(content) => Context::Content(content),
             None => Context::BackupObject { backup_uid: &self.index.backup_uid, path: own },
         };
-        let context = match (&self.bucket.ring, name) {
+        let context = match (&self.place.ring, name) {
             (None, Some(_)) => Context::BackupObject { backup_uid: &self.index.backup_uid, path: &object.key },
             _ => context,
         };
-        match self.bucket.get(context, &object.key, &mut tokio::io::sink()).await {
+        match self.place.get(context, &object.key, &mut tokio::io::sink()).await {
             Ok(got) if got.stored.size != object.size || got.stored.sha256 != object.sha256 => {
                 problems.push(format!("{} differs from manifest.json", object.key));
             }
@@ -262,7 +262,7 @@ impl Committed {
             let path = into.join(inside(&entry.path, into)?);
             if digest(&bytes) != (entry.size, entry.sha256.clone()) {
                 let reason = "it does not hold what the sealed manifest lists".to_owned();
-                return Err(DestinationError::Corrupt { object: self.bucket.location(&entry.path), reason }.into());
+                return Err(DestinationError::Corrupt { object: self.place.location(&entry.path), reason }.into());
             }
             crate::job::write_atomically(&path, &bytes, 0o600)?;
         }
@@ -297,11 +297,11 @@ impl Committed {
     ) -> Result<super::place::Transferred, DestinationError> {
         let name = content.strip_prefix(&format!("{}/", super::place::CONTENT_FOLDER)).unwrap_or(content);
         let content_name = ContentName::parse(name).ok();
-        let context = match (&self.bucket.ring, &content_name) {
+        let context = match (&self.place.ring, &content_name) {
             (Some(_), Some(name)) => Context::Content(name),
             _ => Context::BackupObject { backup_uid: &self.index.backup_uid, path: content },
         };
-        self.bucket.get(context, content, output).await
+        self.place.get(context, content, output).await
     }
 
     /// Writes the content object `content` to a new file at `path` and checks it against `entry`.

@@ -171,7 +171,7 @@ async fn restore_object(
     object: &S3Object,
 ) -> Result<(), JobError> {
     let corrupt = |reason: String| DestinationError::Corrupt {
-        object: committed.bucket.location(&committed.bucket.in_folder(CONTENTS_FILE)),
+        object: committed.place.location(&committed.place.in_folder(CONTENTS_FILE)),
         reason,
     };
     let content = content.ok_or_else(|| corrupt(format!("it names no content for {}", object.path)))?;

@@ -29,7 +29,7 @@ pub async fn copy_files(args: &crate::job::CopyArgs) -> Result<write::Traffic, J
 /// backed-up APIManager.
 pub async fn verify(common: &CommonArgs) -> Result<crate::job::report::StepReport, JobError> {
     let committed = read::Committed::open(common).await?;
-    committed.require_key(if committed.bucket.is_claim() { CLAIM_KEY_FIELD } else { BUCKET_KEY_FIELD })?;
+    committed.require_key(if committed.place.is_claim() { CLAIM_KEY_FIELD } else { BUCKET_KEY_FIELD })?;
     let checked = match committed.verify().await? {
         read::Coverage::Opened { files, links } => crate::job::report::Checked::Verified { files, links },
         read::Coverage::Stored { objects } => crate::job::report::Checked::Verified { files: objects, links: 0 },

@@ -1,6 +1,7 @@
-//! A backup step writing the sealed layout (into a bucket, or onto the claim). Exported objects are sealed to their path in the
-//! backup's folder; the FileStorage tree is stored **by content**: each file's content object is
-//! named by a keyed hash of its plaintext ([`crate::seal::ContentNamer`]; SHA-256 when not
+//! A backup step writing the sealed layout (into a bucket, or onto the claim). Exported objects
+//! are sealed to their path in the backup's folder; the FileStorage tree is stored **by content**:
+//! each file's content object is named by a keyed hash of its plaintext
+//! ([`crate::seal::ContentNamer`]; SHA-256 when not
 //! encrypted) under `<prefix>/_content/`, and a content object an earlier backup stored already is
 //! referenced, not uploaded. Each step but the last writes its part (`parts/<step>.sealed`); the
 //! last step merges the parts and its own into the sealed manifest and then writes
@@ -48,7 +49,7 @@ pub struct Traffic {
 /// One step of a backup in the sealed layout.
 #[derive(Debug)]
 pub struct BucketBackup {
-    bucket: Place,
+    place: Place,
     sealer: Option<Sealer>,
     backup_uid: String,
     step: &'static str,
@@ -95,7 +96,7 @@ impl BucketBackup {
             (None, _) => None,
         };
         Ok(Self {
-            bucket,
+            place: bucket,
             sealer,
             backup_uid,
             step,
@@ -108,9 +109,9 @@ impl BucketBackup {
 
     /// Stores `bytes` as the backup's object `path`, sealed to the backup and path.
     async fn put_own(&mut self, path: &str, bytes: &[u8]) -> Result<super::place::Transferred, DestinationError> {
-        let key = self.bucket.in_folder(path);
+        let key = self.place.in_folder(path);
         let context = Context::BackupObject { backup_uid: &self.backup_uid, path };
-        let stored = self.bucket.put(self.sealer.as_ref(), context, &key, bytes).await?;
+        let stored = self.place.put(self.sealer.as_ref(), context, &key, bytes).await?;
         self.traffic.uploaded += stored.stored.size;
         Ok(stored)
     }
@@ -119,13 +120,13 @@ impl BucketBackup {
     /// reference, so referencing it again needs no download.
     pub async fn learn_earlier_content(&mut self) -> Result<(), DestinationError> {
         // A claim holds one backup: no earlier one to learn from.
-        if self.bucket.folder.is_empty() {
+        if self.place.folder.is_empty() {
             return Ok(());
         }
-        let namespace = self.bucket.folder.split('/').next().unwrap_or_default();
-        let folder = self.bucket.key(namespace) + "/";
+        let namespace = self.place.folder.split('/').next().unwrap_or_default();
+        let folder = self.place.key(namespace) + "/";
         let mut indexes: Vec<_> = self
-            .bucket
+            .place
             .store
             .list(&folder)
             .await?
@@ -135,7 +136,7 @@ impl BucketBackup {
         indexes.sort_by(|a, b| b.modified.cmp(&a.modified));
         for listed in indexes.into_iter().take(EARLIER_INDEXES) {
             let mut bytes = Vec::new();
-            self.bucket.store.download(&listed.key, &mut bytes).await?;
+            self.place.store.download(&listed.key, &mut bytes).await?;
             // An unreadable earlier index only means its content is not known here.
             let Ok(index) = serde_json::from_slice::<Index>(&bytes) else { continue };
             if index.key_id.is_some() != self.sealer.is_some() {
@@ -225,11 +226,11 @@ impl BucketBackup {
             self.traffic.files_referenced += 1;
             return Ok(true);
         }
-        let Some(size) = self.bucket.store.size(&self.bucket.key(key)).await? else {
+        let Some(size) = self.place.store.size(&self.place.key(key)).await? else {
             return Ok(false);
         };
         // Stored by a backup whose index this step did not read: its digest from its bytes.
-        let stored = self.bucket.stored_digest(key).await?;
+        let stored = self.place.stored_digest(key).await?;
         if stored.size != size {
             return Ok(false);
         }
@@ -256,7 +257,7 @@ impl BucketBackup {
             Some(content) => Context::Content(content),
             None => Context::BackupObject { backup_uid: &self.backup_uid, path: &key },
         };
-        let put = async { self.bucket.put(self.sealer.as_ref(), context, &key, input).await.map_err(JobError::from) };
+        let put = async { self.place.put(self.sealer.as_ref(), context, &key, input).await.map_err(JobError::from) };
         let ((), stored) = tokio::try_join!(feed, put)?;
         let object = StoredObject { key: key.clone(), size: stored.stored.size, sha256: stored.stored.sha256 };
         self.traffic.uploaded += object.size;
@@ -271,13 +272,13 @@ impl BucketBackup {
     pub async fn discard_content(&mut self, key: &str) -> Result<(), DestinationError> {
         self.known_content.remove(key);
         self.part.objects.retain(|object| object.key != key);
-        self.bucket.store.delete(&self.bucket.key(key)).await?;
+        self.place.store.delete(&self.place.key(key)).await?;
         Ok(())
     }
 
     /// A namer of content: its keyed name when the backup is encrypted, `sha256-<hex>` when not.
     pub fn content_namer(&self) -> Naming {
-        Naming { namer: self.bucket.ring.as_ref().map(ContentNamer::new), hasher: Sha256::new(), size: 0 }
+        Naming { namer: self.place.ring.as_ref().map(ContentNamer::new), hasher: Sha256::new(), size: 0 }
     }
 
     /// The content name of the file at `path` (keyed when encrypted, `sha256-<hex>` when not)
@@ -335,20 +336,20 @@ impl BucketBackup {
             committed_at: now(),
             key_id: self.sealer.as_ref().map(|sealer| sealer.wrapped_key().key_id.to_string()),
             contents: StoredObject {
-                key: self.bucket.in_folder(CONTENTS_FILE),
+                key: self.place.in_folder(CONTENTS_FILE),
                 size: sealed.stored.size,
                 sha256: sealed.stored.sha256,
             },
             objects: whole.objects,
         };
-        let key = self.bucket.key(&self.bucket.in_folder(INDEX_FILE));
+        let key = self.place.key(&self.place.in_folder(INDEX_FILE));
         let metadata = crate::s3::ObjectMetadata {
             content_type: Some("application/json".into()),
             ..crate::s3::ObjectMetadata::default()
         };
         let bytes = to_json(&index);
         self.traffic.uploaded += bytes.len() as u64;
-        self.bucket.store.upload(&key, &bytes[..], &metadata).await?;
+        self.place.store.upload(&key, &bytes[..], &metadata).await?;
         self.traffic.backup_uploaded = Some(whole.uploaded + self.traffic.uploaded - own_uploaded);
         Ok(self.traffic)
     }
@@ -359,7 +360,7 @@ impl ObjectSink for BucketBackup {
         let stored = self.put_own(relative, &bytes).await?;
         let plaintext = stored.plaintext;
         manifest.add_files([FileEntry { path: relative.to_owned(), size: plaintext.size, sha256: plaintext.sha256 }]);
-        let key = self.bucket.in_folder(relative);
+        let key = self.place.in_folder(relative);
         self.part.objects.push(StoredObject { key, size: stored.stored.size, sha256: stored.stored.sha256 });
         Ok(())
     }
