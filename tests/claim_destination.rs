@@ -107,6 +107,10 @@ restored",
         )
     );
 
+    // Key rotation: the key Secret gains a newer key, the backup still opens with the older.
+    let rotated = keys(&scratch.0, "rotated", &[("2026-01", [7; 32]), ("2026-06", [9; 32])]);
+    verify(&common(&claim, Some(&rotated))).await.expect("opens after rotation");
+
     // A wrong key of the same id fails naming the key, never its bytes.
     let wrong = keys(&scratch.0, "wrong", &[("2026-01", [1; 32])]);
     let error = verify(&common(&claim, Some(&wrong))).await.expect_err("wrong key").to_string();
@@ -193,8 +197,8 @@ async fn an_uncommitted_sealed_claim_is_incomplete() {
     let mut manifest = Manifest::default();
     export.put(APIMANAGER_FILE, b"{}".to_vec(), &mut manifest).await.expect("put");
     export.finish(manifest, false).await.expect("part");
-    assert!(!reads_sealed(&common(&claim, Some(&key))), "no index: not a sealed backup yet");
-    let error = Committed::open(&common(&claim, Some(&key))).await.expect_err("incomplete");
+    assert!(reads_sealed(&common(&claim, None)), "its parts say it is sealed, uncommitted");
+    let error = verify(&common(&claim, Some(&key))).await.expect_err("incomplete");
     assert_eq!(
         error.to_string(),
         format!(

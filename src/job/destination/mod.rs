@@ -46,19 +46,26 @@ pub fn writes_sealed(common: &CommonArgs) -> bool {
     common.s3.is_set() || common.s3.encryption_keys.is_some()
 }
 
-/// Whether a restore step reads the sealed layout: from a bucket, or from a claim whose
-/// `manifest.json` is a sealed layout's clear index (keys given for a claim in the claim layout
-/// are not used).
+/// Whether a restore step reads the sealed layout: from a bucket, or from a claim holding it
+/// (keys given for a claim in the claim layout are not used).
 pub fn reads_sealed(common: &CommonArgs) -> bool {
     common.s3.is_set() || holds_sealed_layout(&common.backup_dir)
 }
 
-/// Whether the folder `root` holds a backup in the sealed layout: its `manifest.json` says so.
+/// Whether the folder `root` holds a backup in the sealed layout: its `manifest.json` is a clear
+/// index, or it has none and holds the sealed layout's `parts/` or `_content/` (a sealed backup
+/// that was not committed, which reading then reports as incomplete).
 pub fn holds_sealed_layout(root: &Path) -> bool {
     #[derive(serde::Deserialize)]
     struct Format {
         format: Option<String>,
     }
-    let Ok(bytes) = std::fs::read(root.join(index::INDEX_FILE)) else { return false };
-    serde_json::from_slice::<Format>(&bytes).is_ok_and(|index| index.format.as_deref() == Some(index::INDEX_FORMAT))
+    match std::fs::read(root.join(index::INDEX_FILE)) {
+        Ok(bytes) => serde_json::from_slice::<Format>(&bytes)
+            .is_ok_and(|index| index.format.as_deref() == Some(index::INDEX_FORMAT)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            [index::PARTS_FOLDER, place::CONTENT_FOLDER].iter().any(|folder| root.join(folder).is_dir())
+        }
+        Err(_) => false,
+    }
 }
