@@ -2,7 +2,8 @@
 //! backup's steps write sealed objects and the FileStorage tree by content, the last one commits
 //! `manifest.json`; verify with and without the key; the files restored with modes, times and
 //! links; nothing of a Secret's value or a file's content in clear in the bucket; a second backup
-//! of the same tree uploads no file; a corrupted, a missing and an uncommitted backup, a wrong key
+//! of the same tree uploads no file and reads none, a file changed in place behind the same size
+//! and modification time is read again; a corrupted, a missing and an uncommitted backup, a wrong key
 //! and key rotation.
 
 mod support;
@@ -10,7 +11,8 @@ mod support;
 use apimanager_backup_operator::job::destination::index::{CONTENTS_FILE, INDEX_FILE, Index};
 use apimanager_backup_operator::job::destination::read::{Committed, Coverage};
 use apimanager_backup_operator::job::destination::steps::copy_files;
-use apimanager_backup_operator::job::destination::write::BucketBackup;
+use apimanager_backup_operator::job::destination::unchanged::SETTLED;
+use apimanager_backup_operator::job::destination::write::{BucketBackup, Traffic};
 use apimanager_backup_operator::job::destination::{DestinationError, ObjectSink, S3Args};
 use apimanager_backup_operator::job::manifest::Manifest;
 use apimanager_backup_operator::job::report::{Checked, StepReport};
@@ -62,15 +64,44 @@ async fn setup(label: &str) -> Setup {
 }
 
 /// Both steps of one backup named `name`: the export (a Secret and the APIManager) and the copy,
-/// which commits when `commit`.
-async fn back_up(setup: &Setup, name: &str, uid: &str, commit: bool) -> Result<u64, JobError> {
+/// which commits when `commit`; what the copy moved.
+async fn back_up(setup: &Setup, name: &str, uid: &str, commit: bool) -> Result<Traffic, JobError> {
     let mut args = setup.args.clone();
     args.s3_backup = Some(format!("3scale/{name}-{uid}"));
     args.s3_backup_uid = Some(uid.into());
     export_sample(BucketBackup::begin(&common(&args), "export-objects").await?, name, uid).await?;
     let common = CommonArgs { s3: args, ..CommonArgs::at("/unused") };
-    let traffic = copy_files(&CopyArgs { source: setup.source.clone(), last_step: commit, common }).await?;
-    Ok(traffic.files_uploaded)
+    copy_files(&CopyArgs { source: setup.source.clone(), last_step: commit, common }).await
+}
+
+/// Waits until every file under `root` last changed more than [`SETTLED`] ago, so a backup
+/// records them as reusable by the next one.
+fn wait_until_settled(root: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let mut newest = std::time::UNIX_EPOCH;
+    let mut folders = vec![root.to_owned()];
+    while let Some(folder) = folders.pop() {
+        for entry in fs::read_dir(&folder).expect("folder") {
+            let meta = entry.expect("entry").metadata().expect("meta");
+            let changed = std::time::UNIX_EPOCH
+                + std::time::Duration::new(meta.ctime().try_into().expect("after 1970"), meta.ctime_nsec() as u32);
+            newest = newest.max(changed);
+        }
+        folders
+            .extend(fs::read_dir(&folder).expect("folder").flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+    }
+    while std::time::SystemTime::now() <= newest + SETTLED {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Restores the files of backup `uid` onto the fresh folder `target`.
+async fn restore_files(setup: &Setup, uid: &str, target: &Path) {
+    let _ = fs::remove_dir_all(target);
+    fs::create_dir_all(target).expect("target");
+    let committed = open_committed(&at(setup, "nightly", uid)).await.expect("open");
+    let contents = committed.contents().await.expect("sealed manifest");
+    committed.restore_tree(&contents, "system-filestorage-pvc", target).await.expect("restored");
 }
 
 /// The step settings of a backup in the bucket `args` name.
@@ -101,8 +132,10 @@ async fn overwrite(args: &S3Args, key: &str, bytes: Vec<u8>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sealed_backup_round_trips_by_content_and_holds_nothing_in_clear() {
     let setup = setup("round-trip").await;
-    let uploaded = back_up(&setup, "nightly", "uid-1", true).await.expect("backup");
-    assert_eq!(uploaded, 3, "logo, robots.txt and big.bin; the hard link shares the logo's content");
+    wait_until_settled(&setup.source);
+    let traffic = back_up(&setup, "nightly", "uid-1", true).await.expect("backup");
+    assert_eq!(traffic.files_uploaded, 3, "logo, robots.txt and big.bin; the hard link shares the logo's content");
+    assert_eq!((traffic.files_hashed, traffic.files_unchanged), (3, 0));
 
     // Nothing in clear: no Secret value, no file content, no file name.
     let objects = raw_bucket(setup.args.s3_bucket.as_deref().expect("bucket")).await;
@@ -161,10 +194,7 @@ async fn a_sealed_backup_round_trips_by_content_and_holds_nothing_in_clear() {
 
     // Restored onto an empty folder: contents, modes, times, links.
     let target = setup.dir.join("restored");
-    fs::create_dir_all(&target).expect("target");
-    let committed = open_committed(&at(&setup, "nightly", "uid-1")).await.expect("open");
-    let contents = committed.contents().await.expect("sealed manifest");
-    committed.restore_tree(&contents, "system-filestorage-pvc", &target).await.expect("restored");
+    restore_files(&setup, "uid-1", &target).await;
     assert_eq!(fs::read(target.join("uploads/logos/logo.png")).expect("logo"), FILE_TEXT);
     assert_eq!(
         fs::read(target.join("uploads/big.bin")).expect("big"),
@@ -172,21 +202,45 @@ async fn a_sealed_backup_round_trips_by_content_and_holds_nothing_in_clear() {
     );
     assert_file_tree_restored(&target);
 
-    // A second backup of the unchanged tree references every file.
-    assert_eq!(back_up(&setup, "nightly", "uid-2", true).await.expect("second backup"), 0);
+    // A second backup of the unchanged tree references every file and reads none: each keeps
+    // the first backup's content name and digests; it verifies and restores as the tree.
+    let traffic = back_up(&setup, "nightly", "uid-2", true).await.expect("second backup");
+    assert_eq!((traffic.files_uploaded, traffic.files_hashed, traffic.files_unchanged), (0, 0, 3));
     verify(&at(&setup, "nightly", "uid-2")).await.expect("second verified");
+    restore_files(&setup, "uid-2", &target).await;
+    assert_eq!(
+        fs::read(target.join("uploads/big.bin")).expect("big"),
+        fs::read(setup.source.join("uploads/big.bin")).expect("src")
+    );
+    assert_eq!(fs::read(target.join("uploads/logos/logo.png")).expect("logo"), FILE_TEXT);
+    assert_file_tree_restored(&target);
+
+    // big.bin changed in place, its size kept and its modification time set back as `touch -d`
+    // does: its change time moved, so it is read again and its new content stored.
+    let big = setup.source.join("uploads/big.bin");
+    let before = fs::metadata(&big).expect("big");
+    let mut changed = fs::read(&big).expect("big");
+    changed[4096..4104].copy_from_slice(b"changed!");
+    fs::write(&big, &changed).expect("changed in place");
+    filetime::set_file_mtime(&big, filetime::FileTime::from_last_modification_time(&before)).expect("mtime back");
+    let after = fs::metadata(&big).expect("big");
+    assert_eq!((after.len(), after.modified().expect("mtime")), (before.len(), before.modified().expect("mtime")));
+    let traffic = back_up(&setup, "nightly", "uid-3", true).await.expect("backup of the changed file");
+    assert_eq!((traffic.files_uploaded, traffic.files_hashed, traffic.files_unchanged), (1, 1, 2));
+    verify(&at(&setup, "nightly", "uid-3")).await.expect("third verified");
+    restore_files(&setup, "uid-3", &target).await;
+    assert_eq!(fs::read(target.join("uploads/big.bin")).expect("big"), changed);
+    assert_file_tree_restored(&target);
 
     // Key rotation: a newer key seals new backups; the old backup opens while the Secret keeps its key.
     let rotated = keys(&setup.dir, "rotated", &[("2026-01", [7; 32]), ("2026-06", [9; 32])]);
     let after = S3Args { encryption_keys: Some(rotated.clone()), ..at(&setup, "nightly", "uid-1") };
     verify(&after).await.expect("old backup opens after rotation");
     let rotated_setup = Setup { args: S3Args { encryption_keys: Some(rotated), ..setup.args.clone() }, ..setup };
-    assert_eq!(
-        back_up(&rotated_setup, "nightly", "uid-3", true).await.expect("after rotation"),
-        3,
-        "new names under the new key"
-    );
-    let index = open_committed(&at(&rotated_setup, "nightly", "uid-3")).await.expect("open").index;
+    let traffic = back_up(&rotated_setup, "nightly", "uid-4", true).await.expect("after rotation");
+    assert_eq!(traffic.files_uploaded, 3, "new names under the new key");
+    assert_eq!((traffic.files_hashed, traffic.files_unchanged), (3, 0), "names of the old key are not reused");
+    let index = open_committed(&at(&rotated_setup, "nightly", "uid-4")).await.expect("open").index;
     assert_eq!(index.key_id.as_deref(), Some("2026-06"));
 
     // A wrong key of the same id fails naming the key, never its bytes.

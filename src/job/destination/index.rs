@@ -6,7 +6,7 @@
 //!   stored size and the stored SHA-256. Never paths of files or hashes of plaintext.
 //! - `manifest.sealed`, the **sealed manifest** ([`Contents`]): the claim layout's manifest
 //!   (paths, sizes, plaintext SHA-256, links, what is absent, step times) plus each file's mode,
-//!   times and content object.
+//!   times, content object and (for reuse by the next backup) identity.
 //! - `parts/<step>.sealed`: what one step wrote ([`Part`]), merged by the committing step.
 
 use crate::job::manifest::Manifest;
@@ -78,6 +78,26 @@ pub struct FileMeta {
     pub accessed: (i64, u32),
     /// The object holding its content, below the prefix; `None` for a folder.
     pub content: Option<String>,
+    /// What identifies the file's version without reading it, when the next backup may reuse its
+    /// content ([`super::unchanged`]); `None` for a folder, a link, a file changed too shortly
+    /// before it was read, or a backup made before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<FileIdentity>,
+}
+
+/// What identifies a version of a file without reading it, from its listing's `lstat`: listed in
+/// the sealed manifest only (the clear index never shows inodes or change times).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileIdentity {
+    /// Size in bytes.
+    pub size: u64,
+    /// Change time (ctime: seconds and nanoseconds since the epoch), set by the kernel on every
+    /// change of the content or metadata; no user can set it back.
+    pub changed: (i64, u32),
+    /// Inode number.
+    pub inode: u64,
+    /// Device number of its filesystem.
+    pub device: u64,
 }
 
 /// `manifest.sealed`: the manifest of the claim layout plus each file's and folder's metadata.

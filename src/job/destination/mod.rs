@@ -14,6 +14,7 @@
 //!   and the sealed manifest;
 //! - [`write`]: a backup step into the sealed layout (objects, the FileStorage tree by content,
 //!   the commit);
+//! - [`unchanged`]: which files the previous backup stored unchanged, reused without reading;
 //! - [`read`]: verifying a sealed backup and restoring its files;
 //! - [`offline`]: `verify` (and `--extract`) of a sealed backup in a local folder;
 //! - [`s3_files`]: an S3 System FileStorage's objects into the sealed layout by content, and back;
@@ -31,6 +32,7 @@ pub mod sink;
 pub mod source;
 pub mod steps;
 pub mod store;
+pub mod unchanged;
 pub mod write;
 
 pub use args::S3Args;

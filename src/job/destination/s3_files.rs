@@ -130,6 +130,7 @@ async fn store(
         modified: (0, 0),
         accessed: (0, 0),
         content: Some(content),
+        identity: None,
     });
     Ok(S3Object {
         key: object.key,

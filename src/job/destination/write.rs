@@ -3,17 +3,20 @@
 //! each file's content object is named by a keyed hash of its plaintext
 //! ([`crate::seal::ContentNamer`]; SHA-256 when not
 //! encrypted) under `<prefix>/_content/`, and a content object an earlier backup stored already is
-//! referenced, not uploaded. Each step but the last writes its part (`parts/<step>.sealed`); the
+//! referenced, not uploaded; a file unchanged since the previous backup (its path, size, times,
+//! inode and device: [`super::unchanged`]) keeps that backup's content name without being read.
+//! Each step but the last writes its part (`parts/<step>.sealed`); the
 //! last step merges the parts and its own into the sealed manifest and then writes
 //! `manifest.json`, the commit marker.
 //! A retried step writes the same keys again: only its own backup's objects (content objects are
 //! never overwritten).
 
 use super::index::{
-    CONTENTS_FILE, Contents, FileMeta, INDEX_FILE, INDEX_FORMAT, INDEX_FORMAT_VERSION, Index, PARTS_FOLDER, Part,
-    StoredObject,
+    CONTENTS_FILE, Contents, FileIdentity, FileMeta, INDEX_FILE, INDEX_FORMAT, INDEX_FORMAT_VERSION, Index,
+    PARTS_FOLDER, Part, StoredObject,
 };
 use super::place::Place;
+use super::unchanged::{Previous, same_names, settled};
 use super::{DestinationError, ObjectSink};
 use crate::job::CommonArgs;
 use crate::job::JobError;
@@ -42,6 +45,10 @@ pub struct Traffic {
     pub files_uploaded: u64,
     /// Files whose content an earlier backup had stored.
     pub files_referenced: u64,
+    /// Files read to name their content.
+    pub files_hashed: u64,
+    /// Files unchanged since the previous backup, whose content name it gave (not read).
+    pub files_unchanged: u64,
     /// When the step committed the backup: bytes uploaded by all its steps.
     pub backup_uploaded: Option<u64>,
 }
@@ -59,6 +66,8 @@ pub struct BucketBackup {
     part: Part,
     /// Stored digests of content objects known to exist, by key below the prefix.
     known_content: HashMap<String, StoredObject>,
+    /// The files the previous backup stored, reusable unread when unchanged.
+    previous: Previous,
     /// What this step moved.
     pub traffic: Traffic,
 }
@@ -103,6 +112,7 @@ impl BucketBackup {
             earlier,
             part: Part::default(),
             known_content: HashMap::new(),
+            previous: Previous::default(),
             traffic: Traffic::default(),
         })
     }
@@ -117,7 +127,8 @@ impl BucketBackup {
     }
 
     /// Reads the stored digests of content the newest committed backups of this namespace
-    /// reference, so referencing it again needs no download.
+    /// reference, so referencing it again needs no download; and the files of the newest one
+    /// whose content names are the current key's, so unchanged files need no reading.
     pub async fn learn_earlier_content(&mut self) -> Result<(), DestinationError> {
         // A claim holds one backup: no earlier one to learn from.
         if self.place.folder.is_empty() {
@@ -142,6 +153,10 @@ impl BucketBackup {
             if index.key_id.is_some() != self.sealer.is_some() {
                 continue;
             }
+            let current_key = self.sealer.as_ref().map(|sealer| sealer.wrapped_key().key_id.to_string());
+            if self.previous.is_empty() && same_names(&index, current_key.as_deref()) {
+                self.previous = self.previous_files(&index).await;
+            }
             for object in index.objects {
                 if object.key.starts_with(super::place::CONTENT_FOLDER) {
                     self.known_content.insert(object.key.clone(), object);
@@ -149,6 +164,28 @@ impl BucketBackup {
             }
         }
         Ok(())
+    }
+
+    /// The files the sealed manifest of the committed backup `index` lists as reusable; none
+    /// when it cannot be read, opened or parsed (its files are then read, as without it).
+    async fn previous_files(&self, index: &Index) -> Previous {
+        let Ok(raw) = self.place.raw(&index.contents.key).await else { return Previous::default() };
+        let digest = crate::job::manifest::hex(&Sha256::digest(&raw));
+        if raw.len() as u64 != index.contents.size || digest != index.contents.sha256 {
+            return Previous::default();
+        }
+        let plain = match &self.place.ring {
+            None => raw,
+            Some(ring) => {
+                let mut plain = Vec::new();
+                let context = Context::BackupObject { backup_uid: &index.backup_uid, path: CONTENTS_FILE };
+                if crate::seal::open(ring, context, &mut &raw[..], &mut plain).await.is_err() {
+                    return Previous::default();
+                }
+                plain
+            }
+        };
+        serde_json::from_slice::<Contents>(&plain).map(Previous::of).unwrap_or_default()
     }
 
     /// Stores the tree at `source` as `<prefix>/…` paths of the manifest: folders, files (by
@@ -167,6 +204,7 @@ impl BucketBackup {
                 modified: item.modified,
                 accessed: item.accessed,
                 content,
+                identity: None,
             };
             match &item.kind {
                 Kind::Folder => self.part.contents.meta.push(meta(None)),
@@ -179,7 +217,7 @@ impl BucketBackup {
                     let absent = AbsentEntry { path: item.path.clone(), reason: reason.clone() };
                     self.part.contents.manifest.absent.push(absent);
                 }
-                Kind::File { id, links } => {
+                Kind::File { id, links, identity } => {
                     if *links > 1
                         && let Some(first) = first_names.get(id)
                     {
@@ -187,10 +225,10 @@ impl BucketBackup {
                         self.part.contents.manifest.hard_links.push(link);
                         continue;
                     }
-                    let (entry, content) =
-                        self.store_file(&source.join(OsStr::from_bytes(&item.relative)), &item).await?;
+                    let (entry, content, reusable) =
+                        self.store_file(&source.join(OsStr::from_bytes(&item.relative)), &item, identity).await?;
                     self.part.contents.manifest.files.push(entry);
-                    self.part.contents.meta.push(meta(Some(content)));
+                    self.part.contents.meta.push(FileMeta { identity: reusable, ..meta(Some(content)) });
                     if *links > 1 {
                         first_names.insert(*id, item.path.clone());
                     }
@@ -200,14 +238,30 @@ impl BucketBackup {
         Ok(())
     }
 
-    /// Stores the content of the file at `path` unless the prefix holds it already; returns its
-    /// manifest entry and its content object's key.
-    async fn store_file(&mut self, path: &Path, item: &Item) -> Result<(FileEntry, String), JobError> {
+    /// Stores the content of the file at `path` unless the prefix holds it already (unchanged
+    /// since the previous backup, it is not read); returns its manifest entry, its content
+    /// object's key and its `identity` when the next backup may reuse them.
+    async fn store_file(
+        &mut self,
+        path: &Path,
+        item: &Item,
+        identity: &FileIdentity,
+    ) -> Result<(FileEntry, String, Option<FileIdentity>), JobError> {
+        if let Some(stored) = self.previous.unchanged(&item.path, item.modified, identity).cloned()
+            && self.reference_content(&stored.content).await?
+        {
+            self.traffic.files_unchanged += 1;
+            let entry = FileEntry { path: item.path.clone(), size: stored.size, sha256: stored.sha256 };
+            return Ok((entry, stored.content, Some(*identity)));
+        }
+        let read_at = std::time::SystemTime::now();
         let (name, digest) = self.name_content(path, item).await?;
+        self.traffic.files_hashed += 1;
+        let reusable = settled(identity.changed, read_at).then_some(*identity);
         let entry = FileEntry { path: item.path.clone(), size: digest.size, sha256: digest.sha256.clone() };
         let key = Place::content_key(&name);
         if self.reference_content(&key).await? {
-            return Ok((entry, key));
+            return Ok((entry, key, reusable));
         }
         let file = tokio::fs::File::from_std(open_file(path, item)?);
         let stored = self.upload_content(&name, file, std::future::ready(Ok(()))).await?;
@@ -215,7 +269,7 @@ impl BucketBackup {
             self.discard_content(&key).await?;
             return Err(JobError::Changed { path: path.to_owned() });
         }
-        Ok((entry, key))
+        Ok((entry, key, reusable))
     }
 
     /// Whether the prefix holds content object `key` already (an earlier backup's index lists it,
@@ -462,7 +516,7 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(
 /// What a listed tree entry is.
 enum Kind {
     Folder,
-    File { id: (u64, u64), links: u64 },
+    File { id: (u64, u64), links: u64, identity: FileIdentity },
     Link(String),
     Absent(String),
 }
@@ -507,9 +561,11 @@ fn list_tree(source: &Path, prefix: &str) -> Result<Vec<Item>, JobError> {
             Visit::Leave(_) => {}
             Visit::Other(entry) => {
                 let kind = match FileType::from_raw_mode(entry.stat.st_mode) {
-                    FileType::RegularFile => {
-                        Kind::File { id: (entry.stat.st_dev, entry.stat.st_ino), links: entry.stat.st_nlink }
-                    }
+                    FileType::RegularFile => Kind::File {
+                        id: (entry.stat.st_dev, entry.stat.st_ino),
+                        links: entry.stat.st_nlink,
+                        identity: identity(entry.stat),
+                    },
                     FileType::Symlink => {
                         let target = rustix::fs::readlinkat(entry.dir, entry.name, Vec::new())
                             .map_err(JobError::errno("reading the link", entry.path))?;
@@ -524,6 +580,16 @@ fn list_tree(source: &Path, prefix: &str) -> Result<Vec<Item>, JobError> {
     })?;
     items.insert(0, item(b"", &root, Kind::Folder));
     Ok(items)
+}
+
+/// The identity of the file `stat` describes.
+fn identity(stat: &rustix::fs::Stat) -> FileIdentity {
+    FileIdentity {
+        size: u64::try_from(stat.st_size).unwrap_or(0),
+        changed: (stat.st_ctime, u32::try_from(stat.st_ctime_nsec).unwrap_or(0)),
+        inode: stat.st_ino,
+        device: stat.st_dev,
+    }
 }
 
 /// Opens the file `item` at `path` for reading, never through a link, and checks it is still
