@@ -46,7 +46,7 @@ struct Named {
 pub async fn backup(args: &S3FilesArgs) -> Result<Traffic, JobError> {
     let started_at = now();
     let mut backup = BucketBackup::begin(&args.common, filestorage_s3::STEP).await?;
-    backup.learn_earlier_content().await?;
+    backup.learn_earlier_content(false).await?;
     let (client, bucket) = filestorage_s3::connect(&args.secret)?;
     let mut objects = Vec::new();
     let mut token: Option<String> = None;

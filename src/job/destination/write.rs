@@ -127,9 +127,9 @@ impl BucketBackup {
     }
 
     /// Reads the stored digests of content the newest committed backups of this namespace
-    /// reference, so referencing it again needs no download; and the files of the newest one
-    /// whose content names are the current key's, so unchanged files need no reading.
-    pub async fn learn_earlier_content(&mut self) -> Result<(), DestinationError> {
+    /// reference, so referencing it again needs no download; with `files`, the files the newest
+    /// one whose content names are the current key's recorded, so unchanged files need no reading.
+    pub async fn learn_earlier_content(&mut self, files: bool) -> Result<(), DestinationError> {
         // A claim holds one backup: no earlier one to learn from.
         if self.place.folder.is_empty() {
             return Ok(());
@@ -145,6 +145,9 @@ impl BucketBackup {
             .filter(|listed| listed.key.ends_with(&format!("/{INDEX_FILE}")))
             .collect();
         indexes.sort_by(|a, b| b.modified.cmp(&a.modified));
+        // Names come from the current key's naming key.
+        let current_key = self.place.ring.as_ref().map(|ring| ring.current().as_str().to_owned());
+        let mut files_read = !files;
         for listed in indexes.into_iter().take(EARLIER_INDEXES) {
             let mut bytes = Vec::new();
             self.place.store.download(&listed.key, &mut bytes).await?;
@@ -153,9 +156,9 @@ impl BucketBackup {
             if index.key_id.is_some() != self.sealer.is_some() {
                 continue;
             }
-            let current_key = self.sealer.as_ref().map(|sealer| sealer.wrapped_key().key_id.to_string());
-            if self.previous.is_empty() && same_names(&index, current_key.as_deref()) {
+            if !files_read && same_names(&index, current_key.as_deref()) {
                 self.previous = self.previous_files(&index).await;
+                files_read = true;
             }
             for object in index.objects {
                 if object.key.starts_with(super::place::CONTENT_FOLDER) {
@@ -192,7 +195,7 @@ impl BucketBackup {
     /// content), symbolic and hard links, with modes and times; `lost+found` at its top, pipes,
     /// sockets and devices are listed as absent.
     pub async fn copy_tree(&mut self, source: &Path, prefix: &str) -> Result<(), JobError> {
-        self.learn_earlier_content().await?;
+        self.learn_earlier_content(true).await?;
         let root = rustix::fs::stat(source).map_err(JobError::errno("reading", source))?;
         self.part.contents.file_storage_group = Some(root.st_gid);
         let items = list_tree(source, prefix)?;
