@@ -102,7 +102,8 @@ pub struct LocalArgs {
     #[arg(long, env = "APIMANAGER_BACKUP_LOCAL_DIR", default_value = "/tmp/apimanager-backup-operator-local")]
     pub dir: PathBuf,
     /// Run the operator behind a fault-injecting proxy between it and the API server, e.g.
-    /// `errors=10%,kinds=429+500+503+reset+stall+lost,delay=50ms,drop-watches=10s,gone=5%,seed=7`
+    /// `errors=10%,kinds=429+500+503+reset+stall+lost,delay=50ms,drop-watches=10s,gone=5%,seed=7`,
+    /// or one kind of request failing every time: `errors=100%,kinds=500,on=create:pods`
     /// (docs/faults.md).
     #[arg(long, env = "APIMANAGER_BACKUP_LOCAL_FAULTS", value_parser = NonEmptyStringValueParser::new())]
     pub faults: Option<String>,

@@ -1,11 +1,13 @@
 //! Backups that meet trouble while in progress: the operator killed and restarted, the APIManager
-//! deleted or changed, the backup timeout. These tests pause the node stand-in and restart the
-//! operator, so they share a control plane of their own and run one at a time.
+//! deleted or changed, the backup timeout, an API server failing every Pod create. These tests
+//! pause the node stand-in and restart the operator, so they share a control plane of their own
+//! and run one at a time.
 
 mod support;
 
 use apimanager_backup_operator::api::backup::APIManagerBackup;
 use apimanager_backup_operator::api::restore::APIManagerRestore;
+use apimanager_backup_operator::local::faults::FaultSpec;
 use apimanager_backup_operator::local::node::PauseGuard;
 use apimanager_backup_operator::local::{LocalCluster, process};
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -197,6 +199,43 @@ async fn a_backup_past_its_timeout_fails_and_keeps_its_pod_with_its_deadline() {
     assert_eq!(message, "the backup did not finish within 3s (--backup-timeout); its Pods are kept for debugging");
     assert!(kept, "the Pod stays for debugging");
     assert!(deadline.is_some_and(|d| (1..=3).contains(&d)), "Pods end with the backup's timeout: {deadline:?}");
+}
+
+/// A backup whose every Pod create the API server fails (a 500 from the fault proxy between it and
+/// the operator) fails at its timeout naming that error, not as a bare timeout; once the API
+/// server answers again, the same operator completes a new backup.
+#[tokio::test]
+async fn a_persistent_api_error_fails_the_backup_at_its_timeout_naming_the_error() {
+    let mut cluster = cluster().await;
+    let direct = cluster.operator.kubeconfig.clone();
+    let failing: FaultSpec = "errors=100%,kinds=500,on=create:pods".parse().expect("fault spec");
+    let proxy = cluster.fault_proxy(None, failing).await.expect("fault proxy");
+    let via = cluster.kubeconfig_via(&proxy.url, "operator-persistent-error").expect("kubeconfig");
+    let args = operator_args(&["--backup-timeout=10s"]);
+    cluster.restart_operator_via(&via, &args).await.expect("the operator behind the proxy, with a short timeout");
+    let ns = namespace_with_installation(&cluster, "persistent-error").await;
+    create_backup(&cluster, &ns, "b");
+    let failed = finished_backup(&cluster, &ns, "b").await;
+    let failures = proxy.counts().internal_errors;
+    proxy.set(FaultSpec::default());
+    create_backup(&cluster, &ns, "after");
+    let after = finished_backup(&cluster, &ns, "after").await;
+    cluster.restart_operator_via(&direct, &operator_args(&[])).await.expect("the operator as before");
+
+    let uid = failed.metadata.uid.clone().expect("uid");
+    assert_eq!(
+        failed_condition(&failed),
+        (
+            "Timeout".to_owned(),
+            format!(
+                "the backup did not finish within 10s (--backup-timeout); its Pods are kept for debugging; the last \
+error was: creating Pod backup-{uid}-0: the API server answered 500 Internal Server Error (ServerError)"
+            )
+        )
+    );
+    assert!(failures >= 2, "every Pod create failed, retried with back-off: {failures} failed");
+    let status = after.status.expect("status");
+    assert_eq!(status.completed, Some(true), "a backup after the fault completes: {:?}", status.conditions);
 }
 
 #[tokio::test]

@@ -370,8 +370,16 @@ impl<O: Operation> Run<O> {
         Ok(self.patch_status().await?)
     }
 
+    /// The operation's timeout, naming the last transient API error its passes met since the
+    /// last one that succeeded.
     fn timeout(&self) -> Failure {
-        Failure::Timeout { operation: O::NOUN, flag: O::TIMEOUT_FLAG, limit: O::timeout(&self.ctx.settings) }
+        let last_error = self.ctx.failures.last_error(&self.object.uid().unwrap_or_default());
+        Failure::Timeout {
+            operation: O::NOUN,
+            flag: O::TIMEOUT_FLAG,
+            limit: O::timeout(&self.ctx.settings),
+            last_error,
+        }
     }
 
     /// The attempts of step job `job` the Pod store holds, or this reconciler created a moment ago

@@ -26,6 +26,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use machine::Operation;
+use outcome::{ApiTrouble, LastError};
 use std::sync::Arc;
 use std::time::Duration;
 use step::JobSettings;
@@ -136,6 +137,29 @@ impl ReconcileError {
         }
     }
 
+    /// What was being done and how the API server failed, when it failed for a reason that passes
+    /// on its own ([`ErrorKind::is_transient`]); never its message, which may quote the object.
+    pub fn last_error(&self) -> Option<LastError> {
+        let trouble = |source: &kube::Error| match source {
+            kube::Error::Api(status) if status.code == 429 || status.code >= 500 => {
+                Some(ApiTrouble::Answered(status.code))
+            }
+            kube::Error::HyperError(_) | kube::Error::Service(_) => Some(ApiTrouble::Connection),
+            _ => None,
+        };
+        let listing = |namespace: &str| format!("listing the APIManagers of namespace {namespace:?}");
+        let reading = |name: &str| format!("reading APIManager {name:?}");
+        let (what, cause) = match self {
+            Self::Api { what, source } => (what.clone(), trouble(source)?),
+            Self::Lookup(LookupError::Api { namespace, source }) => (listing(namespace), trouble(source)?),
+            Self::Lookup(LookupError::Read { name, source, .. }) => (reading(name), trouble(source)?),
+            Self::Lookup(LookupError::Timeout { namespace }) => (listing(namespace), ApiTrouble::NoAnswer),
+            Self::Lookup(LookupError::ReadTimeout { name, .. }) => (reading(name), ApiTrouble::NoAnswer),
+            Self::Lookup(_) | Self::NotNamespaced => return None,
+        };
+        Some(LastError { what, cause })
+    }
+
     /// What was refused and the API server's message, when it refused for good (invalid object,
     /// forbidden, over quota): retrying the same request cannot succeed.
     pub fn refusal(&self) -> Option<(String, String)> {
@@ -204,18 +228,35 @@ impl Context {
     }
 }
 
-/// Failed passes in a row per object UID, for the back-off of transient errors; a pass that
-/// succeeds forgets its object.
+/// Failed passes in a row per object UID, for the back-off of transient errors, and the last
+/// transient error among them, which a timeout names; a pass that succeeds forgets its object.
 #[derive(Debug, Default)]
-pub struct Failures(std::sync::Mutex<std::collections::HashMap<String, u32>>);
+pub struct Failures(std::sync::Mutex<std::collections::HashMap<String, InARow>>);
+
+/// The failed passes in a row of one object.
+#[derive(Debug, Default)]
+struct InARow {
+    count: u32,
+    last_error: Option<LastError>,
+}
 
 impl Failures {
-    /// Counts a failed pass of object `uid`; returns how many failed in a row.
-    pub fn failed(&self, uid: &str) -> u32 {
+    /// Counts a failed pass of object `uid`, which failed with `error`; returns how many failed
+    /// in a row.
+    pub fn failed(&self, uid: &str, error: &ReconcileError) -> u32 {
         let mut failures = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = failures.entry(uid.to_owned()).or_insert(0);
-        *count = count.saturating_add(1);
-        *count
+        let in_a_row = failures.entry(uid.to_owned()).or_default();
+        in_a_row.count = in_a_row.count.saturating_add(1);
+        if let Some(last_error) = error.last_error() {
+            in_a_row.last_error = Some(last_error);
+        }
+        in_a_row.count
+    }
+
+    /// The last transient error of the failed passes in a row of object `uid`.
+    pub fn last_error(&self, uid: &str) -> Option<LastError> {
+        let failures = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        failures.get(uid).and_then(|in_a_row| in_a_row.last_error.clone())
     }
 
     /// Forgets the failures of object `uid`, whose pass succeeded.
@@ -229,7 +270,7 @@ impl Failures {
 pub fn error_policy<O: Operation>(object: Arc<O>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let kind = error.kind();
     ctx.metrics.reconcile_error(O::NOUN, kind.label());
-    let failures = ctx.failures.failed(&object.meta().uid.clone().unwrap_or_default());
+    let failures = ctx.failures.failed(&object.meta().uid.clone().unwrap_or_default(), error);
     let retry = kind.retry_after(failures);
     let object = ObjectRef::from_obj(object.as_ref());
     if kind.is_transient() {
@@ -283,8 +324,44 @@ mod tests {
     #[test]
     fn failures_count_in_a_row_until_a_pass_succeeds() {
         let failures = Failures::default();
-        assert_eq!((failures.failed("a"), failures.failed("a"), failures.failed("b")), (1, 2, 1));
+        let error = api(409);
+        assert_eq!(
+            (failures.failed("a", &error), failures.failed("a", &error), failures.failed("b", &error)),
+            (1, 2, 1)
+        );
         failures.succeeded("a");
-        assert_eq!(failures.failed("a"), 1);
+        assert_eq!(failures.failed("a", &error), 1);
+    }
+
+    #[test]
+    fn the_last_transient_error_is_kept_until_a_pass_succeeds() {
+        let failures = Failures::default();
+        failures.failed("a", &api(409));
+        assert_eq!(failures.last_error("a"), None, "a conflict is no trouble of the API server");
+        failures.failed("a", &api(500));
+        failures.failed("a", &api(429));
+        failures.failed("a", &api(409));
+        let last = failures.last_error("a").map(|error| error.to_string());
+        assert_eq!(last.as_deref(), Some("writing: the API server answered 429 Too Many Requests (TooManyRequests)"));
+        assert_eq!(failures.last_error("b"), None);
+        failures.succeeded("a");
+        assert_eq!(failures.last_error("a"), None);
+    }
+
+    #[test]
+    fn a_last_error_never_carries_the_api_servers_message() {
+        let status = kube::core::Status::failure("secret value s3cr3t in the object", "InternalError").with_code(500);
+        let error = ReconcileError::Api { what: "creating Pod p-0".into(), source: kube::Error::Api(status.boxed()) };
+        assert_eq!(
+            error.last_error().map(|e| e.to_string()).as_deref(),
+            Some("creating Pod p-0: the API server answered 500 Internal Server Error (ServerError)")
+        );
+        let timeout = ReconcileError::Lookup(LookupError::ReadTimeout { namespace: "ns".into(), name: "am".into() });
+        assert_eq!(
+            timeout.last_error().map(|e| e.to_string()).as_deref(),
+            Some(r#"reading APIManager "am": the API server did not answer in time (ServerError)"#)
+        );
+        assert_eq!(api(404).last_error(), None);
+        assert_eq!(ReconcileError::NotNamespaced.last_error(), None);
     }
 }

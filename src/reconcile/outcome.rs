@@ -3,7 +3,7 @@
 //! final failure or an error to retry. Steps return `Result<_, Stop>` and use `?`; the machine turns
 //! a [`Failure`] into status, an event and metrics in one place ([`super::machine`]).
 
-use super::ReconcileError;
+use super::{ErrorKind, ReconcileError};
 use crate::api::status::Reason;
 use crate::rules;
 use std::fmt;
@@ -81,8 +81,9 @@ restore into another namespace"
     },
     /// The operation did not finish in time.
     #[error(
-        "the {operation} did not finish within {} ({flag}); its Pods are kept for debugging",
-        humantime::format_duration(*limit)
+        "the {operation} did not finish within {} ({flag}); its Pods are kept for debugging{}",
+        humantime::format_duration(*limit),
+        last_error.as_ref().map(|error| format!("; the last error was: {error}")).unwrap_or_default()
     )]
     Timeout {
         /// The operation's noun ("backup").
@@ -91,7 +92,49 @@ restore into another namespace"
         flag: &'static str,
         /// The limit.
         limit: Duration,
+        /// The last transient API error met while acting on the operation, since its last pass
+        /// that succeeded: what kept it from finishing, when the API server did.
+        last_error: Option<LastError>,
     },
+}
+
+/// A transient API error met while acting on an operation, told without the API server's own
+/// message (which may quote the object): what was being done and how the API server failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {cause}")]
+pub struct LastError {
+    /// What was being done ("creating Pod backup-<uid>-0").
+    pub what: String,
+    /// How it failed.
+    pub cause: ApiTrouble,
+}
+
+/// How the API server failed a request, for a reason that passes on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiTrouble {
+    /// It answered this HTTP status (429 or 5xx).
+    Answered(u16),
+    /// The connection failed or was cut before an answer.
+    Connection,
+    /// It did not answer in time.
+    NoAnswer,
+}
+
+impl fmt::Display for ApiTrouble {
+    /// How it failed, and the `reason` label under which the reconcile errors counted it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Answered(code) => {
+                let reason = http::StatusCode::from_u16(code).ok().and_then(|status| status.canonical_reason());
+                let kind = if code == 429 { ErrorKind::TooManyRequests } else { ErrorKind::ServerError };
+                write!(f, "the API server answered {code} {} ({})", reason.unwrap_or("error"), kind.label())
+            }
+            Self::Connection => {
+                write!(f, "the connection to the API server failed ({})", ErrorKind::ConnectionError.label())
+            }
+            Self::NoAnswer => write!(f, "the API server did not answer in time ({})", ErrorKind::ServerError.label()),
+        }
+    }
 }
 
 impl Failure {
@@ -188,6 +231,31 @@ mod tests {
     }
 
     #[test]
+    fn a_last_error_names_what_was_done_and_how_the_api_server_failed() {
+        let told = |cause| LastError { what: "updating the status".into(), cause }.to_string();
+        assert_eq!(
+            told(ApiTrouble::Answered(429)),
+            "updating the status: the API server answered 429 Too Many Requests (TooManyRequests)"
+        );
+        assert_eq!(
+            told(ApiTrouble::Answered(503)),
+            "updating the status: the API server answered 503 Service Unavailable (ServerError)"
+        );
+        assert_eq!(
+            told(ApiTrouble::Answered(599)),
+            "updating the status: the API server answered 599 error (ServerError)"
+        );
+        assert_eq!(
+            told(ApiTrouble::Connection),
+            "updating the status: the connection to the API server failed (ConnectionError)"
+        );
+        assert_eq!(
+            told(ApiTrouble::NoAnswer),
+            "updating the status: the API server did not answer in time (ServerError)"
+        );
+    }
+
+    #[test]
     fn each_failure_has_its_reason_and_message() {
         let cases = [
             (
@@ -218,9 +286,25 @@ if it is no longer needed, or create this backup under another name",
                 "Pod backup-u-2 failed at step copy-files after 3 attempts: cannot read uploads/a",
             ),
             (
-                Failure::Timeout { operation: "backup", flag: "--backup-timeout", limit: Duration::from_secs(5400) },
+                Failure::Timeout {
+                    operation: "backup",
+                    flag: "--backup-timeout",
+                    limit: Duration::from_secs(5400),
+                    last_error: None,
+                },
                 "Timeout",
                 "the backup did not finish within 1h 30m (--backup-timeout); its Pods are kept for debugging",
+            ),
+            (
+                Failure::Timeout {
+                    operation: "backup",
+                    flag: "--backup-timeout",
+                    limit: Duration::from_secs(10),
+                    last_error: Some(LastError { what: "creating Pod j-0".into(), cause: ApiTrouble::Answered(500) }),
+                },
+                "Timeout",
+                "the backup did not finish within 10s (--backup-timeout); its Pods are kept for debugging; the last \
+error was: creating Pod j-0: the API server answered 500 Internal Server Error (ServerError)",
             ),
             (
                 Failure::APIManagerNotFound(rules::NotFound::NoneInNamespace { namespace: "n".into() }),

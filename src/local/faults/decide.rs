@@ -2,6 +2,7 @@
 //! seed and the same requests give the same faults.
 
 use super::spec::{FaultKind, FaultSpec};
+use super::target::ApiRequest;
 use std::time::Duration;
 
 /// What kind of request it is, as far as the faults care.
@@ -81,12 +82,14 @@ impl Rng {
     }
 }
 
-/// Decides the fate of one request of class `class` under `spec`.
-pub fn decide(spec: &FaultSpec, class: RequestClass, rng: &mut Rng) -> Decision {
+/// Decides the fate of one request of class `class`, doing `request` (`None` outside the resource
+/// API), under `spec`: its errors only when `request` is one of those it names (`on`).
+pub fn decide(spec: &FaultSpec, class: RequestClass, request: Option<&ApiRequest>, rng: &mut Rng) -> Decision {
     let delay = if spec.delay.is_zero() { Duration::ZERO } else { spec.delay.mul_f64(rng.unit()) };
+    let targeted = spec.on.is_empty() || spec.on.iter().any(|target| target.matches(request));
     let action = if class.resumes && rng.unit() < spec.gone_rate {
         Action::Gone
-    } else if rng.unit() < spec.error_rate && !spec.kinds.is_empty() {
+    } else if rng.unit() < spec.error_rate && targeted && !spec.kinds.is_empty() {
         Action::Fail(spec.kinds[rng.below(spec.kinds.len())])
     } else {
         Action::Pass
@@ -120,7 +123,7 @@ mod tests {
         let class = RequestClass { watch: true, resumes: true };
         for _ in 0..1000 {
             assert_eq!(
-                decide(&FaultSpec::default(), class, &mut rng),
+                decide(&FaultSpec::default(), class, None, &mut rng),
                 Decision { delay: Duration::ZERO, action: Action::Pass }
             );
         }
@@ -132,7 +135,7 @@ mod tests {
         let plain = RequestClass { watch: false, resumes: false };
         let run = |seed| {
             let mut rng = Rng::new(seed);
-            (0..20_000).map(|_| decide(&spec, plain, &mut rng)).collect::<Vec<_>>()
+            (0..20_000).map(|_| decide(&spec, plain, None, &mut rng)).collect::<Vec<_>>()
         };
         let decisions = run(spec.seed);
         assert_eq!(decisions, run(spec.seed), "the same seed, the same faults");
@@ -161,11 +164,25 @@ mod tests {
         let spec = FaultSpec { gone_rate: 0.5, ..FaultSpec::default() };
         let mut rng = Rng::new(3);
         let count =
-            |class, rng: &mut Rng| (0..1000).filter(|_| decide(&spec, class, rng).action == Action::Gone).count();
+            |class, rng: &mut Rng| (0..1000).filter(|_| decide(&spec, class, None, rng).action == Action::Gone).count();
         assert_eq!(count(RequestClass { watch: true, resumes: false }, &mut rng), 0);
         assert_eq!(count(RequestClass { watch: false, resumes: false }, &mut rng), 0);
         let gone = count(RequestClass { watch: true, resumes: true }, &mut rng);
         assert!((430..=570).contains(&gone), "about half: {gone}");
+    }
+
+    #[test]
+    fn errors_on_named_requests_fail_those_every_time_and_pass_the_rest() {
+        let spec: FaultSpec = "errors=100%,kinds=500,on=create:pods".parse().expect("spec");
+        let plain = RequestClass { watch: false, resumes: false };
+        let mut rng = Rng::new(spec.seed);
+        let create = ApiRequest::of(&http::Method::POST, "/api/v1/namespaces/ns/pods", None);
+        let status = ApiRequest::of(&http::Method::PATCH, "/apis/g/v1/namespaces/ns/apimanagerbackups/b/status", None);
+        for _ in 0..100 {
+            assert_eq!(decide(&spec, plain, create.as_ref(), &mut rng).action, Action::Fail(FaultKind::InternalError));
+            assert_eq!(decide(&spec, plain, status.as_ref(), &mut rng).action, Action::Pass);
+            assert_eq!(decide(&spec, plain, None, &mut rng).action, Action::Pass);
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A fault-injecting HTTPS proxy between one operator replica and the API server, scriptable at
 //! run time: error rate and kinds (429 with Retry-After, 500, 503, a reset connection, a stalled
-//! request, a lost answer), delays, watches cut every period, resuming watches answered 410 Gone,
-//! and a partition of the replica for a given time. In the spirit of [`super::forwarder`], but it
+//! request, a lost answer), on every request or on some kinds only (`create:pods`), delays, watches
+//! cut every period, resuming watches answered 410 Gone, and a partition of the replica for a
+//! given time. In the spirit of [`super::forwarder`], but it
 //! reads HTTP: it terminates TLS with a certificate of the harness's CA and opens its own TLS
 //! connections to the API server. Used by the fault tests and by `local --faults`.
 
@@ -11,6 +12,7 @@ pub mod decide;
 pub mod partition;
 mod proxy;
 pub mod spec;
+pub mod target;
 
 pub use counts::FaultCounts;
 pub use partition::PartitionMode;

@@ -10,6 +10,7 @@ use super::counts::Counters;
 use super::decide::{Action, Decision, RequestClass, Rng, decide};
 use super::partition::{Partition, PartitionMode};
 use super::spec::{FaultKind, FaultSpec};
+use super::target::ApiRequest;
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -143,10 +144,10 @@ impl Shared {
         }
     }
 
-    fn decide(&self, class: RequestClass) -> (Decision, FaultSpec) {
+    fn decide(&self, class: RequestClass, request: Option<&ApiRequest>) -> (Decision, FaultSpec) {
         let mut faults = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
         let (spec, rng) = &mut *faults;
-        (decide(spec, class, rng), spec.clone())
+        (decide(spec, class, request, rng), spec.clone())
     }
 }
 
@@ -213,7 +214,8 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Result<R
         return Err(Dropped::Partitioned);
     }
     let class = RequestClass::of(request.uri().query());
-    let (decision, spec) = shared.decide(class);
+    let api = ApiRequest::of(request.method(), request.uri().path(), request.uri().query());
+    let (decision, spec) = shared.decide(class, api.as_ref());
     if !decision.delay.is_zero() {
         shared.counters.delayed();
         tokio::time::sleep(decision.delay).await;

@@ -1,6 +1,8 @@
 //! What a fault proxy does to the requests it passes: the spec `--faults` parses, e.g.
-//! `errors=10%,kinds=429+500+503+reset+stall+lost,delay=50ms,drop-watches=10s,gone=5%,seed=7`.
+//! `errors=10%,kinds=429+500+503+reset+stall+lost,delay=50ms,drop-watches=10s,gone=5%,seed=7`,
+//! or a persistent error on one kind of request: `errors=100%,kinds=500,on=create:pods`.
 
+use super::target::{Target, TargetError};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -61,6 +63,8 @@ pub struct FaultSpec {
     pub gone_rate: f64,
     /// Seed of the random choices, so a run can be repeated.
     pub seed: u64,
+    /// The requests `error_rate` applies to (any of these patterns); empty for every request.
+    pub on: Vec<Target>,
 }
 
 impl Default for FaultSpec {
@@ -74,6 +78,7 @@ impl Default for FaultSpec {
             drop_watches: None,
             gone_rate: 0.0,
             seed: 1,
+            on: Vec::new(),
         }
     }
 }
@@ -85,7 +90,7 @@ pub enum SpecError {
     #[error("`{0}` is not key=value")]
     NotKeyValue(String),
     /// A key the spec does not have.
-    #[error("unknown key `{0}` (errors, kinds, delay, stall, retry-after, drop-watches, gone, seed)")]
+    #[error("unknown key `{0}` (errors, kinds, on, delay, stall, retry-after, drop-watches, gone, seed)")]
     UnknownKey(String),
     /// A rate that is not a share between 0 and 1 (`0.1` or `10%`).
     #[error("{key}: `{value}` is not a rate between 0 and 1 (0.1 or 10%)")]
@@ -117,6 +122,12 @@ pub enum SpecError {
     /// `kinds=` names none.
     #[error("kinds: at least one kind")]
     NoKinds,
+    /// A pattern of `on=` that does not parse.
+    #[error("on: {0}")]
+    Target(#[from] TargetError),
+    /// `on=` names none.
+    #[error("on: at least one <verb>:<resource>")]
+    NoTargets,
 }
 
 fn rate(key: &str, value: &str) -> Result<f64, SpecError> {
@@ -149,6 +160,16 @@ fn kinds(value: &str) -> Result<Vec<FaultKind>, SpecError> {
     if kinds.is_empty() { Err(SpecError::NoKinds) } else { Ok(kinds) }
 }
 
+fn targets(value: &str) -> Result<Vec<Target>, SpecError> {
+    let targets = value
+        .split('+')
+        .map(str::trim)
+        .filter(|pattern| !pattern.is_empty())
+        .map(str::parse)
+        .collect::<Result<Vec<Target>, _>>()?;
+    if targets.is_empty() { Err(SpecError::NoTargets) } else { Ok(targets) }
+}
+
 impl FromStr for FaultSpec {
     type Err = SpecError;
 
@@ -160,6 +181,7 @@ impl FromStr for FaultSpec {
             match key {
                 "errors" => parsed.error_rate = rate(key, value)?,
                 "kinds" => parsed.kinds = kinds(value)?,
+                "on" => parsed.on = targets(value)?,
                 "delay" => parsed.delay = duration(key, value)?,
                 "stall" => parsed.stall = duration(key, value)?,
                 "retry-after" => parsed.retry_after = number(key, value)?,
@@ -189,7 +211,12 @@ impl fmt::Display for FaultSpec {
         if let Some(period) = self.drop_watches {
             write!(f, ",drop-watches={}", humantime::format_duration(period))?;
         }
-        write!(f, ",gone={},seed={}", self.gone_rate, self.seed)
+        write!(f, ",gone={},seed={}", self.gone_rate, self.seed)?;
+        if !self.on.is_empty() {
+            let on: Vec<String> = self.on.iter().map(Target::to_string).collect();
+            write!(f, ",on={}", on.join("+"))?;
+        }
+        Ok(())
     }
 }
 
@@ -225,6 +252,10 @@ mod tests {
             spec.to_string(),
             "errors=0.2,kinds=500+503+stall+lost,delay=50ms,stall=2s,retry-after=3,drop-watches=1m,gone=0.5,seed=9"
         );
+        let targeted: FaultSpec =
+            "errors=100%,kinds=500,on=create:pods+*:apimanagerbackups/status".parse().expect("spec");
+        assert_eq!(targeted.to_string().parse::<FaultSpec>(), Ok(targeted.clone()));
+        assert!(targeted.to_string().ends_with(",seed=1,on=create:pods+*:apimanagerbackups/status"), "{targeted}");
     }
 
     #[test]
@@ -233,7 +264,7 @@ mod tests {
         assert_eq!(refused("errors"), "`errors` is not key=value");
         assert_eq!(
             refused("error=0.1"),
-            "unknown key `error` (errors, kinds, delay, stall, retry-after, drop-watches, gone, seed)"
+            "unknown key `error` (errors, kinds, on, delay, stall, retry-after, drop-watches, gone, seed)"
         );
         assert_eq!(refused("errors=110%"), "errors: `110%` is not a rate between 0 and 1 (0.1 or 10%)");
         assert_eq!(refused("gone=-0.1"), "gone: `-0.1` is not a rate between 0 and 1 (0.1 or 10%)");
@@ -241,5 +272,7 @@ mod tests {
         assert_eq!(refused("seed=x"), "seed: `x` is not a whole number");
         assert_eq!(refused("kinds=429+418"), "kinds: unknown kind `418` (429, 500, 503, reset, stall, lost)");
         assert_eq!(refused("kinds=+"), "kinds: at least one kind");
+        assert_eq!(refused("on=+"), "on: at least one <verb>:<resource>");
+        assert!(refused("on=create:pods+post:pods").starts_with("on: `post:pods` is not <verb>:<resource>"));
     }
 }
