@@ -135,6 +135,18 @@ impl Faulty {
         }
         Some(index)
     }
+
+    /// The index of the replica that leads, once one does.
+    async fn one_leads(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(leader) = self.leader().await {
+                return leader;
+            }
+            assert!(Instant::now() < deadline, "one replica leads");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
 
 /// The runtime of this binary's tests and of what they share.
@@ -544,14 +556,7 @@ fn a_partitioned_leader_stops_within_its_renew_deadline_and_the_standby_finishes
     with_cluster(|faulty| async move {
         let cluster = &faulty.cluster;
         let admin = cluster.admin_client().await.expect("client");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let leader = loop {
-            if let Some(leader) = faulty.leader().await {
-                break leader;
-            }
-            assert!(Instant::now() < deadline, "one replica leads");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let leader = faulty.one_leads().await;
         let (old, standby) = (&faulty.replicas[leader], &faulty.replicas[1 - leader]);
         let ns = namespace_with_installation(cluster, "partition").await;
         let (pods_seen, pods_watch) = record_pods(admin.clone());
@@ -628,6 +633,66 @@ fn a_partitioned_leader_stops_within_its_renew_deadline_and_the_standby_finishes
         eprintln!(
             "partition of {partition:?}: the leader stopped after {stopped:?} (renew deadline {RENEW_DEADLINE:?}), the standby led after {takeover:?}; {injected} requests, connections or streams cut; {} writes of the old leader audited before its deadline, 0 after",
             writes.iter().filter(|w| from(old, w)).count()
+        );
+    });
+}
+
+#[test]
+fn an_end_the_leader_could_not_announce_is_announced_once_by_the_replica_taking_over() {
+    with_cluster(|faulty| async move {
+        let cluster = &faulty.cluster;
+        let admin = cluster.admin_client().await.expect("client");
+        let leader = faulty.one_leads().await;
+        let (old, index) = (&faulty.replicas[leader], 1 - leader);
+        let ns = namespace_with_installation(cluster, "takeover").await;
+        let succeeded = r#"apimanager_backups_total{outcome="succeeded"}"#;
+        let before = faulty.metric(succeeded).await;
+
+        // Every event the leader sends is answered 500: it writes the backup's end, and cannot
+        // announce it.
+        old.proxy.set("errors=100%,kinds=500,on=create:events".parse().expect("fault spec"));
+        kubectl_ok(cluster, &["-n", &ns, "create", "-f", "-"], &backup_yaml("b"));
+        let backup = finished_backup(cluster, &ns, "b").await;
+        assert_eq!(backup.status.as_ref().and_then(|s| s.completed), Some(true), "{:?}", backup.status);
+        let refused = || old.proxy.counts().internal_errors;
+        eventually(Duration::from_secs(30), "the leader tries the end event and fails", || async {
+            // 6 tries of each Pod's JobCreated event, then 6 of the end's.
+            refused() >= 18
+        })
+        .await;
+        assert_eq!(completions(&admin, &ns).await, BTreeMap::new(), "not announced");
+        assert_eq!(faulty.metric(succeeded).await, before, "not counted");
+
+        // The leader cut off; the standby takes over and finds the end unannounced.
+        let partition = LEASE_DURATION * 2;
+        let cut = Instant::now();
+        old.proxy.partition(PartitionMode::Hang, partition);
+        eventually(LEASE_DURATION + RETRY_PERIOD + Duration::from_secs(5), "the standby takes over", || async {
+            faulty.leader().await == Some(index)
+        })
+        .await;
+        eventually(Duration::from_secs(30), "the new leader announces the end", || async {
+            completions(&admin, &ns).await == BTreeMap::from([("b".to_owned(), 1)])
+        })
+        .await;
+        let announced = cut.elapsed();
+        assert_eq!(faulty.metric(succeeded).await, before + 1.0, "counted once");
+
+        // Healed, the old leader is a standby, owing an announcement it never makes.
+        eventually(partition + Duration::from_secs(5), "the partition ends", || async { !old.proxy.partitioned() })
+            .await;
+        old.proxy.set(FaultSpec::default());
+        let healed = old.proxy.counts().passed;
+        eventually(Duration::from_secs(30), "the healed replica talks to the API server again", || async {
+            old.proxy.counts().passed >= healed + 3
+        })
+        .await;
+        assert_eq!(faulty.leader().await, Some(index), "the new leader keeps leading");
+        assert_eq!(completions(&admin, &ns).await, BTreeMap::from([("b".to_owned(), 1)]), "one completion event");
+        assert_eq!(faulty.metric(succeeded).await, before + 1.0, "counted once over both replicas");
+        eprintln!(
+            "takeover: the end announced {announced:?} after the leader was cut off; {} event creates of the old leader answered 500",
+            refused()
         );
     });
 }

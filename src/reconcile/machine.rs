@@ -36,13 +36,14 @@
 //! write replaced (the write's watch event starts the next pass), else read live ([`super::seen`]). It patches status with the object's
 //! `resourceVersion`, so a stale pass gets a conflict instead of redoing or double-counting anything.
 
-use super::ends::PendingEnd;
+use super::ends::Announcement;
+use super::events::{NotPublished, Published, end_event_name};
 use super::outcome::{Failure, Stop};
 use super::pods::{PodFailure, StepState, attempt_name, pod_failure, step_state, success_message};
 use super::seen::{CATCH_UP, Freshness};
 use super::step::{self, JobStep, StepJob, StepOwner};
 use super::{Context, ReconcileError, ReconcileSettings};
-use crate::api::status::{FAILED, OperationStatus, Progress, READY, set_condition};
+use crate::api::status::{FAILED, OperationStatus, Progress, READY, Reason, set_condition};
 use crate::job::report::StepReport;
 use crate::metrics::{OperationEnd, Outcome};
 use k8s_openapi::NamespaceResourceScope;
@@ -156,8 +157,8 @@ pub struct End<'a> {
     pub namespace: &'a str,
     /// Its name.
     pub name: &'a str,
-    /// Success, or the failure.
-    pub outcome: Result<(), &'a Failure>,
+    /// Success, or the failure's reason.
+    pub outcome: Result<(), Reason>,
     /// From its start to its end.
     pub seconds: f64,
     /// Its end, Unix time.
@@ -169,7 +170,7 @@ impl End<'_> {
     pub fn metric(&self) -> OperationEnd {
         let outcome = match self.outcome {
             Ok(()) => Outcome::Succeeded,
-            Err(failure) => Outcome::Failed(failure.reason().label()),
+            Err(reason) => Outcome::Failed(reason.label()),
         };
         OperationEnd { outcome, seconds: self.seconds }
     }
@@ -183,9 +184,7 @@ pub async fn reconcile<O: Operation>(cached: Arc<O>, ctx: Arc<Context>) -> Resul
     let _timer = ctx.metrics.time_reconcile(O::NOUN);
     if cached.status().is_some_and(|s| s.progress().is_final()) {
         ctx.seen.forget(cached.as_ref());
-        if let Some(end) = ctx.ends.take(&cached.uid().unwrap_or_default()) {
-            Box::pin(announce(&ctx, cached.as_ref(), end)).await;
-        }
+        Box::pin(settle(&ctx, cached.as_ref())).await?;
         return Ok(Action::await_change());
     }
     let uid = cached.uid().unwrap_or_default();
@@ -218,9 +217,7 @@ async fn work_on<O: Operation>(cached: Arc<O>, ctx: Arc<Context>) -> Result<Acti
     let status = object.status().cloned().unwrap_or_default();
     let progress = status.progress();
     if progress.is_final() {
-        if let Some(end) = ctx.ends.take(&object.uid().unwrap_or_default()) {
-            announce(&ctx, &object, end).await;
-        }
+        settle(&ctx, &object).await?;
         return Ok(Action::await_change());
     }
     let mut run = Run { object: Arc::new(object), ctx, namespace, original: status.clone(), status, progress };
@@ -459,8 +456,7 @@ impl<O: Operation> Run<O> {
         self.progress.completed = Some(true);
         self.progress.completion_time = Some(Time(Timestamp::now()));
         self.condition(READY, true, O::SUCCEEDED, &message);
-        let end = PendingEnd { outcome: Ok(()), type_: EventType::Normal, reason: O::SUCCEEDED.to_owned(), message };
-        self.end(end).await
+        self.end().await
     }
 
     /// Ends the operation with `failure`: status, metrics, event.
@@ -469,19 +465,16 @@ impl<O: Operation> Run<O> {
         let (reason, message) = (failure.reason().label(), failure.to_string());
         self.condition(FAILED, true, reason, &message);
         self.condition(READY, false, reason, &message);
-        let end = PendingEnd { outcome: Err(failure), type_: EventType::Warning, reason: reason.to_owned(), message };
-        self.end(end).await
+        self.end().await
     }
 
-    /// Writes the end into the status, then announces it (metrics, event); kept until then, so
-    /// a write whose answer is lost is announced by the next pass that finds it landed.
-    async fn end(&mut self, end: PendingEnd) -> Result<Action, ReconcileError> {
-        let uid = self.object.uid().unwrap_or_default();
-        self.ctx.ends.keep(&uid, end);
+    /// Writes the end into the status, then announces it (metrics, event) from the status
+    /// written; owed until then, so a write whose answer is lost is announced by the next pass
+    /// that finds it landed.
+    async fn end(&mut self) -> Result<Action, ReconcileError> {
+        self.ctx.ends.owe(&self.object.uid().unwrap_or_default());
         self.patch_status().await?;
-        if let Some(end) = self.ctx.ends.take(&uid) {
-            announce(&self.ctx, self.object.as_ref(), end).await;
-        }
+        settle(&self.ctx, self.object.as_ref()).await?;
         Ok(Action::await_change())
     }
 
@@ -521,40 +514,74 @@ impl<O: Operation> Run<O> {
     }
 }
 
-/// Publishes an event about `object`, its note cut to what an event holds.
-async fn publish<O: Operation>(
-    ctx: &Context,
-    object: &O,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    mut note: String,
-) {
+/// The event `type_`, `reason`, `action`, `note` cut to what an event holds.
+fn event(type_: EventType, reason: &str, action: &str, mut note: String) -> Event {
     if note.len() > EVENT_NOTE_MAX_BYTES {
         note.truncate(note.floor_char_boundary(EVENT_NOTE_MAX_BYTES - 3));
         note.push_str("...");
     }
-    let event =
-        Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
-    if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+    Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None }
+}
+
+/// Publishes an event about `object`.
+async fn publish<O: Operation>(ctx: &Context, object: &O, type_: EventType, reason: &str, action: &str, note: String) {
+    if let Err(error) = ctx.recorder.publish(&event(type_, reason, action, note), &object.object_ref(&())).await {
         tracing::warn!(%error, reason, "could not publish an event");
     }
 }
 
-/// Announces `end`, taken from the ends kept (see [`PendingEnds`](super::ends::PendingEnds)), of
-/// `object`, whose status shows it ended: records it in the metrics and publishes its event.
-async fn announce<O: Operation>(ctx: &Context, object: &O, end: PendingEnd) {
+/// Announces the end of `object`, whose status shows it ended, if this replica owes it (it wrote
+/// it, see [`PendingEnds`](super::ends::PendingEnds)), or if it ended a moment ago and this
+/// replica looks at it for the first time: the replica that wrote it may have died or lost its
+/// leadership before announcing it.
+async fn settle<O: Operation>(ctx: &Context, object: &O) -> Result<(), ReconcileError> {
+    let uid = object.uid().unwrap_or_default();
     let progress = object.status().map(OperationStatus::progress).unwrap_or_default();
-    let (ended, seconds) = progress.ended().unwrap_or_else(|| (Timestamp::now(), 0.0));
+    let Some((ended, seconds)) = progress.ended() else { return Ok(()) };
+    let first_look = ctx.ends.first_look(&uid, ended, Timestamp::now());
+    let tried = match ctx.ends.take(&uid) {
+        Some(tried) => tried,
+        None if first_look => false,
+        None => return Ok(()),
+    };
+    let Some(end) = Announcement::of(&progress) else { return Ok(()) };
     let (name, namespace) = (object.name_any(), object.namespace().unwrap_or_default());
-    let outcome = end.outcome.as_ref().map(|_| ());
-    let record = End { namespace: &namespace, name: &name, outcome, seconds, ended_at_unix: ended.as_second() as f64 };
+    let event = event(end.type_, &end.reason, O::END_ACTION, end.message.clone());
+    let announced =
+        match ctx.recorder.publish_named(&event, &object.object_ref(&()), &end_event_name(&name, &uid)).await {
+            Ok(Published::Created) => true,
+            // This replica's earlier try landed, its answer lost; else another replica announced it.
+            Ok(Published::Existed) => tried,
+            Err(NotPublished { source, maybe_created }) if crate::client::is_transient(&source) => {
+                if maybe_created {
+                    ctx.ends.tried(&uid)
+                } else {
+                    ctx.ends.owe(&uid)
+                }
+                return Err(api_error(format!("publishing the {} event", end.reason))(source));
+            }
+            Err(error) => {
+                tracing::warn!(%error, reason = %end.reason, "could not publish an event");
+                true
+            }
+        };
+    if !announced {
+        tracing::debug!(reason = %end.reason, "{} end announced by another replica", O::NOUN);
+        return Ok(());
+    }
+    let record = End {
+        namespace: &namespace,
+        name: &name,
+        outcome: end.outcome,
+        seconds,
+        ended_at_unix: ended.as_second() as f64,
+    };
     O::record_end(ctx, object, &record);
-    match &end.outcome {
+    match end.outcome {
         Ok(()) => tracing::info!(seconds, "{} completed", O::NOUN),
         Err(_) => tracing::warn!(reason = %end.reason, message = %end.message, seconds, "{} failed", O::NOUN),
     }
-    publish(ctx, object, end.type_, &end.reason, O::END_ACTION, end.message).await;
+    Ok(())
 }
 
 /// What an unfinished step job waits for.

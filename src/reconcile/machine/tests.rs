@@ -228,6 +228,68 @@ async fn a_conflict_on_the_final_write_is_retried_and_the_backup_counted_once() 
     assert!(metric(&ctx, r#"apimanager_backup_duration_seconds_count{outcome="succeeded"} 1"#));
 }
 
+/// The `BackupCompleted` events published.
+fn completions(fake: &FakeApi) -> usize {
+    events(fake).iter().filter(|(_, reason, _, _)| reason == "BackupCompleted").count()
+}
+
+// Paused time: the event's tries back off for 6 s in all, at once.
+#[tokio::test(start_paused = true)]
+async fn an_end_written_but_not_announced_is_announced_once_by_the_replica_taking_over() {
+    let (fake, old, mut watches) = cluster(json!({}));
+    pass(&fake, &old).await.expect("export");
+    node(&fake, &mut watches, &backup_pod(0), backup_succeeded());
+    // The final status lands; every try of its event fails, then the leader stops leading.
+    for _ in 0..6 {
+        fake.fail_once(fault("POST", "/events", 0, 503, "ServiceUnavailable", "etcd is unavailable"));
+    }
+    let error = pass(&fake, &old).await.expect_err("the end event was not taken");
+    assert_eq!(error.kind(), ErrorKind::ServerError, "{error}");
+    assert!(error.to_string().starts_with("publishing the BackupCompleted event: "), "{error}");
+    assert_eq!(status(&fake).completed, Some(true), "the end is written");
+    assert_eq!(completions(&fake), 0);
+    let succeeded = r#"apimanager_backups_total{outcome="succeeded"} "#;
+    assert!(metric(&old, &format!("{succeeded}0")), "not counted before its event is published");
+
+    // The new leader's first pass over the backup finds it ended a moment ago, unannounced.
+    let (new, _) = watched_context(old.client.clone());
+    pass(&fake, &new).await.expect("the new leader's pass");
+    assert_eq!(completions(&fake), 1);
+    assert!(metric(&new, &format!("{succeeded}1")), "counted by the replica that announced it");
+    let before = fake.requests().len();
+    pass(&fake, &new).await.expect("a later pass");
+    assert_eq!(fake.requests().len(), before, "looked at once");
+
+    // The old leader leads again: what it owes is there already.
+    pass(&fake, &old).await.expect("the old leader's pass");
+    assert_eq!(completions(&fake), 1, "one completion event");
+    assert!(metric(&old, &format!("{succeeded}0")), "counted once over both replicas");
+    let before = fake.requests().len();
+    pass(&fake, &old).await.expect("a later pass");
+    assert_eq!(fake.requests().len(), before, "owed no more");
+}
+
+#[tokio::test]
+async fn a_replica_looks_once_at_a_recent_end_and_never_at_an_old_one() {
+    let (fake, ctx, _) = cluster(json!({}));
+    let ended = |minutes: i64| {
+        json!({"startTime": ago(minutes * 60 + 30), "completed": true, "completionTime": ago(minutes * 60),
+            "conditions": [{"type": "Ready", "status": "True", "reason": "BackupCompleted", "message": "done",
+            "lastTransitionTime": ago(minutes * 60)}]})
+    };
+    fake.put(BACKUPS, serde_json::to_value(backup(json!({}), ended(11))).expect("json"));
+    let before = fake.requests().len();
+    pass(&fake, &ctx).await.expect("pass");
+    assert_eq!(fake.requests().len(), before, "an end of 11 minutes ago was announced long since");
+
+    fake.put(BACKUPS, serde_json::to_value(backup(json!({}), ended(1))).expect("json"));
+    pass(&fake, &ctx).await.expect("pass");
+    assert_eq!(events(&fake), [("Normal".into(), "BackupCompleted".into(), "Backup".into(), "done".into())]);
+    let name = fake.names("/apis/events.k8s.io/v1/namespaces/3scale/events");
+    assert_eq!(name, [format!("b.end-{BACKUP_UID}")], "named after the backup alone");
+    assert!(metric(&ctx, r#"apimanager_backups_total{outcome="succeeded"} 1"#));
+}
+
 #[tokio::test]
 async fn a_refused_pod_fails_the_backup_as_refused() {
     let (fake, ctx, _) = cluster(json!({}));
