@@ -640,10 +640,10 @@ fn a_partitioned_leader_stops_within_its_renew_deadline_and_the_standby_finishes
 #[test]
 fn an_end_the_leader_could_not_announce_is_announced_once_by_the_replica_taking_over() {
     with_cluster(|faulty| async move {
-        let cluster = &faulty.cluster;
-        let admin = cluster.admin_client().await.expect("client");
         let leader = faulty.one_leads().await;
         let (old, index) = (&faulty.replicas[leader], 1 - leader);
+        let cluster = &faulty.cluster;
+        let admin = cluster.admin_client().await.expect("client");
         let ns = namespace_with_installation(cluster, "takeover").await;
         let succeeded = r#"apimanager_backups_total{outcome="succeeded"}"#;
         let before = faulty.metric(succeeded).await;
