@@ -184,7 +184,7 @@ pub async fn reconcile<O: Operation>(cached: Arc<O>, ctx: Arc<Context>) -> Resul
     let _timer = ctx.metrics.time_reconcile(O::NOUN);
     if cached.status().is_some_and(|s| s.progress().is_final()) {
         ctx.seen.forget(cached.as_ref());
-        Box::pin(settle(&ctx, cached.as_ref())).await?;
+        Box::pin(settle(&ctx, cached.as_ref(), Written::Before)).await?;
         return Ok(Action::await_change());
     }
     let uid = cached.uid().unwrap_or_default();
@@ -217,7 +217,7 @@ async fn work_on<O: Operation>(cached: Arc<O>, ctx: Arc<Context>) -> Result<Acti
     let status = object.status().cloned().unwrap_or_default();
     let progress = status.progress();
     if progress.is_final() {
-        settle(&ctx, &object).await?;
+        settle(&ctx, &object, Written::Before).await?;
         return Ok(Action::await_change());
     }
     let mut run = Run { object: Arc::new(object), ctx, namespace, original: status.clone(), status, progress };
@@ -474,7 +474,7 @@ impl<O: Operation> Run<O> {
     async fn end(&mut self) -> Result<Action, ReconcileError> {
         self.ctx.ends.owe(&self.object.uid().unwrap_or_default());
         self.patch_status().await?;
-        settle(&self.ctx, self.object.as_ref()).await?;
+        settle(&self.ctx, self.object.as_ref(), Written::ByThisPass).await?;
         Ok(Action::await_change())
     }
 
@@ -530,11 +530,22 @@ async fn publish<O: Operation>(ctx: &Context, object: &O, type_: EventType, reas
     }
 }
 
+/// Where the ended object a pass settles comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Written {
+    /// The answer to this pass's own write of its end: all of it.
+    ByThisPass,
+    /// The cache, or a read: it may be the little the cache keeps of an ended operation
+    /// ([`crate::trim`]), without the conditions' messages.
+    Before,
+}
+
 /// Announces the end of `object`, whose status shows it ended, if this replica owes it (it wrote
 /// it, see [`PendingEnds`](super::ends::PendingEnds)), or if it ended a moment ago and this
 /// replica looks at it for the first time: the replica that wrote it may have died or lost its
-/// leadership before announcing it.
-async fn settle<O: Operation>(ctx: &Context, object: &O) -> Result<(), ReconcileError> {
+/// leadership before announcing it. The end is read from the object as stored, unless this pass
+/// just wrote it.
+async fn settle<O: Operation>(ctx: &Context, object: &O, written: Written) -> Result<(), ReconcileError> {
     let uid = object.uid().unwrap_or_default();
     let progress = object.status().map(OperationStatus::progress).unwrap_or_default();
     let Some((ended, seconds)) = progress.ended() else { return Ok(()) };
@@ -544,8 +555,26 @@ async fn settle<O: Operation>(ctx: &Context, object: &O) -> Result<(), Reconcile
         None if first_look => false,
         None => return Ok(()),
     };
-    let Some(end) = Announcement::of(&progress) else { return Ok(()) };
     let (name, namespace) = (object.name_any(), object.namespace().unwrap_or_default());
+    let owe_again = || if tried { ctx.ends.tried(&uid) } else { ctx.ends.owe(&uid) };
+    let stored = match written {
+        Written::ByThisPass => None,
+        Written::Before => {
+            let api: Api<O> = Api::namespaced(ctx.client.clone(), &namespace);
+            match api.get_opt(&name).await {
+                Ok(Some(stored)) => Some(stored),
+                // Deleted since: nothing left to announce.
+                Ok(None) => return Ok(()),
+                Err(error) => {
+                    owe_again();
+                    return Err(api_error(format!("reading {} {name}", O::kind(&())))(error));
+                }
+            }
+        }
+    };
+    let object = stored.as_ref().unwrap_or(object);
+    let progress = object.status().map(OperationStatus::progress).unwrap_or_default();
+    let Some(end) = Announcement::of(&progress) else { return Ok(()) };
     let event = event(end.type_, &end.reason, O::END_ACTION, end.message.clone());
     let announced =
         match ctx.recorder.publish_named(&event, &object.object_ref(&()), &end_event_name(&name, &uid)).await {
@@ -556,7 +585,7 @@ async fn settle<O: Operation>(ctx: &Context, object: &O) -> Result<(), Reconcile
                 if maybe_created {
                     ctx.ends.tried(&uid)
                 } else {
-                    ctx.ends.owe(&uid)
+                    owe_again()
                 }
                 return Err(api_error(format!("publishing the {} event", end.reason))(source));
             }
