@@ -15,7 +15,7 @@ use kube::api::{Api, ListParams};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::cluster::{
-    assert_can_i, create_backup, eventually, finished_backup, kubectl_ok, namespace_never_available,
+    assert_can_i, create_backup, eventually, finished_backup, kubectl_ok, kubectl_run, namespace_never_available,
     namespace_with_installation, start_cluster_with,
 };
 use support::https;
@@ -214,7 +214,14 @@ async fn a_persistent_api_error_fails_the_backup_at_its_timeout_naming_the_error
     let args = operator_args(&["--backup-timeout=10s"]);
     cluster.restart_operator_via(&via, &args).await.expect("the operator behind the proxy, with a short timeout");
     let ns = namespace_with_installation(&cluster, "persistent-error").await;
-    create_backup(&cluster, &ns, "b");
+    // The operator has just started behind the proxy: its webhooks may answer "try again" while
+    // their first live read of the new namespace's APIManagers is slow.
+    let backup = "apiVersion: apps.3scale.net/v1alpha1\nkind: APIManagerBackup\nmetadata:\n  name: b\nspec:\n  \
+backupDestination:\n    persistentVolumeClaim:\n      resources:\n        requests: 1Gi\n";
+    eventually(Duration::from_secs(30), "the backup is admitted", || async {
+        kubectl_run(&cluster, &["-n", &ns, "create", "-f", "-"], backup).status.success()
+    })
+    .await;
     let failed = finished_backup(&cluster, &ns, "b").await;
     let failures = proxy.counts().internal_errors;
     proxy.set(FaultSpec::default());
