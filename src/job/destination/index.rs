@@ -81,13 +81,15 @@ pub struct FileMeta {
     /// What identifies the file's version without reading it, when the next backup may reuse its
     /// content ([`super::unchanged`]); `None` for a folder, a link, a file changed too shortly
     /// before it was read, or a backup made before this was recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "stat", skip_serializing_if = "Option::is_none")]
     pub identity: Option<FileIdentity>,
 }
 
 /// What identifies a version of a file without reading it, from its listing's `lstat`: listed in
-/// the sealed manifest only (the clear index never shows inodes or change times).
+/// the sealed manifest only (the clear index never shows inodes or change times), as `"stat":
+/// [size, ctime seconds, ctime nanoseconds, inode, device]` (an entry per file: kept short).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StatFields", into = "StatFields")]
 pub struct FileIdentity {
     /// Size in bytes.
     pub size: u64,
@@ -98,6 +100,21 @@ pub struct FileIdentity {
     pub inode: u64,
     /// Device number of its filesystem.
     pub device: u64,
+}
+
+/// [`FileIdentity`] as the sealed manifest lists it.
+type StatFields = (u64, i64, u32, u64, u64);
+
+impl From<StatFields> for FileIdentity {
+    fn from((size, seconds, nanoseconds, inode, device): StatFields) -> Self {
+        Self { size, changed: (seconds, nanoseconds), inode, device }
+    }
+}
+
+impl From<FileIdentity> for StatFields {
+    fn from(identity: FileIdentity) -> Self {
+        (identity.size, identity.changed.0, identity.changed.1, identity.inode, identity.device)
+    }
 }
 
 /// `manifest.sealed`: the manifest of the claim layout plus each file's and folder's metadata.
@@ -174,6 +191,23 @@ impl Part {
 mod tests {
     use super::*;
     use crate::job::manifest::{FileEntry, ObjectRef, ReferencedSecretEntry};
+
+    #[test]
+    fn a_file_identity_is_listed_as_one_short_array() {
+        let meta = FileMeta {
+            path: "system-filestorage-pvc/a".into(),
+            mode: 0o644,
+            modified: (1, 2),
+            accessed: (3, 4),
+            content: Some("_content/c".into()),
+            identity: Some(FileIdentity { size: 5, changed: (1_700_000_000, 6), inode: 7, device: 8 }),
+        };
+        let json = serde_json::to_string(&meta).expect("json");
+        assert!(json.ends_with(r#","stat":[5,1700000000,6,7,8]}"#), "{json}");
+        assert_eq!(serde_json::from_str::<FileMeta>(&json).expect("parses"), meta);
+        let folder = FileMeta { content: None, identity: None, ..meta };
+        assert!(!serde_json::to_string(&folder).expect("json").contains("stat"));
+    }
 
     #[test]
     fn parts_merge_into_one_sorted_manifest_with_each_object_once() {
