@@ -253,6 +253,34 @@ async fn a_sealed_backup_round_trips_by_content_and_holds_nothing_in_clear() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unencrypted_second_backup_reads_no_unchanged_file_either() {
+    let mut setup = setup("clear-again").await;
+    setup.args.encryption_keys = None;
+    wait_until_settled(&setup.source);
+    let traffic = back_up(&setup, "nightly", "uid-1", true).await.expect("backup");
+    assert_eq!((traffic.files_uploaded, traffic.files_hashed, traffic.files_unchanged), (3, 3, 0));
+    let traffic = back_up(&setup, "nightly", "uid-2", true).await.expect("second backup");
+    assert_eq!((traffic.files_uploaded, traffic.files_hashed, traffic.files_unchanged), (0, 0, 3));
+    verify(&at(&setup, "nightly", "uid-2")).await.expect("second verified");
+    let target = setup.dir.join("restored");
+    restore_files(&setup, "uid-2", &target).await;
+    assert_eq!(
+        fs::read(target.join("uploads/big.bin")).expect("big"),
+        fs::read(setup.source.join("uploads/big.bin")).expect("src")
+    );
+    assert_file_tree_restored(&target);
+
+    // Encrypted from now on: the clear backup's SHA-256 names are not the key's, every file is read.
+    let keyed = Setup {
+        args: S3Args { encryption_keys: Some(keys(&setup.dir, "keys", &[("2026-01", [7; 32])])), ..setup.args.clone() },
+        ..setup
+    };
+    let traffic = back_up(&keyed, "nightly", "uid-3", true).await.expect("encrypted backup");
+    assert_eq!((traffic.files_uploaded, traffic.files_hashed, traffic.files_unchanged), (3, 3, 0));
+    let _ = fs::remove_dir_all(&keyed.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_missing_and_uncommitted_backups_are_refused() {
     let setup = setup("damaged").await;
     back_up(&setup, "nightly", "uid-1", true).await.expect("backup");
