@@ -75,6 +75,30 @@ pub fn server_config(cert: &[u8], key: &[u8], origins: (String, String)) -> Resu
     Ok(config)
 }
 
+/// A client configuration trusting `roots` only, on the same provider and TLS versions (1.2 and
+/// 1.3) as the server, without a client certificate.
+pub fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, rustls::Error> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// A [`client_config`] trusting only the PEM CA certificates of the file `ca`.
+pub fn client_config_trusting(ca: &Path) -> Result<rustls::ClientConfig, TlsError> {
+    let pem = std::fs::read(ca).map_err(|source| TlsError::Read { path: ca.to_owned(), source })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(&pem) {
+        let certificate = certificate.map_err(|source| TlsError::Pem {
+            origin: ca.display().to_string(),
+            what: "certificate",
+            source,
+        })?;
+        roots.add(certificate)?;
+    }
+    Ok(client_config(roots)?)
+}
+
 /// The raw bytes of both files, compared to notice a change.
 #[derive(PartialEq, Eq)]
 struct Snapshot {

@@ -17,7 +17,8 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::cluster::eventually;
 use support::deployed::{assert_admission, kubectl_ok, start_on, wait_for_rollout};
 use support::kustomize::render_with_components;
 
@@ -38,14 +39,11 @@ async fn on_openshift_the_openshift_component_runs_where_the_base_install_is_ref
 
     kubectl_ok(&cluster, &["apply", "-f", "-"], &render_with_components("ocp-base", &[]));
     let replica_sets: Api<ReplicaSet> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let failure = loop {
-        if let Some(failure) = replica_failure(&replica_sets).await {
-            break failure;
-        }
-        assert!(Instant::now() < deadline, "the base install's Pods are refused within 60 s");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    eventually(Duration::from_secs(60), "the base install's Pods are refused", || async {
+        replica_failure(&replica_sets).await.is_some()
+    })
+    .await;
+    let failure = replica_failure(&replica_sets).await.expect("the ReplicaSet's failure");
     let refusal = scc::refusal(&[]);
     let (prefix, _) = refusal.split_once("Forbidden: ").expect("refusal wording");
     assert!(failure.contains(prefix), "refused by restricted-v2: {failure}");

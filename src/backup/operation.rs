@@ -112,13 +112,10 @@ impl Operation for APIManagerBackup {
                 let claim = ClaimMount::new("backup", self.name_any(), BACKUP_MOUNT, false);
                 let key_secret =
                     self.spec.backup_destination.persistent_volume_claim.as_ref().and_then(|c| c.key_secret());
-                match key_secret {
-                    Some(secret) => {
-                        let access = s3::claim_access(secret, self.uid().as_deref());
-                        (vec![claim], CommonArgs { s3: access.args, ..CommonArgs::at(BACKUP_MOUNT) }, access.secrets)
-                    }
-                    None => (vec![claim], CommonArgs::at(BACKUP_MOUNT), Vec::new()),
-                }
+                // No key: the clear layout, as 3scale-operator writes it (no arguments, no Secret).
+                let access =
+                    key_secret.map(|secret| s3::claim_access(secret, self.uid().as_deref())).unwrap_or_default();
+                (vec![claim], CommonArgs { s3: access.args, ..CommonArgs::at(BACKUP_MOUNT) }, access.secrets)
             }
         };
         let export = JobStep {

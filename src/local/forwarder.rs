@@ -7,8 +7,7 @@
 
 use super::LocalError;
 use crate::server::READYZ_PATH;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -53,17 +52,7 @@ fn io(what: &str) -> impl FnOnce(std::io::Error) -> LocalError + '_ {
 
 /// A TLS client trusting the CA in `ca_file`, for the readiness probes.
 fn probe_connector(ca_file: &Path) -> Result<TlsConnector, LocalError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let certificates = CertificateDer::pem_file_iter(ca_file).map_err(|e| LocalError::Kube(format!("CA: {e}")))?;
-    for certificate in certificates {
-        let certificate = certificate.map_err(|e| LocalError::Kube(format!("CA: {e}")))?;
-        roots.add(certificate).map_err(|e| LocalError::Kube(format!("CA: {e}")))?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| LocalError::Kube(format!("TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = crate::tls::client_config_trusting(ca_file).map_err(|e| LocalError::Kube(format!("CA: {e}")))?;
     Ok(TlsConnector::from(Arc::new(config)))
 }
 

@@ -99,10 +99,7 @@ impl ErrorKind {
     pub fn retry_after(self, failures: u32) -> Duration {
         match self {
             Self::Conflict => Duration::from_secs(1),
-            kind if kind.is_transient() => {
-                let doublings = failures.saturating_sub(1).min(16);
-                TRANSIENT_FIRST_RETRY.saturating_mul(1 << doublings).min(TRANSIENT_MAX_RETRY)
-            }
+            kind if kind.is_transient() => pods::doubling(TRANSIENT_FIRST_RETRY, TRANSIENT_MAX_RETRY, failures),
             _ => Duration::from_secs(10),
         }
     }

@@ -28,8 +28,13 @@ pub fn attempt_name(job: &str, attempt: u32) -> String {
 /// The wait after `failures` failed attempts before the next one: 10 s × 2^(failures − 1), at most
 /// 6 min.
 pub fn backoff(failures: u32) -> Duration {
+    doubling(FIRST_BACKOFF, MAX_BACKOFF, failures)
+}
+
+/// `first` × 2^(failures − 1), at most `max`: the back-off after `failures` failures in a row.
+pub fn doubling(first: Duration, max: Duration, failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(16);
-    FIRST_BACKOFF.saturating_mul(1 << doublings).min(MAX_BACKOFF)
+    first.saturating_mul(1 << doublings).min(max)
 }
 
 /// Where a step job stands.

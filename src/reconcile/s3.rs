@@ -19,7 +19,7 @@ pub const KEYS_MOUNT: &str = "/var/run/apimanager-backup/encryption-keys";
 /// The arguments and mounts of a step reaching the backup at `path` (`<namespace>/<name>-<uid>`)
 /// in `bucket`; `backup_uid` is the backup's when a backup step writes it (a restore reads it
 /// from the bucket).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BucketAccess {
     /// The step arguments.
     pub args: S3Args,

@@ -97,13 +97,9 @@ impl Operation for APIManagerRestore {
             None => {
                 let claim = ClaimMount::new("backup", plan.claim.clone(), BACKUP_MOUNT, true);
                 let key_secret = self.spec.restore_source.persistent_volume_claim.as_ref().and_then(|c| c.key_secret());
-                match key_secret {
-                    Some(secret) => {
-                        let access = s3::claim_access(secret, None);
-                        (vec![claim], CommonArgs { s3: access.args, ..CommonArgs::at(BACKUP_MOUNT) }, access.secrets)
-                    }
-                    None => (vec![claim], CommonArgs::at(BACKUP_MOUNT), Vec::new()),
-                }
+                // No key: the clear layout (no arguments, no Secret).
+                let access = key_secret.map(|secret| s3::claim_access(secret, None)).unwrap_or_default();
+                (vec![claim], CommonArgs { s3: access.args, ..CommonArgs::at(BACKUP_MOUNT) }, access.secrets)
             }
         };
         let namespace = self.namespace().unwrap_or_default();

@@ -10,7 +10,6 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Why no answer came. Transient unless the TLS handshake failed on the certificate or
@@ -44,11 +43,7 @@ impl Transport {
                 roots.add(cert).map_err(|error| ConfigError::CaBundle(error.to_string()))?;
             }
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|error| ConfigError::CaBundle(error.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = crate::tls::client_config(roots).map_err(|error| ConfigError::CaBundle(error.to_string()))?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(connect_timeout));

@@ -17,8 +17,6 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -55,16 +53,10 @@ fn tls_error(what: &'static str) -> impl FnOnce(String) -> FaultError {
 
 /// The server side: `tls.crt` and `tls.key` of `certs`, HTTP/1.1 only.
 pub fn acceptor(certs: &Path) -> Result<TlsAcceptor, FaultError> {
-    let chain = CertificateDer::pem_file_iter(certs.join("tls.crt"))
-        .map_err(|e| tls_error("tls.crt")(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_error("tls.crt")(e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_file(certs.join("tls.key")).map_err(|e| tls_error("tls.key")(e.to_string()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_error("server TLS")(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
+    let read = |name: &'static str| std::fs::read(certs.join(name)).map_err(|e| tls_error(name)(e.to_string()));
+    let origin = |name: &str| certs.join(name).display().to_string();
+    let (cert, key) = (read("tls.crt")?, read("tls.key")?);
+    let mut config = crate::tls::server_config(&cert, &key, (origin("tls.crt"), origin("tls.key")))
         .map_err(|e| tls_error("server TLS")(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
@@ -73,18 +65,8 @@ pub fn acceptor(certs: &Path) -> Result<TlsAcceptor, FaultError> {
 /// The client side: trusting `ca.crt` of `certs`, connecting from `source` when given (so the API
 /// server's audit log tells the replicas' paths apart).
 fn upstream(certs: &Path, source: Option<IpAddr>) -> Result<Upstream, FaultError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in
-        CertificateDer::pem_file_iter(certs.join("ca.crt")).map_err(|e| tls_error("ca.crt")(e.to_string()))?
-    {
-        let certificate = certificate.map_err(|e| tls_error("ca.crt")(e.to_string()))?;
-        roots.add(certificate).map_err(|e| tls_error("ca.crt")(e.to_string()))?;
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_error("client TLS")(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls =
+        crate::tls::client_config_trusting(&certs.join("ca.crt")).map_err(|e| tls_error("ca.crt")(e.to_string()))?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
