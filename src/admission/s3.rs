@@ -52,8 +52,20 @@ pub fn named_secrets(bucket: &S3Bucket, at: &str) -> Vec<NamedSecret> {
         .collect()
 }
 
+/// The Secrets a backup destination or restore source at field path `at` names: those of its
+/// bucket (`<at>.s3`), or the key Secret of its sealed claim (`<at>.persistentVolumeClaim`).
+pub fn location_secrets(
+    at: &str,
+    bucket: Option<&S3Bucket>,
+    claim_encryption: Option<&Encryption>,
+) -> Vec<NamedSecret> {
+    let mut named = bucket.map(|bucket| named_secrets(bucket, &format!("{at}.s3"))).unwrap_or_default();
+    named.extend(claim_key_secret(claim_encryption, &format!("{at}.persistentVolumeClaim")));
+    named
+}
+
 /// The key Secret a claim's `encryption` (at field path `at`) names, with the field naming it.
-pub fn claim_key_secret(encryption: Option<&Encryption>, at: &str) -> Option<NamedSecret> {
+fn claim_key_secret(encryption: Option<&Encryption>, at: &str) -> Option<NamedSecret> {
     let key = encryption?.key_secret_ref.as_ref()?;
     Some(NamedSecret::new(format!("{at}.encryption.keySecretRef.name"), &key.name))
 }

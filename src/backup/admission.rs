@@ -92,14 +92,8 @@ impl Admit for APIManagerBackup {
 /// Secret of its sealed claim. Shared with a schedule's template.
 pub fn destination_secrets(spec: &APIManagerBackupSpec, at: &str) -> Vec<NamedSecret> {
     let destination = &spec.backup_destination;
-    let bucket = destination.s3.as_ref();
-    let mut named =
-        bucket.map(|bucket| s3::named_secrets(bucket, &format!("{at}.backupDestination.s3"))).unwrap_or_default();
-    let claim = destination.persistent_volume_claim.as_ref().and_then(|claim| {
-        s3::claim_key_secret(claim.encryption.as_ref(), &format!("{at}.backupDestination.persistentVolumeClaim"))
-    });
-    named.extend(claim);
-    named
+    let claim_encryption = destination.persistent_volume_claim.as_ref().and_then(|claim| claim.encryption.as_ref());
+    s3::location_secrets(&format!("{at}.backupDestination"), destination.s3.as_ref(), claim_encryption)
 }
 
 #[cfg(test)]

@@ -184,7 +184,7 @@ pub async fn reconcile<O: Operation>(cached: Arc<O>, ctx: Arc<Context>) -> Resul
     let _timer = ctx.metrics.time_reconcile(O::NOUN);
     if cached.status().is_some_and(|s| s.progress().is_final()) {
         ctx.seen.forget(cached.as_ref());
-        Box::pin(settle(&ctx, cached.as_ref(), Written::Before)).await?;
+        Box::pin(settle(&ctx, cached.as_ref(), Written::Cached)).await?;
         return Ok(Action::await_change());
     }
     let uid = cached.uid().unwrap_or_default();
@@ -217,7 +217,8 @@ async fn work_on<O: Operation>(cached: Arc<O>, ctx: Arc<Context>) -> Result<Acti
     let status = object.status().cloned().unwrap_or_default();
     let progress = status.progress();
     if progress.is_final() {
-        settle(&ctx, &object, Written::Before).await?;
+        // A read of this pass: the cache's copy was not final.
+        settle(&ctx, &object, Written::Whole).await?;
         return Ok(Action::await_change());
     }
     let mut run = Run { object: Arc::new(object), ctx, namespace, original: status.clone(), status, progress };
@@ -474,7 +475,7 @@ impl<O: Operation> Run<O> {
     async fn end(&mut self) -> Result<Action, ReconcileError> {
         self.ctx.ends.owe(&self.object.uid().unwrap_or_default());
         self.patch_status().await?;
-        settle(&self.ctx, self.object.as_ref(), Written::ByThisPass).await?;
+        settle(&self.ctx, self.object.as_ref(), Written::Whole).await?;
         Ok(Action::await_change())
     }
 
@@ -533,18 +534,18 @@ async fn publish<O: Operation>(ctx: &Context, object: &O, type_: EventType, reas
 /// Where the ended object a pass settles comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Written {
-    /// The answer to this pass's own write of its end: all of it.
-    ByThisPass,
-    /// The cache, or a read: it may be the little the cache keeps of an ended operation
+    /// The API server's answer to this pass (its write of the end, or its read): all of it.
+    Whole,
+    /// The cache's copy: it may be the little the cache keeps of an ended operation
     /// ([`crate::trim`]), without the conditions' messages.
-    Before,
+    Cached,
 }
 
 /// Announces the end of `object`, whose status shows it ended, if this replica owes it (it wrote
 /// it, see [`PendingEnds`](super::ends::PendingEnds)), or if it ended a moment ago and this
 /// replica looks at it for the first time: the replica that wrote it may have died or lost its
 /// leadership before announcing it. The end is read from the object as stored, unless this pass
-/// just wrote it.
+/// holds it whole.
 async fn settle<O: Operation>(ctx: &Context, object: &O, written: Written) -> Result<(), ReconcileError> {
     let uid = object.uid().unwrap_or_default();
     let progress = object.status().map(OperationStatus::progress).unwrap_or_default();
@@ -558,8 +559,8 @@ async fn settle<O: Operation>(ctx: &Context, object: &O, written: Written) -> Re
     let (name, namespace) = (object.name_any(), object.namespace().unwrap_or_default());
     let owe_again = || if tried { ctx.ends.tried(&uid) } else { ctx.ends.owe(&uid) };
     let stored = match written {
-        Written::ByThisPass => None,
-        Written::Before => {
+        Written::Whole => None,
+        Written::Cached => {
             let api: Api<O> = Api::namespaced(ctx.client.clone(), &namespace);
             match api.get_opt(&name).await {
                 Ok(Some(stored)) => Some(stored),

@@ -3,7 +3,7 @@
 //! before a refusal, and the Secrets a bucket source names checked to exist where the operator may
 //! read them ([`crate::admission::secrets`]).
 
-use super::validation::{S3_SOURCE, backed_up_apimanager, check_create, check_update};
+use super::validation::{backed_up_apimanager, check_create, check_update};
 use crate::admission::secrets::NamedSecret;
 use crate::admission::{Admit, ToDefault, Verdict, Webhook, s3};
 use crate::api::apimanager::APIManager;
@@ -68,12 +68,8 @@ impl Admit for APIManagerRestore {
 
     /// Those of a bucket source, or the key Secret of a claim source.
     fn named_secrets(spec: &APIManagerRestoreSpec) -> Vec<NamedSecret> {
-        let source = spec.restore_source.s3.as_ref();
-        let mut named = source.map(|source| s3::named_secrets(&source.bucket, S3_SOURCE)).unwrap_or_default();
-        let claim = spec.restore_source.persistent_volume_claim.as_ref().and_then(|claim| {
-            s3::claim_key_secret(claim.encryption.as_ref(), "spec.restoreSource.persistentVolumeClaim")
-        });
-        named.extend(claim);
-        named
+        let source = &spec.restore_source;
+        let claim_encryption = source.persistent_volume_claim.as_ref().and_then(|claim| claim.encryption.as_ref());
+        s3::location_secrets("spec.restoreSource", source.s3.as_ref().map(|s3| &s3.bucket), claim_encryption)
     }
 }

@@ -7,7 +7,7 @@
 use super::DestinationError;
 use super::index::{CONTENTS_FILE, Contents, INDEX_FILE, INDEX_FORMAT, Index, StoredObject};
 use super::place::Place;
-use super::write::{open_bytes, parse};
+use super::write::{open_bytes, parse, sealed_contents};
 use crate::job::CommonArgs;
 use crate::job::JobError;
 use crate::job::manifest::{FileEntry, TreeEntries, decode_path};
@@ -94,17 +94,7 @@ impl Committed {
 
     /// The sealed manifest, checked against the clear index's digest of it.
     pub async fn contents(&self) -> Result<Contents, DestinationError> {
-        let relative = self.place.in_folder(CONTENTS_FILE);
-        let raw = self.place.raw(&relative).await?;
-        let stored = digest(&raw);
-        if stored.0 != self.index.contents.size || stored.1 != self.index.contents.sha256 {
-            return Err(DestinationError::Corrupt {
-                object: self.place.location(&relative),
-                reason: "its bytes differ from the digest manifest.json lists".into(),
-            });
-        }
-        let plain = open_bytes(&self.place, &self.index.backup_uid, CONTENTS_FILE, &raw).await?;
-        parse(&self.place, &relative, &plain)
+        sealed_contents(&self.place, &self.index, &self.place.in_folder(CONTENTS_FILE)).await
     }
 
     /// Checks the backup: with the key (or when not encrypted) every object's plaintext,

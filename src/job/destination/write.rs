@@ -172,23 +172,7 @@ impl BucketBackup {
     /// The files the sealed manifest of the committed backup `index` lists as reusable; none
     /// when it cannot be read, opened or parsed (its files are then read, as without it).
     async fn previous_files(&self, index: &Index) -> Previous {
-        let Ok(raw) = self.place.raw(&index.contents.key).await else { return Previous::default() };
-        let digest = crate::job::manifest::hex(&Sha256::digest(&raw));
-        if raw.len() as u64 != index.contents.size || digest != index.contents.sha256 {
-            return Previous::default();
-        }
-        let plain = match &self.place.ring {
-            None => raw,
-            Some(ring) => {
-                let mut plain = Vec::new();
-                let context = Context::BackupObject { backup_uid: &index.backup_uid, path: CONTENTS_FILE };
-                if crate::seal::open(ring, context, &mut &raw[..], &mut plain).await.is_err() {
-                    return Previous::default();
-                }
-                plain
-            }
-        };
-        serde_json::from_slice::<Contents>(&plain).map(Previous::of).unwrap_or_default()
+        sealed_contents(&self.place, index, &index.contents.key).await.map(Previous::of).unwrap_or_default()
     }
 
     /// Stores the tree at `source` as `<prefix>/…` paths of the manifest: folders, files (by
@@ -502,6 +486,25 @@ pub(super) async fn open_bytes(
         .await
         .map_err(bucket.seal_error(&bucket.in_folder(path)))?;
     Ok(plain)
+}
+
+/// The sealed manifest of the committed backup `index`, stored at `relative`: checked against the
+/// index's digest of it, opened and parsed.
+pub(super) async fn sealed_contents(
+    place: &Place,
+    index: &Index,
+    relative: &str,
+) -> Result<Contents, DestinationError> {
+    let raw = place.raw(relative).await?;
+    let sha256 = crate::job::manifest::hex(&Sha256::digest(&raw));
+    if raw.len() as u64 != index.contents.size || sha256 != index.contents.sha256 {
+        return Err(DestinationError::Corrupt {
+            object: place.location(relative),
+            reason: "its bytes differ from the digest manifest.json lists".into(),
+        });
+    }
+    let plain = open_bytes(place, &index.backup_uid, CONTENTS_FILE, &raw).await?;
+    parse(place, relative, &plain)
 }
 
 /// `bytes` of object `relative` as `T`.
