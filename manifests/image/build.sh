@@ -23,7 +23,7 @@ log() { printf '[image/build] %s\n' "$*" >&2; }
 
 hash=$(
   {
-    git ls-files -z --cached --others --exclude-standard -- Cargo.toml Cargo.lock src manifests/image/Containerfile |
+    git ls-files -z --cached --others --exclude-standard -- Cargo.toml Cargo.lock src crates manifests/image/Containerfile |
       sort -z | xargs -0 sha256sum
     rustc --version
   } | sha256sum | cut -c1-16

@@ -9,19 +9,14 @@ use super::SealError;
 use super::context::Context;
 use super::header::{Header, PREFIX_BYTES, STREAM_NONCE_BYTES};
 use super::keys::{KeyId, KeyRing, SecretBytes, TAG_BYTES, WrappedKey};
-use aead_stream::{DecryptorBE32, EncryptorBE32, StreamBE32};
-use chacha20poly1305::XChaCha20Poly1305;
-use chacha20poly1305::aead::KeyInit;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use xchacha_stream::{Decryptor, Encryptor};
 use zeroize::Zeroizing;
 
 /// Plaintext bytes per segment written.
 pub const SEGMENT_BYTES: u32 = 64 * 1024;
-
-/// The STREAM nonce prefix type of XChaCha20-Poly1305 with STREAM-BE32.
-type StreamNonce = aead_stream::Nonce<XChaCha20Poly1305, StreamBE32<XChaCha20Poly1305>>;
 
 /// Size and SHA-256 of a byte stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,8 +88,7 @@ impl Sealer {
         let aad = [header_bytes.as_slice(), &context.encode()].concat();
         let mut ciphertext = Hashing::default();
         ciphertext.write(output, &header_bytes).await?;
-        let cipher = XChaCha20Poly1305::new(self.data_key.expose().into());
-        let mut encryptor = EncryptorBE32::from_aead(cipher, &StreamNonce::from(stream_nonce));
+        let mut encryptor = Encryptor::new(self.data_key.expose(), &stream_nonce);
         let segment = SEGMENT_BYTES as usize;
         let mut plaintext = Hashing::default();
         let mut buffer = Zeroizing::new(Vec::with_capacity(segment + TAG_BYTES));
@@ -103,10 +97,10 @@ impl Sealer {
             fill(input, &mut buffer, segment).await.map_err(SealError::Read)?;
             plaintext.add(&buffer);
             if buffer.len() == segment {
-                encryptor.encrypt_next_in_place(&aad, &mut *buffer).map_err(|_| SealError::TooLarge)?;
+                encryptor.next(&aad, &mut buffer).map_err(|_| SealError::TooLarge)?;
                 ciphertext.write(output, &buffer).await?;
             } else {
-                encryptor.encrypt_last_in_place(&aad, &mut *buffer).map_err(|_| SealError::TooLarge)?;
+                encryptor.last(&aad, &mut buffer).map_err(|_| SealError::TooLarge)?;
                 ciphertext.write(output, &buffer).await?;
                 break;
             }
@@ -137,8 +131,7 @@ where
     let aad = [header_bytes.as_slice(), &context.encode()].concat();
     let mut ciphertext = Hashing::default();
     ciphertext.add(&header_bytes);
-    let cipher = XChaCha20Poly1305::new(data_key.expose().into());
-    let mut decryptor = DecryptorBE32::from_aead(cipher, &StreamNonce::from(header.stream_nonce));
+    let mut decryptor = Decryptor::new(data_key.expose(), &header.stream_nonce);
     let full = header.segment_bytes as usize + TAG_BYTES;
     let mut plaintext = Hashing::default();
     let mut buffer = Zeroizing::new(Vec::with_capacity(full));
@@ -147,12 +140,12 @@ where
         fill(input, &mut buffer, full).await.map_err(SealError::Read)?;
         ciphertext.add(&buffer);
         if buffer.len() == full {
-            decryptor.decrypt_next_in_place(&aad, &mut *buffer).map_err(|_| SealError::Rejected { segment })?;
+            decryptor.next(&aad, &mut buffer).map_err(|_| SealError::Rejected { segment })?;
             plaintext.write(output, &buffer).await?;
         } else if buffer.is_empty() {
             return Err(SealError::Truncated { segments: segment });
         } else {
-            decryptor.decrypt_last_in_place(&aad, &mut *buffer).map_err(|_| SealError::Rejected { segment })?;
+            decryptor.last(&aad, &mut buffer).map_err(|_| SealError::Rejected { segment })?;
             plaintext.write(output, &buffer).await?;
             break;
         }

@@ -303,6 +303,44 @@ async fn a_resumed_sealer_keeps_the_backups_data_key() {
     ));
 }
 
+#[test]
+fn the_stream_cipher_seals_and_opens_as_aead_streams_own_instantiation() {
+    use aead_stream::{EncryptorBE32, StreamBE32};
+    use chacha20poly1305::XChaCha20Poly1305;
+    use chacha20poly1305::aead::{KeyInit, Payload};
+    type Nonce = aead_stream::Nonce<XChaCha20Poly1305, StreamBE32<XChaCha20Poly1305>>;
+    let (key, nonce, aad) = ([7u8; 32], [9u8; 19], b"header and context".as_slice());
+    let segments = [data(SEGMENT), data(SEGMENT), data(1000)];
+    let mut reference = EncryptorBE32::from_aead(XChaCha20Poly1305::new(&key.into()), &Nonce::from(nonce));
+    let mut ours = xchacha_stream::Encryptor::new(&key, &nonce);
+    let mut sealed = Vec::new();
+    for segment in &segments[..2] {
+        let expected = reference.encrypt_next(Payload { msg: segment, aad }).expect("reference seal");
+        let mut buffer = segment.clone();
+        ours.next(aad, &mut buffer).expect("seal");
+        assert_eq!(buffer, expected);
+        sealed.push(buffer);
+    }
+    let expected = reference.encrypt_last(Payload { msg: &segments[2], aad }).expect("reference seal");
+    let mut buffer = segments[2].clone();
+    ours.last(aad, &mut buffer).expect("seal");
+    assert_eq!(buffer, expected);
+    sealed.push(buffer);
+
+    let mut opener = xchacha_stream::Decryptor::new(&key, &nonce);
+    let mut opened = sealed.clone();
+    let (last, rest) = opened.split_last_mut().expect("segments");
+    for (segment, plain) in rest.iter_mut().zip(&segments) {
+        opener.next(aad, segment).expect("open");
+        assert_eq!(segment, plain);
+    }
+    opener.last(aad, last).expect("open");
+    assert_eq!(last, &segments[2]);
+    let mut wrong = xchacha_stream::Decryptor::new(&key, &nonce);
+    let mut first = sealed[0].clone();
+    assert_eq!(wrong.next(b"another context", &mut first), Err(xchacha_stream::Rejected));
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().build().expect("runtime")
 }

@@ -14,6 +14,8 @@
 //!   and the sealed manifest;
 //! - [`write`]: a backup step into the sealed layout (objects, the FileStorage tree by content,
 //!   the commit);
+//! - [`naming`]: content names of the FileStorage's files, taken ahead on another thread;
+//! - [`uploads`]: a tree copy's content uploads in flight, several at once;
 //! - [`unchanged`]: which files the previous backup stored unchanged, reused without reading;
 //! - [`read`]: verifying a sealed backup and restoring its files;
 //! - [`offline`]: `verify` (and `--extract`) of a sealed backup in a local folder;
@@ -24,6 +26,7 @@
 pub mod args;
 pub mod error;
 pub mod index;
+pub mod naming;
 pub mod offline;
 pub mod place;
 pub mod read;
@@ -33,6 +36,7 @@ pub mod source;
 pub mod steps;
 pub mod store;
 pub mod unchanged;
+pub mod uploads;
 pub mod write;
 
 pub use args::S3Args;

@@ -9,9 +9,10 @@
 
 use super::DestinationError;
 use super::index::{CONTENTS_FILE, FileMeta};
+use super::naming::Naming;
 use super::place::{Place, Transferred};
 use super::read::Committed;
-use super::write::{BucketBackup, Naming, Traffic};
+use super::write::{BucketBackup, Traffic};
 use crate::job::filestorage_s3::{self, S3FilesError, S3Object, S3Section, object_path};
 use crate::job::manifest::{FileEntry, Manifest, now};
 use crate::job::report::StepReport;

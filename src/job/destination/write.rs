@@ -15,8 +15,10 @@ use super::index::{
     CONTENTS_FILE, Contents, FileIdentity, FileMeta, INDEX_FILE, INDEX_FORMAT, INDEX_FORMAT_VERSION, Index,
     PARTS_FOLDER, Part, StoredObject,
 };
+use super::naming::{Listed, NamedAhead, Naming, open_listed};
 use super::place::Place;
-use super::unchanged::{Previous, same_names, settled};
+use super::unchanged::{Previous, Stored, same_names, settled};
+use super::uploads::{Finished, Uploads, content_context};
 use super::{DestinationError, ObjectSink};
 use crate::job::CommonArgs;
 use crate::job::JobError;
@@ -28,9 +30,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use tokio::io::AsyncReadExt;
+use std::sync::Arc;
 
 /// How many of the newest committed backups of the namespace tell the stored digests of content
 /// a backup references.
@@ -56,8 +57,8 @@ pub struct Traffic {
 /// One step of a backup in the sealed layout.
 #[derive(Debug)]
 pub struct BucketBackup {
-    place: Place,
-    sealer: Option<Sealer>,
+    place: Arc<Place>,
+    sealer: Option<Arc<Sealer>>,
     backup_uid: String,
     step: &'static str,
     /// The other steps' parts written before this one.
@@ -100,12 +101,12 @@ impl BucketBackup {
             earlier.push(part);
         }
         let sealer = match (&bucket.ring, wrapped) {
-            (Some(ring), Some(wrapped)) => Some(Sealer::resume(ring, wrapped).map_err(DestinationError::Keys)?),
-            (Some(ring), None) => Some(Sealer::new(ring).map_err(DestinationError::Keys)?),
+            (Some(ring), Some(wrapped)) => Some(Sealer::resume(ring, wrapped).map_err(DestinationError::Keys)?.into()),
+            (Some(ring), None) => Some(Sealer::new(ring).map_err(DestinationError::Keys)?.into()),
             (None, _) => None,
         };
         Ok(Self {
-            place: bucket,
+            place: Arc::new(bucket),
             sealer,
             backup_uid,
             step,
@@ -121,7 +122,7 @@ impl BucketBackup {
     async fn put_own(&mut self, path: &str, bytes: &[u8]) -> Result<super::place::Transferred, DestinationError> {
         let key = self.place.in_folder(path);
         let context = Context::BackupObject { backup_uid: &self.backup_uid, path };
-        let stored = self.place.put(self.sealer.as_ref(), context, &key, bytes).await?;
+        let stored = self.place.put(self.sealer.as_deref(), context, &key, bytes).await?;
         self.traffic.uploaded += stored.stored.size;
         Ok(stored)
     }
@@ -177,14 +178,21 @@ impl BucketBackup {
 
     /// Stores the tree at `source` as `<prefix>/…` paths of the manifest: folders, files (by
     /// content), symbolic and hard links, with modes and times; `lost+found` at its top, pipes,
-    /// sockets and devices are listed as absent.
+    /// sockets and devices are listed as absent. Files are named ahead on another thread
+    /// ([`NamedAhead`]) and several are uploaded at once ([`Uploads`]).
     pub async fn copy_tree(&mut self, source: &Path, prefix: &str) -> Result<(), JobError> {
         self.learn_earlier_content(true).await?;
         let root = rustix::fs::stat(source).map_err(JobError::errno("reading", source))?;
         self.part.contents.file_storage_group = Some(root.st_gid);
         let items = list_tree(source, prefix)?;
-        let mut first_names: HashMap<(u64, u64), String> = HashMap::new();
-        for item in items {
+        let files = self.plan_files(source, &items);
+        let to_read = files.iter().filter_map(|file| match file {
+            Some(FileStep::Store { listed, unchanged: None }) => Some(listed.clone()),
+            _ => None,
+        });
+        let mut named = NamedAhead::start(to_read.collect(), self.content_namer());
+        let mut uploads = Uploads::new(self.place.clone(), self.sealer.clone(), &self.backup_uid);
+        for (item, file) in items.iter().zip(files) {
             let meta = |content| FileMeta {
                 path: item.path.clone(),
                 mode: item.mode,
@@ -193,70 +201,108 @@ impl BucketBackup {
                 content,
                 identity: None,
             };
-            match &item.kind {
-                Kind::Folder => self.part.contents.meta.push(meta(None)),
-                Kind::Link(target) => {
+            match (&item.kind, file) {
+                (Kind::Folder, _) => self.part.contents.meta.push(meta(None)),
+                (Kind::Link(target), _) => {
                     let link = LinkEntry { path: item.path.clone(), target: target.clone() };
                     self.part.contents.manifest.links.push(link);
                     self.part.contents.meta.push(meta(None));
                 }
-                Kind::Absent(reason) => {
+                (Kind::Absent(reason), _) => {
                     let absent = AbsentEntry { path: item.path.clone(), reason: reason.clone() };
                     self.part.contents.manifest.absent.push(absent);
                 }
-                Kind::File { id, links, identity } => {
-                    if *links > 1
-                        && let Some(first) = first_names.get(id)
-                    {
-                        let link = LinkEntry { path: item.path.clone(), target: first.clone() };
-                        self.part.contents.manifest.hard_links.push(link);
-                        continue;
-                    }
+                (Kind::File { .. }, Some(FileStep::HardLink(first))) => {
+                    let link = LinkEntry { path: item.path.clone(), target: first };
+                    self.part.contents.manifest.hard_links.push(link);
+                }
+                (Kind::File { identity, .. }, Some(FileStep::Store { listed, unchanged })) => {
                     let (entry, content, reusable) =
-                        self.store_file(&source.join(OsStr::from_bytes(&item.relative)), &item, identity).await?;
+                        self.store_file(item, identity, (listed, unchanged), &mut named, &mut uploads).await?;
                     self.part.contents.manifest.files.push(entry);
                     self.part.contents.meta.push(FileMeta { identity: reusable, ..meta(Some(content)) });
-                    if *links > 1 {
-                        first_names.insert(*id, item.path.clone());
-                    }
                 }
+                (Kind::File { .. }, None) => {}
             }
+        }
+        while !uploads.is_empty() {
+            self.finish_upload(&mut uploads).await?;
         }
         Ok(())
     }
 
-    /// Stores the content of the file at `path` unless the prefix holds it already (unchanged
-    /// since the previous backup, it is not read); returns its manifest entry, its content
-    /// object's key and its `identity` when the next backup may reuse them.
+    /// What to do with each of `items` that is a file (`None` for the others): a further name
+    /// of a file listed before is a hard link to it; a file unchanged since the previous backup
+    /// is referenced unread; the others are read.
+    fn plan_files(&self, source: &Path, items: &[Item]) -> Vec<Option<FileStep>> {
+        let mut first_names: HashMap<(u64, u64), String> = HashMap::new();
+        let plan = |item: &Item| {
+            let Kind::File { id, links, identity } = &item.kind else { return None };
+            if *links > 1 {
+                if let Some(first) = first_names.get(id) {
+                    return Some(FileStep::HardLink(first.clone()));
+                }
+                first_names.insert(*id, item.path.clone());
+            }
+            let listed = Listed { path: source.join(OsStr::from_bytes(&item.relative)), id: *id };
+            let unchanged = self.previous.unchanged(&item.path, item.modified, identity).cloned();
+            Some(FileStep::Store { listed, unchanged })
+        };
+        items.iter().map(plan).collect()
+    }
+
+    /// Stores the content of the file `listed` (`item` of the tree) unless the prefix holds it
+    /// already: `unchanged` since the previous backup, it is referenced unread; else its name
+    /// comes from `named` and its upload starts in `uploads`. Returns its manifest entry, its
+    /// content object's key and its `identity` when the next backup may reuse them.
     async fn store_file(
         &mut self,
-        path: &Path,
         item: &Item,
         identity: &FileIdentity,
+        (listed, unchanged): (Listed, Option<Stored>),
+        named: &mut NamedAhead,
+        uploads: &mut Uploads,
     ) -> Result<(FileEntry, String, Option<FileIdentity>), JobError> {
-        if let Some(stored) = self.previous.unchanged(&item.path, item.modified, identity).cloned()
-            && self.reference_content(&stored.content).await?
-        {
-            self.traffic.files_unchanged += 1;
-            let entry = FileEntry { path: item.path.clone(), size: stored.size, sha256: stored.sha256 };
-            return Ok((entry, stored.content, Some(*identity)));
-        }
-        let read_at = std::time::SystemTime::now();
-        let (name, digest) = self.name_content(path, item).await?;
+        let fresh = match unchanged {
+            Some(stored) if self.reference_content(&stored.content).await? => {
+                self.traffic.files_unchanged += 1;
+                let entry = FileEntry { path: item.path.clone(), size: stored.size, sha256: stored.sha256 };
+                return Ok((entry, stored.content, Some(*identity)));
+            }
+            // Its content is gone from the prefix: it is read now (it is not among those named ahead).
+            Some(_) => NamedAhead::start(vec![listed.clone()], self.content_namer()).next(&listed.path).await?,
+            None => named.next(&listed.path).await?,
+        };
         self.traffic.files_hashed += 1;
-        let reusable = settled(identity.changed, read_at).then_some(*identity);
-        let entry = FileEntry { path: item.path.clone(), size: digest.size, sha256: digest.sha256.clone() };
-        let key = Place::content_key(&name);
+        let reusable = settled(identity.changed, fresh.read_at).then_some(*identity);
+        let entry = FileEntry { path: item.path.clone(), size: fresh.digest.size, sha256: fresh.digest.sha256.clone() };
+        let key = Place::content_key(&fresh.name);
+        // Equal content is uploaded once: an upload of it in flight is let finish, then referenced.
+        while uploads.holds(&key) {
+            self.finish_upload(uploads).await?;
+        }
         if self.reference_content(&key).await? {
             return Ok((entry, key, reusable));
         }
-        let file = tokio::fs::File::from_std(open_file(path, item)?);
-        let stored = self.upload_content(&name, file, std::future::ready(Ok(()))).await?;
-        if stored != digest {
-            self.discard_content(&key).await?;
-            return Err(JobError::Changed { path: path.to_owned() });
+        while uploads.is_full_for(fresh.digest.size) {
+            self.finish_upload(uploads).await?;
         }
+        uploads.start(&fresh.name, open_listed(&listed)?, listed.path, fresh.digest);
         Ok((entry, key, reusable))
+    }
+
+    /// Waits for the next upload in `uploads` to finish and records it; an object whose
+    /// plaintext differs from what its file was named by (the file changed since) is deleted and
+    /// fails the step.
+    async fn finish_upload(&mut self, uploads: &mut Uploads) -> Result<(), JobError> {
+        let Some(finished) = uploads.next_finished().await else { return Ok(()) };
+        let Finished { key, path, named, stored } = finished?;
+        if stored.plaintext != named {
+            self.discard_content(&key).await?;
+            return Err(JobError::Changed { path });
+        }
+        self.record_upload(key, stored.stored);
+        Ok(())
     }
 
     /// Whether the prefix holds content object `key` already (an earlier backup's index lists it,
@@ -294,18 +340,20 @@ impl BucketBackup {
     ) -> Result<StreamDigest, JobError> {
         let key = Place::content_key(name);
         let content = crate::seal::ContentName::parse(name).ok();
-        let context = match &content {
-            Some(content) => Context::Content(content),
-            None => Context::BackupObject { backup_uid: &self.backup_uid, path: &key },
-        };
-        let put = async { self.place.put(self.sealer.as_ref(), context, &key, input).await.map_err(JobError::from) };
+        let context = content_context(content.as_ref(), &self.backup_uid, &key);
+        let put = async { self.place.put(self.sealer.as_deref(), context, &key, input).await.map_err(JobError::from) };
         let ((), stored) = tokio::try_join!(feed, put)?;
-        let object = StoredObject { key: key.clone(), size: stored.stored.size, sha256: stored.stored.sha256 };
+        self.record_upload(key, stored.stored);
+        Ok(stored.plaintext)
+    }
+
+    /// Records content object `key`, just uploaded as `stored`, in this step's part.
+    fn record_upload(&mut self, key: String, stored: StreamDigest) {
+        let object = StoredObject { key: key.clone(), size: stored.size, sha256: stored.sha256 };
         self.traffic.uploaded += object.size;
         self.traffic.files_uploaded += 1;
         self.known_content.insert(key, object.clone());
         self.part.objects.push(object);
-        Ok(stored.plaintext)
     }
 
     /// Deletes content object `key` this step just uploaded with other bytes than its name says
@@ -319,23 +367,7 @@ impl BucketBackup {
 
     /// A namer of content: its keyed name when the backup is encrypted, `sha256-<hex>` when not.
     pub fn content_namer(&self) -> Naming {
-        Naming { namer: self.place.ring.as_ref().map(ContentNamer::new), hasher: Sha256::new(), size: 0 }
-    }
-
-    /// The content name of the file at `path` (keyed when encrypted, `sha256-<hex>` when not)
-    /// and its plaintext's size and SHA-256, read once.
-    async fn name_content(&self, path: &Path, item: &Item) -> Result<(String, StreamDigest), JobError> {
-        let mut file = tokio::fs::File::from_std(open_file(path, item)?);
-        let mut naming = self.content_namer();
-        let mut buffer = vec![0u8; 256 << 10];
-        loop {
-            let read = file.read(&mut buffer).await.map_err(|error| JobError::io("reading", path, error))?;
-            if read == 0 {
-                break;
-            }
-            naming.update(&buffer[..read]);
-        }
-        Ok(naming.finish())
+        Naming::new(self.place.ring.as_ref().map(ContentNamer::new))
     }
 
     /// Lists `meta` (a stored file's metadata and content object) in this step's part.
@@ -407,60 +439,6 @@ impl ObjectSink for BucketBackup {
     }
 }
 
-/// The content name and plaintext digest of a byte stream, taken as it is written (an
-/// `AsyncWrite`, so a download can stream into it).
-pub struct Naming {
-    namer: Option<ContentNamer>,
-    hasher: Sha256,
-    size: u64,
-}
-
-impl Naming {
-    /// Takes `bytes` into the name and digest.
-    pub fn update(&mut self, bytes: &[u8]) {
-        self.hasher.update(bytes);
-        if let Some(namer) = &mut self.namer {
-            namer.update(bytes);
-        }
-        self.size += bytes.len() as u64;
-    }
-
-    /// The content name (keyed when encrypted, `sha256-<hex>` when not) and the digest.
-    pub fn finish(self) -> (String, StreamDigest) {
-        let sha256 = crate::job::manifest::hex(&self.hasher.finalize());
-        let name = match self.namer {
-            Some(namer) => namer.finish().as_str().to_owned(),
-            None => format!("sha256-{sha256}"),
-        };
-        (name, StreamDigest { size: self.size, sha256 })
-    }
-}
-
-impl tokio::io::AsyncWrite for Naming {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        self.get_mut().update(buf);
-        std::task::Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-}
-
 /// A part's object name for `step`.
 fn part_name(step: &str) -> String {
     format!("{step}.sealed")
@@ -525,6 +503,14 @@ enum Kind {
     File { id: (u64, u64), links: u64, identity: FileIdentity },
     Link(String),
     Absent(String),
+}
+
+/// What a backup step does with a file of the tree.
+enum FileStep {
+    /// Lists it as a hard link to the file of this path, stored before.
+    HardLink(String),
+    /// Stores its content: unread when `unchanged` since the previous backup.
+    Store { listed: Listed, unchanged: Option<Stored> },
 }
 
 /// One entry of the tree being backed up.
@@ -596,24 +582,4 @@ fn identity(stat: &rustix::fs::Stat) -> FileIdentity {
         inode: stat.st_ino,
         device: stat.st_dev,
     }
-}
-
-/// Opens the file `item` at `path` for reading, never through a link, and checks it is still
-/// the file listed.
-fn open_file(path: &Path, item: &Item) -> Result<std::fs::File, JobError> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_flags())
-        .open(path)
-        .map_err(|error| JobError::io("reading", path, error))?;
-    let stat = rustix::fs::fstat(&file).map_err(JobError::errno("reading", path))?;
-    match item.kind {
-        Kind::File { id, .. } if id == (stat.st_dev, stat.st_ino) => Ok(file),
-        _ => Err(JobError::Changed { path: path.to_owned() }),
-    }
-}
-
-/// `O_NOFOLLOW | O_NONBLOCK | O_NOCTTY` as `open` flags.
-fn libc_flags() -> i32 {
-    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32
 }
