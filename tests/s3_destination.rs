@@ -253,6 +253,44 @@ async fn a_sealed_backup_round_trips_by_content_and_holds_nothing_in_clear() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_sent_side_by_side_and_equal_content_is_stored_once() {
+    let setup = setup("side-by-side").await;
+    // Copies of the same content follow one another, so a copy is named while the first one is
+    // still being uploaded; a 9 MiB content goes in parts beside the small ones.
+    let source = setup.dir.join("many");
+    let contents: Vec<Vec<u8>> = [64 << 10, 9 << 20, 1, 0]
+        .iter()
+        .enumerate()
+        .map(|(seed, &len)| (0..len).map(|i: usize| (i.wrapping_mul(2_654_435_761) >> (seed + 3)) as u8).collect())
+        .collect();
+    let mut written = Vec::new();
+    for copy in 0..5 {
+        for (index, content) in contents.iter().enumerate() {
+            let path = source.join(format!("{copy}/{index}.bin"));
+            fs::create_dir_all(path.parent().expect("parent")).expect("folder");
+            fs::write(&path, content).expect("file");
+            written.push((format!("{copy}/{index}.bin"), content));
+        }
+    }
+    let many = Setup { source, ..setup };
+    let traffic = back_up(&many, "nightly", "uid-1", true).await.expect("backup");
+    assert_eq!((traffic.files_hashed, traffic.files_uploaded), (20, 4), "each content is uploaded once");
+    assert_eq!(traffic.files_referenced, 16);
+    let index = open_committed(&at(&many, "nightly", "uid-1")).await.expect("open").index;
+    assert_eq!(index.objects.iter().filter(|o| o.key.starts_with("_content/")).count(), 4);
+    let report = verify(&at(&many, "nightly", "uid-1")).await.expect("verified");
+    let StepReport::Verify { checked, .. } = report else { panic!("a verify report") };
+    assert_eq!(checked, Checked::Verified { files: 22, links: 0 });
+
+    let target = many.dir.join("restored");
+    restore_files(&many, "uid-1", &target).await;
+    for (path, content) in written {
+        assert_eq!(&fs::read(target.join(&path)).expect("restored file"), content, "{path}");
+    }
+    let _ = fs::remove_dir_all(&many.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unencrypted_second_backup_reads_no_unchanged_file_either() {
     let mut setup = setup("clear-again").await;
     setup.args.encryption_keys = None;

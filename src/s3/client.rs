@@ -41,12 +41,12 @@ pub struct ClientOptions {
     /// Size of each part of a multipart upload (at least [`MIN_PART_SIZE`]); objects smaller
     /// than one part go in a single PUT.
     pub part_size: usize,
-    /// Parts uploaded at once. An upload holds at most `part_size × (concurrency + 1)` bytes.
+    /// Parts uploaded at once. An upload holds at most `part_size × concurrency` bytes.
     pub concurrency: usize,
 }
 
 impl Default for ClientOptions {
-    /// 8 MiB parts, two in flight (at most 24 MiB held per upload); 10 s to connect, 5 min for an
+    /// 8 MiB parts, two in flight (at most 16 MiB held per upload); 10 s to connect, 5 min for an
     /// answer, 60 s between chunks; the default [`RetryPolicy`].
     fn default() -> Self {
         Self {

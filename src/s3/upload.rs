@@ -57,7 +57,7 @@ async fn read_part<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> std::io
 
 impl S3Client {
     /// Stores everything `reader` yields as `key`, with `metadata`, holding at most
-    /// `part_size × (concurrency + 1)` bytes (see [`ClientOptions`](super::ClientOptions)).
+    /// `part_size × concurrency` bytes (see [`ClientOptions`](super::ClientOptions)).
     /// On any failure, and when this future is dropped unfinished, the multipart upload is
     /// aborted so no parts are left behind.
     pub async fn upload<R: AsyncRead + Unpin + Send>(
@@ -135,7 +135,11 @@ impl S3Client {
         let mut size = 0u64;
         let mut number = 0u32;
         let mut next = first;
-        while !next.is_empty() {
+        let joined = |joined: Result<Result<(u32, String), S3Error>, tokio::task::JoinError>| match joined {
+            Ok(part) => part,
+            Err(join) => Err(error(ErrorKind::Invalid(format!("a part upload task failed: {join}")))),
+        };
+        loop {
             number += 1;
             if number > MAX_PARTS {
                 return Err(error(ErrorKind::Invalid(format!(
@@ -148,17 +152,18 @@ impl S3Client {
                 (self.clone(), pending.bucket.clone(), pending.key.clone(), pending.upload_id.clone());
             let data = Bytes::from(next);
             in_flight.spawn(async move { client.upload_part(&bucket, &key, &upload_id, number, data).await });
-            // Read the next part while this one and up to `concurrency - 1` others are sent.
-            next = read_part(reader, options.part_size).await.map_err(|e| error(ErrorKind::Source(e)))?;
-            while in_flight.len() >= options.concurrency || (next.is_empty() && !in_flight.is_empty()) {
-                match in_flight.join_next().await {
-                    Some(Ok(part)) => parts.push(part?),
-                    Some(Err(join)) => {
-                        return Err(error(ErrorKind::Invalid(format!("a part upload task failed: {join}"))));
-                    }
-                    None => break,
-                }
+            // The next part is read once a slot is free, while the others are sent.
+            while in_flight.len() >= options.concurrency {
+                let Some(part) = in_flight.join_next().await else { break };
+                parts.push(joined(part)?);
             }
+            next = read_part(reader, options.part_size).await.map_err(|e| error(ErrorKind::Source(e)))?;
+            if next.is_empty() {
+                break;
+            }
+        }
+        while let Some(part) = in_flight.join_next().await {
+            parts.push(joined(part)?);
         }
         parts.sort_by_key(|(number, _)| *number);
         Ok((parts, size))

@@ -89,13 +89,13 @@ impl Store {
     }
 
     /// The most bytes an upload of `size` bytes holds in memory besides its pipe: a bucket's
-    /// client holds up to `part_size × (concurrency + 1)` of it; a claim's file is written as it
+    /// client holds up to `part_size × concurrency` of it; a claim's file is written as it
     /// is read.
     pub fn upload_holds(&self, size: u64) -> u64 {
         match self {
             Self::Bucket { client, .. } => {
                 let options = client.options();
-                size.min(options.part_size as u64 * (options.concurrency as u64 + 1))
+                size.min(options.part_size as u64 * options.concurrency as u64)
             }
             Self::Claim { .. } => 0,
         }

@@ -16,7 +16,7 @@ const AT_ONCE: usize = 8;
 
 /// Bytes the uploads in flight may hold together ([`super::store::Store::upload_holds`]), at
 /// most, besides their pipes.
-const HELD_BYTES: u64 = 48 << 20;
+const HELD_BYTES: u64 = 32 << 20;
 
 /// A content upload that finished, to be checked and recorded.
 #[derive(Debug)]
@@ -85,6 +85,13 @@ impl Uploads {
             let stored = place.put(sealer.as_deref(), context, &key, input).await?;
             Ok(Finished { key, path, named, stored })
         });
+    }
+
+    /// Waits until every upload in flight has ended, whatever its outcome (a failed one aborts
+    /// its multipart upload), before the step fails for another reason.
+    pub async fn settle(&mut self) {
+        while self.tasks.join_next().await.is_some() {}
+        self.held.clear();
     }
 
     /// The next upload to finish; `None` when none is in flight.

@@ -179,20 +179,36 @@ impl BucketBackup {
     /// Stores the tree at `source` as `<prefix>/…` paths of the manifest: folders, files (by
     /// content), symbolic and hard links, with modes and times; `lost+found` at its top, pipes,
     /// sockets and devices are listed as absent. Files are named ahead on another thread
-    /// ([`NamedAhead`]) and several are uploaded at once ([`Uploads`]).
+    /// ([`NamedAhead`]) and several are uploaded at once ([`Uploads`]); when the step fails, the
+    /// uploads in flight end (each aborting its multipart upload if it fails) before it returns.
     pub async fn copy_tree(&mut self, source: &Path, prefix: &str) -> Result<(), JobError> {
         self.learn_earlier_content(true).await?;
         let root = rustix::fs::stat(source).map_err(JobError::errno("reading", source))?;
         self.part.contents.file_storage_group = Some(root.st_gid);
         let items = list_tree(source, prefix)?;
-        let files = self.plan_files(source, &items);
-        let to_read = files.iter().filter_map(|file| match file {
-            Some(FileStep::Store { listed, unchanged: None }) => Some(listed.clone()),
+        let steps = self.plan(source, &items);
+        let to_read = steps.iter().filter_map(|step| match step {
+            Step::Store { listed, unchanged: None, .. } => Some(listed.clone()),
             _ => None,
         });
         let mut named = NamedAhead::start(to_read.collect(), self.content_namer());
         let mut uploads = Uploads::new(self.place.clone(), self.sealer.clone(), &self.backup_uid);
-        for (item, file) in items.iter().zip(files) {
+        let stored = self.store_tree(&items, steps, &mut named, &mut uploads).await;
+        if stored.is_err() {
+            uploads.settle().await;
+        }
+        stored
+    }
+
+    /// Stores `items` of the tree as `steps` (one each) say, then waits for every upload.
+    async fn store_tree(
+        &mut self,
+        items: &[Item],
+        steps: Vec<Step>,
+        named: &mut NamedAhead,
+        uploads: &mut Uploads,
+    ) -> Result<(), JobError> {
+        for (item, step) in items.iter().zip(steps) {
             let meta = |content| FileMeta {
                 path: item.path.clone(),
                 mode: item.mode,
@@ -201,54 +217,54 @@ impl BucketBackup {
                 content,
                 identity: None,
             };
-            match (&item.kind, file) {
-                (Kind::Folder, _) => self.part.contents.meta.push(meta(None)),
-                (Kind::Link(target), _) => {
-                    let link = LinkEntry { path: item.path.clone(), target: target.clone() };
-                    self.part.contents.manifest.links.push(link);
+            match step {
+                Step::Folder => self.part.contents.meta.push(meta(None)),
+                Step::Link(target) => {
+                    self.part.contents.manifest.links.push(LinkEntry { path: item.path.clone(), target });
                     self.part.contents.meta.push(meta(None));
                 }
-                (Kind::Absent(reason), _) => {
-                    let absent = AbsentEntry { path: item.path.clone(), reason: reason.clone() };
-                    self.part.contents.manifest.absent.push(absent);
+                Step::Absent(reason) => {
+                    self.part.contents.manifest.absent.push(AbsentEntry { path: item.path.clone(), reason });
                 }
-                (Kind::File { .. }, Some(FileStep::HardLink(first))) => {
-                    let link = LinkEntry { path: item.path.clone(), target: first };
-                    self.part.contents.manifest.hard_links.push(link);
+                Step::HardLink(target) => {
+                    self.part.contents.manifest.hard_links.push(LinkEntry { path: item.path.clone(), target });
                 }
-                (Kind::File { identity, .. }, Some(FileStep::Store { listed, unchanged })) => {
+                Step::Store { listed, identity, unchanged } => {
                     let (entry, content, reusable) =
-                        self.store_file(item, identity, (listed, unchanged), &mut named, &mut uploads).await?;
+                        self.store_file(item, &identity, (listed, unchanged), named, uploads).await?;
                     self.part.contents.manifest.files.push(entry);
                     self.part.contents.meta.push(FileMeta { identity: reusable, ..meta(Some(content)) });
                 }
-                (Kind::File { .. }, None) => {}
             }
         }
         while !uploads.is_empty() {
-            self.finish_upload(&mut uploads).await?;
+            self.finish_upload(uploads).await?;
         }
         Ok(())
     }
 
-    /// What to do with each of `items` that is a file (`None` for the others): a further name
-    /// of a file listed before is a hard link to it; a file unchanged since the previous backup
-    /// is referenced unread; the others are read.
-    fn plan_files(&self, source: &Path, items: &[Item]) -> Vec<Option<FileStep>> {
+    /// What to do with each of `items` (at `source`): a further name of a file listed before is
+    /// a hard link to it; a file unchanged since the previous backup is referenced unread; the
+    /// other files are read.
+    fn plan(&self, source: &Path, items: &[Item]) -> Vec<Step> {
         let mut first_names: HashMap<(u64, u64), String> = HashMap::new();
-        let plan = |item: &Item| {
-            let Kind::File { id, links, identity } = &item.kind else { return None };
-            if *links > 1 {
-                if let Some(first) = first_names.get(id) {
-                    return Some(FileStep::HardLink(first.clone()));
+        let mut plan = |item: &Item| match &item.kind {
+            Kind::Folder => Step::Folder,
+            Kind::Link(target) => Step::Link(target.clone()),
+            Kind::Absent(reason) => Step::Absent(reason.clone()),
+            Kind::File { id, links, identity } => {
+                if *links > 1 {
+                    if let Some(first) = first_names.get(id) {
+                        return Step::HardLink(first.clone());
+                    }
+                    first_names.insert(*id, item.path.clone());
                 }
-                first_names.insert(*id, item.path.clone());
+                let listed = Listed { path: source.join(OsStr::from_bytes(&item.relative)), id: *id };
+                let unchanged = self.previous.unchanged(&item.path, item.modified, identity).cloned();
+                Step::Store { listed, identity: *identity, unchanged }
             }
-            let listed = Listed { path: source.join(OsStr::from_bytes(&item.relative)), id: *id };
-            let unchanged = self.previous.unchanged(&item.path, item.modified, identity).cloned();
-            Some(FileStep::Store { listed, unchanged })
         };
-        items.iter().map(plan).collect()
+        items.iter().map(&mut plan).collect()
     }
 
     /// Stores the content of the file `listed` (`item` of the tree) unless the prefix holds it
@@ -505,12 +521,18 @@ enum Kind {
     Absent(String),
 }
 
-/// What a backup step does with a file of the tree.
-enum FileStep {
-    /// Lists it as a hard link to the file of this path, stored before.
+/// What a backup step does with an entry of the tree.
+enum Step {
+    /// Lists the folder.
+    Folder,
+    /// Lists the symbolic link to this target.
+    Link(String),
+    /// Lists the entry as absent, for this reason.
+    Absent(String),
+    /// Lists the file as a hard link to the file of this path, stored before.
     HardLink(String),
-    /// Stores its content: unread when `unchanged` since the previous backup.
-    Store { listed: Listed, unchanged: Option<Stored> },
+    /// Stores the file's content: unread when `unchanged` since the previous backup.
+    Store { listed: Listed, identity: FileIdentity, unchanged: Option<Stored> },
 }
 
 /// One entry of the tree being backed up.
