@@ -249,6 +249,14 @@ async fn a_large_upload_is_multipart_streamed_in_bounded_memory_and_reads_back_e
     let options = ClientOptions { part_size: MIN_PART_SIZE, concurrency: 2, ..ClientOptions::default() };
     let client = client_with(options);
     let bucket = new_bucket("multipart").await;
+    // A small object is held in a buffer of about its size, not of a part's.
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let small = client.upload(&bucket, "small/logo.png", &mut Source::new(100_000), &metadata()).await.unwrap();
+    let held = PEAK.load(Ordering::Relaxed).saturating_sub(before);
+    assert!(held < 2 * MIB, "a 100 kB upload held {held} bytes at its peak");
+    assert_eq!((small.size, small.parts), (100_000, 0), "a single PUT");
+
     let len = 33 * MIB + 12_345;
     let mut source = Source::new(len);
 

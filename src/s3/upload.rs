@@ -48,11 +48,29 @@ impl Drop for PendingUpload {
     }
 }
 
+/// Bytes of an object read before a buffer of a whole part is taken: a small object (most
+/// FileStorage files) is held in a buffer of its size, not of a part's.
+const SMALL_OBJECT_BYTES: usize = 1 << 20;
+
 /// Reads up to `size` bytes (fewer only at the end of `reader`).
 async fn read_part<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> std::io::Result<Vec<u8>> {
     let mut buffer = Vec::with_capacity(size);
     reader.take(size as u64).read_to_end(&mut buffer).await?;
     Ok(buffer)
+}
+
+/// Reads the first part of an object, up to `size` bytes, in a buffer no larger than what it
+/// holds when the object is small.
+async fn read_first<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> std::io::Result<Vec<u8>> {
+    let start = read_part(reader, size.min(SMALL_OBJECT_BYTES)).await?;
+    if start.len() < SMALL_OBJECT_BYTES || size <= SMALL_OBJECT_BYTES {
+        return Ok(start);
+    }
+    let mut part = Vec::with_capacity(size);
+    part.extend_from_slice(&start);
+    drop(start);
+    reader.take((size - part.len()) as u64).read_to_end(&mut part).await?;
+    Ok(part)
 }
 
 impl S3Client {
@@ -70,7 +88,7 @@ impl S3Client {
         let part_size = self.options().part_size;
         let error = |operation, kind| S3Error { operation, bucket: bucket.to_owned(), key: Some(key.to_owned()), kind };
         let first =
-            read_part(&mut reader, part_size).await.map_err(|e| error(Operation::PutObject, ErrorKind::Source(e)))?;
+            read_first(&mut reader, part_size).await.map_err(|e| error(Operation::PutObject, ErrorKind::Source(e)))?;
         if first.len() < part_size {
             return self.put_object(bucket, key, Bytes::from(first), metadata).await;
         }

@@ -9,7 +9,7 @@ use super::{DestinationError, S3Args};
 use crate::job::CommonArgs;
 use crate::s3::config::keys;
 use crate::s3::{ClientOptions, ObjectMetadata, S3Client};
-use crate::seal::{Context, KeyRing, Sealer, StreamDigest};
+use crate::seal::{ContentName, Context, KeyRing, Sealer, StreamDigest};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -237,6 +237,16 @@ impl Place {
         let mut hashing = Hashing::new(tokio::io::sink());
         self.store.download(&self.key(relative), &mut hashing).await?;
         Ok(hashing.finish())
+    }
+}
+
+/// The context an object at `path` (below the backup's folder, or a content object's key) is
+/// sealed for: its content name when it has one (a content object of an encrypted backup), else
+/// the backup and `path` (a content object stored in clear is opened by no context).
+pub fn content_context<'a>(name: Option<&'a ContentName>, backup_uid: &'a str, path: &'a str) -> Context<'a> {
+    match name {
+        Some(content) => Context::Content(content),
+        None => Context::BackupObject { backup_uid, path },
     }
 }
 

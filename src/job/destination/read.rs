@@ -6,12 +6,12 @@
 
 use super::DestinationError;
 use super::index::{CONTENTS_FILE, Contents, INDEX_FILE, INDEX_FORMAT, Index, StoredObject};
-use super::place::Place;
+use super::place::{Place, content_context};
 use super::write::{open_bytes, parse, sealed_contents};
 use crate::job::CommonArgs;
 use crate::job::JobError;
 use crate::job::manifest::{FileEntry, TreeEntries, decode_path};
-use crate::seal::{ContentName, Context};
+use crate::seal::ContentName;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -151,14 +151,7 @@ impl Committed {
             "" => object.key.as_str(),
             folder => object.key.strip_prefix(&format!("{folder}/")).unwrap_or(&object.key),
         };
-        let context = match &content {
-            Some(content) => Context::Content(content),
-            None => Context::BackupObject { backup_uid: &self.index.backup_uid, path: own },
-        };
-        let context = match (&self.place.ring, name) {
-            (None, Some(_)) => Context::BackupObject { backup_uid: &self.index.backup_uid, path: &object.key },
-            _ => context,
-        };
+        let context = content_context(content.as_ref(), &self.index.backup_uid, own);
         match self.place.get(context, &object.key, &mut tokio::io::sink()).await {
             Ok(got) if got.stored.size != object.size || got.stored.sha256 != object.sha256 => {
                 problems.push(format!("{} differs from manifest.json", object.key));
@@ -287,10 +280,7 @@ impl Committed {
     ) -> Result<super::place::Transferred, DestinationError> {
         let name = content.strip_prefix(&format!("{}/", super::place::CONTENT_FOLDER)).unwrap_or(content);
         let content_name = ContentName::parse(name).ok();
-        let context = match (&self.place.ring, &content_name) {
-            (Some(_), Some(name)) => Context::Content(name),
-            _ => Context::BackupObject { backup_uid: &self.index.backup_uid, path: content },
-        };
+        let context = content_context(content_name.as_ref(), &self.index.backup_uid, content);
         self.place.get(context, content, output).await
     }
 

@@ -67,10 +67,13 @@ impl Previous {
     }
 
     /// What the previous backup stored of the file `path` when its modification time and
-    /// identity are those recorded; `None`: it must be read.
-    pub fn unchanged(&self, path: &str, modified: (i64, u32), identity: &FileIdentity) -> Option<&Stored> {
-        let (key, stored) = self.files.get(path)?;
-        (*key == FileKey { modified, identity: *identity }).then_some(stored)
+    /// identity are those recorded, taken out (a path is stored once); `None`: it must be read.
+    pub fn take_unchanged(&mut self, path: &str, modified: (i64, u32), identity: &FileIdentity) -> Option<Stored> {
+        let (key, _) = self.files.get(path)?;
+        if *key != (FileKey { modified, identity: *identity }) {
+            return None;
+        }
+        self.files.remove(path).map(|(_, stored)| stored)
     }
 
     /// How many files may be reused.
@@ -125,17 +128,19 @@ mod tests {
 
     #[test]
     fn a_file_with_its_recorded_metadata_keeps_its_content_unread() {
-        let previous = Previous::of(contents(Some(IDENTITY), 5));
-        assert_eq!(
-            previous.unchanged(PATH, MODIFIED, &IDENTITY),
-            Some(&Stored { content: "_content/c0ffee".into(), size: 5, sha256: "ab".repeat(32) })
-        );
+        let mut previous = Previous::of(contents(Some(IDENTITY), 5));
         assert_eq!(previous.len(), 1);
+        assert_eq!(
+            previous.take_unchanged(PATH, MODIFIED, &IDENTITY),
+            Some(Stored { content: "_content/c0ffee".into(), size: 5, sha256: "ab".repeat(32) })
+        );
+        assert_eq!(previous.take_unchanged(PATH, MODIFIED, &IDENTITY), None, "taken once");
+        assert!(previous.is_empty());
     }
 
     #[test]
     fn any_change_of_path_size_times_inode_or_device_reads_the_file_again() {
-        let previous = Previous::of(contents(Some(IDENTITY), 5));
+        let mut previous = Previous::of(contents(Some(IDENTITY), 5));
         let changed = [
             ("size", FileIdentity { size: 6, ..IDENTITY }),
             ("change time", FileIdentity { changed: (IDENTITY.changed.0 + 1, IDENTITY.changed.1), ..IDENTITY }),
@@ -144,11 +149,12 @@ mod tests {
             ("device", FileIdentity { device: 2050, ..IDENTITY }),
         ];
         for (what, identity) in changed {
-            assert_eq!(previous.unchanged(PATH, MODIFIED, &identity), None, "{what} changed");
+            assert_eq!(previous.take_unchanged(PATH, MODIFIED, &identity), None, "{what} changed");
         }
-        assert_eq!(previous.unchanged(PATH, (MODIFIED.0 + 1, MODIFIED.1), &IDENTITY), None, "modification time");
-        assert_eq!(previous.unchanged(PATH, (MODIFIED.0, 0), &IDENTITY), None, "its nanoseconds");
-        assert_eq!(previous.unchanged("system-filestorage-pvc/uploads/other.png", MODIFIED, &IDENTITY), None);
+        assert_eq!(previous.take_unchanged(PATH, (MODIFIED.0 + 1, MODIFIED.1), &IDENTITY), None, "modification time");
+        assert_eq!(previous.take_unchanged(PATH, (MODIFIED.0, 0), &IDENTITY), None, "its nanoseconds");
+        assert_eq!(previous.take_unchanged("system-filestorage-pvc/uploads/other.png", MODIFIED, &IDENTITY), None);
+        assert!(previous.take_unchanged(PATH, MODIFIED, &IDENTITY).is_some(), "a file that differs is not taken");
     }
 
     #[test]

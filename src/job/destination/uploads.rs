@@ -3,9 +3,9 @@
 //! parts are stored, the next file is already sealed and sent: the store is never idle between
 //! files.
 
-use super::place::{Place, Transferred};
+use super::place::{Place, Transferred, content_context};
 use crate::job::JobError;
-use crate::seal::{ContentName, Context, Sealer, StreamDigest};
+use crate::seal::{ContentName, Sealer, StreamDigest};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,15 +29,6 @@ pub struct Finished {
     pub named: StreamDigest,
     /// What was read and stored.
     pub stored: Transferred,
-}
-
-/// The context a content object `key` named `name` is sealed for: its content name when `name`
-/// is one (encrypted backups), else the backup's path (the object is stored in clear).
-pub fn content_context<'a>(name: Option<&'a ContentName>, backup_uid: &'a str, key: &'a str) -> Context<'a> {
-    match name {
-        Some(content) => Context::Content(content),
-        None => Context::BackupObject { backup_uid, path: key },
-    }
 }
 
 /// The content uploads in flight.

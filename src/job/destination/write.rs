@@ -16,9 +16,9 @@ use super::index::{
     PARTS_FOLDER, Part, StoredObject,
 };
 use super::naming::{Listed, NamedAhead, Naming, open_listed};
-use super::place::Place;
+use super::place::{Place, content_context};
 use super::unchanged::{Previous, Stored, same_names, settled};
-use super::uploads::{Finished, Uploads, content_context};
+use super::uploads::{Finished, Uploads};
 use super::{DestinationError, ObjectSink};
 use crate::job::CommonArgs;
 use crate::job::JobError;
@@ -246,7 +246,7 @@ impl BucketBackup {
     /// What to do with each of `items` (at `source`): a further name of a file listed before is
     /// a hard link to it; a file unchanged since the previous backup is referenced unread; the
     /// other files are read.
-    fn plan(&self, source: &Path, items: &[Item]) -> Vec<Step> {
+    fn plan(&mut self, source: &Path, items: &[Item]) -> Vec<Step> {
         let mut first_names: HashMap<(u64, u64), String> = HashMap::new();
         let mut plan = |item: &Item| match &item.kind {
             Kind::Folder => Step::Folder,
@@ -260,7 +260,7 @@ impl BucketBackup {
                     first_names.insert(*id, item.path.clone());
                 }
                 let listed = Listed { path: source.join(OsStr::from_bytes(&item.relative)), id: *id };
-                let unchanged = self.previous.unchanged(&item.path, item.modified, identity).cloned();
+                let unchanged = self.previous.take_unchanged(&item.path, item.modified, identity);
                 Step::Store { listed, identity: *identity, unchanged }
             }
         };
