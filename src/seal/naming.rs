@@ -1,5 +1,5 @@
-//! Content names for incremental backups: HMAC-SHA256 of a file's plaintext under a naming key
-//! derived (HKDF) from the current key-encryption key. Equal files under the same key get the same
+//! Content names for incremental backups: HMAC-SHA256 of a file's plaintext SHA-256 under a naming
+//! key derived (HKDF) from the current key-encryption key. Equal files under the same key get the same
 //! name, so a later backup references what an earlier one stored; without the key, a name reveals
 //! nothing about the content (not even that two buckets, or two keys, hold equal files).
 
@@ -37,7 +37,12 @@ impl fmt::Display for ContentName {
     }
 }
 
-/// Computes a content name incrementally, over a file read once.
+/// Domain label of a content name's MAC input (the plaintext's SHA-256 follows): such a name
+/// is never the MAC of a file's bytes, as names were before ([`ContentNamer::name`]).
+const NAME_LABEL: &[u8] = b"apimanager-backup-operator content sha256\0";
+
+/// Names content from its plaintext's SHA-256, which the step takes anyway for the manifest: the
+/// file is hashed once, and the MAC covers 32 bytes whatever its size.
 #[derive(Clone)]
 pub struct ContentNamer(Hmac<Sha256>);
 
@@ -51,14 +56,17 @@ impl ContentNamer {
         Self(<Hmac<Sha256> as KeyInit>::new(&(*block).into()))
     }
 
-    /// Adds the next bytes of the content.
-    pub fn update(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-
-    /// The name of the content added.
-    pub fn finish(self) -> ContentName {
-        ContentName(super::hex(&self.0.finalize().into_bytes()))
+    /// The name of the content whose plaintext SHA-256 is `sha256`: HMAC-SHA256, under the
+    /// naming key, of [`NAME_LABEL`] and `sha256` (hash-then-MAC: without the key, a name
+    /// confirms no guess of the content; SHA-256's collision resistance keeps distinct content
+    /// apart). Backups made before this naming named content by the MAC of its bytes: their
+    /// names stay valid keys, and content they stored is stored once more under the new name,
+    /// as after a key rotation.
+    pub fn name(&self, sha256: &[u8; 32]) -> ContentName {
+        let mut mac = self.0.clone();
+        mac.update(NAME_LABEL);
+        mac.update(sha256);
+        ContentName(super::hex(&mac.finalize().into_bytes()))
     }
 }
 
@@ -77,36 +85,41 @@ mod tests {
         KeyRing::from_entries(entries).expect("ring")
     }
 
-    fn name(ring: &KeyRing, chunks: &[&[u8]]) -> ContentName {
-        let mut namer = ContentNamer::new(ring);
-        chunks.iter().for_each(|chunk| namer.update(chunk));
-        namer.finish()
+    fn name(ring: &KeyRing, content: &[u8]) -> ContentName {
+        ContentNamer::new(ring).name(&<Sha256 as sha2::Digest>::digest(content).into())
     }
 
     #[test]
     fn equal_content_gets_one_name_per_key_and_no_plain_hash() {
         let one = ring(&[("k1", 1)]);
-        let whole = name(&one, &[b"logo.svg content"]);
-        assert_eq!(whole, name(&one, &[b"logo.svg ", b"content"]));
-        assert_ne!(whole, name(&one, &[b"logo.svg content!"]));
-        assert_ne!(whole, name(&ring(&[("k1", 2)]), &[b"logo.svg content"]));
+        let whole = name(&one, b"logo.svg content");
+        assert_eq!(whole, name(&one, b"logo.svg content"));
+        assert_ne!(whole, name(&one, b"logo.svg content!"));
+        assert_ne!(whole, name(&ring(&[("k1", 2)]), b"logo.svg content"));
         let plain = super::super::hex(&<Sha256 as sha2::Digest>::digest(b"logo.svg content"));
         assert_ne!(whole.as_str(), plain);
         assert_eq!(ContentName::parse(whole.as_str()).expect("valid"), whole);
     }
 
     #[test]
-    fn the_padded_key_is_hmac_under_the_naming_key() {
+    fn a_name_is_hmac_under_the_naming_key_of_the_label_and_the_plaintext_sha256() {
         let one = ring(&[("k1", 1)]);
         let mut reference = <Hmac<Sha256> as KeyInit>::new_from_slice(one.naming_key().expose()).expect("any length");
-        reference.update(b"content");
-        assert_eq!(name(&one, &[b"content"]).as_str(), super::super::hex(&reference.finalize().into_bytes()));
+        reference.update(b"apimanager-backup-operator content sha256\0");
+        reference.update(&<Sha256 as sha2::Digest>::digest(b"content"));
+        assert_eq!(name(&one, b"content").as_str(), super::super::hex(&reference.finalize().into_bytes()));
+        // Never the MAC of the bytes themselves, as names were before: a file holding another's
+        // digest is not taken for it.
+        let digest = <Sha256 as sha2::Digest>::digest(b"content");
+        let mut of_bytes = <Hmac<Sha256> as KeyInit>::new_from_slice(one.naming_key().expose()).expect("any length");
+        of_bytes.update(&digest);
+        assert_ne!(name(&one, b"content").as_str(), super::super::hex(&of_bytes.finalize().into_bytes()));
     }
 
     #[test]
     fn the_current_key_names_content() {
         let rotated = ring(&[("2026-01", 1), ("2026-12", 2)]);
-        assert_eq!(name(&rotated, &[b"x"]), name(&ring(&[("2026-12", 2)]), &[b"x"]));
+        assert_eq!(name(&rotated, b"x"), name(&ring(&[("2026-12", 2)]), b"x"));
     }
 
     #[test]

@@ -116,20 +116,18 @@ impl Naming {
         Self { namer, hasher: Sha256::new(), size: 0 }
     }
 
-    /// Takes `bytes` into the name and digest.
+    /// Takes `bytes` into the digest (and so the name).
     pub fn update(&mut self, bytes: &[u8]) {
         self.hasher.update(bytes);
-        if let Some(namer) = &mut self.namer {
-            namer.update(bytes);
-        }
         self.size += bytes.len() as u64;
     }
 
     /// The content name (keyed when encrypted, `sha256-<hex>` when not) and the digest.
     pub fn finish(self) -> (String, StreamDigest) {
-        let sha256 = crate::job::manifest::hex(&self.hasher.finalize());
+        let digest: [u8; 32] = self.hasher.finalize().into();
+        let sha256 = crate::job::manifest::hex(&digest);
         let name = match self.namer {
-            Some(namer) => namer.finish().as_str().to_owned(),
+            Some(namer) => namer.name(&digest).as_str().to_owned(),
             None => format!("sha256-{sha256}"),
         };
         (name, StreamDigest { size: self.size, sha256 })
