@@ -38,6 +38,14 @@ pub enum JobError {
     /// An S3 System FileStorage step failed.
     #[error(transparent)]
     FileStorageS3(#[from] filestorage_s3::S3FilesError),
+    /// The task reading or storing a file ended without an outcome (it panicked).
+    #[error("the task {what} {path} ended without an outcome")]
+    TaskEnded {
+        /// What the task was doing (`naming`, `uploading`).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
     /// A file or folder was replaced by another while it was copied.
     #[error("replaced by another file while it was copied: {path}")]
     Changed {

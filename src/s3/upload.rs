@@ -59,23 +59,28 @@ async fn read_part<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> std::io
     Ok(buffer)
 }
 
-/// Reads the first part of an object, up to `size` bytes, in a buffer no larger than what it
-/// holds when the object is small.
+/// Reads the first part of an object, up to `size` bytes: a small object in a buffer of
+/// [`SMALL_OBJECT_BYTES`], a larger one in a buffer that doubles as it fills (at most twice what
+/// it holds, and `size`).
 async fn read_first<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> std::io::Result<Vec<u8>> {
-    let start = read_part(reader, size.min(SMALL_OBJECT_BYTES)).await?;
-    if start.len() < SMALL_OBJECT_BYTES || size <= SMALL_OBJECT_BYTES {
-        return Ok(start);
+    let mut start = read_part(reader, size.min(SMALL_OBJECT_BYTES)).await?;
+    if start.len() == SMALL_OBJECT_BYTES && size > SMALL_OBJECT_BYTES {
+        reader.take((size - start.len()) as u64).read_to_end(&mut start).await?;
     }
-    let mut part = Vec::with_capacity(size);
-    part.extend_from_slice(&start);
-    drop(start);
-    reader.take((size - part.len()) as u64).read_to_end(&mut part).await?;
-    Ok(part)
+    Ok(start)
 }
 
 impl S3Client {
+    /// The most bytes an upload of an object of `size` bytes holds at once (see
+    /// [`S3Client::upload`]).
+    pub fn upload_holds(&self, size: u64) -> u64 {
+        let options = self.options();
+        let parts = options.part_size as u64 * options.concurrency as u64;
+        (SMALL_OBJECT_BYTES as u64).max(size.saturating_mul(2)).min(parts)
+    }
+
     /// Stores everything `reader` yields as `key`, with `metadata`, holding at most
-    /// `part_size × concurrency` bytes (see [`ClientOptions`](super::ClientOptions)).
+    /// `part_size × concurrency` bytes ([`S3Client::upload_holds`]; see [`ClientOptions`](super::ClientOptions)).
     /// On any failure, and when this future is dropped unfinished, the multipart upload is
     /// aborted so no parts are left behind.
     pub async fn upload<R: AsyncRead + Unpin + Send>(

@@ -35,7 +35,10 @@ pub const TAG_BYTES: usize = 16;
 /// HKDF `info` of the key that wraps data keys.
 const WRAP_INFO: &[u8] = b"apimanager-backup-operator seal v1 wrap";
 /// HKDF `info` of the key that names content.
-const NAMING_INFO: &[u8] = b"apimanager-backup-operator seal v1 content name";
+/// The naming key of content named by the MAC of its plaintext's SHA-256 ([`super::naming`]);
+/// content named before by the MAC of its bytes used `… seal v1 content name`: separate keys
+/// keep the two kinds of names apart, whatever bytes a file holds.
+const NAMING_INFO: &[u8] = b"apimanager-backup-operator seal v2 content name of sha256";
 /// Associated data of a wrapped data key, followed by the key id.
 const WRAP_AD: &[u8] = b"apimanager-backup-operator seal v1 data key\0";
 /// Largest key file read: a key in base64 with surrounding white space fits many times over.

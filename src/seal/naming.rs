@@ -37,8 +37,7 @@ impl fmt::Display for ContentName {
     }
 }
 
-/// Domain label of a content name's MAC input (the plaintext's SHA-256 follows): such a name
-/// is never the MAC of a file's bytes, as names were before ([`ContentNamer::name`]).
+/// Domain label of a content name's MAC input (the plaintext's SHA-256 follows).
 const NAME_LABEL: &[u8] = b"apimanager-backup-operator content sha256\0";
 
 /// Names content from its plaintext's SHA-256, which the step takes anyway for the manifest: the
@@ -59,9 +58,10 @@ impl ContentNamer {
     /// The name of the content whose plaintext SHA-256 is `sha256`: HMAC-SHA256, under the
     /// naming key, of [`NAME_LABEL`] and `sha256` (hash-then-MAC: without the key, a name
     /// confirms no guess of the content; SHA-256's collision resistance keeps distinct content
-    /// apart). Backups made before this naming named content by the MAC of its bytes: their
-    /// names stay valid keys, and content they stored is stored once more under the new name,
-    /// as after a key rotation.
+    /// apart). Backups made before this naming named content by the MAC of its bytes under
+    /// another naming key (see the key ring's derivation): their names stay valid keys, never
+    /// equal to a new name, and content they stored is stored once more under the new name, as
+    /// after a key rotation.
     pub fn name(&self, sha256: &[u8; 32]) -> ContentName {
         let mut mac = self.0.clone();
         mac.update(NAME_LABEL);
@@ -108,12 +108,20 @@ mod tests {
         reference.update(b"apimanager-backup-operator content sha256\0");
         reference.update(&<Sha256 as sha2::Digest>::digest(b"content"));
         assert_eq!(name(&one, b"content").as_str(), super::super::hex(&reference.finalize().into_bytes()));
-        // Never the MAC of the bytes themselves, as names were before: a file holding another's
-        // digest is not taken for it.
-        let digest = <Sha256 as sha2::Digest>::digest(b"content");
-        let mut of_bytes = <Hmac<Sha256> as KeyInit>::new_from_slice(one.naming_key().expose()).expect("any length");
-        of_bytes.update(&digest);
-        assert_ne!(name(&one, b"content").as_str(), super::super::hex(&of_bytes.finalize().into_bytes()));
+        // Names made before (the MAC of the bytes, under the v1 naming key) are another key's:
+        // a file holding exactly the label and another file's digest does not take its name.
+        let kek = [1u8; 32];
+        let mut v1_key = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(None, &kek)
+            .expand(b"apimanager-backup-operator seal v1 content name", &mut v1_key)
+            .expect("32 bytes");
+        assert_ne!(&v1_key, one.naming_key().expose(), "a naming key of its own");
+        let crafted =
+            [b"apimanager-backup-operator content sha256\0".as_slice(), &<Sha256 as sha2::Digest>::digest(b"content")]
+                .concat();
+        let mut v1 = <Hmac<Sha256> as KeyInit>::new_from_slice(&v1_key).expect("any length");
+        v1.update(&crafted);
+        assert_ne!(name(&one, b"content").as_str(), super::super::hex(&v1.finalize().into_bytes()));
     }
 
     #[test]

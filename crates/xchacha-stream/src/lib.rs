@@ -17,9 +17,6 @@ pub const KEY_BYTES: usize = 32;
 /// Bytes of a stream's nonce prefix (the XChaCha20 nonce less STREAM-BE32's counter and flag).
 pub const NONCE_PREFIX_BYTES: usize = 19;
 
-/// Bytes of the tag each segment gains.
-pub const TAG_BYTES: usize = 16;
-
 /// A segment failed to seal (the stream is too long) or to open (not authentic).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rejected;

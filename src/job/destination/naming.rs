@@ -58,17 +58,25 @@ impl NamedAhead {
         Self { names }
     }
 
-    /// The name of the next file of the list.
+    /// The name of the next file of the list, `file` (for the error if the thread ended first).
     pub async fn next(&mut self, file: &Path) -> Result<Named, JobError> {
         match self.names.recv().await {
             Some(named) => named,
-            None => Err(JobError::io("naming", file, std::io::Error::other("the naming thread stopped"))),
+            None => Err(JobError::TaskEnded { what: "naming", path: file.to_owned() }),
         }
     }
 }
 
+/// Reads the file `listed` once, on a blocking thread, and names its content with `naming`.
+pub async fn name_one(listed: Listed, naming: Naming) -> Result<Named, JobError> {
+    let path = listed.path.clone();
+    tokio::task::spawn_blocking(move || name_file(&listed, naming))
+        .await
+        .unwrap_or_else(|_| Err(JobError::TaskEnded { what: "naming", path }))
+}
+
 /// Reads the file `listed` once and names its content with `naming`.
-pub fn name_file(listed: &Listed, mut naming: Naming) -> Result<Named, JobError> {
+fn name_file(listed: &Listed, mut naming: Naming) -> Result<Named, JobError> {
     let read_at = SystemTime::now();
     let mut file = open_listed(listed)?;
     let mut buffer = vec![0u8; READ_BYTES];

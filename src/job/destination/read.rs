@@ -180,12 +180,7 @@ impl Committed {
             };
             let bytes = decode_path(rest)
                 .map_err(|error| JobError::Corrupt { path: into.to_owned(), reason: error.to_string() })?;
-            if bytes.split(|b| *b == b'/').any(|segment| segment.is_empty() || segment == b"." || segment == b"..") {
-                return Err(JobError::Corrupt {
-                    path: into.to_owned(),
-                    reason: format!("the path {path:?} leaves its folder"),
-                });
-            }
+            check_inside(&bytes, path, into)?;
             Ok(Some(into.join(OsStr::from_bytes(&bytes))))
         };
         let files: BTreeMap<&str, &FileEntry> = contents.manifest.files.iter().map(|f| (f.path.as_str(), f)).collect();
@@ -327,17 +322,41 @@ fn plaintext_digests<'a>(contents: &'a Contents, place: &Place) -> BTreeMap<Stri
 
 /// `path` (a manifest's path of a backup object) when it stays inside its folder `into`.
 fn inside<'a>(path: &'a str, into: &Path) -> Result<&'a str, JobError> {
-    if path.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+    check_inside(path.as_bytes(), path, into)?;
+    Ok(path)
+}
+
+/// Fails unless `bytes` (the manifest's `path`, decoded) stays inside its folder `into`: no
+/// empty, `.` or `..` segment.
+fn check_inside(bytes: &[u8], path: &str, into: &Path) -> Result<(), JobError> {
+    if bytes.split(|b| *b == b'/').any(|segment| segment.is_empty() || segment == b"." || segment == b"..") {
         return Err(JobError::Corrupt {
             path: into.to_owned(),
             reason: format!("the path {path:?} leaves its folder"),
         });
     }
-    Ok(path)
+    Ok(())
 }
 
 /// Size and lowercase hex SHA-256 of `bytes`.
 fn digest(bytes: &[u8]) -> (u64, String) {
     use sha2::Digest;
     (bytes.len() as u64, crate::job::manifest::hex(&sha2::Sha256::digest(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_path_leaving_its_folder_is_corrupt_and_names_the_path() {
+        let into = Path::new("/backup/staging");
+        for bad in ["../etc/passwd", "secrets/../../x", "secrets//x", "./x", "secrets/", ""] {
+            let error = inside(bad, into).expect_err(bad);
+            assert_eq!(error.to_string(), format!("/backup/staging is unusable: the path {bad:?} leaves its folder"));
+        }
+        assert_eq!(inside("secrets/system-app.json", into).expect("inside"), "secrets/system-app.json");
+        assert!(check_inside(b"uploads/..", "system-filestorage-pvc/uploads/..", into).is_err());
+        assert!(check_inside(b"uploads/..logo", "system-filestorage-pvc/uploads/..logo", into).is_ok());
+    }
 }

@@ -106,8 +106,10 @@ async fn store(
 ) -> Result<S3Object, JobError> {
     let content = Place::content_key(&object.name);
     if !backup.reference_content(&content).await? {
-        let stored = match &object.bytes {
-            Some(bytes) => backup.upload_content(&object.name, &bytes[..], std::future::ready(Ok(()))).await?,
+        let changed = JobError::from(S3FilesError::Changed { bucket: bucket.to_owned(), key: object.key.clone() });
+        let named = (object.name.as_str(), &object.digest);
+        match &object.bytes {
+            Some(bytes) => backup.upload_content(named, &bytes[..], std::future::ready(Ok(())), changed).await?,
             None => {
                 let (writer, reader) = tokio::io::duplex(PIPE_BYTES);
                 let feed = async {
@@ -115,12 +117,8 @@ async fn store(
                     client.download(bucket, &object.key, &mut writer).await.map_err(S3FilesError::from)?;
                     Ok(())
                 };
-                backup.upload_content(&object.name, reader, feed).await?
+                backup.upload_content(named, reader, feed, changed).await?
             }
-        };
-        if stored != object.digest {
-            backup.discard_content(&content).await?;
-            return Err(S3FilesError::Changed { bucket: bucket.to_owned(), key: object.key }.into());
         }
     }
     let path = object_path(&object.key);

@@ -88,15 +88,12 @@ impl Store {
         }
     }
 
-    /// The most bytes an upload of `size` bytes holds in memory besides its pipe: a bucket's
-    /// client holds up to `part_size × concurrency` of it; a claim's file is written as it
-    /// is read.
+    /// The most bytes an upload of `size` bytes holds in memory besides its pipe: what a
+    /// bucket's client holds ([`S3Client::upload_holds`]); nothing on a claim, whose file is
+    /// written as it is read.
     pub fn upload_holds(&self, size: u64) -> u64 {
         match self {
-            Self::Bucket { client, .. } => {
-                let options = client.options();
-                size.min(options.part_size as u64 * options.concurrency as u64)
-            }
+            Self::Bucket { client, .. } => client.upload_holds(size),
             Self::Claim { .. } => 0,
         }
     }

@@ -9,7 +9,7 @@ use crate::seal::{ContentName, Sealer, StreamDigest};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::task::JoinSet;
+use tokio::task::{Id, JoinSet};
 
 /// Uploads at once, at most (many small files are sent side by side).
 const AT_ONCE: usize = 8;
@@ -37,63 +37,75 @@ pub struct Uploads {
     sealer: Option<Arc<Sealer>>,
     backup_uid: Arc<str>,
     tasks: JoinSet<Result<Finished, JobError>>,
-    /// Bytes each upload in flight may hold, by content key.
-    held: HashMap<String, u64>,
+    /// Each upload in flight, by task: its content key, its file and the bytes it may hold.
+    in_flight: HashMap<Id, (String, PathBuf, u64)>,
 }
 
 impl Uploads {
     /// No uploads yet, into `place`, sealed by `sealer` for the backup `backup_uid`.
     pub fn new(place: Arc<Place>, sealer: Option<Arc<Sealer>>, backup_uid: &str) -> Self {
-        Self { place, sealer, backup_uid: backup_uid.into(), tasks: JoinSet::new(), held: HashMap::new() }
+        Self { place, sealer, backup_uid: backup_uid.into(), tasks: JoinSet::new(), in_flight: HashMap::new() }
     }
 
     /// Whether content object `key` is being uploaded.
     pub fn holds(&self, key: &str) -> bool {
-        self.held.contains_key(key)
+        self.in_flight.values().any(|(held, _, _)| held == key)
     }
 
     /// Whether any upload is in flight.
     pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
+        self.tasks.is_empty()
     }
 
     /// Whether an upload of `size` bytes must wait for one in flight to finish.
     pub fn is_full_for(&self, size: u64) -> bool {
-        let held: u64 = self.held.values().sum();
-        !self.is_empty() && (self.held.len() >= AT_ONCE || held + self.place.store.upload_holds(size) > HELD_BYTES)
+        let held: u64 = self.in_flight.values().map(|(_, _, bytes)| bytes).sum();
+        !self.is_empty() && (self.tasks.len() >= AT_ONCE || held + self.place.store.upload_holds(size) > HELD_BYTES)
     }
 
     /// Starts uploading content object `name` (below the prefix: [`Place::content_key`]) from
     /// `file` at `path`, named with `named` bytes.
     pub fn start(&mut self, name: &str, file: std::fs::File, path: PathBuf, named: StreamDigest) {
         let key = Place::content_key(name);
-        self.held.insert(key.clone(), self.place.store.upload_holds(named.size));
+        let holds = self.place.store.upload_holds(named.size);
         let (place, sealer, backup_uid) = (self.place.clone(), self.sealer.clone(), self.backup_uid.clone());
         let content = ContentName::parse(name).ok();
-        self.tasks.spawn(async move {
-            let context = content_context(content.as_ref(), &backup_uid, &key);
+        let (task_key, task_path) = (key.clone(), path.clone());
+        let task = self.tasks.spawn(async move {
+            let context = content_context(content.as_ref(), &backup_uid, &task_key);
             let input = tokio::fs::File::from_std(file);
-            let stored = place.put(sealer.as_deref(), context, &key, input).await?;
-            Ok(Finished { key, path, named, stored })
+            let stored = place.put(sealer.as_deref(), context, &task_key, input).await?;
+            Ok(Finished { key: task_key, path: task_path, named, stored })
         });
-    }
-
-    /// Waits until every upload in flight has ended, whatever its outcome (a failed one aborts
-    /// its multipart upload), before the step fails for another reason.
-    pub async fn settle(&mut self) {
-        while self.tasks.join_next().await.is_some() {}
-        self.held.clear();
+        self.in_flight.insert(task.id(), (key, path, holds));
     }
 
     /// The next upload to finish; `None` when none is in flight.
     pub async fn next_finished(&mut self) -> Option<Result<Finished, JobError>> {
-        let joined = self.tasks.join_next().await?;
-        let finished = joined.unwrap_or_else(|join| {
-            Err(JobError::io("uploading", std::path::Path::new("a file"), std::io::Error::other(join.to_string())))
-        });
-        if let Ok(finished) = &finished {
-            self.held.remove(&finished.key);
+        let joined = self.tasks.join_next_with_id().await?;
+        let id = match &joined {
+            Ok((id, _)) => *id,
+            Err(join) => join.id(),
+        };
+        let (_, path, _) = self.in_flight.remove(&id).unwrap_or_default();
+        Some(match joined {
+            Ok((_, finished)) => finished,
+            Err(_) => Err(JobError::TaskEnded { what: "uploading", path }),
+        })
+    }
+
+    /// Waits until every upload in flight has ended, before the step fails for another reason:
+    /// one that failed has aborted its multipart upload; one whose plaintext differs from what
+    /// its file was named by (the file changed since) is deleted, so no later backup takes it
+    /// for the content of its name.
+    pub async fn settle(&mut self) {
+        while let Some(finished) = self.next_finished().await {
+            let Ok(Finished { key, named, stored, .. }) = finished else { continue };
+            if stored.plaintext != named
+                && let Err(error) = self.place.store.delete(&self.place.key(&key)).await
+            {
+                tracing::warn!(%error, "could not delete a content object whose file changed while it was stored");
+            }
         }
-        Some(finished)
     }
 }

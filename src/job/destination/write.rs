@@ -15,8 +15,8 @@ use super::index::{
     CONTENTS_FILE, Contents, FileIdentity, FileMeta, INDEX_FILE, INDEX_FORMAT, INDEX_FORMAT_VERSION, Index,
     PARTS_FOLDER, Part, StoredObject,
 };
-use super::naming::{Listed, NamedAhead, Naming, open_listed};
-use super::place::{Place, content_context};
+use super::naming::{Listed, NamedAhead, Naming, name_one, open_listed};
+use super::place::{Place, Transferred, content_context};
 use super::unchanged::{Previous, Stored, same_names, settled};
 use super::uploads::{Finished, Uploads};
 use super::{DestinationError, ObjectSink};
@@ -286,7 +286,7 @@ impl BucketBackup {
                 return Ok((entry, stored.content, Some(*identity)));
             }
             // Its content is gone from the prefix: it is read now (it is not among those named ahead).
-            Some(_) => NamedAhead::start(vec![listed.clone()], self.content_namer()).next(&listed.path).await?,
+            Some(_) => name_one(listed.clone(), self.content_namer()).await?,
             None => named.next(&listed.path).await?,
         };
         self.traffic.files_hashed += 1;
@@ -307,18 +307,11 @@ impl BucketBackup {
         Ok((entry, key, reusable))
     }
 
-    /// Waits for the next upload in `uploads` to finish and records it; an object whose
-    /// plaintext differs from what its file was named by (the file changed since) is deleted and
-    /// fails the step.
+    /// Waits for the next upload in `uploads` to finish and keeps it ([`BucketBackup::keep_if_named`]).
     async fn finish_upload(&mut self, uploads: &mut Uploads) -> Result<(), JobError> {
         let Some(finished) = uploads.next_finished().await else { return Ok(()) };
         let Finished { key, path, named, stored } = finished?;
-        if stored.plaintext != named {
-            self.discard_content(&key).await?;
-            return Err(JobError::Changed { path });
-        }
-        self.record_upload(key, stored.stored);
-        Ok(())
+        self.keep_if_named(key, stored, &named, JobError::Changed { path }).await
     }
 
     /// Whether the prefix holds content object `key` already (an earlier backup's index lists it,
@@ -344,40 +337,45 @@ impl BucketBackup {
         Ok(true)
     }
 
-    /// Uploads content object `name` from what `input` yields (sealed when encrypted) while
-    /// `feed` (which fills `input`, or nothing) runs; a failed `feed` aborts the upload. Returns
-    /// the digest of the plaintext stored, which the caller compares with the name's: on a
-    /// difference it discards the object ([`BucketBackup::discard_content`]).
+    /// Uploads content object `name`, named from a plaintext of digest `named`, from what
+    /// `input` yields (sealed when encrypted) while `feed` (which fills `input`, or nothing) runs;
+    /// a failed `feed` aborts the upload. Then keeps it ([`BucketBackup::keep_if_named`]), or
+    /// fails with `changed`.
     pub async fn upload_content<R: tokio::io::AsyncRead + Unpin + Send>(
         &mut self,
-        name: &str,
+        (name, named): (&str, &StreamDigest),
         input: R,
         feed: impl Future<Output = Result<(), JobError>>,
-    ) -> Result<StreamDigest, JobError> {
+        changed: JobError,
+    ) -> Result<(), JobError> {
         let key = Place::content_key(name);
         let content = crate::seal::ContentName::parse(name).ok();
         let context = content_context(content.as_ref(), &self.backup_uid, &key);
         let put = async { self.place.put(self.sealer.as_deref(), context, &key, input).await.map_err(JobError::from) };
         let ((), stored) = tokio::try_join!(feed, put)?;
-        self.record_upload(key, stored.stored);
-        Ok(stored.plaintext)
+        self.keep_if_named(key, stored, named, changed).await
     }
 
-    /// Records content object `key`, just uploaded as `stored`, in this step's part.
-    fn record_upload(&mut self, key: String, stored: StreamDigest) {
-        let object = StoredObject { key: key.clone(), size: stored.size, sha256: stored.sha256 };
+    /// Records content object `key`, just uploaded as `stored`, in this step's part when its
+    /// plaintext is the `named` one its name was taken from. Otherwise its source changed since
+    /// it was named: the object is deleted, so no later backup references it, and the step fails
+    /// with `changed`.
+    async fn keep_if_named(
+        &mut self,
+        key: String,
+        stored: Transferred,
+        named: &StreamDigest,
+        changed: JobError,
+    ) -> Result<(), JobError> {
+        if stored.plaintext != *named {
+            self.place.store.delete(&self.place.key(&key)).await?;
+            return Err(changed);
+        }
+        let object = StoredObject { key: key.clone(), size: stored.stored.size, sha256: stored.stored.sha256 };
         self.traffic.uploaded += object.size;
         self.traffic.files_uploaded += 1;
         self.known_content.insert(key, object.clone());
         self.part.objects.push(object);
-    }
-
-    /// Deletes content object `key` this step just uploaded with other bytes than its name says
-    /// (its source changed while it was read), so no later backup references it.
-    pub async fn discard_content(&mut self, key: &str) -> Result<(), DestinationError> {
-        self.known_content.remove(key);
-        self.part.objects.retain(|object| object.key != key);
-        self.place.store.delete(&self.place.key(key)).await?;
         Ok(())
     }
 
