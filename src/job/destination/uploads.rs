@@ -109,3 +109,34 @@ impl Uploads {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn digest(bytes: &[u8]) -> StreamDigest {
+        StreamDigest { size: bytes.len() as u64, sha256: crate::job::manifest::hex(&Sha256::digest(bytes)) }
+    }
+
+    #[tokio::test]
+    async fn settling_deletes_what_a_changed_file_stored_and_keeps_the_rest() {
+        let dir = crate::job::scratch("uploads-settle");
+        let claim = dir.join("claim");
+        let mut uploads = Uploads::new(Arc::new(Place::local(&claim, None)), None, "uid-1");
+        let mut start = |name: &str, bytes: &[u8], named: StreamDigest| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).expect("file");
+            let file = std::fs::File::open(&path).expect("open");
+            uploads.start(name, file, path, named);
+        };
+        start("sha256-changed", b"written after it was named", digest(b"what it was named from"));
+        start("sha256-kept", b"unchanged", digest(b"unchanged"));
+        assert!(uploads.holds("_content/sha256-changed") && !uploads.is_empty());
+        uploads.settle().await;
+        assert!(uploads.is_empty() && !uploads.holds("_content/sha256-changed"));
+        assert!(!claim.join("_content/sha256-changed").exists(), "no backup may take it for its name's content");
+        assert_eq!(std::fs::read(claim.join("_content/sha256-kept")).expect("kept"), b"unchanged");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+}
