@@ -137,11 +137,11 @@ impl ReconcileError {
     /// What was being done and how the API server failed, when it failed for a reason that passes
     /// on its own ([`ErrorKind::is_transient`]); never its message, which may quote the object.
     pub fn last_error(&self) -> Option<LastError> {
-        let trouble = |source: &kube::Error| match source {
-            kube::Error::Api(status) if status.code == 429 || status.code >= 500 => {
+        let trouble = |source: &kube::Error| match (ErrorKind::of(source), source) {
+            (ErrorKind::TooManyRequests | ErrorKind::ServerError, kube::Error::Api(status)) => {
                 Some(ApiTrouble::Answered(status.code))
             }
-            kube::Error::HyperError(_) | kube::Error::Service(_) => Some(ApiTrouble::Connection),
+            (ErrorKind::ConnectionError, _) => Some(ApiTrouble::Connection),
             _ => None,
         };
         let listing = |namespace: &str| format!("listing the APIManagers of namespace {namespace:?}");
