@@ -60,11 +60,12 @@ async fn read_part<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> std::io
 }
 
 /// Reads the first part of an object, up to `size` bytes: a small object in a buffer of
-/// [`SMALL_OBJECT_BYTES`], a larger one in a buffer that doubles as it fills (at most twice what
-/// it holds, and `size`).
+/// [`SMALL_OBJECT_BYTES`], a larger one in a buffer of `size` (grown once, to exactly that: a
+/// buffer left to double as it fills would reach twice `size`).
 async fn read_first<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> std::io::Result<Vec<u8>> {
     let mut start = read_part(reader, size.min(SMALL_OBJECT_BYTES)).await?;
     if start.len() == SMALL_OBJECT_BYTES && size > SMALL_OBJECT_BYTES {
+        start.reserve_exact(size - start.len());
         reader.take((size - start.len()) as u64).read_to_end(&mut start).await?;
     }
     Ok(start)
@@ -72,11 +73,16 @@ async fn read_first<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> std::i
 
 impl S3Client {
     /// The most bytes an upload of an object of `size` bytes holds at once (see
-    /// [`S3Client::upload`]).
+    /// [`S3Client::upload`]): a small object's buffer, one part's for an object of one part,
+    /// `part_size × concurrency` for a multipart upload.
     pub fn upload_holds(&self, size: u64) -> u64 {
         let options = self.options();
-        let parts = options.part_size as u64 * options.concurrency as u64;
-        (SMALL_OBJECT_BYTES as u64).max(size.saturating_mul(2)).min(parts)
+        let part = options.part_size as u64;
+        match size {
+            size if size < SMALL_OBJECT_BYTES as u64 => SMALL_OBJECT_BYTES as u64,
+            size if size <= part => part,
+            _ => part * options.concurrency as u64,
+        }
     }
 
     /// Stores everything `reader` yields as `key`, with `metadata`, holding at most
