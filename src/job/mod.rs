@@ -39,9 +39,9 @@ pub enum JobError {
     #[error(transparent)]
     FileStorageS3(#[from] filestorage_s3::S3FilesError),
     /// The task reading or storing a file ended without an outcome (it panicked).
-    #[error("the task {what} {path} ended without an outcome")]
+    #[error("the task {what} a file ended without an outcome: {path}")]
     TaskEnded {
-        /// What the task was doing (`naming`, `uploading`).
+        /// What the task was doing with the file (`naming`, `uploading`).
         what: &'static str,
         /// The file.
         path: PathBuf,
@@ -152,6 +152,9 @@ impl JobError {
             Self::Io { what, path, source } => (format!("{source} while {what} "), path.display().to_string()),
             Self::Changed { path } => {
                 ("replaced by another file while it was copied: ".to_owned(), path.display().to_string())
+            }
+            Self::TaskEnded { what, path } => {
+                (format!("the task {what} a file ended without an outcome: "), path.display().to_string())
             }
             other => (other.to_string(), String::new()),
         };
@@ -598,6 +601,10 @@ mod tests {
         assert_eq!(short.termination_message(4096), "No such file or directory (os error 2) while reading /data/x");
         let missing = JobError::Missing("m".repeat(5000));
         assert_eq!(missing.termination_message(4096), "m".repeat(4096));
+        let ended = JobError::TaskEnded { what: "uploading", path: deep.clone() };
+        let message = ended.termination_message(TERMINATION_MESSAGE_MAX_BYTES);
+        assert!(message.starts_with("the task uploading a file ended without an outcome: folder-ééé/"), "{message}");
+        assert!(message.ends_with("/the-file.bin") && message.len() <= TERMINATION_MESSAGE_MAX_BYTES);
     }
 
     /// Each step's arguments, none at its default, render to a command line that parses back into

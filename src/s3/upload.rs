@@ -49,7 +49,7 @@ impl Drop for PendingUpload {
 }
 
 /// Bytes of an object read before a buffer of a whole part is taken: a small object (most
-/// FileStorage files) is held in a buffer of its size, not of a part's.
+/// FileStorage files) is held in a buffer of this size, not of a part's.
 const SMALL_OBJECT_BYTES: usize = 1 << 20;
 
 /// Reads up to `size` bytes (fewer only at the end of `reader`).

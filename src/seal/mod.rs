@@ -25,7 +25,7 @@ pub use context::Context;
 pub use header::Header;
 pub use keys::{KeyId, KeyRing, WrappedKey};
 pub use naming::{ContentName, ContentNamer};
-pub use stream::{Opened, Sealed, Sealer, StreamDigest, open};
+pub use stream::{Opened, Sealed, Sealer, StreamDigest, open, sealed_size};
 
 /// Why sealing or opening an object, or loading the keys, failed. No message ever holds key
 /// bytes or plaintext; key ids, lengths and segment numbers are not secret.

@@ -115,7 +115,12 @@ mod tests {
         hkdf::Hkdf::<Sha256>::new(None, &kek)
             .expand(b"apimanager-backup-operator seal v1 content name", &mut v1_key)
             .expect("32 bytes");
-        assert_ne!(&v1_key, one.naming_key().expose(), "a naming key of its own");
+        let mut v2_key = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(None, &kek)
+            .expand(b"apimanager-backup-operator seal v2 content name of sha256", &mut v2_key)
+            .expect("32 bytes");
+        assert_eq!(&v2_key, one.naming_key().expose(), "the naming key is pinned: another would rename all content");
+        assert_ne!(v1_key, v2_key, "a naming key of its own");
         let crafted =
             [b"apimanager-backup-operator content sha256\0".as_slice(), &<Sha256 as sha2::Digest>::digest(b"content")]
                 .concat();

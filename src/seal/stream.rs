@@ -18,6 +18,13 @@ use zeroize::Zeroizing;
 /// Plaintext bytes per segment written.
 pub const SEGMENT_BYTES: u32 = 64 * 1024;
 
+/// The most bytes a plaintext of `plaintext` bytes takes sealed: the largest header, the
+/// plaintext, and a tag per segment (the last one included, even when empty).
+pub fn sealed_size(plaintext: u64) -> u64 {
+    let segments = plaintext / u64::from(SEGMENT_BYTES) + 1;
+    super::header::MAX_HEADER_BYTES as u64 + plaintext + segments * TAG_BYTES as u64
+}
+
 /// Size and SHA-256 of a byte stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamDigest {

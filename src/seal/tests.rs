@@ -62,6 +62,7 @@ async fn round_trips_at_and_around_segment_boundaries_with_the_documented_sizes(
         let (sealed, digests) = seal(&sealer, here(), &plaintext).await;
         let segments = size / SEGMENT + 1;
         assert_eq!(sealed.len(), header_length(&sealed) + size + segments * TAG_BYTES, "size {size}");
+        assert!(sealed.len() as u64 <= sealed_size(size as u64), "size {size}: larger than sealed_size says");
         assert_eq!(digests.plaintext, StreamDigest { size: size as u64, sha256: sha256(&plaintext) });
         assert_eq!(digests.ciphertext, StreamDigest { size: sealed.len() as u64, sha256: sha256(&sealed) });
         let (opened, report) = open_bytes(&keys, here(), &sealed).await.expect("opens");

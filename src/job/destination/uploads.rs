@@ -48,7 +48,7 @@ impl Uploads {
     }
 
     /// Whether content object `key` is being uploaded.
-    pub fn holds(&self, key: &str) -> bool {
+    pub fn uploading(&self, key: &str) -> bool {
         self.in_flight.values().any(|(held, _, _)| held == key)
     }
 
@@ -57,17 +57,23 @@ impl Uploads {
         self.tasks.is_empty()
     }
 
-    /// Whether an upload of `size` bytes must wait for one in flight to finish.
+    /// Whether an upload of a plaintext of `size` bytes must wait for one in flight to finish.
     pub fn is_full_for(&self, size: u64) -> bool {
         let held: u64 = self.in_flight.values().map(|(_, _, bytes)| bytes).sum();
-        !self.is_empty() && (self.tasks.len() >= AT_ONCE || held + self.place.store.upload_holds(size) > HELD_BYTES)
+        !self.is_empty() && (self.tasks.len() >= AT_ONCE || held + self.holds(size) > HELD_BYTES)
+    }
+
+    /// What the upload of a plaintext of `size` bytes holds: that of its object as stored.
+    fn holds(&self, size: u64) -> u64 {
+        let stored = if self.sealer.is_some() { crate::seal::sealed_size(size) } else { size };
+        self.place.store.upload_holds(stored)
     }
 
     /// Starts uploading content object `name` (below the prefix: [`Place::content_key`]) from
     /// `file` at `path`, named with `named` bytes.
     pub fn start(&mut self, name: &str, file: std::fs::File, path: PathBuf, named: StreamDigest) {
         let key = Place::content_key(name);
-        let holds = self.place.store.upload_holds(named.size);
+        let holds = self.holds(named.size);
         let (place, sealer, backup_uid) = (self.place.clone(), self.sealer.clone(), self.backup_uid.clone());
         let content = ContentName::parse(name).ok();
         let (task_key, task_path) = (key.clone(), path.clone());
@@ -132,9 +138,9 @@ mod tests {
         };
         start("sha256-changed", b"written after it was named", digest(b"what it was named from"));
         start("sha256-kept", b"unchanged", digest(b"unchanged"));
-        assert!(uploads.holds("_content/sha256-changed") && !uploads.is_empty());
+        assert!(uploads.uploading("_content/sha256-changed") && !uploads.is_empty());
         uploads.settle().await;
-        assert!(uploads.is_empty() && !uploads.holds("_content/sha256-changed"));
+        assert!(uploads.is_empty() && !uploads.uploading("_content/sha256-changed"));
         assert!(!claim.join("_content/sha256-changed").exists(), "no backup may take it for its name's content");
         assert_eq!(std::fs::read(claim.join("_content/sha256-kept")).expect("kept"), b"unchanged");
         std::fs::remove_dir_all(&dir).expect("clean up");

@@ -294,7 +294,7 @@ impl BucketBackup {
         let entry = FileEntry { path: item.path.clone(), size: fresh.digest.size, sha256: fresh.digest.sha256.clone() };
         let key = Place::content_key(&fresh.name);
         // Equal content is uploaded once: an upload of it in flight is let finish, then referenced.
-        while uploads.holds(&key) {
+        while uploads.uploading(&key) {
             self.finish_upload(uploads).await?;
         }
         if self.reference_content(&key).await? {
