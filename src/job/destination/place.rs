@@ -175,6 +175,26 @@ impl Place {
         Ok(Transferred { plaintext, stored })
     }
 
+    /// Stores content from `input` as [`Place::put`] does, and keeps it only when its plaintext
+    /// is `named`, the one its name was taken from. Otherwise its source changed since it was
+    /// named: the object is deleted, so no backup takes it for its name's content, and `None`
+    /// is returned.
+    pub async fn put_named<R: AsyncRead + Unpin + Send>(
+        &self,
+        sealer: Option<&Sealer>,
+        context: Context<'_>,
+        relative: &str,
+        input: R,
+        named: &StreamDigest,
+    ) -> Result<Option<Transferred>, DestinationError> {
+        let stored = self.put(sealer, context, relative, input).await?;
+        if stored.plaintext != *named {
+            self.store.delete(&self.key(relative)).await?;
+            return Ok(None);
+        }
+        Ok(Some(stored))
+    }
+
     /// Writes the plaintext of `relative` (below the prefix), opened for `context`, into
     /// `output`. What was written must be discarded if this fails.
     pub async fn get<W: AsyncWrite + Unpin + Send>(

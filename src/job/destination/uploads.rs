@@ -18,15 +18,11 @@ const AT_ONCE: usize = 8;
 /// most, besides their pipes.
 const HELD_BYTES: u64 = 32 << 20;
 
-/// A content upload that finished, to be checked and recorded.
+/// A content upload that finished and was kept ([`Place::put_named`]), to be recorded.
 #[derive(Debug)]
 pub struct Finished {
     /// The content object's key below the prefix.
     pub key: String,
-    /// The file it was read from.
-    pub path: PathBuf,
-    /// The plaintext digest the file had when it was named.
-    pub named: StreamDigest,
     /// What was read and stored.
     pub stored: Transferred,
 }
@@ -80,8 +76,10 @@ impl Uploads {
         let task = self.tasks.spawn(async move {
             let context = content_context(content.as_ref(), &backup_uid, &task_key);
             let input = tokio::fs::File::from_std(file);
-            let stored = place.put(sealer.as_deref(), context, &task_key, input).await?;
-            Ok(Finished { key: task_key, path: task_path, named, stored })
+            match place.put_named(sealer.as_deref(), context, &task_key, input, &named).await? {
+                Some(stored) => Ok(Finished { key: task_key, stored }),
+                None => Err(JobError::Changed { path: task_path }),
+            }
         });
         self.in_flight.insert(task.id(), (key, path, holds));
     }
@@ -101,18 +99,10 @@ impl Uploads {
     }
 
     /// Waits until every upload in flight has ended, before the step fails for another reason:
-    /// one that failed has aborted its multipart upload; one whose plaintext differs from what
-    /// its file was named by (the file changed since) is deleted, so no later backup takes it
-    /// for the content of its name.
+    /// one that failed has aborted its multipart upload; one whose file changed since it was
+    /// named has deleted its object ([`Place::put_named`]).
     pub async fn settle(&mut self) {
-        while let Some(finished) = self.next_finished().await {
-            let Ok(Finished { key, named, stored, .. }) = finished else { continue };
-            if stored.plaintext != named
-                && let Err(error) = self.place.store.delete(&self.place.key(&key)).await
-            {
-                tracing::warn!(%error, "could not delete a content object whose file changed while it was stored");
-            }
-        }
+        while self.next_finished().await.is_some() {}
     }
 }
 

@@ -16,7 +16,7 @@ use super::index::{
     PARTS_FOLDER, Part, StoredObject,
 };
 use super::naming::{Listed, NamedAhead, Naming, name_one, open_listed};
-use super::place::{Place, Transferred, content_context};
+use super::place::{Place, content_context};
 use super::unchanged::{Previous, Stored, same_names, settled};
 use super::uploads::{Finished, Uploads};
 use super::{DestinationError, ObjectSink};
@@ -307,11 +307,12 @@ impl BucketBackup {
         Ok((entry, key, reusable))
     }
 
-    /// Waits for the next upload in `uploads` to finish and keeps it ([`BucketBackup::keep_if_named`]).
+    /// Waits for the next upload in `uploads` to finish and records it.
     async fn finish_upload(&mut self, uploads: &mut Uploads) -> Result<(), JobError> {
         let Some(finished) = uploads.next_finished().await else { return Ok(()) };
-        let Finished { key, path, named, stored } = finished?;
-        self.keep_if_named(key, stored, &named, JobError::Changed { path }).await
+        let Finished { key, stored } = finished?;
+        self.record_upload(key, stored.stored);
+        Ok(())
     }
 
     /// Whether the prefix holds content object `key` already (an earlier backup's index lists it,
@@ -339,8 +340,8 @@ impl BucketBackup {
 
     /// Uploads content object `name`, named from a plaintext of digest `named`, from what
     /// `input` yields (sealed when encrypted) while `feed` (which fills `input`, or nothing) runs;
-    /// a failed `feed` aborts the upload. Then keeps it ([`BucketBackup::keep_if_named`]), or
-    /// fails with `changed`.
+    /// a failed `feed` aborts the upload. Kept only when its plaintext is `named`
+    /// ([`Place::put_named`]); otherwise the step fails with `changed`.
     pub async fn upload_content<R: tokio::io::AsyncRead + Unpin + Send>(
         &mut self,
         (name, named): (&str, &StreamDigest),
@@ -351,32 +352,22 @@ impl BucketBackup {
         let key = Place::content_key(name);
         let content = crate::seal::ContentName::parse(name).ok();
         let context = content_context(content.as_ref(), &self.backup_uid, &key);
-        let put = async { self.place.put(self.sealer.as_deref(), context, &key, input).await.map_err(JobError::from) };
+        let put = async {
+            self.place.put_named(self.sealer.as_deref(), context, &key, input, named).await.map_err(JobError::from)
+        };
         let ((), stored) = tokio::try_join!(feed, put)?;
-        self.keep_if_named(key, stored, named, changed).await
+        let stored = stored.ok_or(changed)?;
+        self.record_upload(key, stored.stored);
+        Ok(())
     }
 
-    /// Records content object `key`, just uploaded as `stored`, in this step's part when its
-    /// plaintext is the `named` one its name was taken from. Otherwise its source changed since
-    /// it was named: the object is deleted, so no later backup references it, and the step fails
-    /// with `changed`.
-    async fn keep_if_named(
-        &mut self,
-        key: String,
-        stored: Transferred,
-        named: &StreamDigest,
-        changed: JobError,
-    ) -> Result<(), JobError> {
-        if stored.plaintext != *named {
-            self.place.store.delete(&self.place.key(&key)).await?;
-            return Err(changed);
-        }
-        let object = StoredObject { key: key.clone(), size: stored.stored.size, sha256: stored.stored.sha256 };
+    /// Records content object `key`, just uploaded and kept as `stored`, in this step's part.
+    fn record_upload(&mut self, key: String, stored: StreamDigest) {
+        let object = StoredObject { key: key.clone(), size: stored.size, sha256: stored.sha256 };
         self.traffic.uploaded += object.size;
         self.traffic.files_uploaded += 1;
         self.known_content.insert(key, object.clone());
         self.part.objects.push(object);
-        Ok(())
     }
 
     /// A namer of content: its keyed name when the backup is encrypted, `sha256-<hex>` when not.
